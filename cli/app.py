@@ -1,0 +1,39 @@
+"""The `ifa` command line: every command is a thin layer over a library call."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from ..errors import IfaError
+from . import curate, demo, evaluate, imports, init, render, show, stats
+
+app = typer.Typer(
+    name="ifa",
+    help="Curate large multi-label image datasets (iMaterialist Fashion) and run their human review.\n\n"
+         "Start with `ifa demo`; then `ifa init`, `ifa import imat FILE --split S`, `ifa stats`.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command("init")(init.init)
+app.add_typer(imports.app, name="import")
+app.command("stats")(stats.stats)
+app.command("show")(show.show)
+app.command("eval")(evaluate.evaluate)
+app.add_typer(curate.app, name="curate")
+app.command("demo")(demo.demo)
+
+
+def main() -> None:
+    """Console entry point: user errors print as one sentence, not a traceback."""
+    try:
+        app()
+    except IfaError as exc:
+        render.err.print(f"[red]error:[/] {exc}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        render.err.print("[yellow]interrupted[/]: every change is transactional, so nothing was half-written; rerun to finish.")
+        sys.exit(130)

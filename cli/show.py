@@ -1,0 +1,36 @@
+"""`ifa show`: one image, its labels by group and its history."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ..curation import show as show_lib
+from . import render
+from .options import DEFAULT_WS, JsonOpt, WorkspaceOpt, open_workspace
+
+
+def show(
+    image_id: Annotated[str, typer.Argument(help="The image's id.")],
+    workspace: WorkspaceOpt = DEFAULT_WS,
+    json_out: JsonOpt = False,
+) -> None:
+    """Show an image's split, status (and why), labels grouped by taxonomy group with their
+    source and status, and every event that touched it.
+
+    Example: ifa show 12345
+    """
+    with open_workspace(workspace, "show") as ws:
+        info = show_lib.describe(ws.ledger, ws.taxonomy, image_id)
+    if json_out:
+        render.emit_json(info)
+        return
+    status = info["status"] + (f" ({info['status_reason']})" if info["status_reason"] else "")
+    render.out.print(f"[bold]{info['image_id']}[/]  split {info['split']}  status {status}")
+    render.out.print(f"  file {info['path'] or '-'}  url {info['url'] or '-'}  sha256 {info['sha256'] or '-'}")
+    rows = [(l["group"], l["label"], l["label_id"], l["source"], l["status"] + (f" ({l['status_reason']})" if l["status_reason"] else ""))
+            for l in info["labels"]]
+    render.out.print(render.table("labels", ["group", "label", "id", "source", "status"], rows))
+    rows = [(e["time"], e["command"], e["kind"], e.get("label") or "", e["reason"] or "", e["rule"] or "") for e in info["events"]]
+    render.out.print(render.table("history", ["time", "command", "change", "label", "reason", "rule"], rows))

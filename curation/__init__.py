@@ -1,0 +1,1 @@
+"""Curation: the workspace ledger, import, fetch, attribute checks, dedup, model, export."""

@@ -1,0 +1,548 @@
+"""The workspace ledger: one SQLite file (WAL) that is the single source of truth.
+
+Only this package writes SQL. Every state change goes through `apply_changes`, which
+updates a status (never deletes) and appends one event per real change in the same
+transaction, so a change is either fully recorded or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ...errors import IfaError, WorkspaceBusy
+from .schema import MIGRATIONS
+
+# How long a second ifa process waits for the write lock before saying "workspace busy".
+BUSY_TIMEOUT_S = 10.0
+
+CHANGE_KINDS = ("set_aside", "restore_image", "drop_label", "add_label", "restore_label")
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Change:
+    """One requested state change. `rule` names what decided it (a rule id, a round, a
+    duplicate cluster); `reason` says why in words; `source` is the label's origin for
+    add_label."""
+
+    kind: str
+    image_id: str
+    label_id: int | None = None
+    reason: str = ""
+    rule: str = ""
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in CHANGE_KINDS:
+            raise ValueError(f"unknown change kind {self.kind!r}")
+        if self.kind in ("drop_label", "add_label", "restore_label") and self.label_id is None:
+            raise ValueError(f"{self.kind} needs a label_id")
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """What is known about an image's file once it is local."""
+
+    image_id: str
+    path: str
+    sha256: str
+    bytes: int
+    width: int | None
+    height: int | None
+
+
+class Ledger:
+    """Open (and migrate) the ledger at `path`. `command` is recorded on every event.
+
+    Raises WorkspaceBusy when another process holds the write lock past BUSY_TIMEOUT_S.
+    """
+
+    def __init__(self, path: Path, command: str = "library", busy_timeout: float = BUSY_TIMEOUT_S):
+        self.path = Path(path)
+        self.command = command
+        self.busy_timeout = busy_timeout
+        # isolation_level=None: we issue BEGIN IMMEDIATE ourselves so the write lock is
+        # taken up front, not on the first write halfway through a transaction.
+        self.conn = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+        self._depth = 0
+        try:
+            self.conn.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as exc:
+            raise self._busy(exc) from exc
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        self.conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across app crashes
+        self.migrate()
+
+    # ---- connection and transactions ----------------------------------------------
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "Ledger":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _busy(self, exc: sqlite3.OperationalError) -> Exception:
+        if "locked" in str(exc) or "busy" in str(exc):
+            return WorkspaceBusy(
+                f"The workspace {self.path.parent} is busy: another ifa command is writing to it. "
+                "Wait for it to finish, then run this again."
+            )
+        return exc
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """All-or-nothing block; nested uses join the outermost transaction."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self.conn
+            finally:
+                self._depth -= 1
+            return
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise self._busy(exc) from exc
+        self._depth = 1
+        try:
+            yield self.conn
+        except BaseException:
+            self._depth = 0
+            self.conn.execute("ROLLBACK")
+            raise
+        self._depth = 0
+        try:
+            self.conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            self.conn.execute("ROLLBACK")
+            raise self._busy(exc) from exc
+
+    def migrate(self) -> int:
+        """Apply the migrations this ledger lacks; returns the schema version."""
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise IfaError(
+                f"{self.path} was written by a newer ifa (schema {version}, this one knows {len(MIGRATIONS)}). "
+                "Upgrade ifa to use this workspace."
+            )
+        for target in range(version + 1, len(MIGRATIONS) + 1):
+            with self.transaction() as conn:
+                for statement in _statements(MIGRATIONS[target - 1]):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {target}")
+        return len(MIGRATIONS)
+
+    def query(self, sql: str, params: Sequence = ()) -> list[tuple]:
+        return self.conn.execute(sql, params).fetchall()
+
+    def frame(self, sql: str, params: Sequence = (), columns: Sequence[str] | None = None) -> pd.DataFrame:
+        cur = self.conn.execute(sql, params)
+        names = list(columns) if columns else [d[0] for d in cur.description]
+        return pd.DataFrame(cur.fetchall(), columns=names)
+
+    # ---- meta -----------------------------------------------------------------------
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+
+    # ---- events ---------------------------------------------------------------------
+    def append_event(self, kind: str, *, image_id: str | None = None, label_id: int | None = None,
+                     old: str | None = None, new: str | None = None, reason: str = "", rule: str = "",
+                     command: str | None = None) -> None:
+        """Record one event outside `apply_changes` (an import, a round created, ...)."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO events(time, command, kind, image_id, label_id, old, new, reason, rule) VALUES (?,?,?,?,?,?,?,?,?)",
+                (now(), command or self.command, kind, image_id, label_id, old, new, reason, rule),
+            )
+
+    def events_frame(self, image_id: str | None = None) -> pd.DataFrame:
+        """The event log (oldest first), optionally for one image."""
+        sql = "SELECT event_id, time, command, kind, image_id, label_id, old, new, reason, rule FROM events"
+        if image_id is not None:
+            return self.frame(sql + " WHERE image_id = ? ORDER BY event_id", (image_id,))
+        return self.frame(sql + " ORDER BY event_id")
+
+    # ---- imports ----------------------------------------------------------------------
+    def record_import(self, *, format: str, source: str, split: str, images: pd.DataFrame, labels: pd.DataFrame,
+                      issues: pd.DataFrame, key_style: str | None = None, int_ids: bool = False,
+                      summary: dict | None = None) -> dict[str, int]:
+        """Write one import in a single transaction.
+
+        images: image_id, url, path, status ('active' | 'set_aside'), status_reason; rows whose
+            image_id already exists are left as they are (a rerun adds only what is missing).
+        labels: image_id, label_id, status ('active' | 'quarantined'), status_reason; existing
+            (image, label) rows are kept with their current status.
+        issues: image_id, problem, detail, action.
+        Returns counts: images_added, images_existing, labels_added.
+        """
+        with self.transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO imports(time, command, format, source, split, key_style, int_ids, summary) VALUES (?,?,?,?,?,?,?,?)",
+                (now(), self.command, format, source, split, key_style, int(int_ids), json.dumps(summary or {})),
+            )
+            import_id = cur.lastrowid
+            before = conn.execute("SELECT count(*) FROM images").fetchone()[0]
+            conn.executemany(
+                "INSERT INTO images(image_id, split, url, path, status, status_reason, status_rule, status_command, import_id) "
+                "VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(image_id) DO UPDATE SET "
+                "url = coalesce(images.url, excluded.url), path = coalesce(images.path, excluded.path) "
+                "WHERE images.split = excluded.split",
+                zip(
+                    images["image_id"].tolist(),
+                    [split] * len(images),
+                    _nullable(images["url"]),
+                    _nullable(images["path"]),
+                    images["status"].tolist(),
+                    _nullable(images["status_reason"]),
+                    ["import" if s == "set_aside" else None for s in images["status"].tolist()],
+                    [self.command] * len(images),
+                    [import_id] * len(images),
+                ),
+            )
+            added = conn.execute("SELECT count(*) FROM images").fetchone()[0] - before
+            for row in images[images["status"] == "set_aside"].itertuples():
+                conn.execute(
+                    "INSERT INTO events(time, command, kind, image_id, old, new, reason, rule) "
+                    "SELECT ?, ?, 'set_aside', ?, NULL, 'set_aside', ?, 'import' WHERE EXISTS "
+                    "(SELECT 1 FROM images WHERE image_id = ? AND import_id = ?)",
+                    (now(), self.command, row.image_id, row.status_reason, row.image_id, import_id),
+                )
+            labels_added = 0
+            if len(labels):
+                pks = self._pks(labels["image_id"].unique())
+                pk = labels["image_id"].map(pks)
+                keep = pk.notna().to_numpy()
+                n_before = conn.execute("SELECT count(*) FROM labels").fetchone()[0]
+                conn.executemany(
+                    "INSERT OR IGNORE INTO labels(image_pk, label_id, source, status, status_reason, status_rule) VALUES (?,?,?,?,?,?)",
+                    zip(
+                        pk[keep].astype(np.int64).tolist(),
+                        labels["label_id"][keep].astype(np.int64).tolist(),
+                        ["import"] * int(keep.sum()),
+                        labels["status"][keep].tolist(),
+                        _nullable(labels["status_reason"][keep]),
+                        ["import" if s == "quarantined" else None for s in labels["status"][keep].tolist()],
+                    ),
+                )
+                labels_added = conn.execute("SELECT count(*) FROM labels").fetchone()[0] - n_before
+            if len(issues):
+                conn.executemany(
+                    "INSERT INTO import_issues(import_id, image_id, problem, detail, action) VALUES (?,?,?,?,?)",
+                    zip([import_id] * len(issues), _nullable(issues["image_id"]), issues["problem"].tolist(),
+                        issues["detail"].tolist(), issues["action"].tolist()),
+                )
+            counts = {"images_added": int(added), "images_existing": int(len(images) - added), "labels_added": int(labels_added)}
+            conn.execute(
+                "INSERT INTO events(time, command, kind, old, new, reason, rule) VALUES (?,?,?,?,?,?,?)",
+                (now(), self.command, "import", None, json.dumps(counts), f"{format} import of {source} into {split}", f"import:{import_id}"),
+            )
+        return counts
+
+    def imports_frame(self) -> pd.DataFrame:
+        return self.frame("SELECT import_id, time, command, format, source, split, key_style, int_ids, summary FROM imports ORDER BY import_id")
+
+    def image_splits(self, image_ids: Iterable[str] | None = None) -> dict[str, str]:
+        """image_id -> split for the given ids (all images when None)."""
+        if image_ids is None:
+            return dict(self.conn.execute("SELECT image_id, split FROM images").fetchall())
+        return {i: s for i, s in self._lookup("SELECT image_id, split FROM images WHERE image_id IN ({})", list(image_ids))}
+
+    def _pks(self, image_ids: Iterable[str]) -> dict[str, int]:
+        return {i: pk for i, pk in self._lookup("SELECT image_id, pk FROM images WHERE image_id IN ({})", list(image_ids))}
+
+    def _lookup(self, sql: str, keys: list) -> list[tuple]:
+        # SQLite caps bound parameters; 30k keys per statement stays under the default limit.
+        out: list[tuple] = []
+        for start in range(0, len(keys), 30000):
+            chunk = keys[start:start + 30000]
+            out.extend(self.conn.execute(sql.format(",".join("?" * len(chunk))), chunk).fetchall())
+        return out
+
+    # ---- reading images and labels ----------------------------------------------------
+    def images_frame(self, splits: Sequence[str] | None = None, status: str | None = "active") -> pd.DataFrame:
+        """One row per image: image_id, split, url, path, sha256, bytes, width, height,
+        status, status_reason, status_rule. `status=None` returns every image."""
+        where, params = _where(splits, status)
+        return self.frame(
+            "SELECT image_id, split, url, path, sha256, bytes, width, height, status, status_reason, status_rule "
+            f"FROM images {where} ORDER BY pk",
+            params,
+        )
+
+    def labels_frame(self, splits: Sequence[str] | None = None, image_status: str | None = "active",
+                     label_status: Sequence[str] | None = ("active",)) -> pd.DataFrame:
+        """One row per (image, label): image_id, split, label_id, source, status.
+
+        By default only active labels of active images; `label_status=None` returns all."""
+        where, params = _where(splits, image_status, prefix="i.")
+        if label_status is not None:
+            where += (" AND " if where else "WHERE ") + f"l.status IN ({','.join('?' * len(label_status))})"
+            params = [*params, *label_status]
+        return self.frame(
+            "SELECT i.image_id, i.split, l.label_id, l.source, l.status FROM labels l JOIN images i ON i.pk = l.image_pk "
+            f"{where} ORDER BY l.image_pk, l.label_id",
+            params,
+        )
+
+    def image(self, image_id: str) -> dict | None:
+        """The image's row as a dict, or None when the ledger lacks it."""
+        cur = self.conn.execute(
+            "SELECT image_id, split, url, path, sha256, bytes, width, height, status, status_reason, status_rule, status_command "
+            "FROM images WHERE image_id = ?",
+            (str(image_id),),
+        )
+        row = cur.fetchone()
+        return dict(zip([d[0] for d in cur.description], row)) if row else None
+
+    def image_labels(self, image_id: str) -> pd.DataFrame:
+        """Every label row of one image, whatever its status."""
+        return self.frame(
+            "SELECT l.label_id, l.source, l.status, l.status_reason, l.status_rule FROM labels l "
+            "JOIN images i ON i.pk = l.image_pk WHERE i.image_id = ? ORDER BY l.label_id",
+            (str(image_id),),
+        )
+
+    def set_aside_images(self, rule: str | None = None, image_id: str | None = None) -> pd.DataFrame:
+        where = ["status = 'set_aside'"]
+        params: list = []
+        if rule is not None:
+            where.append("status_rule = ?")
+            params.append(rule)
+        if image_id is not None:
+            where.append("image_id = ?")
+            params.append(image_id)
+        return self.frame(f"SELECT image_id, status_reason, status_rule FROM images WHERE {' AND '.join(where)}", params)
+
+    def dropped_labels(self, rule: str | None = None, image_id: str | None = None,
+                       statuses: Sequence[str] = ("dropped",)) -> pd.DataFrame:
+        where = [f"l.status IN ({','.join('?' * len(statuses))})"]
+        params: list = list(statuses)
+        if rule is not None:
+            where.append("l.status_rule = ?")
+            params.append(rule)
+        if image_id is not None:
+            where.append("i.image_id = ?")
+            params.append(image_id)
+        return self.frame(
+            "SELECT i.image_id, l.label_id, l.status, l.status_reason, l.status_rule FROM labels l "
+            f"JOIN images i ON i.pk = l.image_pk WHERE {' AND '.join(where)}",
+            params,
+        )
+
+    def label_counts(self, splits: Sequence[str] | None = None) -> pd.DataFrame:
+        """Active labels of active images, counted: split, label_id, images."""
+        where, params = _where(splits, "active", prefix="i.")
+        return self.frame(
+            "SELECT i.split, l.label_id, count(*) AS images FROM labels l JOIN images i ON i.pk = l.image_pk "
+            f"{where} AND l.status = 'active' GROUP BY i.split, l.label_id",
+            params,
+        )
+
+    def labels_per_image(self, splits: Sequence[str] | None = None) -> pd.DataFrame:
+        """How many active images carry n active labels: split, n, images (n = 0 included)."""
+        where, params = _where(splits, "active", prefix="i.")
+        return self.frame(
+            "SELECT split, n, count(*) AS images FROM (SELECT i.split AS split, count(l.label_id) AS n FROM images i "
+            "LEFT JOIN labels l ON l.image_pk = i.pk AND l.status = 'active' "
+            f"{where} GROUP BY i.pk) GROUP BY split, n",
+            params,
+        )
+
+    def group_image_counts(self, label_groups: dict[int, str], splits: Sequence[str] | None = None) -> pd.DataFrame:
+        """Active images with at least one active label of each group: split, group, images."""
+        where, params = _where(splits, "active", prefix="i.")
+        self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS label_group (label_id INTEGER PRIMARY KEY, grp TEXT)")
+        self.conn.execute("DELETE FROM label_group")
+        self.conn.executemany("INSERT INTO label_group VALUES (?, ?)", label_groups.items())
+        return self.frame(
+            "SELECT split, grp AS 'group', count(*) AS images FROM (SELECT DISTINCT i.split AS split, g.grp AS grp, l.image_pk "
+            "FROM labels l JOIN images i ON i.pk = l.image_pk JOIN label_group g ON g.label_id = l.label_id "
+            f"{where} AND l.status = 'active') GROUP BY split, grp",
+            params,
+        )
+
+    def counts(self) -> dict[str, int]:
+        (images,), (labels,) = self.query("SELECT count(*) FROM images"), self.query("SELECT count(*) FROM labels")
+        return {"images": images, "labels": labels}
+
+    # ---- files --------------------------------------------------------------------------
+    def record_files(self, files: Iterable[FileInfo]) -> int:
+        """Store path, sha256, size and dimensions of local image files; returns rows updated."""
+        with self.transaction() as conn:
+            cur = conn.executemany(
+                "UPDATE images SET path = ?, sha256 = ?, bytes = ?, width = ?, height = ? WHERE image_id = ?",
+                ((f.path, f.sha256, f.bytes, f.width, f.height, f.image_id) for f in files),
+            )
+            return cur.rowcount
+
+    # ---- changes --------------------------------------------------------------------------
+    def apply_changes(self, changes: Iterable[Change], command: str | None = None) -> dict[str, int]:
+        """Apply state changes in one transaction; returns how many of each kind took
+        effect. A change that is already true (an image already set aside, a label already
+        active) is a no-op and writes no event, so applying the same list twice changes
+        nothing the second time. Raises IfaError naming unknown image ids."""
+        by_kind: dict[str, list[Change]] = {k: [] for k in CHANGE_KINDS}
+        seen: set[tuple] = set()
+        for ch in changes:
+            key = (ch.kind, ch.image_id, ch.label_id)
+            if key not in seen:  # the first reason given for a change wins
+                seen.add(key)
+                by_kind[ch.kind].append(ch)
+        done = {k: 0 for k in CHANGE_KINDS}
+        if not seen:
+            return done
+        stamp, command = now(), command or self.command
+        with self.transaction() as conn:
+            conn.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS pending "
+                "(seq INTEGER PRIMARY KEY, image_id TEXT, label_id INTEGER, reason TEXT, rule TEXT, source TEXT, pk INTEGER)"
+            )
+            for kind, items in by_kind.items():
+                if not items:
+                    continue
+                conn.execute("DELETE FROM pending")
+                conn.executemany(
+                    "INSERT INTO pending(image_id, label_id, reason, rule, source) VALUES (?,?,?,?,?)",
+                    ((str(c.image_id), c.label_id, c.reason, c.rule, c.source) for c in items),
+                )
+                conn.execute("UPDATE pending SET pk = (SELECT pk FROM images WHERE images.image_id = pending.image_id)")
+                missing = [r[0] for r in conn.execute("SELECT image_id FROM pending WHERE pk IS NULL LIMIT 5")]
+                if missing:
+                    raise IfaError(f"The ledger has no image {', '.join(map(repr, missing))}; nothing was changed.")
+                done[kind] = _APPLY[kind](conn, stamp, command)
+            conn.execute("DELETE FROM pending")
+        return done
+
+
+def _apply_set_aside(conn: sqlite3.Connection, stamp: str, command: str) -> int:
+    conn.execute(
+        "INSERT INTO events(time, command, kind, image_id, old, new, reason, rule) "
+        "SELECT ?, ?, 'set_aside', p.image_id, 'active', 'set_aside', p.reason, p.rule "
+        "FROM pending p JOIN images i ON i.pk = p.pk WHERE i.status = 'active' ORDER BY p.seq",
+        (stamp, command),
+    )
+    return conn.execute(
+        "UPDATE images SET status = 'set_aside', status_reason = p.reason, status_rule = p.rule, status_command = ? "
+        "FROM pending p WHERE images.pk = p.pk AND images.status = 'active'",
+        (command,),
+    ).rowcount
+
+
+def _apply_restore_image(conn: sqlite3.Connection, stamp: str, command: str) -> int:
+    conn.execute(
+        "INSERT INTO events(time, command, kind, image_id, old, new, reason, rule) "
+        "SELECT ?, ?, 'restored', p.image_id, 'set_aside', 'active', "
+        "coalesce(nullif(p.reason, ''), 'restored; was set aside: ' || coalesce(i.status_reason, '')), "
+        "coalesce(nullif(p.rule, ''), i.status_rule) "
+        "FROM pending p JOIN images i ON i.pk = p.pk WHERE i.status = 'set_aside' ORDER BY p.seq",
+        (stamp, command),
+    )
+    return conn.execute(
+        "UPDATE images SET status = 'active', status_reason = NULL, status_rule = NULL, status_command = ? "
+        "FROM pending p WHERE images.pk = p.pk AND images.status = 'set_aside'",
+        (command,),
+    ).rowcount
+
+
+def _apply_drop_label(conn: sqlite3.Connection, stamp: str, command: str) -> int:
+    conn.execute(
+        "INSERT INTO events(time, command, kind, image_id, label_id, old, new, reason, rule) "
+        "SELECT ?, ?, 'label_dropped', p.image_id, p.label_id, l.status, 'dropped', p.reason, p.rule "
+        "FROM pending p JOIN labels l ON l.image_pk = p.pk AND l.label_id = p.label_id "
+        "WHERE l.status != 'dropped' ORDER BY p.seq",
+        (stamp, command),
+    )
+    return conn.execute(
+        "UPDATE labels SET status = 'dropped', status_reason = p.reason, status_rule = p.rule "
+        "FROM pending p WHERE labels.image_pk = p.pk AND labels.label_id = p.label_id AND labels.status != 'dropped'"
+    ).rowcount
+
+
+def _apply_add_label(conn: sqlite3.Connection, stamp: str, command: str) -> int:
+    conn.execute(
+        "INSERT INTO events(time, command, kind, image_id, label_id, old, new, reason, rule) "
+        "SELECT ?, ?, 'label_added', p.image_id, p.label_id, l.status, 'active', p.reason, p.rule "
+        "FROM pending p LEFT JOIN labels l ON l.image_pk = p.pk AND l.label_id = p.label_id "
+        "WHERE l.status IS NULL OR l.status != 'active' ORDER BY p.seq",
+        (stamp, command),
+    )
+    return conn.execute(
+        "INSERT INTO labels(image_pk, label_id, source, status, status_reason, status_rule) "
+        "SELECT pk, label_id, coalesce(nullif(source, ''), rule), 'active', reason, rule FROM pending WHERE true "
+        "ON CONFLICT(image_pk, label_id) DO UPDATE SET status = 'active', source = excluded.source, "
+        "status_reason = excluded.status_reason, status_rule = excluded.status_rule WHERE labels.status != 'active'"
+    ).rowcount
+
+
+def _apply_restore_label(conn: sqlite3.Connection, stamp: str, command: str) -> int:
+    conn.execute(
+        "INSERT INTO events(time, command, kind, image_id, label_id, old, new, reason, rule) "
+        "SELECT ?, ?, 'label_restored', p.image_id, p.label_id, l.status, 'active', "
+        "coalesce(nullif(p.reason, ''), 'restored; was dropped: ' || coalesce(l.status_reason, '')), "
+        "coalesce(nullif(p.rule, ''), l.status_rule) "
+        "FROM pending p JOIN labels l ON l.image_pk = p.pk AND l.label_id = p.label_id "
+        "WHERE l.status IN ('dropped', 'quarantined') ORDER BY p.seq",
+        (stamp, command),
+    )
+    return conn.execute(
+        "UPDATE labels SET status = 'active', status_reason = NULL, status_rule = NULL "
+        "FROM pending p WHERE labels.image_pk = p.pk AND labels.label_id = p.label_id "
+        "AND labels.status IN ('dropped', 'quarantined')"
+    ).rowcount
+
+
+_APPLY = {
+    "set_aside": _apply_set_aside,
+    "restore_image": _apply_restore_image,
+    "drop_label": _apply_drop_label,
+    "add_label": _apply_add_label,
+    "restore_label": _apply_restore_label,
+}
+
+
+def _where(splits: Sequence[str] | None, status: str | None, prefix: str = "") -> tuple[str, list]:
+    clauses, params = [], []
+    if splits:
+        clauses.append(f"{prefix}split IN ({','.join('?' * len(splits))})")
+        params.extend(splits)
+    if status is not None:
+        clauses.append(f"{prefix}status = ?")
+        params.append(status)
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def _nullable(series: pd.Series) -> list:
+    return [None if (v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA) else v for v in series.tolist()]
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements, keeping trigger bodies whole."""
+    out, buf = [], ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                out.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        out.append(buf.strip())
+    return out

@@ -1,0 +1,41 @@
+"""Undo: put set-aside images and dropped labels back, by the rule that changed them or
+by image. Nothing in ifa is hard-deleted, so everything can come back."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from ..errors import IfaError
+from .ledger import Change, Ledger
+
+
+@dataclass
+class RestoreResult:
+    images: list[str] = field(default_factory=list)
+    labels: list[tuple[str, int]] = field(default_factory=list)
+    applied: bool = False
+
+    def to_dict(self) -> dict:
+        return {"images": self.images, "labels": [{"image_id": i, "label_id": l} for i, l in self.labels],
+                "applied": self.applied}
+
+
+def restore(ledger: Ledger, rule: str | None = None, image_id: str | None = None, apply: bool = True) -> RestoreResult:
+    """Restore what `rule` set aside or dropped (or everything done to `image_id`).
+
+    Labels quarantined at import come back only with rule="import". Raises IfaError when
+    neither rule nor image is given, or the image is unknown."""
+    if rule is None and image_id is None:
+        raise IfaError("Say what to restore: --rule RULE_ID or --image IMAGE_ID.")
+    if image_id is not None and ledger.image(image_id) is None:
+        raise IfaError(f"The workspace has no image {image_id!r}.")
+    statuses = ("dropped", "quarantined") if rule == "import" else ("dropped",)
+    images = ledger.set_aside_images(rule=rule, image_id=image_id)
+    labels = ledger.dropped_labels(rule=rule, image_id=image_id, statuses=statuses)
+    result = RestoreResult(images["image_id"].tolist(), list(zip(labels["image_id"], labels["label_id"].astype(int))))
+    if apply:
+        changes = [Change("restore_image", i) for i in result.images]
+        changes += [Change("restore_label", i, l) for i, l in result.labels]
+        ledger.apply_changes(changes)
+        result.applied = True
+    return result

@@ -1,0 +1,122 @@
+"""The workspace folder: the ledger, content-addressed images, reports and exports."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import cached_property
+from pathlib import Path
+
+from ..errors import IfaError
+from ..taxonomy import Taxonomy
+from .ledger import Ledger
+
+DEFAULT_WORKSPACE = Path("ifa-workspace")
+ENV_VAR = "IFA_WORKSPACE"
+
+
+def default_root() -> Path:
+    return Path(os.environ.get(ENV_VAR) or DEFAULT_WORKSPACE)
+
+
+@dataclass
+class Workspace:
+    """An opened workspace. Use `Workspace.init` to create one and `Workspace.open` to
+    use an existing one; close it (or use it as a context manager) when done."""
+
+    root: Path
+    command: str = "library"
+    _ledger: Ledger | None = field(default=None, repr=False)
+
+    # ---- layout -------------------------------------------------------------------------
+    @property
+    def db_path(self) -> Path:
+        return self.root / "ifa.db"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.root / "images"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.root / "exports"
+
+    @property
+    def taxonomy_dir(self) -> Path:
+        return self.root / "taxonomy"
+
+    # ---- lifecycle --------------------------------------------------------------------------
+    @classmethod
+    def init(cls, root: Path | None = None, *, label_map: Path | None = None, groups: Path | None = None,
+             command: str = "init") -> "Workspace":
+        """Create (or reopen) a workspace at `root`. A custom taxonomy (label map CSV plus
+        cardinality CSV) is copied in and used by every later command.
+
+        Raises IfaError when only one of label_map/groups is given, when the taxonomy does
+        not load, or when the workspace already has a different taxonomy."""
+        root = Path(root or default_root())
+        if (label_map is None) != (groups is None):
+            raise IfaError("A custom taxonomy needs both --taxonomy (the label map CSV) and --groups (the cardinality CSV).")
+        ws = cls(root, command)
+        if label_map is not None:
+            Taxonomy.load(label_map, groups)  # validate before touching the workspace
+            if ws.db_path.exists() and not ws.taxonomy_dir.exists():
+                raise IfaError(f"{root} already uses the default taxonomy; start a new workspace for another one.")
+        for d in (ws.root, ws.images_dir, ws.reports_dir, ws.exports_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        if label_map is not None:
+            ws.taxonomy_dir.mkdir(exist_ok=True)
+            shutil.copyfile(label_map, ws.taxonomy_dir / "labels.csv")
+            shutil.copyfile(groups, ws.taxonomy_dir / "groups.csv")
+        ws.ledger  # creates and migrates ifa.db
+        return ws
+
+    @classmethod
+    def open(cls, root: Path | None = None, command: str = "library") -> "Workspace":
+        """Open an existing workspace. Raises IfaError when there is none at `root`."""
+        root = Path(root or default_root())
+        ws = cls(root, command)
+        if not ws.db_path.exists():
+            raise IfaError(f"There is no ifa workspace at {root}. Create one with `ifa init --workspace {root}`.")
+        return ws
+
+    def close(self) -> None:
+        if self._ledger is not None:
+            self._ledger.close()
+            self._ledger = None
+
+    def __enter__(self) -> "Workspace":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
+            self._ledger = Ledger(self.db_path, command=self.command)
+        return self._ledger
+
+    @cached_property
+    def taxonomy(self) -> Taxonomy:
+        if (self.taxonomy_dir / "labels.csv").exists():
+            return Taxonomy.load(self.taxonomy_dir / "labels.csv", self.taxonomy_dir / "groups.csv")
+        return Taxonomy.default()
+
+    # ---- outputs ------------------------------------------------------------------------------
+    def report_path(self, name: str, ext: str) -> Path:
+        """A fresh `reports/<name>-<UTC time>.<ext>`; never overwrites an earlier report."""
+        self.reports_dir.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        path = self.reports_dir / f"{name}-{stamp}.{ext}"
+        n = 1
+        while path.exists():
+            n += 1
+            path = self.reports_dir / f"{name}-{stamp}-{n}.{ext}"
+        return path

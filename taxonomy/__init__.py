@@ -1,0 +1,6 @@
+"""The label space: groups, cardinality, name/id maps and the Label Studio config."""
+
+from .labels import Group, Label, Taxonomy
+from .labelstudio_config import DISCARD_CHOICE, DISCARD_CONTROL, labeling_config
+
+__all__ = ["DISCARD_CHOICE", "DISCARD_CONTROL", "Group", "Label", "Taxonomy", "labeling_config"]
