@@ -1,0 +1,90 @@
+"""Self-contained HTML reports for people: sections of image cards with thumbnails.
+
+Thumbnails are embedded as small JPEG data URIs, so a report still shows its images when
+it is mailed or moved away from the workspace.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+THUMB_PX = 160
+
+
+def thumbnail_uri(path: str | Path | None, size: int = THUMB_PX) -> str | None:
+    """A data: URI of a JPEG thumbnail (longest side `size`), or None when the file is
+    missing or unreadable: a report must never fail because one image is bad."""
+    if not path:
+        return None
+    try:
+        with Image.open(path) as im:
+            im.draft("RGB", (size * 2, size * 2))  # decode JPEGs at reduced scale: much faster
+            im = ImageOps.exif_transpose(im)
+            im.thumbnail((size, size))
+            buf = io.BytesIO()
+            im.convert("RGB").save(buf, "JPEG", quality=80)
+    except Exception:  # noqa: BLE001 - any decoder error just means "no thumbnail"
+        return None
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+@dataclass
+class Card:
+    """One image in a report: its file (for the thumbnail) and lines of caption."""
+
+    title: str
+    path: str | None = None
+    lines: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Section:
+    """A heading, a paragraph, and rows of cards (each row shown side by side)."""
+
+    title: str
+    text: str = ""
+    rows: list[list[Card]] = field(default_factory=list)
+
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em;color:#222}
+h1{font-size:1.5em} h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ddd}
+.row{display:flex;gap:12px;margin:10px 0;padding:8px;background:#fafafa;border-radius:6px;flex-wrap:wrap}
+.card{width:180px;font-size:12px} .card img{max-width:170px;max-height:170px;display:block}
+.card .t{font-weight:600;word-break:break-all} .missing{width:160px;height:100px;background:#eee;
+display:flex;align-items:center;justify-content:center;color:#888}
+"""
+
+
+def page(title: str, sections: list[Section], intro: str = "") -> str:
+    """A complete HTML page; all text is escaped."""
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+             f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"]
+    if intro:
+        parts.append(f"<p>{html.escape(intro)}</p>")
+    for sec in sections:
+        parts.append(f"<h2>{html.escape(sec.title)}</h2>")
+        if sec.text:
+            parts.append(f"<p>{html.escape(sec.text)}</p>")
+        for row in sec.rows:
+            parts.append("<div class='row'>")
+            for card in row:
+                uri = thumbnail_uri(card.path)
+                img = f"<img src='{uri}' alt=''>" if uri else "<div class='missing'>no local image</div>"
+                lines = "".join(f"<div>{html.escape(str(l))}</div>" for l in card.lines)
+                parts.append(f"<div class='card'>{img}<div class='t'>{html.escape(card.title)}</div>{lines}</div>")
+            parts.append("</div>")
+    parts.append("</body></html>")
+    return "".join(parts)
+
+
+def write_page(path: Path, title: str, sections: list[Section], intro: str = "") -> Path:
+    path = Path(path)
+    path.write_text(page(title, sections, intro), encoding="utf-8")
+    return path
