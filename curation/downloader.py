@@ -204,6 +204,8 @@ def _transport_error(exc: Exception, url: str) -> FetchError:
     if isinstance(exc, u3.MaxRetryError) and exc.reason is not None:
         exc = exc.reason
     text = f"{url}: {type(exc).__name__}: {exc}"
+    if isinstance(exc, u3.NewConnectionError):  # a subclass of ConnectTimeoutError, but a refusal
+        return FetchError("connection", text)
     if isinstance(exc, (u3.TimeoutError, TimeoutError)):
         return FetchError("timeout", text)
     if isinstance(exc, (u3.IncompleteRead,)) or "IncompleteRead" in str(exc):

@@ -54,7 +54,8 @@ LOCK = ".fetch.lock"
 @dataclass(frozen=True)
 class FetchSettings:
     """How hard to pull. `retries` is retries after the first attempt; `timeout` is the
-    whole of one attempt (connect, headers, body) in seconds."""
+    whole of one attempt (connect, headers, body) in seconds; a batch of outcomes is
+    committed every `batch_size` images or `batch_seconds`, whichever comes first."""
 
     concurrency: int = 32
     timeout: float = 20.0
@@ -62,6 +63,8 @@ class FetchSettings:
     max_bytes: int = 20 * 1024 * 1024
     max_redirects: int = 5
     backoff: Backoff = Backoff()
+    batch_size: int = BATCH_SIZE
+    batch_seconds: float = BATCH_SECONDS
 
     def check(self) -> None:
         problems = []
@@ -73,6 +76,8 @@ class FetchSettings:
             problems.append(f"--retries must be 0 or more (got {self.retries})")
         if self.max_bytes <= 0:
             problems.append(f"--max-bytes must be positive (got {self.max_bytes})")
+        if self.batch_size < 1 or self.batch_seconds <= 0:
+            problems.append("batches need at least one image and a positive time")
         if self.max_redirects < 0:
             problems.append(f"--max-redirects must be 0 or more (got {self.max_redirects})")
         if problems:
@@ -190,6 +195,7 @@ class _Run:
         self.files: list[FileInfo] = []
         self.records: list[FetchRecord] = []
         self.last_commit = time.monotonic()
+        self.recovered_ids: set[str] = set()
 
     # ---- the run --------------------------------------------------------------------------
     def go(self) -> FetchResult:
@@ -249,7 +255,8 @@ class _Run:
             for cand in page:
                 if cand.path:
                     if os.path.exists(cand.path):
-                        self.result.skipped += 1
+                        # recovered files count as fetched (by this run), not as skipped
+                        self.result.skipped += cand.image_id not in self.recovered_ids
                         continue
                     self.total += 1  # its file is gone: fetch it again
                     self.task.update(total=self.total)
@@ -268,7 +275,7 @@ class _Run:
                 raise IfaError(f"Could not write to {self.store.root}: {exc}. Free space or fix permissions, "
                                "then rerun `ifa fetch`; what was fetched so far is kept.") from exc
             self._handle(outcome)
-        if len(self.records) >= BATCH_SIZE or time.monotonic() - self.last_commit >= BATCH_SECONDS:
+        if len(self.records) >= self.settings.batch_size or time.monotonic() - self.last_commit >= self.settings.batch_seconds:
             self._commit()
             self._show_rate()
         return rest
@@ -350,6 +357,7 @@ class _Run:
         if records:
             ledger_fetches.record(self.ledger, files, records)
         self.journal.reset()
+        self.recovered_ids = {r.image_id for r in records}
         return len(records)
 
     def _finish(self, started: float) -> None:
