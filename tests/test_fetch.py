@@ -301,3 +301,25 @@ def test_sigkill_mid_run_then_rerun(ws, tmp_path):
     assert asked_twice <= 4 * 4 and sum(srv.hits.values()) >= requests_before
     assert not list((ws.images_dir / ".partial").iterdir())
     assert _journal_lines(ws) == 0
+
+
+@pytest.mark.slow
+def test_ctrl_c_commits_what_is_done(ws, tmp_path):
+    photos = {p.name: p.read_bytes() for p in PHOTOS[:100]}
+    with HostileServer(photos, latency=0.05) as srv:
+        _import(ws, tmp_path, {f"p{i}": srv.url(f"img/{n}") for i, n in enumerate(photos)})
+        ws.close()
+        proc = subprocess.Popen([sys.executable, "-c", "from ifa.cli.app import main; main()", "fetch",
+                                 "-w", str(ws.root), "--concurrency", "4"], stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while _journal_lines(ws) < 10:  # done but not yet committed (batches are 2 s apart)
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr  # Typer exits 130 on Ctrl-C
+    fetched = ws.ledger.query("SELECT count(*) FROM images WHERE path IS NOT NULL")[0][0]
+    assert 10 <= fetched < 100 and _journal_lines(ws) == 0  # everything done was committed
+    assert ws.ledger.query("SELECT count(*) FROM fetches")[0][0] == fetched
+    event = json.loads(ws.ledger.events_frame().query("kind == 'fetch'")["new"].iloc[-1])
+    assert event["interrupted"] and event["fetched"] == fetched
