@@ -212,7 +212,7 @@ class _Run:
             with self.progress.task("fetching", total=total) as task:
                 self.task, self.total, self.started = task, total, time.monotonic()
                 self._download_all()
-        except KeyboardInterrupt:
+        except BaseException:  # Ctrl-C, or a store that cannot be written
             self.result.interrupted = True
             raise
         finally:
@@ -318,13 +318,13 @@ class _Run:
                 path = self.store.put(body.data, facts)
             except FetchError as exc:
                 retry, detail = REASONS[exc.reason][0], exc.detail
-                if exc.retry_after is not None:
+                if retry and exc.retry_after is not None:
                     if exc.retry_after > s.backoff.max_retry_after:
                         retry = False
                         detail += f"; Retry-After {exc.retry_after:.0f} s is longer than this run waits " \
                                   f"({s.backoff.max_retry_after:.0f} s): rerun with --retry-failed later"
                     else:
-                        self.gate.block(cand.url, exc.retry_after)
+                        self.gate.block(cand.url, exc.retry_after)  # the whole host waits, not one worker
                 if not retry or attempts > s.retries:
                     return _Outcome(cand, attempts, record=FetchRecord(
                         cand.image_id, "failed", attempts, exc.reason, exc.status, None, detail[:500]))
