@@ -84,10 +84,26 @@ CREATE TRIGGER events_no_delete BEFORE DELETE ON events
 BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
 """
 
+# `ifa fetch`: one row per image it has tried, holding the outcome of the last try.
+# attempts counts HTTP attempts over every run, so a URL that needed three runs shows it.
+V2_FETCHES = """
+CREATE TABLE fetches (
+    image_pk    INTEGER PRIMARY KEY REFERENCES images(pk),
+    status      TEXT NOT NULL CHECK (status IN ('fetched', 'failed')),
+    reason      TEXT,                -- failure reason (see `ifa fetch --help`); NULL when fetched
+    attempts    INTEGER NOT NULL,
+    http_status INTEGER,
+    final_url   TEXT,                -- after redirects
+    last_error  TEXT,
+    time        TEXT NOT NULL
+);
+CREATE INDEX fetches_status_reason ON fetches(status, reason);
+"""
+
 # Images a rule (e.g. a check-attributes rule with action "review") asks a person to look
 # at. One row per (image, rule): queueing twice is a no-op. status: pending (waiting for a
 # review round), sent (a round took it), done (reviewed), cancelled (undone by restore).
-V2_REVIEW_QUEUE = """
+V3_REVIEW_QUEUE = """
 CREATE TABLE review_queue (
     image_pk INTEGER NOT NULL REFERENCES images(pk),
     rule     TEXT NOT NULL,
@@ -100,4 +116,4 @@ CREATE TABLE review_queue (
 CREATE INDEX review_queue_status ON review_queue(status, rule);
 """
 
-MIGRATIONS: list[str] = [V1_FOUNDATION, V2_REVIEW_QUEUE]
+MIGRATIONS: list[str] = [V1_FOUNDATION, V2_FETCHES, V3_REVIEW_QUEUE]
