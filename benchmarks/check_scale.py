@@ -14,8 +14,10 @@ The random labels also break the default contradiction rules by chance (a sleeve
 shoe category, Neutral with Male, ...), so every rule has work.
 
 Peers, in the same run:
-- reading: the foundation's `Ledger.labels_frame` (one Python row per label) against
-  `ledger.arrays.label_arrays`; each runs in a fresh process so its peak memory is its own.
+- reading: the foundation's `Ledger.labels_frame` (one Python row per label) and
+  `Ledger.label_table` (JSON arrays, image ids included) against `ledger.arrays.label_arrays`
+  (packed integers, statuses included); each runs in a fresh process, so its peak memory
+  is its own.
 - rules: `loop_check`, the same rules written as a straightforward loop over images in
   Python, on a random sample of images, extrapolated linearly to the full set. On that
   sample its hits must equal the vectorised rules' hits exactly (checked; a mismatch fails).
@@ -86,24 +88,20 @@ def build(root: Path, n: int, seed: int = 0) -> Path:
     keep &= ~empty[img]
     img, lab = img[keep], lab[keep]
     unknown = np.flatnonzero(rng.random(n) < UNKNOWN)
-    no_issues = pd.DataFrame(columns=["image_id", "problem", "detail", "action"])
     with Workspace.init(root, command="benchmark") as ws:
         for split, lo, hi in zip(SPLITS, bounds[:-1], bounds[1:]):
             for start in range(lo, hi, 200_000):
                 stop = min(hi, start + 200_000)
-                ids = np.arange(start, stop)
-                images = pd.DataFrame({"image_id": (ids + 1).astype(str), "url": None, "path": None,
-                                       "status": "active", "status_reason": None})
+                ids = (np.arange(start, stop) + 1).astype(str).tolist()
                 a, b = np.searchsorted(img, [start, stop])
+                cuts = np.searchsorted(img[a:b], np.arange(start, stop + 1))
+                labs = lab[a:b].tolist()
+                labels = [(iid, labs[cuts[k]:cuts[k + 1]]) for k, iid in enumerate(ids) if cuts[k + 1] > cuts[k]]
                 u = unknown[(unknown >= start) & (unknown < stop)]
-                labels = pd.DataFrame({
-                    "image_id": np.r_[(img[a:b] + 1), (u + 1)].astype(str),
-                    "label_id": np.r_[lab[a:b], np.full(len(u), UNKNOWN_ID)],
-                    "status": ["active"] * (b - a) + ["quarantined"] * len(u),
-                    "status_reason": [None] * (b - a) + ["unknown-label"] * len(u),
-                })
-                ws.ledger.record_import(format="synthetic", source=f"synthetic:{n}:{seed}", split=split,
-                                        images=images, labels=labels, issues=no_issues)
+                ws.ledger.record_import(
+                    format="synthetic", source=f"synthetic:{n}:{seed}", split=split,
+                    images=[(iid, None, None, "active", None) for iid in ids], labels=labels,
+                    quarantined=[(str(k + 1), UNKNOWN_ID, "unknown-label") for k in u.tolist()], issues=[])
         ws.ledger.set_meta("benchmark", stamp)
     return root
 
@@ -216,6 +214,14 @@ def _read_frame(db: str) -> tuple[float, int, float]:
     return time.perf_counter() - start, len(frame), _peak_mb()
 
 
+def _read_table(db: str) -> tuple[float, int, float]:
+    ledger = Ledger(Path(db))
+    start = time.perf_counter()
+    # label_table filters on status but does not return it: one call per status
+    n = sum(len(ledger.label_table(label_status=(s,)).label_id) for s in ("active", "quarantined"))
+    return time.perf_counter() - start, n, _peak_mb()
+
+
 def _read_arrays(db: str) -> tuple[float, int, float]:
     ledger = Ledger(Path(db))
     start = time.perf_counter()
@@ -239,6 +245,19 @@ def _check(root: str) -> dict:
             "images": result.images_checked}
 
 
+def _apply(root: str) -> dict:
+    """check --apply on a copy of the ledger, then the rerun that must find nothing to do."""
+    with Workspace.open(Path(root), command="benchmark") as ws:
+        rules = load_rules(None, ws.taxonomy)
+        start = time.perf_counter()
+        first = attributes.check(ws.ledger, ws.taxonomy, rules, apply=True)
+        applied = time.perf_counter() - start
+        start = time.perf_counter()
+        again = attributes.check(ws.ledger, ws.taxonomy, rules, apply=True)
+        rerun = time.perf_counter() - start
+    return {"apply": applied, "changes": first.changes, "rerun": rerun, "rerun_changes": again.changes}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=1_000_000)
@@ -246,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loop-sample", type=int, default=50_000, help="images the per-image loop peer runs on")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "ifa-bench",
                         help="where the synthetic workspace is built and kept for reruns")
-    parser.add_argument("--skip-frame-peer", action="store_true", help="skip the labels_frame read (20 s, 2.7 GB at 1M)")
+    parser.add_argument("--skip-apply", action="store_true", help="skip --apply on a copy of the ledger")
+    parser.add_argument("--skip-frame-peer", action="store_true", help="skip the labels_frame read (16-20 s, 2.7 GB at 1M)")
     args = parser.parse_args(argv)
 
     root = args.workdir / f"check-{args.images}-{args.seed}"
@@ -257,6 +277,14 @@ def main(argv: list[str] | None = None) -> int:
 
     check = _in_child(_check, str(root))
     read_s, n_rows, read_mb = _in_child(_read_arrays, db)
+    table_read = _in_child(_read_table, db)
+    applied = None
+    if not args.skip_apply:
+        import shutil
+        with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+            copy = Path(tmp) / "ws"
+            shutil.copytree(root, copy)
+            applied = _in_child(_apply, str(copy))
     frame = None if args.skip_frame_peer else _in_child(_read_frame, db)
 
     # The loop peer and the equality check, on the same random sample of images.
@@ -282,10 +310,17 @@ def main(argv: list[str] | None = None) -> int:
     table = [
         ("read labels from the ledger", f"{read_s:.1f} s, peak {read_mb:,.0f} MB (label_arrays)",
          f"{frame[0]:.1f} s, peak {frame[2]:,.0f} MB (Ledger.labels_frame)" if frame else "skipped"),
+        ("", "", f"{table_read[0]:.1f} s, peak {table_read[2]:,.0f} MB (Ledger.label_table, image ids included)"),
         (f"run {len(rules)} rules", f"{steps.get('checking rules', 0):.1f} s (vectorised)",
          f"{loop_s * scale:.0f} s (per-image loop: {loop_s:.1f} s on {small.n_images:,} images x {scale:.0f})"),
+        ("list hit images (ids, label names)", f"{steps.get('listing hit images', 0):.1f} s", ""),
         ("check() end to end, dry run", f"{check['check']:.1f} s (target <= 20 s), peak {check['peak_mb']:,.0f} MB", ""),
         ("reports (CSV + HTML)", f"{check['reports']:.1f} s", ""),
+        *([] if applied is None else [
+            ("check --apply (one transaction)", f"{applied['apply']:.1f} s: " + ", ".join(
+                f"{v:,} {k}" for k, v in applied["changes"].items()), ""),
+            ("rerun after --apply", f"{applied['rerun']:.1f} s: " + ", ".join(
+                f"{v:,} {k}" for k, v in applied["rerun_changes"].items()), "")]),
         (f"same hits on the {small.n_images:,}-image sample", "yes" if not mismatched else f"NO: {mismatched}",
          f"vectorised {vec_small_s:.2f} s vs loop {loop_s:.1f} s"),
     ]
@@ -293,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     for row in [("step", "ifa", "peer"), tuple("-" * w for w in widths), *table]:
         print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |")
     print("\nimages hit per rule:", ", ".join(f"{k} {v:,}" for k, v in check["rules"].items()))
-    return 1 if mismatched else 0
+    idle = applied is None or not any(applied["rerun_changes"].values())
+    return 1 if mismatched or not idle else 0
 
 
 if __name__ == "__main__":

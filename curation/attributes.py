@@ -61,7 +61,8 @@ class CheckResult:
 
     rules:   rule id -> RuleResult, in the rules' order.
     hits:    one row per (rule, image): image_id, split, rule, label_ids (space-separated),
-             labels (names, '; '-separated), action, path (local file or None).
+             labels (names, '; '-separated), action, path (local file or None), culprits (names
+             of the labels that broke the rule: what drop-labels drops).
     applied: whether the actions were applied (False: a dry run).
     changes: set_aside / drop_label / review -> how many took (or would take) effect.
     """
@@ -238,7 +239,7 @@ def _per_image(rows: pd.DataFrame, ruleset: RuleSet, view: LabelView, ledger: Le
     """Collapse label rows to one row per (rule, image) with the labels involved, and
     fetch the image ids and paths (only of hit images: strings for a million images are
     never built)."""
-    columns = [*CSV_COLUMNS, "path", "_rule", "_image", "_start", "_stop"]
+    columns = [*CSV_COLUMNS, "path", "culprits", "_rule", "_image", "_start", "_stop"]
     if not len(rows):
         return pd.DataFrame(columns=columns)
     r, i = rows["_rule"].to_numpy(), rows["_image"].to_numpy()
@@ -251,15 +252,18 @@ def _per_image(rows: pd.DataFrame, ruleset: RuleSet, view: LabelView, ledger: Le
     ids = [str(int(k)) if k >= 0 else "" for k in labels.tolist()]
     names = [name_of[k] if k >= 0 else "" for k in labels.tolist()]
     # One join per hit image, for the report's text; the checks themselves ran on arrays.
-    label_ids = [" ".join(x for x in ids[a:b] if x) for a, b in zip(starts.tolist(), stops.tolist())]
-    label_names = ["; ".join(x for x in names[a:b] if x) for a, b in zip(starts.tolist(), stops.tolist())]
+    bounds = list(zip(starts.tolist(), stops.tolist()))
+    label_ids = [" ".join(x for x in ids[a:b] if x) for a, b in bounds]
+    label_names = ["; ".join(x for x in names[a:b] if x) for a, b in bounds]
+    culprit = rows["culprit"].to_numpy().tolist()
+    culprits = ["; ".join(x for x, c in zip(names[a:b], culprit[a:b]) if x and c) for a, b in bounds]
     images = image_rows(ledger, view.arrays.image_pk[i[starts]])
     actions = np.array([rule.action for rule in ruleset], dtype=object)
     rule_ids = np.array([rule.id for rule in ruleset], dtype=object)
     return pd.DataFrame({
         "image_id": images["image_id"].to_numpy(), "split": images["split"].to_numpy(),
         "rule": rule_ids[r[starts]], "label_ids": label_ids, "labels": label_names, "action": actions[r[starts]],
-        "path": images["path"].to_numpy(), "_rule": r[starts], "_image": i[starts], "_start": starts, "_stop": stops,
+        "path": images["path"].to_numpy(), "culprits": culprits, "_rule": r[starts], "_image": i[starts], "_start": starts, "_stop": stops,
     })
 
 
@@ -319,8 +323,11 @@ def _sections(result: CheckResult, cards_per_rule: int) -> list[Section]:
             # An even spread over the hits, not just the first ones in ledger order.
             pick = np.unique(np.linspace(0, len(mine) - 1, min(cards_per_rule, len(mine))).astype(int))
             sample = mine.iloc[pick]
-            cards = [Card(iid, path if isinstance(path, str) else None, [split, labels or "(no labels)", res.action])
-                     for iid, split, labels, path in zip(sample["image_id"], sample["split"], sample["labels"], sample["path"])]
+            action = {"drop-labels": "drops: {}"}.get(res.action, res.action)
+            cards = [Card(iid, path if isinstance(path, str) else None,
+                          [split, labels or "(no labels)", action.format(culprits)])
+                     for iid, split, labels, path, culprits in
+                     zip(sample["image_id"], sample["split"], sample["labels"], sample["path"], sample["culprits"])]
             section.rows = [cards[k:k + 6] for k in range(0, len(cards), 6)]
         sections.append(section)
     return sections

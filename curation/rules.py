@@ -273,7 +273,7 @@ class Contradiction(RuleKind):
     def setup(self, pair) -> None:
         if not isinstance(pair, list) or not pair:
             raise IfaError(f"{self.where}: a contradiction rule needs at least one [[rule.pair]] with a, b and why.")
-        self.pairs = []
+        self.pairs, self.texts = [], []
         for n, entry in enumerate(pair, start=1):
             where = f"{self.where}, pair {n}"
             extra = set(entry) - {"a", "b", "a_groups", "b_groups", "why"}
@@ -281,23 +281,23 @@ class Contradiction(RuleKind):
                 raise IfaError(f"{where}: unknown key(s) {', '.join(sorted(extra))} (keys: a, a_groups, b, b_groups, why).")
             if not str(entry.get("why", "")).strip():
                 raise IfaError(f"{where}: say why the pair is a contradiction (why = \"...\").")
-            sides = []
+            sides, texts = [], []
             for side in ("a", "b"):
-                cols = np.concatenate([self.labels(entry.get(side, []), f"pair {n}, {side}"),
-                                       self.group_columns(self.groups(entry.get(f"{side}_groups", []), f"pair {n}, {side}_groups"))])
+                named = self.labels(entry.get(side, []), f"pair {n}, {side}")
+                groups = self.groups(entry.get(f"{side}_groups", []), f"pair {n}, {side}_groups")
+                cols = np.unique(np.concatenate([named, self.group_columns(groups)]))
                 if not len(cols):
                     raise IfaError(f"{where}: side {side} names no label (give {side} and/or {side}_groups).")
-                sides.append(np.unique(cols))
+                sides.append(cols)
+                texts.append(" or ".join(filter(None, [_listing(self.taxonomy.names(self.taxonomy.label_ids[named])),
+                                                       " or ".join(f"any {self.taxonomy.groups[g].name} label" for g in groups)])))
             if np.intersect1d(*sides).size:
                 raise IfaError(f"{where}: a label is on both sides.")
             self.pairs.append((sides[0], sides[1], str(entry["why"]).strip()))
+            self.texts.append((texts[0], texts[1]))
 
     def describe(self) -> list[str]:
-        ids = self.taxonomy.label_ids
-        def side(cols):
-            names = self.taxonomy.names(ids[cols])
-            return ", ".join(names) if len(names) <= 6 else f"{', '.join(names[:5])} and {len(names) - 5} more"
-        return [f"{side(a)} with {side(b)}: {why}" for a, b, why in self.pairs]
+        return [f"{a} with {b}: {why}" for (a, b), (_, _, why) in zip(self.texts, self.pairs)]
 
     def find(self, view: LabelView) -> Hits:
         parts = []
@@ -307,6 +307,10 @@ class Contradiction(RuleKind):
             in_a, in_b = view.column_mask(a)[view.column], view.column_mask(b)[view.column]
             parts.append(view.hits(rows & (in_a | in_b), culprit=in_b))
         return Hits.concat(parts)
+
+
+def _listing(names: list[str]) -> str:
+    return ", ".join(names) if len(names) <= 6 else f"{', '.join(names[:5])} or {len(names) - 5} more"
 
 
 class _Statistical(RuleKind):

@@ -172,7 +172,8 @@ def test_reports_and_review_file(planted):
     assert "strapless-contradiction: 1 images" in html
     assert html.count("data:image/jpeg;base64,") >= 10  # the sample's photos are local: thumbnails
     assert "no local image" in html  # planted-unknown has only a URL
-    assert "Turtlenecks: A turtleneck is a high collar" in html  # each pair's why is in the report
+    assert "Strapless with Turtlenecks: A turtleneck is a high collar" in html
+    assert "with any sleeve label or any neckline label" in html and "drops: Short Sleeves" in html  # each pair's why is in the report
     review = Path(result.review_files["train"])
     assert review.read_text().split() == [p["gender"]]
 
