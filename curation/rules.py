@@ -487,12 +487,13 @@ def load_rules(path: Path | None = None, taxonomy: Taxonomy | None = None) -> Ru
     for spec in specs.values():
         if spec.get("enabled", True) is False:
             continue
+        from_defaults = spec["_source"] == str(DEFAULT_RULES)
         try:
             out.rules.append(_compile(spec, taxonomy))
         except IfaError as exc:
             # The shipped rules name iMaterialist labels; on another dataset's taxonomy a
             # rule whose labels it lacks is skipped rather than blocking every check.
-            if custom_taxonomy and spec["_source"] == str(DEFAULT_RULES):
+            if custom_taxonomy and from_defaults:
                 out.notes.append(f"default rule {spec['id']!r} skipped: {exc}")
                 continue
             raise
@@ -539,6 +540,8 @@ def _compile(spec: dict, taxonomy: Taxonomy) -> Rule:
     for key in ("description", "action"):
         if not isinstance(spec.get(key), str) or not spec[key].strip():
             raise IfaError(f"{where}: {key} is required.")
+    if not isinstance(spec.get("enabled", True), bool):
+        raise IfaError(f"{where}: enabled must be true or false.")
     severity = spec.get("severity", "warning")
     if severity not in SEVERITIES:
         raise IfaError(f"{where}: severity must be one of {', '.join(SEVERITIES)}, not {severity!r}.")

@@ -302,3 +302,17 @@ def test_vectorised_rules_agree_with_a_per_image_loop(tmp_path):
     assert vec == loop
     only_val = ["validation"]
     assert vector_hits(arrays, tax, rules, only_val) == loop_check(arrays, tax, rules, only_val)
+
+
+def test_default_rules_on_another_taxonomy_skip_what_it_lacks(tmp_path):
+    from ifa.taxonomy import Taxonomy
+
+    (tmp_path / "labels.csv").write_text("labelId,taskId,labelName,taskName\n1,1,Shirt,category\n2,1,Shoe,category\n"
+                                         "3,2,Long Sleeved,sleeve\n")
+    (tmp_path / "groups.csv").write_text("group,cardinality\ncategory,single\nsleeve,single\n")
+    tax = Taxonomy.load(tmp_path / "labels.csv", tmp_path / "groups.csv")
+    rules = load_rules(None, tax)
+    assert [r.id for r in rules] == ["single-group-conflict", "unknown-label", "no-labels", "unseen-pair", "rare-label"]
+    skipped = " ".join(rules.notes)
+    for rule_id in ("garment-part-on-non-garment", "strapless-contradiction", "sleeveless-top-conflict", "gender-contradiction"):
+        assert rule_id in skipped
