@@ -35,9 +35,11 @@ def main() -> None:
     except IfaError as exc:
         render.err.print(f"[red]error:[/] {exc}")
         sys.exit(1)
-    except KeyboardInterrupt:
-        render.err.print("[yellow]interrupted[/]: every change is transactional, so nothing was half-written; rerun to finish.")
-        sys.exit(130)
+    except SystemExit as exc:
+        if exc.code == 130:  # Typer turns Ctrl-C into a bare exit 130; say what it means
+            render.err.print("[yellow]interrupted[/]: every change is transactional, so nothing was half-written; "
+                             "rerun to finish.")
+        raise
 
 
 if __name__ == "__main__":
