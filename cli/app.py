@@ -7,7 +7,7 @@ import sys
 import typer
 
 from ..errors import IfaError
-from . import curate, demo, evaluate, fetch, imports, init, render, show, stats
+from . import curate, demo, evaluate, export, fetch, imports, init, render, show, stats
 
 app = typer.Typer(
     name="ifa",
@@ -26,6 +26,7 @@ app.command("eval")(evaluate.evaluate)
 app.add_typer(curate.app, name="curate")
 app.command("demo")(demo.demo)
 app.command("fetch")(fetch.fetch)
+app.command("export")(export.export)
 
 
 def main() -> None:
