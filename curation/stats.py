@@ -54,9 +54,10 @@ class Stats:
         return {"splits": {k: v.to_dict() for k, v in self.splits.items()}, "plots": self.plots}
 
 
-def compute(ledger: Ledger, taxonomy: Taxonomy, splits: Sequence[str] | None = None) -> Stats:
-    """Statistics per split present in the ledger (or the given splits)."""
-    table = ledger.label_table(splits)
+def compute(ledger: Ledger, taxonomy: Taxonomy, splits: Sequence[str] | None = None, as_imported: bool = False) -> Stats:
+    """Statistics per split present in the ledger (or the given splits): of today's active
+    images and labels, or with as_imported=True of the dataset as it was imported."""
+    table = ledger.label_table(splits, as_imported=as_imported)
     image_split = table.images["split"].to_numpy()
     per_image = np.bincount(table.image_index, minlength=len(table.images))
     col = taxonomy.column_of(table.label_id)  # -1: an id the taxonomy lacks
