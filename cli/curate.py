@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from ..curation import attributes
 from ..curation import restore as restore_lib
 from . import render
-from .options import DEFAULT_WS, JsonOpt, WorkspaceOpt, open_workspace
+from .options import DEFAULT_WS, ApplyOpt, JsonOpt, SplitsOpt, WorkspaceOpt, open_workspace
 
 app = typer.Typer(help="Clean the dataset: attribute checks, dedup, noisy labels; restore undoes.", no_args_is_help=True)
 
@@ -31,4 +33,54 @@ def restore(
         render.emit_json(result.to_dict())
         return
     verb = "restored" if result.applied else "would restore"
-    render.done(f"{verb} {len(result.images):,} images and {len(result.labels):,} labels")
+    render.done(f"{verb} {len(result.images):,} images and {len(result.labels):,} labels"
+                + (f"; {len(result.reviews):,} taken off the review queue" if result.reviews else ""))
+
+
+@app.command("check-attributes")
+def check_attributes(
+    split: SplitsOpt = None,
+    rules: Annotated[Optional[Path], typer.Option(
+        "--rules", help="A rules TOML that extends the defaults (same id: overrides; `extend = false`: replaces them).",
+        exists=True, dir_okay=False)] = None,
+    apply: ApplyOpt = False,
+    workspace: WorkspaceOpt = DEFAULT_WS,
+    json_out: JsonOpt = False,
+) -> None:
+    """Check every image's labels against the attribute rules; set confused images aside.
+
+    The default rules (taxonomy/rules.toml) catch two labels in a single-label group,
+    unknown label ids, images without labels, sleeves or necklines on shoes and
+    contradictory pairs (Strapless with Turtlenecks, Neutral with Male, ...); they also
+    report rare labels and label pairs never seen in train.
+
+    A rule's action sets the image aside, drops the labels that broke it, queues the
+    image for review, or only reports. Without --apply nothing changes. Reports:
+    reports/check-attributes-*.csv and .html. Undo: ifa curate restore --rule RULE_ID.
+
+    Example: ifa curate check-attributes --split train --rules my-rules.toml --apply
+    """
+    with open_workspace(workspace, "curate check-attributes") as ws:
+        result = attributes.run(ws, rules, split, apply, render.RichProgress(quiet=json_out))
+    if json_out:
+        render.emit_json(result.to_dict())
+        return
+    rows = [(r.id, r.action, f"{r.images:,}", *(f"{r.by_split.get(s, 0):,}" for s in result.splits),
+             f"{r.changes:,}" if r.action != "report" else "")
+            for r in result.rules.values()]
+    title = f"Attribute check: {result.images_checked:,} active images ({', '.join(result.splits)})"
+    render.out.print(render.table(title, ["rule", "action", "images", *(f"#{s}" for s in result.splits), "# changes"], rows))
+    for note in result.notes:
+        render.err.print(f"[yellow]note:[/] {note}")
+    c = result.changes
+    what = (f"{c['set_aside']:,} images set aside, {c['drop_label']:,} labels dropped, "
+            f"{c['review']:,} images queued for review")
+    if result.applied:
+        render.done(f"applied: {what}; undo with `ifa curate restore --rule RULE_ID`")
+    else:
+        render.done(f"dry run, would do: {what}; rerun with --apply to apply")
+    # soft_wrap: a path cut across lines cannot be copied
+    render.out.print(f"report: {result.report_csv}\nreport: {result.report_html}", soft_wrap=True)
+    for split_name, path in result.review_files.items():
+        render.out.print(f"pending review ({split_name}): {path}\n  next: ifa review create --split {split_name} "
+                         f"--images-from {path}", soft_wrap=True)

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 from ..errors import IfaError
 from .ledger import Change, Ledger
+from .ledger.review_queue import review_queue, set_review_status
 
 
 @dataclass
@@ -14,17 +15,19 @@ class RestoreResult:
     images: list[str] = field(default_factory=list)
     labels: list[tuple[str, int]] = field(default_factory=list)
     applied: bool = False
+    reviews: list[tuple[str, str]] = field(default_factory=list)  # (image_id, rule) taken off the review queue
 
     def to_dict(self) -> dict:
         return {"images": self.images, "labels": [{"image_id": i, "label_id": l} for i, l in self.labels],
-                "applied": self.applied}
+                "reviews": [{"image_id": i, "rule": r} for i, r in self.reviews], "applied": self.applied}
 
 
 def restore(ledger: Ledger, rule: str | None = None, image_id: str | None = None, apply: bool = True) -> RestoreResult:
     """Restore what `rule` set aside or dropped (or everything done to `image_id`).
 
-    Labels quarantined at import come back only with rule="import". Raises IfaError when
-    neither rule nor image is given, or the image is unknown."""
+    Labels quarantined at import come back only with rule="import". Images the rule queued
+    for review and no round has taken yet are taken off the queue (status cancelled).
+    Raises IfaError when neither rule nor image is given, or the image is unknown."""
     if rule is None and image_id is None:
         raise IfaError("Say what to restore: --rule RULE_ID or --image IMAGE_ID.")
     if image_id is not None and ledger.image(image_id) is None:
@@ -32,10 +35,16 @@ def restore(ledger: Ledger, rule: str | None = None, image_id: str | None = None
     statuses = ("dropped", "quarantined") if rule == "import" else ("dropped",)
     images = ledger.set_aside_images(rule=rule, image_id=image_id)
     labels = ledger.dropped_labels(rule=rule, image_id=image_id, statuses=statuses)
-    result = RestoreResult(images["image_id"].tolist(), list(zip(labels["image_id"], labels["label_id"].astype(int))))
+    queued = review_queue(ledger, rules=None if rule is None else [rule], statuses=("pending",), image_id=image_id)
+    result = RestoreResult(images["image_id"].tolist(), list(zip(labels["image_id"], labels["label_id"].astype(int))),
+                           reviews=list(zip(queued["image_id"], queued["rule"])))
     if apply:
         changes = [Change("restore_image", i) for i in result.images]
         changes += [Change("restore_label", i, l) for i, l in result.labels]
-        ledger.apply_changes(changes)
+        with ledger.transaction():
+            ledger.apply_changes(changes)
+            if result.reviews:
+                set_review_status(ledger, "cancelled", rule=rule, image_ids=None if image_id is None else [image_id],
+                                  reason="restored")
         result.applied = True
     return result

@@ -100,4 +100,20 @@ CREATE TABLE fetches (
 CREATE INDEX fetches_status_reason ON fetches(status, reason);
 """
 
-MIGRATIONS: list[str] = [V1_FOUNDATION, V2_FETCHES]
+# Images a rule (e.g. a check-attributes rule with action "review") asks a person to look
+# at. One row per (image, rule): queueing twice is a no-op. status: pending (waiting for a
+# review round), sent (a round took it), done (reviewed), cancelled (undone by restore).
+V3_REVIEW_QUEUE = """
+CREATE TABLE review_queue (
+    image_pk INTEGER NOT NULL REFERENCES images(pk),
+    rule     TEXT NOT NULL,
+    reason   TEXT,
+    time     TEXT NOT NULL,
+    command  TEXT NOT NULL,
+    status   TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'done', 'cancelled')),
+    PRIMARY KEY (image_pk, rule)
+) WITHOUT ROWID;
+CREATE INDEX review_queue_status ON review_queue(status, rule);
+"""
+
+MIGRATIONS: list[str] = [V1_FOUNDATION, V2_FETCHES, V3_REVIEW_QUEUE]

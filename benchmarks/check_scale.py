@@ -1,0 +1,336 @@
+"""`ifa curate check-attributes` at the paper's scale: 1,000,000 synthetic images.
+
+    python -m benchmarks.check_scale                # from the repo root; builds the ledger once (~80 s)
+    python -m benchmarks.check_scale --images 200000 --loop-sample 20000
+
+Target (issue 3): the check of 1M images in <= 20 s on the 2-core dev machine, vectorised.
+
+The ledger holds `synthetic.label_pairs` labels (5.8 per image, Table 1 group shares) split
+like the real dataset (train 95.2%, validation 0.9%, test 3.7%, all labelled), plus planted
+problems: 0.5% of images lose their labels, 0.2% get an unknown label id (quarantined, as
+import keeps it), 0.3% get a second category, and the most common color and material
+never meet on a training image (an unseen pair wherever they meet in validation/test).
+The random labels also break the default contradiction rules by chance (a sleeve on a
+shoe category, Neutral with Male, ...), so every rule has work.
+
+Peers, in the same run:
+- reading: the foundation's `Ledger.labels_frame` (one Python row per label) and
+  `Ledger.label_table` (JSON arrays, image ids included) against `ledger.arrays.label_arrays`
+  (packed integers, statuses included); each runs in a fresh process, so its peak memory
+  is its own.
+- rules: `loop_check`, the same rules written as a straightforward loop over images in
+  Python, on a random sample of images, extrapolated linearly to the full set. On that
+  sample its hits must equal the vectorised rules' hits exactly (checked; a mismatch fails).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import resource
+import sys
+import tempfile
+import time
+from collections import Counter
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .synthetic import label_pairs
+from ifa.curation import attributes
+from ifa.curation.ledger import SPLITS, Ledger
+from ifa.curation.ledger.arrays import LabelArrays, label_arrays
+from ifa.curation.rules import LabelView, RuleSet, load_rules
+from ifa.curation.workspace import Workspace
+from ifa.taxonomy import Taxonomy
+
+# The real dataset: 1,012,947 train / 9,897 validation / 39,706 test images.
+SPLIT_SHARE = {"train": 0.9524, "validation": 0.0093, "test": 0.0373}
+NO_LABELS, UNKNOWN, SECOND_CATEGORY = 0.005, 0.002, 0.003
+UNKNOWN_ID = 999
+BUILD_VERSION = "check-scale-2"
+
+
+# ---- the synthetic ledger -------------------------------------------------------------------------
+def build(root: Path, n: int, seed: int = 0) -> Path:
+    """A workspace at `root` holding `n` synthetic images (reused when already built)."""
+    root = Path(root)
+    stamp = f"{BUILD_VERSION}:{n}:{seed}"
+    if (root / "ifa.db").exists():
+        with Workspace.open(root) as ws:
+            if ws.ledger.get_meta("benchmark") == stamp:
+                return root
+    if root.exists():
+        import shutil
+        shutil.rmtree(root)
+    rng = np.random.default_rng(seed + 1)
+    tax = Taxonomy.default()
+    img, lab = label_pairs(n, seed, tax)
+    bounds = np.cumsum([0] + [round(n * SPLIT_SHARE[s]) for s in SPLITS])
+    bounds[-1] = n
+    # a second category on 0.3% of images (a repeat of the first is dropped below)
+    extra = np.flatnonzero(rng.random(n) < SECOND_CATEGORY)
+    categories = np.array(tax.group("category").label_ids)
+    img, lab = np.r_[img, extra], np.r_[lab, rng.choice(categories, len(extra))]
+    key = np.unique(img * 1000 + lab)
+    img, lab = key // 1000, key % 1000
+    # the commonest color and material never together on a training image
+    counts = np.bincount(lab, minlength=1000)
+    color = max(tax.group("color").label_ids, key=lambda i: counts[i])
+    material = max(tax.group("material").label_ids, key=lambda i: counts[i])
+    has_color = np.zeros(n, bool)
+    has_color[img[lab == color]] = True
+    in_train = img < bounds[1]
+    keep = ~((lab == material) & has_color[img] & in_train)
+    empty = rng.random(n) < NO_LABELS
+    keep &= ~empty[img]
+    img, lab = img[keep], lab[keep]
+    unknown = np.flatnonzero(rng.random(n) < UNKNOWN)
+    with Workspace.init(root, command="benchmark") as ws:
+        for split, lo, hi in zip(SPLITS, bounds[:-1], bounds[1:]):
+            for start in range(lo, hi, 200_000):
+                stop = min(hi, start + 200_000)
+                ids = (np.arange(start, stop) + 1).astype(str).tolist()
+                a, b = np.searchsorted(img, [start, stop])
+                cuts = np.searchsorted(img[a:b], np.arange(start, stop + 1))
+                labs = lab[a:b].tolist()
+                labels = [(iid, labs[cuts[k]:cuts[k + 1]]) for k, iid in enumerate(ids) if cuts[k + 1] > cuts[k]]
+                u = unknown[(unknown >= start) & (unknown < stop)]
+                ws.ledger.record_import(
+                    format="synthetic", source=f"synthetic:{n}:{seed}", split=split,
+                    images=[(iid, None, None, "active", None) for iid in ids], labels=labels,
+                    quarantined=[(str(k + 1), UNKNOWN_ID, "unknown-label") for k in u.tolist()], issues=[])
+        ws.ledger.set_meta("benchmark", stamp)
+    return root
+
+
+# ---- the peer: the same rules as a per-image Python loop -----------------------------------------
+def loop_check(arrays: LabelArrays, taxonomy: Taxonomy, ruleset: RuleSet, splits=SPLITS) -> dict[str, set[int]]:
+    """Each rule of `ruleset` evaluated image by image in plain Python; returns rule id ->
+    positions of the images hit. Written independently of rules.py's array code, from the
+    rule kinds' documented meaning, so it doubles as a check of that code."""
+    n = arrays.n_images
+    labels_of: list[list[tuple[int, int]]] = [[] for _ in range(n)]
+    for i, lab, st in zip(arrays.row_image.tolist(), arrays.label_id.tolist(), arrays.status.tolist()):
+        labels_of[i].append((lab, st))
+    split_of = [SPLITS[c] for c in arrays.split.tolist()]
+    known = taxonomy.labels
+    group_pos = {g.name: k for k, g in enumerate(taxonomy.groups)}
+    group_of = {lid: group_pos[lab.group] for lid, lab in known.items()}
+    single = {k for k, g in enumerate(taxonomy.groups) if g.single}
+    ids = taxonomy.label_ids
+
+    def active_known(i):
+        return sorted(lab for lab, st in labels_of[i] if st == 0 and lab in known)
+
+    out: dict[str, set[int]] = {}
+    for rule in ruleset:
+        f, hit = rule.finder, set()
+        allowed = set(rule.splits) & set(splits)
+        if rule.kind in ("rare-label", "unseen-pair"):
+            ref = [i for i in range(n) if split_of[i] == f.reference]
+            counts = Counter(lab for i in ref for lab in active_known(i))
+            ref_pairs = {(x, y) for i in ref for k, x in enumerate(active_known(i)) for y in active_known(i)[k + 1:]}
+        for i in range(n):
+            if split_of[i] not in allowed:
+                continue
+            labs = active_known(i)
+            if rule.kind == "single-group-conflict":
+                per_group = Counter(group_of[lab] for lab in labs if group_of[lab] in f.group_ids)
+                if any(c > 1 for c in per_group.values()):
+                    hit.add(i)
+            elif rule.kind == "unknown-label":
+                if any(lab not in known and st in f.codes for lab, st in labels_of[i]):
+                    hit.add(i)
+            elif rule.kind == "no-labels":
+                if not any(st == 0 for _, st in labels_of[i]):
+                    hit.add(i)
+            elif rule.kind == "contradiction":
+                for a, b, _ in f.pairs:
+                    if set(labs) & set(ids[a].tolist()) and set(labs) & set(ids[b].tolist()):
+                        hit.add(i)
+            elif rule.kind == "rare-label":
+                if ref and any(counts[lab] < f.min_images for lab in labs):
+                    hit.add(i)
+            elif rule.kind == "unseen-pair":
+                if not ref or split_of[i] == f.reference:
+                    continue
+                for k, x in enumerate(labs):
+                    for y in labs[k + 1:]:
+                        same_single = group_of[x] == group_of[y] and group_of[x] in single
+                        if ((x, y) not in ref_pairs and not same_single
+                                and counts[x] * counts[y] / len(ref) >= f.min_expected):
+                            hit.add(i)
+            else:
+                raise ValueError(f"the loop peer does not know kind {rule.kind!r}")
+        out[rule.id] = hit
+    return out
+
+
+def vector_hits(arrays: LabelArrays, taxonomy: Taxonomy, ruleset: RuleSet, splits=SPLITS) -> dict[str, set[int]]:
+    """The same question answered by ifa's vectorised core (`attributes.find_hits`)."""
+    rows = attributes.find_hits(LabelView(arrays, taxonomy), ruleset, splits)
+    return {rule.id: set(rows.loc[rows["_rule"] == k, "_image"].tolist()) for k, rule in enumerate(ruleset)}
+
+
+# ---- measuring ------------------------------------------------------------------------------------
+class Timings:
+    """A Progress that records how long each task took (the check's own steps)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def task(self, description: str, total: int | None = None):
+        start = time.perf_counter()
+
+        class _T:
+            def advance(self, n=1): pass
+            def update(self, **kw): pass
+        yield _T()
+        self.seconds[description] = self.seconds.get(description, 0.0) + time.perf_counter() - start
+
+    def note(self, message: str) -> None:
+        pass
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _in_child(target, *args):
+    """Run `target(*args)` in a fresh process; its result and the process's peak RSS."""
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        return pool.apply(target, args)
+
+
+def _read_frame(db: str) -> tuple[float, int, float]:
+    ledger = Ledger(Path(db))
+    start = time.perf_counter()
+    frame = ledger.labels_frame(label_status=("active", "quarantined"))
+    return time.perf_counter() - start, len(frame), _peak_mb()
+
+
+def _read_table(db: str) -> tuple[float, int, float]:
+    ledger = Ledger(Path(db))
+    start = time.perf_counter()
+    # label_table filters on status but does not return it: one call per status
+    n = sum(len(ledger.label_table(label_status=(s,)).label_id) for s in ("active", "quarantined"))
+    return time.perf_counter() - start, n, _peak_mb()
+
+
+def _read_arrays(db: str) -> tuple[float, int, float]:
+    ledger = Ledger(Path(db))
+    start = time.perf_counter()
+    arrays = label_arrays(ledger, label_statuses=("active", "quarantined"))
+    return time.perf_counter() - start, len(arrays.label_id), _peak_mb()
+
+
+def _check(root: str) -> dict:
+    """The full check (dry run) and the reports, timed step by step, in a fresh process."""
+    timings = Timings()
+    with Workspace.open(Path(root), command="benchmark") as ws:
+        rules = load_rules(None, ws.taxonomy)
+        start = time.perf_counter()
+        result = attributes.check(ws.ledger, ws.taxonomy, rules, progress=timings)
+        total = time.perf_counter() - start
+        start = time.perf_counter()
+        attributes.write_reports(result, ws)
+        reports = time.perf_counter() - start
+    return {"check": total, "steps": timings.seconds, "reports": reports, "peak_mb": _peak_mb(),
+            "rules": {r.id: r.images for r in result.rules.values()}, "flagged": int(result.hits["image_id"].nunique()),
+            "images": result.images_checked}
+
+
+def _apply(root: str) -> dict:
+    """check --apply on a copy of the ledger, then the rerun that must find nothing to do."""
+    with Workspace.open(Path(root), command="benchmark") as ws:
+        rules = load_rules(None, ws.taxonomy)
+        start = time.perf_counter()
+        first = attributes.check(ws.ledger, ws.taxonomy, rules, apply=True)
+        applied = time.perf_counter() - start
+        start = time.perf_counter()
+        again = attributes.check(ws.ledger, ws.taxonomy, rules, apply=True)
+        rerun = time.perf_counter() - start
+    return {"apply": applied, "changes": first.changes, "rerun": rerun, "rerun_changes": again.changes}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=1_000_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--loop-sample", type=int, default=50_000, help="images the per-image loop peer runs on")
+    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "ifa-bench",
+                        help="where the synthetic workspace is built and kept for reruns")
+    parser.add_argument("--skip-apply", action="store_true", help="skip --apply on a copy of the ledger")
+    parser.add_argument("--skip-frame-peer", action="store_true", help="skip the labels_frame read (16-20 s, 2.7 GB at 1M)")
+    args = parser.parse_args(argv)
+
+    root = args.workdir / f"check-{args.images}-{args.seed}"
+    start = time.perf_counter()
+    _in_child(build, root, args.images, args.seed)
+    print(f"synthetic ledger: {root} ({time.perf_counter() - start:.0f} s to build or reuse)", flush=True)
+    db = str(root / "ifa.db")
+
+    check = _in_child(_check, str(root))
+    read_s, n_rows, read_mb = _in_child(_read_arrays, db)
+    table_read = _in_child(_read_table, db)
+    applied = None
+    if not args.skip_apply:
+        import shutil
+        with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+            copy = Path(tmp) / "ws"
+            shutil.copytree(root, copy)
+            applied = _in_child(_apply, str(copy))
+    frame = None if args.skip_frame_peer else _in_child(_read_frame, db)
+
+    # The loop peer and the equality check, on the same random sample of images.
+    tax = Taxonomy.default()
+    rules = load_rules(None, tax)
+    with Ledger(Path(db)) as ledger:
+        arrays = label_arrays(ledger)
+    sample = np.sort(np.random.default_rng(args.seed).choice(arrays.n_images, min(args.loop_sample, arrays.n_images),
+                                                             replace=False))
+    small = arrays.subset(sample)
+    t = time.perf_counter()
+    loop = loop_check(small, tax, rules)
+    loop_s = time.perf_counter() - t
+    t = time.perf_counter()
+    vec = vector_hits(small, tax, rules)
+    vec_small_s = time.perf_counter() - t
+    mismatched = [r for r in loop if loop[r] != vec[r]]
+    scale = arrays.n_images / small.n_images
+
+    steps = check["steps"]
+    print(f"\n{check['images']:,} images, {n_rows:,} label rows (active + quarantined); "
+          f"{check['flagged']:,} images flagged; machine: 2 cores, shared with other engineers' jobs\n")
+    table = [
+        ("read labels from the ledger", f"{read_s:.1f} s, peak {read_mb:,.0f} MB (label_arrays)",
+         f"{frame[0]:.1f} s, peak {frame[2]:,.0f} MB (Ledger.labels_frame)" if frame else "skipped"),
+        ("", "", f"{table_read[0]:.1f} s, peak {table_read[2]:,.0f} MB (Ledger.label_table, image ids included)"),
+        (f"run {len(rules)} rules", f"{steps.get('checking rules', 0):.1f} s (vectorised)",
+         f"{loop_s * scale:.0f} s (per-image loop: {loop_s:.1f} s on {small.n_images:,} images x {scale:.0f})"),
+        ("list hit images (ids, label names)", f"{steps.get('listing hit images', 0):.1f} s", ""),
+        ("check() end to end, dry run", f"{check['check']:.1f} s (target <= 20 s), peak {check['peak_mb']:,.0f} MB", ""),
+        ("reports (CSV + HTML)", f"{check['reports']:.1f} s", ""),
+        *([] if applied is None else [
+            ("check --apply (one transaction)", f"{applied['apply']:.1f} s: " + ", ".join(
+                f"{v:,} {k}" for k, v in applied["changes"].items()), ""),
+            ("rerun after --apply", f"{applied['rerun']:.1f} s: " + ", ".join(
+                f"{v:,} {k}" for k, v in applied["rerun_changes"].items()), "")]),
+        (f"same hits on the {small.n_images:,}-image sample", "yes" if not mismatched else f"NO: {mismatched}",
+         f"vectorised {vec_small_s:.2f} s vs loop {loop_s:.1f} s"),
+    ]
+    widths = [max(len(r[k]) for r in table + [("step", "ifa", "peer")]) for k in range(3)]
+    for row in [("step", "ifa", "peer"), tuple("-" * w for w in widths), *table]:
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |")
+    print("\nimages hit per rule:", ", ".join(f"{k} {v:,}" for k, v in check["rules"].items()))
+    idle = applied is None or not any(applied["rerun_changes"].values())
+    return 1 if mismatched or not idle else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,333 @@
+"""`ifa curate check-attributes`: every image's labels against the attribute rules.
+
+The paper's first cleaning step: images whose attributes contradict each other or the
+label space are set aside (or lose the labels that broke a rule, or are queued for a
+person to review). The ledger is read once into arrays (`ledger.arrays.label_arrays`),
+every rule runs over the whole table at once (`rules.py`), and all actions go to the
+ledger in one transaction through `Ledger.apply_changes`, each change carrying the rule
+id so `ifa curate restore --rule ID` undoes it.
+
+What counts as "already handled", so a rerun after --apply finds nothing new to do: a
+set-aside image is no longer checked (only active images are), a dropped label is no
+longer looked at, and an image queued for review by a rule (pending, sent or done) is not
+hit again by that rule unless restore cancelled the queueing. Report-only rules list the
+same images every run: they describe the data and change nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..errors import IfaError
+from ..progress import SILENT, Progress
+from ..taxonomy import Taxonomy
+from .ledger import SPLITS, Change, Ledger
+from .ledger.arrays import image_rows, label_arrays
+from .ledger.review_queue import enqueue_review, review_queue
+from .report_html import Card, Section, write_page
+from .rules import LabelView, Rule, RuleSet, load_rules
+from .workspace import Workspace
+
+REPORT_NAME = "check-attributes"
+CSV_COLUMNS = ["image_id", "split", "rule", "label_ids", "labels", "action"]
+CARDS_PER_RULE = 12  # thumbnails per rule in the HTML report: enough to see the pattern
+
+
+@dataclass
+class RuleResult:
+    """What one rule found. `images`: images hit; `by_split`: the same per split;
+    `changes`: the changes its action makes (or would make): images set aside, labels
+    dropped or images queued, 0 for report-only rules."""
+
+    id: str
+    kind: str
+    description: str
+    severity: str
+    action: str
+    images: int = 0
+    by_split: dict[str, int] = field(default_factory=dict)
+    changes: int = 0
+    details: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CheckResult:
+    """The outcome of a check.
+
+    rules:   rule id -> RuleResult, in the rules' order.
+    hits:    one row per (rule, image): image_id, split, rule, label_ids (space-separated),
+             labels (names, '; '-separated), action, path (local file or None), culprits (names
+             of the labels that broke the rule: what drop-labels drops).
+    applied: whether the actions were applied (False: a dry run).
+    changes: set_aside / drop_label / review -> how many took (or would take) effect.
+    """
+
+    rules: dict[str, RuleResult]
+    hits: pd.DataFrame
+    applied: bool = False
+    images_checked: int = 0
+    splits: list[str] = field(default_factory=list)
+    changes: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    report_csv: str = ""
+    report_html: str = ""
+    review_files: dict[str, str] = field(default_factory=dict)
+
+    def flagged(self) -> list[dict]:
+        """Every image hit by at least one rule: image_id, split and the rules, in ledger order."""
+        if not len(self.hits):
+            return []
+        ordered = self.hits.sort_values(["_image", "_rule"], kind="stable")
+        grouped = ordered.groupby("_image", sort=False).agg(image_id=("image_id", "first"), split=("split", "first"),
+                                                             rules=("rule", list))
+        return [{"image_id": i, "split": s, "rules": r} for i, s, r in
+                zip(grouped["image_id"].tolist(), grouped["split"].tolist(), grouped["rules"].tolist())]
+
+    def to_dict(self) -> dict:
+        """The `--json` shape: {"rules": {id: {"images", "action"}}, "flagged": [...], "applied"}."""
+        return {"rules": {r.id: {"images": r.images, "action": r.action} for r in self.rules.values()},
+                "flagged": self.flagged(), "applied": self.applied}
+
+
+def check(ledger: Ledger, taxonomy: Taxonomy, rules: RuleSet | Sequence[Rule] | None = None, *,
+          splits: Sequence[str] | None = None, apply: bool = False, progress: Progress = SILENT) -> CheckResult:
+    """Run `rules` (default: the shipped rules) over the active images of `splits` (default
+    all) and, with `apply`, carry out each rule's action in one transaction.
+
+    Inputs: the ledger and its taxonomy; rules from `load_rules`. Statistical rules compare
+    against their reference split even when `splits` leaves it out.
+    Returns a CheckResult; writes no files (see `write_reports` and `run`).
+    Raises IfaError for an unknown split; WorkspaceBusy if another command holds the ledger.
+    """
+    ruleset = rules if isinstance(rules, RuleSet) else RuleSet(list(rules)) if rules is not None else load_rules(None, taxonomy)
+    for s in splits or ():
+        if s not in SPLITS:
+            raise IfaError(f"Unknown split {s!r}; use one of {', '.join(SPLITS)}.")
+    chosen = list(splits) if splits else list(SPLITS)
+
+    arrays = label_arrays(ledger, image_status="active", label_statuses=("active", "quarantined"), progress=progress)
+    view = LabelView(arrays, taxonomy)
+    queued = _queued(ledger, view, [r.id for r in ruleset if r.action == "review"])
+    rows = find_hits(view, ruleset, chosen, queued, progress)
+    with progress.task("listing hit images"):
+        hits = _per_image(rows, ruleset, view, ledger)
+
+    result = CheckResult({r.id: RuleResult(r.id, r.kind, r.description, r.severity, r.action,
+                                           details=r.finder.describe()) for r in ruleset},
+                         hits, images_checked=int(np.isin(arrays.split, [SPLITS.index(s) for s in chosen]).sum()),
+                         splits=chosen, notes=list(ruleset.notes) + view.notes)
+    for n, rule in enumerate(ruleset):
+        mine = hits[hits["_rule"] == n]
+        res = result.rules[rule.id]
+        res.images = len(mine)
+        counts = mine["split"].value_counts()
+        res.by_split = {s: int(counts[s]) for s in SPLITS if s in counts.index}
+    changes, reviews, per_rule = _plan(rows, hits, ruleset)
+    for rule_id, n in per_rule.items():
+        result.rules[rule_id].changes = n
+    result.changes = {"set_aside": len({c.image_id for c in changes if c.kind == "set_aside"}),
+                      "drop_label": len({(c.image_id, c.label_id) for c in changes if c.kind == "drop_label"}),
+                      "review": len(reviews)}
+    if apply:
+        with ledger.transaction():
+            done = ledger.apply_changes(changes)
+            queued_now = enqueue_review(ledger, reviews)
+        result.changes = {"set_aside": done["set_aside"], "drop_label": done["drop_label"], "review": queued_now}
+        result.applied = True
+    return result
+
+
+def run(ws: Workspace, rules_file: Path | None = None, splits: Sequence[str] | None = None, apply: bool = False,
+        progress: Progress = SILENT) -> CheckResult:
+    """What `ifa curate check-attributes` does: load the rules (defaults extended by
+    `rules_file`), check, apply when asked, and write the reports. The demo calls this:
+    `attributes.run(ws, apply=True)`. Raises IfaError for a bad rules file or split."""
+    rules = load_rules(rules_file, ws.taxonomy)
+    result = check(ws.ledger, ws.taxonomy, rules, splits=splits, apply=apply, progress=progress)
+    with progress.task("writing reports"):
+        write_reports(result, ws)
+    return result
+
+
+def write_reports(result: CheckResult, ws: Workspace, cards_per_rule: int = CARDS_PER_RULE) -> CheckResult:
+    """Write `reports/check-attributes-<time>.csv` (one row per image and rule), an HTML page
+    with thumbnails of a sample of hit images per rule, and, after an applied check with
+    review rules, `check-attributes-review-<split>-<time>.txt` (ids pending review, one per
+    line, for `ifa review create --images-from`). Fills the paths into `result`."""
+    csv_path = ws.report_path(REPORT_NAME, "csv")
+    result.hits[CSV_COLUMNS].to_csv(csv_path, index=False)
+    result.report_csv = str(csv_path)
+    html_path = csv_path.with_suffix(".html")
+    write_page(html_path, "Attribute check", _sections(result, cards_per_rule), _intro(result))
+    result.report_html = str(html_path)
+    review_rules = [r.id for r in result.rules.values() if r.action == "review"]
+    if result.applied and review_rules:
+        pending = review_queue(ws.ledger, rules=review_rules, statuses=("pending",))
+        for split, ids in pending.groupby("split", sort=False)["image_id"]:
+            path = ws.report_path(f"{REPORT_NAME}-review-{split}", "txt")
+            path.write_text("".join(f"{i}\n" for i in ids.drop_duplicates()), encoding="utf-8")
+            result.review_files[str(split)] = str(path)
+    return result
+
+
+# ---- steps ----------------------------------------------------------------------------------------
+def find_hits(view: LabelView, ruleset: RuleSet | Sequence[Rule], splits: Sequence[str] = SPLITS,
+              queued: dict[str, np.ndarray] | None = None, progress: Progress = SILENT) -> pd.DataFrame:
+    """Run every rule over the label table at once; the core of `check`, without the ledger.
+
+    view: the label table (LabelView over LabelArrays). splits: images of other splits are
+    not hit (statistical rules still count their reference split). queued: rule id -> (N,)
+    bool of images that rule already queued for review, left out of its hits.
+    Returns one row per (rule, image, label involved), sorted: _rule (index into the rules),
+    _image (position in the view), label (-1: none), culprit, status.
+    """
+    queued = queued or {}
+    parts = []
+    with progress.task("checking rules", total=len(ruleset)) as task:
+        for n, rule in enumerate(ruleset):
+            hits = rule.find(view)
+            target = view.split_mask([s for s in rule.splits if s in splits])
+            if rule.id in queued:
+                target &= ~queued[rule.id]
+            keep = target[hits.image]
+            parts.append(pd.DataFrame({"_rule": np.full(int(keep.sum()), n), "_image": hits.image[keep],
+                                       "label": hits.label[keep], "culprit": hits.culprit[keep],
+                                       "status": hits.status[keep]}))
+            task.advance()
+    rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["_rule", "_image", "label", "culprit", "status"])
+    return _dedupe(rows)
+
+
+def _queued(ledger: Ledger, view: LabelView, rule_ids: list[str]) -> dict[str, np.ndarray]:
+    """rule id -> (N,) bool: images that rule already queued (and restore did not cancel)."""
+    if not rule_ids:
+        return {}
+    q = review_queue(ledger, rules=rule_ids, statuses=("pending", "sent", "done"))
+    out = {}
+    image_pk = view.arrays.image_pk
+    for rule_id, pks in q.groupby("rule")["image_pk"]:
+        pks = pks.to_numpy(np.int64)
+        pos = np.minimum(np.searchsorted(image_pk, pks), max(view.n_images - 1, 0))
+        mask = np.zeros(view.n_images, dtype=bool)
+        if view.n_images:
+            mask[pos[image_pk[pos] == pks]] = True  # queued images that are no longer active drop out
+        out[rule_id] = mask
+    return out
+
+
+def _dedupe(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per (rule, image, label), sorted; a label is a culprit if any hit says so
+    (two pairs of one rule can name the same label)."""
+    r, i, l = (rows[c].to_numpy(np.int64) for c in ("_rule", "_image", "label"))
+    c, st = rows["culprit"].to_numpy(bool), rows["status"].to_numpy(np.int8)
+    order = np.lexsort((l, i, r))
+    r, i, l, c, st = r[order], i[order], l[order], c[order], st[order]
+    if not len(r):
+        return pd.DataFrame({"_rule": r, "_image": i, "label": l, "culprit": c, "status": st})
+    new = np.r_[True, (r[1:] != r[:-1]) | (i[1:] != i[:-1]) | (l[1:] != l[:-1])]
+    starts = np.flatnonzero(new)
+    return pd.DataFrame({"_rule": r[starts], "_image": i[starts], "label": l[starts],
+                         "culprit": np.logical_or.reduceat(c, starts), "status": st[starts]})
+
+
+def _per_image(rows: pd.DataFrame, ruleset: RuleSet, view: LabelView, ledger: Ledger) -> pd.DataFrame:
+    """Collapse label rows to one row per (rule, image) with the labels involved, and
+    fetch the image ids and paths (only of hit images: strings for a million images are
+    never built)."""
+    columns = [*CSV_COLUMNS, "path", "culprits", "_rule", "_image", "_start", "_stop"]
+    if not len(rows):
+        return pd.DataFrame(columns=columns)
+    r, i = rows["_rule"].to_numpy(), rows["_image"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, (r[1:] != r[:-1]) | (i[1:] != i[:-1])])
+    stops = np.r_[starts[1:], len(r)]
+    labels = rows["label"].to_numpy()
+    known = {int(k): v.name for k, v in view.taxonomy.labels.items()}
+    uniq = np.unique(labels)
+    name_of = {int(k): known.get(int(k), f"<unknown {int(k)}>") for k in uniq}
+    ids = [str(int(k)) if k >= 0 else "" for k in labels.tolist()]
+    names = [name_of[k] if k >= 0 else "" for k in labels.tolist()]
+    # One join per hit image, for the report's text; the checks themselves ran on arrays.
+    bounds = list(zip(starts.tolist(), stops.tolist()))
+    label_ids = [" ".join(x for x in ids[a:b] if x) for a, b in bounds]
+    label_names = ["; ".join(x for x in names[a:b] if x) for a, b in bounds]
+    culprit = rows["culprit"].to_numpy().tolist()
+    culprits = ["; ".join(x for x, c in zip(names[a:b], culprit[a:b]) if x and c) for a, b in bounds]
+    images = image_rows(ledger, view.arrays.image_pk[i[starts]])
+    actions = np.array([rule.action for rule in ruleset], dtype=object)
+    rule_ids = np.array([rule.id for rule in ruleset], dtype=object)
+    return pd.DataFrame({
+        "image_id": images["image_id"].to_numpy(), "split": images["split"].to_numpy(),
+        "rule": rule_ids[r[starts]], "label_ids": label_ids, "labels": label_names, "action": actions[r[starts]],
+        "path": images["path"].to_numpy(), "culprits": culprits, "_rule": r[starts], "_image": i[starts], "_start": starts, "_stop": stops,
+    })
+
+
+def _plan(rows: pd.DataFrame, hits: pd.DataFrame, ruleset: RuleSet) -> tuple[list[Change], pd.DataFrame, dict[str, int]]:
+    """The ledger changes and review-queue items the rules' actions call for."""
+    changes: list[Change] = []
+    reviews = []
+    per_rule: dict[str, int] = {}
+    if not len(hits):
+        return changes, pd.DataFrame(columns=["image_id", "rule", "reason"]), per_rule
+    descriptions = np.array([r.description for r in ruleset], dtype=object)[hits["_rule"].to_numpy()]
+    labels = hits["labels"].to_numpy(dtype=object)
+    reason = np.where(labels != "", descriptions + " (" + labels + ")", descriptions)
+    hit_of_row = np.repeat(np.arange(len(hits)), (hits["_stop"] - hits["_start"]).to_numpy())
+    image_id = hits["image_id"].to_numpy(dtype=object)
+    rule_of_hit, rule_of_row = hits["_rule"].to_numpy(), rows["_rule"].to_numpy()
+    for n, rule in enumerate(ruleset):
+        if rule.action in ("set-aside", "review"):
+            mine = np.flatnonzero(rule_of_hit == n)
+            if rule.action == "set-aside":
+                changes += [Change("set_aside", iid, reason=why, rule=rule.id)
+                            for iid, why in zip(image_id[mine].tolist(), reason[mine].tolist())]
+            else:
+                reviews.append(pd.DataFrame({"image_id": image_id[mine], "rule": rule.id, "reason": reason[mine]}))
+            per_rule[rule.id] = len(mine)
+        elif rule.action == "drop-labels":
+            # Only active labels: a quarantined one is already out of use, and restore would
+            # bring it back as active rather than quarantined.
+            sel = np.flatnonzero((rule_of_row == n) & rows["culprit"].to_numpy() & (rows["label"].to_numpy() >= 0)
+                                 & (rows["status"].to_numpy() == 0))
+            h = hit_of_row[sel]
+            changes += [Change("drop_label", iid, lab, reason=why, rule=rule.id) for iid, lab, why in
+                        zip(image_id[h].tolist(), rows["label"].to_numpy()[sel].tolist(), reason[h].tolist())]
+            per_rule[rule.id] = len(sel)
+    review_items = pd.concat(reviews, ignore_index=True) if reviews else pd.DataFrame(columns=["image_id", "rule", "reason"])
+    return changes, review_items, per_rule
+
+
+# ---- the HTML page -------------------------------------------------------------------------------
+def _intro(result: CheckResult) -> str:
+    flagged = result.hits["image_id"].nunique() if len(result.hits) else 0
+    state = "Applied." if result.applied else "Dry run: nothing was changed (rerun with --apply)."
+    text = (f"{result.images_checked:,} active images ({', '.join(result.splits)}) checked against "
+            f"{len(result.rules)} rules; {flagged:,} flagged. {state}")
+    return text + (" Notes: " + " ".join(result.notes) if result.notes else "")
+
+
+def _sections(result: CheckResult, cards_per_rule: int) -> list[Section]:
+    sections = []
+    for n, res in enumerate(result.rules.values()):
+        mine = result.hits[result.hits["_rule"] == n]
+        split_text = ", ".join(f"{s} {c:,}" for s, c in res.by_split.items()) or "none"
+        text = (f"{res.description}. Severity {res.severity}; action {res.action}. "
+                f"Images hit: {res.images:,} ({split_text}). " + " ".join(d.rstrip(".") + "." for d in res.details))
+        section = Section(f"{res.id}: {res.images:,} images", text)
+        if len(mine):
+            # An even spread over the hits, not just the first ones in ledger order.
+            pick = np.unique(np.linspace(0, len(mine) - 1, min(cards_per_rule, len(mine))).astype(int))
+            sample = mine.iloc[pick]
+            action = {"drop-labels": "drops: {}"}.get(res.action, res.action)
+            cards = [Card(iid, path if isinstance(path, str) else None,
+                          [split, labels or "(no labels)", action.format(culprits)])
+                     for iid, split, labels, path, culprits in
+                     zip(sample["image_id"], sample["split"], sample["labels"], sample["path"], sample["culprits"])]
+            section.rows = [cards[k:k + 6] for k in range(0, len(cards), 6)]
+        sections.append(section)
+    return sections
