@@ -94,7 +94,7 @@ def pairs_within(hashes: np.ndarray, k: int, threads: int | None = None) -> np.n
     n = len(codes)
     if n <= BRUTE_FORCE_MAX:
         return brute_force_pairs(codes, k)
-    from . import _hamming_kernel as kernel  # numba compiles on first use; keep imports light
+    from . import _kernels as kernel  # numba compiles on first use; keep imports light
 
     permuted = permute_bits(codes, balanced_bit_order(codes))
     radius = k // SUBSTRINGS

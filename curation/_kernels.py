@@ -1,5 +1,6 @@
-"""The compiled inner loop of `pairs.pairs_within` (numba). Kept in its own module so
-importing ifa does not pay for numba; it compiles once and is cached on disk."""
+"""Compiled inner loops (numba): the candidate check of `pairs.pairs_within` and the
+exact LANCZOS resize of `hashing`. Kept in their own module so importing ifa does not pay
+for numba; each compiles once and is cached on disk."""
 
 from __future__ import annotations
 
@@ -64,3 +65,38 @@ def scan(sorted_codes, order, starts, j, masks, k, radius, lo, hi, out):
                         out[n_out, 1] = order[q]
                         n_out += 1
     return hi, n_out
+
+
+@njit(nogil=True, cache=True)
+def resize_into(src, out, x_first, x_weights, y_first, y_weights):
+    """Pillow's 8-bit two-pass resample (horizontal, then vertical), bit for bit.
+
+    src: (h, w) uint8. out: (H, W) float64, filled with the uint8 values Pillow gives.
+    x_first/x_weights: per output column the first input column and its fixed-point
+    weights (22 fraction bits, Pillow's PRECISION_BITS); y_* the same for rows. Pillow
+    rounds by adding half and shifting, and clips to 0..255 after each pass.
+    """
+    h, w = src.shape
+    big_h, big_w = out.shape
+    half = np.int64(1) << np.int64(21)
+    tmp = np.empty((h, big_w), dtype=np.int64)
+    for y in range(h):
+        for xx in range(big_w):
+            ss = half
+            x0 = x_first[xx]
+            for t in range(x_weights.shape[1]):
+                if x0 + t >= w:
+                    break
+                ss += np.int64(src[y, x0 + t]) * x_weights[xx, t]
+            v = ss >> np.int64(22)
+            tmp[y, xx] = 0 if ss <= 0 else (255 if v > 255 else v)
+    for yy in range(big_h):
+        y0 = y_first[yy]
+        for xx in range(big_w):
+            ss = half
+            for t in range(y_weights.shape[1]):
+                if y0 + t >= h:
+                    break
+                ss += tmp[y0 + t, xx] * y_weights[yy, t]
+            v = ss >> np.int64(22)
+            out[yy, xx] = 0 if ss <= 0 else (255 if v > 255 else v)
