@@ -229,6 +229,7 @@ def _fingerprint(ws: Workspace, splits, methods: tuple[str, ...], workers, sched
         for batch, results in executors.run_batches(hashing.hash_batch, executors.chunks(jobs, size), (methods,),
                                                     workers=n_workers, scheduler=scheduler):
             stats, hashes, bad, files = [], [], [], []
+            known_bad = {job.key for job in batch if job.known_unreadable}
             for r in results:
                 if r.sha256 is None:
                     failed[r.key] = (r.reason or "unreadable-file", r.detail)
@@ -240,7 +241,7 @@ def _fingerprint(ws: Workspace, splits, methods: tuple[str, ...], workers, sched
                 if r.read:
                     files.append(FileInfo(ids[r.key], paths[r.key], r.sha256, r.bytes, r.width, r.height))
                 result.images_hashed += bool(r.decoded)
-                result.images_cached += not r.decoded and not r.reason
+                result.images_cached += not r.decoded and not r.reason and r.key not in known_bad
             store.save_fingerprints(ledger, stats=stats, hashes=hashes, unreadable=bad, files=files)
             task.advance(len(batch))
     return failed

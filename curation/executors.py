@@ -19,6 +19,7 @@ from ..errors import IfaError
 
 IN_FLIGHT_PER_WORKER = 3
 DASK_BATCH = 1000  # files per Dask task: big enough that scheduling overhead (~1 ms/task) is noise
+DASK_CONNECT_TIMEOUT = "10s"
 
 
 def default_workers() -> int:
@@ -90,7 +91,7 @@ def _dask(fn, batches, args, address: str) -> Iterator[tuple[Any, Any]]:
     except ImportError as exc:  # pragma: no cover - dask[distributed] is a dependency
         raise IfaError("--scheduler needs dask.distributed: pip install 'dask[distributed]'.") from exc
     try:
-        client = Client(address, timeout="10s", set_as_default=False)
+        client = Client(address, timeout=DASK_CONNECT_TIMEOUT, set_as_default=False)
     except (OSError, TimeoutError) as exc:
         raise IfaError(
             f"Could not reach the Dask scheduler at {address} ({exc}). Start one with `dask scheduler` and "
@@ -100,26 +101,27 @@ def _dask(fn, batches, args, address: str) -> Iterator[tuple[Any, Any]]:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})))
         limit = n_workers * IN_FLIGHT_PER_WORKER
         source = iter(batches)
-        futures = as_completed()
         owner: dict[str, Any] = {}
 
-        def submit() -> bool:
+        def submit():
             batch = next(source, None)
             if batch is None:
-                return False
+                return None
             fut = client.submit(fn, batch, *args, pure=False)
             owner[fut.key] = batch
-            futures.add(fut)
-            return True
+            return fut
 
-        for _ in range(limit):
-            if not submit():
-                break
+        first = [f for f in (submit() for _ in range(limit)) if f is not None]
+        if not first:
+            return
+        futures = as_completed(first, loop=client.loop)  # our client is not the default one
         for fut in futures:
             result = fut.result()
             batch = owner.pop(fut.key)
             fut.release()
-            submit()
+            nxt = submit()
+            if nxt is not None:
+                futures.add(nxt)
             yield batch, result
     finally:
         client.close()
