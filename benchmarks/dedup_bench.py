@@ -232,7 +232,7 @@ def faiss_pairs(codes: np.ndarray, k: int) -> int | None:
     index.nflip = 1
     index.add(as_bytes)
     lims, _, ids = index.range_search(as_bytes, k + 1)  # faiss: strictly below the radius
-    query = np.repeat(np.arange(len(codes)), np.diff(lims))
+    query = np.repeat(np.arange(len(codes)), np.diff(lims.astype(np.int64)))
     return int((ids > query).sum())
 
 

@@ -176,6 +176,10 @@ def run(ws: Workspace, *, splits: Sequence[str] | None = None, method: str = "ph
     failed = _fingerprint(ws, splits, () if exact_only else (method,), workers, scheduler, result, progress)
     result.skipped_no_file = store.images_without_file(ledger, splits)
     frame = store.dedup_frame(ledger, splits, None if exact_only else method)
+    gone = frame["pk"].isin(list(failed)).to_numpy()
+    if gone.any():  # a file that vanished since it was hashed pairs with nothing
+        frame.loc[gone, "sha256"] = None
+        frame.loc[gone, "has_hash"] = False
     result.images_considered = len(frame) + len(result.skipped_no_file)
     _collect_unreadable(frame, failed, exact_only, result)
 

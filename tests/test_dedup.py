@@ -232,3 +232,11 @@ def test_cli_json_shape_and_apply(tmp_path: Path):
     assert back.exit_code == 0 and len(json.loads(back.stdout)["images"]) == 7
     bad = runner.invoke(app, ["curate", "dedup", "--workspace", root, "--threshold", "99"])
     assert bad.exit_code != 0
+
+
+def test_a_file_deleted_after_hashing_is_reported_and_pairs_with_nothing(dup_ws):
+    dedup.run(dup_ws, workers=1, report=False)
+    Path(dup_ws.ledger.image("a-copy")["path"]).unlink()
+    r = dedup.run(dup_ws, workers=1, report=False)
+    assert {"image_id": "a-copy", "reason": "missing-file"} in [{k: u[k] for k in ("image_id", "reason")} for u in r.unreadable]
+    assert clusters_of(r)["t-a"] == {"t-a", "v-a", "a"}
