@@ -84,10 +84,26 @@ CREATE TRIGGER events_no_delete BEFORE DELETE ON events
 BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
 """
 
+# `ifa fetch`: one row per image it has tried, holding the outcome of the last try.
+# attempts counts HTTP attempts over every run, so a URL that needed three runs shows it.
+V2_FETCHES = """
+CREATE TABLE fetches (
+    image_pk    INTEGER PRIMARY KEY REFERENCES images(pk),
+    status      TEXT NOT NULL CHECK (status IN ('fetched', 'failed')),
+    reason      TEXT,                -- failure reason (see `ifa fetch --help`); NULL when fetched
+    attempts    INTEGER NOT NULL,
+    http_status INTEGER,
+    final_url   TEXT,                -- after redirects
+    last_error  TEXT,
+    time        TEXT NOT NULL
+);
+CREATE INDEX fetches_status_reason ON fetches(status, reason);
+"""
+
 # `ifa curate dedup`: the hash cache. A file's fingerprint (size, mtime, sha256) says
 # whether it changed since it was read; hashes and decode failures are kept per sha256,
 # so a rerun reads only new or changed files and decodes only new content.
-V_HASHES = """
+V3_HASHES = """
 CREATE TABLE file_stats (
     image_pk INTEGER PRIMARY KEY REFERENCES images(pk),
     path     TEXT NOT NULL,
@@ -115,4 +131,4 @@ CREATE TABLE unreadable_files (
 ) WITHOUT ROWID;
 """
 
-MIGRATIONS: list[str] = [V1_FOUNDATION, V_HASHES]
+MIGRATIONS: list[str] = [V1_FOUNDATION, V2_FETCHES, V3_HASHES]
