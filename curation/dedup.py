@@ -33,9 +33,13 @@ from .ledger import hashes as store
 from .workspace import Workspace
 
 RULE = store.DEDUP_RULE
-# Default --threshold per method, chosen on transformed copies of 6,000 real photos
-# (benchmarks/dedup_bench.py): the largest distance that keeps precision >= 0.99 there.
+# Default --threshold per method. phash: measured on 1,000 real photos and 4 transformed
+# copies each (benchmarks/dedup_bench.py), 6 bits finds 87% of the copies (re-encode,
+# resize: 100%; brightness +20%: 96%; 3% crop: 51%) with 99.4% of pairs true among
+# natural photos; 8 would find 94% at 98.7%. On white-background catalogue shots no
+# threshold is precise (22% at 6, 35% at 4): different products share a silhouette.
 # phash distances are always even (32 of its 64 bits are set), so 6 means {0, 2, 4, 6}.
+# The others were not tuned; they take imagehash's usual small thresholds.
 DEFAULT_THRESHOLD = {"phash": 6, "dhash": 6, "whash": 6, "ahash": 4}
 SPLIT_RANK = {"test": 0, "validation": 1, "train": 2}
 MAX_HTML_CLUSTERS = 300  # thumbnails of more than this make a page no one scrolls
