@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..curation import attributes
+from ..curation import dedup as dedup_lib
 from ..curation import restore as restore_lib
 from . import render
 from .options import DEFAULT_WS, ApplyOpt, JsonOpt, SplitsOpt, WorkspaceOpt, open_workspace
@@ -84,3 +85,38 @@ def check_attributes(
     for split_name, path in result.review_files.items():
         render.out.print(f"pending review ({split_name}): {path}\n  next: ifa review create --split {split_name} "
                          f"--images-from {path}", soft_wrap=True)
+
+
+@app.command("dedup")
+def dedup(
+    split: SplitsOpt = None,
+    method: Annotated[str, typer.Option(help="Perceptual hash: phash, dhash, whash or ahash.")] = "phash",
+    threshold: Annotated[Optional[int], typer.Option(help="Largest Hamming distance (bits of 64) that counts as a "
+                                                          "duplicate; default 6 for phash.")] = None,
+    exact_only: Annotated[bool, typer.Option("--exact-only", help="Only identical files (sha256); decodes nothing.")] = False,
+    keep: Annotated[Optional[str], typer.Option(help="Keep policy, rules in order "
+                                                     "(default split,resolution,bytes,id).")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Local processes for hashing (default: all CPUs).")] = None,
+    scheduler: Annotated[Optional[str], typer.Option(help="Hash on a Dask cluster instead: tcp://HOST:PORT "
+                                                          "(its workers must see the same image paths).")] = None,
+    apply: ApplyOpt = False,
+    workspace: WorkspaceOpt = DEFAULT_WS,
+    json_out: JsonOpt = False,
+) -> None:
+    """Find exact and near-duplicate images within and across splits; keep one per cluster.
+
+    Keep policy: test beats validation beats train, then more pixels, then the larger
+    file, then the smaller id. With --apply the other copies are set aside (reason
+    duplicate-of:<kept id>); `ifa curate restore --rule duplicate` brings them back.
+    Hashes are cached in the ledger: a rerun reads only new or changed files.
+
+    Example: ifa curate dedup --split train --split test --threshold 6 --apply
+    """
+    with open_workspace(workspace, "curate dedup") as ws:
+        result = dedup_lib.run(ws, splits=split, method=method, threshold=threshold, exact_only=exact_only,
+                               apply=apply, workers=workers, scheduler=scheduler, keep=keep,
+                               progress=render.RichProgress(quiet=json_out))
+    if json_out:
+        render.emit_json(result.to_dict())
+        return
+    render.dedup_report(result)

@@ -88,3 +88,34 @@ class RichProgress:
 def done(message: str) -> None:
     """A one-line result on stderr (stdout is kept for the main output)."""
     err.print(f"[green]✓[/] {message}")
+
+
+def dedup_report(result) -> None:
+    """`ifa curate dedup`'s summary: counts, the clusters that matter most, the reports."""
+    how = "identical files" if result.method is None else f"{result.method} <= {result.threshold} bits + identical files"
+    done(f"{result.images_considered:,} images ({how}): {result.images_hashed:,} hashed, "
+         f"{result.images_cached:,} from cache, {len(result.unreadable):,} unreadable, "
+         f"{len(result.skipped_no_file):,} without a local file (skipped)")
+    rows = [("clusters", f"{len(result.clusters):,}"),
+            ("images in clusters", f"{sum(len(c.members) for c in result.clusters):,}"),
+            ("pairs (identical files)", f"{result.pairs:,} ({result.exact_pairs:,})"),
+            ("validation images with a train duplicate", f"{result.cross_split_by_split.get('validation', 0):,}"),
+            ("test images with a train duplicate", f"{result.cross_split_by_split.get('test', 0):,}"),
+            ("clusters with conflicting labels", f"{result.label_conflicts:,}"),
+            ("set aside" if result.applied else "would set aside", f"{len(result.set_aside):,}")]
+    out.print(table("Duplicates", ["", "#"], rows))
+    if result.unreadable:
+        counts: dict[str, int] = {}
+        for u in result.unreadable:
+            counts[u["reason"]] = counts.get(u["reason"], 0) + 1
+        out.print(table("Unreadable images", ["reason", "#"], sorted(counts.items())))
+    top = [(c.keep, len(c.members), ", ".join(f"{m.image_id} ({m.split}, d={m.distance})" for m in c.members[1:4])
+            + (" ..." if len(c.members) > 4 else ""), "cross-split" if c.cross_split else "",
+            "labels differ" if c.label_conflict else "") for c in result.clusters[:10]]
+    if top:
+        out.print(table("Clusters (cross-split and label conflicts first)", ["keep", "#", "set aside", "", ""], top))
+    for note in result.notes:
+        out.print(f"[yellow]note:[/] {note}")
+    if not result.applied and result.set_aside:
+        out.print("Nothing changed. Run again with --apply to set the duplicates aside.")
+    out.print(f"report: {result.report_html}\npairs:  {result.report_csv}")

@@ -116,4 +116,35 @@ CREATE TABLE review_queue (
 CREATE INDEX review_queue_status ON review_queue(status, rule);
 """
 
-MIGRATIONS: list[str] = [V1_FOUNDATION, V2_FETCHES, V3_REVIEW_QUEUE]
+# `ifa curate dedup`: the hash cache. A file's fingerprint (size, mtime, sha256) says
+# whether it changed since it was read; hashes and decode failures are kept per sha256,
+# so a rerun reads only new or changed files and decodes only new content.
+V4_HASHES = """
+CREATE TABLE file_stats (
+    image_pk INTEGER PRIMARY KEY REFERENCES images(pk),
+    path     TEXT NOT NULL,
+    bytes    INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    sha256   TEXT NOT NULL,
+    time     TEXT NOT NULL
+);
+
+CREATE TABLE image_hashes (
+    image_pk INTEGER NOT NULL REFERENCES images(pk),
+    method   TEXT NOT NULL,                 -- phash | dhash | whash | ahash
+    sha256   TEXT NOT NULL,                 -- of the file the hash was computed from
+    hash     INTEGER NOT NULL,              -- the 64 bits, as a signed integer
+    PRIMARY KEY (image_pk, method, sha256)
+) WITHOUT ROWID;
+
+CREATE TABLE unreadable_files (
+    image_pk INTEGER NOT NULL REFERENCES images(pk),
+    sha256   TEXT NOT NULL,                 -- of the file that failed to decode
+    reason   TEXT NOT NULL,                 -- truncated | not-an-image | decompression-bomb | ...
+    detail   TEXT NOT NULL DEFAULT '',
+    time     TEXT NOT NULL,
+    PRIMARY KEY (image_pk, sha256)
+) WITHOUT ROWID;
+"""
+
+MIGRATIONS: list[str] = [V1_FOUNDATION, V2_FETCHES, V3_REVIEW_QUEUE, V4_HASHES]

@@ -1,0 +1,127 @@
+"""Run a function over batches in parallel: in this process, a local process pool, or a
+Dask distributed cluster. One interface, so the work itself does not care where it runs.
+
+Results come back as batches finish (not in order), with at most a few batches in flight
+per worker, so a million-item job never holds all its inputs or outputs in memory and a
+caller can save each result as it arrives (a crash loses only the batches in flight).
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import sys
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+from ..errors import IfaError
+
+IN_FLIGHT_PER_WORKER = 3
+DASK_BATCH = 1000  # files per Dask task: big enough that scheduling overhead (~1 ms/task) is noise
+DASK_CONNECT_TIMEOUT = "10s"
+
+
+def default_workers() -> int:
+    """CPUs this process may use."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def batch_size(n_items: int, workers: int, largest: int = 1000, smallest: int = 32) -> int:
+    """Items per batch: about four batches per worker for small jobs (so the workers stay
+    busy to the end), at most `largest`."""
+    return max(smallest, min(largest, math.ceil(n_items / max(1, workers * 4))))
+
+
+def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for lo in range(0, len(items), size):
+        yield items[lo:lo + size]
+
+
+def run_batches(fn: Callable[..., Any], batches: Iterable[Any], args: tuple = (), *, workers: int | None = None,
+                scheduler: str | None = None) -> Iterator[tuple[Any, Any]]:
+    """Yield (batch, fn(batch, *args)) for every batch, as each finishes.
+
+    scheduler: a Dask scheduler address (tcp://HOST:PORT): the batches run on that
+        cluster's workers, which must have ifa installed and see the same file paths.
+    workers: local processes when no scheduler is given (default: all CPUs); 1 runs in
+        this process.
+    Raises IfaError when the scheduler cannot be reached.
+    """
+    if scheduler:
+        yield from _dask(fn, batches, args, scheduler)
+    elif (workers or default_workers()) <= 1:
+        for batch in batches:
+            yield batch, fn(batch, *args)
+    else:
+        yield from _pool(fn, batches, args, workers or default_workers())
+
+
+def _pool(fn, batches, args, workers: int) -> Iterator[tuple[Any, Any]]:
+    # fork where there is one: workers start in milliseconds and a caller's script needs
+    # no `if __name__ == "__main__"` guard (spawn re-imports it). Safe here: the children
+    # only run `fn` and leave through os._exit, so they never touch the parent's SQLite
+    # connection or its progress thread.
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods and sys.platform == "linux" else "spawn")
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    pending: dict[Future, Any] = {}
+    source = iter(batches)
+    try:
+        while True:
+            while len(pending) < workers * IN_FLIGHT_PER_WORKER:
+                batch = next(source, None)
+                if batch is None:
+                    break
+                pending[pool.submit(fn, batch, *args)] = batch
+            if not pending:
+                break
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                yield pending.pop(fut), fut.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _dask(fn, batches, args, address: str) -> Iterator[tuple[Any, Any]]:
+    try:
+        from distributed import Client, as_completed
+    except ImportError as exc:  # pragma: no cover - dask[distributed] is a dependency
+        raise IfaError("--scheduler needs dask.distributed: pip install 'dask[distributed]'.") from exc
+    try:
+        client = Client(address, timeout=DASK_CONNECT_TIMEOUT, set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise IfaError(
+            f"Could not reach the Dask scheduler at {address} ({exc}). Start one with `dask scheduler` and "
+            f"workers with `dask worker {address}`, or leave out --scheduler to use local processes."
+        ) from None
+    try:
+        n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+        limit = n_workers * IN_FLIGHT_PER_WORKER
+        source = iter(batches)
+        owner: dict[str, Any] = {}
+
+        def submit():
+            batch = next(source, None)
+            if batch is None:
+                return None
+            fut = client.submit(fn, batch, *args, pure=False)
+            owner[fut.key] = batch
+            return fut
+
+        first = [f for f in (submit() for _ in range(limit)) if f is not None]
+        if not first:
+            return
+        futures = as_completed(first, loop=client.loop)  # our client is not the default one
+        for fut in futures:
+            result = fut.result()
+            batch = owner.pop(fut.key)
+            fut.release()
+            nxt = submit()
+            if nxt is not None:
+                futures.add(nxt)
+            yield batch, result
+    finally:
+        client.close()

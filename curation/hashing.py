@@ -1,0 +1,474 @@
+"""Perceptual and exact hashes of image files: one decode path, several hash methods.
+
+Every method hashes the same decoded picture, so hashes stay comparable across runs,
+machines and file formats:
+
+1. JPEGs are decoded at reduced scale (libjpeg-turbo scales by 1/2, 1/4 or 1/8 inside the
+   IDCT and skips the colour conversion), to the smallest power-of-two reduction that
+   keeps both sides >= DECODE_PX: Pillow's draft-mode rule, decoded through simplejpeg
+   (pixel-identical, less overhead per call). Other formats are decoded fully by Pillow
+   and box-reduced by the same factor, which is what the DCT scaling amounts to.
+2. EXIF orientation is applied; alpha is composited on white; palette, CMYK and 16-bit
+   pictures become 8-bit grey (16-bit by its high byte, not by clipping).
+3. Each method resizes that grey picture (LANCZOS, Pillow's weights: `resize_lanczos`)
+   and computes imagehash's algorithm (phash, dhash, average hash, Haar wavelet hash),
+   vectorised over a batch: on a picture already at the method's size the bits equal
+   imagehash's (tested).
+
+Measured on 300+300 real JPEGs, one core, machine shared (benchmarks/dedup_bench.py):
+0.38 ms per 400x534 photo against imagehash.phash's 1.66 ms (4.4x), 0.15 against 0.64 ms
+per 224x224 product photo (4.3x). Decoding is most of what is left.
+
+A file that cannot be hashed never stops a run: `hash_batch` returns it with a reason
+(REASONS). `hash_batch` is the unit of parallel work, for a local process pool or a Dask
+worker: it reads files by path, so a cluster's workers must see the same paths.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import os
+import warnings
+from functools import lru_cache
+from typing import ClassVar, NamedTuple, Sequence
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+try:
+    import simplejpeg as _simplejpeg
+except ImportError:  # pragma: no cover - a dependency; Pillow alone gives the same pixels, slower
+    _simplejpeg = None
+
+DECODE_PX = 32  # the largest side any method resizes to (phash's 32x32 DCT input)
+
+# What we say about a file we could not hash.
+REASONS = {
+    "missing-file": "the file is not there (moved or deleted since import)",
+    "unreadable-file": "the file could not be read (permissions or I/O error)",
+    "empty-file": "the file has zero bytes",
+    "not-an-image": "no image decoder recognises the file",
+    "truncated": "the image data ends early (partial download?)",
+    "decompression-bomb": "the declared size is over Pillow's safety limit (decompression bomb?)",
+    "decode-error": "the decoder failed on the image data",
+}
+
+
+class Unreadable(Exception):
+    """A file that cannot be hashed; `reason` is a key of REASONS."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason, self.detail = reason, detail
+
+
+# ---- hash methods ---------------------------------------------------------------------------
+class HashMethod:
+    """A 64-bit hash of a small grey picture. Subclasses set `name` and `size` (the
+    (width, height) the grey picture is resized to) and compute `bits`."""
+
+    name: ClassVar[str]
+    size: ClassVar[tuple[int, int]]
+
+    def bits(self, pixels: np.ndarray) -> np.ndarray:
+        """pixels: (B, height, width) uint8. Returns (B, 64) bool, row-major as imagehash."""
+        raise NotImplementedError
+
+    def hash_pictures(self, pictures: Sequence[Image.Image]) -> np.ndarray:
+        """Hashes of grey pictures from `decode`, as (B,) uint64 (first bit = MSB, so
+        the value equals int(str(imagehash_hash), 16))."""
+        if not pictures:
+            return np.zeros(0, dtype=np.uint64)
+        return pack(self.bits(resize_lanczos([np.asarray(p) for p in pictures], self.size)))
+
+
+METHODS: dict[str, HashMethod] = {}
+
+
+def register(cls: type[HashMethod]) -> type[HashMethod]:
+    METHODS[cls.name] = cls()
+    return cls
+
+
+def _dct_rows(n: int, k: int) -> np.ndarray:
+    # First k rows of the unnormalised DCT-II matrix (scipy.fftpack.dct's convention up
+    # to a factor of 2, which a median threshold ignores).
+    i = np.arange(n)
+    return np.cos(np.pi * np.arange(k)[:, None] * (2 * i[None, :] + 1) / (2 * n))
+
+
+@register
+class PHash(HashMethod):
+    """imagehash.phash: 32x32 DCT, the 8x8 lowest frequencies against their median.
+
+    The DC term is among the 64 and is almost always above the median, and exactly 32
+    bits are set (median of 64 values), so distances between two phashes are even."""
+
+    name, size = "phash", (32, 32)
+    _C = _dct_rows(32, 8)
+
+    def bits(self, pixels: np.ndarray) -> np.ndarray:
+        low = self._C @ pixels.astype(np.float64) @ self._C.T  # matmul: 30x faster than einsum here
+        flat = low.reshape(len(low), 64)
+        return flat > np.median(flat, axis=1, keepdims=True)
+
+
+@register
+class DHash(HashMethod):
+    """imagehash.dhash: 9x8 picture, each pixel brighter than its left neighbour."""
+
+    name, size = "dhash", (9, 8)
+
+    def bits(self, pixels: np.ndarray) -> np.ndarray:
+        return (pixels[:, :, 1:] > pixels[:, :, :-1]).reshape(len(pixels), 64)
+
+
+@register
+class AHash(HashMethod):
+    """imagehash.average_hash: 8x8 picture against its mean."""
+
+    name, size = "ahash", (8, 8)
+
+    def bits(self, pixels: np.ndarray) -> np.ndarray:
+        flat = pixels.reshape(len(pixels), 64).astype(np.float64)
+        return flat > flat.mean(axis=1, keepdims=True)
+
+
+@register
+class WHash(HashMethod):
+    """imagehash.whash (Haar, image_scale=32, top LL removed): the level-2 LL band of a
+    32x32 picture against its median. Removing the top LL subtracts the mean, and each
+    LL coefficient is a scaled 4x4 block mean, so this is block means against their
+    median, which is what is computed here."""
+
+    name, size = "whash", (32, 32)
+
+    def bits(self, pixels: np.ndarray) -> np.ndarray:
+        blocks = pixels.astype(np.float64).reshape(len(pixels), 8, 4, 8, 4).mean(axis=(2, 4)).reshape(len(pixels), 64)
+        return blocks > np.median(blocks, axis=1, keepdims=True)
+
+
+def resize_lanczos(pictures: Sequence[np.ndarray], size: tuple[int, int]) -> np.ndarray:
+    """LANCZOS resize of 8-bit grey pictures to size=(width, height), as one
+    (B, height, width) float64 array of integer grey levels.
+
+    Pillow's own fixed-point weights and rounding (22 fraction bits, round and clip to
+    0..255 after each pass), horizontal pass first, done as matrix products over every
+    picture of the same shape at once: exact, since every partial sum is an integer
+    below 2^53. Bit for bit what Pillow gives when it also runs the horizontal pass first
+    (tested); Pillow sometimes runs the vertical pass first, which moves a grey level by
+    one in a few pixels of ~4% of pictures. A fixed order keeps hashes independent of
+    Pillow's internals, and the batch is faster: ~0.005 ms a picture instead of Pillow's
+    0.05-0.09 ms, which recomputes its weights on every call."""
+    width, height = size
+    out = np.empty((len(pictures), height, width), dtype=np.float64)
+    shapes: dict[tuple[int, int], list[int]] = {}
+    for i, pic in enumerate(pictures):
+        shapes.setdefault(pic.shape, []).append(i)
+    for (h, w), idx in shapes.items():
+        x = np.stack([pictures[i] for i in idx]).astype(np.float64)
+        x = _fixed_point_round(x @ _lanczos_matrix(w, width).T)
+        out[idx] = _fixed_point_round(_lanczos_matrix(h, height) @ x)
+    return out
+
+
+def _fixed_point_round(sums: np.ndarray) -> np.ndarray:
+    # Pillow: (2^21 + sum) >> 22, clipped to 0..255.
+    return np.clip(np.floor((sums + (1 << 21)) / (1 << 22)), 0, 255)
+
+
+@lru_cache(maxsize=4096)
+def _lanczos_matrix(in_size: int, out_size: int) -> np.ndarray:
+    """(out_size, in_size) fixed-point LANCZOS weights (support 3), as Pillow's
+    precompute_coeffs and normalize_coeffs_8bpc compute them for the whole input."""
+    m = np.zeros((out_size, in_size), dtype=np.float64)
+    if in_size == out_size:  # Pillow skips the pass; identity weights do the same
+        np.fill_diagonal(m, 1 << 22)
+        return m
+    scale = in_size / out_size
+    filterscale = max(scale, 1.0)
+    support = 3.0 * filterscale
+    ss = 1.0 / filterscale
+    for xx in range(out_size):
+        center = (xx + 0.5) * scale
+        xmin = max(int(center - support + 0.5), 0)
+        xmax = min(int(center + support + 0.5), in_size) - xmin
+        k = [_lanczos((x + xmin - center + 0.5) * ss) for x in range(xmax)]
+        ww = 0.0
+        for v in k:
+            ww += v
+        if ww != 0.0:
+            k = [v / ww for v in k]
+        m[xx, xmin:xmin + xmax] = [int(-0.5 + v * (1 << 22)) if v < 0 else int(0.5 + v * (1 << 22)) for v in k]
+    return m
+
+
+def _lanczos(x: float) -> float:
+    if not -3.0 <= x < 3.0:
+        return 0.0
+    return _sinc(x) * _sinc(x / 3)
+
+
+def _sinc(x: float) -> float:
+    if x == 0.0:
+        return 1.0
+    x *= math.pi
+    return math.sin(x) / x
+
+
+def pack(bits: np.ndarray) -> np.ndarray:
+    """(B, 64) bool -> (B,) uint64, first bit most significant."""
+    return np.packbits(bits.astype(np.uint8), axis=1).view(">u8").reshape(-1).astype(np.uint64)
+
+
+def method(name: str) -> HashMethod:
+    """The registered method called `name`. Raises KeyError listing the known ones."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise KeyError(f"unknown hash method {name!r}; known: {', '.join(METHODS)}") from None
+
+
+# ---- the one decode path ----------------------------------------------------------------------
+def decode(data: bytes) -> tuple[Image.Image, int, int]:
+    """Decode image bytes to the small grey picture every method hashes.
+
+    Returns (picture in mode 'L', width, height), width and height being the full-size
+    image's as displayed (after EXIF rotation). Raises Unreadable with a reason."""
+    if not data:
+        raise Unreadable("empty-file")
+    fast = _decode_jpeg_fast(data)
+    if fast is not None:
+        return fast
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # DecompressionBombWarning, EXIF noise: not our user's problem
+            im = Image.open(io.BytesIO(data))
+            width, height = im.size
+            scale = _reduction(width, height)
+            if im.format == "JPEG":
+                im.draft("L", (DECODE_PX, DECODE_PX))
+                scale = 1  # libjpeg already reduced it
+            im.load()
+            orientation = im.getexif().get(0x0112, 1)
+            if orientation in (5, 6, 7, 8):
+                width, height = height, width
+            im = ImageOps.exif_transpose(im) if orientation != 1 else im
+            grey = _to_grey(im)
+            if scale > 1:
+                grey = grey.reduce(scale)
+    except Unreadable:
+        raise
+    except UnidentifiedImageError as exc:
+        raise Unreadable("not-an-image", str(exc)) from None
+    except Image.DecompressionBombError as exc:
+        raise Unreadable("decompression-bomb", str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is a property of the file
+        text = str(exc)
+        reason = "truncated" if "truncated" in text or "premature end" in text.lower() else "decode-error"
+        raise Unreadable(reason, f"{type(exc).__name__}: {text}") from None
+    return grey, width, height
+
+
+def _decode_jpeg_fast(data: bytes) -> tuple[Image.Image, int, int] | None:
+    """The same reduced grey decode as Pillow's draft mode, through simplejpeg (the same
+    libjpeg-turbo, called directly): pixel-identical (tested on 6,000 photos), and on
+    small files about twice as fast (0.12 vs 0.22 ms on 224x224 product photos), where
+    Pillow's per-call overhead is most of the cost. None: let Pillow decode it (not a
+    JPEG, CMYK, no simplejpeg, or any error, which Pillow then names)."""
+    if _simplejpeg is None or data[:2] != b"\xff\xd8":
+        return None
+    try:
+        height, width, colorspace, _ = _simplejpeg.decode_jpeg_header(data)
+        if colorspace not in ("Gray", "YCbCr"):
+            return None
+        s = _reduction(width, height)
+        grey = _simplejpeg.decode_jpeg(data, colorspace="GRAY", min_width=-(-width // s), min_height=-(-height // s))
+    except Exception:  # noqa: BLE001 - Pillow decodes it again and says what is wrong
+        return None
+    grey = grey[:, :, 0]
+    orientation = exif_orientation(data)
+    if orientation in (5, 6, 7, 8):
+        width, height = height, width
+    if orientation in _TRANSPOSE:
+        grey = _TRANSPOSE[orientation](grey)
+    return Image.fromarray(np.ascontiguousarray(grey), "L"), width, height
+
+
+# EXIF orientation -> the numpy view that shows the picture upright (ImageOps.exif_transpose).
+_TRANSPOSE = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1, :],
+    5: lambda a: a.T,
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a[::-1, ::-1].T,
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def exif_orientation(data: bytes) -> int:
+    """The EXIF orientation tag (1..8) of JPEG bytes, 1 when absent or unreadable. Reads
+    only the markers before the image data: ~2 us, against ~40 us for Pillow's open."""
+    pos, end = 2, min(len(data), 1 << 17)
+    try:
+        while pos + 4 <= end and data[pos] == 0xFF:
+            marker, length = data[pos + 1], int.from_bytes(data[pos + 2:pos + 4], "big")
+            if marker == 0xDA:  # start of scan: no more metadata
+                return 1
+            if marker == 0xE1 and data[pos + 4:pos + 10] == b"Exif\x00\x00":
+                tiff = pos + 10
+                order = "little" if data[tiff:tiff + 2] == b"II" else "big"
+                ifd = tiff + int.from_bytes(data[tiff + 4:tiff + 8], order)
+                for i in range(int.from_bytes(data[ifd:ifd + 2], order)):
+                    entry = ifd + 2 + 12 * i
+                    if int.from_bytes(data[entry:entry + 2], order) == 0x0112:
+                        value = int.from_bytes(data[entry + 8:entry + 10], order)
+                        return value if 1 <= value <= 8 else 1
+                return 1
+            pos += 2 + length
+    except (IndexError, ValueError):
+        pass
+    return 1
+
+
+def _reduction(width: int, height: int) -> int:
+    """The power-of-two factor libjpeg's draft mode would pick (Pillow's rule)."""
+    scale = min(width // DECODE_PX, height // DECODE_PX)
+    return next(s for s in (8, 4, 2, 1) if scale >= s)
+
+
+def _to_grey(im: Image.Image) -> Image.Image:
+    """8-bit grey with alpha composited on white and 16-bit scaled by its high byte."""
+    mode = im.mode
+    if mode == "L":
+        return im
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        if mode.startswith("I;16") or (mode == "I" and a.max(initial=0) > 255):
+            a = a / 257.0  # 0..65535 -> 0..255
+        elif mode == "F" and a.max(initial=0) <= 1.0:
+            a = a * 255.0
+        return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L")
+    if mode == "P" and "transparency" in im.info:
+        im, mode = im.convert("RGBA"), "RGBA"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("L")
+    if mode in ("RGB", "P", "1"):
+        return im.convert("L")
+    return im.convert("RGB").convert("L")  # CMYK, YCbCr, LAB, HSV
+
+
+# ---- the unit of parallel work ---------------------------------------------------------------
+class FileJob(NamedTuple):
+    """One file to look at, with what the ledger already knows about it.
+
+    bytes/mtime_ns/sha256: the file's fingerprint when it was last read (None if never).
+    cached: methods already hashed for that sha256. known_unreadable: that sha256 failed
+    to decode before. need_size: the ledger lacks the image's width and height."""
+
+    key: int
+    path: str
+    bytes: int | None = None
+    mtime_ns: int | None = None
+    sha256: str | None = None
+    cached: tuple[str, ...] = ()
+    known_unreadable: bool = False
+    need_size: bool = True
+
+
+class FileResult(NamedTuple):
+    """What `hash_batch` found. read: the file's bytes were read; decoded: it was decoded.
+    hashes: {method: uint64 as Python int} for the methods computed now. reason: a key
+    of REASONS when the file could not be hashed (then decoded is False)."""
+
+    key: int
+    bytes: int | None
+    mtime_ns: int | None
+    sha256: str | None
+    width: int | None
+    height: int | None
+    hashes: dict[str, int]
+    reason: str | None = None
+    detail: str = ""
+    read: bool = False
+    decoded: bool = False
+
+
+def hash_batch(jobs: Sequence[FileJob], methods: Sequence[str]) -> list[FileResult]:
+    """Fingerprint and hash a batch of files; never raises for a bad file.
+
+    A file whose size and mtime match its fingerprint and whose hashes are all cached is
+    not read at all; one whose sha256 is unchanged is not decoded. `methods` may be empty
+    (exact duplicates only): then only the sha256 and the header's size are taken.
+    Returns one FileResult per job, in order."""
+    methods = tuple(methods)
+    for name in methods:
+        method(name)  # fail fast on a typo, before any file is touched
+    out: list[FileResult | None] = []
+    decoded: list[tuple[int, Image.Image, tuple[str, ...]]] = []
+    for job in jobs:
+        result, picture, todo = _one_file(job, methods)
+        if picture is not None:
+            decoded.append((len(out), picture, todo))
+        out.append(result)
+    for name in methods:
+        members = [(i, p) for i, p, todo in decoded if name in todo]
+        values = METHODS[name].hash_pictures([p for _, p in members])
+        for (i, _), value in zip(members, values.tolist()):
+            out[i].hashes[name] = int(value)
+    return out  # type: ignore[return-value]
+
+
+def _one_file(job: FileJob, methods: tuple[str, ...]) -> tuple[FileResult, Image.Image | None, tuple[str, ...]]:
+    def fail(reason: str, detail: str = "", **kw) -> tuple[FileResult, None, tuple]:
+        fields = dict(bytes=None, mtime_ns=None, sha256=None, width=None, height=None) | kw
+        return FileResult(job.key, hashes={}, reason=reason, detail=detail, **fields), None, ()
+
+    try:
+        st = os.stat(job.path)
+    except FileNotFoundError:
+        return fail("missing-file", job.path)
+    except OSError as exc:
+        return fail("unreadable-file", str(exc))
+    settled = job.known_unreadable or set(methods) <= set(job.cached)
+    if job.sha256 and (st.st_size, st.st_mtime_ns) == (job.bytes, job.mtime_ns) and settled and not job.need_size:
+        return FileResult(job.key, st.st_size, st.st_mtime_ns, job.sha256, None, None, {}), None, ()
+    try:
+        with open(job.path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        return fail("unreadable-file", str(exc))
+    sha = hashlib.sha256(data).hexdigest()
+    same = sha == job.sha256
+    todo = tuple(m for m in methods if not (same and m in job.cached))
+    stat = dict(bytes=len(data), mtime_ns=st.st_mtime_ns, sha256=sha)
+    if same and job.known_unreadable:
+        return FileResult(job.key, width=None, height=None, hashes={}, read=True, **stat), None, ()
+    if not todo:
+        width, height = _header_size(data) if job.need_size else (None, None)
+        return FileResult(job.key, width=width, height=height, hashes={}, read=True, **stat), None, ()
+    try:
+        picture, width, height = decode(data)
+    except Unreadable as exc:
+        return fail(exc.reason, exc.detail, **stat)
+    return FileResult(job.key, width=width, height=height, hashes={}, read=True, decoded=True, **stat), picture, todo
+
+
+def _header_size(data: bytes) -> tuple[int | None, int | None]:
+    """Width and height from the header alone (no decode); None when it does not open."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as im:
+                width, height = im.size
+                if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+                    width, height = height, width
+                return width, height
+    except Exception:  # noqa: BLE001 - a size we cannot read is just unknown
+        return None, None
+

@@ -1,0 +1,133 @@
+"""The hash cache and what dedup reads from the ledger (the SQL of `ifa curate dedup`).
+
+Plain-data functions over a `Ledger`: frames out, lists of tuples in. Hashes are stored as
+signed 64-bit integers (SQLite's INTEGER) and handed out as uint64.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .core import FileInfo, Ledger, _where, now
+
+# Images dedup looks at: active ones, and those an earlier dedup set aside (so a rerun
+# reports the same clusters and re-applying changes nothing).
+DEDUP_RULE = "duplicate"
+
+
+def dedup_candidates(ledger: Ledger, splits: Sequence[str] | None, methods: Sequence[str]) -> pd.DataFrame:
+    """The images to fingerprint, with what the cache knows about each file.
+
+    Columns: pk, image_id, split, path (None when the image has no local file),
+    known_bytes, known_mtime_ns, known_sha256 (the fingerprint last read from the same
+    path, or None), need_size (the ledger lacks width/height), known_unreadable, and one
+    bool column `cached_<method>` per method (a hash exists for the known sha256)."""
+    where, params = _where(splits, None, prefix="i.")
+    where += (" AND " if where else "WHERE ") + "(i.status = 'active' OR i.status_rule = ?)"
+    cached = "".join(
+        f", EXISTS(SELECT 1 FROM image_hashes h WHERE h.image_pk = i.pk AND h.method = '{_method_sql(m)}' "
+        f"AND h.sha256 = f.sha256) AS cached_{_method_sql(m)}"
+        for m in methods
+    )
+    frame = ledger.frame(
+        "SELECT i.pk, i.image_id, i.split, i.path, f.bytes AS known_bytes, f.mtime_ns AS known_mtime_ns, "
+        "f.sha256 AS known_sha256, (i.width IS NULL OR i.height IS NULL) AS need_size, "
+        "EXISTS(SELECT 1 FROM unreadable_files u WHERE u.image_pk = i.pk AND u.sha256 = f.sha256) AS known_unreadable"
+        f"{cached} FROM images i LEFT JOIN file_stats f ON f.image_pk = i.pk AND f.path = i.path {where} ORDER BY i.pk",
+        [*params, DEDUP_RULE],
+    )
+    for col in ["need_size", "known_unreadable", *(f"cached_{m}" for m in methods)]:
+        frame[col] = frame[col].astype(bool)
+    return frame
+
+
+def save_fingerprints(ledger: Ledger, *, stats: Iterable[tuple[int, str, int, int, str]],
+                      hashes: Iterable[tuple[int, str, str, int]],
+                      unreadable: Iterable[tuple[int, str, str, str]],
+                      files: Iterable[FileInfo]) -> None:
+    """Store one batch of results in one transaction.
+
+    stats: (pk, path, bytes, mtime_ns, sha256) per file looked at.
+    hashes: (pk, method, sha256, hash as uint64 int) per hash computed.
+    unreadable: (pk, sha256, reason, detail) per file that failed to decode.
+    files: FileInfo for the images table (sha256, bytes, width, height).
+    """
+    stamp = now()
+    with ledger.transaction() as conn:
+        conn.executemany(
+            "INSERT INTO file_stats(image_pk, path, bytes, mtime_ns, sha256, time) VALUES (?,?,?,?,?,?) "
+            "ON CONFLICT(image_pk) DO UPDATE SET path = excluded.path, bytes = excluded.bytes, "
+            "mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256, time = excluded.time",
+            ((pk, path, size, mtime, sha, stamp) for pk, path, size, mtime, sha in stats),
+        )
+        conn.executemany(
+            "INSERT OR REPLACE INTO image_hashes(image_pk, method, sha256, hash) VALUES (?,?,?,?)",
+            ((pk, m, sha, _signed(h)) for pk, m, sha, h in hashes),
+        )
+        conn.executemany(
+            "INSERT OR REPLACE INTO unreadable_files(image_pk, sha256, reason, detail, time) VALUES (?,?,?,?,?)",
+            ((pk, sha, reason, detail, stamp) for pk, sha, reason, detail in unreadable),
+        )
+        files = list(files)
+        ledger.record_files(f for f in files if f.width is not None)
+        # A file read but not decoded (exact-only, or known unreadable): keep the size the
+        # ledger may already have rather than blanking it.
+        conn.executemany(
+            "UPDATE images SET path = ?, sha256 = ?, bytes = ? WHERE image_id = ?",
+            ((f.path, f.sha256, f.bytes, f.image_id) for f in files if f.width is None),
+        )
+
+
+def dedup_frame(ledger: Ledger, splits: Sequence[str] | None, method: str | None) -> pd.DataFrame:
+    """What dedup decides on, one row per candidate image with a local path.
+
+    Columns: pk, image_id, split, path, status, status_rule, sha256 (None if never read),
+    bytes, width, height, hash (uint64; 0 where has_hash is False), has_hash, reason and
+    detail (why the current file could not be hashed, else None)."""
+    where, params = _where(splits, None, prefix="i.")
+    where += (" AND " if where else "WHERE ") + "(i.status = 'active' OR i.status_rule = ?) AND i.path IS NOT NULL"
+    frame = ledger.frame(
+        "SELECT i.pk, i.image_id, i.split, i.path, i.status, i.status_rule, f.sha256, i.bytes, i.width, i.height, "
+        "h.hash, u.reason, u.detail FROM images i "
+        "LEFT JOIN file_stats f ON f.image_pk = i.pk AND f.path = i.path "
+        "LEFT JOIN image_hashes h ON h.image_pk = i.pk AND h.method = ? AND h.sha256 = f.sha256 "
+        f"LEFT JOIN unreadable_files u ON u.image_pk = i.pk AND u.sha256 = f.sha256 {where} ORDER BY i.pk",
+        [method or "", *params, DEDUP_RULE],
+    )
+    frame["has_hash"] = frame["hash"].notna()
+    frame["hash"] = frame["hash"].fillna(0).astype(np.int64).to_numpy().view(np.uint64)
+    return frame
+
+
+def images_without_file(ledger: Ledger, splits: Sequence[str] | None) -> list[str]:
+    """Ids of candidate images that have no local file (not fetched yet)."""
+    where, params = _where(splits, None, prefix="i.")
+    where += (" AND " if where else "WHERE ") + "(i.status = 'active' OR i.status_rule = ?) AND i.path IS NULL"
+    return [r[0] for r in ledger.query(f"SELECT i.image_id FROM images i {where} ORDER BY i.pk", [*params, DEDUP_RULE])]
+
+
+def active_labels(ledger: Ledger, image_ids: Iterable[str]) -> pd.DataFrame:
+    """Active labels of the given images: image_id, label_id."""
+    conn = ledger.conn
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS wanted_images (image_id TEXT PRIMARY KEY)")
+    conn.execute("DELETE FROM wanted_images")
+    conn.executemany("INSERT OR IGNORE INTO wanted_images VALUES (?)", ((str(i),) for i in image_ids))
+    frame = ledger.frame(
+        "SELECT i.image_id, l.label_id FROM wanted_images w JOIN images i ON i.image_id = w.image_id "
+        "JOIN labels l ON l.image_pk = i.pk AND l.status = 'active' ORDER BY i.pk, l.label_id"
+    )
+    conn.execute("DELETE FROM wanted_images")
+    return frame
+
+
+def _signed(value: int) -> int:
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _method_sql(name: str) -> str:
+    if not name.isidentifier():
+        raise ValueError(f"bad hash method name {name!r}")
+    return name

@@ -1,0 +1,200 @@
+"""Hashing: the one decode path, odd formats, unreadable files, and equality with imagehash."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import imagehash
+import numpy as np
+import pytest
+from PIL import Image, ImageEnhance
+
+from ifa.curation import hashing, pairs
+from ifa.sample import IMAGES_DIR
+
+PHOTOS = sorted(IMAGES_DIR.glob("*.jpg"))
+
+
+def photo(i: int = 0) -> Image.Image:
+    return Image.open(PHOTOS[i]).convert("RGB")
+
+
+def phash_of(data: bytes) -> int:
+    picture, _, _ = hashing.decode(data)
+    return int(hashing.METHODS["phash"].hash_pictures([picture])[0])
+
+
+def encode(im: Image.Image, fmt: str = "JPEG", **kw) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def distance(a: int, b: int) -> int:
+    return bin(a ^ b).count("1")
+
+
+# ---- equality with imagehash ------------------------------------------------------------------
+@pytest.mark.parametrize("name, reference", [
+    ("phash", imagehash.phash),
+    ("dhash", imagehash.dhash),
+    ("ahash", imagehash.average_hash),
+    ("whash", lambda im: imagehash.whash(im, image_scale=32)),
+])
+def test_methods_compute_imagehash_bits(name, reference):
+    method = hashing.METHODS[name]
+    for path in PHOTOS[:20]:
+        # At the method's own size the resize is the identity for both, so only the
+        # algorithm is compared, bit for bit.
+        small = Image.open(path).convert("L").resize(method.size, Image.Resampling.LANCZOS)
+        ours = int(method.hash_pictures([small])[0])
+        assert ours == int(str(reference(small)), 16), path.name
+
+
+def test_resize_is_pillows_lanczos_horizontal_pass_first():
+    rng = np.random.default_rng(0)
+    pictures = [np.asarray(Image.open(p).convert("L").reduce(8)) for p in PHOTOS[:30]]
+    pictures += [rng.integers(0, 256, shape, dtype=np.uint8) for shape in [(33, 40), (200, 31), (1, 1), (32, 32), (5, 300)]]
+    for size in [(32, 32), (9, 8), (8, 8)]:
+        ours = hashing.resize_lanczos(pictures, size)
+        for pic, got in zip(pictures, ours):
+            im = Image.fromarray(pic)
+            want = im.resize((size[0], im.height), Image.Resampling.LANCZOS).resize(size, Image.Resampling.LANCZOS)
+            assert np.array_equal(got, np.asarray(want)), (pic.shape, size)
+
+
+def test_fast_jpeg_decode_matches_pillow_draft(monkeypatch):
+    datas = [p.read_bytes() for p in PHOTOS[:25]]
+    fast = [hashing.decode(d) for d in datas]
+    monkeypatch.setattr(hashing, "_simplejpeg", None)
+    slow = [hashing.decode(d) for d in datas]
+    for (a, wa, ha), (b, wb, hb) in zip(fast, slow):
+        assert (wa, ha) == (wb, hb)
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_draft_decode_stays_close_to_imagehash_phash():
+    d = [distance(phash_of(p.read_bytes()), int(str(imagehash.phash(Image.open(p))), 16)) for p in PHOTOS[:40]]
+    # Measured: mean 1.25 bits on these 40 (phash distances are even: most are 0 or 2).
+    assert np.mean(d) <= 2.0 and max(d) <= 6
+
+
+# ---- odd formats: hashed, and hashed correctly ---------------------------------------------------
+def test_exif_rotation_is_applied():
+    base = photo(1)
+    want = phash_of(encode(base, quality=95))
+    for orientation, undo in [(3, Image.Transpose.ROTATE_180), (6, Image.Transpose.ROTATE_90),
+                              (8, Image.Transpose.ROTATE_270), (2, Image.Transpose.FLIP_LEFT_RIGHT)]:
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        # Store the pixels turned the other way; a viewer applying the tag shows `base`.
+        data = encode(base.transpose(undo), quality=95, exif=exif.tobytes())
+        assert hashing.exif_orientation(data) == orientation
+        _, w, h = hashing.decode(data)
+        assert (w, h) == base.size
+        assert distance(phash_of(data), want) <= 4, orientation
+
+
+def test_alpha_is_composited_on_white():
+    base = photo(2)
+    rgba = base.convert("RGBA")
+    alpha = Image.new("L", base.size, 255)
+    alpha.paste(0, (0, 0, base.width // 3, base.height))  # left third transparent
+    rgba.putalpha(alpha)
+    on_white = Image.new("RGB", base.size, "white")
+    on_white.paste(base.crop((base.width // 3, 0, base.width, base.height)), (base.width // 3, 0))
+    assert distance(phash_of(encode(rgba, "PNG")), phash_of(encode(on_white, "PNG"))) <= 2
+    # The transparent pixels' colour must not matter: black or not, it is white now.
+    black = rgba.copy()
+    black.paste((0, 0, 0, 0), (0, 0, base.width // 3, base.height))
+    assert phash_of(encode(black, "PNG")) == phash_of(encode(rgba, "PNG"))
+
+
+def test_palette_cmyk_16bit_and_grey_hash_like_the_rgb_original():
+    base = photo(3)
+    want = phash_of(encode(base, "PNG"))
+    grey16 = Image.fromarray(np.asarray(base.convert("L")).astype(np.uint16) * 257)  # mode I;16
+    variants = {
+        "palette": encode(base.convert("P", palette=Image.Palette.ADAPTIVE, colors=256), "PNG"),
+        "cmyk jpeg": encode(base.convert("CMYK"), "JPEG", quality=95),
+        "16-bit png": encode(grey16, "PNG"),
+        "grey": encode(base.convert("L"), "PNG"),
+        "palette with transparency": encode(base.convert("P", palette=Image.Palette.ADAPTIVE), "PNG", transparency=0),
+    }
+    for name, data in variants.items():
+        assert distance(phash_of(data), want) <= 6, name
+    assert Image.open(io.BytesIO(variants["16-bit png"])).mode.startswith("I")
+
+
+def test_animated_gif_hashes_its_first_frame():
+    frames = [photo(4).convert("P"), photo(5).convert("P")]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], duration=100)
+    assert Image.open(io.BytesIO(buf.getvalue())).n_frames == 2
+    assert distance(phash_of(buf.getvalue()), phash_of(encode(frames[0], "GIF"))) == 0
+
+
+# ---- unreadable files: a reason each, never an exception ----------------------------------------
+def decompression_bomb() -> bytes:
+    """A tiny PNG whose header claims 30000 x 30000 pixels (over Pillow's 2x limit)."""
+    data = bytearray(encode(Image.new("L", (8, 8)), "PNG"))
+    ihdr = data.index(b"IHDR")
+    data[ihdr + 4:ihdr + 12] = struct.pack(">II", 30000, 30000)
+    data[ihdr + 17:ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(data[ihdr:ihdr + 17])))
+    return bytes(data)
+
+
+@pytest.mark.parametrize("make, reason", [
+    (lambda: b"", "empty-file"),
+    (lambda: b"this is not an image, just text\n" * 10, "not-an-image"),
+    (lambda: PHOTOS[0].read_bytes()[:4000], "truncated"),
+    (decompression_bomb, "decompression-bomb"),
+])
+def test_unreadable_files_get_a_reason(tmp_path: Path, make, reason):
+    path = tmp_path / "bad.jpg"
+    path.write_bytes(make())
+    good = tmp_path / "good.jpg"
+    good.write_bytes(PHOTOS[0].read_bytes())
+    results = hashing.hash_batch([hashing.FileJob(1, str(path)), hashing.FileJob(2, str(good))], ("phash",))
+    assert results[0].reason == reason and not results[0].decoded and not results[0].hashes
+    assert results[0].sha256 is not None  # the bytes were read: the failure is cached per content
+    assert results[1].reason is None and "phash" in results[1].hashes  # the batch went on
+
+
+def test_missing_file_is_reported_not_raised(tmp_path: Path):
+    [r] = hashing.hash_batch([hashing.FileJob(7, str(tmp_path / "gone.jpg"))], ("phash",))
+    assert r.reason == "missing-file" and r.sha256 is None
+
+
+def test_cached_file_is_not_read_again(tmp_path: Path):
+    path = tmp_path / "a.jpg"
+    path.write_bytes(PHOTOS[0].read_bytes())
+    [first] = hashing.hash_batch([hashing.FileJob(1, str(path))], ("phash",))
+    assert first.decoded and first.width and first.height
+    known = hashing.FileJob(1, str(path), first.bytes, first.mtime_ns, first.sha256, ("phash",), False, False)
+    [again] = hashing.hash_batch([known], ("phash",))
+    assert not again.read and not again.decoded and again.sha256 == first.sha256
+    path.write_bytes(PHOTOS[1].read_bytes())  # new content: read and hashed again
+    [changed] = hashing.hash_batch([known], ("phash",))
+    assert changed.decoded and changed.sha256 != first.sha256
+
+
+def test_transformed_copies_stay_near_and_other_photos_far():
+    base = photo(6)
+    copies = [
+        encode(base, quality=50),
+        encode(base.resize((base.width // 2, base.height // 2), Image.Resampling.LANCZOS), quality=90),
+        encode(ImageEnhance.Brightness(base).enhance(1.2), quality=90),
+    ]
+    want = phash_of(encode(base, quality=95))
+    assert all(distance(phash_of(c), want) <= 6 for c in copies)
+    others = np.array([phash_of(p.read_bytes()) for p in PHOTOS[10:40]], dtype=np.uint64)
+    assert pairs.popcount(others ^ np.uint64(want)).min() > 6
+
+
+def test_unknown_method_fails_before_touching_files():
+    with pytest.raises(KeyError, match="unknown hash method"):
+        hashing.hash_batch([hashing.FileJob(1, "/nonexistent")], ("nope",))
