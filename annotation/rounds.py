@@ -359,19 +359,24 @@ def import_missing(client: Client, store: ReviewStore, round_id: int, role: str,
 def reconcile_tasks(client: Client, store: ReviewStore, round_id: int, role: str, project_id: int,
                     wanted: set[str]) -> int:
     """Record tasks Label Studio has but the ledger lacks (an import that landed just
-    before a crash). Only lists tasks past the last recorded id, and only when the counts
-    differ. Returns how many were recorded."""
+    before a crash). Lists tasks only when the counts differ. Returns how many were
+    recorded."""
     recorded = store.tasks(round_id, role)
     info = client.get(f"api/projects/{project_id}/", f"reading project {project_id}")
     if int(info.get("task_number") or 0) <= len(recorded):
         return 0
-    after = int(recorded["ls_task_id"].max()) if len(recorded) else 0
     known = set(recorded["image_id"])
     pairs = []
-    for page in client.task_pages(project_id, after=after):
-        for t in page:
-            iid = str((t.get("data") or {}).get("image_id", ""))
-            if iid in wanted and iid not in known:
-                pairs.append((iid, int(t["id"])))
-                known.add(iid)
+    # An interrupted import leaves its tasks after the last recorded one; list only those
+    # first, and everything only if that does not account for the difference.
+    tail = int(recorded["ls_task_id"].max()) if len(recorded) else 0
+    for after in (tail, 0):
+        for page in client.task_pages(project_id, after=after):
+            for t in page:
+                iid = str((t.get("data") or {}).get("image_id", ""))
+                if iid in wanted and iid not in known:
+                    pairs.append((iid, int(t["id"])))
+                    known.add(iid)
+        if after == 0 or len(recorded) + len(pairs) >= int(info.get("task_number") or 0):
+            break
     return store.record_tasks(round_id, role, pairs)

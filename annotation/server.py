@@ -130,7 +130,8 @@ def _port_free(port: int) -> bool:
         return s.connect_ex((HOST, port)) != 0
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A port on 127.0.0.1 that is free right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
@@ -191,13 +192,25 @@ def _log_tail(path: Path, lines: int = 15) -> str:
         return "(no log)"
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: ask Linux to SIGKILL it when its parent dies, so a test
+    run or demo that crashes cannot leave a server behind."""
+    import ctypes
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 def start(root: Path, port: int | None = None, timeout: float = START_TIMEOUT_S,
-          progress: Progress = SILENT) -> tuple[ServerState, bool]:
+          progress: Progress = SILENT, die_with_parent: bool = False) -> tuple[ServerState, bool]:
     """Start Label Studio for the folder `root` (normally `<workspace>/labelstudio`) in
     the background, bound to 127.0.0.1, and wait until it answers.
 
     port: None takes 8080, or any free port when 8080 is busy; an explicit port must be
-    free. Returns (state, started): started is False when it was already running.
+    free. die_with_parent: the server is killed when this process ends (tests, demo);
+    otherwise it keeps running in the background. Returns (state, started): started is
+    False when it was already running.
     Raises IfaError when the port is busy, the process dies, or it does not answer within
     `timeout` seconds (the process is then stopped; its log is quoted)."""
     root = Path(root).resolve()
@@ -210,7 +223,7 @@ def start(root: Path, port: int | None = None, timeout: float = START_TIMEOUT_S,
     if stale is not None and _pid_is_server(stale.pid, stale.data_dir):
         _terminate(stale.pid)  # alive but not answering: a hung server from an earlier run
     if port is None:
-        port = DEFAULT_PORT if _port_free(DEFAULT_PORT) else _free_port()
+        port = DEFAULT_PORT if _port_free(DEFAULT_PORT) else free_port()
     elif not _port_free(port):
         raise IfaError(
             f"Port {port} on {HOST} is already in use (another program or another Label Studio). "
@@ -229,7 +242,8 @@ def start(root: Path, port: int | None = None, timeout: float = START_TIMEOUT_S,
     # start_new_session: the server outlives this command and a Ctrl-C in the terminal;
     # it is stopped by PID (its process group) with `ifa review serve --stop`.
     proc = subprocess.Popen(cmd, env=server_env(data_dir, token, password), stdin=subprocess.DEVNULL,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=root)
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=root,
+                            preexec_fn=_die_with_parent if die_with_parent and sys.platform == "linux" else None)
     log.close()
     state = ServerState(url=f"http://{HOST}:{port}", port=port, pid=proc.pid, token=token, admin_email=ADMIN_EMAIL,
                         admin_password=password, data_dir=str(data_dir), log=str(log_path),

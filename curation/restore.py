@@ -14,10 +14,11 @@ class RestoreResult:
     images: list[str] = field(default_factory=list)
     labels: list[tuple[str, int]] = field(default_factory=list)
     applied: bool = False
+    unadded: list[tuple[str, int]] = field(default_factory=list)  # labels the rule had added, dropped again
 
     def to_dict(self) -> dict:
         return {"images": self.images, "labels": [{"image_id": i, "label_id": l} for i, l in self.labels],
-                "applied": self.applied}
+                "unadded": [{"image_id": i, "label_id": l} for i, l in self.unadded], "applied": self.applied}
 
 
 def restore(ledger: Ledger, rule: str | None = None, image_id: str | None = None, apply: bool = True) -> RestoreResult:
@@ -33,9 +34,16 @@ def restore(ledger: Ledger, rule: str | None = None, image_id: str | None = None
     images = ledger.set_aside_images(rule=rule, image_id=image_id)
     labels = ledger.dropped_labels(rule=rule, image_id=image_id, statuses=statuses)
     result = RestoreResult(images["image_id"].tolist(), list(zip(labels["image_id"], labels["label_id"].astype(int))))
+    if rule is not None:
+        # A rule that added labels (a review round's decisions) is undone by dropping them
+        # again, under a rule of their own so a second restore does not bring them back.
+        added = ledger.added_labels(rule, image_id=image_id)
+        result.unadded = list(zip(added["image_id"], added["label_id"].astype(int)))
     if apply:
         changes = [Change("restore_image", i) for i in result.images]
         changes += [Change("restore_label", i, l) for i, l in result.labels]
+        changes += [Change("drop_label", i, l, reason=f"restore: undo {rule}", rule=f"undo:{rule}")
+                    for i, l in result.unadded]
         ledger.apply_changes(changes)
         result.applied = True
     return result
