@@ -285,3 +285,25 @@ def test_server_refuses_a_busy_port_and_reuses_a_running_one(rv, tmp_path):
     state, started = server.start(rv.root)
     assert not started and state.url == server.read_state(rv.root).url
     assert oct(os.stat(rv.root / server.STATE_FILE).st_mode & 0o777) == "0o600"
+
+
+def test_demo_review_step_is_labelled_simulated(label_studio, tmp_path):
+    from ifa.annotation.demo import DEMO_ROUND, review_step
+    ws = Workspace.init(tmp_path / "demo", command="demo")
+    importing.import_imat(ws, split_file("validation"), "validation", images_dir=IMAGES_DIR)
+    # The demo starts the embedded server unless one runs; point it at the session's.
+    (ws.root / server.DIR_NAME).symlink_to(label_studio)
+    summary, data = review_step(ws, limit=6)
+    assert summary.startswith("SIMULATED review round") and data["simulated"] and data["images"] == 6
+    assert not data["server_stopped"] and server.running(label_studio) is not None  # not its server to stop
+    assert sum(data["finalize"]["decided"].values()) + sum(data["finalize"]["undecided"].values()) == 6
+    store = ReviewStore(ws.ledger)
+    assert bool(store.round(DEMO_ROUND)["simulated"])
+    assert store.annotators()["simulated"].all()
+    events = ws.ledger.events_frame()
+    changed = events[events["rule"] == f"review:{DEMO_ROUND}"]
+    assert changed.loc[changed["kind"] == "review_round", "reason"].str.startswith("SIMULATED review round").all()
+    assert (changed["kind"] == "review_round").sum() == 1
+    assert changed[changed["kind"].isin(["label_added", "label_dropped", "set_aside"])]["reason"].str.startswith(
+        "SIMULATED").all()
+    ws.close()

@@ -71,7 +71,8 @@ class ReviewStore:
             conn.execute(
                 "INSERT INTO events(time, command, kind, old, new, reason, rule) VALUES (?,?,?,?,?,?,?)",
                 (now(), self.ledger.command, "review_round", None, name,
-                 f"review round {name} created over the {split} split on {server}", f"review:{name}"),
+                 f"{'SIMULATED ' if simulated else ''}review round {name} created over the {split} split on {server}",
+                 f"review:{name}"),
             )
             return int(cur.lastrowid)
 
