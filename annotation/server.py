@@ -249,6 +249,17 @@ def start(root: Path, port: int | None = None, timeout: float = START_TIMEOUT_S,
                         admin_password=password, data_dir=str(data_dir), log=str(log_path),
                         started=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     _write_private(_state_path(root), asdict(state))
+    try:
+        _wait_ready(proc, state, root, log_path, offset, token, data_dir, timeout, progress)
+    except BaseException:
+        # Ctrl-C or a failed start: a half-started server must not linger in the background.
+        _terminate(proc.pid)
+        raise
+    return state, True
+
+
+def _wait_ready(proc: subprocess.Popen, state: ServerState, root: Path, log_path: Path, offset: int, token: str,
+                data_dir: Path, timeout: float, progress: Progress) -> None:
     deadline = time.monotonic() + timeout
     actual = None
     with progress.task("starting Label Studio (first start takes ~30-60 s)") as task:
@@ -261,7 +272,7 @@ def start(root: Path, port: int | None = None, timeout: float = START_TIMEOUT_S,
                     fh.seek(offset)
                     m = _STARTED.search(fh.read().decode(errors="replace"))
                 actual = int(m.group(1)) if m else None
-                if actual is not None and actual != port:
+                if actual is not None and actual != state.port:
                     # It moved because the port was taken between our check and its bind.
                     state.port, state.url = actual, f"http://{HOST}:{actual}"
                     _write_private(_state_path(root), asdict(state))
@@ -270,16 +281,13 @@ def start(root: Path, port: int | None = None, timeout: float = START_TIMEOUT_S,
             task.advance(0)
             time.sleep(0.5)
         else:
-            _terminate(proc.pid)
             raise IfaError(f"Label Studio did not answer on {state.url} within {timeout:.0f} s; it was stopped. "
                            f"Its log ({log_path}) ends:\n{_log_tail(log_path)}\n"
                            "On a busy machine raise IFA_LS_START_TIMEOUT (seconds) and try again.")
     who = _whoami(state.url, token)
     if who != ADMIN_EMAIL:
-        _terminate(proc.pid)
         raise IfaError(f"The server on {state.url} does not accept ifa's token (it answered as {who!r}); "
                        f"it was stopped. Its data dir {data_dir} may belong to another setup: move it away and retry.")
-    return state, True
 
 
 def _terminate(pid: int, timeout: float = STOP_TIMEOUT_S) -> None:

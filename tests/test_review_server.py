@@ -100,7 +100,7 @@ def test_create_round_is_idempotent(rv):
 
 def test_planted_answers_sync_with_a_kill_and_a_server_stop(rv):
     i = rv.ids
-    url, ann1, ann2, third = rv.client.url, rv.sims["ann1"], rv.sims["ann2"], rv.sims["third"]
+    url, ann1, ann2 = rv.client.url, rv.sims["ann1"], rv.sims["ann2"]
     b = rv.before
     x1 = {lid(rv, "category", "Dresses"), lid(rv, "color", "Black")}
     post = lambda who, role, image, labels=(), **kw: simulate.answer(url, who, task_of(rv, role, image), labels,
@@ -216,6 +216,10 @@ def test_status_tiebreak_and_finalize(rv):
     simulate.answer(url, third, task_of(rv, "tiebreak", i[3]), discard=True, taxonomy=rv.tax)
     simulate.answer(url, third, task_of(rv, "tiebreak", i[5]), b[i[5]], taxonomy=rv.tax)
     sync.sync_round(rv.ws, ROUND, rv.client)
+    # What the tie-breaker's labeling stream serves next (i7, the one left): both answers as text.
+    session = httpx.Client(base_url=url, headers={"Authorization": f"Token {third.token}"})
+    nxt = session.get(f"/api/projects/{tb.project_id}/next/").json()
+    assert nxt["data"]["image_id"] == i[7] and "skipped" in nxt["data"]["answers"]
 
     dry = finalize.finalize(rv.ws, ROUND)
     assert not dry.applied and os.path.exists(dry.report)
@@ -224,6 +228,7 @@ def test_status_tiebreak_and_finalize(rv):
     assert current_labels(rv) == b  # nothing applied yet
 
     done = finalize.finalize(rv.ws, ROUND, apply=True)
+    assert done.applied and done.images_set_aside == 2 and done.changed_images == 4
     x1 = {lid(rv, "category", "Dresses"), lid(rv, "color", "Black")}
     want = {**b, i[1]: x1, i[2]: t2}
     assert current_labels(rv) == want
