@@ -98,7 +98,8 @@ class Client:
                 return fn(*args, **kwargs)
             except httpx.ConnectError as exc:
                 failure: Exception = exc
-                retryable = True
+                # Refused by ifa's own server whose process is gone: waiting will not help.
+                retryable = not (self.conn.embedded and server.running(self.conn.embedded_root, check_health=False) is None)
             except (httpx.TimeoutException, httpx.RemoteProtocolError, httpx.ReadError) as exc:
                 failure, retryable = exc, idempotent
             except ApiError as exc:
@@ -113,18 +114,18 @@ class Client:
                                    f"(HTTP {status}): {_short(exc.body)}") from None
                 failure, retryable = exc, idempotent
             if not retryable or attempt >= self.retries:
-                raise self._down(what, failure) from None
+                raise self._down(what, failure, attempt) from None
             time.sleep(self.backoff * 2 ** attempt)
             attempt += 1
 
-    def _down(self, what: str, exc: Exception) -> IfaError:
+    def _down(self, what: str, exc: Exception, attempt: int) -> IfaError:
         reason = f"HTTP {exc.status_code}" if isinstance(exc, ApiError) else type(exc).__name__
-        tries = f"after {self.retries + 1} tries" if self.retries else ""
+        tries = f"after {attempt + 1} tries " if attempt else ""
         if self.conn.embedded and server.running(self.conn.embedded_root, check_health=False) is None:
             hint = "The workspace's embedded Label Studio is not running: start it with `ifa review serve`, then rerun."
         else:
             hint = f"Check that Label Studio at {self.url} is up, then rerun."
-        return IfaError(f"Label Studio at {self.url} did not answer ({reason}) {tries} while {what}. {hint} "
+        return IfaError(f"Label Studio at {self.url} did not answer ({reason}) {tries}while {what}. {hint} "
                         "Everything synced so far is kept in the ledger; a rerun continues from there.")
 
     def request(self, method: str, path: str, what: str, *, params: dict | None = None, json: Any = None,

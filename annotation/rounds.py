@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -95,7 +96,7 @@ def read_image_ids(path: Path) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
-def create_round(ws: Workspace, *, split: str, annotators: Sequence[str], tiebreaker: str,
+def create_round(ws: Workspace, *, split: str, annotators: Sequence[str], tiebreaker: str | None = None,
                  image_ids: Sequence[str] | None = None, name: str | None = None, limit: int | None = None,
                  client: Client | None = None, progress: Progress = SILENT) -> CreateResult:
     """Create (or finish creating) a review round over `image_ids` of `split` (default:
@@ -104,6 +105,7 @@ def create_round(ws: Workspace, *, split: str, annotators: Sequence[str], tiebre
     can send their images to review.
 
     annotators: two distinct emails of Label Studio users (see `annotators.add`).
+    tiebreaker: the third annotator's email; may also be given later to `tiebreak`.
     name: the round's name (default `<split>-<n>`, or the latest round of this split
         whose creation was interrupted, which is then finished).
     limit: only the first N images. client: defaults to the workspace's server.
@@ -112,7 +114,7 @@ def create_round(ws: Workspace, *, split: str, annotators: Sequence[str], tiebre
     if split not in SPLITS:
         raise IfaError(f"Unknown split {split!r}; use one of {', '.join(SPLITS)}.")
     emails = [check_email(e) for e in annotators]
-    third = check_email(tiebreaker)
+    third = check_email(tiebreaker) if tiebreaker else None
     if len(emails) != 2 or emails[0] == emails[1]:
         raise IfaError("A round needs exactly two different annotators (--annotators A B).")
     if third in emails:
@@ -120,7 +122,8 @@ def create_round(ws: Workspace, *, split: str, annotators: Sequence[str], tiebre
     client = client or Client(connection_for(ws.root))
     store = ReviewStore(ws.ledger)
     users = {(u.get("email") or "").lower(): u for u in client.users()}
-    unknown = [e for e in [*emails, third] if e not in users]
+    people = [*emails, third] if third else emails
+    unknown = [e for e in people if e not in users]
     if unknown:
         raise IfaError(f"{', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not a Label Studio user on "
                        f"{client.url}; add them first: ifa review annotators add {' '.join(unknown)}")
@@ -128,12 +131,12 @@ def create_round(ws: Workspace, *, split: str, annotators: Sequence[str], tiebre
     images, skipped = _select_images(ws, split, image_ids, limit)
     name, resumed = _round_name(store, split, name, emails)
     simulated_users = store.simulated_emails()
-    simulated = any(e in simulated_users for e in [*emails, third])
+    simulated = any(e in simulated_users for e in people)
     round_id = store.create_round(name, split, client.url, simulated)
     if simulated:
         store.set_simulated(round_id)
     recorded = store.projects(round_id)
-    if "tiebreak" not in recorded:
+    if third and "tiebreak" not in recorded:
         store.set_tiebreaker(round_id, third)
     for role, email in zip(ANNOTATOR_ROLES, emails):
         if role in recorded and recorded[role]["email"] != email:
@@ -195,8 +198,10 @@ def _round_name(store: ReviewStore, split: str, name: str | None, emails: list[s
     rounds = store.rounds()
     if name is not None:
         name = name.strip()
-        if not name or any(c in name for c in "\n\t"):
-            raise IfaError("A round name must be a non-empty single line.")
+        # It becomes part of rule ids (review:<round>), report file names and project titles.
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}", name):
+            raise IfaError(f"Round name {name!r} must be 1-40 letters, digits, '.', '_' or '-', starting with a "
+                           "letter or digit.")
         return name, bool((rounds["name"] == name).any())
     mine = rounds[rounds["split"] == split]
     if len(mine) and not mine.iloc[-1]["complete"]:

@@ -45,8 +45,9 @@ def serve(
     workspace: WorkspaceOpt = DEFAULT_WS,
     json_out: JsonOpt = False,
 ) -> None:
-    """Start the embedded Label Studio (SQLite, data in <workspace>/labelstudio/, bound to
-    127.0.0.1, telemetry off) in the background, or stop it.
+    """Start the embedded Label Studio in the background, or stop it.
+
+    SQLite, data in <workspace>/labelstudio/, bound to 127.0.0.1, telemetry off.
 
     Example: ifa review serve            (then open the printed URL)
              ifa review serve --stop
@@ -133,7 +134,8 @@ def create(
     limit: Annotated[Optional[int], typer.Option(help="Only the first N images.")] = None,
     url: UrlOpt = None, token: TokenOpt = None, workspace: WorkspaceOpt = DEFAULT_WS, json_out: JsonOpt = False,
 ) -> None:
-    """Create a review round: one Label Studio project per annotator, a task per image.
+    """Create a review round: one project per annotator, a task per image.
+
     A rerun after a crash finishes the job without duplicating a task.
 
     Example: ifa review create --split validation --annotators ana@x.com bo@x.com --tiebreaker cy@x.com
@@ -223,8 +225,9 @@ def tiebreak(
     tiebreaker: Annotated[Optional[str], typer.Option("--tiebreaker", help="Third annotator (default: the one named at create).")] = None,
     url: UrlOpt = None, token: TokenOpt = None, workspace: WorkspaceOpt = DEFAULT_WS, json_out: JsonOpt = False,
 ) -> None:
-    """Send every image the two annotators disagree on to the tie-breaker, who sees both
-    answers. Run `ifa review sync` first; rerun as more answers come in.
+    """Send every disagreement to the tie-breaker, who sees both answers.
+
+    Run `ifa review sync` first; rerun as more answers come in.
 
     Example: ifa review tiebreak --round validation-1
     """
@@ -243,8 +246,10 @@ def tiebreak(
 @app.command("finalize")
 def finalize(round_name: RoundOpt = None, apply: ApplyOpt = False, workspace: WorkspaceOpt = DEFAULT_WS,
              json_out: JsonOpt = False) -> None:
-    """Make the round's decisions the images' labels (source review:<round>); discards are
-    set aside. Without --apply, only reports. Undo with `ifa curate restore --rule review:<round>`.
+    """Make the round's decisions the images' labels; discards are set aside.
+
+    Labels get source review:<round>. Without --apply, only reports.
+    Undo with `ifa curate restore --rule review:<round>`.
 
     Example: ifa review finalize --round validation-1 --apply
     """

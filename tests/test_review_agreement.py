@@ -181,3 +181,12 @@ def test_unreachable_server_is_a_clear_error():
     client = Client(Connection(f"http://127.0.0.1:{free_port()}", "token"), retries=1, backoff=0.01)
     with pytest.raises(IfaError, match="did not answer"):
         client.users()
+
+
+def test_round_names_are_safe_for_rules_and_file_names(sample_ws):
+    from ifa.annotation.rounds import _round_name
+    store = ReviewStore(sample_ws.ledger)
+    assert _round_name(store, "validation", "val-2024.1", ["a@x.io", "b@x.io"]) == ("val-2024.1", False)
+    with pytest.raises(IfaError, match="must be 1-40 letters"):
+        _round_name(store, "validation", "../evil", ["a@x.io", "b@x.io"])
+    assert _round_name(store, "validation", None, ["a@x.io", "b@x.io"]) == ("validation-1", False)
