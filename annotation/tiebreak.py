@@ -6,9 +6,11 @@ or skipped). Images where both agree need no third look. Ties are never settled 
 vote: with two annotators a majority does not exist, and crowd-kit's MajorityVote would
 silently pick the first label of a 1-1 split.
 
-The tie-break project shows both earlier answers, as two predictions named after the
-annotators (the tie-breaker can start from either) and as text above the image. Run it
-again as more answers arrive: images that already have a tie-break task are skipped.
+The tie-break project shows both earlier answers as text above the image, and stores them
+as two predictions named after the annotators (model_version `annotator 1: <email>`),
+visible in the Data Manager and exports. Neither is pre-filled into the tie-breaker's
+answer (see NO_PREFILL), so the third look starts neutral. Run it again as more answers
+arrive: images that already have a tie-break task are skipped.
 """
 
 from __future__ import annotations
@@ -28,6 +30,11 @@ from .client import Client, connection_for
 from .rounds import ROLE_NAMES, ensure_project, import_missing, task_data
 
 ANSWERS_FIELD = "answers"
+# Label Studio pre-fills the labeling stream with the predictions whose model_version is the
+# project's (Task.get_predictions_for_prelabeling), and sets the project's to the last one
+# imported when it is empty: that would pre-fill annotator 2's answer for the tie-breaker.
+# A model_version no prediction has keeps the stream neutral; the answers are shown as text.
+NO_PREFILL = "none: both answers are shown as text"
 
 
 @dataclass
@@ -115,7 +122,7 @@ def tiebreak(ws: Workspace, round_name: str | None = None, tiebreaker: str | Non
         extra[image_id] = {"predictions": [_prediction(f"{ROLE_NAMES[r]}: {emails[r]}", a, taxonomy)
                                            for r, a in answers.items()]}
     project_id = ensure_project(client, store, view.round_id, view.name, "tiebreak", email, int(user["id"]), roots,
-                                tiebreak_config(taxonomy))
+                                tiebreak_config(taxonomy), extra={"model_version": NO_PREFILL})
     out.project_id, out.url = project_id, f"{client.url}/projects/{project_id}"
     added, _ = import_missing(client, store, view.round_id, "tiebreak", project_id, data, progress, extra)
     out.added = added
