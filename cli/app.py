@@ -7,7 +7,7 @@ import sys
 import typer
 
 from ..errors import IfaError
-from . import curate, demo, evaluate, export, fetch, imports, init, render, show, stats
+from . import curate, demo, evaluate, export, fetch, imports, init, render, review, show, stats
 
 app = typer.Typer(
     name="ifa",
@@ -24,6 +24,7 @@ app.command("stats")(stats.stats)
 app.command("show")(show.show)
 app.command("eval")(evaluate.evaluate)
 app.add_typer(curate.app, name="curate")
+app.add_typer(review.app, name="review")
 app.command("demo")(demo.demo)
 app.command("fetch")(fetch.fetch)
 app.command("export")(export.export)

@@ -34,8 +34,9 @@ def restore(
         render.emit_json(result.to_dict())
         return
     verb = "restored" if result.applied else "would restore"
-    render.done(f"{verb} {len(result.images):,} images and {len(result.labels):,} labels"
-                + (f"; {len(result.reviews):,} taken off the review queue" if result.reviews else ""))
+    extra = f"; {len(result.reviews):,} taken off the review queue" if result.reviews else ""
+    extra += f"; dropped again {len(result.unadded):,} labels it had added" if result.unadded else ""
+    render.done(f"{verb} {len(result.images):,} images and {len(result.labels):,} labels{extra}")
 
 
 @app.command("check-attributes")

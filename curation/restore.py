@@ -16,10 +16,12 @@ class RestoreResult:
     labels: list[tuple[str, int]] = field(default_factory=list)
     applied: bool = False
     reviews: list[tuple[str, str]] = field(default_factory=list)  # (image_id, rule) taken off the review queue
+    unadded: list[tuple[str, int]] = field(default_factory=list)  # labels the rule had added, dropped again
 
     def to_dict(self) -> dict:
         return {"images": self.images, "labels": [{"image_id": i, "label_id": l} for i, l in self.labels],
-                "reviews": [{"image_id": i, "rule": r} for i, r in self.reviews], "applied": self.applied}
+                "reviews": [{"image_id": i, "rule": r} for i, r in self.reviews],
+                "unadded": [{"image_id": i, "label_id": l} for i, l in self.unadded], "applied": self.applied}
 
 
 def restore(ledger: Ledger, rule: str | None = None, image_id: str | None = None, apply: bool = True) -> RestoreResult:
@@ -38,9 +40,16 @@ def restore(ledger: Ledger, rule: str | None = None, image_id: str | None = None
     queued = review_queue(ledger, rules=None if rule is None else [rule], statuses=("pending",), image_id=image_id)
     result = RestoreResult(images["image_id"].tolist(), list(zip(labels["image_id"], labels["label_id"].astype(int))),
                            reviews=list(zip(queued["image_id"], queued["rule"])))
+    if rule is not None:
+        # A rule that added labels (a review round's decisions) is undone by dropping them
+        # again, under a rule of their own so a second restore does not bring them back.
+        added = ledger.labels_added_by(rule, image_id=image_id)
+        result.unadded = list(zip(added["image_id"], added["label_id"].astype(int)))
     if apply:
         changes = [Change("restore_image", i) for i in result.images]
         changes += [Change("restore_label", i, l) for i, l in result.labels]
+        changes += [Change("drop_label", i, l, reason=f"restore: undo {rule}", rule=f"undo:{rule}")
+                    for i, l in result.unadded]
         with ledger.transaction():
             ledger.apply_changes(changes)
             if result.reviews:

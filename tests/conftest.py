@@ -35,3 +35,24 @@ def write_json(tmp_path: Path):
         path.write_text(data if isinstance(data, str) else json.dumps(data))
         return path
     return write
+
+
+# ---- ifa review (issue 5): one real Label Studio for the session ----------------------------
+@pytest.fixture(scope="session")
+def label_studio(tmp_path_factory):
+    """A real Label Studio on 127.0.0.1 (a free port, a temp data dir), started once per
+    session through ifa's own `annotation.server.start` and stopped by PID at the end,
+    also when tests fail (finally, atexit, and a parent-death signal if pytest is killed).
+    Yields the server folder; `server.read_state(root)` gives URL, token and PID. The
+    first start runs migrations: ~30 s on a quiet machine, over a minute on a busy one."""
+    import atexit
+
+    from ifa.annotation import server
+
+    root = tmp_path_factory.mktemp("labelstudio")
+    atexit.register(server.stop, root)
+    server.start(root, port=server.free_port(), die_with_parent=True)
+    try:
+        yield root
+    finally:
+        server.stop(root)

@@ -400,6 +400,19 @@ class Ledger:
             "WHERE l.status = 'active' AND l.source != 'import'"
         )
 
+    def labels_added_by(self, rule: str, image_id: str | None = None) -> pd.DataFrame:
+        """Active labels that `rule` added (source and status_rule both the rule, as
+        add_label with source=rule leaves them): image_id, label_id."""
+        where, params = ["l.status = 'active'", "l.source = ?", "l.status_rule = ?"], [rule, rule]
+        if image_id is not None:
+            where.append("i.image_id = ?")
+            params.append(image_id)
+        return self.frame(
+            "SELECT i.image_id, l.label_id FROM labels l JOIN images i ON i.pk = l.image_pk "
+            f"WHERE {' AND '.join(where)}",
+            params,
+        )
+
     def counts(self) -> dict[str, int]:
         [(images,)], [(labels,)] = self.query("SELECT count(*) FROM images"), self.query("SELECT count(*) FROM labels")
         return {"images": images, "labels": labels}

@@ -147,4 +147,99 @@ CREATE TABLE unreadable_files (
 ) WITHOUT ROWID;
 """
 
-MIGRATIONS: list[str] = [V1_FOUNDATION, V2_FETCHES, V3_REVIEW_QUEUE, V4_HASHES]
+
+# Review rounds (annotation/): the round's state lives here, not in Label Studio's memory,
+# so every sync is idempotent and a crash loses nothing. Label Studio ids are kept per
+# round because two rounds may live on different servers.
+V5_REVIEW = """
+CREATE TABLE review_annotators (
+    server     TEXT NOT NULL,               -- Label Studio base URL
+    email      TEXT NOT NULL,
+    ls_user_id INTEGER NOT NULL,
+    simulated  INTEGER NOT NULL DEFAULT 0,  -- a scripted annotator (demo, tests), not a person
+    added      TEXT NOT NULL,
+    PRIMARY KEY (server, email)
+);
+
+CREATE TABLE review_rounds (
+    round_id  INTEGER PRIMARY KEY,
+    name      TEXT NOT NULL UNIQUE,
+    split     TEXT NOT NULL,
+    server    TEXT NOT NULL,
+    tiebreaker TEXT,                        -- email of the third annotator, named at creation
+    simulated INTEGER NOT NULL DEFAULT 0,
+    created   TEXT NOT NULL,
+    command   TEXT NOT NULL,
+    complete  INTEGER NOT NULL DEFAULT 0,   -- 1 once every image has its two annotator tasks
+    finalized TEXT                          -- time of the last applied finalize
+);
+
+CREATE TABLE review_images (
+    round_id INTEGER NOT NULL REFERENCES review_rounds(round_id),
+    image_id TEXT NOT NULL,
+    PRIMARY KEY (round_id, image_id)
+) WITHOUT ROWID;
+
+CREATE TABLE review_projects (
+    round_id      INTEGER NOT NULL REFERENCES review_rounds(round_id),
+    role          TEXT NOT NULL CHECK (role IN ('annotator1', 'annotator2', 'tiebreak')),
+    email         TEXT NOT NULL,
+    ls_user_id    INTEGER NOT NULL,
+    ls_project_id INTEGER NOT NULL,
+    title         TEXT NOT NULL,
+    created       TEXT NOT NULL,
+    PRIMARY KEY (round_id, role)
+);
+
+CREATE TABLE review_tasks (
+    round_id   INTEGER NOT NULL REFERENCES review_rounds(round_id),
+    role       TEXT NOT NULL,
+    image_id   TEXT NOT NULL,
+    ls_task_id INTEGER NOT NULL,
+    PRIMARY KEY (round_id, role, image_id)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX review_tasks_ls ON review_tasks(round_id, ls_task_id);
+
+CREATE TABLE review_annotations (
+    round_id         INTEGER NOT NULL REFERENCES review_rounds(round_id),
+    ls_annotation_id INTEGER NOT NULL,
+    role             TEXT NOT NULL,            -- the project it was found in
+    image_id         TEXT NOT NULL,
+    ls_task_id       INTEGER NOT NULL,
+    completed_by     INTEGER,                  -- Label Studio user id
+    by_annotator     INTEGER NOT NULL,         -- 1 when completed_by is the project's annotator
+    result           TEXT NOT NULL,            -- the result JSON exactly as Label Studio returned it
+    labels           TEXT NOT NULL,            -- JSON list of the valid label ids in it
+    discard          INTEGER NOT NULL DEFAULT 0,
+    skipped          INTEGER NOT NULL DEFAULT 0,
+    problems         TEXT NOT NULL DEFAULT '', -- '; '-joined; empty when the result is valid
+    lead_time        REAL,
+    created_at       TEXT,
+    updated_at       TEXT,
+    synced           TEXT NOT NULL,
+    deleted          TEXT,                     -- when a sync no longer found it in Label Studio
+    PRIMARY KEY (round_id, ls_annotation_id)
+);
+CREATE INDEX review_annotations_image ON review_annotations(round_id, image_id);
+
+-- An annotator who edits a submitted answer replaces it in Label Studio; the old one is kept here.
+CREATE TABLE review_annotation_versions (
+    round_id         INTEGER NOT NULL,
+    ls_annotation_id INTEGER NOT NULL,
+    result           TEXT NOT NULL,
+    updated_at       TEXT,
+    replaced         TEXT NOT NULL
+);
+
+CREATE TABLE review_decisions (
+    round_id   INTEGER NOT NULL REFERENCES review_rounds(round_id),
+    image_id   TEXT NOT NULL,
+    outcome    TEXT NOT NULL CHECK (outcome IN ('agreed', 'tiebreak', 'discarded')),
+    labels     TEXT NOT NULL,                  -- JSON list of label ids
+    decided_by TEXT NOT NULL,                  -- 'agreement' or the tie-breaker's email
+    time       TEXT NOT NULL,
+    PRIMARY KEY (round_id, image_id)
+) WITHOUT ROWID;
+"""
+
+MIGRATIONS: list[str] = [V1_FOUNDATION, V2_FETCHES, V3_REVIEW_QUEUE, V4_HASHES, V5_REVIEW]

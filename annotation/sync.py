@@ -1,0 +1,132 @@
+"""Pull a round's annotations from Label Studio into the ledger.
+
+Each annotation is stored under its Label Studio id, so a rerun changes nothing and an
+edited answer replaces the old one (which is kept as a version). Each page of tasks is
+written in one transaction as soon as it arrives: a sync killed midway keeps every page
+it finished, and the rerun skips nothing and duplicates nothing. An annotation is only
+marked deleted after a complete listing of its project no longer shows it.
+
+Every result is validated against the taxonomy (`answers.parse_result`) and against the
+role: an annotation by anyone but the project's annotator is stored, flagged, and not
+counted (open-source Label Studio lets every member open every project).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+from ..curation.ledger.review import ReviewStore
+from ..curation.workspace import Workspace
+from ..progress import SILENT, Progress
+from .answers import parse_result
+from .client import PAGE_SIZE, Client, connection_for
+
+
+@dataclass
+class SyncResult:
+    """Counts of one sync. fetched: annotations read from Label Studio; new / updated /
+    unchanged: what that did to the ledger; deleted: stored annotations no longer in Label
+    Studio; wrong_annotator: annotations by someone other than the project's annotator
+    (kept, not counted); invalid: counted annotations whose result breaks the taxonomy;
+    ignored: annotations on tasks that are not the round's."""
+
+    round: str
+    server: str
+    fetched: int = 0
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    skipped: int = 0
+    invalid: int = 0
+    wrong_annotator: int = 0
+    ignored: int = 0
+    per_role: dict[str, dict] = field(default_factory=dict)
+    problems: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def sync_round(ws: Workspace, round_name: str | None = None, client: Client | None = None,
+               progress: Progress = SILENT, page_size: int = PAGE_SIZE) -> SyncResult:
+    """Sync every project of the round (latest round when `round_name` is None).
+    Raises IfaError when the server does not answer after retries; pages written before
+    that stay, and a rerun completes the sync."""
+    start = time.perf_counter()
+    store = ReviewStore(ws.ledger)
+    rnd = store.round(round_name)
+    round_id = int(rnd["round_id"])
+    client = client or Client(connection_for(ws.root))
+    taxonomy = ws.taxonomy
+    images = set(store.images(round_id))
+    result = SyncResult(rnd["name"], client.url)
+    for role, project in sorted(store.projects(round_id).items()):
+        tasks = store.tasks(round_id, role)
+        image_of = dict(zip(tasks["ls_task_id"].astype(int), tasks["image_id"]))
+        counts = {"fetched": 0, "new": 0, "updated": 0, "deleted": 0}
+        seen: set[int] = set()
+        with progress.task(f"sync {role} ({project['email']})") as bar:
+            # Submitted and skipped tasks are listed separately: Label Studio's filters
+            # take one conjunction, and keyset paging needs "id > last" in it.
+            for only in ("annotated", "skipped"):
+                for page in client.task_pages(int(project["ls_project_id"]), annotations=True, only=only,
+                                              page_size=page_size):
+                    rows = []
+                    for task in page:
+                        image_id = image_of.get(int(task["id"]))
+                        if image_id is None:
+                            candidate = str((task.get("data") or {}).get("image_id", ""))
+                            image_id = candidate if candidate in images else None
+                        for ann in task.get("annotations") or []:
+                            if int(ann["id"]) in seen:
+                                continue
+                            seen.add(int(ann["id"]))
+                            if image_id is None:
+                                result.ignored += 1
+                                continue
+                            rows.append(_row(ann, task, role, image_id, int(project["ls_user_id"]), taxonomy, result))
+                    done = store.upsert_annotations(round_id, rows)
+                    counts["fetched"] += len(rows)
+                    counts["new"] += done["new"]
+                    counts["updated"] += done["updated"]
+                    bar.advance(len(page))
+        counts["deleted"] = store.mark_deleted(round_id, role, seen)
+        result.per_role[role] = {"email": project["email"], **counts}
+        result.fetched += counts["fetched"]
+        result.new += counts["new"]
+        result.updated += counts["updated"]
+        result.deleted += counts["deleted"]
+    result.unchanged = result.fetched - result.new - result.updated
+    result.seconds = time.perf_counter() - start
+    if result.new or result.updated or result.deleted:
+        ws.ledger.append_event("review_sync", new=f"{result.new} new, {result.updated} updated, {result.deleted} deleted",
+                               reason=f"annotations of round {result.round} synced from {client.url}",
+                               rule=f"review:{result.round}")
+    return result
+
+
+def _row(ann: dict, task: dict, role: str, image_id: str, annotator_id: int, taxonomy, result: SyncResult) -> dict:
+    completed_by = ann.get("completed_by")
+    if isinstance(completed_by, dict):  # an expanded user
+        completed_by = completed_by.get("id")
+    by_annotator = completed_by is not None and int(completed_by) == annotator_id
+    answer = parse_result(ann.get("result"), taxonomy, bool(ann.get("was_cancelled")))
+    if not by_annotator:
+        result.wrong_annotator += 1
+    elif answer.problems == ("skipped",):
+        result.skipped += 1
+    elif answer.problems:
+        result.invalid += 1
+        for p in answer.problems:
+            kind = p.split(":")[0]
+            result.problems[kind] = result.problems.get(kind, 0) + 1
+    return {
+        "ls_annotation_id": int(ann["id"]), "role": role, "image_id": image_id, "ls_task_id": int(task["id"]),
+        "completed_by": completed_by, "by_annotator": by_annotator, "result": ann.get("result") or [],
+        "labels": answer.labels, "discard": answer.discard, "skipped": bool(ann.get("was_cancelled")),
+        "problems": "; ".join(answer.problems), "lead_time": ann.get("lead_time"),
+        "created_at": ann.get("created_at"), "updated_at": ann.get("updated_at"),
+    }

@@ -1,0 +1,266 @@
+"""`ifa review ...`: two independent annotators and a tie-breaker in Label Studio."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..annotation import annotators as annotators_lib
+from ..annotation import finalize as finalize_lib
+from ..annotation import rounds, server, status as status_lib, sync as sync_lib, tiebreak as tiebreak_lib
+from ..annotation.client import ENV_TOKEN, ENV_URL, Client, connection_for
+from ..errors import IfaError
+from . import render
+from .options import ApplyOpt, DEFAULT_WS, JsonOpt, WorkspaceOpt, open_workspace
+
+app = typer.Typer(help="Review rounds in Label Studio: two annotators label each image independently, "
+                       "a third breaks ties.", no_args_is_help=True)
+annotators_app = typer.Typer(help="Label Studio accounts of the annotators.", no_args_is_help=True)
+app.add_typer(annotators_app, name="annotators")
+
+UrlOpt = Annotated[Optional[str], typer.Option("--url", envvar=ENV_URL, show_envvar=True,
+                                               help="An existing Label Studio instead of the embedded one.")]
+TokenOpt = Annotated[Optional[str], typer.Option("--token", envvar=ENV_TOKEN, show_envvar=True,
+                                                 help="API token for --url (Account & Settings > Access Token).")]
+RoundOpt = Annotated[Optional[str], typer.Option("--round", "-r", help="Round name (default: the latest round).")]
+
+
+def _client(ws, url, token) -> Client:
+    return Client(connection_for(ws.root, url, token))
+
+
+def _sim(email: str, simulated: bool) -> str:
+    return f"{email} [yellow](simulated)[/]" if simulated else email
+
+
+# ---- serve ------------------------------------------------------------------------------------
+@app.command("serve")
+def serve(
+    port: Annotated[Optional[int], typer.Option(help="Port on 127.0.0.1 (default 8080, or a free one if busy).")] = None,
+    stop: Annotated[bool, typer.Option("--stop", help="Stop the embedded server.")] = False,
+    foreground: Annotated[bool, typer.Option("--foreground", help="Stay attached; Ctrl-C stops the server.")] = False,
+    workspace: WorkspaceOpt = DEFAULT_WS,
+    json_out: JsonOpt = False,
+) -> None:
+    """Start the embedded Label Studio in the background, or stop it.
+
+    SQLite, data in <workspace>/labelstudio/, bound to 127.0.0.1, telemetry off.
+
+    Example: ifa review serve            (then open the printed URL)
+             ifa review serve --stop
+    """
+    with open_workspace(workspace, "review serve") as ws:
+        root = server.server_dir(ws.root)
+    if stop:
+        state = server.stop(root)
+        if json_out:
+            render.emit_json({"stopped": state is not None, **(state.public() if state else {})})
+        elif state is None:
+            render.out.print("No embedded Label Studio is running for this workspace.")
+        else:
+            render.done(f"stopped Label Studio (PID {state.pid}) at {state.url}; its data stays in {state.data_dir}")
+        return
+    state, started = server.start(root, port=port, progress=render.RichProgress(quiet=json_out))
+    if json_out:
+        render.emit_json({"started": started, **state.public()})
+    else:
+        render.done(f"Label Studio {'started' if started else 'already running'} at [bold]{state.url}[/] (PID {state.pid})")
+        render.out.print(f"  log in as {state.admin_email}; the password is in {root / server.STATE_FILE} (readable only by you)")
+        render.out.print("  annotators log in with their own accounts: ifa review annotators add EMAIL --password-from-env VAR")
+        render.out.print("  stop it with: ifa review serve --stop")
+    if foreground:
+        try:
+            server.wait(state)
+        except KeyboardInterrupt:
+            server.stop(root)
+            render.done("stopped Label Studio")
+
+
+# ---- annotators -----------------------------------------------------------------------------
+@annotators_app.command("add")
+def annotators_add(
+    emails: Annotated[list[str], typer.Argument(help="Annotator emails.")],
+    password_from_env: Annotated[Optional[str], typer.Option(
+        "--password-from-env", metavar="VAR", help="Give the new accounts the password in this environment variable.")] = None,
+    url: UrlOpt = None, token: TokenOpt = None, workspace: WorkspaceOpt = DEFAULT_WS, json_out: JsonOpt = False,
+) -> None:
+    """Make each email a Label Studio user who can annotate.
+
+    Example: ANNOTATOR_PW=... ifa review annotators add ana@example.com bo@example.com --password-from-env ANNOTATOR_PW
+    """
+    password = None
+    if password_from_env:
+        password = os.environ.get(password_from_env)
+        if not password:
+            raise IfaError(f"The environment variable {password_from_env} is not set or empty.")
+    with open_workspace(workspace, "review annotators add") as ws:
+        result = annotators_lib.add(ws, _client(ws, url, token), emails, password)
+    if json_out:
+        render.emit_json(result.to_dict())
+        return
+    rows = [(a.email, a.user_id, a.action, "yes" if a.can_log_in else "no", a.note) for a in result.annotators]
+    render.out.print(render.table(f"annotators on {result.server}", ["email", "user id", "action", "can log in", "note"], rows))
+
+
+@annotators_app.command("list")
+def annotators_list(url: UrlOpt = None, token: TokenOpt = None, workspace: WorkspaceOpt = DEFAULT_WS,
+                    json_out: JsonOpt = False) -> None:
+    """Every Label Studio user, with the rounds and roles they work in.
+
+    Example: ifa review annotators list
+    """
+    with open_workspace(workspace, "review annotators list") as ws:
+        result = annotators_lib.listing(ws, _client(ws, url, token))
+    if json_out:
+        render.emit_json(result.to_dict())
+        return
+    rows = [(_sim(a.email, a.simulated), a.user_id, a.name, "yes" if a.known else "", ", ".join(a.rounds))
+            for a in result.annotators]
+    render.out.print(render.table(f"users on {result.server}", ["email", "user id", "name", "added by ifa", "rounds"], rows))
+
+
+# ---- create ------------------------------------------------------------------------------------
+@app.command("create")
+def create(
+    split: Annotated[str, typer.Option("--split", "-s", help="validation or test (train for noise review).")],
+    annotators: Annotated[tuple[str, str], typer.Option("--annotators", help="The two annotators' emails: A B.")],
+    tiebreaker: Annotated[str, typer.Option("--tiebreaker", help="The third annotator, who breaks ties.")],
+    images_from: Annotated[Optional[Path], typer.Option(
+        "--images-from", help="Only these images: a text file of ids (one per line) or a CSV with image_id.")] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Round name (default <split>-<n>).")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Only the first N images.")] = None,
+    url: UrlOpt = None, token: TokenOpt = None, workspace: WorkspaceOpt = DEFAULT_WS, json_out: JsonOpt = False,
+) -> None:
+    """Create a review round: one project per annotator, a task per image.
+
+    A rerun after a crash finishes the job without duplicating a task.
+
+    Example: ifa review create --split validation --annotators ana@x.com bo@x.com --tiebreaker cy@x.com
+    """
+    ids = rounds.read_image_ids(images_from) if images_from else None
+    with open_workspace(workspace, "review create") as ws:
+        result = rounds.create_round(ws, split=split, annotators=list(annotators), tiebreaker=tiebreaker, image_ids=ids,
+                                     name=name, limit=limit, client=_client(ws, url, token),
+                                     progress=render.RichProgress(quiet=json_out))
+    if json_out:
+        render.emit_json(result.to_dict())
+        return
+    verb = "finished" if result.resumed else "created"
+    render.done(f"round [bold]{result.round}[/] {verb}: {result.images:,} {result.split} images"
+                + (" [yellow](simulated annotators)[/]" if result.simulated else ""))
+    rows = [(p.role, p.email, p.project_id, f"{p.tasks:,}", f"{result.tasks_added.get(p.role, 0):,}", p.url)
+            for p in result.projects]
+    render.out.print(render.table("projects", ["role", "annotator", "project", "#tasks", "#added now", "url"], rows))
+    for why, ids in result.skipped.items():
+        render.out.print(f"  skipped {len(ids):,} images ({why}): {', '.join(ids[:5])}{' ...' if len(ids) > 5 else ''}")
+
+
+# ---- sync ----------------------------------------------------------------------------------------
+@app.command("sync")
+def sync(round_name: RoundOpt = None, url: UrlOpt = None, token: TokenOpt = None, workspace: WorkspaceOpt = DEFAULT_WS,
+         json_out: JsonOpt = False) -> None:
+    """Pull the round's annotations into the ledger (a rerun changes nothing).
+
+    Example: ifa review sync --round validation-1
+    """
+    with open_workspace(workspace, "review sync") as ws:
+        result = sync_lib.sync_round(ws, round_name, _client(ws, url, token), progress=render.RichProgress(quiet=json_out))
+    if json_out:
+        render.emit_json(result.to_dict())
+        return
+    render.done(f"round {result.round}: {result.fetched:,} annotations read; {result.new:,} new, {result.updated:,} "
+                f"updated, {result.deleted:,} deleted in Label Studio ({result.seconds:.1f} s)")
+    if result.invalid or result.wrong_annotator or result.skipped or result.ignored:
+        render.out.print(f"  flagged: {result.invalid} invalid ({result.problems or {}}), {result.wrong_annotator} by "
+                         f"someone other than the project's annotator (not counted), {result.skipped} skipped, "
+                         f"{result.ignored} on tasks outside the round")
+
+
+# ---- status ----------------------------------------------------------------------------------
+@app.command("status")
+def status(round_name: RoundOpt = None, workspace: WorkspaceOpt = DEFAULT_WS, json_out: JsonOpt = False) -> None:
+    """Progress per annotator and agreement so far (from the last sync).
+
+    Example: ifa review status --json
+    """
+    with open_workspace(workspace, "review status") as ws:
+        result = status_lib.status(ws, round_name)
+    if json_out:
+        render.emit_json(result.to_dict())
+        return
+    title = f"round {result.round} ({result.split}, {result.images:,} images)" + (" — SIMULATED annotators" if result.simulated else "")
+    rows = [(role, _sim(r["email"], r["simulated"]), f"{r['done']:,}/{r['tasks']:,}", r["skipped"], r["invalid"],
+             r["wrong_annotator"], "" if r["lead_time_median_s"] is None else f"{r['lead_time_median_s']:.0f} s")
+            for role, r in result.roles.items()]
+    render.out.print(render.table(title, ["role", "annotator", "done", "skipped", "invalid", "not theirs", "median time"], rows))
+    o = result.outcomes
+    render.out.print(f"  agreed {o['agreed']:,} · both discarded {o['discarded']:,} · disagree {o['disagree']:,} · "
+                     f"waiting {o['waiting']:,} · tie-break {result.tiebreak['done']}/{result.tiebreak['tasks']} · "
+                     f"decided {result.decided:,}")
+    if result.agreement:
+        rows = []
+        for g, a in result.agreement.items():
+            if a["cardinality"] == "single":
+                rows.append((g, "single", f"{a['exact']:.3f}", _f(a["kappa"]), "", ""))
+            else:
+                rows.append((g, "multiple", f"{a['exact']:.3f}", "", f"{a['jaccard']:.3f}", _f(a["alpha_masi"])))
+        render.out.print(render.table(f"agreement over {result.compared:,} images both answered",
+                                      ["group", "per image", "exact", "Cohen's kappa", "Jaccard", "alpha (MASI)"], rows))
+    if result.confused:
+        rows = [(c["group"], c["label_a"], c["label_b"], c["images"]) for c in result.confused]
+        render.out.print(render.table("most confused label pairs", ["group", "label", "label", "images"], rows))
+
+
+def _f(x) -> str:
+    return "n/a" if x is None or x != x else f"{x:.3f}"
+
+
+# ---- tiebreak --------------------------------------------------------------------------------
+@app.command("tiebreak")
+def tiebreak(
+    round_name: RoundOpt = None,
+    tiebreaker: Annotated[Optional[str], typer.Option("--tiebreaker", help="Third annotator (default: the one named at create).")] = None,
+    url: UrlOpt = None, token: TokenOpt = None, workspace: WorkspaceOpt = DEFAULT_WS, json_out: JsonOpt = False,
+) -> None:
+    """Send every disagreement to the tie-breaker, who sees both answers.
+
+    Run `ifa review sync` first; rerun as more answers come in.
+
+    Example: ifa review tiebreak --round validation-1
+    """
+    with open_workspace(workspace, "review tiebreak") as ws:
+        result = tiebreak_lib.tiebreak(ws, round_name, tiebreaker, _client(ws, url, token),
+                                       progress=render.RichProgress(quiet=json_out))
+    if json_out:
+        render.emit_json(result.to_dict())
+        return
+    render.done(f"round {result.round}: {result.disagreements:,} disagreements, {result.added:,} new tie-break tasks for "
+                f"{result.tiebreaker}" + (f" at {result.url}" if result.url else ""))
+    render.out.print(f"  agreed {result.agreed:,} · both discarded {result.discarded:,} · waiting for an annotator {result.waiting:,}")
+
+
+# ---- finalize --------------------------------------------------------------------------------
+@app.command("finalize")
+def finalize(round_name: RoundOpt = None, apply: ApplyOpt = False, workspace: WorkspaceOpt = DEFAULT_WS,
+             json_out: JsonOpt = False) -> None:
+    """Make the round's decisions the images' labels; discards are set aside.
+
+    Labels get source review:<round>. Without --apply, only reports.
+    Undo with `ifa curate restore --rule review:<round>`.
+
+    Example: ifa review finalize --round validation-1 --apply
+    """
+    with open_workspace(workspace, "review finalize") as ws:
+        result = finalize_lib.finalize(ws, round_name, apply=apply)
+    if json_out:
+        render.emit_json(result.to_dict())
+        return
+    verb = "applied" if result.applied else "would apply (rerun with --apply)"
+    render.done(f"round {result.round}{' (SIMULATED annotators)' if result.simulated else ''}: {verb}: "
+                f"{result.labels_added:,} labels added, {result.labels_dropped:,} dropped, "
+                f"{result.images_set_aside:,} images set aside, on {result.changed_images:,} images")
+    render.out.print(f"  decided {result.decided} · undecided {result.undecided or 0}")
+    render.out.print(f"  report: {result.report}")

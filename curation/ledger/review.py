@@ -1,0 +1,305 @@
+"""Review rounds in the ledger: rounds, their Label Studio projects and tasks, synced
+annotations and final decisions. The SQL for `ifa review` lives here; `annotation/` calls
+these methods with plain data and gets plain data (dicts, frames) back.
+
+Every write is one transaction, and every insert is keyed by what Label Studio calls it
+(task id, annotation id), so a rerun after a crash adds only what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Iterable, Sequence
+
+import pandas as pd
+
+from ...errors import IfaError
+from .core import Ledger, now
+
+ROLES = ("annotator1", "annotator2", "tiebreak")
+ANNOTATOR_ROLES = ("annotator1", "annotator2")
+
+# Columns of an annotation row as `upsert_annotations` takes and `annotations` returns them.
+ANNOTATION_COLUMNS = ("ls_annotation_id", "role", "image_id", "ls_task_id", "completed_by", "by_annotator",
+                      "result", "labels", "discard", "skipped", "problems", "lead_time", "created_at", "updated_at")
+
+
+class ReviewStore:
+    """The review tables of one ledger."""
+
+    def __init__(self, ledger: Ledger):
+        self.ledger = ledger
+
+    # ---- annotators -------------------------------------------------------------------
+    def add_annotator(self, server: str, email: str, ls_user_id: int, simulated: bool = False) -> None:
+        """Remember an annotator's Label Studio user id on `server` (a rerun updates it)."""
+        with self.ledger.transaction() as conn:
+            conn.execute(
+                "INSERT INTO review_annotators(server, email, ls_user_id, simulated, added) VALUES (?,?,?,?,?) "
+                "ON CONFLICT(server, email) DO UPDATE SET ls_user_id = excluded.ls_user_id, "
+                "simulated = max(review_annotators.simulated, excluded.simulated)",
+                (server, email.lower(), int(ls_user_id), int(simulated), now()),
+            )
+
+    def annotators(self, server: str | None = None) -> pd.DataFrame:
+        """server, email, ls_user_id, simulated, added."""
+        sql = "SELECT server, email, ls_user_id, simulated, added FROM review_annotators"
+        if server is not None:
+            return self.ledger.frame(sql + " WHERE server = ? ORDER BY email", (server,))
+        return self.ledger.frame(sql + " ORDER BY server, email")
+
+    def simulated_emails(self) -> set[str]:
+        return {r[0] for r in self.ledger.query("SELECT email FROM review_annotators WHERE simulated = 1")}
+
+    # ---- rounds -----------------------------------------------------------------------
+    def create_round(self, name: str, split: str, server: str, simulated: bool = False) -> int:
+        """Insert the round (or return the existing one of that name); returns round_id.
+        Raises IfaError when a round of that name exists for another split or server."""
+        with self.ledger.transaction() as conn:
+            row = conn.execute("SELECT round_id, split, server FROM review_rounds WHERE name = ?", (name,)).fetchone()
+            if row is not None:
+                if row[1] != split or row[2] != server:
+                    raise IfaError(
+                        f"Round {name!r} already exists for the {row[1]} split on {row[2]}; "
+                        "pick another --name for a new round."
+                    )
+                return int(row[0])
+            cur = conn.execute(
+                "INSERT INTO review_rounds(name, split, server, simulated, created, command) VALUES (?,?,?,?,?,?)",
+                (name, split, server, int(simulated), now(), self.ledger.command),
+            )
+            conn.execute(
+                "INSERT INTO events(time, command, kind, old, new, reason, rule) VALUES (?,?,?,?,?,?,?)",
+                (now(), self.ledger.command, "review_round", None, name,
+                 f"{'SIMULATED ' if simulated else ''}review round {name} created over the {split} split on {server}",
+                 f"review:{name}"),
+            )
+            return int(cur.lastrowid)
+
+    def rounds(self) -> pd.DataFrame:
+        """round_id, name, split, server, tiebreaker, simulated, created, complete, finalized, images
+        (oldest first)."""
+        return self.ledger.frame(
+            "SELECT r.round_id, r.name, r.split, r.server, r.tiebreaker, r.simulated, r.created, r.complete, r.finalized, "
+            "(SELECT count(*) FROM review_images i WHERE i.round_id = r.round_id) AS images "
+            "FROM review_rounds r ORDER BY r.round_id"
+        )
+
+    def round(self, name: str | None = None) -> dict:
+        """The named round, or the latest one when `name` is None. Raises IfaError when
+        there is none."""
+        rounds = self.rounds()
+        if rounds.empty:
+            raise IfaError("This workspace has no review round yet. Create one with `ifa review create`.")
+        if name is None:
+            return rounds.iloc[-1].to_dict()
+        hit = rounds[rounds["name"] == name]
+        if hit.empty:
+            raise IfaError(f"There is no review round {name!r}; rounds: {', '.join(rounds['name'])}.")
+        return hit.iloc[0].to_dict()
+
+    def set_tiebreaker(self, round_id: int, email: str) -> None:
+        with self.ledger.transaction() as conn:
+            conn.execute("UPDATE review_rounds SET tiebreaker = ? WHERE round_id = ?", (email.lower(), round_id))
+
+    def mark_complete(self, round_id: int) -> None:
+        with self.ledger.transaction() as conn:
+            conn.execute("UPDATE review_rounds SET complete = 1 WHERE round_id = ?", (round_id,))
+
+    def mark_finalized(self, round_id: int) -> None:
+        with self.ledger.transaction() as conn:
+            conn.execute("UPDATE review_rounds SET finalized = ? WHERE round_id = ?", (now(), round_id))
+
+    def set_simulated(self, round_id: int) -> None:
+        with self.ledger.transaction() as conn:
+            conn.execute("UPDATE review_rounds SET simulated = 1 WHERE round_id = ?", (round_id,))
+
+    # ---- images -------------------------------------------------------------------------
+    def add_images(self, round_id: int, image_ids: Sequence[str]) -> int:
+        """Add images to the round (ones already in it are left alone); returns how many were new."""
+        with self.ledger.transaction() as conn:
+            before = conn.execute("SELECT count(*) FROM review_images WHERE round_id = ?", (round_id,)).fetchone()[0]
+            conn.executemany("INSERT OR IGNORE INTO review_images(round_id, image_id) VALUES (?, ?)",
+                             ((round_id, str(i)) for i in image_ids))
+            after = conn.execute("SELECT count(*) FROM review_images WHERE round_id = ?", (round_id,)).fetchone()[0]
+        return int(after - before)
+
+    def images(self, round_id: int) -> list[str]:
+        return [r[0] for r in self.ledger.query(
+            "SELECT image_id FROM review_images WHERE round_id = ? ORDER BY image_id", (round_id,))]
+
+    def image_sources(self, round_id: int) -> pd.DataFrame:
+        """image_id, url, path, status, status_reason of every image of the round."""
+        return self.ledger.frame(
+            "SELECT i.image_id, i.url, i.path, i.status, i.status_reason FROM review_images r "
+            "JOIN images i ON i.image_id = r.image_id WHERE r.round_id = ? ORDER BY i.pk", (round_id,))
+
+    def active_labels(self, round_id: int) -> pd.DataFrame:
+        """image_id, label_id of the active labels of the round's images."""
+        return self.ledger.frame(
+            "SELECT i.image_id, l.label_id FROM review_images r JOIN images i ON i.image_id = r.image_id "
+            "JOIN labels l ON l.image_pk = i.pk WHERE r.round_id = ? AND l.status = 'active'", (round_id,))
+
+    # ---- projects --------------------------------------------------------------------------
+    def set_project(self, round_id: int, role: str, email: str, ls_user_id: int, ls_project_id: int, title: str) -> None:
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}")
+        with self.ledger.transaction() as conn:
+            conn.execute(
+                "INSERT INTO review_projects(round_id, role, email, ls_user_id, ls_project_id, title, created) "
+                "VALUES (?,?,?,?,?,?,?) ON CONFLICT(round_id, role) DO UPDATE SET ls_project_id = excluded.ls_project_id, "
+                "email = excluded.email, ls_user_id = excluded.ls_user_id, title = excluded.title",
+                (round_id, role, email.lower(), int(ls_user_id), int(ls_project_id), title, now()),
+            )
+
+    def projects(self, round_id: int) -> dict[str, dict]:
+        """role -> {email, ls_user_id, ls_project_id, title}."""
+        rows = self.ledger.query(
+            "SELECT role, email, ls_user_id, ls_project_id, title FROM review_projects WHERE round_id = ?", (round_id,))
+        return {r[0]: {"email": r[1], "ls_user_id": r[2], "ls_project_id": r[3], "title": r[4]} for r in rows}
+
+    # ---- tasks ---------------------------------------------------------------------------------
+    def record_tasks(self, round_id: int, role: str, pairs: Iterable[tuple[str, int]]) -> int:
+        """Record (image_id, Label Studio task id) pairs; an image that already has a task
+        for this role keeps it. Returns how many were new."""
+        with self.ledger.transaction() as conn:
+            cur = conn.executemany(
+                "INSERT OR IGNORE INTO review_tasks(round_id, role, image_id, ls_task_id) VALUES (?,?,?,?)",
+                ((round_id, role, str(i), int(t)) for i, t in pairs),
+            )
+            return int(cur.rowcount)
+
+    def tasks(self, round_id: int, role: str | None = None) -> pd.DataFrame:
+        """role, image_id, ls_task_id."""
+        if role is None:
+            return self.ledger.frame(
+                "SELECT role, image_id, ls_task_id FROM review_tasks WHERE round_id = ? ORDER BY role, ls_task_id",
+                (round_id,))
+        return self.ledger.frame(
+            "SELECT role, image_id, ls_task_id FROM review_tasks WHERE round_id = ? AND role = ? ORDER BY ls_task_id",
+            (round_id, role))
+
+    def task_counts(self, round_id: int) -> dict[str, int]:
+        return dict(self.ledger.query(
+            "SELECT role, count(*) FROM review_tasks WHERE round_id = ? GROUP BY role", (round_id,)))
+
+    # ---- annotations ------------------------------------------------------------------------------
+    def upsert_annotations(self, round_id: int, rows: Sequence[dict]) -> dict[str, int]:
+        """Store annotations keyed by Label Studio annotation id, in one transaction.
+
+        rows: dicts with ANNOTATION_COLUMNS (`labels` a list of ids, `result` a list/dict).
+        A row already stored with the same updated_at is left alone; one with a newer
+        updated_at replaces it and the replaced result goes to review_annotation_versions;
+        one marked deleted comes back. Returns counts: new, updated, unchanged."""
+        counts = {"new": 0, "updated": 0, "unchanged": 0}
+        if not rows:
+            return counts
+        stamp = now()
+        with self.ledger.transaction() as conn:
+            conn.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS incoming (ls_annotation_id INTEGER PRIMARY KEY, role TEXT, image_id TEXT, "
+                "ls_task_id INTEGER, completed_by INTEGER, by_annotator INTEGER, result TEXT, labels TEXT, discard INTEGER, "
+                "skipped INTEGER, problems TEXT, lead_time REAL, created_at TEXT, updated_at TEXT)"
+            )
+            conn.execute("DELETE FROM incoming")
+            conn.executemany(
+                "INSERT OR REPLACE INTO incoming VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                ((int(r["ls_annotation_id"]), r["role"], str(r["image_id"]), int(r["ls_task_id"]),
+                  None if r.get("completed_by") is None else int(r["completed_by"]), int(bool(r["by_annotator"])),
+                  r["result"] if isinstance(r["result"], str) else json.dumps(r["result"], ensure_ascii=False),
+                  json.dumps([int(x) for x in r["labels"]]), int(bool(r["discard"])), int(bool(r["skipped"])),
+                  r.get("problems") or "", r.get("lead_time"), r.get("created_at"), r.get("updated_at"))
+                 for r in rows),
+            )
+            counts["new"] = conn.execute(
+                "SELECT count(*) FROM incoming n LEFT JOIN review_annotations a "
+                "ON a.round_id = ? AND a.ls_annotation_id = n.ls_annotation_id WHERE a.ls_annotation_id IS NULL",
+                (round_id,)).fetchone()[0]
+            changed = "a.round_id = ? AND a.ls_annotation_id = n.ls_annotation_id AND " \
+                      "(a.updated_at IS NOT n.updated_at OR a.deleted IS NOT NULL OR a.role != n.role " \
+                      "OR a.by_annotator != n.by_annotator OR a.problems != n.problems)"
+            counts["updated"] = conn.execute(
+                f"SELECT count(*) FROM incoming n JOIN review_annotations a ON {changed}", (round_id,)).fetchone()[0]
+            conn.execute(
+                "INSERT INTO review_annotation_versions(round_id, ls_annotation_id, result, updated_at, replaced) "
+                "SELECT a.round_id, a.ls_annotation_id, a.result, a.updated_at, ? FROM incoming n "
+                "JOIN review_annotations a ON a.round_id = ? AND a.ls_annotation_id = n.ls_annotation_id "
+                "WHERE a.result != n.result",
+                (stamp, round_id),
+            )
+            conn.execute(
+                "INSERT INTO review_annotations(round_id, ls_annotation_id, role, image_id, ls_task_id, completed_by, "
+                "by_annotator, result, labels, discard, skipped, problems, lead_time, created_at, updated_at, synced) "
+                "SELECT ?, n.* , ? FROM incoming n WHERE true "
+                "ON CONFLICT(round_id, ls_annotation_id) DO UPDATE SET role = excluded.role, image_id = excluded.image_id, "
+                "ls_task_id = excluded.ls_task_id, completed_by = excluded.completed_by, by_annotator = excluded.by_annotator, "
+                "result = excluded.result, labels = excluded.labels, discard = excluded.discard, skipped = excluded.skipped, "
+                "problems = excluded.problems, lead_time = excluded.lead_time, created_at = excluded.created_at, "
+                "updated_at = excluded.updated_at, synced = excluded.synced, deleted = NULL "
+                "WHERE review_annotations.updated_at IS NOT excluded.updated_at OR review_annotations.deleted IS NOT NULL "
+                "OR review_annotations.role != excluded.role OR review_annotations.by_annotator != excluded.by_annotator "
+                "OR review_annotations.problems != excluded.problems",
+                (round_id, stamp),
+            )
+            conn.execute("DELETE FROM incoming")
+        counts["unchanged"] = len(rows) - counts["new"] - counts["updated"]
+        return counts
+
+    def mark_deleted(self, round_id: int, role: str, seen_ids: Iterable[int]) -> int:
+        """Mark this role's stored annotations that Label Studio no longer has (ids not in
+        `seen_ids`, from a complete listing of the project) as deleted; returns how many."""
+        stamp = now()
+        with self.ledger.transaction() as conn:
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS seen_ids (id INTEGER PRIMARY KEY)")
+            conn.execute("DELETE FROM seen_ids")
+            conn.executemany("INSERT OR IGNORE INTO seen_ids VALUES (?)", ((int(i),) for i in seen_ids))
+            cur = conn.execute(
+                "UPDATE review_annotations SET deleted = ? WHERE round_id = ? AND role = ? AND deleted IS NULL "
+                "AND ls_annotation_id NOT IN (SELECT id FROM seen_ids)",
+                (stamp, round_id, role),
+            )
+            conn.execute("DELETE FROM seen_ids")
+            return int(cur.rowcount)
+
+    def annotations(self, round_id: int, include_deleted: bool = False) -> pd.DataFrame:
+        """ANNOTATION_COLUMNS plus synced and deleted; `labels` parsed to lists of ints."""
+        sql = f"SELECT {', '.join(ANNOTATION_COLUMNS)}, synced, deleted FROM review_annotations WHERE round_id = ?"
+        if not include_deleted:
+            sql += " AND deleted IS NULL"
+        df = self.ledger.frame(sql + " ORDER BY ls_annotation_id", (round_id,),
+                               columns=[*ANNOTATION_COLUMNS, "synced", "deleted"])
+        df["labels"] = [json.loads(x) for x in df["labels"]]
+        return df
+
+    def annotation_count(self, round_id: int) -> int:
+        return int(self.ledger.query(
+            "SELECT count(*) FROM review_annotations WHERE round_id = ? AND deleted IS NULL", (round_id,))[0][0])
+
+    def annotation_versions(self, round_id: int) -> pd.DataFrame:
+        return self.ledger.frame(
+            "SELECT ls_annotation_id, result, updated_at, replaced FROM review_annotation_versions WHERE round_id = ? "
+            "ORDER BY rowid", (round_id,))
+
+    # ---- decisions --------------------------------------------------------------------------------
+    def record_decisions(self, round_id: int, rows: Sequence[dict]) -> int:
+        """Upsert final decisions: dicts with image_id, outcome, labels (ids), decided_by.
+        A decision that is unchanged keeps its time. Returns rows inserted or changed."""
+        stamp = now()
+        with self.ledger.transaction() as conn:
+            cur = conn.executemany(
+                "INSERT INTO review_decisions(round_id, image_id, outcome, labels, decided_by, time) VALUES (?,?,?,?,?,?) "
+                "ON CONFLICT(round_id, image_id) DO UPDATE SET outcome = excluded.outcome, labels = excluded.labels, "
+                "decided_by = excluded.decided_by, time = excluded.time "
+                "WHERE review_decisions.outcome != excluded.outcome OR review_decisions.labels != excluded.labels "
+                "OR review_decisions.decided_by != excluded.decided_by",
+                ((round_id, str(r["image_id"]), r["outcome"], json.dumps(sorted(int(x) for x in r["labels"])),
+                  r["decided_by"], stamp) for r in rows),
+            )
+            return int(cur.rowcount)
+
+    def decisions(self, round_id: int) -> pd.DataFrame:
+        df = self.ledger.frame(
+            "SELECT image_id, outcome, labels, decided_by, time FROM review_decisions WHERE round_id = ? ORDER BY image_id",
+            (round_id,), columns=["image_id", "outcome", "labels", "decided_by", "time"])
+        df["labels"] = [json.loads(x) for x in df["labels"]]
+        return df

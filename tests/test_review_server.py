@@ -1,0 +1,315 @@
+"""ifa review against a real Label Studio (the session's `label_studio` fixture).
+
+One round over eight validation photos, answered by three simulated annotators who post
+through the API with their own tokens, with planted cases:
+
+  i0 both give the current labels          -> agreed, nothing changes
+  i1 both give new labels                  -> agreed, labels replaced
+  i2 they differ in sleeve                 -> tie-breaker decides
+  i3 one discards                          -> tie-breaker discards: set aside
+  i4 both discard                          -> set aside without a tie-break
+  i5 one posts a choice the taxonomy lacks -> invalid, tie-breaker decides
+  i6 annotator 2 answers in annotator 1's project (wrong project): flagged, not counted;
+     annotator 1 never answers              -> waiting, untouched
+  i7 one skips, tie-breaker has not answered -> undecided, untouched
+
+The tests run in file order and build on each other (the server start dominates the cost).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from ifa.annotation import finalize, rounds, server, simulate, status, sync, tiebreak
+from ifa.annotation.client import Client, Connection
+from ifa.cli.app import app
+from ifa.curation import importing
+from ifa.curation.ledger.review import ReviewStore
+from ifa.curation.restore import restore
+from ifa.curation.workspace import Workspace
+from ifa.errors import IfaError
+from ifa.sample import IMAGES_DIR, split_file
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+ROUND = "r1"
+
+
+@pytest.fixture(scope="module")
+def rv(label_studio, tmp_path_factory):
+    root = label_studio
+    state = server.read_state(root)
+    ws = Workspace.init(tmp_path_factory.mktemp("review") / "ws", command="test")
+    importing.import_imat(ws, split_file("validation"), "validation", images_dir=IMAGES_DIR)
+    client = Client(Connection(state.url, state.token, embedded_root=root), retries=2, backoff=0.2)
+    sims = {k: simulate.annotator(ws, client, simulate.email(k), secrets_dir=root) for k in ("ann1", "ann2", "third")}
+    ids = ws.ledger.images_frame(["validation"])["image_id"].tolist()[:8]
+    labels = ws.ledger.labels_frame(["validation"])
+    before = {i: set(labels.loc[labels["image_id"] == i, "label_id"].astype(int)) for i in ids}
+    yield SimpleNamespace(ws=ws, root=root, client=client, sims=sims, ids=ids, before=before,
+                          store=ReviewStore(ws.ledger), tax=ws.taxonomy)
+    ws.close()
+
+
+def lid(rv, group, name):
+    return rv.tax.by_name(f"{group}:{name}").id
+
+
+def task_of(rv, role, image_id):
+    t = rv.store.tasks(int(rv.store.round(ROUND)["round_id"]), role)
+    return int(t.loc[t["image_id"] == image_id, "ls_task_id"].iloc[0])
+
+
+def test_create_round_is_idempotent(rv):
+    a1, a2, tb = (rv.sims[k].email for k in ("ann1", "ann2", "third"))
+    with pytest.raises(IfaError, match="third person"):
+        rounds.create_round(rv.ws, split="validation", annotators=[a1, a2], tiebreaker=a2, client=rv.client)
+    with pytest.raises(IfaError, match="not a Label Studio user"):
+        rounds.create_round(rv.ws, split="validation", annotators=[a1, "nobody@example.com"], tiebreaker=tb,
+                            client=rv.client)
+    with pytest.raises(IfaError, match="not in the workspace"):
+        rounds.create_round(rv.ws, split="validation", annotators=[a1, a2], tiebreaker=tb, image_ids=["nope"],
+                            client=rv.client)
+    first = rounds.create_round(rv.ws, split="validation", annotators=[a1, a2], tiebreaker=tb, image_ids=rv.ids[:5],
+                                name=ROUND, client=rv.client)
+    assert first.simulated and first.tasks_added == {"annotator1": 5, "annotator2": 5}
+    # A crash after Label Studio imported tasks but before the ledger recorded them (the
+    # last one, as a crash would leave it, and a first one, which needs the full listing):
+    rid = int(rv.store.round(ROUND)["round_id"])
+    with rv.ws.ledger.transaction() as conn:
+        conn.execute("DELETE FROM review_tasks WHERE round_id = ? AND role = 'annotator2' AND image_id IN (?, ?)",
+                     (rid, rv.ids[0], rv.ids[4]))
+    again = rounds.create_round(rv.ws, split="validation", annotators=[a1, a2], tiebreaker=tb, image_ids=rv.ids,
+                                name=ROUND, client=rv.client)
+    assert again.tasks_added == {"annotator1": 3, "annotator2": 3}
+    assert again.tasks_adopted == {"annotator1": 0, "annotator2": 2}
+    for p in again.projects:  # exactly one task per image in each project, in Label Studio too
+        listed = [t for page in rv.client.task_pages(p.project_id) for t in page]
+        assert sorted(t["data"]["image_id"] for t in listed) == sorted(rv.ids)
+        assert p.tasks == 8
+
+
+def test_planted_answers_sync_with_a_kill_and_a_server_stop(rv):
+    i = rv.ids
+    url, ann1, ann2 = rv.client.url, rv.sims["ann1"], rv.sims["ann2"]
+    b = rv.before
+    x1 = {lid(rv, "category", "Dresses"), lid(rv, "color", "Black")}
+    post = lambda who, role, image, labels=(), **kw: simulate.answer(url, who, task_of(rv, role, image), labels,
+                                                                     taxonomy=rv.tax, lead_time=12.5, **kw)
+    post(ann1, "annotator1", i[0], b[i[0]]); post(ann2, "annotator2", i[0], b[i[0]])
+    post(ann1, "annotator1", i[1], x1); post(ann2, "annotator2", i[1], x1)
+    post(ann1, "annotator1", i[2], b[i[2]]); post(ann2, "annotator2", i[2], b[i[2]] | {lid(rv, "sleeve", "Long Sleeved")})
+    post(ann1, "annotator1", i[3], discard=True); post(ann2, "annotator2", i[3], b[i[3]])
+    post(ann1, "annotator1", i[4], discard=True); post(ann2, "annotator2", i[4], discard=True)
+    post(ann1, "annotator1", i[5], b[i[5]])
+    post(ann2, "annotator2", i[5], result=[{"from_name": "category", "to_name": "image", "type": "choices",
+                                            "value": {"choices": ["Skirtz"]}}])
+    post(ann2, "annotator1", i[6], b[i[6]])  # in the other annotator's project
+    post(ann2, "annotator2", i[6], b[i[6]])
+    post(ann1, "annotator1", i[7], b[i[7]]); post(ann2, "annotator2", i[7], skip=True)
+    total = 16
+    rid = int(rv.store.round(ROUND)["round_id"])
+
+    # 1. Kill a sync midway (SIGKILL, one task per page so there are many commits).
+    state = server.read_state(rv.root)
+    code = ("import sys; from ifa.curation.workspace import Workspace; from ifa.annotation import sync; "
+            "from ifa.annotation.client import Client, Connection; ws = Workspace.open(sys.argv[1]); "
+            "sync.sync_round(ws, 'r1', Client(Connection(sys.argv[2], sys.argv[3])), page_size=1)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(rv.ws.root), state.url, state.token])
+    try:
+        deadline = time.monotonic() + 120
+        while rv.store.annotation_count(rid) == 0 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.005)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    at_kill = rv.store.annotation_count(rid)
+    assert 0 < at_kill < total, f"the kill did not land midway ({at_kill} of {total} synced)"
+
+    # 2. Stop the server after the next page: a clear error, nothing half-written.
+    class StopAfterFirstPage:
+        def __init__(self):
+            self.pages = 0
+
+        def note(self, message):
+            pass
+
+        def task(self, description, total=None):
+            outer = self
+
+            class Task:
+                def advance(self, n=1):
+                    outer.pages += 1
+                    if outer.pages == 1:
+                        server.stop(rv.root)
+
+                def update(self, **kw):
+                    pass
+
+            from contextlib import nullcontext
+            return nullcontext(Task())
+
+    fragile = Client(Connection(state.url, state.token, embedded_root=rv.root), retries=1, backoff=0.1)
+    with pytest.raises(IfaError, match="embedded Label Studio is not running") as err:
+        sync.sync_round(rv.ws, ROUND, fragile, progress=StopAfterFirstPage(), page_size=1)
+    assert "rerun" in str(err.value)
+    after_stop = rv.store.annotation_count(rid)
+    assert at_kill <= after_stop < total
+    server.start(rv.root, port=state.port, die_with_parent=True)
+
+    # 3. The rerun completes: every annotation once, keyed by its Label Studio id.
+    done = sync.sync_round(rv.ws, ROUND, rv.client)
+    assert done.new == total - after_stop and done.fetched == total
+    stored = rv.store.annotations(rid)
+    assert len(stored) == total and stored["ls_annotation_id"].is_unique
+    assert (done.wrong_annotator, done.invalid, done.skipped) == (1, 1, 1)
+    assert done.problems == {"unknown choice in category": 1}
+    again = sync.sync_round(rv.ws, ROUND, rv.client)
+    assert (again.new, again.updated, again.deleted, again.fetched) == (0, 0, 0, total)
+
+    # 4. An annotator edits an answer: the new one counts, the old one is kept.
+    ann_id = int(stored.loc[(stored["image_id"] == i[0]) & (stored["role"] == "annotator1"), "ls_annotation_id"].iloc[0])
+    time.sleep(1.1)  # Label Studio's updated_at has sub-second resolution, but be safe on a slow disk
+    from ifa.annotation.answers import to_result
+    r = httpx.patch(f"{url}/api/annotations/{ann_id}/", headers={"Authorization": f"Token {ann1.token}"},
+                    json={"result": to_result(b[i[0]] | {lid(rv, "color", "Black")}, rv.tax)})
+    assert r.status_code == 200, r.text
+    edited = sync.sync_round(rv.ws, ROUND, rv.client)
+    assert (edited.new, edited.updated) == (0, 1)
+    assert len(rv.store.annotation_versions(rid)) == 1
+    r = httpx.patch(f"{url}/api/annotations/{ann_id}/", headers={"Authorization": f"Token {ann1.token}"},
+                    json={"result": to_result(b[i[0]], rv.tax)})
+    assert sync.sync_round(rv.ws, ROUND, rv.client).updated == 1
+
+
+def test_status_tiebreak_and_finalize(rv):
+    i, b = rv.ids, rv.before
+    st = status.status(rv.ws, ROUND)
+    assert st.images == 8
+    assert st.outcomes == {"agreed": 2, "discarded": 1, "disagree": 4, "waiting": 1}
+    assert st.done == {rv.sims["ann1"].email: 7, rv.sims["ann2"].email: 8}
+    assert st.roles["annotator1"]["wrong_annotator"] == 1 and st.roles["annotator2"]["invalid"] == 1
+    assert {p["image_id"] for p in st.pending if p["annotator"] == rv.sims["ann1"].email} == {i[6]}
+    assert st.compared == 3 and set(st.agreement) == set(rv.tax.group_names)
+    assert st.agreement["category"]["exact"] == 1.0
+
+    tb = tiebreak.tiebreak(rv.ws, ROUND, client=rv.client)
+    assert tb.disagreements == 4 and tb.added == 4 and sorted(tb.images) == sorted([i[2], i[3], i[5], i[7]])
+    assert tiebreak.tiebreak(rv.ws, ROUND, client=rv.client).added == 0
+    task = rv.client.get(f"api/tasks/{task_of(rv, 'tiebreak', i[2])}/", "reading a tie-break task")
+    assert {p["model_version"] for p in task["predictions"]} == {
+        f"annotator 1: {rv.sims['ann1'].email}", f"annotator 2: {rv.sims['ann2'].email}"}
+    assert "Long Sleeved" in task["data"]["answers"]
+
+    url, third = rv.client.url, rv.sims["third"]
+    t2 = b[i[2]] | {lid(rv, "sleeve", "Long Sleeved"), lid(rv, "color", "White")}
+    simulate.answer(url, third, task_of(rv, "tiebreak", i[2]), t2, taxonomy=rv.tax)
+    simulate.answer(url, third, task_of(rv, "tiebreak", i[3]), discard=True, taxonomy=rv.tax)
+    simulate.answer(url, third, task_of(rv, "tiebreak", i[5]), b[i[5]], taxonomy=rv.tax)
+    sync.sync_round(rv.ws, ROUND, rv.client)
+    # What the tie-breaker's labeling stream serves next (i7, the one left): both answers as text.
+    session = httpx.Client(base_url=url, headers={"Authorization": f"Token {third.token}"})
+    nxt = session.get(f"/api/projects/{tb.project_id}/next/").json()
+    assert nxt["data"]["image_id"] == i[7] and "skipped" in nxt["data"]["answers"]
+    assert nxt["predictions"] == []  # neither annotator's answer is pre-filled for the tie-breaker
+
+    dry = finalize.finalize(rv.ws, ROUND)
+    assert not dry.applied and os.path.exists(dry.report)
+    assert dry.decided == {"agreed": 2, "tiebreak": 2, "discarded": 2}
+    assert dry.undecided == {"waiting for an annotator": 1, "waiting for the tie-breaker": 1}
+    assert current_labels(rv) == b  # nothing applied yet
+
+    done = finalize.finalize(rv.ws, ROUND, apply=True)
+    assert done.applied and done.images_set_aside == 2 and done.changed_images == 4
+    x1 = {lid(rv, "category", "Dresses"), lid(rv, "color", "Black")}
+    want = {**b, i[1]: x1, i[2]: t2}
+    assert current_labels(rv) == want
+    imgs = rv.ws.ledger.images_frame(["validation"], status=None).set_index("image_id")
+    assert set(imgs.index[imgs["status"] == "set_aside"]) == {i[3], i[4]}
+    assert "no clear fashion item" in imgs.at[i[3], "status_reason"] and "tie-breaker" in imgs.at[i[3], "status_reason"]
+    labels = rv.ws.ledger.labels_frame(["validation"])
+    assert set(labels.loc[labels["image_id"] == i[1], "source"]) == {f"review:{ROUND}"}
+    events = len(rv.ws.ledger.events_frame())
+    twice = finalize.finalize(rv.ws, ROUND, apply=True)
+    assert (twice.labels_added, twice.labels_dropped, twice.images_set_aside) == (0, 0, 0)
+    assert len(rv.ws.ledger.events_frame()) == events and current_labels(rv) == want
+
+    undo = restore(rv.ws.ledger, rule=f"review:{ROUND}")
+    assert sorted(undo.images) == sorted([i[3], i[4]])
+    assert current_labels(rv) == b
+    finalize.finalize(rv.ws, ROUND, apply=True)
+    assert current_labels(rv) == want
+
+
+def current_labels(rv) -> dict[str, set[int]]:
+    labels = rv.ws.ledger.labels_frame(["validation"], image_status=None)
+    return {i: set(labels.loc[labels["image_id"] == i, "label_id"].astype(int)) for i in rv.ids}
+
+
+def test_cli_wiring(rv, tmp_path):
+    runner = CliRunner()
+    state = server.read_state(rv.root)
+    env = {"IFA_LS_URL": state.url, "IFA_LS_TOKEN": state.token}
+    ws = str(rv.ws.root)
+    out = runner.invoke(app, ["review", "status", "-w", ws, "--json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.stdout)
+    assert {"round", "images", "done", "agreement", "pending"} <= set(data) and data["round"] == ROUND
+    assert data["pending"][0].keys() == {"image_id", "annotator", "project_id", "task_id"}
+    out = runner.invoke(app, ["review", "sync", "-w", ws, "--json"], env=env)
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["new"] == 0
+    ids = tmp_path / "ids.csv"
+    ids.write_text("image_id\n" + "\n".join(rv.ids[:2]) + "\n")
+    a1, a2, tb = (rv.sims[k].email for k in ("ann1", "ann2", "third"))
+    out = runner.invoke(app, ["review", "create", "-w", ws, "--split", "validation", "--images-from", str(ids),
+                              "--annotators", a1, a2, "--tiebreaker", tb, "--name", "cli", "--json"], env=env)
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["tasks_added"] == {"annotator1": 2, "annotator2": 2}
+    out = runner.invoke(app, ["review", "finalize", "-w", ws, "--round", "cli"])
+    assert out.exit_code == 0 and "would apply" in out.output
+    out = runner.invoke(app, ["review", "annotators", "list", "-w", ws, "--json"], env=env)
+    assert any(a["simulated"] and "cli:annotator1" in a["rounds"] for a in json.loads(out.stdout)["annotators"])
+
+
+def test_server_refuses_a_busy_port_and_reuses_a_running_one(rv, tmp_path):
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        with pytest.raises(IfaError, match="already in use"):
+            server.start(tmp_path / "other", port=s.getsockname()[1])
+    state, started = server.start(rv.root)
+    assert not started and state.url == server.read_state(rv.root).url
+    assert oct(os.stat(rv.root / server.STATE_FILE).st_mode & 0o777) == "0o600"
+
+
+def test_demo_review_step_is_labelled_simulated(label_studio, tmp_path):
+    from ifa.annotation.demo import DEMO_ROUND, review_step
+    ws = Workspace.init(tmp_path / "demo", command="demo")
+    importing.import_imat(ws, split_file("validation"), "validation", images_dir=IMAGES_DIR)
+    # The demo starts the embedded server unless one runs; point it at the session's.
+    (ws.root / server.DIR_NAME).symlink_to(label_studio)
+    summary, data = review_step(ws, limit=6)
+    assert summary.startswith("SIMULATED review round") and data["simulated"] and data["images"] == 6
+    assert not data["server_stopped"] and server.running(label_studio) is not None  # not its server to stop
+    assert sum(data["finalize"]["decided"].values()) + sum(data["finalize"]["undecided"].values()) == 6
+    store = ReviewStore(ws.ledger)
+    assert bool(store.round(DEMO_ROUND)["simulated"])
+    assert store.annotators()["simulated"].all()
+    events = ws.ledger.events_frame()
+    changed = events[events["rule"] == f"review:{DEMO_ROUND}"]
+    assert changed.loc[changed["kind"] == "review_round", "reason"].str.startswith("SIMULATED review round").all()
+    assert (changed["kind"] == "review_round").sum() == 1
+    assert changed[changed["kind"].isin(["label_added", "label_dropped", "set_aside"])]["reason"].str.startswith(
+        "SIMULATED").all()
+    ws.close()
