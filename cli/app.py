@@ -37,3 +37,7 @@ def main() -> None:
     except KeyboardInterrupt:
         render.err.print("[yellow]interrupted[/]: every change is transactional, so nothing was half-written; rerun to finish.")
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -63,11 +63,11 @@ class ImportResult:
 
 @dataclass
 class _Batch:
-    """Normalised rows of one import, before they reach the ledger."""
+    """Normalised rows of one import, before they reach the ledger (plain lists: at a
+    million images, pandas frames of Python objects cost more than they give)."""
 
-    images: list[dict] = field(default_factory=list)  # image_id, url, path
-    labels: list[tuple[str, int]] = field(default_factory=list)  # (image_id, label_id)
-    quarantined: list[tuple[str, int, str]] = field(default_factory=list)  # (image_id, label_id, why)
+    images: list[list] = field(default_factory=list)  # [image_id, url, path]
+    raw_labels: list[tuple[str, list]] = field(default_factory=list)  # (image_id, raw values)
     set_aside: dict[str, str] = field(default_factory=dict)  # image_id -> reason
     issues: list[tuple[str | None, str, str]] = field(default_factory=list)  # (image_id, problem, detail)
 
@@ -125,7 +125,11 @@ def import_imat(ws: Workspace, file: Path, split: str, images_dir: Path | None =
         if iid not in urls:
             batch.problem(iid, "annotation-without-image", f"annotations[{n}] names an image the images list lacks")
             continue
-        labels = set(map(_norm_raw, raw))
+        try:
+            labels = set(raw)
+        except TypeError:  # a list or object where a label id should be
+            batch.problem(iid, "malformed-entry", f"annotations[{n}] has a label that is not an id")
+            continue
         if iid in label_sets:
             if labels == label_sets[iid]:
                 batch.problem(iid, "duplicate-entry", f"annotations[{n}] repeats the image with the same labels")
@@ -138,9 +142,8 @@ def import_imat(ws: Workspace, file: Path, split: str, images_dir: Path | None =
 
     local = _index_folder(images_dir) if images_dir is not None else None
     for iid, url in urls.items():
-        path = _local_path(batch, iid, local, has_url=bool(url))
-        batch.images.append({"image_id": iid, "url": url, "path": path})
-    _resolve_labels(batch, ws.taxonomy, ((iid, raw) for iid, raws in label_sets.items() for raw in raws))
+        batch.images.append([iid, url, _local_path(batch, iid, local, has_url=bool(url))])
+    batch.raw_labels = list(label_sets.items())
     key_style = "snake" if snake > camel else "camel"
     return _finish(ws, batch, "imat", file, split, on_error, progress, key_style=key_style, int_ids=int_ids and bool(urls))
 
@@ -164,8 +167,7 @@ def import_csv(ws: Workspace, file: Path, split: str, image_col: str, labels_col
         if col is not None and col not in frame.columns:
             raise IfaError(f"{file} has no column {col!r}; its columns are {', '.join(map(repr, frame.columns))}.")
     batch = _Batch()
-    seen: dict[str, tuple[str, frozenset]] = {}
-    pairs: list[tuple[str, str]] = []
+    seen: dict[str, tuple[str, set]] = {}
     ids = frame[id_col] if id_col else pd.Series([None] * len(frame))
     for n, (where, raw_labels, iid) in enumerate(zip(frame[image_col], frame[labels_col], ids), start=2):
         where = where.strip()
@@ -173,23 +175,22 @@ def import_csv(ws: Workspace, file: Path, split: str, image_col: str, labels_col
         if not iid:
             batch.problem(None, "malformed-entry", f"line {n} has no image id")
             continue
-        labels = frozenset(x.strip() for x in raw_labels.split(sep) if x.strip()) if sep else frozenset([raw_labels.strip()])
+        labels = {x.strip() for x in raw_labels.split(sep) if x.strip()} if sep else {raw_labels.strip()} - {""}
         if iid in seen:
             if seen[iid][1] == labels:
                 batch.problem(iid, "duplicate-entry", f"line {n} repeats the image with the same labels")
             else:
                 batch.problem(iid, "conflicting-entries", f"line {n} lists the image again with different labels")
                 batch.set_aside[iid] = "import: listed twice with different labels"
-                pairs.extend((iid, lab) for lab in labels - seen[iid][1])
+                seen[iid][1].update(labels)
             continue
         seen[iid] = (where, labels)
-        pairs.extend((iid, lab) for lab in labels)
         url, path = (where, None) if _is_url(where) else (None, (file.parent / where).resolve() if where else None)
         if path is not None and not path.is_file():
             batch.problem(iid, "missing-file", f"{path} does not exist")
             batch.set_aside[iid] = "import: image file missing"
-        batch.images.append({"image_id": iid, "url": url, "path": str(path) if path else None})
-    _resolve_labels(batch, ws.taxonomy, pairs)
+        batch.images.append([iid, url, str(path) if path else None])
+    batch.raw_labels = [(iid, labels) for iid, (_, labels) in seen.items()]
     return _finish(ws, batch, "csv", file, split, on_error, progress)
 
 
@@ -210,7 +211,7 @@ def import_folder(ws: Workspace, folder: Path, split: str, on_error: str = "skip
             batch.set_aside[iid] = "import: two files share the id"
             continue
         seen[iid] = path
-        batch.images.append({"image_id": iid, "url": None, "path": str(Path(path).resolve())})
+        batch.images.append([iid, None, str(Path(path).resolve())])
     return _finish(ws, batch, "folder", folder, split, on_error, progress)
 
 
@@ -218,28 +219,19 @@ def import_folder(ws: Workspace, folder: Path, split: str, on_error: str = "skip
 def _finish(ws: Workspace, batch: _Batch, fmt: str, source: Path, split: str, on_error: str,
             progress: Progress, key_style: str | None = None, int_ids: bool = False) -> ImportResult:
     ledger = ws.ledger
-    images = pd.DataFrame(batch.images, columns=["image_id", "url", "path"])
-    existing = ledger.image_splits(images["image_id"].tolist()) if len(images) else {}
-    elsewhere = {i for i, s in existing.items() if s != split}
+    existing = ledger.image_splits([row[0] for row in batch.images]) if batch.images else {}
+    elsewhere = {i: s for i, s in existing.items() if s != split}
     for iid in sorted(elsewhere):
-        batch.problem(iid, "other-split", f"already imported into {existing[iid]}")
-    if elsewhere:
-        images = images[~images["image_id"].isin(elsewhere)]
-    images["status"] = ["set_aside" if i in batch.set_aside else "active" for i in images["image_id"]]
-    images["status_reason"] = [batch.set_aside.get(i) for i in images["image_id"]]
+        batch.problem(iid, "other-split", f"already imported into {elsewhere[iid]}")
+    images = [(iid, url, path, "set_aside" if iid in batch.set_aside else "active", batch.set_aside.get(iid))
+              for iid, url, path in batch.images if iid not in elsewhere]
+    labels, quarantined = _resolve_labels(batch, ws.taxonomy, skip=elsewhere)
 
-    labels = pd.DataFrame(batch.labels, columns=["image_id", "label_id"])
-    labels["status"], labels["status_reason"] = "active", None
-    quarantined = pd.DataFrame(batch.quarantined, columns=["image_id", "label_id", "status_reason"])
-    quarantined["status"] = "quarantined"
-    labels = pd.concat([labels, quarantined[labels.columns]], ignore_index=True) if len(quarantined) else labels
-    labels = labels[~labels["image_id"].isin(elsewhere)]
-
-    issues = pd.DataFrame(batch.issues, columns=["image_id", "problem", "detail"])
-    issues["action"] = issues["problem"].map(PROBLEMS) if on_error == "skip" else "import refused"
+    actions = PROBLEMS if on_error == "skip" else {}
+    issues = [(iid, problem, detail, actions.get(problem, "import refused")) for iid, problem, detail in batch.issues]
     report = ws.report_path("import", "csv")
-    issues.to_csv(report, index=False)
-    counts = dict(Counter(issues["problem"]))
+    pd.DataFrame(issues, columns=["image_id", "problem", "detail", "action"]).to_csv(report, index=False)
+    counts = dict(Counter(problem for _, problem, _ in batch.issues))
     serious = {k: v for k, v in counts.items() if k not in HARMLESS}
     if on_error == "fail" and serious:
         listed = ", ".join(f"{v} {k}" for k, v in sorted(serious.items()))
@@ -247,36 +239,45 @@ def _finish(ws: Workspace, batch: _Batch, fmt: str, source: Path, split: str, on
                        "fix the input or rerun with --on-error skip to quarantine them.")
     with progress.task(f"writing {len(images):,} images to the ledger") as task:
         written = ledger.record_import(
-            format=fmt, source=str(Path(source).resolve()), split=split, images=images, labels=labels, issues=issues,
-            key_style=key_style, int_ids=int_ids, summary={"problems": counts},
+            format=fmt, source=str(Path(source).resolve()), split=split, images=images, labels=labels,
+            quarantined=quarantined, issues=issues, key_style=key_style, int_ids=int_ids, summary={"problems": counts},
         )
         task.advance()
     return ImportResult(
         format=fmt, source=str(source), split=split, images_read=len(batch.images),
         images_added=written["images_added"], images_existing=written["images_existing"],
-        labels_added=written["labels_added"], set_aside=int((images["status"] == "set_aside").sum()),
+        labels_added=written["labels_added"], set_aside=sum(1 for row in images if row[3] == "set_aside"),
         quarantined_labels=len(quarantined), problems=counts, report=str(report),
     )
 
 
-def _resolve_labels(batch: _Batch, taxonomy: Taxonomy, pairs) -> None:
-    """Map raw label values to taxonomy ids; unknown ids are quarantined, unknown names
-    (which have no id to keep) are only reported."""
+def _resolve_labels(batch: _Batch, taxonomy: Taxonomy, skip) -> tuple[list, list]:
+    """Map raw label values to taxonomy ids: (image_id, sorted ids) for the known ones and
+    (image_id, id, reason) for unknown integer ids, which are quarantined. Unknown names
+    have no id to keep, so they are only reported."""
     cache: dict[object, int | str] = {}
-    for iid, raw in pairs:
-        hit = cache.get(raw)
-        if hit is None:
-            try:
-                hit = taxonomy.lookup(raw).id
-            except UnknownLabel as exc:
-                hit = str(exc)
-            cache[raw] = hit
-        if isinstance(hit, int):
-            batch.labels.append((iid, hit))
-        else:
-            batch.problem(iid, "unknown-label", hit)
-            if isinstance(raw, int) or str(raw).strip().isdigit():
-                batch.quarantined.append((iid, int(raw), "unknown-label"))
+    labels, quarantined = [], []
+    for iid, raws in batch.raw_labels:
+        if iid in skip:
+            continue
+        ids = []
+        for raw in raws:
+            hit = cache.get(raw)
+            if hit is None:
+                try:
+                    hit = taxonomy.lookup(raw).id
+                except UnknownLabel as exc:
+                    hit = str(exc)
+                cache[raw] = hit
+            if isinstance(hit, int):
+                ids.append(hit)
+            else:
+                batch.problem(iid, "unknown-label", hit)
+                if isinstance(raw, int) or str(raw).strip().isdigit():
+                    quarantined.append((iid, int(raw), "unknown-label"))
+        if ids:
+            labels.append((iid, sorted(set(ids))))
+    return labels, quarantined
 
 
 def _check_args(split: str, on_error: str) -> None:
@@ -307,10 +308,6 @@ def _entry_id(entry) -> object | None:
         return None
     iid = entry.get("imageId", entry.get("image_id"))
     return None if iid is None or iid == "" else iid
-
-
-def _norm_raw(value):
-    return value if isinstance(value, int) else str(value).strip()
 
 
 def _index_folder(folder: Path) -> dict[str, str]:
