@@ -7,7 +7,7 @@ import sys
 import typer
 
 from ..errors import IfaError
-from . import curate, demo, evaluate, imports, init, render, show, stats
+from . import curate, demo, evaluate, imports, init, model, render, show, stats
 
 app = typer.Typer(
     name="ifa",
@@ -24,6 +24,7 @@ app.command("stats")(stats.stats)
 app.command("show")(show.show)
 app.command("eval")(evaluate.evaluate)
 app.add_typer(curate.app, name="curate")
+app.add_typer(model.app, name="model")
 app.command("demo")(demo.demo)
 
 

@@ -98,7 +98,6 @@ def train(ws: Workspace, config: TrainConfig, name: str = DEFAULT_NAME, device: 
     Raises IfaError for bad settings, no usable training images, or a model of that name
     trained on other settings or data (unless `restart`)."""
     start = time.perf_counter()
-    config = config.for_features()
     dev = trainer.resolve_device(device)
     folder = model_folder(ws, name)
     split = read_split(ws.ledger, ws.taxonomy, "train")

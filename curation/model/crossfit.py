@@ -62,7 +62,6 @@ def out_of_sample(ws: Workspace, config: TrainConfig, folds: int = 5, name: str 
     crashed run resumes; when the train labels changed since, they are trained afresh.
     Writes the probabilities to `<workspace>/models/<name>/oos-probs.parquet`."""
     start = time.perf_counter()
-    config = config.for_features()
     dev = trainer.resolve_device(device)
     root = model_folder(ws, name)
     split = read_split(ws.ledger, ws.taxonomy, "train")

@@ -15,7 +15,7 @@ import json
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
+from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
 import numpy as np
@@ -191,8 +191,10 @@ def _decode_all(data: Path, paths: np.ndarray, size: int, progress: Progress, wo
                 ok[start:start + len(block)] = good
                 task.advance(len(block))
         else:
-            # spawn, not fork: the parent holds torch's thread pools, which do not survive a fork.
-            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            # fork where there is one: the workers only run PIL, never torch (whose thread pools
+            # do not survive a fork), and spawn would re-run a caller's script lacking a main guard.
+            method = "fork" if "fork" in get_all_start_methods() else "spawn"
+            with ProcessPoolExecutor(workers, mp_context=get_context(method)) as pool:
                 for start, block, good in pool.map(_decode_chunk, chunks, [size] * len(chunks)):
                     store[start:start + len(block)] = block
                     ok[start:start + len(block)] = good

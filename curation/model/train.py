@@ -14,7 +14,7 @@ import json
 import os
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -54,6 +54,9 @@ class TrainConfig:
     features: str | None = None
 
     def __post_init__(self) -> None:
+        if self.features and self.backbone == backbones.DEFAULT_BACKBONE:
+            # --features alone means "a head on these embeddings": the default head, not the CNN.
+            object.__setattr__(self, "backbone", backbones.DEFAULT_FEATURE_HEAD)
         if self.loss not in LOSSES:
             raise IfaError(f"Unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}.")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
@@ -73,15 +76,11 @@ class TrainConfig:
     def m(self) -> int:
         return self.input_size or max(8, round(self.image_size * 0.875))
 
-    def for_features(self) -> "TrainConfig":
-        """The same settings with the default feature head when only --features was given."""
-        if self.features and backbones.get(self.backbone).input_kind == "pixels" and self.backbone == backbones.DEFAULT_BACKBONE:
-            return replace(self, backbone=backbones.DEFAULT_FEATURE_HEAD)
-        return self
-
     def resumable_with(self, other: "TrainConfig") -> bool:
         """Same model but maybe more epochs: training can go on from the checkpoint."""
-        return replace(self, epochs=0) == replace(other, epochs=0)
+        mine, theirs = asdict(self), asdict(other)
+        mine.pop("epochs"), theirs.pop("epochs")
+        return mine == theirs
 
 
 # ---- losses ---------------------------------------------------------------------------------
