@@ -16,7 +16,7 @@ from .curation import importing, stats
 from .curation.workspace import Workspace
 from .errors import IfaError
 from .progress import SILENT, Progress
-from .sample import IMAGES_DIR, split_file
+from .sample.planted import plant_problems
 
 DEFAULT_DEMO_WORKSPACE = Path("ifa-demo")
 DEMO_MARK = "demo"
@@ -42,11 +42,18 @@ class DemoResult:
 
 
 def _import(ws: Workspace) -> tuple[str, dict]:
-    counts = {}
+    source = ws.root / "demo-input"
+    planted = plant_problems(source)
+    counts, problems = {}, {}
     for split in ("train", "validation", "test"):
-        r = importing.import_imat(ws, split_file(split), split, images_dir=IMAGES_DIR)
+        r = importing.import_imat(ws, source / f"{split}.json", split, images_dir=source / "images")
         counts[split] = r.images_added + r.images_existing
-    return ", ".join(f"{v} {k}" for k, v in counts.items()) + " images imported", {"images": counts}
+        for k, v in r.problems.items():
+            problems[k] = problems.get(k, 0) + v
+    planted_n = {k: len(v) for k, v in planted.to_dict().items()}
+    summary = ", ".join(f"{v} {k}" for k, v in counts.items()) + " images imported"
+    summary += f" (sample plus planted problems: {sum(planted_n.values())}; import flagged {sum(problems.values())})"
+    return summary, {"images": counts, "planted": planted_n, "import_problems": problems}
 
 
 def _stats(ws: Workspace) -> tuple[str, dict]:

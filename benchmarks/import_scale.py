@@ -7,7 +7,8 @@ For each N: writes a synthetic challenge JSON (Table 1 group frequencies, ~5.8 l
 image, benchmarks/synthetic.py), then times, each in a fresh process so peak RSS is its own:
   ifa import   `ifa import imat` into a new workspace (one transaction, all checks)
   ifa stats    `ifa stats --json`
-  parquet      one row per image with its list of label ids, from the ledger
+  ifa export   `ifa export --format parquet`: one row per image with its list of label
+               ids, plus changes.csv, the datasheet (stats before and after) and plots
   peer         what a user would write by hand: pandas json_normalize + explode + to_sql
                (no validation, no quarantine, no idempotence)
 Target (issue 2): N = 1,000,000 imports in <= 90 s with peak RSS <= 3 GiB.
@@ -41,13 +42,12 @@ with Workspace.open(WS) as ws:
     s = stats.compute(ws.ledger, ws.taxonomy)
     assert s.splits["train"].images == N
 """,
-    "parquet": """
-import pyarrow as pa, pyarrow.parquet as pq
+    "ifa export parquet": """
 from ifa.curation.workspace import Workspace
+from ifa.curation import export
 with Workspace.open(WS) as ws:
-    lab = ws.ledger.labels_frame(["train"])
-    grouped = lab.groupby("image_id", sort=False)["label_id"].agg(list)
-    pq.write_table(pa.table({"image_id": grouped.index.to_numpy(), "label_ids": grouped.to_list()}), OUT)
+    r = export.export(ws, OUT, fmt="parquet")
+    assert r.splits["train"]["images"] == N
 """,
     "peer: pandas to_sql": """
 import json, sqlite3, pandas as pd
@@ -96,7 +96,7 @@ def main() -> None:
             t = time.perf_counter()
             src = write_challenge(tmp / "train.json", n, seed=0)
             print(f"N={n:,}: wrote {src.stat().st_size / 2**20:.0f} MiB of JSON in {time.perf_counter() - t:.1f}s", flush=True)
-            values = {"WS": str(tmp / "ws"), "SRC": str(src), "N": n, "OUT": str(tmp / "train.parquet"),
+            values = {"WS": str(tmp / "ws"), "SRC": str(src), "N": n, "OUT": str(tmp / "export"),
                       "PEER_DB": str(tmp / "peer.db")}
             for name, body in STEPS.items():
                 seconds, rss = run_step(body, **values)

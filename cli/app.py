@@ -7,7 +7,7 @@ import sys
 import typer
 
 from ..errors import IfaError
-from . import curate, demo, evaluate, imports, init, model, render, show, stats
+from . import curate, demo, evaluate, export, fetch, imports, init, model, render, show, stats
 
 app = typer.Typer(
     name="ifa",
@@ -26,6 +26,8 @@ app.command("eval")(evaluate.evaluate)
 app.add_typer(curate.app, name="curate")
 app.add_typer(model.app, name="model")
 app.command("demo")(demo.demo)
+app.command("fetch")(fetch.fetch)
+app.command("export")(export.export)
 
 
 def main() -> None:
@@ -35,9 +37,11 @@ def main() -> None:
     except IfaError as exc:
         render.err.print(f"[red]error:[/] {exc}")
         sys.exit(1)
-    except KeyboardInterrupt:
-        render.err.print("[yellow]interrupted[/]: every change is transactional, so nothing was half-written; rerun to finish.")
-        sys.exit(130)
+    except SystemExit as exc:
+        if exc.code == 130:  # Typer turns Ctrl-C into a bare exit 130; say what it means
+            render.err.print("[yellow]interrupted[/]: every change is transactional, so nothing was half-written; "
+                             "rerun to finish.")
+        raise
 
 
 if __name__ == "__main__":

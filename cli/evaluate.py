@@ -19,10 +19,12 @@ def evaluate(
     workspace: WorkspaceOpt = DEFAULT_WS,
     json_out: JsonOpt = False,
 ) -> None:
-    """Paper eq. 1: per image the 8 highest-scoring labels are the prediction; micro
-    precision, recall and F1 over all images and classes, and per group.
+    """Score predictions with the paper's metric: top-8 micro precision, recall and F1.
 
-    Predictions for images not in the split are reported and not counted.
+    Paper eq. 1: per image the 8 highest-scoring labels are the prediction; precision and
+    recall are summed over all images and classes; also per group. Predictions for images
+    not in the split are reported and not counted.
+
     Example: ifa eval probs.parquet --split validation
     """
     with open_workspace(workspace, "eval") as ws:

@@ -26,8 +26,9 @@ def imat(
     workspace: WorkspaceOpt = DEFAULT_WS,
     json_out: JsonOpt = False,
 ) -> None:
-    """Import the challenge JSON: {"images": [{imageId, url}], "annotations": [{imageId, labelId: [...]}]}.
+    """Import the challenge's train/validation/test JSON.
 
+    Format: {"images": [{imageId, url}], "annotations": [{imageId, labelId: [...]}]}.
     Keys may be camelCase or snake_case, ids strings or integers; test files have no
     annotations. Rerunning the same import adds only what is missing.
 

@@ -16,8 +16,10 @@ def show(
     workspace: WorkspaceOpt = DEFAULT_WS,
     json_out: JsonOpt = False,
 ) -> None:
-    """Show an image's split, status (and why), labels grouped by taxonomy group with their
-    source and status, and every event that touched it.
+    """Show one image: split, status and why, labels by group, and its history.
+
+    Labels are grouped by taxonomy group with their source and status; the history lists
+    every event that touched the image (imports, set-asides, review decisions, restores).
 
     Example: ifa show 12345
     """

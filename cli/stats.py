@@ -18,10 +18,14 @@ def stats(
     workspace: WorkspaceOpt = DEFAULT_WS,
     json_out: JsonOpt = False,
 ) -> None:
-    """Table 1 per split (classes, cardinality, #labels, #images and % per group), labels
-    per image (min/mean/max and histogram) and images per label (the long tail).
+    """Dataset statistics in the paper's terms: Table 1, labels per image, the long tail.
 
-    Counts only active images and labels. Example: ifa stats --split train --plots
+    Per split: classes, cardinality, #labels, #images and % of images per group (Table 1);
+    labels per image (min/mean/max and the histogram of Fig. 2); images per label (the long
+    tail of Fig. 3: labels under 500 and over 10K images). Counts only active images and
+    labels.
+
+    Example: ifa stats --split train --plots
     """
     with open_workspace(workspace, "stats") as ws:
         result = stats_lib.compute(ws.ledger, ws.taxonomy, [split] if split else None)

@@ -136,4 +136,4 @@ def _scores(correct: int, predicted: int, truth: int) -> Scores:
     p = correct / predicted if predicted else 0.0
     r = correct / truth if truth else 0.0
     f1 = 2 * p * r / (p + r) if p + r else 0.0
-    return Scores(round(p, 6), round(r, 6), round(f1, 6), correct, predicted, truth)
+    return Scores(p, r, f1, correct, predicted, truth)

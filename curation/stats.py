@@ -54,47 +54,52 @@ class Stats:
         return {"splits": {k: v.to_dict() for k, v in self.splits.items()}, "plots": self.plots}
 
 
-def compute(ledger: Ledger, taxonomy: Taxonomy, splits: Sequence[str] | None = None) -> Stats:
-    """Statistics per split present in the ledger (or the given splits)."""
-    per_label = ledger.label_counts(splits)
-    per_image = ledger.labels_per_image(splits)
-    groups_of = {lid: lab.group for lid, lab in taxonomy.labels.items()}
-    per_group = ledger.group_image_counts(groups_of, splits)
-    present = [s for s in SPLITS if s in set(per_image["split"])] if splits is None else list(splits)
+def compute(ledger: Ledger, taxonomy: Taxonomy, splits: Sequence[str] | None = None, as_imported: bool = False) -> Stats:
+    """Statistics per split present in the ledger (or the given splits): of today's active
+    images and labels, or with as_imported=True of the dataset as it was imported."""
+    table = ledger.label_table(splits, as_imported=as_imported)
+    image_split = table.images["split"].to_numpy()
+    per_image = np.bincount(table.image_index, minlength=len(table.images))
+    col = taxonomy.column_of(table.label_id)  # -1: an id the taxonomy lacks
+    known = col >= 0
+    group_of_row = np.where(known, taxonomy.group_index[np.clip(col, 0, None)], -1)
+    # (image, group) pairs once for all splits: an image counts once per group it carries.
+    n_groups = len(taxonomy.groups)
+    pairs = np.unique(table.image_index[known] * n_groups + group_of_row[known])
+    pair_image, pair_group = pairs // n_groups, pairs % n_groups
+    present = [s for s in SPLITS if s in set(image_split)] if splits is None else list(splits)
     out = Stats()
     for split in present:
-        hist = per_image[per_image["split"] == split]
-        n_images = int(hist["images"].sum())
-        counts = per_label[per_label["split"] == split]
-        known = counts[counts["label_id"].isin(taxonomy.labels.keys())]
-        by_group = known.assign(group=known["label_id"].map(groups_of)).groupby("group")["images"].sum()
-        g_images = per_group[per_group["split"] == split].set_index("group")["images"]
+        in_split = image_split == split
+        rows = in_split[table.image_index]
+        n_images = int(in_split.sum())
+        counts = per_image[in_split]
+        hist = np.bincount(counts) if n_images else np.zeros(1, dtype=np.int64)
+        per_label = pd.Series(table.label_id[rows]).value_counts()
+        per_label = per_label.sort_index().sort_values(ascending=False, kind="stable")
+        labels_in_group = np.bincount(group_of_row[rows & known], minlength=n_groups)
+        images_with_group = np.bincount(pair_group[in_split[pair_image]], minlength=n_groups)
         groups = {
             g.name: GroupStats(
-                classes=len(g.label_ids),
-                cardinality=g.cardinality,
-                labels=int(by_group.get(g.name, 0)),
-                images=int(g_images.get(g.name, 0)),
-                percent_images=round(100.0 * int(g_images.get(g.name, 0)) / n_images, 1) if n_images else 0.0,
+                classes=len(g.label_ids), cardinality=g.cardinality, labels=int(labels_in_group[gi]),
+                images=int(images_with_group[gi]),
+                percent_images=round(100.0 * images_with_group[gi] / n_images, 1) if n_images else 0.0,
             )
-            for g in taxonomy.groups
+            for gi, g in enumerate(taxonomy.groups)
         }
-        n = hist["n"].to_numpy()
-        w = hist["images"].to_numpy()
-        ipl = counts.sort_values(["images", "label_id"], ascending=[False, True])
         # Labels of the taxonomy that no image carries belong to the long tail too.
-        all_counts = pd.Series(0, index=taxonomy.label_ids).add(known.set_index("label_id")["images"], fill_value=0)
+        all_counts = per_label.reindex(taxonomy.label_ids, fill_value=0)
         out.splits[split] = SplitStats(
             images=n_images,
-            labels=int(counts["images"].sum()),
+            labels=int(rows.sum()),
             labels_per_image={
-                "min": int(n.min()) if len(n) else 0,
-                "mean": round(float(np.average(n, weights=w)), 3) if n_images else 0.0,
-                "max": int(n.max()) if len(n) else 0,
+                "min": int(counts.min()) if n_images else 0,
+                "mean": round(float(counts.mean()), 3) if n_images else 0.0,
+                "max": int(counts.max()) if n_images else 0,
             },
-            histogram={int(k): int(v) for k, v in sorted(zip(n, w))},
+            histogram={int(k): int(v) for k, v in enumerate(hist) if v},
             groups=groups,
-            images_per_label={int(k): int(v) for k, v in zip(ipl["label_id"], ipl["images"])},
+            images_per_label={int(k): int(v) for k, v in per_label.items()},
             labels_under_500=int((all_counts < RARE_BELOW).sum()),
             labels_over_10k=int((all_counts > FREQUENT_ABOVE).sum()),
         )

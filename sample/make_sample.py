@@ -52,6 +52,8 @@ def main(source: Path, out: Path) -> None:
         (out / f"{split}.json").write_text(json.dumps(doc, indent=1))
         for r in rows.itertuples():
             shutil.copyfile(source / r.image_file, out / "images" / f"{r.image_id}.jpg")
+    # The source's own class per photo (e.g. Shoes, Hat), for the demo to plant realistic problems.
+    sample[["image_id", "label", "split"]].rename(columns={"label": "source_class"}).to_csv(out / "classes.csv", index=False)
     shutil.copyfile(source / "LICENSE", out / "LICENSE")
     print(sample.groupby(["split"]).size().to_string())
 

@@ -84,4 +84,20 @@ CREATE TRIGGER events_no_delete BEFORE DELETE ON events
 BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
 """
 
-MIGRATIONS: list[str] = [V1_FOUNDATION]
+# `ifa fetch`: one row per image it has tried, holding the outcome of the last try.
+# attempts counts HTTP attempts over every run, so a URL that needed three runs shows it.
+V2_FETCHES = """
+CREATE TABLE fetches (
+    image_pk    INTEGER PRIMARY KEY REFERENCES images(pk),
+    status      TEXT NOT NULL CHECK (status IN ('fetched', 'failed')),
+    reason      TEXT,                -- failure reason (see `ifa fetch --help`); NULL when fetched
+    attempts    INTEGER NOT NULL,
+    http_status INTEGER,
+    final_url   TEXT,                -- after redirects
+    last_error  TEXT,
+    time        TEXT NOT NULL
+);
+CREATE INDEX fetches_status_reason ON fetches(status, reason);
+"""
+
+MIGRATIONS: list[str] = [V1_FOUNDATION, V2_FETCHES]
