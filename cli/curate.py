@@ -100,6 +100,7 @@ def flag_noise(
     if result.applied:
         render.done(f"dropped {result.labels_dropped:,} wrong labels (undo: ifa curate restore --rule {result.rule})")
     elif result.review:
-        render.done(f"review round: {result.review}")
+        render.done(f"review round {result.review['round']}: {result.review['images']:,} images sent to "
+                    + ", ".join(f"{p['email']} ({p['url']})" for p in result.review["projects"]))
     elif not json_out:
         render.out.print("Nothing changed: --apply drops the flagged wrong labels, --review sends the images to people.")

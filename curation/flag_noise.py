@@ -184,15 +184,25 @@ def _write_html(ws: Workspace, flags: pd.DataFrame, labels: np.ndarray, image_id
 
 
 def send_to_review(ws: Workspace, image_ids: list[str], review: ReviewRequest, progress: Progress = SILENT) -> dict:
-    """Create a review round over `image_ids` with the review commands' library (annotation/).
+    """Create a review round over the flagged train images with the review commands'
+    library: `annotation.rounds.create_round(ws, split="train", annotators=[A, B],
+    tiebreaker=C, image_ids=[...])` (only annotation/ talks to Label Studio). Returns the
+    round's description (its `CreateResult.to_dict()`).
 
-    Integration point: until the review rounds land, this raises IfaError saying so."""
+    Raises IfaError when there is nothing to review, or when this build of ifa has no
+    review rounds (the `review` branch has not been merged)."""
+    if not image_ids:
+        raise IfaError("No image was flagged, so there is nothing to review; lower --min-score or use --top N.")
+    if not review.tiebreaker:
+        raise IfaError("--review needs a --tiebreaker, the third person who settles the annotators' disagreements.")
     try:
-        from ..annotation import rounds  # noqa: F401 - only annotation/ talks to Label Studio
+        from ..annotation import rounds
     except ImportError:
-        raise IfaError("Review rounds are not available in this build of ifa yet; use the CSV/HTML report, "
+        raise IfaError("Review rounds are not available in this build of ifa; use the CSV/HTML report, "
                        "or --apply to drop the flagged wrong labels.") from None
-    raise IfaError("Review rounds are not wired into flag-noise yet.")  # replaced when annotation/ lands
+    created = rounds.create_round(ws, split="train", annotators=list(review.annotators), tiebreaker=review.tiebreaker,
+                                  image_ids=image_ids, progress=progress)
+    return created.to_dict()
 
 
 # ---- the demo's step -----------------------------------------------------------------------------

@@ -136,3 +136,16 @@ def test_demo_step_cross_fits_the_sample(sample_ws):
     # Fold checkpoints are kept: a rerun resumes them instead of training again.
     again = flag_noise.flag_noise(sample_ws, config=flag_noise.DEMO_CONFIG, folds=flag_noise.DEMO_FOLDS, top=flag_noise.DEMO_TOP)
     assert again.to_dict()["flags"] == out["flags"]
+
+
+def test_review_without_review_rounds_says_so(ws, tmp_path):
+    probs, _, _ = _planted_workspace(ws, tmp_path)
+    request = flag_noise.ReviewRequest(["a@x.org", "b@x.org"], None)
+    with pytest.raises(IfaError, match="--tiebreaker"):
+        flag_noise.flag_noise(ws, probs=probs, top=5, review=request)
+    try:
+        import ifa.annotation.rounds  # noqa: F401
+    except ImportError:
+        with pytest.raises(IfaError, match="not available"):
+            flag_noise.flag_noise(ws, probs=probs, top=5, review=flag_noise.ReviewRequest(["a@x.org", "b@x.org"], "c@x.org"))
+    assert ws.ledger.dropped_labels(rule=flag_noise.RULE).empty  # nothing changed either way
