@@ -27,7 +27,7 @@ TINY = TrainConfig(epochs=1, image_size=32, batch_size=32)
 
 
 def _weights(ws, name: str) -> dict:
-    return torch.load(baseline.model_folder(ws, name) / trainer.CHECKPOINT, weights_only=False)["model"]
+    return torch.load(baseline.model_folder(ws, name) / trainer.CHECKPOINT, weights_only=True)["model"]
 
 
 def test_train_predict_and_eval(sample_ws, tmp_path):

@@ -163,7 +163,7 @@ def fit(folder: Path, config: TrainConfig, inputs: Inputs, labels: np.ndarray, l
              "feature_dim": feature_dim, "input_kind": inputs.kind, "history": [], "epochs_done": 0}
     ckpt_path = folder / CHECKPOINT
     if ckpt_path.exists() and not restart:
-        saved = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        saved = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         same = saved["data_key"] == data_key and saved["label_ids"] == state["label_ids"] and \
             TrainConfig(**saved["config"]).resumable_with(config)
         if same:
@@ -250,7 +250,7 @@ def load(folder: Path, device: torch.device = torch.device("cpu")) -> Loaded:
     path = Path(folder) / CHECKPOINT
     if not path.exists():
         raise IfaError(f"There is no trained model in {folder}; train one with `ifa model train`.")
-    saved = torch.load(path, map_location="cpu", weights_only=False)
+    saved = torch.load(path, map_location="cpu", weights_only=True)
     config = TrainConfig(**saved["config"])
     model = build(config, len(saved["label_ids"]), saved["feature_dim"])
     model.load_state_dict(saved["model"])
