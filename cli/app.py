@@ -7,7 +7,7 @@ import sys
 import typer
 
 from ..errors import IfaError
-from . import curate, demo, evaluate, export, fetch, imports, init, render, review, show, stats
+from . import curate, demo, evaluate, export, fetch, imports, init, model, render, review, show, stats
 
 app = typer.Typer(
     name="ifa",
@@ -25,6 +25,7 @@ app.command("show")(show.show)
 app.command("eval")(evaluate.evaluate)
 app.add_typer(curate.app, name="curate")
 app.add_typer(review.app, name="review")
+app.add_typer(model.app, name="model")
 app.command("demo")(demo.demo)
 app.command("fetch")(fetch.fetch)
 app.command("export")(export.export)

@@ -64,14 +64,7 @@ def read_predictions(path: Path) -> pd.DataFrame:
             ids = np.array([int(c) for c in label_cols])
         except ValueError:
             raise IfaError(f"{path}: every column but image_id must be a label id.") from None
-        probs = wide[label_cols].to_numpy(dtype=np.float32)
-        k = min(TOP_K, probs.shape[1])
-        top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-        return pd.DataFrame({
-            "image_id": np.repeat(wide["image_id"].astype(str).to_numpy(), k),
-            "label_id": ids[top].ravel(),
-            "rank": np.tile(np.arange(k), len(wide)),
-        })
+        return top_k_frame(wide["image_id"].astype(str).to_numpy(), ids, wide[label_cols].to_numpy(dtype=np.float32))
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
@@ -95,6 +88,18 @@ def read_predictions(path: Path) -> pd.DataFrame:
     except (ValueError, TypeError):
         raise IfaError(f"{path}: label_id values must be integers.") from None
     return frame[["image_id", "label_id", "rank"]].astype({"image_id": str})
+
+
+def top_k_frame(image_ids: np.ndarray, label_ids: np.ndarray, probs: np.ndarray, k: int = TOP_K) -> pd.DataFrame:
+    """The long (image_id, label_id, rank) frame `evaluate` scores, from a probability
+    matrix: rows follow `image_ids`, columns follow `label_ids`; the k best per row."""
+    k = min(k, probs.shape[1])
+    top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    return pd.DataFrame({
+        "image_id": np.repeat(np.asarray(image_ids).astype(str), k),
+        "label_id": np.asarray(label_ids)[top].ravel(),
+        "rank": np.tile(np.arange(k), len(probs)),
+    })
 
 
 def evaluate(ledger: Ledger, taxonomy: Taxonomy, predictions: pd.DataFrame, split: str = "validation") -> EvalResult:

@@ -229,10 +229,10 @@ class _Run:
             try:
                 for cand in self._to_fetch():
                     while len(inflight) >= max_inflight:
-                        inflight = self._collect(inflight)
+                        self._collect(inflight)
                     inflight.add(pool.submit(self._fetch_one, cand))
                 while inflight:
-                    inflight = self._collect(inflight)
+                    self._collect(inflight)
             except BaseException:
                 # Ctrl-C or a store failure: workers stop at their next step; what they
                 # finished is still recorded by the caller's final commit.
@@ -266,9 +266,12 @@ class _Run:
                     continue
                 yield cand
 
-    def _collect(self, inflight: set[Future]) -> set[Future]:
-        done, rest = wait(inflight, timeout=0.5, return_when=FIRST_COMPLETED)
+    def _collect(self, inflight: set[Future]) -> None:
+        """Handle the finished futures, taking each out of `inflight` before handling it, so
+        a Ctrl-C that lands here never has the cleanup handle (and count) it twice."""
+        done, _ = wait(inflight, timeout=0.5, return_when=FIRST_COMPLETED)
         for f in done:
+            inflight.discard(f)
             try:
                 outcome = f.result()
             except OSError as exc:
@@ -278,7 +281,6 @@ class _Run:
         if len(self.records) >= self.settings.batch_size or time.monotonic() - self.last_commit >= self.settings.batch_seconds:
             self._commit()
             self._show_rate()
-        return rest
 
     def _handle(self, outcome: _Outcome) -> None:
         if outcome.record is None:

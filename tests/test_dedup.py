@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -190,8 +191,18 @@ def test_local_process_pool_gives_the_same_result(dup_ws, monkeypatch):
     assert clusters_of(r) == EXPECTED and r.images_hashed == READABLE
 
 
+@pytest.fixture
+def keep_environ():
+    """distributed's LocalCluster sets OMP_NUM_THREADS=1 (and MKL/OpenBLAS) in this
+    process's environment for its workers; later tests' subprocesses must not inherit it."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 @pytest.mark.slow
-def test_dask_cluster_on_loopback(dup_ws, monkeypatch):
+def test_dask_cluster_on_loopback(dup_ws, monkeypatch, keep_environ):
     from distributed import LocalCluster
 
     monkeypatch.setattr(executors, "DASK_BATCH", 5)  # several tasks from 18 files

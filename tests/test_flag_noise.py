@@ -1,0 +1,151 @@
+"""`ifa curate flag-noise` on the bundled sample's real labels: planted errors rank first,
+--apply is undone by restore, the --json shape, cross-fitting end to end (the demo step)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from ifa.cli.app import app
+from ifa.curation import flag_noise, importing, restore
+from ifa.curation.model.probs import write_probs
+from ifa.errors import IfaError
+from ifa.sample import IMAGES_DIR, split_file
+
+
+def _planted_workspace(ws, tmp_path: Path, n_swaps: int = 8, n_drops: int = 6):
+    """Import the sample's train split with planted swaps (category replaced by another
+    category of the sample) and drops; return the planted errors and out-of-sample-like
+    probabilities: a model of the CLEAN labels that is right on most pairs, unsure on some."""
+    tax = ws.taxonomy
+    doc = json.loads(split_file("train").read_text())
+    clean = {a["imageId"]: [int(l) for l in a["labelId"]] for a in doc["annotations"]}
+    categories = sorted({l for ls in clean.values() for l in ls if tax.labels[l].group == "category"})
+    rng = np.random.default_rng(7)
+    noisy = {k: list(v) for k, v in clean.items()}
+    wrong, missing = [], []
+    ids = [i for i in clean if any(tax.labels[l].group == "category" for l in clean[i])]
+    for iid in rng.choice(ids, n_swaps + n_drops, replace=False)[:n_swaps]:
+        old = next(l for l in noisy[iid] if tax.labels[l].group == "category")
+        new = int(rng.choice([c for c in categories if c != old]))
+        noisy[iid] = [l for l in noisy[iid] if l != old] + [new]
+        wrong.append((iid, new))
+        missing.append((iid, old))
+    multi = [i for i in clean if len(clean[i]) > 1 and all((i, l) not in wrong for l in clean[i])]
+    for iid in rng.choice(multi, n_drops, replace=False):
+        dropped = int(noisy[iid].pop(-1))
+        missing.append((iid, dropped))
+    for a in doc["annotations"]:
+        a["labelId"] = [str(l) for l in noisy[a["imageId"]]]
+    (tmp_path / "train.json").write_text(json.dumps(doc))
+    importing.import_imat(ws, tmp_path / "train.json", "train", images_dir=IMAGES_DIR)
+
+    image_ids = np.array(list(clean))
+    truth = np.zeros((len(image_ids), len(tax.label_ids)), dtype=bool)
+    for r, iid in enumerate(image_ids):
+        truth[r, tax.column_of(clean[iid])] = True
+    probs = np.where(truth, rng.beta(6, 2, truth.shape), rng.beta(1, 30, truth.shape))
+    unsure = rng.random(truth.shape) < 0.03  # the model is unsure about some pairs
+    probs[unsure] = rng.uniform(0.2, 0.6, unsure.sum())
+    path = write_probs(tmp_path / "oos.parquet", image_ids, tax.label_ids, probs.astype(np.float32))
+    return path, wrong, missing
+
+
+def test_planted_errors_rank_first(ws, tmp_path):
+    probs, wrong, missing = _planted_workspace(ws, tmp_path)
+    planted = len(wrong) + len(missing)
+    result = flag_noise.flag_noise(ws, probs=probs, top=2 * planted)
+    flags = result.flags
+    keys = list(zip(flags["image_id"], flags["label_id"].astype(int)))
+    hits = [k in set(wrong + missing) for k in keys]
+    # Confident learning favours precision: what it flags is nearly all planted, and the
+    # most suspicious flags come first; at least half the planted errors are found.
+    assert all(hits[:5]) and np.mean(hits) >= 0.8
+    assert sum(hits) >= planted / 2
+    kind = dict(zip(keys, flags["kind"]))
+    assert all(kind[k] == "wrong" for k in wrong if k in kind) and all(kind[k] == "missing" for k in missing if k in kind)
+    assert flags["score"].is_monotonic_decreasing
+    assert result.images_assessed == 220 and result.probs == str(probs)
+    csv = pd.read_csv(result.csv)
+    assert len(csv) == len(flags) and {"image_id", "label_id", "label", "group", "kind", "score", "prob"} <= set(csv.columns)
+    html = Path(result.html).read_text()
+    assert "data:image/jpeg;base64" in html and "suggested:" in html and "✗" in html
+
+
+def test_apply_is_undone_by_restore(ws, tmp_path):
+    probs, wrong, _ = _planted_workspace(ws, tmp_path)
+    before = ws.ledger.labels_frame(["train"])
+    result = flag_noise.flag_noise(ws, probs=probs, apply=True, top=30)
+    dropped = result.flags[result.flags["kind"] == "wrong"]
+    assert result.applied and result.labels_dropped == len(dropped) > 0
+    assert len(set(wrong) & set(zip(dropped["image_id"], dropped["label_id"].astype(int)))) >= len(wrong) / 2
+    gone = ws.ledger.dropped_labels(rule=flag_noise.RULE)
+    assert len(gone) == result.labels_dropped
+    assert len(ws.ledger.labels_frame(["train"])) == len(before) - result.labels_dropped
+    undone = restore.restore(ws.ledger, rule=flag_noise.RULE)
+    assert len(undone.labels) == result.labels_dropped
+    pd.testing.assert_frame_equal(ws.ledger.labels_frame(["train"]), before)
+
+
+def test_bad_input_is_a_clear_error(ws, tmp_path):
+    probs, _, _ = _planted_workspace(ws, tmp_path)
+    with pytest.raises(IfaError, match="--min-score"):
+        flag_noise.flag_noise(ws, probs=probs, min_score=2)
+    with pytest.raises(IfaError, match="not both"):
+        flag_noise.flag_noise(ws, probs=probs, apply=True, review=flag_noise.ReviewRequest(["a", "b"], "c"))
+    with pytest.raises(IfaError, match="two --annotators"):
+        flag_noise.flag_noise(ws, probs=probs, review=flag_noise.ReviewRequest(["a"], "c"))
+    frame = pd.read_parquet(probs).drop(columns=["1", "2"])
+    frame.to_parquet(tmp_path / "short.parquet")
+    with pytest.raises(IfaError, match="lacks 2 label columns"):
+        flag_noise.flag_noise(ws, probs=tmp_path / "short.parquet")
+    pd.DataFrame({"image_id": ["x"]} | {str(i): [0.5] for i in ws.taxonomy.label_ids}).to_parquet(tmp_path / "other.parquet")
+    with pytest.raises(IfaError, match="none of the workspace"):
+        flag_noise.flag_noise(ws, probs=tmp_path / "other.parquet")
+
+
+def test_cli_json_shape(ws, tmp_path):
+    probs, wrong, _ = _planted_workspace(ws, tmp_path)
+    root = str(ws.root)
+    ws.close()
+    res = CliRunner().invoke(app, ["curate", "flag-noise", "--probs", str(probs), "--top", "5", "--workspace", root, "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert set(data) == {"flags", "images_flagged", "probs"}
+    assert len(data["flags"]) == 5 and data["probs"] == str(probs)
+    assert all(set(f) == {"image_id", "label", "kind", "score"} for f in data["flags"])
+    assert all(isinstance(f["label"], int) and f["kind"] in ("wrong", "missing") for f in data["flags"])
+    scores = [f["score"] for f in data["flags"]]
+    assert scores == sorted(scores, reverse=True)
+    assert data["images_flagged"] == len({f["image_id"] for f in data["flags"]})
+
+
+@pytest.mark.slow
+def test_demo_step_cross_fits_the_sample(sample_ws):
+    summary, data = flag_noise.demo_step(sample_ws)
+    out = data["flag_noise"]
+    assert Path(out["probs"]).exists() and Path(out["html"]).exists()
+    oos = pd.read_parquet(out["probs"])
+    assert len(oos) == 220 and len(oos.columns) == 229
+    assert len(out["flags"]) <= flag_noise.DEMO_TOP and "likely label errors" in summary
+    # Fold checkpoints are kept: a rerun resumes them instead of training again.
+    again = flag_noise.flag_noise(sample_ws, config=flag_noise.DEMO_CONFIG, folds=flag_noise.DEMO_FOLDS, top=flag_noise.DEMO_TOP)
+    assert again.to_dict()["flags"] == out["flags"]
+
+
+def test_review_without_review_rounds_says_so(ws, tmp_path):
+    probs, _, _ = _planted_workspace(ws, tmp_path)
+    request = flag_noise.ReviewRequest(["a@x.org", "b@x.org"], None)
+    with pytest.raises(IfaError, match="--tiebreaker"):
+        flag_noise.flag_noise(ws, probs=probs, top=5, review=request)
+    try:
+        import ifa.annotation.rounds  # noqa: F401
+    except ImportError:
+        with pytest.raises(IfaError, match="not available"):
+            flag_noise.flag_noise(ws, probs=probs, top=5, review=flag_noise.ReviewRequest(["a@x.org", "b@x.org"], "c@x.org"))
+    assert ws.ledger.dropped_labels(rule=flag_noise.RULE).empty  # nothing changed either way
