@@ -27,12 +27,13 @@ DEMO_ROUND = "demo-simulated"
 
 
 def review_step(ws: Workspace, progress: Progress = SILENT, split: str = "validation",
-                limit: int | None = None) -> tuple[str, dict]:
+                limit: int | None = None, keep_server: bool = False) -> tuple[str, dict]:
     """Run the simulated review round on `ws`; returns (one-line summary, data). The
-    embedded server is started if it is not running and stopped again if this started it.
+    embedded server is started if it is not running and stopped again if this started it,
+    unless keep_server (then data["server"] holds its URL and admin login).
     Raises IfaError when Label Studio cannot start or refuses a step."""
     root = server.server_dir(ws.root)
-    info, started = server.start(root, progress=progress, die_with_parent=True)
+    info, started = server.start(root, progress=progress, die_with_parent=not keep_server)
     try:
         client = Client(connection_for(ws.root))
         a1, a2, third = (simulate.annotator(ws, client, simulate.email(n))
@@ -53,7 +54,7 @@ def review_step(ws: Workspace, progress: Progress = SILENT, split: str = "valida
         st = status(ws, DEMO_ROUND)
         final = finalize(ws, DEMO_ROUND, apply=True)
     finally:
-        if started:
+        if started and not keep_server:
             server.stop(root)
     kappa = st.agreement.get("category", {}).get("kappa")
     kappa = "n/a" if kappa is None or kappa != kappa else f"{kappa:.2f}"
@@ -63,5 +64,8 @@ def review_step(ws: Workspace, progress: Progress = SILENT, split: str = "valida
                f"{final.labels_dropped} labels, set aside {final.images_set_aside} images")
     data = {"round": DEMO_ROUND, "simulated": True, "images": created.images, "outcomes": st.outcomes,
             "tiebreak": sent.disagreements, "agreement": st.agreement, "finalize": final.to_dict(),
-            "server_stopped": started}
+            "server_stopped": started and not keep_server}
+    if keep_server:
+        data["server"] = {"url": info.url, "email": info.admin_email, "password": info.admin_password,
+                          "stop": f"ifa review serve --stop --workspace {ws.root}"}
     return summary, data

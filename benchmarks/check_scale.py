@@ -14,10 +14,9 @@ The random labels also break the default contradiction rules by chance (a sleeve
 shoe category, Neutral with Male, ...), so every rule has work.
 
 Peers, in the same run:
-- reading: the foundation's `Ledger.labels_frame` (one Python row per label) and
-  `Ledger.label_table` (JSON arrays, image ids included) against `ledger.arrays.label_arrays`
-  (packed integers, statuses included); each runs in a fresh process, so its peak memory
-  is its own.
+- reading: the foundation's `Ledger.labels_frame` (one Python row per label) against
+  `ledger.arrays.label_arrays` (packed integers, statuses included); each runs in a fresh
+  process, so its peak memory is its own.
 - rules: `loop_check`, the same rules written as a straightforward loop over images in
   Python, on a random sample of images, extrapolated linearly to the full set. On that
   sample its hits must equal the vectorised rules' hits exactly (checked; a mismatch fails).
@@ -214,14 +213,6 @@ def _read_frame(db: str) -> tuple[float, int, float]:
     return time.perf_counter() - start, len(frame), _peak_mb()
 
 
-def _read_table(db: str) -> tuple[float, int, float]:
-    ledger = Ledger(Path(db))
-    start = time.perf_counter()
-    # label_table filters on status but does not return it: one call per status
-    n = sum(len(ledger.label_table(label_status=(s,)).label_id) for s in ("active", "quarantined"))
-    return time.perf_counter() - start, n, _peak_mb()
-
-
 def _read_arrays(db: str) -> tuple[float, int, float]:
     ledger = Ledger(Path(db))
     start = time.perf_counter()
@@ -277,7 +268,6 @@ def main(argv: list[str] | None = None) -> int:
 
     check = _in_child(_check, str(root))
     read_s, n_rows, read_mb = _in_child(_read_arrays, db)
-    table_read = _in_child(_read_table, db)
     applied = None
     if not args.skip_apply:
         import shutil
@@ -310,7 +300,6 @@ def main(argv: list[str] | None = None) -> int:
     table = [
         ("read labels from the ledger", f"{read_s:.1f} s, peak {read_mb:,.0f} MB (label_arrays)",
          f"{frame[0]:.1f} s, peak {frame[2]:,.0f} MB (Ledger.labels_frame)" if frame else "skipped"),
-        ("", "", f"{table_read[0]:.1f} s, peak {table_read[2]:,.0f} MB (Ledger.label_table, image ids included)"),
         (f"run {len(rules)} rules", f"{steps.get('checking rules', 0):.1f} s (vectorised)",
          f"{loop_s * scale:.0f} s (per-image loop: {loop_s:.1f} s on {small.n_images:,} images x {scale:.0f})"),
         ("list hit images (ids, label names)", f"{steps.get('listing hit images', 0):.1f} s", ""),

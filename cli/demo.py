@@ -14,15 +14,27 @@ from .options import JsonOpt
 
 def demo(
     workspace: Annotated[Path, typer.Option("--workspace", "-w", help="Where the demo workspace goes (replaced if it is an earlier demo's).")] = demo_lib.DEFAULT_DEMO_WORKSPACE,
+    keep_server: Annotated[bool, typer.Option("--keep-server", help="Leave the embedded Label Studio running to look at the round.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Run the labeling process end to end on 310 bundled CC0 clothing photos.
 
-    Nothing to set up: every step runs locally and prints a one-line result.
+    Nothing to set up. The sample is copied with planted duplicates, confused attributes
+    and noisy labels; then: import, stats, check-attributes, dedup, a small model and
+    flag-noise, a review round in an embedded Label Studio answered by SIMULATED
+    annotators (sync, tie-break, finalize), and export. Each step prints a one-line
+    result; every process it starts is stopped at the end (unless --keep-server).
+
+    Example: ifa demo --workspace ./ifa-demo
     """
-    result = demo_lib.run_demo(workspace, render.RichProgress(quiet=json_out))
+    result = demo_lib.run_demo(workspace, render.RichProgress(quiet=json_out), keep_server=keep_server)
     if json_out:
         render.emit_json(result.to_dict())
         return
-    render.out.print(f"\nDemo workspace: {result.workspace}")
-    render.out.print(f"Look around: ifa show <image id> --workspace {workspace}   ifa stats --workspace {workspace}")
+    render.out.print(f"\n[bold]Demo finished[/] in {sum(s.seconds for s in result.steps):.0f} s.", soft_wrap=True)
+    render.out.print(f"  summary report: {result.report}", soft_wrap=True)
+    render.out.print(f"  cleaned export: {result.export}", soft_wrap=True)
+    render.out.print(f"  workspace:      {result.workspace}  (try: ifa stats -w {workspace})", soft_wrap=True)
+    if result.server:
+        s = result.server
+        render.out.print(f"  Label Studio:   {s['url']}  login {s['email']} / {s['password']}  (stop: {s['stop']})", soft_wrap=True)

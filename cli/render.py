@@ -68,21 +68,40 @@ class _RichTask:
 
 
 class RichProgress:
-    """The library's Progress protocol drawn as rich bars on stderr (rate and ETA)."""
+    """The library's Progress protocol drawn as rich bars on stderr (rate and ETA).
+
+    Nested tasks share one live display (rich allows only one at a time): the display
+    starts with the first open task and stops when the last one closes."""
 
     def __init__(self, quiet: bool = False) -> None:
         self.quiet = quiet
+        self._bar: Progress | None = None
+        self._open = 0
 
     @contextmanager
     def task(self, description: str, total: int | None = None) -> Iterator[_RichTask]:
-        columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TaskProgressColumn(), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()]
-        with Progress(*columns, console=err, transient=True, disable=self.quiet) as bar:
-            yield _RichTask(bar, bar.add_task(description, total=total))
+        if self._bar is None:
+            columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                       TaskProgressColumn(), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()]
+            # Not a terminal (a log, a pipe): no bars, which would only print blank lines there.
+            self._bar = Progress(*columns, console=err, transient=True, disable=self.quiet or not err.is_terminal)
+            self._bar.start()
+        self._open += 1
+        task_id = self._bar.add_task(description, total=total)
+        try:
+            yield _RichTask(self._bar, task_id)
+        finally:
+            self._bar.remove_task(task_id)
+            self._open -= 1
+            if not self._open:
+                self._bar.stop()
+                self._bar = None
 
     def note(self, message: str) -> None:
-        if not self.quiet:
-            err.print(message)
+        if self.quiet:
+            return
+        # printed above the live bars when they are showing
+        (self._bar.console if self._bar is not None else err).print(message)
 
 
 def done(message: str) -> None:

@@ -26,6 +26,7 @@ from ..taxonomy import Taxonomy
 from ..taxonomy.labelstudio_config import IMAGE_NAME
 from . import stats as stats_lib
 from .ledger import SPLITS, Ledger
+from .ledger.arrays import label_table
 from .workspace import Workspace
 
 KEY_STYLES = {"camel": ("imageId", "labelId"), "snake": ("image_id", "label_id")}
@@ -204,7 +205,7 @@ def _swap_into_place(tmp: Path, out: Path) -> None:
 
 def gather(ledger: Ledger, splits: Sequence[str] | None = None, include_set_aside: bool = False) -> list[SplitExport]:
     """Active images (and set-aside ones when asked) with their active labels, per split."""
-    table = ledger.label_table(splits, image_status=None if include_set_aside else "active")
+    table = label_table(ledger, splits, image_status=None if include_set_aside else "active")
     images = table.images
     bounds = np.searchsorted(table.image_index, np.arange(len(images) + 1))
     per_image = [table.label_id[a:b].tolist() for a, b in zip(bounds[:-1], bounds[1:])]

@@ -12,6 +12,7 @@ import pandas as pd
 
 from ..taxonomy import Taxonomy
 from .ledger import SPLITS, Ledger
+from .ledger.arrays import label_table
 
 # Paper, Sec. 3: 31 labels have fewer than 500 training images, 88 have more than 10K.
 RARE_BELOW = 500
@@ -57,7 +58,7 @@ class Stats:
 def compute(ledger: Ledger, taxonomy: Taxonomy, splits: Sequence[str] | None = None, as_imported: bool = False) -> Stats:
     """Statistics per split present in the ledger (or the given splits): of today's active
     images and labels, or with as_imported=True of the dataset as it was imported."""
-    table = ledger.label_table(splits, as_imported=as_imported)
+    table = label_table(ledger, splits, as_imported=as_imported)
     image_split = table.images["split"].to_numpy()
     per_image = np.bincount(table.image_index, minlength=len(table.images))
     col = taxonomy.column_of(table.label_id)  # -1: an id the taxonomy lacks

@@ -9,6 +9,7 @@ fetched only for the images a caller asks about (`image_rows`). Same labels: 1.5
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -60,10 +61,11 @@ class LabelArrays:
 
 
 def label_arrays(ledger: Ledger, splits: Sequence[str] | None = None, image_status: str | None = "active",
-                 label_statuses: Sequence[str] = ("active", "quarantined"),
+                 label_statuses: Sequence[str] = ("active", "quarantined"), sources: Sequence[str] | None = None,
                  progress: Progress = SILENT) -> LabelArrays:
     """Every image (of `splits`, with `image_status`; None for any) and its labels whose
-    status is in `label_statuses`. Images without labels are included (they have no rows).
+    status is in `label_statuses` (and whose source is in `sources`, when given). Images
+    without labels are included (they have no rows).
     Raises ValueError for an unknown split or status."""
     for s in splits or ():
         if s not in SPLITS:
@@ -90,12 +92,13 @@ def label_arrays(ledger: Ledger, splits: Sequence[str] | None = None, image_stat
     sql = (f"SELECT group_concat(CASE WHEN {fits} THEN (image_pk << {_LABEL_BITS + _STATUS_BITS}) | "
            f"(label_id << {_STATUS_BITS}) | (CASE status {status_case} END) END), "
            f"group_concat(CASE WHEN NOT ({fits}) THEN image_pk || ',' || label_id || ',' || (CASE status {status_case} END) END) "
-           f"FROM labels WHERE image_pk > ? AND image_pk <= ? AND status IN ({','.join('?' * len(label_statuses))})")
+           f"FROM labels WHERE image_pk > ? AND image_pk <= ? AND status IN ({','.join('?' * len(label_statuses))})"
+           + (f" AND source IN ({','.join('?' * len(sources))})" if sources else ""))
     top = int(image_pk[-1]) if len(image_pk) else 0
     chunks, odd = [], []
     with progress.task("reading labels", total=top) as task:
         for lo in range(0, top, _CHUNK_PKS):
-            packed_text, odd_text = ledger.query(sql, (lo, lo + _CHUNK_PKS, *label_statuses))[0]
+            packed_text, odd_text = ledger.query(sql, (lo, lo + _CHUNK_PKS, *label_statuses, *(sources or ())))[0]
             if packed_text:
                 chunks.append(np.fromstring(packed_text, dtype=np.int64, sep=","))
             if odd_text:
@@ -135,3 +138,49 @@ def image_rows(ledger: Ledger, pks: np.ndarray) -> pd.DataFrame:
             f"SELECT pk, image_id, split, path, status FROM images WHERE pk IN ({','.join('?' * len(chunk))})", chunk))
     frame = pd.DataFrame(found, columns=["pk", "image_id", "split", "path", "status"]).set_index("pk")
     return frame.reindex(pks).reset_index()
+
+
+@dataclass
+class LabelTable:
+    """Labels as arrays, with the images' ids and sources, for stats and export.
+
+    images: one row per image (pk, image_id, split, status, url, path), ordered by pk.
+    image_index: for each label row, the position of its image in `images`.
+    label_id: the label of each row; rows are grouped by image, ids ascending within one.
+    """
+
+    images: pd.DataFrame
+    image_index: np.ndarray
+    label_id: np.ndarray
+
+
+def label_table(ledger: Ledger, splits: Sequence[str] | None = None, image_status: str | None = "active",
+                label_statuses: Sequence[str] = ("active",), as_imported: bool = False) -> LabelTable:
+    """`label_arrays` plus each image's id, split, status, url and path; by default the
+    active labels of active images. Every matching image is listed, with or without labels.
+
+    as_imported=True ignores today's statuses and gives the dataset as it was imported:
+    every image but those the import itself set aside, and the imported labels that were
+    not quarantined (the "before" of a datasheet)."""
+    if as_imported:
+        arrays = label_arrays(ledger, splits, None, ("active", "dropped"), sources=("import",))
+    else:
+        arrays = label_arrays(ledger, splits, image_status, label_statuses)
+    cols = ("pk", "image_id", "split", "status", "url", "path", "status_rule")
+    where = [f"split IN ({','.join('?' * len(splits))})"] if splits else []
+    if image_status is not None and not as_imported:
+        where.append("status = ?")
+    params = [*(splits or ()), *([image_status] if image_status is not None and not as_imported else [])]
+    # One JSON array per column instead of a Python tuple per row: 0.3 s for 1M image ids.
+    (row,) = ledger.query(
+        f"SELECT {', '.join(f'json_group_array({c})' for c in cols)} FROM (SELECT {', '.join(cols)} FROM images "
+        f"{'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY pk)", params)
+    images = pd.DataFrame({c: json.loads(v) for c, v in zip(cols, row)})
+    images["pk"] = images["pk"].astype(np.int64)
+    image_index, label_id = arrays.row_image, arrays.label_id
+    if as_imported:  # images set aside by the import never were part of the dataset
+        kept = (images["status_rule"] != "import").to_numpy()
+        arrays = arrays.subset(np.flatnonzero(kept))
+        images = images[kept].reset_index(drop=True)
+        image_index, label_id = arrays.row_image, arrays.label_id
+    return LabelTable(images.drop(columns="status_rule"), image_index, label_id)
