@@ -27,6 +27,7 @@ import pandas as pd
 
 from ..curation.ledger import SPLITS
 from ..curation.ledger.review import ANNOTATOR_ROLES, ReviewStore
+from ..curation.ledger.review_queue import set_review_status
 from ..curation.workspace import Workspace
 from ..errors import IfaError
 from ..progress import SILENT, Progress
@@ -160,6 +161,8 @@ def create_round(ws: Workspace, *, split: str, annotators: Sequence[str], tiebre
                                            store.task_counts(round_id).get(role, 0)))
     result.skipped = {k: v for k, v in skipped.items() if v}
     store.mark_complete(round_id)
+    # Images a check-attributes rule queued for review are now in a round.
+    set_review_status(store.ledger, "sent", image_ids=sources["image_id"].tolist(), reason=f"in review round {name}")
     store.ledger.append_event("review_tasks", new=str(sum(result.tasks_added.values())),
                               reason=f"tasks created for round {name}: {result.tasks_added}", rule=f"review:{name}")
     return result

@@ -189,17 +189,13 @@ def send_to_review(ws: Workspace, image_ids: list[str], review: ReviewRequest, p
     tiebreaker=C, image_ids=[...])` (only annotation/ talks to Label Studio). Returns the
     round's description (its `CreateResult.to_dict()`).
 
-    Raises IfaError when there is nothing to review, or when this build of ifa has no
-    review rounds (the `review` branch has not been merged)."""
+    Raises IfaError when there is nothing to review or the server refuses."""
     if not image_ids:
         raise IfaError("No image was flagged, so there is nothing to review; lower --min-score or use --top N.")
     if not review.tiebreaker:
         raise IfaError("--review needs a --tiebreaker, the third person who settles the annotators' disagreements.")
-    try:
-        from ..annotation import rounds
-    except ImportError:
-        raise IfaError("Review rounds are not available in this build of ifa; use the CSV/HTML report, "
-                       "or --apply to drop the flagged wrong labels.") from None
+    from ..annotation import rounds  # only annotation/ talks to Label Studio
+
     created = rounds.create_round(ws, split="train", annotators=list(review.annotators), tiebreaker=review.tiebreaker,
                                   image_ids=image_ids, progress=progress)
     return created.to_dict()

@@ -27,6 +27,7 @@ import time
 from types import SimpleNamespace
 
 import httpx
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -312,4 +313,65 @@ def test_demo_review_step_is_labelled_simulated(label_studio, tmp_path):
     assert (changed["kind"] == "review_round").sum() == 1
     assert changed[changed["kind"].isin(["label_added", "label_dropped", "set_aside"])]["reason"].str.startswith(
         "SIMULATED").all()
+    ws.close()
+
+
+def test_flag_noise_sends_its_flags_to_a_review_round(label_studio, tmp_path):
+    """flag-noise --review: the flagged train images, and only they, become a round."""
+    from ifa.annotation import annotators
+    from ifa.curation import flag_noise
+
+    ws = Workspace.init(tmp_path / "noise", command="test")
+    importing.import_imat(ws, split_file("train"), "train", images_dir=IMAGES_DIR)
+    (ws.root / server.DIR_NAME).symlink_to(label_studio)
+    state = server.read_state(label_studio)
+    client = Client(Connection(state.url, state.token, embedded_root=label_studio), retries=2, backoff=0.2)
+    people = ["noise-a@example.com", "noise-b@example.com", "noise-lead@example.com"]
+    annotators.add(ws, client, people)
+    # Out-of-sample probabilities that agree with every given label except three images,
+    # where a model is sure of another category than the one given.
+    tax = ws.taxonomy
+    labels = ws.ledger.labels_frame(["train"])
+    ids = ws.ledger.images_frame(["train"])["image_id"].tolist()
+    probs = pd.DataFrame(0.01, index=ids, columns=[str(i) for i in tax.label_ids])
+    for image_id, label_id in zip(labels["image_id"], labels["label_id"]):
+        probs.loc[image_id, str(label_id)] = 0.95
+    categories = set(tax.group("category").label_ids)
+    cats = labels[labels["label_id"].isin(categories)].drop_duplicates("image_id")
+    swapped = cats.iloc[[0, 40, 80]]
+    other = next(c for c in sorted(set(cats["label_id"])) if c not in set(swapped["label_id"]))
+    for image_id, label_id in zip(swapped["image_id"], swapped["label_id"]):
+        probs.loc[image_id, str(label_id)] = 0.02
+        probs.loc[image_id, str(other)] = 0.97
+    path = tmp_path / "oos.parquet"
+    probs.rename_axis("image_id").reset_index().to_parquet(path)
+
+    result = flag_noise.flag_noise(ws, probs=path, top=6,
+                                   review=flag_noise.ReviewRequest(people[:2], people[2]))
+    flagged = set(result.flags["image_id"])
+    assert flagged == set(swapped["image_id"])
+    store = ReviewStore(ws.ledger)
+    tasks = store.tasks(int(store.round(result.review["round"])["round_id"]), "annotator1")
+    assert set(tasks["image_id"]) == flagged and tasks["ls_task_id"].notna().all()
+    ws.close()
+
+
+def test_a_round_takes_images_off_the_review_queue(label_studio, tmp_path):
+    """Images a check-attributes rule queued become 'sent' once a round holds them."""
+    from ifa.annotation import annotators
+    from ifa.curation.ledger.review_queue import enqueue_review, review_queue
+
+    ws = Workspace.init(tmp_path / "queue", command="test")
+    importing.import_imat(ws, split_file("validation"), "validation", images_dir=IMAGES_DIR)
+    (ws.root / server.DIR_NAME).symlink_to(label_studio)
+    state = server.read_state(label_studio)
+    client = Client(Connection(state.url, state.token, embedded_root=label_studio), retries=2, backoff=0.2)
+    people = ["queue-a@example.com", "queue-b@example.com", "queue-lead@example.com"]
+    annotators.add(ws, client, people)
+    ids = ws.ledger.images_frame(["validation"])["image_id"].tolist()
+    enqueue_review(ws.ledger, pd.DataFrame({"image_id": ids[:3], "rule": "gender-contradiction", "reason": "planted"}))
+    rounds.create_round(ws, split="validation", annotators=people[:2], tiebreaker=people[2], image_ids=ids[:2],
+                        client=client)
+    queue = review_queue(ws.ledger, statuses=None).set_index("image_id")["status"].to_dict()
+    assert queue == {ids[0]: "sent", ids[1]: "sent", ids[2]: "pending"}
     ws.close()
