@@ -316,18 +316,26 @@ def test_demo_review_step_is_labelled_simulated(label_studio, tmp_path):
     ws.close()
 
 
-def test_flag_noise_sends_its_flags_to_a_review_round(label_studio, tmp_path):
-    """flag-noise --review: the flagged train images, and only they, become a round."""
+def workspace_on_server(label_studio, root, split: str, people: list[str]) -> Workspace:
+    """A workspace holding one split of the sample, using the session's server, with
+    `people` as its annotators."""
     from ifa.annotation import annotators
-    from ifa.curation import flag_noise
 
-    ws = Workspace.init(tmp_path / "noise", command="test")
-    importing.import_imat(ws, split_file("train"), "train", images_dir=IMAGES_DIR)
+    ws = Workspace.init(root, command="test")
+    importing.import_imat(ws, split_file(split), split, images_dir=IMAGES_DIR)
     (ws.root / server.DIR_NAME).symlink_to(label_studio)
     state = server.read_state(label_studio)
     client = Client(Connection(state.url, state.token, embedded_root=label_studio), retries=2, backoff=0.2)
-    people = ["noise-a@example.com", "noise-b@example.com", "noise-lead@example.com"]
     annotators.add(ws, client, people)
+    return ws
+
+
+def test_flag_noise_sends_its_flags_to_a_review_round(label_studio, tmp_path):
+    """flag-noise --review: the flagged train images, and only they, become a round."""
+    from ifa.curation import flag_noise
+
+    people = ["noise-a@example.com", "noise-b@example.com", "noise-lead@example.com"]
+    ws = workspace_on_server(label_studio, tmp_path / "noise", "train", people)
     # Out-of-sample probabilities that agree with every given label except three images,
     # where a model is sure of another category than the one given.
     tax = ws.taxonomy
@@ -358,20 +366,13 @@ def test_flag_noise_sends_its_flags_to_a_review_round(label_studio, tmp_path):
 
 def test_a_round_takes_images_off_the_review_queue(label_studio, tmp_path):
     """Images a check-attributes rule queued become 'sent' once a round holds them."""
-    from ifa.annotation import annotators
     from ifa.curation.ledger.review_queue import enqueue_review, review_queue
 
-    ws = Workspace.init(tmp_path / "queue", command="test")
-    importing.import_imat(ws, split_file("validation"), "validation", images_dir=IMAGES_DIR)
-    (ws.root / server.DIR_NAME).symlink_to(label_studio)
-    state = server.read_state(label_studio)
-    client = Client(Connection(state.url, state.token, embedded_root=label_studio), retries=2, backoff=0.2)
     people = ["queue-a@example.com", "queue-b@example.com", "queue-lead@example.com"]
-    annotators.add(ws, client, people)
+    ws = workspace_on_server(label_studio, tmp_path / "queue", "validation", people)
     ids = ws.ledger.images_frame(["validation"])["image_id"].tolist()
     enqueue_review(ws.ledger, pd.DataFrame({"image_id": ids[:3], "rule": "gender-contradiction", "reason": "planted"}))
-    rounds.create_round(ws, split="validation", annotators=people[:2], tiebreaker=people[2], image_ids=ids[:2],
-                        client=client)
+    rounds.create_round(ws, split="validation", annotators=people[:2], tiebreaker=people[2], image_ids=ids[:2])
     queue = review_queue(ws.ledger, statuses=None).set_index("image_id")["status"].to_dict()
     assert queue == {ids[0]: "sent", ids[1]: "sent", ids[2]: "pending"}
     ws.close()
