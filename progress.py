@@ -8,9 +8,7 @@ output on stdout stays clean.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterable, Iterator, Protocol, TypeVar
-
-T = TypeVar("T")
+from typing import Iterator, Protocol
 
 
 class Task(Protocol):
@@ -46,12 +44,3 @@ class SilentProgress:
 
 SILENT = SilentProgress()
 
-
-def track(progress: Progress, items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
-    """Iterate `items`, advancing one step per item."""
-    if total is None and hasattr(items, "__len__"):
-        total = len(items)  # type: ignore[arg-type]
-    with progress.task(description, total) as task:
-        for item in items:
-            yield item
-            task.advance()

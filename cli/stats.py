@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Annotated
 
 import typer
@@ -28,9 +27,7 @@ def stats(
     Example: ifa stats --split train --plots
     """
     with open_workspace(workspace, "stats") as ws:
-        result = stats_lib.compute(ws.ledger, ws.taxonomy, [split] if split else None)
-        if plots:
-            stats_lib.write_plots(result, ws.reports_dir, datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S"))
+        result = stats_lib.run(ws, [split] if split else None, plots)
         names = ws.taxonomy
     if json_out:
         d = result.to_dict()

@@ -27,7 +27,7 @@ from ..taxonomy.labelstudio_config import IMAGE_NAME
 from . import stats as stats_lib
 from .ledger import SPLITS, Ledger
 from .ledger.arrays import label_table
-from .workspace import Workspace
+from .workspace import Workspace, time_stamp
 
 KEY_STYLES = {"camel": ("imageId", "labelId"), "snake": ("image_id", "label_id")}
 
@@ -149,7 +149,7 @@ def export(ws: Workspace, out_dir: Path | None = None, fmt: str = "imat", splits
         if s not in SPLITS:
             raise IfaError(f"Unknown split {s!r}; use one of {', '.join(SPLITS)}.")
     stamp = datetime.now(timezone.utc)
-    out = Path(out_dir) if out_dir else ws.exports_dir / f"export-{stamp:%Y%m%d-%H%M%S}"
+    out = Path(out_dir) if out_dir else ws.exports_dir / f"export-{time_stamp(stamp)}"
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise IfaError(f"{out} already exists and is not empty; choose a new folder or pass --overwrite.")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -185,7 +185,7 @@ def _write_all(ws: Workspace, tmp: Path, out: Path, fmt: str, splits, include_se
     (tmp / "plots").mkdir()
     before = stats_lib.compute(ledger, taxonomy, [s.name for s in gathered], as_imported=True)
     after = stats_lib.compute(ledger, taxonomy, [s.name for s in gathered])
-    plots = stats_lib.write_plots(after, tmp / "plots", stamp.strftime("%Y%m%d-%H%M%S"))
+    plots = stats_lib.write_plots(after, tmp / "plots", time_stamp(stamp))
     result.plots = [str(out / "plots" / Path(p).name) for p in plots]
     text = datasheet(ledger, taxonomy, before, after, changes, result, stamp, [Path(p).name for p in plots])
     (tmp / "DATASHEET.md").write_text(text, encoding="utf-8")

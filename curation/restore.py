@@ -43,7 +43,7 @@ def restore(ledger: Ledger, rule: str | None = None, image_id: str | None = None
     if rule is not None:
         # A rule that added labels (a review round's decisions) is undone by dropping them
         # again, under a rule of their own so a second restore does not bring them back.
-        added = ledger.labels_added_by(rule, image_id=image_id)
+        added = ledger.added_labels(rule, image_id=image_id)
         result.unadded = list(zip(added["image_id"], added["label_id"].astype(int)))
     if apply:
         changes = [Change("restore_image", i) for i in result.images]

@@ -13,6 +13,7 @@ import pandas as pd
 from ..taxonomy import Taxonomy
 from .ledger import SPLITS, Ledger
 from .ledger.arrays import label_table
+from .workspace import Workspace, time_stamp
 
 # Paper, Sec. 3: 31 labels have fewer than 500 training images, 88 have more than 10K.
 RARE_BELOW = 500
@@ -138,3 +139,12 @@ def write_plots(stats: Stats, out_dir: Path, stamp: str) -> list[str]:
         written.append(str(path))
     stats.plots = written
     return written
+
+
+def run(ws: Workspace, splits: Sequence[str] | None = None, plots: bool = False) -> Stats:
+    """What `ifa stats` does: the statistics of the workspace, and with `plots` the Fig. 2
+    and Fig. 3 PNGs written to its reports folder (listed in `Stats.plots`)."""
+    result = compute(ws.ledger, ws.taxonomy, splits)
+    if plots:
+        write_plots(result, ws.reports_dir, time_stamp())
+    return result

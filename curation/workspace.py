@@ -17,6 +17,11 @@ DEFAULT_WORKSPACE = Path("ifa-workspace")
 ENV_VAR = "IFA_WORKSPACE"
 
 
+def time_stamp(moment: datetime | None = None) -> str:
+    """The UTC time as it appears in report and export names: 20261127-031500."""
+    return (moment or datetime.now(timezone.utc)).strftime("%Y%m%d-%H%M%S")
+
+
 def default_root() -> Path:
     return Path(os.environ.get(ENV_VAR) or DEFAULT_WORKSPACE)
 
@@ -113,7 +118,7 @@ class Workspace:
     def report_path(self, name: str, ext: str) -> Path:
         """A fresh `reports/<name>-<UTC time>.<ext>`; never overwrites an earlier report."""
         self.reports_dir.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        stamp = time_stamp()
         path = self.reports_dir / f"{name}-{stamp}.{ext}"
         n = 1
         while path.exists():

@@ -338,23 +338,19 @@ class Ledger:
             params,
         )
 
-    def added_labels(self) -> pd.DataFrame:
+    def added_labels(self, rule: str | None = None, image_id: str | None = None) -> pd.DataFrame:
         """Active labels that did not come from an import (review decisions, manual adds):
-        image_id, label_id, source."""
-        return self.frame(
-            "SELECT i.image_id, l.label_id, l.source FROM labels l JOIN images i ON i.pk = l.image_pk "
-            "WHERE l.status = 'active' AND l.source != 'import'"
-        )
-
-    def labels_added_by(self, rule: str, image_id: str | None = None) -> pd.DataFrame:
-        """Active labels that `rule` added (source and status_rule both the rule, as
-        add_label with source=rule leaves them): image_id, label_id."""
-        where, params = ["l.status = 'active'", "l.source = ?", "l.status_rule = ?"], [rule, rule]
+        image_id, label_id, source. With `rule`, only those that rule added (source and
+        status_rule both the rule, as add_label with source=rule leaves them)."""
+        where, params = ["l.status = 'active'", "l.source != 'import'"], []
+        if rule is not None:
+            where += ["l.source = ?", "l.status_rule = ?"]
+            params += [rule, rule]
         if image_id is not None:
             where.append("i.image_id = ?")
             params.append(image_id)
         return self.frame(
-            "SELECT i.image_id, l.label_id FROM labels l JOIN images i ON i.pk = l.image_pk "
+            "SELECT i.image_id, l.label_id, l.source FROM labels l JOIN images i ON i.pk = l.image_pk "
             f"WHERE {' AND '.join(where)}",
             params,
         )

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 from PIL import Image, ImageOps
 
@@ -29,6 +28,7 @@ from ...errors import IfaError
 from ...progress import SILENT, Progress
 from ...taxonomy import Taxonomy
 from ..ledger import Ledger
+from .probs import open_parquet
 
 # Below this many images, decoding in-process beats starting worker processes.
 PARALLEL_FROM = 2000
@@ -235,12 +235,7 @@ def read_features(path: Path, image_ids: np.ndarray) -> tuple[FeatureInputs, np.
     Returns (inputs for the ids the file has, bool mask over `image_ids`). Raises IfaError
     for a missing or malformed file, or when it covers none of the images."""
     path = Path(path)
-    if not path.exists():
-        raise IfaError(f"Features file {path} does not exist.")
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise IfaError(f"{path} is not a readable Parquet file: {exc}") from None
+    table = open_parquet(path, "Features file").read()
     if "image_id" not in table.column_names:
         raise IfaError(f"{path} has no image_id column; features are image_id plus a vector per image.")
     ids = pd.Index(table.column("image_id").to_pandas().astype(str))

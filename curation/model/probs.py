@@ -36,17 +36,24 @@ def write_probs(path: Path, image_ids: np.ndarray, label_ids: np.ndarray, probs:
     return path
 
 
+def open_parquet(path: Path, what: str) -> pq.ParquetFile:
+    """The Parquet file at `path`; IfaError naming `what` (e.g. "Features file") when it is
+    missing or not Parquet."""
+    path = Path(path)
+    if not path.exists():
+        raise IfaError(f"{what} {path} does not exist.")
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise IfaError(f"{path} is not a readable Parquet file: {exc}") from None
+
+
 def read_probs(path: Path, label_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(image_ids, float32 probs (n, K) with columns in `label_ids` order) from a
     probability Parquet. Raises IfaError for a missing file, a file without image_id,
     columns that are not the taxonomy's label ids, repeated images, or values outside [0, 1]."""
     path = Path(path)
-    if not path.exists():
-        raise IfaError(f"Probabilities file {path} does not exist.")
-    try:
-        handle = pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise IfaError(f"{path} is not a readable Parquet file: {exc}") from None
+    handle = open_parquet(path, "Probabilities file")
     cols = handle.schema_arrow.names
     if "image_id" not in cols:
         raise IfaError(f"{path} has no image_id column; it must hold image_id plus one column per label id.")
