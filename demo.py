@@ -4,6 +4,8 @@ The sample is copied with known problems planted (sample/planted.py); each step 
 small function over the workspace that calls the same library function as its command
 and returns a one-line result, saying how many planted problems it found. The review
 step starts the embedded Label Studio and SIMULATED annotators answer through its API.
+Each step imports its library when it runs: `ifa` builds every command's options at start,
+and this module must not make `ifa --help` load torch or the Label Studio SDK.
 """
 
 from __future__ import annotations
@@ -13,14 +15,14 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from .annotation.demo import review_step
-from .curation import attributes, dedup, export, flag_noise, importing, stats
 from .curation.workspace import Workspace
 from .errors import IfaError
 from .progress import SILENT, Progress
-from .sample.planted import Planted, plant_problems
+
+if TYPE_CHECKING:
+    from .sample.planted import Planted
 
 DEFAULT_DEMO_WORKSPACE = Path("ifa-demo")
 DEMO_MARK = "demo"
@@ -65,6 +67,8 @@ def _found(planted_ids, hit_ids) -> str:
 # ---- steps ---------------------------------------------------------------------------------
 def _import(ws: Workspace, ctx: _Context) -> tuple[str, dict]:
     source = ws.root / "demo-input"
+    from .curation.ingest import importing
+    from .sample.planted import plant_problems
     ctx.planted = plant_problems(source)
     counts, problems = {}, {}
     for split in ("train", "validation", "test"):
@@ -79,6 +83,7 @@ def _import(ws: Workspace, ctx: _Context) -> tuple[str, dict]:
 
 
 def _stats(ws: Workspace, ctx: _Context) -> tuple[str, dict]:
+    from .curation import stats
     s = stats.compute(ws.ledger, ws.taxonomy)
     train = s.splits["train"]
     return (f"train: {train.images} images, {train.labels} labels, "
@@ -86,6 +91,7 @@ def _stats(ws: Workspace, ctx: _Context) -> tuple[str, dict]:
 
 
 def _check_attributes(ws: Workspace, ctx: _Context) -> tuple[str, dict]:
+    from .curation.attributes import check as attributes
     r = attributes.run(ws, apply=True, progress=ctx.progress)
     p = ctx.planted
     hit = set(r.hits["image_id"]) if len(r.hits) else set()
@@ -97,6 +103,7 @@ def _check_attributes(ws: Workspace, ctx: _Context) -> tuple[str, dict]:
 
 
 def _dedup(ws: Workspace, ctx: _Context) -> tuple[str, dict]:
+    from .curation.dedup import run as dedup
     r = dedup.run(ws, apply=True, workers=2, progress=ctx.progress)
     p = ctx.planted
     members = {m.image_id for c in r.clusters for m in c.members}
@@ -120,6 +127,7 @@ class _BarsOnly:
 
 
 def _flag_noise(ws: Workspace, ctx: _Context) -> tuple[str, dict]:
+    from .curation.noise import flag as flag_noise
     summary, data = flag_noise.demo_step(ws, progress=_BarsOnly(ctx.progress))
     flagged = {(f["image_id"], f["label"]) for f in data["flag_noise"]["flags"]}
     planted = {(i, int(l)) for i, l in ctx.planted.noisy_labels}
@@ -127,12 +135,14 @@ def _flag_noise(ws: Workspace, ctx: _Context) -> tuple[str, dict]:
 
 
 def _review(ws: Workspace, ctx: _Context) -> tuple[str, dict]:
+    from .annotation.demo import review_step
     summary, data = review_step(ws, progress=ctx.progress, keep_server=ctx.keep_server)
     ctx.server = data.pop("server", None)
     return summary, data
 
 
 def _export(ws: Workspace, ctx: _Context) -> tuple[str, dict]:
+    from .curation import export
     r = export.export(ws, ws.exports_dir / "demo-export", fmt="imat", overwrite=True, progress=ctx.progress)
     ctx.export_dir = r.out_dir
     images = ", ".join(f"{v['images']} {k}" for k, v in r.splits.items())

@@ -21,10 +21,8 @@ from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
 from ..errors import IfaError
-from . import server
+from . import ENV_TOKEN, ENV_URL, server
 
-ENV_URL = "IFA_LS_URL"
-ENV_TOKEN = "IFA_LS_TOKEN"
 # 0.5 + 1 + 2 + 4 s: rides out a server restart (~3 s) or a busy moment, then gives up.
 RETRIES = int(os.environ.get("IFA_LS_RETRIES", "4"))
 BACKOFF_S = 0.5

@@ -38,10 +38,10 @@ import numpy as np
 import pandas as pd
 
 from .synthetic import label_pairs
-from ifa.curation import attributes
+from ifa.curation.attributes import check as attributes
 from ifa.curation.ledger import SPLITS, Ledger
 from ifa.curation.ledger.arrays import LabelArrays, label_arrays
-from ifa.curation.rules import LabelView, RuleSet, load_rules
+from ifa.curation.attributes.rules import LabelView, RuleSet, load_rules
 from ifa.curation.workspace import Workspace
 from ifa.taxonomy import Taxonomy
 

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance
 
-from ifa.curation import hashing, pairs
+from ifa.curation.dedup import hashing, pairs
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DATASETS = ("clothing-cc0", "myntra-products")

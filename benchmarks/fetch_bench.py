@@ -35,8 +35,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from ifa.curation import importing
-from ifa.curation.fetch import FetchSettings, fetch_images
+from ifa.curation.ingest import importing
+from ifa.curation.ingest.fetch import FetchSettings, fetch_images
 from ifa.curation.workspace import Workspace
 from ifa.sample import IMAGES_DIR
 

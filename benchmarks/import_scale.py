@@ -30,7 +30,7 @@ from rich.table import Table
 STEPS = {
     "ifa import": """
 from ifa.curation.workspace import Workspace
-from ifa.curation import importing
+from ifa.curation.ingest import importing
 with Workspace.init(WS) as ws:
     r = importing.import_imat(ws, SRC, "train")
     assert r.images_added == N, r

@@ -41,9 +41,10 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from ifa.curation import flag_noise, importing, noise
-from ifa.curation.model.probs import read_probs
-from ifa.curation.model.train import TrainConfig
+from ifa.curation.noise import flag as flag_noise, ranking as noise
+from ifa.curation.ingest import importing
+from ifa.curation.noise.model.probs import read_probs
+from ifa.curation.noise.model.config import TrainConfig
 from ifa.curation.workspace import Workspace
 from ifa.progress import SILENT
 from ifa.taxonomy import Taxonomy

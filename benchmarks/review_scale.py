@@ -44,7 +44,7 @@ import numpy as np
 from ifa.annotation import agreement, annotators, rounds, server, status, sync
 from ifa.annotation.answers import to_result
 from ifa.annotation.client import Client, connection_for
-from ifa.curation import importing
+from ifa.curation.ingest import importing
 from ifa.curation.ledger.review import ANNOTATOR_ROLES, ReviewStore
 from ifa.curation.workspace import Workspace
 from ifa.taxonomy import Taxonomy, labeling_config

@@ -7,10 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..curation import attributes
-from ..curation import dedup as dedup_lib
-from ..curation import flag_noise as flag_lib
-from ..curation import restore as restore_lib
+from ..curation.noise.defaults import DEFAULT_MIN_SCORE, DEFAULT_RUN
+from ..curation.noise.model.backbones import DEFAULT_BACKBONE
 from ..errors import IfaError
 from . import model as model_cli
 from . import render
@@ -31,6 +29,7 @@ def restore(
 
     Example: ifa curate restore --rule single-group-conflict
     """
+    from ..curation import restore as restore_lib
     with open_workspace(workspace, "curate restore") as ws:
         result = restore_lib.restore(ws.ledger, rule=rule, image_id=image, apply=not dry_run)
     if json_out:
@@ -65,6 +64,7 @@ def check_attributes(
 
     Example: ifa curate check-attributes --split train --rules my-rules.toml --apply
     """
+    from ..curation.attributes import check as attributes
     with open_workspace(workspace, "curate check-attributes") as ws:
         result = attributes.run(ws, rules, split, apply, render.RichProgress(quiet=json_out))
     if json_out:
@@ -116,6 +116,7 @@ def dedup(
 
     Example: ifa curate dedup --split train --split test --threshold 6 --apply
     """
+    from ..curation.dedup import run as dedup_lib
     with open_workspace(workspace, "curate dedup") as ws:
         result = dedup_lib.run(ws, splits=split, method=method, threshold=threshold, exact_only=exact_only,
                                apply=apply, workers=workers, scheduler=scheduler, keep=keep,
@@ -134,13 +135,13 @@ def flag_noise(
                                                               "ifa cross-fits its baseline model.")] = None,
     folds: Annotated[int, typer.Option("--folds", help="K for cross-fitting: each image is scored by a model trained on the other K-1 folds.")] = 5,
     top: Annotated[Optional[int], typer.Option("--top", help="Keep only the N most likely errors.")] = None,
-    min_score: Annotated[Optional[float], typer.Option("--min-score", help=f"Keep flags whose estimated probability of being an error is at least this (default {flag_lib.DEFAULT_MIN_SCORE} without --top).")] = None,
+    min_score: Annotated[Optional[float], typer.Option("--min-score", help=f"Keep flags whose estimated probability of being an error is at least this (default {DEFAULT_MIN_SCORE} without --top).")] = None,
     apply: Annotated[bool, typer.Option("--apply", help="Drop the flagged wrong labels (undo: ifa curate restore --rule flag-noise).")] = False,
     review: Annotated[bool, typer.Option("--review", help="Send the flagged images to a review round (needs --annotators A B and --tiebreaker C).")] = False,
     annotators: Annotated[Optional[tuple[str, str]], typer.Option("--annotators", help="The two annotators of the review round: --annotators A B.")] = None,
     tiebreaker: Annotated[Optional[str], typer.Option("--tiebreaker", help="Who breaks ties in the review round.")] = None,
-    run: Annotated[str, typer.Option("--name", help="Folder under <workspace>/models/ for the cross-fitted fold models.")] = flag_lib.DEFAULT_RUN,
-    backbone: model_cli.BackboneOpt = model_cli.backbones.DEFAULT_BACKBONE,
+    run: Annotated[str, typer.Option("--name", help="Folder under <workspace>/models/ for the cross-fitted fold models.")] = DEFAULT_RUN,
+    backbone: model_cli.BackboneOpt = DEFAULT_BACKBONE,
     loss: model_cli.LossOpt = "bce",
     epochs: model_cli.EpochsOpt = 10,
     batch_size: model_cli.BatchOpt = 64,
@@ -166,6 +167,7 @@ def flag_noise(
     Example: ifa curate flag-noise --folds 5 --epochs 10 --top 500
     Example: ifa curate flag-noise --probs oos.parquet --review --annotators ann1 ann2 --tiebreaker lead
     """
+    from ..curation.noise import flag as flag_lib
     config = model_cli.make_config(backbone, loss, epochs, batch_size, lr, image_size, input_size, seed, weights, features)
     request = flag_lib.ReviewRequest(list(annotators or []), tiebreaker) if review else None
     if not review and (annotators or tiebreaker):

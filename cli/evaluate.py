@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from ..curation import evaluation
 from . import render
 from .options import DEFAULT_WS, JsonOpt, WorkspaceOpt, open_workspace
 
@@ -27,6 +26,7 @@ def evaluate(
 
     Example: ifa eval probs.parquet --split validation
     """
+    from ..curation import evaluation
     with open_workspace(workspace, "eval") as ws:
         result = evaluation.evaluate(ws.ledger, ws.taxonomy, evaluation.read_predictions(predictions), split)
     if json_out:

@@ -7,7 +7,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..curation import export as export_lib
 from . import render
 from .options import DEFAULT_WS, JsonOpt, SplitsOpt, WorkspaceOpt, open_workspace
 
@@ -32,6 +31,7 @@ def export(
 
     Example: ifa export ./clean --format imat --split train --split validation
     """
+    from ..curation import export as export_lib
     with open_workspace(workspace, "export") as ws:
         result = export_lib.export(ws, out_dir, fmt, split, include_set_aside, keys, overwrite,
                                    render.RichProgress(quiet=json_out))

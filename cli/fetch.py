@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from ..curation import fetch as fetch_lib
-from ..curation.downloader import Backoff
+from ..curation.ingest import fetch as fetch_lib
+from ..curation.ingest.downloader import Backoff
 from . import render
 from .options import DEFAULT_WS, JsonOpt, SplitOpt, WorkspaceOpt, open_workspace
 

@@ -7,7 +7,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..curation import importing
 from . import render
 from .options import DEFAULT_WS, JsonOpt, WorkspaceOpt, open_workspace
 
@@ -34,6 +33,7 @@ def imat(
 
     Example: ifa import imat train.json --split train --images ./train_images
     """
+    from ..curation.ingest import importing
     with open_workspace(workspace, "import imat") as ws:
         result = importing.import_imat(ws, file, split, images, on_error, render.RichProgress(quiet=json_out))
     _render(result, json_out)
@@ -55,6 +55,7 @@ def csv(
 
     Example: ifa import csv photos.csv --split train --image-col file --labels-col labels --sep '|'
     """
+    from ..curation.ingest import importing
     with open_workspace(workspace, "import csv") as ws:
         result = importing.import_csv(ws, file, split, image_col, labels_col, sep, id_col, on_error,
                                       render.RichProgress(quiet=json_out))
@@ -73,12 +74,14 @@ def folder(
 
     Example: ifa import folder ./new_photos --split test
     """
+    from ..curation.ingest import importing
     with open_workspace(workspace, "import folder") as ws:
         result = importing.import_folder(ws, directory, split, on_error, render.RichProgress(quiet=json_out))
     _render(result, json_out)
 
 
-def _render(result: importing.ImportResult, json_out: bool) -> None:
+def _render(result, json_out: bool) -> None:
+    from ..curation.ingest import importing
     if json_out:
         render.emit_json(result.to_dict())
         return

@@ -7,8 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..curation.model import backbones, baseline
-from ..curation.model.train import LOSSES, TrainConfig
+from ..curation.noise.defaults import DEFAULT_MODEL_NAME
+from ..curation.noise.model import backbones
+from ..curation.noise.model.config import LOSS_NAMES, TrainConfig
 from . import render
 from .options import DEFAULT_WS, JsonOpt, WorkspaceOpt, open_workspace
 
@@ -16,7 +17,7 @@ app = typer.Typer(help="Train the baseline multi-label model and predict with it
 
 # Options shared with `ifa curate flag-noise`, which cross-fits the same model.
 BackboneOpt = Annotated[str, typer.Option("--backbone", help=f"One of: {', '.join(f'{n} ({b.help})' for n, b in backbones.BACKBONES.items())}.")]
-LossOpt = Annotated[str, typer.Option("--loss", help=f"{' | '.join(LOSSES)}; weighted-bce weights rare positives up (the paper's fix for imbalance).")]
+LossOpt = Annotated[str, typer.Option("--loss", help=f"{' | '.join(LOSS_NAMES)}; weighted-bce weights rare positives up (the paper's fix for imbalance).")]
 EpochsOpt = Annotated[int, typer.Option("--epochs", help="Passes over the training images.")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", help="Images per step.")]
 LrOpt = Annotated[float, typer.Option("--lr", help="AdamW learning rate.")]
@@ -38,7 +39,7 @@ def make_config(backbone: str, loss: str, epochs: int, batch_size: int, lr: floa
 
 @app.command("train")
 def train(
-    name: NameOpt = baseline.DEFAULT_NAME,
+    name: NameOpt = DEFAULT_MODEL_NAME,
     backbone: BackboneOpt = backbones.DEFAULT_BACKBONE,
     loss: LossOpt = "bce",
     epochs: EpochsOpt = 10,
@@ -63,6 +64,7 @@ def train(
     Example: ifa model train --epochs 20 --image-size 128 --device auto
     """
     config = make_config(backbone, loss, epochs, batch_size, lr, image_size, input_size, seed, weights, features)
+    from ..curation.noise.model import baseline
     with open_workspace(workspace, "model train") as ws:
         result = baseline.train(ws, config, name, device, restart, render.RichProgress(quiet=json_out))
     if json_out:
@@ -81,7 +83,7 @@ def train(
 def predict(
     out: Annotated[Path, typer.Option("--out", "-o", help="Parquet to write: image_id + one probability column per label id.")],
     split: Annotated[str, typer.Option("--split", "-s", help="train, validation or test.")] = "validation",
-    name: NameOpt = baseline.DEFAULT_NAME,
+    name: NameOpt = DEFAULT_MODEL_NAME,
     device: DeviceOpt = "cpu",
     workspace: WorkspaceOpt = DEFAULT_WS,
     json_out: JsonOpt = False,
@@ -90,6 +92,7 @@ def predict(
 
     Example: ifa model predict --split validation --out probs.parquet && ifa eval probs.parquet
     """
+    from ..curation.noise.model import baseline
     with open_workspace(workspace, "model predict") as ws:
         result = baseline.predict(ws, split, out, name, device, render.RichProgress(quiet=json_out))
     if json_out:

@@ -7,18 +7,34 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-import numpy as np
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, \
-    TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
+from typing import TYPE_CHECKING
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+if TYPE_CHECKING:
+    from rich.console import Console  # rich.progress and rich.table load when something is drawn, not at start-up
+    from rich.progress import Progress
+    from rich.table import Table
+
+_CONSOLES = {"out": {}, "err": {"stderr": True}}
+
+
+def __getattr__(name: str) -> Console:
+    """`render.out` (stdout) and `render.err` (stderr), made on first use: rich.console costs
+    25 ms, which `ifa --help` need not pay."""
+    if name not in _CONSOLES:
+        raise AttributeError(name)
+    return _console(name)
+
+
+def _console(name: str) -> Console:
+    if name not in globals():
+        from rich.console import Console
+        globals()[name] = Console(highlight=False, **_CONSOLES[name])
+    return globals()[name]
 
 
 def _plain(value: Any) -> Any:
@@ -26,9 +42,10 @@ def _plain(value: Any) -> Any:
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set)):
         return [_plain(v) for v in value]
-    if isinstance(value, np.integer):
+    np = sys.modules.get("numpy")  # numpy scalars can only come from a command that loaded numpy
+    if np is not None and isinstance(value, np.integer):
         return int(value)
-    if isinstance(value, np.floating):
+    if np is not None and isinstance(value, np.floating):
         return None if math.isnan(value) else float(value)
     if isinstance(value, float) and math.isnan(value):
         return None
@@ -43,6 +60,7 @@ def emit_json(data: Any) -> None:
 
 
 def table(title: str, columns: Iterable[str], rows: Iterable[Iterable[Any]], **kwargs) -> Table:
+    from rich.table import Table
     t = Table(title=title, title_justify="left", **kwargs)
     for col in columns:
         t.add_column(col, justify="right" if col.startswith(("#", "%")) or col in ("images", "labels") else "left")
@@ -81,9 +99,12 @@ class RichProgress:
     @contextmanager
     def task(self, description: str, total: int | None = None) -> Iterator[_RichTask]:
         if self._bar is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskProgressColumn, \
+                TextColumn, TimeElapsedColumn, TimeRemainingColumn
             columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                        TaskProgressColumn(), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()]
             # Not a terminal (a log, a pipe): no bars, which would only print blank lines there.
+            err = _console("err")
             self._bar = Progress(*columns, console=err, transient=True, disable=self.quiet or not err.is_terminal)
             self._bar.start()
         self._open += 1
@@ -101,12 +122,12 @@ class RichProgress:
         if self.quiet:
             return
         # printed above the live bars when they are showing
-        (self._bar.console if self._bar is not None else err).print(message)
+        (self._bar.console if self._bar is not None else _console("err")).print(message)
 
 
 def done(message: str) -> None:
     """A one-line result on stderr (stdout is kept for the main output)."""
-    err.print(f"[green]✓[/] {message}")
+    _console("err").print(f"[green]✓[/] {message}")
 
 
 def dedup_report(result) -> None:
@@ -122,19 +143,19 @@ def dedup_report(result) -> None:
             ("test images with a train duplicate", f"{result.cross_split_by_split.get('test', 0):,}"),
             ("clusters with conflicting labels", f"{result.label_conflicts:,}"),
             ("set aside" if result.applied else "would set aside", f"{len(result.set_aside):,}")]
-    out.print(table("Duplicates", ["", "#"], rows))
+    _console("out").print(table("Duplicates", ["", "#"], rows))
     if result.unreadable:
         counts: dict[str, int] = {}
         for u in result.unreadable:
             counts[u["reason"]] = counts.get(u["reason"], 0) + 1
-        out.print(table("Unreadable images", ["reason", "#"], sorted(counts.items())))
+        _console("out").print(table("Unreadable images", ["reason", "#"], sorted(counts.items())))
     top = [(c.keep, len(c.members), ", ".join(f"{m.image_id} ({m.split}, d={m.distance})" for m in c.members[1:4])
             + (" ..." if len(c.members) > 4 else ""), "cross-split" if c.cross_split else "",
             "labels differ" if c.label_conflict else "") for c in result.clusters[:10]]
     if top:
-        out.print(table("Clusters (cross-split and label conflicts first)", ["keep", "#", "set aside", "", ""], top))
+        _console("out").print(table("Clusters (cross-split and label conflicts first)", ["keep", "#", "set aside", "", ""], top))
     for note in result.notes:
-        out.print(f"[yellow]note:[/] {note}")
+        _console("out").print(f"[yellow]note:[/] {note}")
     if not result.applied and result.set_aside:
-        out.print("Nothing changed. Run again with --apply to set the duplicates aside.")
-    out.print(f"report: {result.report_html}\npairs:  {result.report_csv}")
+        _console("out").print("Nothing changed. Run again with --apply to set the duplicates aside.")
+    _console("out").print(f"report: {result.report_html}\npairs:  {result.report_csv}")

@@ -8,10 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..annotation import annotators as annotators_lib
-from ..annotation import finalize as finalize_lib
-from ..annotation import rounds, server, status as status_lib, sync as sync_lib, tiebreak as tiebreak_lib
-from ..annotation.client import ENV_TOKEN, ENV_URL, Client, connection_for
+from ..annotation import ENV_TOKEN, ENV_URL
 from ..errors import IfaError
 from . import render
 from .options import ApplyOpt, DEFAULT_WS, JsonOpt, WorkspaceOpt, open_workspace
@@ -28,7 +25,8 @@ TokenOpt = Annotated[Optional[str], typer.Option("--token", envvar=ENV_TOKEN, sh
 RoundOpt = Annotated[Optional[str], typer.Option("--round", "-r", help="Round name (default: the latest round).")]
 
 
-def _client(ws, url, token) -> Client:
+def _client(ws, url, token):
+    from ..annotation.client import Client, connection_for
     return Client(connection_for(ws.root, url, token))
 
 
@@ -52,6 +50,7 @@ def serve(
     Example: ifa review serve            (then open the printed URL)
              ifa review serve --stop
     """
+    from ..annotation import server
     with open_workspace(workspace, "review serve") as ws:
         root = server.server_dir(ws.root)
     if stop:
@@ -91,6 +90,7 @@ def annotators_add(
 
     Example: ANNOTATOR_PW=... ifa review annotators add ana@example.com bo@example.com --password-from-env ANNOTATOR_PW
     """
+    from ..annotation import annotators as annotators_lib
     password = None
     if password_from_env:
         password = os.environ.get(password_from_env)
@@ -112,6 +112,7 @@ def annotators_list(url: UrlOpt = None, token: TokenOpt = None, workspace: Works
 
     Example: ifa review annotators list
     """
+    from ..annotation import annotators as annotators_lib
     with open_workspace(workspace, "review annotators list") as ws:
         result = annotators_lib.listing(ws, _client(ws, url, token))
     if json_out:
@@ -140,6 +141,7 @@ def create(
 
     Example: ifa review create --split validation --annotators ana@x.com bo@x.com --tiebreaker cy@x.com
     """
+    from ..annotation import rounds
     ids = rounds.read_image_ids(images_from) if images_from else None
     with open_workspace(workspace, "review create") as ws:
         result = rounds.create_round(ws, split=split, annotators=list(annotators), tiebreaker=tiebreaker, image_ids=ids,
@@ -166,6 +168,7 @@ def sync(round_name: RoundOpt = None, url: UrlOpt = None, token: TokenOpt = None
 
     Example: ifa review sync --round validation-1
     """
+    from ..annotation import sync as sync_lib
     with open_workspace(workspace, "review sync") as ws:
         result = sync_lib.sync_round(ws, round_name, _client(ws, url, token), progress=render.RichProgress(quiet=json_out))
     if json_out:
@@ -186,6 +189,7 @@ def status(round_name: RoundOpt = None, workspace: WorkspaceOpt = DEFAULT_WS, js
 
     Example: ifa review status --json
     """
+    from ..annotation import status as status_lib
     with open_workspace(workspace, "review status") as ws:
         result = status_lib.status(ws, round_name)
     if json_out:
@@ -231,6 +235,7 @@ def tiebreak(
 
     Example: ifa review tiebreak --round validation-1
     """
+    from ..annotation import tiebreak as tiebreak_lib
     with open_workspace(workspace, "review tiebreak") as ws:
         result = tiebreak_lib.tiebreak(ws, round_name, tiebreaker, _client(ws, url, token),
                                        progress=render.RichProgress(quiet=json_out))
@@ -253,6 +258,7 @@ def finalize(round_name: RoundOpt = None, apply: ApplyOpt = False, workspace: Wo
 
     Example: ifa review finalize --round validation-1 --apply
     """
+    from ..annotation import finalize as finalize_lib
     with open_workspace(workspace, "review finalize") as ws:
         result = finalize_lib.finalize(ws, round_name, apply=apply)
     if json_out:

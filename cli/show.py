@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from ..curation import show as show_lib
 from . import render
 from .options import DEFAULT_WS, JsonOpt, WorkspaceOpt, open_workspace
 
@@ -23,6 +22,7 @@ def show(
 
     Example: ifa show 12345
     """
+    from ..curation import show as show_lib
     with open_workspace(workspace, "show") as ws:
         info = show_lib.describe(ws.ledger, ws.taxonomy, image_id)
     if json_out:

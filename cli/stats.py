@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from ..curation import stats as stats_lib
 from . import render
 from .options import DEFAULT_WS, JsonOpt, SplitOpt, WorkspaceOpt, open_workspace
 
@@ -26,6 +25,7 @@ def stats(
 
     Example: ifa stats --split train --plots
     """
+    from ..curation import stats as stats_lib
     with open_workspace(workspace, "stats") as ws:
         result = stats_lib.run(ws, [split] if split else None, plots)
         names = ws.taxonomy

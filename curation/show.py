@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 from ..errors import IfaError
 from ..taxonomy import Taxonomy
 from .ledger import Ledger
@@ -18,20 +16,20 @@ def describe(ledger: Ledger, taxonomy: Taxonomy, image_id: str) -> dict:
         raise IfaError(f"The workspace has no image {image_id!r}.")
     order = {g: i for i, g in enumerate(taxonomy.group_names)}
     labels = []
-    for row in ledger.image_labels(image_id).itertuples(index=False):
-        lab = taxonomy.labels.get(int(row.label_id))
+    for row in ledger.image_label_records(image_id):
+        lab = taxonomy.labels.get(int(row["label_id"]))
         labels.append({
-            "label": lab.name if lab else f"<unknown id {row.label_id}>",
-            "label_id": int(row.label_id),
+            "label": lab.name if lab else f"<unknown id {row['label_id']}>",
+            "label_id": int(row["label_id"]),
             "group": lab.group if lab else "unknown",
-            "source": row.source,
-            "status": row.status,
-            "status_reason": row.status_reason,
+            "source": row["source"],
+            "status": row["status"],
+            "status_reason": row["status_reason"],
         })
     labels.sort(key=lambda l: (order.get(l["group"], len(order)), l["label"]))
-    events = ledger.events_frame(image_id).drop(columns=["event_id"]).to_dict("records")
+    events = ledger.image_events(image_id)
     for ev in events:
-        ev.update({k: None for k, v in ev.items() if isinstance(v, float) and math.isnan(v)})
+        del ev["event_id"]
         if ev.get("label_id") is not None:
             ev["label_id"] = int(ev["label_id"])
             lab = taxonomy.labels.get(ev["label_id"])

@@ -10,11 +10,14 @@ import csv
 import difflib
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
+from numbers import Integral
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ..errors import IfaError, UnknownLabel
+
+if TYPE_CHECKING:
+    import numpy as np
 
 DATA = Path(__file__).parent / "data"
 DEFAULT_LABEL_MAP = DATA / "imat_fashion_2018_label_map_228.csv"
@@ -147,7 +150,7 @@ class Taxonomy:
 
     def lookup(self, value: int | str) -> Label:
         """By id when `value` is an integer or all digits, else by name."""
-        if isinstance(value, (int, np.integer)) or str(value).strip().isdigit():
+        if isinstance(value, Integral) or str(value).strip().isdigit():
             return self.by_id(int(value))
         return self.by_name(str(value))
 
@@ -155,16 +158,19 @@ class Taxonomy:
     @cached_property
     def label_ids(self) -> np.ndarray:
         """All label ids, sorted; the column order of every label matrix."""
+        import numpy as np  # the arrays are for vectorised commands; `ifa show` needs none
         return np.array(sorted(self.labels), dtype=np.int64)
 
     @cached_property
     def group_index(self) -> np.ndarray:
         """For each entry of `label_ids`, the index of its group in `groups`."""
+        import numpy as np
         pos = {g.name: i for i, g in enumerate(self.groups)}
         return np.array([pos[self.labels[i].group] for i in self.label_ids], dtype=np.int64)
 
     def column_of(self, label_ids: np.ndarray) -> np.ndarray:
         """Column positions in `label_ids` for an array of label ids; -1 for unknown ids."""
+        import numpy as np
         label_ids = np.asarray(label_ids, dtype=np.int64)
         pos = np.searchsorted(self.label_ids, label_ids)
         pos = np.clip(pos, 0, len(self.label_ids) - 1)

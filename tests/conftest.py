@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ifa.curation import importing
+from ifa.curation.ingest import importing
 from ifa.curation.workspace import Workspace
 from ifa.sample import IMAGES_DIR, split_file
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ifa.curation import augment
+from ifa.curation.noise import augment
 
 
 def test_crop_sizes_are_the_papers_fractions():

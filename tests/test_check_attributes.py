@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ifa.curation import attributes, restore
+from ifa.curation.attributes import check as attributes
+from ifa.curation import restore
 from ifa.curation.ledger import Change
 from ifa.curation.ledger.review_queue import review_queue
-from ifa.curation.rules import load_rules
+from ifa.curation.attributes.rules import load_rules
 from ifa.sample import split_file
 
 # label ids in the iMaterialist map
@@ -60,7 +61,7 @@ def planted(sample_ws, write_json):
     # An unknown id through a real import: it is kept, quarantined.
     doc = {"images": [{"imageId": "planted-unknown", "url": "https://example.invalid/x.jpg"}],
            "annotations": [{"imageId": "planted-unknown", "labelId": ["190", "999"]}]}
-    from ifa.curation import importing
+    from ifa.curation.ingest import importing
     r = importing.import_imat(ws, write_json("extra.json", doc), "validation")
     assert r.quarantined_labels == 1
     return ws, p

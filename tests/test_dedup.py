@@ -20,7 +20,9 @@ from PIL import Image, ImageEnhance
 from typer.testing import CliRunner
 
 from ifa.cli.app import app
-from ifa.curation import dedup, executors, importing
+from ifa.curation.dedup import run as dedup
+from ifa.curation import executors
+from ifa.curation.ingest import importing
 from ifa.curation.restore import restore
 from ifa.curation.workspace import Workspace
 from ifa.errors import IfaError

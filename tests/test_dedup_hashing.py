@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
 
-from ifa.curation import hashing, pairs
+from ifa.curation.dedup import hashing, pairs
 from ifa.sample import IMAGES_DIR
 
 PHOTOS = sorted(IMAGES_DIR.glob("*.jpg"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ifa.curation import pairs
+from ifa.curation.dedup import pairs
 
 
 def skewed(n: int, seed: int = 0) -> np.ndarray:

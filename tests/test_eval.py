@@ -9,7 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ifa.cli.app import app
-from ifa.curation import evaluation, importing
+from ifa.curation import evaluation
+from ifa.curation.ingest import importing
 from ifa.errors import IfaError
 
 # Ground truth: A has 3 labels, B one, C ten (more than the 8 predicted per image).

@@ -10,7 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ifa.cli.app import app
-from ifa.curation import export, importing
+from ifa.curation import export
+from ifa.curation.ingest import importing
 from ifa.curation.ledger import Change
 from ifa.curation.workspace import Workspace
 from ifa.errors import IfaError

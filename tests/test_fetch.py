@@ -22,11 +22,11 @@ from typer.testing import CliRunner
 
 from ifa.benchmarks.webserver import HostileServer
 from ifa.cli.app import app
-from ifa.curation import fetch, importing
-from ifa.curation.downloader import Backoff, parse_retry_after
-from ifa.curation.fetch import FetchSettings, fetch_images
-from ifa.curation.image_store import ImageStore, sniff, verify
-from ifa.curation.downloader import FetchError
+from ifa.curation.ingest import fetch, importing
+from ifa.curation.ingest.downloader import Backoff, parse_retry_after
+from ifa.curation.ingest.fetch import FetchSettings, fetch_images
+from ifa.curation.ingest.image_store import ImageStore, sniff, verify
+from ifa.curation.ingest.downloader import FetchError
 from ifa.curation.ledger import fetches as ledger_fetches
 from ifa.sample import IMAGES_DIR
 
@@ -237,8 +237,8 @@ def test_cli_json(tmp_path, files):
 KILLED_RUN = textwrap.dedent("""
     import sys
     from ifa.curation.workspace import Workspace
-    from ifa.curation.fetch import FetchSettings, fetch_images
-    from ifa.curation.downloader import Backoff
+    from ifa.curation.ingest.fetch import FetchSettings, fetch_images
+    from ifa.curation.ingest.downloader import Backoff
     with Workspace.open(sys.argv[1], command="fetch") as ws:
         fetch_images(ws, settings=FetchSettings(concurrency=4, timeout=1.0, retries=1, batch_size=25,
                      batch_seconds=60, backoff=Backoff(0.05, 0.1, 2.0)))

@@ -12,8 +12,10 @@ import pytest
 from typer.testing import CliRunner
 
 from ifa.cli.app import app
-from ifa.curation import flag_noise, importing, restore
-from ifa.curation.model.probs import write_probs
+from ifa.curation.noise import flag as flag_noise
+from ifa.curation.ingest import importing
+from ifa.curation import restore
+from ifa.curation.noise.model.probs import write_probs
 from ifa.errors import IfaError
 from ifa.sample import IMAGES_DIR, split_file
 

@@ -13,7 +13,7 @@ import time
 import pandas as pd
 import pytest
 
-from ifa.curation import importing
+from ifa.curation.ingest import importing
 from ifa.errors import IfaError
 from ifa.sample import IMAGES_DIR, split_file
 

@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 
 from ifa.cli.app import app
 from ifa.curation import evaluation
-from ifa.curation.model import backbones, baseline, crossfit, train as trainer
-from ifa.curation.model.train import TrainConfig
+from ifa.curation.noise.model import backbones, baseline, crossfit, train as trainer
+from ifa.curation.noise.model.config import TrainConfig
 from ifa.errors import IfaError
 
 TINY = TrainConfig(epochs=1, image_size=32, batch_size=32)
@@ -58,8 +58,8 @@ TRAIN_SCRIPT = """
 import sys, time
 from pathlib import Path
 from ifa.curation.workspace import Workspace
-from ifa.curation.model import baseline, train
-from ifa.curation.model.train import TrainConfig
+from ifa.curation.noise.model import baseline, train
+from ifa.curation.noise.model.config import TrainConfig
 save = train._save
 def save_then_park(*args, **kwargs):
     save(*args, **kwargs)

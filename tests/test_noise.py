@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ifa.curation import noise
+from ifa.curation.noise import ranking as noise
 
 
 def _data(n=2000, k=12, seed=0, flips=40):

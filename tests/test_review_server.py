@@ -34,7 +34,7 @@ from typer.testing import CliRunner
 from ifa.annotation import finalize, rounds, server, simulate, status, sync, tiebreak
 from ifa.annotation.client import Client, Connection
 from ifa.cli.app import app
-from ifa.curation import importing
+from ifa.curation.ingest import importing
 from ifa.curation.ledger.review import ReviewStore
 from ifa.curation.restore import restore
 from ifa.curation.workspace import Workspace
@@ -332,7 +332,7 @@ def workspace_on_server(label_studio, root, split: str, people: list[str]) -> Wo
 
 def test_flag_noise_sends_its_flags_to_a_review_round(label_studio, tmp_path):
     """flag-noise --review: the flagged train images, and only they, become a round."""
-    from ifa.curation import flag_noise
+    from ifa.curation.noise import flag as flag_noise
 
     people = ["noise-a@example.com", "noise-b@example.com", "noise-lead@example.com"]
     ws = workspace_on_server(label_studio, tmp_path / "noise", "train", people)

@@ -7,7 +7,8 @@ import json
 from typer.testing import CliRunner
 
 from ifa.cli.app import app
-from ifa.curation import importing, stats
+from ifa.curation.ingest import importing
+from ifa.curation import stats
 from ifa.curation.ledger import Change
 
 

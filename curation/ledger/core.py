@@ -14,13 +14,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 from ...errors import IfaError, WorkspaceBusy
 from .schema import MIGRATIONS
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # How long a second ifa process waits for the write lock before saying "workspace busy";
 # IFA_BUSY_TIMEOUT (seconds) overrides it.
@@ -154,9 +154,16 @@ class Ledger:
         return self.conn.execute(sql, params).fetchall()
 
     def frame(self, sql: str, params: Sequence = (), columns: Sequence[str] | None = None) -> pd.DataFrame:
+        import pandas as pd  # 0.3 s: loaded by the commands that read frames, not by `ifa show`
         cur = self.conn.execute(sql, params)
         names = list(columns) if columns else [d[0] for d in cur.description]
         return pd.DataFrame(cur.fetchall(), columns=names)
+
+    def records(self, sql: str, params: Sequence = ()) -> list[dict]:
+        """Rows as dicts keyed by column name: for small reads that need no pandas."""
+        cur = self.conn.execute(sql, params)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
 
     # ---- meta -----------------------------------------------------------------------
     def get_meta(self, key: str, default: str | None = None) -> str | None:
@@ -178,12 +185,17 @@ class Ledger:
                 (now(), command or self.command, kind, image_id, label_id, old, new, reason, rule),
             )
 
+    _EVENTS = "SELECT event_id, time, command, kind, image_id, label_id, old, new, reason, rule FROM events"
+
     def events_frame(self, image_id: str | None = None) -> pd.DataFrame:
         """The event log (oldest first), optionally for one image."""
-        sql = "SELECT event_id, time, command, kind, image_id, label_id, old, new, reason, rule FROM events"
         if image_id is not None:
-            return self.frame(sql + " WHERE image_id = ? ORDER BY event_id", (image_id,))
-        return self.frame(sql + " ORDER BY event_id")
+            return self.frame(self._EVENTS + " WHERE image_id = ? ORDER BY event_id", (image_id,))
+        return self.frame(self._EVENTS + " ORDER BY event_id")
+
+    def image_events(self, image_id: str) -> list[dict]:
+        """One image's events, oldest first, as dicts (columns of `events_frame`)."""
+        return self.records(self._EVENTS + " WHERE image_id = ? ORDER BY event_id", (image_id,))
 
     # ---- imports ----------------------------------------------------------------------
     def record_import(self, *, format: str, source: str, split: str, images: list[tuple],
@@ -303,13 +315,16 @@ class Ledger:
         row = cur.fetchone()
         return dict(zip([d[0] for d in cur.description], row)) if row else None
 
+    _IMAGE_LABELS = ("SELECT l.label_id, l.source, l.status, l.status_reason, l.status_rule FROM labels l "
+                     "JOIN images i ON i.pk = l.image_pk WHERE i.image_id = ? ORDER BY l.label_id")
+
     def image_labels(self, image_id: str) -> pd.DataFrame:
         """Every label row of one image, whatever its status."""
-        return self.frame(
-            "SELECT l.label_id, l.source, l.status, l.status_reason, l.status_rule FROM labels l "
-            "JOIN images i ON i.pk = l.image_pk WHERE i.image_id = ? ORDER BY l.label_id",
-            (str(image_id),),
-        )
+        return self.frame(self._IMAGE_LABELS, (str(image_id),))
+
+    def image_label_records(self, image_id: str) -> list[dict]:
+        """`image_labels` as dicts."""
+        return self.records(self._IMAGE_LABELS, (str(image_id),))
 
     def set_aside_images(self, rule: str | None = None, image_id: str | None = None) -> pd.DataFrame:
         where = ["status = 'set_aside'"]

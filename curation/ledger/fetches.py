@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Sequence
-
-import pandas as pd
+from typing import TYPE_CHECKING, Sequence
 
 from .core import FileInfo, Ledger, now
+
+if TYPE_CHECKING:  # pandas loads when a frame is built (Ledger.frame), not with the ledger
+    import pandas as pd
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,12 @@ signed 64-bit integers (SQLite's INTEGER) and handed out as uint64.
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 from .core import FileInfo, Ledger, _where, now
+
+if TYPE_CHECKING:  # pandas loads when a frame is built (Ledger.frame), not with the ledger
+    import pandas as pd
 
 # Images dedup looks at: active ones, and those an earlier dedup set aside (so a rerun
 # reports the same clusters and re-applying changes nothing).
@@ -98,6 +98,7 @@ def dedup_frame(ledger: Ledger, splits: Sequence[str] | None, method: str | None
         [method or "", *params, DEDUP_RULE],
     )
     frame["has_hash"] = frame["hash"].notna()
+    import numpy as np
     frame["hash"] = frame["hash"].fillna(0).astype(np.int64).to_numpy().view(np.uint64)
     return frame
 

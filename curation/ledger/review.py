@@ -9,12 +9,13 @@ Every write is one transaction, and every insert is keyed by what Label Studio c
 from __future__ import annotations
 
 import json
-from typing import Iterable, Sequence
-
-import pandas as pd
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 from ...errors import IfaError
 from .core import Ledger, now
+
+if TYPE_CHECKING:  # pandas loads when a frame is built (Ledger.frame), not with the ledger
+    import pandas as pd
 
 ROLES = ("annotator1", "annotator2", "tiebreak")
 ANNOTATOR_ROLES = ("annotator1", "annotator2")

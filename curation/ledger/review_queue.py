@@ -10,12 +10,13 @@ Statuses: pending (waiting), sent (a round took it), done (reviewed), cancelled 
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
-
-import pandas as pd
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 from ...errors import IfaError
 from .core import Ledger, now
+
+if TYPE_CHECKING:  # pandas loads when a frame is built (Ledger.frame), not with the ledger
+    import pandas as pd
 
 REVIEW_STATUSES = ("pending", "sent", "done", "cancelled")
 
@@ -108,6 +109,7 @@ def set_review_status(ledger: Ledger, status: str, *, rule: str | None = None, i
         )
         conn.executemany("UPDATE review_queue SET status = ? WHERE image_pk = ? AND rule = ?",
                          ((status, pk, r) for pk, _, r, _ in rows))
+    import pandas as pd
     return pd.DataFrame([(iid, r) for _, iid, r, _ in rows], columns=["image_id", "rule"])
 
 

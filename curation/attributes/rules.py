@@ -23,11 +23,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import IfaError
-from ..taxonomy import Taxonomy
-from ..taxonomy.labels import DATA
-from .ledger.arrays import LABEL_STATUSES, LabelArrays
-from .ledger.schema import SPLITS
+from ...errors import IfaError
+from ...taxonomy import Taxonomy
+from ...taxonomy.labels import DATA
+from ..ledger.arrays import LABEL_STATUSES, LabelArrays
+from ..ledger.schema import SPLITS
 
 DEFAULT_RULES = DATA.parent / "rules.toml"
 ACTIONS = ("set-aside", "drop-labels", "review", "report")

@@ -15,24 +15,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import IfaError
-from ..progress import SILENT, Progress
-from . import noise, report_html
-from .ledger import Change
+from ...errors import IfaError
+from ...progress import SILENT, Progress
+from . import ranking as noise
+from .. import report_html
+from ..ledger import Change
 from .model import crossfit
 from .model.data import read_split
 from .model.probs import read_probs
-from .model.train import TrainConfig
-from .workspace import Workspace
+from .defaults import DEFAULT_MIN_SCORE, DEFAULT_RUN
+from .model.config import TrainConfig
+from ..workspace import Workspace
 
 RULE = "flag-noise"  # `ifa curate restore --rule flag-noise` undoes --apply
-# Without --top, a flag is kept when its estimated probability of being an error is at least
-# this: "more likely wrong than right". Measured (myntra, 8% injected noise, a 48 px CNN at
-# validation F1 0.51): the confident-learning rule alone flags 8,211 pairs on 2,295 of 2,500
-# images at precision 0.08; with score >= 0.5, 2,006 pairs at precision 0.29, recall 0.53.
-DEFAULT_MIN_SCORE = 0.5
 HTML_IMAGES = 200  # the report shows the most suspicious images; the CSV has every flag
-DEFAULT_RUN = "flag-noise"
 
 
 @dataclass
@@ -194,7 +190,7 @@ def send_to_review(ws: Workspace, image_ids: list[str], review: ReviewRequest, p
         raise IfaError("No image was flagged, so there is nothing to review; lower --min-score or use --top N.")
     if not review.tiebreaker:
         raise IfaError("--review needs a --tiebreaker, the third person who settles the annotators' disagreements.")
-    from ..annotation import rounds  # only annotation/ talks to Label Studio
+    from ...annotation import rounds  # only annotation/ talks to Label Studio
 
     created = rounds.create_round(ws, split="train", annotators=list(review.annotators), tiebreaker=review.tiebreaker,
                                   image_ids=image_ids, progress=progress)

@@ -28,15 +28,15 @@ from pathlib import Path
 from threading import Event
 from typing import Iterator
 
-from ..errors import IfaError
-from ..progress import SILENT, Progress
+from ...errors import IfaError
+from ...progress import SILENT, Progress
 from . import downloader, image_store
 from .downloader import Backoff, FetchError, HostGate, HttpEngine
 from .image_store import ImageStore
-from .ledger import SPLITS, FileInfo
-from .ledger import fetches as ledger_fetches
-from .ledger.fetches import Candidate, FetchRecord
-from .workspace import Workspace
+from ..ledger import SPLITS, FileInfo
+from ..ledger import fetches as ledger_fetches
+from ..ledger.fetches import Candidate, FetchRecord
+from ..workspace import Workspace
 
 # Every failure reason: (retried within a run?, what it means). One registry for the
 # worker, `--help`, the README and the --json `failed` keys.

@@ -11,10 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
-from ...errors import IfaError
+from ....errors import IfaError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+# torch loads inside build(): the registry's names and help are read by the CLI, which
+# must start without torch (1.5 s).
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,8 @@ class SmallCNN(Backbone):
     help = "small CNN trained from scratch (default; no downloads)"
 
     def build(self, args: BuildArgs) -> nn.Module:
+        from torch import nn
+
         def block(cin: int, cout: int) -> nn.Sequential:
             return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
                                  nn.ReLU(inplace=True), nn.MaxPool2d(2))
@@ -66,6 +73,7 @@ class LinearHead(Backbone):
     help = "logistic regression on --features embeddings"
 
     def build(self, args: BuildArgs) -> nn.Module:
+        from torch import nn
         return nn.Linear(_feature_dim(args), args.num_labels)
 
 
@@ -76,6 +84,7 @@ class MLPHead(Backbone):
     hidden = 512
 
     def build(self, args: BuildArgs) -> nn.Module:
+        from torch import nn
         return nn.Sequential(nn.Linear(_feature_dim(args), self.hidden), nn.ReLU(inplace=True), nn.Dropout(0.2),
                              nn.Linear(self.hidden, args.num_labels))
 
@@ -113,7 +122,9 @@ class TorchvisionNet(Backbone):
         if args.weights is None:
             raise IfaError(f"{self.name} needs --weights PATH, a local torchvision state dict: "
                            "ifa never downloads weights. Or use --backbone small-cnn.")
+        import torch
         import torchvision
+        from torch import nn
         net = getattr(torchvision.models, self.arch)(weights=None)
         try:
             state = torch.load(args.weights, map_location="cpu", weights_only=True)

@@ -18,11 +18,11 @@ from urllib.parse import urlparse
 
 import pandas as pd
 
-from ..errors import IfaError, UnknownLabel
-from ..progress import SILENT, Progress
-from ..taxonomy import Taxonomy
-from .ledger import SPLITS
-from .workspace import Workspace
+from ...errors import IfaError, UnknownLabel
+from ...progress import SILENT, Progress
+from ...taxonomy import Taxonomy
+from ..ledger import SPLITS
+from ..workspace import Workspace
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 ON_ERROR = ("skip", "fail")

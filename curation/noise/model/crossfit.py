@@ -10,14 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import IfaError
-from ...progress import SILENT, Progress
-from ..workspace import Workspace
+from ....errors import IfaError
+from ....progress import SILENT, Progress
+from ...workspace import Workspace
 from . import train as trainer
 from .baseline import model_folder, split_inputs, validator
 from .data import Split, fingerprint, read_split
 from .probs import write_probs
-from .train import TrainConfig
+from .config import TrainConfig
 
 OOS_FILE = "oos-probs.parquet"
 

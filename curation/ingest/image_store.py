@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from PIL import Image
-
 from .downloader import FetchError
 
 REASONS: dict[str, tuple[bool, str]] = {
@@ -74,6 +72,7 @@ def sniff(data: bytes) -> ImageFormat | None:
 def verify(data: bytes, max_bytes: int) -> Verified:
     """Check a downloaded body. Raises FetchError with reason empty, too-large,
     not-an-image, truncated, decode-error or decompression-bomb."""
+    from PIL import Image  # Pillow loads when a body is verified, not with the CLI
     if not data:
         raise FetchError("empty", "the server sent a zero-byte body")
     if len(data) > max_bytes:

@@ -24,10 +24,10 @@ import pyarrow as pa
 import torch
 from PIL import Image, ImageOps
 
-from ...errors import IfaError
-from ...progress import SILENT, Progress
-from ...taxonomy import Taxonomy
-from ..ledger import Ledger
+from ....errors import IfaError
+from ....progress import SILENT, Progress
+from ....taxonomy import Taxonomy
+from ...ledger import Ledger
 from .probs import open_parquet
 
 # Below this many images, decoding in-process beats starting worker processes.

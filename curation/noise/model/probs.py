@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ...errors import IfaError
+from ....errors import IfaError
 
 ROWS_PER_GROUP = 100_000
 

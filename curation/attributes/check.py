@@ -23,15 +23,15 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..errors import IfaError
-from ..progress import SILENT, Progress
-from ..taxonomy import Taxonomy
-from .ledger import SPLITS, Change, Ledger
-from .ledger.arrays import image_rows, label_arrays
-from .ledger.review_queue import enqueue_review, review_queue
-from .report_html import Card, Section, write_page
+from ...errors import IfaError
+from ...progress import SILENT, Progress
+from ...taxonomy import Taxonomy
+from ..ledger import SPLITS, Change, Ledger
+from ..ledger.arrays import image_rows, label_arrays
+from ..ledger.review_queue import enqueue_review, review_queue
+from ..report_html import Card, Section, write_page
 from .rules import LabelView, Rule, RuleSet, load_rules
-from .workspace import Workspace
+from ..workspace import Workspace
 
 REPORT_NAME = "check-attributes"
 CSV_COLUMNS = ["image_id", "split", "rule", "label_ids", "labels", "action"]

@@ -14,16 +14,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...errors import IfaError
-from ...progress import SILENT, Progress
-from .. import evaluation
-from ..workspace import Workspace
+from ....errors import IfaError
+from ....progress import SILENT, Progress
+from ... import evaluation
+from ...workspace import Workspace
 from . import train as trainer
 from .data import Inputs, Split, fingerprint, pixel_inputs, read_features, read_split
 from .probs import write_probs
-from .train import TrainConfig
+from ..defaults import DEFAULT_MODEL_NAME
+from .config import TrainConfig
 
-DEFAULT_NAME = "baseline"
 
 
 def models_dir(ws: Workspace) -> Path:
@@ -90,7 +90,7 @@ class TrainResult:
         return asdict(self) | {"val_f1": self.val_f1}
 
 
-def train(ws: Workspace, config: TrainConfig, name: str = DEFAULT_NAME, device: str = "cpu", restart: bool = False,
+def train(ws: Workspace, config: TrainConfig, name: str = DEFAULT_MODEL_NAME, device: str = "cpu", restart: bool = False,
           progress: Progress = SILENT) -> TrainResult:
     """Train (or resume) model `name` on the workspace's active train images and labels,
     reporting loss and validation F1 per epoch.
@@ -127,7 +127,7 @@ class PredictResult:
         return asdict(self)
 
 
-def predict(ws: Workspace, split: str, out: Path, name: str = DEFAULT_NAME, device: str = "cpu",
+def predict(ws: Workspace, split: str, out: Path, name: str = DEFAULT_MODEL_NAME, device: str = "cpu",
             progress: Progress = SILENT) -> PredictResult:
     """Write model `name`'s probabilities for the active images of `split` to the Parquet
     `out` (image_id plus one column per label id). Raises IfaError when the model does not

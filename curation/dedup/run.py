@@ -25,12 +25,13 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from ..errors import IfaError
-from ..progress import SILENT, Progress
-from . import executors, hashing, pairs, report_html
-from .ledger import SPLITS, Change, FileInfo
-from .ledger import hashes as store
-from .workspace import Workspace
+from ...errors import IfaError
+from ...progress import SILENT, Progress
+from .. import executors, report_html
+from . import hashing, pairs
+from ..ledger import SPLITS, Change, FileInfo
+from ..ledger import hashes as store
+from ..workspace import Workspace
 
 RULE = store.DEDUP_RULE
 # Default --threshold per method. phash: measured on 1,000 real photos and 4 transformed

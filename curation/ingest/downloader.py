@@ -25,10 +25,12 @@ import random
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
-import urllib3
-from urllib3 import exceptions as u3
+if TYPE_CHECKING:
+    import urllib3
+
 
 # Reasons a download can fail, with whether it is worth trying again. Image-content
 # reasons (empty, not-an-image, ...) live in image_store.REASONS.
@@ -119,6 +121,8 @@ class HttpEngine:
     Thread-safe: one engine serves every worker thread."""
 
     def __init__(self, *, timeout: float, max_bytes: int, max_redirects: int, pool_size: int):
+        import urllib3  # 50 ms: loaded when a fetch starts, not with the CLI
+
         self.timeout, self.max_bytes, self.max_redirects = timeout, max_bytes, max_redirects
         self.pool = urllib3.PoolManager(
             num_pools=256,  # hosts kept warm at once; iMaterialist's URLs spread over a few dozen
@@ -201,6 +205,8 @@ class HttpEngine:
 
 
 def _transport_error(exc: Exception, url: str) -> FetchError:
+    from urllib3 import exceptions as u3
+
     if isinstance(exc, u3.MaxRetryError) and exc.reason is not None:
         exc = exc.reason
     text = f"{url}: {type(exc).__name__}: {exc}"
