@@ -12,9 +12,9 @@ from ..curation.noise.model.backbones import DEFAULT_BACKBONE
 from ..errors import IfaError
 from . import model as model_cli
 from . import render
-from .options import DEFAULT_WS, ApplyOpt, JsonOpt, SplitsOpt, WorkspaceOpt, open_workspace
+from .options import DEFAULT_WS, ApplyOpt, JsonOpt, SplitsOpt, WorkspaceOpt, command_group, open_workspace
 
-app = typer.Typer(help="Clean the dataset: attribute checks, dedup, noisy labels; restore undoes.", no_args_is_help=True)
+app = command_group("Clean the dataset: attribute checks, dedup, noisy labels; restore undoes.")
 
 
 @app.command("restore")

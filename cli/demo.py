@@ -9,7 +9,7 @@ import typer
 
 from .. import demo as demo_lib
 from . import render
-from .options import JsonOpt
+from .options import JsonOpt, single_command
 
 
 def demo(
@@ -38,3 +38,6 @@ def demo(
     if result.server:
         s = result.server
         render.out.print(f"  Label Studio:   {s['url']}  login {s['email']} / {s['password']}  (stop: {s['stop']})", soft_wrap=True)
+
+
+app = single_command(demo)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from . import render
-from .options import DEFAULT_WS, JsonOpt, WorkspaceOpt, open_workspace
+from .options import DEFAULT_WS, JsonOpt, WorkspaceOpt, open_workspace, single_command
 
 
 def evaluate(
@@ -44,3 +44,6 @@ def evaluate(
         render.out.print(f"[yellow]{result.images_without_prediction} {split} images have no prediction: they count as missed.[/]")
     if result.unknown_labels:
         render.out.print(f"[yellow]{result.unknown_labels} predicted label ids are not in the taxonomy: they count as wrong.[/]")
+
+
+app = single_command(evaluate)

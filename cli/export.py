@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import render
-from .options import DEFAULT_WS, JsonOpt, SplitsOpt, WorkspaceOpt, open_workspace
+from .options import DEFAULT_WS, JsonOpt, SplitsOpt, WorkspaceOpt, open_workspace, single_command
 
 
 def export(
@@ -41,3 +41,6 @@ def export(
     rows = [(s, f"{v['images']:,}", f"{v['labels']:,}", v["file"]) for s, v in result.splits.items()]
     render.out.print(render.table(f"exported to {result.out_dir}", ["split", "images", "labels", "file"], rows))
     render.out.print(f"changes: {result.changes:,} rows in changes.csv; datasheet: {result.datasheet}")
+
+
+app = single_command(export)

@@ -9,7 +9,7 @@ import typer
 from ..curation.ingest import fetch as fetch_lib
 from ..curation.ingest.downloader import Backoff
 from . import render
-from .options import DEFAULT_WS, JsonOpt, SplitOpt, WorkspaceOpt, open_workspace
+from .options import DEFAULT_WS, JsonOpt, SplitOpt, WorkspaceOpt, open_workspace, single_command
 
 _DEFAULTS = fetch_lib.FetchSettings()
 
@@ -52,8 +52,9 @@ def fetch(
 
 
 fetch.__doc__ = (
-    "Download every image that has a URL and no local file into the workspace's content-addressed "
-    "store (images/ab/cd/<sha256>.<ext>), recording path, sha256, size and dimensions.\n\n"
+    "Download every image that has a URL and no local file into the workspace.\n\n"
+    "Files go to the content-addressed store (images/ab/cd/<sha256>.<ext>); path, sha256, size and "
+    "dimensions are recorded in the ledger.\n\n"
     "Resumable: a rerun (even after kill -9) skips what is fetched; images whose last try failed are "
     "tried again only with --retry-failed. Retries use exponential backoff with jitter and honour "
     "Retry-After; only http and https are followed, at most --max-redirects hops. Every body is checked: "
@@ -64,3 +65,6 @@ fetch.__doc__ = (
     "reports/fetch-<time>.csv lists every failed image with its reason, attempts and last error.\n\n"
     "Example: ifa fetch --split train --concurrency 64"
 )
+
+
+app = single_command(fetch)

@@ -8,9 +8,9 @@ from typing import Annotated, Optional
 import typer
 
 from . import render
-from .options import DEFAULT_WS, JsonOpt, WorkspaceOpt, open_workspace
+from .options import DEFAULT_WS, JsonOpt, WorkspaceOpt, command_group, open_workspace
 
-app = typer.Typer(help="Import images and labels into the workspace.", no_args_is_help=True)
+app = command_group("Import images and labels into the workspace.")
 
 SplitArg = Annotated[str, typer.Option("--split", "-s", help="train, validation or test.")]
 OnErrorOpt = Annotated[str, typer.Option("--on-error", help="skip: quarantine bad records and report them; fail: write nothing if any.")]

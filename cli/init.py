@@ -9,7 +9,7 @@ import typer
 
 from ..curation.workspace import Workspace
 from . import render
-from .options import JsonOpt, WorkspaceOpt, DEFAULT_WS
+from .options import DEFAULT_WS, JsonOpt, WorkspaceOpt, single_command
 
 
 def init(
@@ -32,3 +32,6 @@ def init(
         render.emit_json(info)
     else:
         render.done(f"workspace ready at {info['workspace']} ({info['labels']} labels in {len(info['groups'])} groups)")
+
+
+app = single_command(init)

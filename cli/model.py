@@ -11,9 +11,9 @@ from ..curation.noise.defaults import DEFAULT_MODEL_NAME
 from ..curation.noise.model import backbones
 from ..curation.noise.model.config import LOSS_NAMES, TrainConfig
 from . import render
-from .options import DEFAULT_WS, JsonOpt, WorkspaceOpt, open_workspace
+from .options import DEFAULT_WS, JsonOpt, WorkspaceOpt, command_group, open_workspace
 
-app = typer.Typer(help="Train the baseline multi-label model and predict with it.", no_args_is_help=True)
+app = command_group("Train the baseline multi-label model and predict with it.")
 
 # Options shared with `ifa curate flag-noise`, which cross-fits the same model.
 BackboneOpt = Annotated[str, typer.Option("--backbone", help=f"One of: {', '.join(f'{n} ({b.help})' for n, b in backbones.BACKBONES.items())}.")]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Callable, Optional
 
 import typer
 
@@ -25,3 +25,21 @@ DEFAULT_WS = DEFAULT_WORKSPACE
 def open_workspace(root: Path, command: str) -> Workspace:
     """The workspace at `root`, with `command` recorded on every event it writes."""
     return Workspace.open(root, command=command)
+
+
+# Every command app is built the same way: plain help (fast, no `<bool>` on flags; see
+# cli/app.py), no shell-completion options, no args -> help.
+_APP_SETTINGS = dict(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
+
+
+def command_group(help: str) -> typer.Typer:
+    """A group of commands (`ifa curate ...`, `ifa review ...`)."""
+    return typer.Typer(help=help, no_args_is_help=True, **_APP_SETTINGS)
+
+
+def single_command(fn: Callable) -> typer.Typer:
+    """The app of a module that holds one top-level command (`ifa show`, `ifa stats`, ...);
+    `fn`'s docstring is its help."""
+    app = typer.Typer(**_APP_SETTINGS)
+    app.command()(fn)
+    return app

@@ -11,11 +11,11 @@ import typer
 from ..annotation import ENV_TOKEN, ENV_URL
 from ..errors import IfaError
 from . import render
-from .options import ApplyOpt, DEFAULT_WS, JsonOpt, WorkspaceOpt, open_workspace
+from .options import DEFAULT_WS, ApplyOpt, JsonOpt, WorkspaceOpt, command_group, open_workspace
 
-app = typer.Typer(help="Review rounds in Label Studio: two annotators label each image independently, "
-                       "a third breaks ties.", no_args_is_help=True)
-annotators_app = typer.Typer(help="Label Studio accounts of the annotators.", no_args_is_help=True)
+app = command_group("Review rounds in Label Studio: annotators label each image independently, "
+                    "a tie-breaker decides.")
+annotators_app = command_group("Label Studio accounts of the annotators.")
 app.add_typer(annotators_app, name="annotators")
 
 UrlOpt = Annotated[Optional[str], typer.Option("--url", envvar=ENV_URL, show_envvar=True,
@@ -47,6 +47,7 @@ def serve(
 
     SQLite, data in <workspace>/labelstudio/, bound to 127.0.0.1, telemetry off.
 
+    \b
     Example: ifa review serve            (then open the printed URL)
              ifa review serve --stop
     """

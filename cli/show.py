@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from . import render
-from .options import DEFAULT_WS, JsonOpt, WorkspaceOpt, open_workspace
+from .options import DEFAULT_WS, JsonOpt, WorkspaceOpt, open_workspace, single_command
 
 
 def show(
@@ -36,3 +36,6 @@ def show(
     render.out.print(render.table("labels", ["group", "label", "id", "source", "status"], rows))
     rows = [(e["time"], e["command"], e["kind"], e.get("label") or "", e["reason"] or "", e["rule"] or "") for e in info["events"]]
     render.out.print(render.table("history", ["time", "command", "change", "label", "reason", "rule"], rows))
+
+
+app = single_command(show)

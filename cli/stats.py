@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from . import render
-from .options import DEFAULT_WS, JsonOpt, SplitOpt, WorkspaceOpt, open_workspace
+from .options import DEFAULT_WS, JsonOpt, SplitOpt, WorkspaceOpt, open_workspace, single_command
 
 
 def stats(
@@ -52,3 +52,6 @@ def stats(
                          f"{s.labels_under_500} labels under 500 images, {s.labels_over_10k} over 10K")
     for p in result.plots:
         render.out.print(f"plot: {p}")
+
+
+app = single_command(stats)
