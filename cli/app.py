@@ -30,6 +30,9 @@ app.command("demo")(demo.demo)
 app.command("fetch")(fetch.fetch)
 app.command("export")(export.export)
 
+from . import history as _history  # noqa: E402  (issue 18; the lazy COMMANDS registry replaces this)
+app.command("history")(_history.history)
+
 
 def main() -> None:
     """Console entry point: user errors print as one sentence, not a traceback."""

@@ -24,6 +24,7 @@ from ..errors import IfaError
 from ..progress import SILENT, Progress
 from ..taxonomy import Taxonomy
 from ..taxonomy.labelstudio_config import IMAGE_NAME
+from . import reports
 from . import stats as stats_lib
 from .ledger import SPLITS, Ledger
 from .ledger.arrays import label_table
@@ -150,10 +151,13 @@ def export(ws: Workspace, out_dir: Path | None = None, fmt: str = "imat", splits
             raise IfaError(f"Unknown split {s!r}; use one of {', '.join(SPLITS)}.")
     stamp = datetime.now(timezone.utc)
     out = Path(out_dir) if out_dir else ws.exports_dir / f"export-{time_stamp(stamp)}"
+    for folder in dict.fromkeys([out.parent, ws.exports_dir]):
+        for line in recover_interrupted(folder):
+            progress.note(line)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise IfaError(f"{out} already exists and is not empty; choose a new folder or pass --overwrite.")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    tmp = reports.temp_name(out, "tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
@@ -194,13 +198,46 @@ def _write_all(ws: Workspace, tmp: Path, out: Path, fmt: str, splits, include_se
 
 
 def _swap_into_place(tmp: Path, out: Path) -> None:
+    """Rename the finished `tmp` to `out`; an existing `out` is first moved aside to
+    `.<name>.old-<pid>`. `tmp` is complete before the first rename, so a kill between the
+    two renames leaves the new export whole under its temp name: `recover_interrupted`
+    finishes the swap."""
     if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        old = reports.temp_name(out, "old")
         os.replace(out, old)
         os.replace(tmp, out)
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, out)
+
+
+def recover_interrupted(folder: Path) -> list[str]:
+    """Clean up after exports into `folder` whose process is gone (killed, crashed).
+
+    A `.<name>.tmp-<pid>` folder of a dead pid is a partial export: removed. Next to a
+    `.<name>.old-<pid>` (the swap of --overwrite was interrupted) the temp folder is the
+    complete new export: when `<name>` is missing it is renamed into place (the new one
+    wins); the old one is removed. Folders of a live pid are another export at work and
+    are left alone. Returns what was done, one line per folder, for a note."""
+    done: list[str] = []
+    dead = reports.dead_temps(folder)
+    swapping = {(name, pid) for path, name, pid in dead if path.name.startswith(f".{name}.old-")}
+    for path, name, pid in dead:
+        if not path.is_dir():
+            continue
+        target = path.parent / name
+        if path.name.startswith(f".{name}.tmp-") and (name, pid) in swapping and not target.exists():
+            os.replace(path, target)
+            done.append(f"finished the interrupted overwrite of {target}")
+            continue
+        if path.name.startswith(f".{name}.old-") and not target.exists() and \
+                not (path.parent / f".{name}.tmp-{pid}").exists():
+            os.replace(path, target)  # the new one is gone: the old export is the only copy left
+            done.append(f"put back {target}, which an interrupted overwrite had moved aside")
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        done.append(f"removed {path.name}, left by an export that did not finish")
+    return done
 
 
 def gather(ledger: Ledger, splits: Sequence[str] | None = None, include_set_aside: bool = False) -> list[SplitExport]:

@@ -285,11 +285,6 @@ class Ledger:
         )
         return {**counts, "import_id": import_id}
 
-    def import_issues_frame(self, import_id: int) -> pd.DataFrame:
-        """The problems one import recorded: image_id, problem, detail, action (its report)."""
-        return self.frame("SELECT image_id, problem, detail, action FROM import_issues WHERE import_id = ? ORDER BY rowid",
-                          (import_id,))
-
     def imports_frame(self) -> pd.DataFrame:
         return self.frame("SELECT import_id, time, command, format, source, split, key_style, int_ids, summary FROM imports ORDER BY import_id")
 
