@@ -550,3 +550,20 @@ def test_history_filters_and_errors(sample_ws, tmp_path):
         history.history(ws.ledger, since="yesterday")
     result = CliRunner().invoke(app, ["history", "--rule", "my-rule", "--json", "--workspace", str(ws.root)])
     assert result.exit_code == 0 and json.loads(result.output)["applies"][0]["rules"] == {"my-rule": 1}
+
+
+@pytest.mark.slow  # loads torch
+def test_model_decoding_uses_the_same_worker_pool(tmp_path, monkeypatch):
+    # The model's pixel cache decodes through executors.process_pool above PARALLEL_FROM
+    # images; force that path on a few real photos and compare with the in-process path.
+    import numpy as np
+
+    from ifa.curation.noise.model import data
+
+    paths = np.array(sorted(str(p) for p in IMAGES_DIR.glob("*.jpg"))[:12] + [str(tmp_path / "missing.jpg")])
+    monkeypatch.setattr(data, "CHUNK", 4)
+    serial = data._decode_all(tmp_path / "serial.u8", paths, 24, data.SILENT, workers=1)
+    monkeypatch.setattr(data, "PARALLEL_FROM", 1)
+    pooled = data._decode_all(tmp_path / "pooled.u8", paths, 24, data.SILENT, workers=2)
+    assert pooled.tolist() == serial.tolist() == [True] * 12 + [False]
+    assert (tmp_path / "serial.u8").read_bytes() == (tmp_path / "pooled.u8").read_bytes()
