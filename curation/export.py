@@ -124,6 +124,9 @@ def _write_labelstudio(split: SplitExport, taxonomy: Taxonomy, out: Path) -> Pat
     return path
 
 
+# In a temp export folder until every file is written: tells recover_interrupted it is partial.
+IN_PROGRESS = ".ifa-export-in-progress"
+
 FORMATS: dict[str, Callable[[SplitExport, Taxonomy, Path], Path]] = {
     "imat": _write_imat,
     "csv": _write_csv,
@@ -160,8 +163,10 @@ def export(ws: Workspace, out_dir: Path | None = None, fmt: str = "imat", splits
     tmp = reports.temp_name(out, "tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
+    (tmp / IN_PROGRESS).touch()
     try:
         result = _write_all(ws, tmp, out, fmt, splits, include_set_aside, keys, stamp, progress)
+        (tmp / IN_PROGRESS).unlink()
         _swap_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -214,29 +219,37 @@ def _swap_into_place(tmp: Path, out: Path) -> None:
 def recover_interrupted(folder: Path) -> list[str]:
     """Clean up after exports into `folder` whose process is gone (killed, crashed).
 
-    A `.<name>.tmp-<pid>` folder of a dead pid is a partial export: removed. Next to a
-    `.<name>.old-<pid>` (the swap of --overwrite was interrupted) the temp folder is the
-    complete new export: when `<name>` is missing it is renamed into place (the new one
-    wins); the old one is removed. Folders of a live pid are another export at work and
-    are left alone. Returns what was done, one line per folder, for a note."""
+    Only hidden folders an export leaves are touched, and only when their pid no longer
+    runs (a live pid's folder is another export at work):
+    - `.<name>.tmp-<pid>` still marked in progress: a partial export, removed;
+    - `.<name>.tmp-<pid>` complete (its DATASHEET.md written, the mark gone): the rename
+      into place was interrupted; when `<name>` is missing it is renamed into place (the
+      complete new one wins), else removed;
+    - `.<name>.old-<pid>` (an export that --overwrite moved aside): removed, or put back
+      when `<name>` is still missing after the above (the new one never got written).
+    Returns what was done, one line per folder, for a note."""
     done: list[str] = []
-    dead = reports.dead_temps(folder)
-    swapping = {(name, pid) for path, name, pid in dead if path.name.startswith(f".{name}.old-")}
-    for path, name, pid in dead:
-        if not path.is_dir():
-            continue
+    dead = [(path, name) for path, name, _ in reports.dead_temps(folder) if path.is_dir()]
+    for path, name in sorted(dead, key=lambda d: ".old-" in d[0].name):  # complete new exports first
         target = path.parent / name
-        if path.name.startswith(f".{name}.tmp-") and (name, pid) in swapping and not target.exists():
-            os.replace(path, target)
-            done.append(f"finished the interrupted overwrite of {target}")
-            continue
-        if path.name.startswith(f".{name}.old-") and not target.exists() and \
-                not (path.parent / f".{name}.tmp-{pid}").exists():
-            os.replace(path, target)  # the new one is gone: the old export is the only copy left
-            done.append(f"put back {target}, which an interrupted overwrite had moved aside")
-            continue
-        shutil.rmtree(path, ignore_errors=True)
-        done.append(f"removed {path.name}, left by an export that did not finish")
+        if path.name.startswith(f".{name}.tmp-"):
+            if (path / IN_PROGRESS).exists():
+                shutil.rmtree(path, ignore_errors=True)
+                done.append(f"removed {path.name}, left by an export that did not finish")
+            elif (path / "DATASHEET.md").exists():
+                if target.exists():
+                    shutil.rmtree(path, ignore_errors=True)
+                    done.append(f"removed {path.name}, a finished export superseded by {target.name}")
+                else:
+                    os.replace(path, target)
+                    done.append(f"finished the interrupted export into {target}")
+        elif (path / "DATASHEET.md").exists():
+            if target.exists():
+                shutil.rmtree(path, ignore_errors=True)
+                done.append(f"removed {path.name}, the export an interrupted --overwrite replaced")
+            else:
+                os.replace(path, target)
+                done.append(f"put back {target}, which an interrupted --overwrite had moved aside")
     return done
 
 

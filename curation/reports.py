@@ -4,7 +4,8 @@ Every report (CSV, HTML, text) is written to a hidden temp name beside its final
 `.<name>.tmp-<pid>`, and renamed into place only when complete: a reader sees either no
 report or the whole report. Measured before this: a kill during check-attributes left its
 CSV cut at 122,001 of 273,354 lines under the final name. A temp left by a killed writer
-(its pid no longer runs) is removed by the next report written to the same folder.
+(its pid no longer runs) is removed by the next report written to the workspace's
+reports folder.
 
 Writers call these after the transaction their report describes has committed, so a
 report is never written for a change that did not happen; if a kill lands between the
@@ -74,7 +75,8 @@ def atomic_path(path: Path) -> Iterator[Path]:
     file system), on an exception it is removed and `path` is left as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sweep_dead_temps(path.parent)
+    if _is_reports_folder(path.parent):  # never sweep a folder of the user's (--csv FILE)
+        sweep_dead_temps(path.parent)
     tmp = temp_name(path)
     try:
         yield tmp
@@ -82,6 +84,10 @@ def atomic_path(path: Path) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _is_reports_folder(folder: Path) -> bool:
+    return folder.name == "reports" and (folder.parent / "ifa.db").exists()
 
 
 def write_text(path: Path, text: str) -> Path:

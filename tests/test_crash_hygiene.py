@@ -467,9 +467,11 @@ def test_recovery_leaves_live_exports_alone_and_puts_back_a_lone_old_one(tmp_pat
     (out / f".lone.old-{dead.pid}").mkdir()  # moved aside, and the new one never got written
     (out / f".lone.old-{dead.pid}" / "DATASHEET.md").write_text("old")
     (out / f".partial.tmp-{dead.pid}").mkdir()
+    (out / f".partial.tmp-{dead.pid}" / export.IN_PROGRESS).touch()
+    (out / f".notours.tmp-{dead.pid}").mkdir()  # not an export's: no mark, no datasheet
     done = export.recover_interrupted(out)
     assert len(done) == 2
-    assert sorted(p.name for p in out.iterdir()) == [f".busy.tmp-{os.getppid()}", "lone"]
+    assert sorted(p.name for p in out.iterdir()) == [f".busy.tmp-{os.getppid()}", f".notours.tmp-{dead.pid}", "lone"]
     assert (out / "lone" / "DATASHEET.md").read_text() == "old"
 
 
@@ -517,8 +519,9 @@ def test_python_dash_m_ifa_runs_the_cli():
 
 # ---- reports and history ----------------------------------------------------------------------------------------
 def test_report_writes_are_atomic_and_sweep_dead_writers(tmp_path):
-    folder = tmp_path / "reports"
+    folder = tmp_path / "reports"  # a workspace's reports folder: only there are temps swept
     folder.mkdir()
+    (tmp_path / "ifa.db").touch()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     (folder / f".old-report.csv.tmp-{dead.pid}").write_text("half")

@@ -216,18 +216,24 @@ class Ledger:
         import), nothing is written, not even the import's row, event or issues, and
         import_id is None: a rerun never counts what it did not do.
         """
-        try:
-            with self.transaction() as conn:
-                return self._record_import(conn, format, source, split, images, labels, quarantined, issues,
-                                           key_style, int_ids, summary)
-        except _NothingNew as nothing:
-            return nothing.counts
+        with self.transaction() as conn:
+            # A savepoint, so "nothing new" undoes the import's row also inside a caller's transaction.
+            conn.execute("SAVEPOINT record_import")
+            try:
+                counts = self._record_import(conn, format, source, split, images, labels, quarantined, issues,
+                                             key_style, int_ids, summary)
+            except _NothingNew as nothing:
+                conn.execute("ROLLBACK TO record_import")
+                counts = nothing.counts
+            conn.execute("RELEASE record_import")
+            return counts
 
     def _record_import(self, conn, format, source, split, images, labels, quarantined, issues, key_style, int_ids,
                        summary) -> dict[str, int | None]:
+        stamp = now()  # one time for the import's row and all its events: `ifa history` groups by it
         cur = conn.execute(
             "INSERT INTO imports(time, command, format, source, split, key_style, int_ids, summary) VALUES (?,?,?,?,?,?,?,?)",
-            (now(), self.command, format, source, split, key_style, int(int_ids), json.dumps(summary or {})),
+            (stamp, self.command, format, source, split, key_style, int(int_ids), json.dumps(summary or {})),
         )
         import_id = cur.lastrowid
         (before,) = conn.execute("SELECT count(*) FROM images").fetchone()
@@ -253,7 +259,7 @@ class Ledger:
             "INSERT INTO events(time, command, kind, image_id, old, new, reason, rule) "
             "SELECT ?, ?, 'set_aside', image_id, NULL, 'set_aside', status_reason, 'import' FROM images "
             "WHERE import_id = ? AND status = 'set_aside' ORDER BY pk",
-            (now(), self.command, import_id),
+            (stamp, self.command, import_id),
         )
         (n_before,) = conn.execute("SELECT count(*) FROM labels").fetchone()
         for chunk in _chunks(labels):
@@ -281,7 +287,7 @@ class Ledger:
         )
         conn.execute(
             "INSERT INTO events(time, command, kind, old, new, reason, rule) VALUES (?,?,?,?,?,?,?)",
-            (now(), self.command, "import", None, json.dumps(counts), f"{format} import of {source} into {split}", f"import:{import_id}"),
+            (stamp, self.command, "import", None, json.dumps(counts), f"{format} import of {source} into {split}", f"import:{import_id}"),
         )
         return {**counts, "import_id": import_id}
 
@@ -447,8 +453,8 @@ class Ledger:
 
 
 class _NothingNew(Exception):
-    """Raised inside record_import's transaction to roll back an import that changed
-    nothing; carries the counts to return."""
+    """Raised inside record_import's savepoint to undo an import that changed nothing;
+    carries the counts to return."""
 
     def __init__(self, counts: dict):
         super().__init__("nothing new")
