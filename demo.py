@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from .curation import reports
 from .curation.workspace import Workspace
 from .errors import IfaError
 from .progress import SILENT, Progress
@@ -207,6 +208,4 @@ def _write_summary(ws: Workspace, result: DemoResult) -> Path:
             "<p>310 CC0 clothing photos with planted duplicates, confused attributes and noisy labels. "
             "The review round's annotators are SIMULATED.</p>"
             f"<table>{''.join(rows)}</table><p>Export: {html.escape(result.export)}</p></body></html>")
-    path = ws.report_path("demo-summary", "html")
-    path.write_text(page, encoding="utf-8")
-    return path
+    return reports.write_text(ws.report_path("demo-summary", "html"), page)

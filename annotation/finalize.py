@@ -15,6 +15,7 @@ import csv
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
+from ..curation import reports
 from ..curation.ledger import Change
 from ..curation.ledger.review import ReviewStore
 from ..curation.workspace import Workspace
@@ -143,7 +144,7 @@ def finalize(ws: Workspace, round_name: str | None = None, apply: bool = False) 
 def _write_report(ws: Workspace, result: FinalizeResult, undecided: dict[str, str], taxonomy):
     path = ws.report_path(f"review-finalize-{result.round}", "csv")
     verb = "applied" if result.applied else "would apply"
-    with open(path, "w", newline="", encoding="utf-8") as fh:
+    with reports.open_text(path) as fh:
         w = csv.writer(fh)
         w.writerow(["image_id", "outcome", "decided_by", "final_labels", "added", "dropped", "set_aside", "status", "note"])
         for d in result.decisions:

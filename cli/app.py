@@ -73,6 +73,9 @@ app = typer.Typer(
 def _root() -> None:
     """Curate large multi-label image datasets (iMaterialist Fashion) and run their human review."""
 
+from . import history as _history  # noqa: E402  (issue 18; the lazy COMMANDS registry replaces this)
+app.command("history")(_history.history)
+
 
 def main() -> None:
     """Console entry point: user errors print as one sentence, not a traceback."""

@@ -85,6 +85,10 @@ def _render(result, json_out: bool) -> None:
     if json_out:
         render.emit_json(result.to_dict())
         return
+    if result.nothing_new:
+        render.done(f"{result.split}: nothing new: all {result.images_existing:,} images were already imported; "
+                    "nothing was recorded (`ifa history --command import` shows the earlier imports)")
+        return
     render.done(
         f"{result.split}: {result.images_added:,} images added, {result.images_existing:,} already there, "
         f"{result.labels_added:,} labels added, {result.set_aside:,} set aside, {result.quarantined_labels:,} labels quarantined"

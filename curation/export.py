@@ -24,6 +24,7 @@ from ..errors import IfaError
 from ..progress import SILENT, Progress
 from ..taxonomy import Taxonomy
 from ..taxonomy.labelstudio_config import IMAGE_NAME
+from . import reports
 from . import stats as stats_lib
 from .ledger import SPLITS, Ledger
 from .ledger.arrays import label_table
@@ -123,6 +124,9 @@ def _write_labelstudio(split: SplitExport, taxonomy: Taxonomy, out: Path) -> Pat
     return path
 
 
+# In a temp export folder until every file is written: tells recover_interrupted it is partial.
+IN_PROGRESS = ".ifa-export-in-progress"
+
 FORMATS: dict[str, Callable[[SplitExport, Taxonomy, Path], Path]] = {
     "imat": _write_imat,
     "csv": _write_csv,
@@ -150,14 +154,19 @@ def export(ws: Workspace, out_dir: Path | None = None, fmt: str = "imat", splits
             raise IfaError(f"Unknown split {s!r}; use one of {', '.join(SPLITS)}.")
     stamp = datetime.now(timezone.utc)
     out = Path(out_dir) if out_dir else ws.exports_dir / f"export-{time_stamp(stamp)}"
+    for folder in dict.fromkeys([out.parent, ws.exports_dir]):
+        for line in recover_interrupted(folder):
+            progress.note(line)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise IfaError(f"{out} already exists and is not empty; choose a new folder or pass --overwrite.")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    tmp = reports.temp_name(out, "tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
+    (tmp / IN_PROGRESS).touch()
     try:
         result = _write_all(ws, tmp, out, fmt, splits, include_set_aside, keys, stamp, progress)
+        (tmp / IN_PROGRESS).unlink()
         _swap_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -194,13 +203,54 @@ def _write_all(ws: Workspace, tmp: Path, out: Path, fmt: str, splits, include_se
 
 
 def _swap_into_place(tmp: Path, out: Path) -> None:
+    """Rename the finished `tmp` to `out`; an existing `out` is first moved aside to
+    `.<name>.old-<pid>`. `tmp` is complete before the first rename, so a kill between the
+    two renames leaves the new export whole under its temp name: `recover_interrupted`
+    finishes the swap."""
     if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        old = reports.temp_name(out, "old")
         os.replace(out, old)
         os.replace(tmp, out)
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, out)
+
+
+def recover_interrupted(folder: Path) -> list[str]:
+    """Clean up after exports into `folder` whose process is gone (killed, crashed).
+
+    Only hidden folders an export leaves are touched, and only when their pid no longer
+    runs (a live pid's folder is another export at work):
+    - `.<name>.tmp-<pid>` still marked in progress: a partial export, removed;
+    - `.<name>.tmp-<pid>` complete (its DATASHEET.md written, the mark gone): the rename
+      into place was interrupted; when `<name>` is missing it is renamed into place (the
+      complete new one wins), else removed;
+    - `.<name>.old-<pid>` (an export that --overwrite moved aside): removed, or put back
+      when `<name>` is still missing after the above (the new one never got written).
+    Returns what was done, one line per folder, for a note."""
+    done: list[str] = []
+    dead = [(path, name) for path, name, _ in reports.dead_temps(folder) if path.is_dir()]
+    for path, name in sorted(dead, key=lambda d: ".old-" in d[0].name):  # complete new exports first
+        target = path.parent / name
+        if path.name.startswith(f".{name}.tmp-"):
+            if (path / IN_PROGRESS).exists():
+                shutil.rmtree(path, ignore_errors=True)
+                done.append(f"removed {path.name}, left by an export that did not finish")
+            elif (path / "DATASHEET.md").exists():
+                if target.exists():
+                    shutil.rmtree(path, ignore_errors=True)
+                    done.append(f"removed {path.name}, a finished export superseded by {target.name}")
+                else:
+                    os.replace(path, target)
+                    done.append(f"finished the interrupted export into {target}")
+        elif (path / "DATASHEET.md").exists():
+            if target.exists():
+                shutil.rmtree(path, ignore_errors=True)
+                done.append(f"removed {path.name}, the export an interrupted --overwrite replaced")
+            else:
+                os.replace(path, target)
+                done.append(f"put back {target}, which an interrupted --overwrite had moved aside")
+    return done
 
 
 def gather(ledger: Ledger, splits: Sequence[str] | None = None, include_set_aside: bool = False) -> list[SplitExport]:

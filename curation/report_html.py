@@ -14,6 +14,8 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
+from . import reports
+
 THUMB_PX = 160
 
 
@@ -85,6 +87,4 @@ def page(title: str, sections: list[Section], intro: str = "") -> str:
 
 
 def write_page(path: Path, title: str, sections: list[Section], intro: str = "") -> Path:
-    path = Path(path)
-    path.write_text(page(title, sections, intro), encoding="utf-8")
-    return path
+    return reports.write_text(Path(path), page(title, sections, intro))

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..taxonomy import Taxonomy
+from . import reports
 from .ledger import SPLITS, Ledger
 from .ledger.arrays import label_table
 from .workspace import Workspace, time_stamp
@@ -123,7 +124,8 @@ def write_plots(stats: Stats, out_dir: Path, stamp: str) -> list[str]:
         ax.set(xlabel="labels per image", ylabel="images", title=f"{split}: labels per image (Fig. 2)")
         path = out_dir / f"labels-per-image-{split}-{stamp}.png"
         fig.tight_layout()
-        fig.savefig(path, dpi=110)
+        with reports.atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
         plt.close(fig)
         written.append(str(path))
 
@@ -134,7 +136,8 @@ def write_plots(stats: Stats, out_dir: Path, stamp: str) -> list[str]:
         ax.set(xlabel="labels, most frequent first", ylabel="images (log)", title=f"{split}: images per label (Fig. 3)")
         path = out_dir / f"images-per-label-{split}-{stamp}.png"
         fig.tight_layout()
-        fig.savefig(path, dpi=110)
+        with reports.atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
         plt.close(fig)
         written.append(str(path))
     stats.plots = written

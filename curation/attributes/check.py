@@ -29,6 +29,7 @@ from ...taxonomy import Taxonomy
 from ..ledger import SPLITS, Change, Ledger
 from ..ledger.arrays import image_rows, label_arrays
 from ..ledger.review_queue import enqueue_review, review_queue
+from .. import reports
 from ..report_html import Card, Section, write_page
 from .rules import LabelView, Rule, RuleSet, load_rules
 from ..workspace import Workspace
@@ -160,7 +161,7 @@ def write_reports(result: CheckResult, ws: Workspace, cards_per_rule: int = CARD
     review rules, `check-attributes-review-<split>-<time>.txt` (ids pending review, one per
     line, for `ifa review create --images-from`). Fills the paths into `result`."""
     csv_path = ws.report_path(REPORT_NAME, "csv")
-    result.hits[CSV_COLUMNS].to_csv(csv_path, index=False)
+    reports.write_csv(csv_path, result.hits[CSV_COLUMNS])
     result.report_csv = str(csv_path)
     html_path = csv_path.with_suffix(".html")
     write_page(html_path, "Attribute check", _sections(result, cards_per_rule), _intro(result))
@@ -170,7 +171,7 @@ def write_reports(result: CheckResult, ws: Workspace, cards_per_rule: int = CARD
         pending = review_queue(ws.ledger, rules=review_rules, statuses=("pending",))
         for split, ids in pending.groupby("split", sort=False)["image_id"]:
             path = ws.report_path(f"{REPORT_NAME}-review-{split}", "txt")
-            path.write_text("".join(f"{i}\n" for i in ids.drop_duplicates()), encoding="utf-8")
+            reports.write_text(path, "".join(f"{i}\n" for i in ids.drop_duplicates()))
             result.review_files[str(split)] = str(path)
     return result
 

@@ -27,7 +27,7 @@ import pandas as pd
 
 from ...errors import IfaError
 from ...progress import SILENT, Progress
-from .. import executors, report_html
+from .. import executors, report_html, reports
 from . import hashing, pairs
 from ..ledger import SPLITS, Change, FileInfo
 from ..ledger import hashes as store
@@ -404,7 +404,7 @@ def _write_reports(ws: Workspace, frame: pd.DataFrame, edges: np.ndarray, kinds:
     keep_of = {m.image_id: c.keep for c in result.clusters for m in c.members}
     ids, split = frame["image_id"].to_numpy(), frame["split"].to_numpy()
     hashes, has_hash = frame["hash"].to_numpy().astype(np.uint64), frame["has_hash"].to_numpy()
-    with open(csv_path, "w", newline="", encoding="utf-8") as fh:
+    with reports.open_text(csv_path) as fh:
         w = csv.writer(fh)
         w.writerow(["image_a", "split_a", "image_b", "split_b", "kind", "distance", "cluster_keep"])
         if len(edges):

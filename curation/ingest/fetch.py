@@ -36,6 +36,7 @@ from .image_store import ImageStore
 from ..ledger import SPLITS, FileInfo
 from ..ledger import fetches as ledger_fetches
 from ..ledger.fetches import Candidate, FetchRecord
+from .. import reports
 from ..workspace import Workspace
 
 # Every failure reason: (retried within a run?, what it means). One registry for the
@@ -367,8 +368,8 @@ class _Run:
         r.failed = dict(sorted(self.failed.items()))
         r.seconds = round(time.monotonic() - started, 3)
         r.images_per_s = round((r.fetched - r.recovered) / r.seconds, 2) if r.seconds else 0.0
-        report = self.ws.report_path("fetch", "csv")
-        ledger_fetches.failures(self.ledger, self.split).to_csv(report, index=False)
-        r.report = str(report)
         summary = {k: v for k, v in r.to_dict().items() if k not in ("report", "split")}
         ledger_fetches.record_run(self.ledger, summary, self.split)
+        # After the run is recorded, and atomically: a kill leaves no report or a whole one.
+        failures = ledger_fetches.failures(self.ledger, self.split)
+        r.report = str(reports.write_csv(self.ws.report_path("fetch", "csv"), failures))

@@ -21,6 +21,7 @@ import pandas as pd
 from ...errors import IfaError, UnknownLabel
 from ...progress import SILENT, Progress
 from ...taxonomy import Taxonomy
+from .. import reports
 from ..ledger import SPLITS
 from ..workspace import Workspace
 
@@ -40,10 +41,14 @@ PROBLEMS = {
 HARMLESS = {"duplicate-entry"}
 
 
+REPORT_COLUMNS = ("image_id", "problem", "detail", "action")
+
+
 @dataclass
 class ImportResult:
-    """What an import did. `problems` counts each problem kind; `report` is the CSV
-    listing every problem with its image and the action taken."""
+    """What this import did (a rerun counts only what it added). `problems` counts each
+    problem kind; `report` is the CSV listing every problem with its image and the action
+    taken ("" when nothing was new: then nothing was recorded and no report written)."""
 
     format: str
     source: str
@@ -56,6 +61,8 @@ class ImportResult:
     quarantined_labels: int
     problems: dict[str, int] = field(default_factory=dict)
     report: str = ""
+    import_id: int | None = None  # the import's row in the ledger; None when nothing was new
+    nothing_new: bool = False  # a rerun that found everything already imported: nothing recorded
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -228,12 +235,15 @@ def _finish(ws: Workspace, batch: _Batch, fmt: str, source: Path, split: str, on
     labels, quarantined = _resolve_labels(batch, ws.taxonomy, skip=elsewhere)
 
     actions = PROBLEMS if on_error == "skip" else {}
-    issues = [(iid, problem, detail, actions.get(problem, "import refused")) for iid, problem, detail in batch.issues]
-    report = ws.report_path("import", "csv")
-    pd.DataFrame(issues, columns=["image_id", "problem", "detail", "action"]).to_csv(report, index=False)
-    counts = dict(Counter(problem for _, problem, _ in batch.issues))
+    # Problems with images this split already holds were handled by the import that added
+    # them: a rerun neither records nor reports them again (it did nothing about them).
+    already = {i for i, s in existing.items() if s == split}
+    issues = [(iid, problem, detail, actions.get(problem, "import refused")) for iid, problem, detail in batch.issues
+              if iid not in already]
+    counts = dict(Counter(problem for _, problem, _, _ in issues))
     serious = {k: v for k, v in counts.items() if k not in HARMLESS}
     if on_error == "fail" and serious:
+        report = _write_report(ws, issues)  # nothing is written to the ledger: the report is all there is
         listed = ", ".join(f"{v} {k}" for k, v in sorted(serious.items()))
         raise IfaError(f"Import refused, nothing was written: {listed}. Each is listed in {report}; "
                        "fix the input or rerun with --on-error skip to quarantine them.")
@@ -243,12 +253,22 @@ def _finish(ws: Workspace, batch: _Batch, fmt: str, source: Path, split: str, on
             quarantined=quarantined, issues=issues, key_style=key_style, int_ids=int_ids, summary={"problems": counts},
         )
         task.advance()
+    nothing_new = written["import_id"] is None
+    # The report is written after the commit (a kill before it leaves no report of an import
+    # that never happened) and atomically; `ifa history --csv` rebuilds it from the ledger.
+    report = "" if nothing_new else str(_write_report(ws, issues))
     return ImportResult(
         format=fmt, source=str(source), split=split, images_read=len(batch.images),
         images_added=written["images_added"], images_existing=written["images_existing"],
-        labels_added=written["labels_added"], set_aside=sum(1 for row in images if row[3] == "set_aside"),
-        quarantined_labels=len(quarantined), problems=counts, report=str(report),
+        labels_added=written["labels_added"], set_aside=written["set_aside"],
+        quarantined_labels=written["quarantined_added"], problems={} if nothing_new else counts, report=report,
+        import_id=written["import_id"], nothing_new=nothing_new,
     )
+
+
+def _write_report(ws: Workspace, issues: list[tuple]) -> Path:
+    frame = pd.DataFrame(issues, columns=list(REPORT_COLUMNS))
+    return reports.write_csv(ws.report_path("import", "csv"), frame)
 
 
 def _resolve_labels(batch: _Batch, taxonomy: Taxonomy, skip) -> tuple[list, list]:

@@ -18,7 +18,7 @@ import pandas as pd
 from ...errors import IfaError
 from ...progress import SILENT, Progress
 from . import ranking as noise
-from .. import report_html
+from .. import report_html, reports
 from ..ledger import Change
 from .model import crossfit
 from .model.data import read_split
@@ -117,10 +117,7 @@ def flag_noise(ws: Workspace, *, probs: Path | None = None, config: TrainConfig 
                                          rates=rates)
         task.advance()
     flags = _describe(ranked, image_ids, tax)
-    csv_path = ws.report_path("flag-noise", "csv")
-    flags.to_csv(csv_path, index=False)
-    html_path = _write_html(ws, flags, labels, image_ids, matrix, len(image_ids), probs_path)
-    result = FlagNoiseResult(flags, int(flags["image_id"].nunique()), probs_path, str(csv_path), str(html_path),
+    result = FlagNoiseResult(flags, int(flags["image_id"].nunique()), probs_path, "", "",
                              len(image_ids), rates.estimated_errors, cross_fit)
     if apply:
         wrong = flags[flags["kind"] == "wrong"]
@@ -128,6 +125,9 @@ def flag_noise(ws: Workspace, *, probs: Path | None = None, config: TrainConfig 
                           rule=RULE) for i, l, s, p in zip(wrong["image_id"], wrong["label_id"], wrong["score"], wrong["prob"])]
         done = ws.ledger.apply_changes(changes)
         result.applied, result.labels_dropped = True, done["drop_label"]
+    # Reports after the apply they describe, each written whole or not at all.
+    result.csv = str(reports.write_csv(ws.report_path("flag-noise", "csv"), flags))
+    result.html = str(_write_html(ws, flags, labels, image_ids, matrix, len(image_ids), probs_path))
     if review is not None:
         result.review = send_to_review(ws, list(dict.fromkeys(flags["image_id"])), review, progress)
     result.seconds = round(time.perf_counter() - start, 2)

@@ -13,9 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +25,7 @@ from PIL import Image, ImageOps
 from ....errors import IfaError
 from ....progress import SILENT, Progress
 from ....taxonomy import Taxonomy
+from ... import executors
 from ...ledger import Ledger
 from .probs import open_parquet
 
@@ -191,14 +190,17 @@ def _decode_all(data: Path, paths: np.ndarray, size: int, progress: Progress, wo
                 ok[start:start + len(block)] = good
                 task.advance(len(block))
         else:
-            # fork where there is one: the workers only run PIL, never torch (whose thread pools
-            # do not survive a fork), and spawn would re-run a caller's script lacking a main guard.
-            method = "fork" if "fork" in get_all_start_methods() else "spawn"
-            with ProcessPoolExecutor(workers, mp_context=get_context(method)) as pool:
+            # fork on Linux: the workers only run PIL, never torch (whose thread pools do not
+            # survive a fork), and spawn would re-run a caller's script lacking a main guard.
+            # executors.process_pool: workers die with this process and leave Ctrl-C to it.
+            pool = executors.process_pool(workers)
+            try:
                 for start, block, good in pool.map(_decode_chunk, chunks, [size] * len(chunks)):
                     store[start:start + len(block)] = block
                     ok[start:start + len(block)] = good
                     task.advance(len(block))
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)  # Ctrl-C: only the chunks in flight finish
     store.flush()
     del store
     return ok

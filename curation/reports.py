@@ -1,0 +1,113 @@
+"""Write report files so that a kill never leaves a partial one under its final name.
+
+Every report (CSV, HTML, text) is written to a hidden temp name beside its final one,
+`.<name>.tmp-<pid>`, and renamed into place only when complete: a reader sees either no
+report or the whole report. Measured before this: a kill during check-attributes left its
+CSV cut at 122,001 of 273,354 lines under the final name. A temp left by a killed writer
+(its pid no longer runs) is removed by the next report written to the workspace's
+reports folder.
+
+Writers call these after the transaction their report describes has committed, so a
+report is never written for a change that did not happen; if a kill lands between the
+commit and the rename, `ifa history` rebuilds what the apply did from the event log.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+_TEMP = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)-(?P<pid>\d+)$")
+
+
+def temp_name(path: Path, kind: str = "tmp") -> Path:
+    """The hidden sibling a writer in this process uses for `path`: `.<name>.<kind>-<pid>`."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{kind}-{os.getpid()}")
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this machine (ours or another user's)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it runs, under another user
+        return True
+    return True
+
+
+def dead_temps(folder: Path) -> list[tuple[Path, str, int]]:
+    """Hidden `.<name>.tmp-<pid>` / `.<name>.old-<pid>` entries in `folder` whose writer is
+    gone: (path, name, pid), sorted. A live pid's temps are someone's work in progress."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    out = []
+    for entry in folder.iterdir():
+        m = _TEMP.match(entry.name)
+        if m and int(m["pid"]) != os.getpid() and not pid_alive(int(m["pid"])):
+            out.append((entry, m["name"], int(m["pid"])))
+    return sorted(out)
+
+
+def sweep_dead_temps(folder: Path) -> list[Path]:
+    """Remove the temp files that killed report writers left in `folder`; returns them."""
+    removed = []
+    for path, _, _ in dead_temps(folder):
+        if path.is_file() or path.is_symlink():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temp path to write; on a clean exit it is renamed to `path` (atomic on one
+    file system), on an exception it is removed and `path` is left as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if _is_reports_folder(path.parent):  # never sweep a folder of the user's (--csv FILE)
+        sweep_dead_temps(path.parent)
+    tmp = temp_name(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _is_reports_folder(folder: Path) -> bool:
+    return folder.name == "reports" and (folder.parent / "ifa.db").exists()
+
+
+def write_text(path: Path, text: str) -> Path:
+    """Write `text` (UTF-8) to `path` atomically; returns `path`."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_csv(path: Path, frame: "pd.DataFrame") -> Path:
+    """Write a frame as CSV (no index) to `path` atomically; returns `path`."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+    return Path(path)
+
+
+@contextmanager
+def open_text(path: Path) -> Iterator:
+    """Open `path` for writing text (UTF-8, newline='' as csv wants) and make it appear
+    only once the block finishes without an error."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            yield fh
