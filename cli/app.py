@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "model": ("model", "Train the baseline multi-label model and predict with it."),
     "review": ("review", "Review rounds in Label Studio: annotators label each image independently, "
                          "a tie-breaker decides."),
+    "history": ("history", "What past commands changed, read from the ledger's event log alone."),
     "export": ("export", "Export the cleaned splits, changes.csv and DATASHEET.md."),
     "demo": ("demo", "Run the labeling process end to end on 310 bundled CC0 clothing photos."),
 }
@@ -73,8 +74,6 @@ app = typer.Typer(
 def _root() -> None:
     """Curate large multi-label image datasets (iMaterialist Fashion) and run their human review."""
 
-from . import history as _history  # noqa: E402  (issue 18; the lazy COMMANDS registry replaces this)
-app.command("history")(_history.history)
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import render
-from .options import DEFAULT_WS, JsonOpt, WorkspaceOpt, open_workspace
+from .options import DEFAULT_WS, JsonOpt, WorkspaceOpt, open_workspace, single_command
 
 
 def history(
@@ -48,5 +48,4 @@ def history(
         render.out.print(f"report: {written}")
 
 
-app = typer.Typer(add_completion=False)
-app.command("history")(history)
+app = single_command(history)
