@@ -19,10 +19,12 @@ from pathlib import Path
 
 @dataclass
 class CommandRun:
-    """One run: wall seconds, peak RSS (GiB) of the command's process, the bytes it printed
-    on stdout, and the parsed JSON (None when the command printed no JSON)."""
+    """One run: wall seconds, CPU seconds (user + system) and peak RSS (GiB) of the command's
+    process, the bytes it printed on stdout, and the parsed JSON (None when it printed none).
+    CPU seconds say more than wall seconds on a machine other jobs load."""
 
     seconds: float
+    cpu: float
     peak_gib: float
     stdout_bytes: int
     data: object = None
@@ -45,5 +47,5 @@ def run_cli(*args: str, expect_json: bool = True, env: dict | None = None) -> Co
             err.seek(0)
             raise RuntimeError(f"ifa {' '.join(args)} failed ({proc.returncode}): {err.read().decode()[-2000:]}")
     data = json.loads(text) if expect_json else None
-    return CommandRun(seconds, usage.ru_maxrss / 2**20, len(text), data)
+    return CommandRun(seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 2**20, len(text), data)
 

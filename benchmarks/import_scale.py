@@ -100,6 +100,8 @@ def commands(n: int, src: Path, tmp: Path) -> dict[str, tuple[float, float]]:
     assert imported.data["images_added"] == n, imported.data
     stats = run_cli("stats", "--json", *ws)
     assert stats.data["splits"]["train"]["images"] == n
+    for name, r in (("ifa import", imported), ("ifa stats", stats)):
+        print(f"  {name} (command): {r.seconds:.1f}s wall, {r.cpu:.1f}s cpu, {r.peak_gib:.2f} GiB", flush=True)
     return {"ifa import": (imported.seconds, imported.peak_gib), "ifa stats": (stats.seconds, stats.peak_gib)}
 
 
@@ -131,8 +133,6 @@ def main() -> None:
                     library[name] = run_step(body, **values)
                     print(f"  {name} (library): {library[name][0]:.1f}s, {library[name][1]:.2f} GiB", flush=True)
             command = commands(n, src, tmp)
-            for name, (seconds, rss) in command.items():
-                print(f"  {name} (command): {seconds:.1f}s, {rss:.2f} GiB", flush=True)
             for name in dict.fromkeys([*library, *command]):
                 lib, cmd = library.get(name), command.get(name)
                 table.add_row(f"{n:,}", name, *(f"{lib[0]:.1f}", f"{lib[1]:.2f}") if lib else ("", ""),
