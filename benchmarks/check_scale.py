@@ -13,6 +13,11 @@ never meet on a training image (an unseen pair wherever they meet in validation/
 The random labels also break the default contradiction rules by chance (a sleeve on a
 shoe category, Neutral with Male, ...), so every rule has work.
 
+Commands as a script runs them (benchmarks/cli_timing.py): `ifa curate check-attributes
+--json`, the same without --json (table + reports) and `ifa stats --json`, each a
+subprocess whose stdout is read to the end, beside the library call it wraps
+(`attributes.run`, `stats.compute`). Targets (issue 17): <= 20 s, <= 12 s and <= 6 s at 1M.
+
 Peers, in the same run:
 - reading: the foundation's `Ledger.labels_frame` (one Python row per label) against
   `ledger.arrays.label_arrays` (packed integers, statuses included); each runs in a fresh
@@ -37,6 +42,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .cli_timing import run_cli
 from .synthetic import label_pairs
 from ifa.curation.attributes import check as attributes
 from ifa.curation.ledger import SPLITS, Ledger
@@ -236,6 +242,46 @@ def _check(root: str) -> dict:
             "images": result.images_checked}
 
 
+def _library_run(root: str) -> tuple[float, float]:
+    """`attributes.run` (check and reports, what the command calls), in a fresh process:
+    wall and CPU seconds."""
+    with Workspace.open(Path(root), command="benchmark") as ws:
+        start, cpu = time.perf_counter(), time.process_time()
+        attributes.run(ws)
+        return time.perf_counter() - start, time.process_time() - cpu
+
+
+def _library_stats(root: str) -> tuple[float, float]:
+    from ifa.curation import stats
+    with Workspace.open(Path(root), command="benchmark") as ws:
+        start, cpu = time.perf_counter(), time.process_time()
+        stats.compute(ws.ledger, ws.taxonomy)
+        return time.perf_counter() - start, time.process_time() - cpu
+
+
+def commands(root: Path, library_rules: dict[str, int]) -> list[tuple[str, str, str, str]]:
+    """The three commands as subprocesses beside their library calls; the --json output must
+    agree with the library's counts (a mismatch raises)."""
+    ws = ["--workspace", str(root)]
+    as_json = run_cli("curate", "check-attributes", "--json", *ws)
+    got = {k: v["images"] for k, v in as_json.data["rules"].items()}
+    if got != library_rules:
+        raise SystemExit(f"check-attributes --json disagrees with the library: {got} vs {library_rules}")
+    table = run_cli("curate", "check-attributes", *ws, expect_json=False)
+    stats = run_cli("stats", "--json", *ws)
+    (run_s, run_cpu), (stats_s, stats_cpu) = _in_child(_library_run, str(root)), _in_child(_library_stats, str(root))
+    flagged = len(as_json.data["flagged"])
+    return [
+        ("ifa curate check-attributes --json", f"{run_s:.1f} s, cpu {run_cpu:.1f} s (attributes.run)",
+         f"{as_json.seconds:.1f} s, cpu {as_json.cpu:.1f} s, peak {as_json.peak_gib:.2f} GiB, "
+         f"{as_json.stdout_bytes / 2**20:.1f} MiB JSON, {flagged:,} flagged", "<= 20 s"),
+        ("ifa curate check-attributes (table + reports)", f"{run_s:.1f} s, cpu {run_cpu:.1f} s (attributes.run)",
+         f"{table.seconds:.1f} s, cpu {table.cpu:.1f} s, peak {table.peak_gib:.2f} GiB", "<= 12 s"),
+        ("ifa stats --json", f"{stats_s:.1f} s, cpu {stats_cpu:.1f} s (stats.compute)",
+         f"{stats.seconds:.1f} s, cpu {stats.cpu:.1f} s, peak {stats.peak_gib:.2f} GiB", "<= 6 s"),
+    ]
+
+
 def _apply(root: str) -> dict:
     """check --apply on a copy of the ledger, then the rerun that must find nothing to do."""
     with Workspace.open(Path(root), command="benchmark") as ws:
@@ -249,6 +295,16 @@ def _apply(root: str) -> dict:
     return {"apply": applied, "changes": first.changes, "rerun": rerun, "rerun_changes": again.changes}
 
 
+def _print_commands(rows: list[tuple[str, ...]]) -> None:
+    if not rows:
+        return
+    head = ("command, as a script runs it", "library call", "subprocess, stdout read fully", "target")
+    widths = [max(len(r[k]) for r in rows + [head]) for k in range(4)]
+    print("\n(wall seconds; cpu = user + system seconds of that process, steadier on a loaded machine)")
+    for row in [head, tuple("-" * w for w in widths), *rows]:
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=1_000_000)
@@ -258,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="where the synthetic workspace is built and kept for reruns")
     parser.add_argument("--skip-apply", action="store_true", help="skip --apply on a copy of the ledger")
     parser.add_argument("--skip-frame-peer", action="store_true", help="skip the labels_frame read (16-20 s, 2.7 GB at 1M)")
+    parser.add_argument("--skip-commands", action="store_true", help="skip timing the commands as subprocesses")
+    parser.add_argument("--commands-only", action="store_true", help="only the commands and their library calls")
     args = parser.parse_args(argv)
 
     root = args.workdir / f"check-{args.images}-{args.seed}"
@@ -267,6 +325,10 @@ def main(argv: list[str] | None = None) -> int:
     db = str(root / "ifa.db")
 
     check = _in_child(_check, str(root))
+    cli_rows = None if args.skip_commands else commands(root, check["rules"])
+    if args.commands_only:
+        _print_commands(cli_rows or [])
+        return 0
     read_s, n_rows, read_mb = _in_child(_read_arrays, db)
     applied = None
     if not args.skip_apply:
@@ -317,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     for row in [("step", "ifa", "peer"), tuple("-" * w for w in widths), *table]:
         print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |")
     print("\nimages hit per rule:", ", ".join(f"{k} {v:,}" for k, v in check["rules"].items()))
+    _print_commands(cli_rows or [])
     idle = applied is None or not any(applied["rerun_changes"].values())
     return 1 if mismatched or not idle else 0
 

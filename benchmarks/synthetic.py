@@ -61,8 +61,29 @@ def challenge_json(n: int, seed: int = 0, split: str = "train") -> dict:
     return doc
 
 
-def write_challenge(path: Path, n: int, seed: int = 0, split: str = "train") -> Path:
+def write_challenge(path: Path, n: int, seed: int = 0, split: str = "train", chunk: int = 100_000) -> Path:
+    """Write `challenge_json(n, seed, split)` to `path` (compact separators), in pieces of
+    `chunk` images, so 5M images never sit in memory as one document (the same bytes as
+    `json.dump(challenge_json(...), fh, separators=(",", ":"))`)."""
     path = Path(path)
+    img, lab = label_pairs(n, seed)
+    bounds = np.searchsorted(img, np.arange(n + 1))
     with open(path, "w") as fh:
-        json.dump(challenge_json(n, seed, split), fh, separators=(",", ":"))
+        fh.write('{"images":[')
+        for start in range(0, n, chunk):
+            stop = min(n, start + chunk)
+            fh.write(("," if start else "") + ",".join(
+                f'{{"imageId":"{i}","url":"https://example.invalid/{split}/{i}.jpg"}}' for i in range(start + 1, stop + 1)))
+        fh.write("]")
+        if split != "test":
+            fh.write(',"annotations":[')
+            for start in range(0, n, chunk):
+                stop = min(n, start + chunk)
+                labs = lab[bounds[start]:bounds[stop]].astype(str).tolist()
+                cuts = (bounds[start:stop + 1] - bounds[start]).tolist()
+                fh.write(("," if start else "") + ",".join(
+                    f'{{"imageId":"{start + k + 1}","labelId":{json.dumps(labs[cuts[k]:cuts[k + 1]], separators=(",", ":"))}}}'
+                    for k in range(stop - start)))
+            fh.write("]")
+        fh.write("}")
     return path

@@ -68,7 +68,7 @@ def check_attributes(
     with open_workspace(workspace, "curate check-attributes") as ws:
         result = attributes.run(ws, rules, split, apply, render.RichProgress(quiet=json_out))
     if json_out:
-        render.emit_json(result.to_dict())
+        render.emit_json_text(result.json_chunks())  # streamed: 243k flagged images at 1M
         return
     rows = [(r.id, r.action, f"{r.images:,}", *(f"{r.by_split.get(s, 0):,}" for s in result.splits),
              f"{r.changes:,}" if r.action != "report" else "")

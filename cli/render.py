@@ -59,6 +59,15 @@ def emit_json(data: Any) -> None:
     print(json.dumps(_plain(data), indent=2, ensure_ascii=False))
 
 
+def emit_json_text(chunks: Iterable[str]) -> None:
+    """Write JSON text that a library result encoded in pieces (e.g. `CheckResult.json_chunks`)
+    to stdout as it comes, so a million-entry list is never one string in memory."""
+    write = sys.stdout.write
+    for chunk in chunks:
+        write(chunk)
+    write("\n")
+
+
 def table(title: str, columns: Iterable[str], rows: Iterable[Iterable[Any]], **kwargs) -> Table:
     from rich.table import Table
     t = Table(title=title, title_justify="left", **kwargs)

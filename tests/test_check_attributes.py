@@ -317,3 +317,19 @@ def test_default_rules_on_another_taxonomy_skip_what_it_lacks(tmp_path):
     skipped = " ".join(rules.notes)
     for rule_id in ("garment-part-on-non-garment", "strapless-contradiction", "sleeveless-top-conflict", "gender-contradiction"):
         assert rule_id in skipped
+
+
+def test_streamed_json_is_the_json_of_to_dict(planted, write_json):
+    """`--json` is streamed from arrays; its text must be exactly json.dumps of to_dict(),
+    also for images hit by several rules and ids that JSON has to escape."""
+    ws, p = planted
+    odd = ['quote"d', "back\\slash", "tab\there", "naïve-ü"]
+    from ifa.curation.ingest import importing
+    importing.import_imat(ws, write_json("odd.json", {"images": [{"imageId": i} for i in odd]}), "train")
+    result = attributes.check(ws.ledger, ws.taxonomy)
+    assert {f["image_id"] for f in result.flagged()} >= set(odd)
+    assert any(len(f["rules"]) > 1 for f in result.flagged())
+    text = "".join(result.json_chunks(chunk=3))
+    assert text == json.dumps(result.to_dict(), indent=2, ensure_ascii=False)
+    clean = attributes.check(ws.ledger, ws.taxonomy, splits=["test"])
+    assert "".join(clean.json_chunks()) == json.dumps(clean.to_dict(), indent=2, ensure_ascii=False)

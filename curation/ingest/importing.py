@@ -14,6 +14,7 @@ import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Iterator
 from urllib.parse import urlparse
 
 import pandas as pd
@@ -93,66 +94,17 @@ def import_imat(ws: Workspace, file: Path, split: str, images_dir: Path | None =
     or, with on_error="fail", any problem in the data."""
     _check_args(split, on_error)
     file = Path(file)
-    with progress.task(f"reading {file.name}") as task:
-        data = _read_json(file)
-        task.advance()
+    source = _ChallengeFile(file)
     batch = _Batch()
-    images, annotations = data.get("images"), data.get("annotations", [])
-    if not isinstance(images, list) or not isinstance(annotations, list):
-        raise IfaError(f"{file}: 'images' and 'annotations' must be lists.")
-    camel = snake = 0
-    int_ids = True
-    urls: dict[str, str | None] = {}
-    for n, entry in enumerate(images):
-        iid = _entry_id(entry)
-        if iid is None:
-            batch.problem(None, "malformed-entry", f"images[{n}] has no imageId/image_id")
-            continue
-        camel += "imageId" in entry
-        snake += "image_id" in entry
-        int_ids &= isinstance(iid, int) and not isinstance(iid, bool)
-        iid = str(iid)
-        url = entry.get("url")
-        if isinstance(url, list):  # some dumps give a list of mirrors; the first is canonical
-            url = url[0] if url else None
-        if iid in urls:
-            batch.problem(iid, "duplicate-entry", f"images[{n}] repeats an image id")
-            continue
-        urls[iid] = url
-
-    label_sets: dict[str, set] = {}
-    for n, entry in enumerate(annotations):
-        iid = _entry_id(entry)
-        raw = entry.get("labelId", entry.get("label_id")) if isinstance(entry, dict) else None
-        if iid is None or not isinstance(raw, list):
-            batch.problem(None if iid is None else str(iid), "malformed-entry",
-                          f"annotations[{n}] needs imageId/image_id and a labelId/label_id list")
-            continue
-        iid = str(iid)
-        if iid not in urls:
-            batch.problem(iid, "annotation-without-image", f"annotations[{n}] names an image the images list lacks")
-            continue
-        try:
-            labels = set(raw)
-        except TypeError:  # a list or object where a label id should be
-            batch.problem(iid, "malformed-entry", f"annotations[{n}] has a label that is not an id")
-            continue
-        if iid in label_sets:
-            if labels == label_sets[iid]:
-                batch.problem(iid, "duplicate-entry", f"annotations[{n}] repeats the image with the same labels")
-            else:
-                batch.problem(iid, "conflicting-entries", f"annotations[{n}] lists the image again with different labels")
-                batch.set_aside[iid] = "import: listed twice with different labels"
-                label_sets[iid] |= labels
-            continue
-        label_sets[iid] = labels
-
+    with progress.task(f"reading {file.name}") as task:
+        urls, key_style, int_ids = _read_images(source, batch)
+        label_sets = _read_annotations(source, batch, urls)
+        task.advance()
     local = _index_folder(images_dir) if images_dir is not None else None
     for iid, url in urls.items():
         batch.images.append([iid, url, _local_path(batch, iid, local, has_url=bool(url))])
     batch.raw_labels = list(label_sets.items())
-    key_style = "snake" if snake > camel else "camel"
-    return _finish(ws, batch, "imat", file, split, on_error, progress, key_style=key_style, int_ids=int_ids and bool(urls))
+    return _finish(ws, batch, "imat", file, split, on_error, progress, key_style=key_style, int_ids=int_ids)
 
 
 def import_csv(ws: Workspace, file: Path, split: str, image_col: str, labels_col: str, sep: str = "|",
@@ -300,6 +252,67 @@ def _resolve_labels(batch: _Batch, taxonomy: Taxonomy, skip) -> tuple[list, list
     return labels, quarantined
 
 
+def _read_images(source: _ChallengeFile, batch: _Batch) -> tuple[dict[str, str | None], str, bool]:
+    """The images list: image_id -> url in file order, the key style (camel/snake) and
+    whether every id was an integer. Entries without an id and repeated ids go to `batch`."""
+    camel = snake = 0
+    int_ids = True
+    urls: dict[str, str | None] = {}
+    for n, entry in enumerate(source.entries("images")):
+        iid = _entry_id(entry)
+        if iid is None:
+            batch.problem(None, "malformed-entry", f"images[{n}] has no imageId/image_id")
+            continue
+        camel += "imageId" in entry
+        snake += "image_id" in entry
+        int_ids &= isinstance(iid, int) and not isinstance(iid, bool)
+        iid = str(iid)
+        url = entry.get("url")
+        if isinstance(url, list):  # some dumps give a list of mirrors; the first is canonical
+            url = url[0] if url else None
+        if iid in urls:
+            batch.problem(iid, "duplicate-entry", f"images[{n}] repeats an image id")
+            continue
+        urls[iid] = url
+    return urls, "snake" if snake > camel else "camel", int_ids and bool(urls)
+
+
+def _read_annotations(source: _ChallengeFile, batch: _Batch, urls: dict) -> dict[str, tuple]:
+    """The annotations list: image_id -> its distinct raw label values. Malformed entries,
+    labels of unknown images, repeats (merged) and conflicting repeats (labels united, image
+    set aside) go to `batch`."""
+    # Each image's labels as a tuple of distinct raw values, each value one shared object:
+    # sets of fresh strings cost ~1 KB an image (730 MB of sets at 1M), tuples ~0.1 KB.
+    label_sets: dict[str, tuple] = {}
+    canonical: dict[tuple[type, object], object] = {}
+    for n, entry in enumerate(source.entries("annotations")):
+        iid = _entry_id(entry)
+        raw = entry.get("labelId", entry.get("label_id")) if isinstance(entry, dict) else None
+        if iid is None or not isinstance(raw, list):
+            batch.problem(None if iid is None else str(iid), "malformed-entry",
+                          f"annotations[{n}] needs imageId/image_id and a labelId/label_id list")
+            continue
+        iid = str(iid)
+        if iid not in urls:
+            batch.problem(iid, "annotation-without-image", f"annotations[{n}] names an image the images list lacks")
+            continue
+        try:
+            labels = tuple(dict.fromkeys(canonical.setdefault((type(x), x), x) for x in raw))
+        except TypeError:  # a list or object where a label id should be
+            batch.problem(iid, "malformed-entry", f"annotations[{n}] has a label that is not an id")
+            continue
+        if iid in label_sets:
+            if set(labels) == set(label_sets[iid]):
+                batch.problem(iid, "duplicate-entry", f"annotations[{n}] repeats the image with the same labels")
+            else:
+                batch.problem(iid, "conflicting-entries", f"annotations[{n}] lists the image again with different labels")
+                batch.set_aside[iid] = "import: listed twice with different labels"
+                label_sets[iid] = tuple(dict.fromkeys(label_sets[iid] + labels))
+            continue
+        label_sets[iid] = labels
+    return label_sets
+
+
 def _check_args(split: str, on_error: str) -> None:
     if split not in SPLITS:
         raise IfaError(f"Unknown split {split!r}; use one of {', '.join(SPLITS)}.")
@@ -321,6 +334,60 @@ def _read_json(file: Path) -> dict:
         raise IfaError(f"{file} is not in the challenge format: expected an object with an 'images' list "
                        "(and 'annotations' for train and validation).")
     return data
+
+
+_MISSING = object()
+
+
+class _ChallengeFile:
+    """The challenge JSON's `images` and `annotations` lists, read one entry at a time.
+
+    ijson (yajl's C parser) streams each list in its own pass over the file, so memory holds
+    one entry, not the document: json.load of 1M images built 1.3 GB of dicts before the
+    first check ran. A file ijson rejects is read once more with the json module, which names
+    the line and column of the fault (IfaError), or, when it accepts the file after all (NaN,
+    a byte-order mark), gives the entries ijson did not reach."""
+
+    def __init__(self, file: Path) -> None:
+        self.file, self.doc = file, None
+        try:
+            with open(file, "rb") as fh:
+                head = fh.read(4096).lstrip()
+        except FileNotFoundError:
+            raise IfaError(f"{file} does not exist.") from None
+        except IsADirectoryError:
+            raise IfaError(f"{file} is a folder; give the challenge's JSON file.") from None
+        if not head.startswith(b"{"):  # not an object: let the json module say what it is
+            self.doc = _read_json(file)
+
+    def entries(self, key: str) -> Iterator:
+        """The entries of the top-level list `key`, in order. Raises IfaError when the file
+        is not valid JSON, lacks `images`, or `key` is there but not a list."""
+        import ijson
+
+        n = 0
+        if self.doc is None:
+            try:
+                with open(self.file, "rb") as fh:
+                    for entry in ijson.items(fh, f"{key}.item", use_float=True):
+                        n += 1
+                        yield entry
+            except (ijson.JSONError, UnicodeDecodeError):
+                self.doc = _read_json(self.file)  # raises IfaError naming line and column
+        if self.doc is not None:
+            value = self.doc.get(key, [] if key == "annotations" else None)
+            if not isinstance(value, list):
+                raise IfaError(f"{self.file}: 'images' and 'annotations' must be lists.")
+            yield from value[n:]
+            return
+        if n == 0:  # an empty list, a missing key or something that is not a list
+            with open(self.file, "rb") as fh:
+                value = next(ijson.items(fh, key, use_float=True), _MISSING)
+            if key == "images" and value is _MISSING:
+                raise IfaError(f"{self.file} is not in the challenge format: expected an object with an 'images' "
+                               "list (and 'annotations' for train and validation).")
+            if value is not _MISSING and not isinstance(value, list):
+                raise IfaError(f"{self.file}: 'images' and 'annotations' must be lists.")
 
 
 def _entry_id(entry) -> object | None:

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-import pandas as pd
 
 from ...progress import SILENT, Progress
 from .core import Ledger
 from .schema import SPLITS
+
+if TYPE_CHECKING:  # pandas loads inside the functions that build frames: `ifa stats` never needs it
+    import pandas as pd
 
 LABEL_STATUSES = ("active", "dropped", "quarantined")
 # label ids in [0, 2**20) are packed as pk << 22 | label << 2 | status; anything else (an
@@ -128,16 +130,28 @@ def label_arrays(ledger: Ledger, splits: Sequence[str] | None = None, image_stat
 
 
 def image_rows(ledger: Ledger, pks: np.ndarray) -> pd.DataFrame:
-    """image_id, split, path and status of the images with these pks, in the order given."""
+    """image_id, split, path and status of the images with these pks, in the order given
+    (a pk the ledger lacks gives a row of None)."""
+    import pandas as pd
+
     pks = np.asarray(pks, dtype=np.int64)
-    found: list[tuple] = []
-    keys = np.unique(pks).tolist()
-    for start in range(0, len(keys), 30000):  # under SQLite's bound-parameter limit
-        chunk = keys[start:start + 30000]
-        found.extend(ledger.query(
-            f"SELECT pk, image_id, split, path, status FROM images WHERE pk IN ({','.join('?' * len(chunk))})", chunk))
-    frame = pd.DataFrame(found, columns=["pk", "image_id", "split", "path", "status"]).set_index("pk")
-    return frame.reindex(pks).reset_index()
+    cols = ("pk", "image_id", "split", "path", "status")
+    # The pks travel as one JSON array and each column comes back as one JSON array: 0.8-1.2 s
+    # for 243k hit images of 1M, against 1.5-1.9 s for IN lists of 30k bound keys and a
+    # Python tuple per row (loaded 2-core machine).
+    (row,) = ledger.query(
+        f"SELECT {', '.join(f'json_group_array({c})' for c in cols)} FROM (SELECT {', '.join(cols)} FROM images "
+        "WHERE pk IN (SELECT value FROM json_each(?)) ORDER BY pk)", (json.dumps(np.unique(pks).tolist()),))
+    found = {c: np.array(json.loads(v), dtype=np.int64 if c == "pk" else object) for c, v in zip(cols, row)}
+    pos = np.minimum(np.searchsorted(found["pk"], pks), max(len(found["pk"]) - 1, 0))
+    hit = found["pk"][pos] == pks if len(found["pk"]) else np.zeros(len(pks), dtype=bool)
+    out = {"pk": pks}
+    for c in cols[1:]:
+        column = found[c][pos] if len(found["pk"]) else np.full(len(pks), None, dtype=object)
+        if not hit.all():
+            column = np.where(hit, column, None)
+        out[c] = column
+    return pd.DataFrame(out)
 
 
 @dataclass
@@ -175,6 +189,8 @@ def label_table(ledger: Ledger, splits: Sequence[str] | None = None, image_statu
     (row,) = ledger.query(
         f"SELECT {', '.join(f'json_group_array({c})' for c in cols)} FROM (SELECT {', '.join(cols)} FROM images "
         f"{'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY pk)", params)
+    import pandas as pd
+
     images = pd.DataFrame({c: json.loads(v) for c, v in zip(cols, row)})
     images["pk"] = images["pk"].astype(np.int64)
     image_index, label_id = arrays.row_image, arrays.label_id

@@ -1,0 +1,51 @@
+"""Timing a command the way a script runs it: `python -m ifa.cli.app ... --json` in its own
+process, stdout read to the end and parsed, wall seconds and that process's peak RSS.
+
+The library calls the other benchmarks time leave out what a user pays on top: start-up,
+imports, rendering and printing the output (for check-attributes --json at 1M that was 22 of
+33 s before the output was built from arrays)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class CommandRun:
+    """One run: wall seconds, CPU seconds (user + system) and peak RSS (GiB) of the command's
+    process, the bytes it printed on stdout, and the parsed JSON (None when it printed none).
+    CPU seconds say more than wall seconds on a machine other jobs load."""
+
+    seconds: float
+    cpu: float
+    peak_gib: float
+    stdout_bytes: int
+    data: object = None
+
+
+def run_cli(*args: str, expect_json: bool = True, env: dict | None = None) -> CommandRun:
+    """Run `ifa ARGS` (as `python -m ifa.cli.app`, the interpreter and PYTHONPATH of this
+    process) with stdout to a file, wait for it, read the file fully and parse it as JSON
+    when `expect_json`. Raises RuntimeError with the command's stderr when it fails."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "ifa.cli.app", *args], stdout=out, stderr=err,
+                                env={**os.environ, **(env or {})})
+        _, status, usage = os.wait4(proc.pid, 0)  # the child's own rusage: its peak RSS alone
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        text = out.read()
+        seconds = time.perf_counter() - start  # what a script waits for: the run and reading its output
+        if proc.returncode:
+            err.seek(0)
+            raise RuntimeError(f"ifa {' '.join(args)} failed ({proc.returncode}): {err.read().decode()[-2000:]}")
+    data = json.loads(text) if expect_json else None
+    return CommandRun(seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 2**20, len(text), data)
+
