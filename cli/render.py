@@ -10,9 +10,7 @@ import math
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 if TYPE_CHECKING:
     from rich.console import Console  # rich.progress and rich.table load when something is drawn, not at start-up
