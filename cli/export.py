@@ -32,7 +32,7 @@ def export(
     Example: ifa export ./clean --format imat --split train --split validation
     """
     from ..curation import export as export_lib
-    with open_workspace(workspace, "export") as ws:
+    with open_workspace(workspace, "export", read_only=True) as ws:
         result = export_lib.export(ws, out_dir, fmt, split, include_set_aside, keys, overwrite,
                                    render.RichProgress(quiet=json_out))
     if json_out:

@@ -26,7 +26,7 @@ def stats(
     Example: ifa stats --split train --plots
     """
     from ..curation import stats as stats_lib
-    with open_workspace(workspace, "stats") as ws:
+    with open_workspace(workspace, "stats", read_only=True) as ws:
         result = stats_lib.run(ws, [split] if split else None, plots)
         names = ws.taxonomy
     if json_out:

@@ -58,14 +58,22 @@ class ExportResult:
 
 
 # ---- formats ---------------------------------------------------------------------------------
+def _values(frame: pd.DataFrame, column: str) -> list:
+    """A column as a list with None where a value is missing. pandas 3 reads a column of
+    strings and None as its string dtype, where a missing value is NaN: NaN is not JSON
+    and not a Parquet string, so every writer takes its values through here."""
+    col = frame[column]
+    return [None if v is None or (isinstance(v, float) and v != v) else v for v in col.tolist()]
+
+
 def _write_imat(split: SplitExport, taxonomy: Taxonomy, out: Path) -> Path:
     """The challenge JSON, keys spelled as the data came in, so training code reads it unchanged."""
     image_key, label_key = KEY_STYLES[split.key_style]
-    ids = split.images["image_id"].tolist()
+    ids = _values(split.images, "image_id")
     if split.int_ids:
         ids = [int(i) for i in ids]
     label_ids = split.label_ids if split.int_ids else [[str(l) for l in labs] for labs in split.label_ids]
-    doc: dict = {"images": [{image_key: i, "url": u} for i, u in zip(ids, split.images["url"].tolist())]}
+    doc: dict = {"images": [{image_key: i, "url": u} for i, u in zip(ids, _values(split.images, "url"))]}
     if split.name != "test" or any(split.label_ids):  # the challenge's test has no annotations
         doc["annotations"] = [{image_key: i, label_key: labs} for i, labs in zip(ids, label_ids)]
     path = out / f"{split.name}.json"
@@ -92,11 +100,11 @@ def _write_parquet(split: SplitExport, taxonomy: Taxonomy, out: Path) -> Path:
 
     imgs = split.images
     table = pa.table({
-        "image_id": pa.array(imgs["image_id"].tolist(), pa.string()),
+        "image_id": pa.array(_values(imgs, "image_id"), pa.string()),
         "split": pa.array([split.name] * len(imgs), pa.string()),
-        "url": pa.array(imgs["url"].tolist(), pa.string()),
-        "path": pa.array(imgs["path"].tolist(), pa.string()),
-        "status": pa.array(imgs["status"].tolist(), pa.string()),
+        "url": pa.array(_values(imgs, "url"), pa.string()),
+        "path": pa.array(_values(imgs, "path"), pa.string()),
+        "status": pa.array(_values(imgs, "status"), pa.string()),
         "label_ids": pa.array(split.label_ids, pa.list_(pa.int32())),
     })
     path = out / f"{split.name}.parquet"
@@ -108,7 +116,8 @@ def _write_labelstudio(split: SplitExport, taxonomy: Taxonomy, out: Path) -> Pat
     """Label Studio tasks whose annotation holds the final labels, one Choices result per
     group, named as in the labeling config ifa generates."""
     tasks = []
-    for row, labs in zip(split.images.itertuples(index=False), split.label_ids):
+    urls, paths = _values(split.images, "url"), _values(split.images, "path")
+    for image_id, url, path, labs in zip(_values(split.images, "image_id"), urls, paths, split.label_ids):
         by_group: dict[str, list[str]] = {}
         for lab in labs:
             label = taxonomy.labels.get(lab)
@@ -116,7 +125,7 @@ def _write_labelstudio(split: SplitExport, taxonomy: Taxonomy, out: Path) -> Pat
                 by_group.setdefault(label.group, []).append(label.name)
         result = [{"from_name": g, "to_name": IMAGE_NAME, "type": "choices", "value": {"choices": by_group[g]}}
                   for g in taxonomy.group_names if g in by_group]
-        tasks.append({"data": {IMAGE_NAME: row.url or row.path, "image_id": row.image_id, "split": split.name},
+        tasks.append({"data": {IMAGE_NAME: url or path, "image_id": image_id, "split": split.name},
                       "annotations": [{"result": result}]})
     path = out / f"{split.name}.labelstudio.json"
     path.write_text(json.dumps(tasks), encoding="utf-8")

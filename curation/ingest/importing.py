@@ -9,8 +9,12 @@ with different labels or whose file is missing is imported but set aside) or ski
 
 from __future__ import annotations
 
+import csv
+import errno
 import json
 import os
+import re
+import unicodedata
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,22 +26,34 @@ from ...errors import IfaError, UnknownLabel
 from ...progress import SILENT, Progress
 from ...taxonomy import Taxonomy
 from ..ledger import SPLITS
+from ..ledger.raw_labels import storable_id
 from ..workspace import Workspace
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 ON_ERROR = ("skip", "fail")
 
 # problem -> what on_error="skip" does about it
+# (a problem may say what it did itself, when that differs: a missing file of an image with
+# a URL leaves the image active, since `ifa fetch` can still get it)
 PROBLEMS = {
     "malformed-entry": "skipped",
+    "ragged-row": "skipped",  # a CSV row with more or fewer fields than the header
     "unknown-label": "label quarantined",
     "duplicate-entry": "merged",  # listed twice with the same labels: harmless
     "conflicting-entries": "image set aside",
+    "conflicting-sources": "first source kept",
     "other-split": "skipped",
     "missing-file": "image set aside",
+    "unsupported-url": "image set aside",
+    "unreadable-path": "skipped",  # a symlink loop or a link to nothing
     "annotation-without-image": "skipped",
 }
 HARMLESS = {"duplicate-entry"}
+KEPT_ACTIVE = "kept active: `ifa fetch` can download it from its URL"
+# http(s) is what `ifa fetch` downloads; any other scheme (ftp:, file:, s3:, data:) is named.
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):(//)?")
+_OTHER_SCHEMES = {"file", "ftp", "ftps", "data", "s3", "gs", "sftp", "smb", "blob"}
+_INTEGER = re.compile(r"^[+-]?\d+$")
 
 
 @dataclass
@@ -69,10 +85,11 @@ class _Batch:
     images: list[list] = field(default_factory=list)  # [image_id, url, path]
     raw_labels: list[tuple[str, list]] = field(default_factory=list)  # (image_id, raw values)
     set_aside: dict[str, str] = field(default_factory=dict)  # image_id -> reason
-    issues: list[tuple[str | None, str, str]] = field(default_factory=list)  # (image_id, problem, detail)
+    # (image_id, problem, detail, action or None for the problem's usual action)
+    issues: list[tuple[str | None, str, str, str | None]] = field(default_factory=list)
 
-    def problem(self, image_id: str | None, problem: str, detail: str) -> None:
-        self.issues.append((image_id, problem, detail))
+    def problem(self, image_id: str | None, problem: str, detail: str, action: str | None = None) -> None:
+        self.issues.append((image_id, problem, detail, action))
 
 
 # ---- public entry points -------------------------------------------------------------------
@@ -85,7 +102,7 @@ def import_imat(ws: Workspace, file: Path, split: str, images_dir: Path | None =
     Raises IfaError for unreadable or malformed JSON (with line and column), a bad split,
     or, with on_error="fail", any problem in the data."""
     _check_args(split, on_error)
-    file = Path(file)
+    file = _check_file(Path(file))
     with progress.task(f"reading {file.name}") as task:
         data = _read_json(file)
         task.advance()
@@ -109,7 +126,11 @@ def import_imat(ws: Workspace, file: Path, split: str, images_dir: Path | None =
         if isinstance(url, list):  # some dumps give a list of mirrors; the first is canonical
             url = url[0] if url else None
         if iid in urls:
-            batch.problem(iid, "duplicate-entry", f"images[{n}] repeats an image id")
+            if url and url != urls[iid]:
+                batch.problem(iid, "conflicting-sources", f"images[{n}] repeats the image id with url {url}; "
+                              f"kept the first entry's url {urls[iid]}")
+            else:
+                batch.problem(iid, "duplicate-entry", f"images[{n}] repeats an image id")
             continue
         urls[iid] = url
 
@@ -140,7 +161,7 @@ def import_imat(ws: Workspace, file: Path, split: str, images_dir: Path | None =
             continue
         label_sets[iid] = labels
 
-    local = _index_folder(images_dir) if images_dir is not None else None
+    local = _index_folder(images_dir, batch) if images_dir is not None else None
     for iid, url in urls.items():
         batch.images.append([iid, url, _local_path(batch, iid, local, has_url=bool(url))])
     batch.raw_labels = list(label_sets.items())
@@ -154,44 +175,124 @@ def import_csv(ws: Workspace, file: Path, split: str, image_col: str, labels_col
     CSV's folder) or an http(s) URL, `labels_col` label names or ids joined by `sep`.
     The image id is `id_col` when given, else the file name without its extension.
 
-    Raises IfaError for a missing file or column, or with on_error="fail" any problem."""
+    A row with more or fewer fields than the header is a counted problem naming its line
+    (its columns cannot be trusted), never read shifted. Raises IfaError for a missing,
+    empty or unreadable file, a folder, a missing column, or with on_error="fail" any problem."""
     _check_args(split, on_error)
-    file = Path(file)
-    try:
-        frame = pd.read_csv(file, dtype=str, keep_default_na=False)
-    except FileNotFoundError:
-        raise IfaError(f"{file} does not exist.") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise IfaError(f"{file} is not a readable CSV: {exc}") from None
-    for col in (image_col, labels_col, id_col):
-        if col is not None and col not in frame.columns:
-            raise IfaError(f"{file} has no column {col!r}; its columns are {', '.join(map(repr, frame.columns))}.")
+    file = _check_file(Path(file))
     batch = _Batch()
-    seen: dict[str, tuple[str, set]] = {}
-    ids = frame[id_col] if id_col else pd.Series([None] * len(frame))
-    for n, (where, raw_labels, iid) in enumerate(zip(frame[image_col], frame[labels_col], ids), start=2):
-        where = where.strip()
-        iid = iid.strip() if id_col else _stem(where)
-        if not iid:
-            batch.problem(None, "malformed-entry", f"line {n} has no image id")
-            continue
-        labels = {x.strip() for x in raw_labels.split(sep) if x.strip()} if sep else {raw_labels.strip()} - {""}
-        if iid in seen:
-            if seen[iid][1] == labels:
-                batch.problem(iid, "duplicate-entry", f"line {n} repeats the image with the same labels")
-            else:
-                batch.problem(iid, "conflicting-entries", f"line {n} lists the image again with different labels")
-                batch.set_aside[iid] = "import: listed twice with different labels"
-                seen[iid][1].update(labels)
-            continue
-        seen[iid] = (where, labels)
-        url, path = (where, None) if _is_url(where) else (None, (file.parent / where).resolve() if where else None)
-        if path is not None and not path.is_file():
-            batch.problem(iid, "missing-file", f"{path} does not exist")
-            batch.set_aside[iid] = "import: image file missing"
-        batch.images.append([iid, url, str(path) if path else None])
-    batch.raw_labels = [(iid, labels) for iid, (_, labels) in seen.items()]
+    seen: dict[str, tuple[str, set, int]] = {}
+    with progress.task(f"reading {file.name}") as task:
+        for line, where, raw_labels, iid in _csv_rows(file, batch, image_col, labels_col, id_col):
+            iid = iid.strip() if id_col else _stem(where)
+            if not iid:
+                batch.problem(None, "malformed-entry", f"line {line} has no image id")
+                continue
+            labels = {x.strip() for x in raw_labels.split(sep) if x.strip()} if sep else {raw_labels.strip()} - {""}
+            if iid in seen:
+                first, first_labels, first_line = seen[iid]
+                if where != first:
+                    batch.problem(iid, "conflicting-sources", f"line {line} lists the image again with {where or 'no file'}; "
+                                  f"kept {first or 'no file'} from line {first_line}")
+                if first_labels == labels:
+                    if where == first:
+                        batch.problem(iid, "duplicate-entry", f"line {line} repeats the image with the same labels")
+                else:
+                    batch.problem(iid, "conflicting-entries", f"line {line} lists the image again with different labels")
+                    batch.set_aside[iid] = "import: listed twice with different labels"
+                    first_labels.update(labels)
+                continue
+            seen[iid] = (where, labels, line)
+            batch.images.append([iid, *_csv_source(batch, iid, where, file.parent, line)])
+        task.advance()
+    batch.raw_labels = [(iid, labels) for iid, (_, labels, _) in seen.items()]
     return _finish(ws, batch, "csv", file, split, on_error, progress)
+
+
+def _csv_rows(file: Path, batch: _Batch, image_col: str, labels_col: str, id_col: str | None):
+    """(line, image cell, labels cell, id cell) per data row, stripped of surrounding space.
+    Ragged rows are reported and skipped; blank lines are skipped."""
+    try:
+        fh = open(file, newline="", encoding="utf-8-sig")
+    except OSError as exc:
+        raise IfaError(f"{file} cannot be read: {exc.strerror}.") from None
+    with fh:
+        reader = csv.reader(fh)
+        try:
+            header = next(reader, None)
+            if header is None or not any(h.strip() for h in header):
+                raise IfaError(f"{file} is empty: expected a header row naming the columns "
+                               f"{image_col!r} and {labels_col!r}, then one row per image.")
+            header = [h.strip() for h in header]
+            for col in (image_col, labels_col, id_col):
+                if col is not None and col not in header:
+                    raise IfaError(f"{file} has no column {col!r}; its columns are {', '.join(map(repr, header))}.")
+            at = [header.index(image_col), header.index(labels_col), header.index(id_col) if id_col else None]
+            for row in reader:
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue
+                if len(row) != len(header):
+                    batch.problem(None, "ragged-row", f"line {reader.line_num} has {len(row)} fields, the header "
+                                  f"{len(header)}: {_clip(','.join(row))}")
+                    continue
+                yield (reader.line_num, row[at[0]].strip(), row[at[1]],
+                       row[at[2]] if at[2] is not None else "")
+        except UnicodeDecodeError:
+            raise IfaError(f"{file} is not UTF-8 text; save the CSV as UTF-8 and import it again.") from None
+        except csv.Error as exc:
+            raise IfaError(f"{file} is not a readable CSV at line {reader.line_num}: {exc}.") from None
+
+
+def _csv_source(batch: _Batch, iid: str, where: str, base: Path, line: int) -> tuple[str | None, str | None]:
+    """(url, path) of one CSV row's image cell, reporting a cell that names no usable file."""
+    if _is_url(where):
+        return where, None
+    if not where:
+        return None, None
+    candidate = base / where
+    if not os.path.lexists(candidate) and _SCHEME.match(where):
+        scheme = _SCHEME.match(where).group(1).lower()
+        if _SCHEME.match(where).group(2) or scheme in _OTHER_SCHEMES:
+            batch.problem(iid, "unsupported-url", f"line {line}: unsupported URL scheme {scheme!r} in {where}; "
+                          "ifa downloads http and https URLs, so give a local path or an http(s) URL")
+            batch.set_aside[iid] = f"import: unsupported URL scheme {scheme}"
+            return where, None
+    path, why = _usable_file(candidate)
+    if why:
+        batch.problem(iid, "missing-file", f"line {line}: {why}")
+        batch.set_aside[iid] = "import: image file missing"
+    return None, str(path)
+
+
+def _usable_file(path: Path) -> tuple[Path, str]:
+    """(absolute path, "" when it is a readable regular file or else what is wrong). A name
+    spelled in the other Unicode normal form (NFC/NFD: macOS writes NFD) is found too."""
+    path = Path(os.path.abspath(path))
+    if not os.path.lexists(path):
+        for form in ("NFC", "NFD"):
+            other = Path(unicodedata.normalize(form, str(path)))
+            if os.path.lexists(other):
+                path = other
+                break
+        else:
+            return path, f"{path} does not exist"
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return path, f"{path} is a symlink loop"
+        if os.path.islink(path):
+            return path, f"{path} is a symlink to {os.readlink(path)}, which does not exist"
+        return path, f"{path} cannot be read: {exc.strerror}"
+    if os.path.isdir(path):
+        return path, f"{path} is a folder, not an image file"
+    if not os.path.isfile(path):
+        return path, f"{path} is not a regular file"
+    return Path(os.path.realpath(path)), ""
+
+
+def _clip(text: str, n: int = 80) -> str:
+    return text if len(text) <= n else text[: n - 3] + "..."
 
 
 def import_folder(ws: Workspace, folder: Path, split: str, on_error: str = "skip",
@@ -204,14 +305,14 @@ def import_folder(ws: Workspace, folder: Path, split: str, on_error: str = "skip
         raise IfaError(f"{folder} is not a folder.")
     batch = _Batch()
     seen: dict[str, str] = {}
-    for path in sorted(_walk_images(folder)):
+    for path in sorted(_walk_images(folder, batch)):
         iid = _stem(path)
         if iid in seen:
             batch.problem(iid, "conflicting-entries", f"{path} and {seen[iid]} share the id")
             batch.set_aside[iid] = "import: two files share the id"
             continue
         seen[iid] = path
-        batch.images.append([iid, None, str(Path(path).resolve())])
+        batch.images.append([iid, None, os.path.realpath(path)])
     return _finish(ws, batch, "folder", folder, split, on_error, progress)
 
 
@@ -227,11 +328,11 @@ def _finish(ws: Workspace, batch: _Batch, fmt: str, source: Path, split: str, on
               for iid, url, path in batch.images if iid not in elsewhere]
     labels, quarantined = _resolve_labels(batch, ws.taxonomy, skip=elsewhere)
 
-    actions = PROBLEMS if on_error == "skip" else {}
-    issues = [(iid, problem, detail, actions.get(problem, "import refused")) for iid, problem, detail in batch.issues]
+    issues = [(iid, problem, detail, (action or PROBLEMS[problem]) if on_error == "skip" else "import refused")
+              for iid, problem, detail, action in batch.issues]
     report = ws.report_path("import", "csv")
     pd.DataFrame(issues, columns=["image_id", "problem", "detail", "action"]).to_csv(report, index=False)
-    counts = dict(Counter(problem for _, problem, _ in batch.issues))
+    counts = dict(Counter(problem for _, problem, _, _ in batch.issues))
     serious = {k: v for k, v in counts.items() if k not in HARMLESS}
     if on_error == "fail" and serious:
         listed = ", ".join(f"{v} {k}" for k, v in sorted(serious.items()))
@@ -253,31 +354,50 @@ def _finish(ws: Workspace, batch: _Batch, fmt: str, source: Path, split: str, on
 
 def _resolve_labels(batch: _Batch, taxonomy: Taxonomy, skip) -> tuple[list, list]:
     """Map raw label values to taxonomy ids: (image_id, sorted ids) for the known ones and
-    (image_id, id, reason) for unknown integer ids, which are quarantined. Unknown names
-    have no id to keep, so they are only reported."""
-    cache: dict[object, int | str] = {}
+    (image_id, id or raw text, reason) for the unknown ones, which are quarantined. An
+    integer, or text that is one ('-3' from a CSV as -3 from JSON), is an id; other text is
+    a name. Unknown names and ids too large for SQLite are kept as their raw text."""
+    cache: dict[tuple, int | tuple[str, int | str]] = {}
     labels, quarantined = [], []
     for iid, raws in batch.raw_labels:
         if iid in skip:
             continue
         ids = []
         for raw in raws:
-            hit = cache.get(raw)
+            key = (type(raw), raw)  # True == 1 in a dict; a boolean is no label id
+            hit = cache.get(key)
             if hit is None:
-                try:
-                    hit = taxonomy.lookup(raw).id
-                except UnknownLabel as exc:
-                    hit = str(exc)
-                cache[raw] = hit
+                hit = cache[key] = _resolve_label(raw, taxonomy)
             if isinstance(hit, int):
                 ids.append(hit)
             else:
-                batch.problem(iid, "unknown-label", hit)
-                if isinstance(raw, int) or str(raw).strip().isdigit():
-                    quarantined.append((iid, int(raw), "unknown-label"))
+                message, kept = hit
+                batch.problem(iid, "unknown-label", message)
+                quarantined.append((iid, kept, "unknown-label"))
         if ids:
             labels.append((iid, sorted(set(ids))))
     return labels, quarantined
+
+
+def _resolve_label(raw, taxonomy: Taxonomy) -> int | tuple[str, int | str]:
+    """A label id, or (what is wrong, the value to keep quarantined)."""
+    if isinstance(raw, bool) or raw is None or isinstance(raw, float):
+        text = json.dumps(raw)
+        return f"{text} is not a label id or name (a JSON {type(raw).__name__ if raw is not None else 'null'}).", text
+    if isinstance(raw, str) and _INTEGER.match(raw.strip()):
+        raw = int(raw.strip())
+    if isinstance(raw, int):
+        if not storable_id(raw):
+            return f"Unknown label id {raw}: too large for a label id; kept as text.", str(raw)
+        try:
+            return taxonomy.by_id(raw).id
+        except UnknownLabel as exc:
+            return str(exc), raw
+    name = unicodedata.normalize("NFC", str(raw).strip())
+    try:
+        return taxonomy.by_name(name).id
+    except UnknownLabel as exc:
+        return str(exc), name
 
 
 def _check_args(split: str, on_error: str) -> None:
@@ -285,6 +405,17 @@ def _check_args(split: str, on_error: str) -> None:
         raise IfaError(f"Unknown split {split!r}; use one of {', '.join(SPLITS)}.")
     if on_error not in ON_ERROR:
         raise IfaError(f"--on-error must be 'skip' or 'fail', not {on_error!r}.")
+
+
+def _check_file(file: Path) -> Path:
+    """`file` when it is a file that exists; an IfaError saying what it is instead."""
+    if not file.exists():
+        if file.is_symlink():
+            raise IfaError(f"{file} is a symlink to nothing (or a symlink loop); give the file itself.")
+        raise IfaError(f"{file} does not exist.")
+    if file.is_dir():
+        raise IfaError(f"{file} is a folder; give the file inside it (ifa import folder imports a folder of images).")
+    return file
 
 
 def _read_json(file: Path) -> dict:
@@ -310,36 +441,47 @@ def _entry_id(entry) -> object | None:
     return None if iid is None or iid == "" else iid
 
 
-def _index_folder(folder: Path) -> dict[str, str]:
+def _index_folder(folder: Path, batch: _Batch) -> dict[str, str]:
     folder = Path(folder)
     if not folder.is_dir():
         raise IfaError(f"--images {folder} is not a folder.")
     index: dict[str, str] = {}
-    for path in sorted(_walk_images(folder)):
-        index.setdefault(_stem(path), str(Path(path).resolve()))
+    for path in sorted(_walk_images(folder, batch)):
+        index.setdefault(_stem(path), os.path.realpath(path))
     return index
 
 
 def _local_path(batch: _Batch, iid: str, local: dict[str, str] | None, has_url: bool) -> str | None:
     if local is None:
         return None
-    path = local.get(iid)
+    path = local.get(unicodedata.normalize("NFC", iid))
     if path is None:
-        batch.problem(iid, "missing-file", "no file named after the image id in the --images folder")
-        if not has_url:  # with a URL, `ifa fetch` can still get it
+        if has_url:  # with a URL, `ifa fetch` can still get it
+            batch.problem(iid, "missing-file", "no file named after the image id in the --images folder", KEPT_ACTIVE)
+        else:
+            batch.problem(iid, "missing-file", "no file named after the image id in the --images folder")
             batch.set_aside[iid] = "import: image file missing"
     return path
 
 
-def _walk_images(folder: Path):
+def _walk_images(folder: Path, batch: _Batch):
+    """Image files under `folder`; a symlink loop or a link to nothing is reported and
+    skipped (os.walk does not follow linked folders, so a looping folder link is never entered)."""
     for dirpath, _, names in os.walk(folder):
         for name in names:
             if Path(name).suffix.lower() in IMAGE_SUFFIXES:
-                yield os.path.join(dirpath, name)
+                path = os.path.join(dirpath, name)
+                _, why = _usable_file(Path(path))
+                if why:
+                    batch.problem(_stem(path), "unreadable-path", why)
+                    continue
+                yield path
 
 
 def _stem(where: str) -> str:
-    return Path(urlparse(where).path if _is_url(where) else where).stem
+    """The id a path or URL gives: its file name without extension, in Unicode NFC, so
+    a name spelled NFD (as macOS file systems store it) is the same id."""
+    return unicodedata.normalize("NFC", Path(urlparse(where).path if _is_url(where) else where).stem)
 
 
 def _is_url(value: str) -> bool:
