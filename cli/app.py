@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import sys
-
 import typer
 
-from ..errors import IfaError
 from . import curate, demo, evaluate, export, fetch, imports, init, model, render, review, show, stats
 
 app = typer.Typer(
@@ -33,16 +30,8 @@ app.command("export")(export.export)
 
 def main() -> None:
     """Console entry point: user errors print as one sentence, not a traceback."""
-    try:
-        app()
-    except IfaError as exc:
-        render.err.print(f"[red]error:[/] {exc}")
-        sys.exit(1)
-    except SystemExit as exc:
-        if exc.code == 130:  # Typer turns Ctrl-C into a bare exit 130; say what it means
-            render.err.print("[yellow]interrupted[/]: every change is transactional, so nothing was half-written; "
-                             "rerun to finish.")
-        raise
+    from . import failures
+    failures.run(app)
 
 
 if __name__ == "__main__":

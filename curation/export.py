@@ -27,6 +27,7 @@ from ..taxonomy.labelstudio_config import IMAGE_NAME
 from . import stats as stats_lib
 from .ledger import SPLITS, Ledger
 from .ledger.arrays import label_table
+from .ledger.raw_labels import is_raw_label
 from .workspace import Workspace, time_stamp
 
 KEY_STYLES = {"camel": ("imageId", "labelId"), "snake": ("image_id", "label_id")}
@@ -50,6 +51,7 @@ class ExportResult:
     format: str
     splits: dict[str, dict] = field(default_factory=dict)  # split -> images, labels, file
     changes: int = 0
+    unreadable_files: dict[str, int] = field(default_factory=dict)  # split -> active images with an unreadable file
     datasheet: str = ""
     plots: list[str] = field(default_factory=list)
 
@@ -159,6 +161,7 @@ def export(ws: Workspace, out_dir: Path | None = None, fmt: str = "imat", splits
             raise IfaError(f"Unknown split {s!r}; use one of {', '.join(SPLITS)}.")
     stamp = datetime.now(timezone.utc)
     out = Path(out_dir) if out_dir else ws.exports_dir / f"export-{time_stamp(stamp)}"
+    _check_destination(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise IfaError(f"{out} already exists and is not empty; choose a new folder or pass --overwrite.")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -172,6 +175,21 @@ def export(ws: Workspace, out_dir: Path | None = None, fmt: str = "imat", splits
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return result
+
+
+def _check_destination(out: Path) -> None:
+    """IfaError unless `out` is a folder (or can become one) whose parent can be written:
+    the export is built beside it and renamed into place."""
+    if out.exists() and not out.is_dir():
+        raise IfaError(f"{out} is a file; give the export a folder (new, or empty, or with --overwrite).")
+    parent = Path(os.path.abspath(out)).parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise IfaError(f"Cannot export to {out}: {parent} is a file, not a folder.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise IfaError(f"Cannot export to {out}: {parent} is not writable (a read-only file system, or no permission); "
+                       "choose another folder.")
 
 
 def _write_all(ws: Workspace, tmp: Path, out: Path, fmt: str, splits, include_set_aside: bool, keys: str | None,
@@ -194,6 +212,7 @@ def _write_all(ws: Workspace, tmp: Path, out: Path, fmt: str, splits, include_se
     (tmp / "plots").mkdir()
     before = stats_lib.compute(ledger, taxonomy, [s.name for s in gathered], as_imported=True)
     after = stats_lib.compute(ledger, taxonomy, [s.name for s in gathered])
+    result.unreadable_files = {name: s.unreadable_files for name, s in after.splits.items() if s.unreadable_files}
     plots = stats_lib.write_plots(after, tmp / "plots", time_stamp(stamp))
     result.plots = [str(out / "plots" / Path(p).name) for p in plots]
     text = datasheet(ledger, taxonomy, before, after, changes, result, stamp, [Path(p).name for p in plots])
@@ -217,7 +236,8 @@ def gather(ledger: Ledger, splits: Sequence[str] | None = None, include_set_asid
     table = label_table(ledger, splits, image_status=None if include_set_aside else "active")
     images = table.images
     bounds = np.searchsorted(table.image_index, np.arange(len(images) + 1))
-    per_image = [table.label_id[a:b].tolist() for a, b in zip(bounds[:-1], bounds[1:])]
+    # Raw label text kept at import (an unknown name) is never exported, even once restored.
+    per_image = [[l for l in table.label_id[a:b].tolist() if not is_raw_label(l)] for a, b in zip(bounds[:-1], bounds[1:])]
     out = []
     for name in SPLITS:
         if splits and name not in splits:
@@ -315,6 +335,11 @@ def datasheet(ledger: Ledger, taxonomy: Taxonomy, before: stats_lib.Stats, after
                      f"{int(leak.sum()):,} of them were copies of an image in another split (leakage removed).")
     else:
         lines.append("No image is set aside as a duplicate.")
+    if result.unreadable_files:
+        lines += ["", "## Unreadable files", "",
+                  f"{sum(result.unreadable_files.values()):,} exported active images have a file dedup could not decode ("
+                  + ", ".join(f"{k}: {v:,}" for k, v in result.unreadable_files.items())
+                  + "); `ifa show ID` says why. `ifa curate dedup --apply` sets them aside."]
 
     lines += ["", "## Changes in effect, by rule", "",
               "Rules of `ifa curate check-attributes`, `duplicate` (dedup), noise flags and review rounds (`review:<round>`).", ""]

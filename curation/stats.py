@@ -10,9 +10,11 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from ..errors import IfaError
 from ..taxonomy import Taxonomy
 from .ledger import SPLITS, Ledger
 from .ledger.arrays import label_table
+from .ledger.file_problems import unreadable_active
 from .workspace import Workspace, time_stamp
 
 # Paper, Sec. 3: 31 labels have fewer than 500 training images, 88 have more than 10K.
@@ -39,6 +41,7 @@ class SplitStats:
     images_per_label: dict[int, int]  # label id -> images, most frequent first
     labels_under_500: int = 0
     labels_over_10k: int = 0
+    unreadable_files: int = 0  # active images whose file dedup found unreadable (ifa show says why)
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -58,7 +61,11 @@ class Stats:
 
 def compute(ledger: Ledger, taxonomy: Taxonomy, splits: Sequence[str] | None = None, as_imported: bool = False) -> Stats:
     """Statistics per split present in the ledger (or the given splits): of today's active
-    images and labels, or with as_imported=True of the dataset as it was imported."""
+    images and labels, or with as_imported=True of the dataset as it was imported.
+    Raises IfaError for an unknown split."""
+    for s in splits or ():
+        if s not in SPLITS:
+            raise IfaError(f"Unknown split {s!r}; use one of {', '.join(SPLITS)}.")
     table = label_table(ledger, splits, as_imported=as_imported)
     image_split = table.images["split"].to_numpy()
     per_image = np.bincount(table.image_index, minlength=len(table.images))
@@ -71,6 +78,7 @@ def compute(ledger: Ledger, taxonomy: Taxonomy, splits: Sequence[str] | None = N
     pair_image, pair_group = pairs // n_groups, pairs % n_groups
     present = [s for s in SPLITS if s in set(image_split)] if splits is None else list(splits)
     out = Stats()
+    unreadable = {} if as_imported else unreadable_active(ledger, present)
     for split in present:
         in_split = image_split == split
         rows = in_split[table.image_index]
@@ -104,6 +112,7 @@ def compute(ledger: Ledger, taxonomy: Taxonomy, splits: Sequence[str] | None = N
             images_per_label={int(k): int(v) for k, v in per_label.items()},
             labels_under_500=int((all_counts < RARE_BELOW).sum()),
             labels_over_10k=int((all_counts > FREQUENT_ABOVE).sum()),
+            unreadable_files=unreadable.get(split, 0),
         )
     return out
 

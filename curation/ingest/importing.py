@@ -147,7 +147,7 @@ def import_imat(ws: Workspace, file: Path, split: str, images_dir: Path | None =
             batch.problem(iid, "annotation-without-image", f"annotations[{n}] names an image the images list lacks")
             continue
         try:
-            labels = set(raw)
+            labels = {_json_label(v) for v in raw}
         except TypeError:  # a list or object where a label id should be
             batch.problem(iid, "malformed-entry", f"annotations[{n}] has a label that is not an id")
             continue
@@ -357,17 +357,16 @@ def _resolve_labels(batch: _Batch, taxonomy: Taxonomy, skip) -> tuple[list, list
     (image_id, id or raw text, reason) for the unknown ones, which are quarantined. An
     integer, or text that is one ('-3' from a CSV as -3 from JSON), is an id; other text is
     a name. Unknown names and ids too large for SQLite are kept as their raw text."""
-    cache: dict[tuple, int | tuple[str, int | str]] = {}
+    cache: dict[object, int | tuple[str, int | str]] = {}
     labels, quarantined = [], []
     for iid, raws in batch.raw_labels:
         if iid in skip:
             continue
         ids = []
         for raw in raws:
-            key = (type(raw), raw)  # True == 1 in a dict; a boolean is no label id
-            hit = cache.get(key)
+            hit = cache.get(raw)
             if hit is None:
-                hit = cache[key] = _resolve_label(raw, taxonomy)
+                hit = cache[raw] = _resolve_label(raw, taxonomy)
             if isinstance(hit, int):
                 ids.append(hit)
             else:
@@ -379,11 +378,14 @@ def _resolve_labels(batch: _Batch, taxonomy: Taxonomy, skip) -> tuple[list, list
     return labels, quarantined
 
 
+def _json_label(value):
+    """A label value from JSON as ids and names are compared: true, null and 1.5 as their
+    JSON text, so a set of labels never merges true with 1 or 1.0 (they hash alike)."""
+    return json.dumps(value) if isinstance(value, (bool, float)) or value is None else value
+
+
 def _resolve_label(raw, taxonomy: Taxonomy) -> int | tuple[str, int | str]:
     """A label id, or (what is wrong, the value to keep quarantined)."""
-    if isinstance(raw, bool) or raw is None or isinstance(raw, float):
-        text = json.dumps(raw)
-        return f"{text} is not a label id or name (a JSON {type(raw).__name__ if raw is not None else 'null'}).", text
     if isinstance(raw, str) and _INTEGER.match(raw.strip()):
         raw = int(raw.strip())
     if isinstance(raw, int):

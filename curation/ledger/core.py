@@ -424,6 +424,16 @@ class Ledger:
             params,
         )
 
+    def rule_names(self) -> list[str]:
+        """Every rule that ever changed something here (set an image aside, dropped, added
+        or quarantined a label, queued a review), from the event log and today's statuses."""
+        rows = self.query(
+            "SELECT rule FROM events WHERE rule IS NOT NULL AND rule != '' AND kind != 'import' "
+            "UNION SELECT status_rule FROM images WHERE status_rule IS NOT NULL "
+            "UNION SELECT status_rule FROM labels WHERE status_rule IS NOT NULL "
+            "UNION SELECT rule FROM review_queue ORDER BY 1")
+        return [r[0] for r in rows]
+
     def counts(self) -> dict[str, int]:
         [(images,)], [(labels,)] = self.query("SELECT count(*) FROM images"), self.query("SELECT count(*) FROM labels")
         return {"images": images, "labels": labels}
