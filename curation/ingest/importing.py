@@ -319,6 +319,7 @@ def import_folder(ws: Workspace, folder: Path, split: str, on_error: str = "skip
 # ---- shared steps --------------------------------------------------------------------------
 def _finish(ws: Workspace, batch: _Batch, fmt: str, source: Path, split: str, on_error: str,
             progress: Progress, key_style: str | None = None, int_ids: bool = False) -> ImportResult:
+    _check_urls(batch)
     ledger = ws.ledger
     existing = ledger.image_splits([row[0] for row in batch.images]) if batch.images else {}
     elsewhere = {i: s for i, s in existing.items() if s != split}
@@ -350,6 +351,19 @@ def _finish(ws: Workspace, batch: _Batch, fmt: str, source: Path, split: str, on
         labels_added=written["labels_added"], set_aside=sum(1 for row in images if row[3] == "set_aside"),
         quarantined_labels=len(quarantined), problems=counts, report=str(report),
     )
+
+
+def _check_urls(batch: _Batch) -> None:
+    """A url that is not text (JSON's NaN, a number, an object) is reported and dropped:
+    the image keeps its local file, if any, or is set aside."""
+    for row in batch.images:
+        iid, url, path = row
+        if url is not None and not isinstance(url, str):
+            batch.problem(iid, "malformed-entry", f"its url is {json.dumps(url)}, not text; imported without a url",
+                          "url dropped" if path else "url dropped, image set aside")
+            row[1] = None
+            if path is None:
+                batch.set_aside[iid] = "import: no url and no local file"
 
 
 def _resolve_labels(batch: _Batch, taxonomy: Taxonomy, skip) -> tuple[list, list]:
