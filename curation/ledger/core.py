@@ -260,7 +260,7 @@ class Ledger:
             hold, under a stand-in id: ledger/raw_labels.py). Existing (image, label) rows
             keep their status.
         issues: (image_id, problem, detail, action).
-        Returns counts: images_added, images_existing, labels_added.
+        Returns counts: images_added, images_existing, labels_added (active labels only).
         """
         with self.transaction() as conn:
             cur = conn.execute(
@@ -295,6 +295,7 @@ class Ledger:
                     "json_each(j.value->1) l",
                     (json.dumps(chunk),),
                 )
+            (n_active,) = conn.execute("SELECT count(*) FROM labels").fetchone()  # quarantined ones are not "added"
             stand_in = stand_in_ids(conn, (str(label) for _, label, _ in quarantined
                                            if not (isinstance(label, int) and storable_id(label))))
             conn.executemany(
@@ -303,13 +304,12 @@ class Ledger:
                 ((label if isinstance(label, int) and storable_id(label) else stand_in[str(label)], reason, iid)
                  for iid, label, reason in quarantined),
             )
-            (n_after,) = conn.execute("SELECT count(*) FROM labels").fetchone()
             conn.executemany(
                 "INSERT INTO import_issues(import_id, image_id, problem, detail, action) VALUES (?,?,?,?,?)",
                 ((import_id, *issue) for issue in issues),
             )
             counts = {"images_added": after - before, "images_existing": len(images) - (after - before),
-                      "labels_added": n_after - n_before}
+                      "labels_added": n_active - n_before}
             conn.execute(
                 "INSERT INTO events(time, command, kind, old, new, reason, rule) VALUES (?,?,?,?,?,?,?)",
                 (now(), self.command, "import", None, json.dumps(counts), f"{format} import of {source} into {split}", f"import:{import_id}"),
