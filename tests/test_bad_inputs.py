@@ -229,7 +229,7 @@ def check_huge_id(env: Env, outcome: Outcome) -> None:
     labels = env.labels("h")
     assert labels.get(190) == "active" and list(labels.values()).count("quarantined") == 1
     assert [r[0] for r in env.query("SELECT raw FROM raw_label_names")] == [str(2**63)]
-    _report_has(env, "unknown-label", "too large")
+    _report_has(env, "unknown-label", "outside the range of label ids")
 
 
 def check_scheme(scheme: str):

@@ -254,13 +254,13 @@ def _csv_source(batch: _Batch, iid: str, where: str, base: Path, line: int) -> t
     if not where:
         return None, None
     candidate = base / where
-    if not os.path.lexists(candidate) and _SCHEME.match(where):
-        scheme = _SCHEME.match(where).group(1).lower()
-        if _SCHEME.match(where).group(2) or scheme in _OTHER_SCHEMES:
-            batch.problem(iid, "unsupported-url", f"line {line}: unsupported URL scheme {scheme!r} in {where}; "
-                          "ifa downloads http and https URLs, so give a local path or an http(s) URL")
-            batch.set_aside[iid] = f"import: unsupported URL scheme {scheme}"
-            return where, None
+    url = _SCHEME.match(where)
+    if url and not os.path.lexists(candidate) and (url.group(2) or url.group(1).lower() in _OTHER_SCHEMES):
+        scheme = url.group(1).lower()
+        batch.problem(iid, "unsupported-url", f"line {line}: unsupported URL scheme {scheme!r} in {where}; "
+                      "ifa downloads http and https URLs, so give a local path or an http(s) URL")
+        batch.set_aside[iid] = f"import: unsupported URL scheme {scheme}"
+        return where, None
     path, why = _usable_file(candidate)
     if why:
         batch.problem(iid, "missing-file", f"line {line}: {why}")
@@ -406,7 +406,7 @@ def _resolve_label(raw, taxonomy: Taxonomy) -> int | tuple[str, int | str]:
         raw = int(raw.strip())
     if isinstance(raw, int):
         if not storable_id(raw):
-            return f"Unknown label id {raw}: too large for a label id; kept as text.", str(raw)
+            return f"Unknown label id {raw}: outside the range of label ids; kept as text.", str(raw)
         try:
             return taxonomy.by_id(raw).id
         except UnknownLabel as exc:

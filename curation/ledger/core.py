@@ -93,8 +93,8 @@ class Ledger:
             raise IfaError(f"{self.path} cannot be written (a read-only file or file system, or no permission on it or "
                            "its folder), and this command changes the ledger. Run it where the workspace is writable; "
                            "read-only commands such as `ifa stats` and `ifa show` work as they are.")
+        self.conn = self._connect(busy_timeout)
         try:
-            self.conn = self._connect(busy_timeout)
             if not self.read_only:
                 self.conn.execute("PRAGMA journal_mode=WAL")
                 self.conn.execute("PRAGMA foreign_keys=ON")
@@ -103,8 +103,10 @@ class Ledger:
             else:
                 self._check_schema()
         except sqlite3.OperationalError as exc:
+            self.conn.close()
             raise self._busy(exc) from None
         except sqlite3.DatabaseError as exc:  # "file is not a database", "database disk image is malformed"
+            self.conn.close()
             raise IfaError(f"{self.path} is not a readable ifa ledger (SQLite: {exc}). Restore it from a backup, "
                            "or move it away and run `ifa init` to start a new workspace.") from None
 
