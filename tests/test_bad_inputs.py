@@ -366,6 +366,8 @@ CASES = [
          ("not numbers (NaN or missing in 1 rows",)),
     Case("eval-csv-nan", ["eval", "{in}/p.csv", "-s", "validation", "-w", "{ws}"],
          lambda e: e.write("p.csv", "image_id,label_id,score\np2,190,nan\n"), 1, ("some scores are not numbers",)),
+    Case("eval-empty-csv", ["eval", "{in}/p.csv", "-s", "validation", "-w", "{ws}"], lambda e: e.write("p.csv", b""), 1,
+         ("p.csv is not a readable CSV",)),
     Case("eval-folder", ["eval", "{in}/preds", "-w", "{ws}"], lambda e: (e.inputs / "preds").mkdir(), 1, ("is a folder",)),
     Case("export-to-a-file", ["export", "{in}/out", "-w", "{ws}"], lambda e: e.write("out", "x"), 1, ("out is a file",)),
     Case("export-under-a-file", ["export", "{in}/out/sub", "-w", "{ws}"], lambda e: e.write("out", "x"), 1,
