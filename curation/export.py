@@ -27,7 +27,7 @@ from ..taxonomy.labelstudio_config import IMAGE_NAME
 from . import stats as stats_lib
 from .ledger import SPLITS, Ledger
 from .ledger.arrays import label_table
-from .ledger.raw_labels import is_raw_label
+from .ledger.raw_labels import is_raw_label, raw_label_names
 from .workspace import Workspace, time_stamp
 
 KEY_STYLES = {"camel": ("imageId", "labelId"), "snake": ("image_id", "label_id")}
@@ -271,6 +271,7 @@ def changes_frame(ledger: Ledger, taxonomy: Taxonomy, splits: Sequence[str] | No
     if splits:
         events = events[events["split"].isin(list(splits))]
     names = {i: l.name for i, l in taxonomy.labels.items()}
+    names.update(raw_label_names(ledger, events["label_id"].dropna().astype("int64").unique().tolist()))
     groups = {i: l.group for i, l in taxonomy.labels.items()}
     single = {g.name for g in taxonomy.groups if g.single}
     label = events["label_id"].map(lambda v: names.get(int(v), f"<unknown {int(v)}>") if pd.notna(v) else "")

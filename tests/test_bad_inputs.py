@@ -509,6 +509,8 @@ def test_unknown_label_name_is_visible_flagged_restorable_and_never_exported(env
         assert run("export", str(out), "--format", fmt, "-w", "{ws}").code == 0
         data = next(out.glob("train.*")).read_bytes()
         assert b"Banana" not in data and str(-(1 << 62))[:8].encode() not in data
+    changes = pd.read_csv(tmp_path / "x-csv" / "changes.csv", dtype=str, keep_default_na=False)
+    assert "Banana Hat" in set(changes["new"])  # the restore, named by its raw text
 
 
 def test_unreadable_files_are_shown_counted_and_summarised(env: Env, tmp_path: Path, capsys, monkeypatch):

@@ -239,10 +239,16 @@ class Ledger:
     _EVENTS = "SELECT event_id, time, command, kind, image_id, label_id, old, new, reason, rule FROM events"
 
     def events_frame(self, image_id: str | None = None) -> pd.DataFrame:
-        """The event log (oldest first), optionally for one image."""
-        if image_id is not None:
-            return self.frame(self._EVENTS + " WHERE image_id = ? ORDER BY event_id", (image_id,))
-        return self.frame(self._EVENTS + " ORDER BY event_id")
+        """The event log (oldest first), optionally for one image. label_id is a nullable
+        Int64 column: as float64 (pandas' choice for ints with gaps) the stand-in ids of raw
+        labels, below -2**62, would lose their last digits."""
+        import pandas as pd
+        sql = self._EVENTS + (" WHERE image_id = ? ORDER BY event_id" if image_id is not None else " ORDER BY event_id")
+        cur = self.conn.execute(sql, (image_id,) if image_id is not None else ())
+        names = [d[0] for d in cur.description]
+        columns = list(zip(*cur.fetchall())) or [()] * len(names)
+        data = {n: pd.array(list(c), dtype="Int64") if n == "label_id" else list(c) for n, c in zip(names, columns)}
+        return pd.DataFrame(data, columns=names)
 
     def image_events(self, image_id: str) -> list[dict]:
         """One image's events, oldest first, as dicts (columns of `events_frame`)."""
