@@ -241,6 +241,12 @@ def check_scheme(scheme: str):
     return check
 
 
+def check_upper_case_url(env: Env, outcome: Outcome) -> None:
+    image = env.image("Up")
+    assert image["url"] == "HTTPS://X.example/Up.jpg" and image["status"] == "active"
+    assert env.last_report().empty
+
+
 def check_dir_path(env: Env, outcome: Outcome) -> None:
     row = _report_has(env, "missing-file", "is a folder, not an image file", image_id="sub")
     assert "does not exist" not in row["detail"]
@@ -384,6 +390,8 @@ CASES = [
                                                   photos={"ok.jpg": 0}), 0, check=check_scheme("ftp")),
     Case("csv-file-url", IMPORT_CSV, lambda e: _csv(e, ["ok.jpg,T-Shirts", "file:///nowhere/f.jpg,T-Shirts"],
                                                    photos={"ok.jpg": 0}), 0, check=check_scheme("file")),
+    Case("csv-upper-case-http-is-a-url", IMPORT_CSV, lambda e: _csv(e, ["HTTPS://X.example/Up.jpg,T-Shirts"]), 0,
+         check=check_upper_case_url),
     Case("csv-path-is-a-folder", IMPORT_CSV, lambda e: (_csv(e, ["sub,T-Shirts"]), (e.inputs / "sub").mkdir()), 0,
          check=check_dir_path),
     Case("imat-missing-file-with-url-stays-active",

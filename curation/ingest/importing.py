@@ -509,4 +509,4 @@ def _stem(where: str) -> str:
 
 
 def _is_url(value: str) -> bool:
-    return value.startswith(("http://", "https://"))
+    return value[:8].lower().startswith(("http://", "https://"))  # schemes are case-insensitive (RFC 3986)
