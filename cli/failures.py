@@ -78,5 +78,6 @@ def _show_usage_error(exc) -> None:
 
 
 def _fail(message: str, code: int) -> None:
-    render.err.print(f"[red]error:[/] {message}", soft_wrap=True)
+    from rich.markup import escape  # a path or value with [brackets] is text, not a style
+    render.err.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)
     sys.exit(code)

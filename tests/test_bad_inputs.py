@@ -378,6 +378,8 @@ CASES = [
     Case("export-to-a-file", ["export", "{in}/out", "-w", "{ws}"], lambda e: e.write("out", "x"), 1, ("out is a file",)),
     Case("export-under-a-file", ["export", "{in}/out/sub", "-w", "{ws}"], lambda e: e.write("out", "x"), 1,
          ("is a file, not a folder",)),
+    Case("message-with-brackets-is-not-markup", ["stats", "-w", "{in}/[bold]ws"], lambda e: e.write("[bold]ws", "x"), 1,
+         ("[bold]ws is a file",)),
     Case("init-workspace-is-a-file", ["init", "-w", "{in}/afile"], lambda e: e.write("afile", "x"), 1, ("afile is a file",)),
     Case("stats-workspace-is-a-file", ["stats", "-w", "{in}/afile"], lambda e: e.write("afile", "x"), 1, ("afile is a file",)),
     Case("ledger-not-sqlite", ["stats", "-w", "{ws}"], _damage(b"this is a text file, not a ledger\n" * 40), 1,
