@@ -257,6 +257,7 @@ def check_kept_active(env: Env, outcome: Outcome) -> None:
     assert row["action"].startswith("kept active") and env.image("remote")["status"] == "active"
     row = _report_has(env, "missing-file", image_id="nowhere")
     assert row["action"] == "image set aside" and env.image("nowhere")["status"] == "set_aside"
+    assert "1 image set aside, 1 kept active" in " ".join(outcome.text.split())  # the summary table says both
 
 
 def check_bool_label(env: Env, outcome: Outcome) -> None:

@@ -72,6 +72,7 @@ class ImportResult:
     quarantined_labels: int
     problems: dict[str, int] = field(default_factory=dict)
     report: str = ""
+    actions: dict[str, str] = field(default_factory=dict)  # problem -> what was done, with counts when mixed
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -336,6 +337,11 @@ def _finish(ws: Workspace, batch: _Batch, fmt: str, source: Path, split: str, on
     report = ws.report_path("import", "csv")
     pd.DataFrame(issues, columns=["image_id", "problem", "detail", "action"]).to_csv(report, index=False)
     counts = dict(Counter(problem for _, problem, _, _ in batch.issues))
+    taken: dict[str, Counter] = {}  # problem -> action -> how often (a problem's action may vary per image)
+    for _, problem, _, action in issues:
+        taken.setdefault(problem, Counter())[action] += 1
+    actions = {p: next(iter(c)) if len(c) == 1 else ", ".join(f"{n:,} {a}" for a, n in sorted(c.items()))
+               for p, c in taken.items()}
     serious = {k: v for k, v in counts.items() if k not in HARMLESS}
     if on_error == "fail" and serious:
         listed = ", ".join(f"{v} {k}" for k, v in sorted(serious.items()))
@@ -351,7 +357,7 @@ def _finish(ws: Workspace, batch: _Batch, fmt: str, source: Path, split: str, on
         format=fmt, source=str(source), split=split, images_read=len(batch.images),
         images_added=written["images_added"], images_existing=written["images_existing"],
         labels_added=written["labels_added"], set_aside=sum(1 for row in images if row[3] == "set_aside"),
-        quarantined_labels=len(quarantined), problems=counts, report=str(report),
+        quarantined_labels=len(quarantined), problems=counts, report=str(report), actions=actions,
     )
 
 
