@@ -10,12 +10,9 @@ more than the whole `import typer, rich` the targets are measured against.
 from __future__ import annotations
 
 import importlib
-import sys
 
 import typer
 from typer.core import TyperGroup
-
-from ..errors import IfaError
 
 # name -> (module under ifa.cli, the one line `ifa --help` shows). Each line is the first
 # line of that command's own help (tests/test_cli_startup.py checks they match).
@@ -78,18 +75,8 @@ def _root() -> None:
 
 def main() -> None:
     """Console entry point: user errors print as one sentence, not a traceback."""
-    from . import render
-
-    try:
-        app()
-    except IfaError as exc:
-        render.err.print(f"[red]error:[/] {exc}")
-        sys.exit(1)
-    except SystemExit as exc:
-        if exc.code == 130:  # Typer turns Ctrl-C into a bare exit 130; say what it means
-            render.err.print("[yellow]interrupted[/]: every change is transactional, so nothing was half-written; "
-                             "rerun to finish.")
-        raise
+    from . import failures
+    failures.run(app)
 
 
 if __name__ == "__main__":

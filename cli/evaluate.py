@@ -27,7 +27,7 @@ def evaluate(
     Example: ifa eval probs.parquet --split validation
     """
     from ..curation import evaluation
-    with open_workspace(workspace, "eval") as ws:
+    with open_workspace(workspace, "eval", read_only=True) as ws:
         result = evaluation.evaluate(ws.ledger, ws.taxonomy, evaluation.read_predictions(predictions), split)
     if json_out:
         render.emit_json(result.to_dict())

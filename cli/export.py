@@ -32,7 +32,7 @@ def export(
     Example: ifa export ./clean --format imat --split train --split validation
     """
     from ..curation import export as export_lib
-    with open_workspace(workspace, "export") as ws:
+    with open_workspace(workspace, "export", read_only=True) as ws:
         result = export_lib.export(ws, out_dir, fmt, split, include_set_aside, keys, overwrite,
                                    render.RichProgress(quiet=json_out))
     if json_out:
@@ -41,6 +41,10 @@ def export(
     rows = [(s, f"{v['images']:,}", f"{v['labels']:,}", v["file"]) for s, v in result.splits.items()]
     render.out.print(render.table(f"exported to {result.out_dir}", ["split", "images", "labels", "file"], rows))
     render.out.print(f"changes: {result.changes:,} rows in changes.csv; datasheet: {result.datasheet}")
+    if result.unreadable_files:
+        render.out.print(f"[yellow]{sum(result.unreadable_files.values()):,} exported images have a file known to be "
+                         f"unreadable[/] ({', '.join(f'{k}: {v:,}' for k, v in result.unreadable_files.items())}); "
+                         "`ifa show ID` says why, `ifa curate dedup --apply` sets them aside.")
 
 
 app = single_command(export)

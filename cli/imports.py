@@ -94,6 +94,6 @@ def _render(result, json_out: bool) -> None:
         f"{result.labels_added:,} labels added, {result.set_aside:,} set aside, {result.quarantined_labels:,} labels quarantined"
     )
     if result.problems:
-        rows = [(k, f"{v:,}", importing.PROBLEMS.get(k, "")) for k, v in sorted(result.problems.items())]
+        rows = [(k, f"{v:,}", result.actions.get(k) or importing.PROBLEMS.get(k, "")) for k, v in sorted(result.problems.items())]
         render.out.print(render.table("Problems found", ["problem", "#", "action"], rows))
     render.out.print(f"report: {result.report}")

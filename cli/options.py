@@ -22,9 +22,10 @@ SplitsOpt = Annotated[Optional[list[str]], typer.Option("--split", "-s", help=f"
 DEFAULT_WS = DEFAULT_WORKSPACE
 
 
-def open_workspace(root: Path, command: str) -> Workspace:
-    """The workspace at `root`, with `command` recorded on every event it writes."""
-    return Workspace.open(root, command=command)
+def open_workspace(root: Path, command: str, read_only: bool = False) -> Workspace:
+    """The workspace at `root`, with `command` recorded on every event it writes.
+    `read_only`: the command only reads the ledger, so a read-only workspace is fine."""
+    return Workspace.open(root, command=command, read_only=read_only)
 
 
 # Every command app is built the same way: plain help (fast, no `<bool>` on flags; see

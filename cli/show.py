@@ -23,7 +23,7 @@ def show(
     Example: ifa show 12345
     """
     from ..curation import show as show_lib
-    with open_workspace(workspace, "show") as ws:
+    with open_workspace(workspace, "show", read_only=True) as ws:
         info = show_lib.describe(ws.ledger, ws.taxonomy, image_id)
     if json_out:
         render.emit_json(info)
@@ -31,7 +31,10 @@ def show(
     status = info["status"] + (f" ({info['status_reason']})" if info["status_reason"] else "")
     render.out.print(f"[bold]{info['image_id']}[/]  split {info['split']}  status {status}")
     render.out.print(f"  file {info['path'] or '-'}  url {info['url'] or '-'}  sha256 {info['sha256'] or '-'}")
-    rows = [(l["group"], l["label"], l["label_id"], l["source"], l["status"] + (f" ({l['status_reason']})" if l["status_reason"] else ""))
+    if info["file_problem"]:
+        problem = info["file_problem"]
+        render.out.print(f"  [red]file unreadable[/]: {problem['reason']}" + (f" ({problem['detail']})" if problem["detail"] else ""))
+    rows = [(l["group"], l["label"], "-" if l["label_id"] is None else l["label_id"], l["source"], l["status"] + (f" ({l['status_reason']})" if l["status_reason"] else ""))
             for l in info["labels"]]
     render.out.print(render.table("labels", ["group", "label", "id", "source", "status"], rows))
     rows = [(e["time"], e["command"], e["kind"], e.get("label") or "", e["reason"] or "", e["rule"] or "") for e in info["events"]]

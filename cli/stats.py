@@ -26,7 +26,7 @@ def stats(
     Example: ifa stats --split train --plots
     """
     from ..curation import stats as stats_lib
-    with open_workspace(workspace, "stats") as ws:
+    with open_workspace(workspace, "stats", read_only=True) as ws:
         result = stats_lib.run(ws, [split] if split else None, plots)
         names = ws.taxonomy
     if json_out:
@@ -50,6 +50,9 @@ def stats(
         head = ", ".join(f"{names.names([k])[0]} {v:,}" for k, v in top[:5])
         render.out.print(f"  images per label: {len(top)} labels used; most frequent: {head}; "
                          f"{s.labels_under_500} labels under 500 images, {s.labels_over_10k} over 10K")
+        if s.unreadable_files:
+            render.out.print(f"  [yellow]{s.unreadable_files:,} active images have a file known to be unreadable[/] "
+                             "(empty, not an image, truncated...; `ifa show ID` says which and why)")
     for p in result.plots:
         render.out.print(f"plot: {p}")
 

@@ -55,16 +55,10 @@ def read_predictions(path: Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise IfaError(f"{path} does not exist.")
+    if path.is_dir():
+        raise IfaError(f"{path} is a folder; give the predictions file (CSV or Parquet).")
     if path.suffix.lower() == ".parquet":
-        wide = pd.read_parquet(path)
-        if "image_id" not in wide.columns:
-            raise IfaError(f"{path} has no image_id column.")
-        label_cols = [c for c in wide.columns if c != "image_id"]
-        try:
-            ids = np.array([int(c) for c in label_cols])
-        except ValueError:
-            raise IfaError(f"{path}: every column but image_id must be a label id.") from None
-        return top_k_frame(wide["image_id"].astype(str).to_numpy(), ids, wide[label_cols].to_numpy(dtype=np.float32))
+        return _read_probabilities(path)
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
@@ -88,6 +82,36 @@ def read_predictions(path: Path) -> pd.DataFrame:
     except (ValueError, TypeError):
         raise IfaError(f"{path}: label_id values must be integers.") from None
     return frame[["image_id", "label_id", "rank"]].astype({"image_id": str})
+
+
+def _read_probabilities(path: Path) -> pd.DataFrame:
+    """The Parquet of probabilities as the long top-k frame; IfaError for a file that is no
+    Parquet, a column that is not a label id or holds no numbers, or a missing score."""
+    import pyarrow as pa
+
+    try:
+        wide = pd.read_parquet(path)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise IfaError(f"{path} is not a readable Parquet file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
+                       "give the Parquet `ifa model predict` writes, or a CSV.") from None
+    if "image_id" not in wide.columns:
+        raise IfaError(f"{path} has no image_id column.")
+    label_cols = [c for c in wide.columns if c != "image_id"]
+    try:
+        ids = np.array([int(c) for c in label_cols])
+    except ValueError:
+        raise IfaError(f"{path}: every column but image_id must be a label id.") from None
+    text = [c for c in label_cols if not (pd.api.types.is_numeric_dtype(wide[c]) and not pd.api.types.is_bool_dtype(wide[c]))]
+    if text:
+        raise IfaError(f"{path}: the scores of label {text[0]} are {wide[text[0]].dtype}, not numbers "
+                       f"({len(text)} such columns); every column but image_id must hold probabilities.")
+    probs = wide[label_cols].to_numpy(dtype=np.float32)
+    missing = np.isnan(probs)
+    if missing.any():
+        rows = int(missing.any(axis=1).sum())
+        raise IfaError(f"{path}: some scores are not numbers (NaN or missing in {rows:,} rows, first image "
+                       f"{wide['image_id'].iloc[int(np.flatnonzero(missing.any(axis=1))[0])]!r}).")
+    return top_k_frame(wide["image_id"].astype(str).to_numpy(), ids, probs)
 
 
 def top_k_frame(image_ids: np.ndarray, label_ids: np.ndarray, probs: np.ndarray, k: int = TOP_K) -> pd.DataFrame:

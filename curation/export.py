@@ -28,6 +28,7 @@ from . import reports
 from . import stats as stats_lib
 from .ledger import SPLITS, Ledger
 from .ledger.arrays import label_table
+from .ledger.raw_labels import is_raw_label, raw_label_names
 from .workspace import Workspace, time_stamp
 
 KEY_STYLES = {"camel": ("imageId", "labelId"), "snake": ("image_id", "label_id")}
@@ -51,6 +52,7 @@ class ExportResult:
     format: str
     splits: dict[str, dict] = field(default_factory=dict)  # split -> images, labels, file
     changes: int = 0
+    unreadable_files: dict[str, int] = field(default_factory=dict)  # split -> active images with an unreadable file
     datasheet: str = ""
     plots: list[str] = field(default_factory=list)
 
@@ -59,14 +61,22 @@ class ExportResult:
 
 
 # ---- formats ---------------------------------------------------------------------------------
+def _values(frame: pd.DataFrame, column: str) -> list:
+    """A column as a list with None where a value is missing. pandas 3 reads a column of
+    strings and None as its string dtype, where a missing value is NaN: NaN is not JSON
+    and not a Parquet string, so every writer takes its values through here."""
+    col = frame[column]
+    return [None if v is None or (isinstance(v, float) and v != v) else v for v in col.tolist()]
+
+
 def _write_imat(split: SplitExport, taxonomy: Taxonomy, out: Path) -> Path:
     """The challenge JSON, keys spelled as the data came in, so training code reads it unchanged."""
     image_key, label_key = KEY_STYLES[split.key_style]
-    ids = split.images["image_id"].tolist()
+    ids = _values(split.images, "image_id")
     if split.int_ids:
         ids = [int(i) for i in ids]
     label_ids = split.label_ids if split.int_ids else [[str(l) for l in labs] for labs in split.label_ids]
-    doc: dict = {"images": [{image_key: i, "url": u} for i, u in zip(ids, split.images["url"].tolist())]}
+    doc: dict = {"images": [{image_key: i, "url": u} for i, u in zip(ids, _values(split.images, "url"))]}
     if split.name != "test" or any(split.label_ids):  # the challenge's test has no annotations
         doc["annotations"] = [{image_key: i, label_key: labs} for i, labs in zip(ids, label_ids)]
     path = out / f"{split.name}.json"
@@ -93,11 +103,11 @@ def _write_parquet(split: SplitExport, taxonomy: Taxonomy, out: Path) -> Path:
 
     imgs = split.images
     table = pa.table({
-        "image_id": pa.array(imgs["image_id"].tolist(), pa.string()),
+        "image_id": pa.array(_values(imgs, "image_id"), pa.string()),
         "split": pa.array([split.name] * len(imgs), pa.string()),
-        "url": pa.array(imgs["url"].tolist(), pa.string()),
-        "path": pa.array(imgs["path"].tolist(), pa.string()),
-        "status": pa.array(imgs["status"].tolist(), pa.string()),
+        "url": pa.array(_values(imgs, "url"), pa.string()),
+        "path": pa.array(_values(imgs, "path"), pa.string()),
+        "status": pa.array(_values(imgs, "status"), pa.string()),
         "label_ids": pa.array(split.label_ids, pa.list_(pa.int32())),
     })
     path = out / f"{split.name}.parquet"
@@ -109,7 +119,8 @@ def _write_labelstudio(split: SplitExport, taxonomy: Taxonomy, out: Path) -> Pat
     """Label Studio tasks whose annotation holds the final labels, one Choices result per
     group, named as in the labeling config ifa generates."""
     tasks = []
-    for row, labs in zip(split.images.itertuples(index=False), split.label_ids):
+    urls, paths = _values(split.images, "url"), _values(split.images, "path")
+    for image_id, url, path, labs in zip(_values(split.images, "image_id"), urls, paths, split.label_ids):
         by_group: dict[str, list[str]] = {}
         for lab in labs:
             label = taxonomy.labels.get(lab)
@@ -117,7 +128,7 @@ def _write_labelstudio(split: SplitExport, taxonomy: Taxonomy, out: Path) -> Pat
                 by_group.setdefault(label.group, []).append(label.name)
         result = [{"from_name": g, "to_name": IMAGE_NAME, "type": "choices", "value": {"choices": by_group[g]}}
                   for g in taxonomy.group_names if g in by_group]
-        tasks.append({"data": {IMAGE_NAME: row.url or row.path, "image_id": row.image_id, "split": split.name},
+        tasks.append({"data": {IMAGE_NAME: url or path, "image_id": image_id, "split": split.name},
                       "annotations": [{"result": result}]})
     path = out / f"{split.name}.labelstudio.json"
     path.write_text(json.dumps(tasks), encoding="utf-8")
@@ -154,6 +165,7 @@ def export(ws: Workspace, out_dir: Path | None = None, fmt: str = "imat", splits
             raise IfaError(f"Unknown split {s!r}; use one of {', '.join(SPLITS)}.")
     stamp = datetime.now(timezone.utc)
     out = Path(out_dir) if out_dir else ws.exports_dir / f"export-{time_stamp(stamp)}"
+    _check_destination(out)
     for folder in dict.fromkeys([out.parent, ws.exports_dir]):
         for line in recover_interrupted(folder):
             progress.note(line)
@@ -172,6 +184,21 @@ def export(ws: Workspace, out_dir: Path | None = None, fmt: str = "imat", splits
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return result
+
+
+def _check_destination(out: Path) -> None:
+    """IfaError unless `out` is a folder (or can become one) whose parent can be written:
+    the export is built beside it and renamed into place."""
+    if out.exists() and not out.is_dir():
+        raise IfaError(f"{out} is a file; give the export a folder (new, or empty, or with --overwrite).")
+    parent = Path(os.path.abspath(out)).parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise IfaError(f"Cannot export to {out}: {parent} is a file, not a folder.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise IfaError(f"Cannot export to {out}: {parent} is not writable (a read-only file system, or no permission); "
+                       "choose another folder.")
 
 
 def _write_all(ws: Workspace, tmp: Path, out: Path, fmt: str, splits, include_set_aside: bool, keys: str | None,
@@ -194,6 +221,7 @@ def _write_all(ws: Workspace, tmp: Path, out: Path, fmt: str, splits, include_se
     (tmp / "plots").mkdir()
     before = stats_lib.compute(ledger, taxonomy, [s.name for s in gathered], as_imported=True)
     after = stats_lib.compute(ledger, taxonomy, [s.name for s in gathered])
+    result.unreadable_files = {name: s.unreadable_files for name, s in after.splits.items() if s.unreadable_files}
     plots = stats_lib.write_plots(after, tmp / "plots", time_stamp(stamp))
     result.plots = [str(out / "plots" / Path(p).name) for p in plots]
     text = datasheet(ledger, taxonomy, before, after, changes, result, stamp, [Path(p).name for p in plots])
@@ -258,7 +286,8 @@ def gather(ledger: Ledger, splits: Sequence[str] | None = None, include_set_asid
     table = label_table(ledger, splits, image_status=None if include_set_aside else "active")
     images = table.images
     bounds = np.searchsorted(table.image_index, np.arange(len(images) + 1))
-    per_image = [table.label_id[a:b].tolist() for a, b in zip(bounds[:-1], bounds[1:])]
+    # Raw label text kept at import (an unknown name) is never exported, even once restored.
+    per_image = [[l for l in table.label_id[a:b].tolist() if not is_raw_label(l)] for a, b in zip(bounds[:-1], bounds[1:])]
     out = []
     for name in SPLITS:
         if splits and name not in splits:
@@ -292,6 +321,7 @@ def changes_frame(ledger: Ledger, taxonomy: Taxonomy, splits: Sequence[str] | No
     if splits:
         events = events[events["split"].isin(list(splits))]
     names = {i: l.name for i, l in taxonomy.labels.items()}
+    names.update(raw_label_names(ledger, events["label_id"].dropna().astype("int64").unique().tolist()))
     groups = {i: l.group for i, l in taxonomy.labels.items()}
     single = {g.name for g in taxonomy.groups if g.single}
     label = events["label_id"].map(lambda v: names.get(int(v), f"<unknown {int(v)}>") if pd.notna(v) else "")
@@ -356,6 +386,11 @@ def datasheet(ledger: Ledger, taxonomy: Taxonomy, before: stats_lib.Stats, after
                      f"{int(leak.sum()):,} of them were copies of an image in another split (leakage removed).")
     else:
         lines.append("No image is set aside as a duplicate.")
+    if result.unreadable_files:
+        lines += ["", "## Unreadable files", "",
+                  f"{sum(result.unreadable_files.values()):,} exported active images have a file dedup could not decode ("
+                  + ", ".join(f"{k}: {v:,}" for k, v in result.unreadable_files.items())
+                  + "); `ifa show ID` says why. `ifa curate dedup --apply` sets them aside."]
 
     lines += ["", "## Changes in effect, by rule", "",
               "Rules of `ifa curate check-attributes`, `duplicate` (dedup), noise flags and review rounds (`review:<round>`).", ""]

@@ -29,11 +29,17 @@ def restore(ledger: Ledger, rule: str | None = None, image_id: str | None = None
 
     Labels quarantined at import come back only with rule="import". Images the rule queued
     for review and no round has taken yet are taken off the queue (status cancelled).
-    Raises IfaError when neither rule nor image is given, or the image is unknown."""
+    Raises IfaError when neither rule nor image is given, or the image or rule is unknown
+    (naming the rules that have changed something)."""
     if rule is None and image_id is None:
         raise IfaError("Say what to restore: --rule RULE_ID or --image IMAGE_ID.")
     if image_id is not None and ledger.image(image_id) is None:
         raise IfaError(f"The workspace has no image {image_id!r}.")
+    if rule is not None:
+        known = ledger.rule_names()
+        if rule not in known:
+            listed = ", ".join(known) if known else "none yet (nothing has been set aside or dropped)"
+            raise IfaError(f"No rule {rule!r} has changed anything in this workspace; the rules that have: {listed}.")
     statuses = ("dropped", "quarantined") if rule == "import" else ("dropped",)
     images = ledger.set_aside_images(rule=rule, image_id=image_id)
     labels = ledger.dropped_labels(rule=rule, image_id=image_id, statuses=statuses)

@@ -9,10 +9,12 @@ from typing import Sequence
 
 import numpy as np
 
+from ..errors import IfaError
 from ..taxonomy import Taxonomy
 from . import reports
 from .ledger import SPLITS, Ledger
 from .ledger.arrays import label_arrays
+from .ledger.file_problems import unreadable_active
 from .workspace import Workspace, time_stamp
 
 # Paper, Sec. 3: 31 labels have fewer than 500 training images, 88 have more than 10K.
@@ -39,6 +41,7 @@ class SplitStats:
     images_per_label: dict[int, int]  # label id -> images, most frequent first
     labels_under_500: int = 0
     labels_over_10k: int = 0
+    unreadable_files: int = 0  # active images whose file dedup found unreadable (ifa show says why)
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -62,7 +65,10 @@ def compute(ledger: Ledger, taxonomy: Taxonomy, splits: Sequence[str] | None = N
 
     Today's statistics read only integer arrays (`label_arrays`): no image id string is
     made and neither pandas nor pyarrow is loaded, so `ifa stats` starts fast and reads 1M
-    images' labels in a couple of seconds. Raises ValueError for an unknown split."""
+    images' labels in a couple of seconds. Raises IfaError for an unknown split."""
+    for s in splits or ():
+        if s not in SPLITS:
+            raise IfaError(f"Unknown split {s!r}; use one of {', '.join(SPLITS)}.")
     if as_imported:  # export's datasheet: label_table knows which images the import set aside
         from .ledger.arrays import label_table
 
@@ -83,6 +89,7 @@ def compute(ledger: Ledger, taxonomy: Taxonomy, splits: Sequence[str] | None = N
     pair_image, pair_group = pairs // n_groups, pairs % n_groups
     present = [s for k, s in enumerate(SPLITS) if np.any(image_split == k)] if splits is None else list(splits)
     out = Stats()
+    unreadable = {} if as_imported else unreadable_active(ledger, present)
     for split in present:
         in_split = image_split == SPLITS.index(split)
         rows = in_split[image_index]
@@ -120,6 +127,7 @@ def compute(ledger: Ledger, taxonomy: Taxonomy, splits: Sequence[str] | None = N
             images_per_label=dict(zip(ids.tolist(), per_label.tolist())),
             labels_under_500=int((all_counts < RARE_BELOW).sum()),
             labels_over_10k=int((all_counts > FREQUENT_ABOVE).sum()),
+            unreadable_files=unreadable.get(split, 0),
         )
     return out
 

@@ -33,6 +33,7 @@ class Workspace:
 
     root: Path
     command: str = "library"
+    read_only: bool = False  # the command only reads: a read-only workspace is fine
     _ledger: Ledger | None = field(default=None, repr=False)
 
     # ---- layout -------------------------------------------------------------------------
@@ -66,6 +67,8 @@ class Workspace:
         Raises IfaError when only one of label_map/groups is given, when the taxonomy does
         not load, or when the workspace already has a different taxonomy."""
         root = Path(root or default_root())
+        if root.exists() and not root.is_dir():
+            raise IfaError(f"{root} is a file, not a folder; give --workspace a folder to create or reuse.")
         if (label_map is None) != (groups is None):
             raise IfaError("A custom taxonomy needs both --taxonomy (the label map CSV) and --groups (the cardinality CSV).")
         ws = cls(root, command)
@@ -74,7 +77,10 @@ class Workspace:
             if ws.db_path.exists() and not ws.taxonomy_dir.exists():
                 raise IfaError(f"{root} already uses the default taxonomy; start a new workspace for another one.")
         for d in (ws.root, ws.images_dir, ws.reports_dir, ws.exports_dir):
-            d.mkdir(parents=True, exist_ok=True)
+            try:
+                d.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise IfaError(f"Cannot create the workspace folder {d}: {exc.strerror}.") from None
         if label_map is not None:
             ws.taxonomy_dir.mkdir(exist_ok=True)
             shutil.copyfile(label_map, ws.taxonomy_dir / "labels.csv")
@@ -83,10 +89,14 @@ class Workspace:
         return ws
 
     @classmethod
-    def open(cls, root: Path | None = None, command: str = "library") -> "Workspace":
-        """Open an existing workspace. Raises IfaError when there is none at `root`."""
+    def open(cls, root: Path | None = None, command: str = "library", read_only: bool = False) -> "Workspace":
+        """Open an existing workspace. `read_only`: the command only reads, so a workspace
+        that cannot be written is opened read-only (see Ledger). Raises IfaError when there
+        is none at `root`."""
         root = Path(root or default_root())
-        ws = cls(root, command)
+        ws = cls(root, command, read_only)
+        if root.exists() and not root.is_dir():
+            raise IfaError(f"{root} is a file, not an ifa workspace folder; give --workspace the folder `ifa init` made.")
         if not ws.db_path.exists():
             raise IfaError(f"There is no ifa workspace at {root}. Create one with `ifa init --workspace {root}`.")
         return ws
@@ -105,7 +115,7 @@ class Workspace:
     @property
     def ledger(self) -> Ledger:
         if self._ledger is None:
-            self._ledger = Ledger(self.db_path, command=self.command)
+            self._ledger = Ledger(self.db_path, command=self.command, read_only=self.read_only)
         return self._ledger
 
     @cached_property
@@ -117,7 +127,13 @@ class Workspace:
     # ---- outputs ------------------------------------------------------------------------------
     def report_path(self, name: str, ext: str) -> Path:
         """A fresh `reports/<name>-<UTC time>.<ext>`; never overwrites an earlier report."""
-        self.reports_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.reports_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise IfaError(f"Cannot write reports to {self.reports_dir}: {exc.strerror}.") from None
+        if not os.access(self.reports_dir, os.W_OK):
+            raise IfaError(f"Cannot write reports to {self.reports_dir}: it is not writable (a read-only file system, "
+                           "or no permission). Run this where the workspace is writable.")
         stamp = time_stamp()
         path = self.reports_dir / f"{name}-{stamp}.{ext}"
         n = 1

@@ -14,9 +14,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import quote
 from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 from ...errors import IfaError, WorkspaceBusy
+from .raw_labels import stand_in_ids, storable_id
 from .schema import MIGRATIONS
 
 if TYPE_CHECKING:
@@ -68,26 +70,72 @@ class FileInfo:
 class Ledger:
     """Open (and migrate) the ledger at `path`. `command` is recorded on every event.
 
-    Raises WorkspaceBusy when another process holds the write lock past BUSY_TIMEOUT_S.
+    read_only=True is for commands that only read: when the file or its folder cannot be
+    written (a read-only file system, a backup mounted read-only) the ledger is opened
+    read-only instead of failing, so `ifa stats` and `ifa show` still work there.
+
+    Raises IfaError when the file is empty (0 bytes), is not an SQLite database, or must be
+    written and cannot be; WorkspaceBusy when another process holds the write lock past
+    BUSY_TIMEOUT_S.
     """
 
-    def __init__(self, path: Path, command: str = "library", busy_timeout: float | None = None):
+    def __init__(self, path: Path, command: str = "library", busy_timeout: float | None = None,
+                 read_only: bool = False):
         self.path = Path(path)
         self.command = command
         if busy_timeout is None:
             busy_timeout = float(os.environ.get("IFA_BUSY_TIMEOUT", BUSY_TIMEOUT_S))
         self.busy_timeout = busy_timeout
+        self._depth = 0
+        _check_ledger_file(self.path)
+        self.read_only = read_only and self.path.exists() and not _writable(self.path)
+        if not read_only and self.path.exists() and not _writable(self.path):
+            raise IfaError(f"{self.path} cannot be written (a read-only file or file system, or no permission on it or "
+                           "its folder), and this command changes the ledger. Run it where the workspace is writable; "
+                           "read-only commands such as `ifa stats` and `ifa show` work as they are.")
+        self.conn = self._connect(busy_timeout)
+        try:
+            if not self.read_only:
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA foreign_keys=ON")
+                self.conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across app crashes
+                self.migrate()
+            else:
+                self._check_schema()
+        except sqlite3.OperationalError as exc:
+            self.conn.close()
+            raise self._busy(exc) from None
+        except sqlite3.DatabaseError as exc:  # "file is not a database", "database disk image is malformed"
+            self.conn.close()
+            raise IfaError(f"{self.path} is not a readable ifa ledger (SQLite: {exc}). Restore it from a backup, "
+                           "or move it away and run `ifa init` to start a new workspace.") from None
+
+    def _connect(self, busy_timeout: float) -> sqlite3.Connection:
         # isolation_level=None: we issue BEGIN IMMEDIATE ourselves so the write lock is
         # taken up front, not on the first write halfway through a transaction.
-        self.conn = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
-        self._depth = 0
-        try:
-            self.conn.execute("PRAGMA journal_mode=WAL")
-        except sqlite3.OperationalError as exc:
-            raise self._busy(exc) from exc
-        self.conn.execute("PRAGMA foreign_keys=ON")
-        self.conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across app crashes
-        self.migrate()
+        if not self.read_only:
+            return sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+        # A WAL database opened mode=ro still needs its -shm file, which a read-only folder
+        # cannot hold; immutable=1 then reads the file as it is. Nothing can write to it
+        # meanwhile (the folder is read-only), so there is nothing to lock against.
+        uri = "file:" + quote(str(self.path.resolve()))
+        for params in ("?mode=ro", "?mode=ro&immutable=1"):
+            conn = sqlite3.connect(uri + params, uri=True, timeout=busy_timeout, isolation_level=None,
+                                   check_same_thread=False)
+            try:
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                return conn
+            except sqlite3.OperationalError:
+                conn.close()
+        raise IfaError(f"{self.path} cannot be opened, even read-only; check its permissions.")
+
+    def _check_schema(self) -> None:
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            self.migrate()  # says "written by a newer ifa"
+        if version < len(MIGRATIONS):
+            raise IfaError(f"{self.path} was written by an older ifa and must be upgraded, which needs write access. "
+                           "Run `ifa init` on it once where it is writable.")
 
     # ---- connection and transactions ----------------------------------------------
     def close(self) -> None:
@@ -105,6 +153,9 @@ class Ledger:
                 f"The workspace {self.path.parent} is busy: another ifa command is writing to it. "
                 "Wait for it to finish, then run this again."
             )
+        if "readonly" in str(exc) or "read-only" in str(exc) or "unable to open" in str(exc):
+            return IfaError(f"{self.path} cannot be written (SQLite: {exc}); this command changes the ledger. "
+                            "Run it where the workspace is writable.")
         return exc
 
     @contextmanager
@@ -188,10 +239,16 @@ class Ledger:
     _EVENTS = "SELECT event_id, time, command, kind, image_id, label_id, old, new, reason, rule FROM events"
 
     def events_frame(self, image_id: str | None = None) -> pd.DataFrame:
-        """The event log (oldest first), optionally for one image."""
-        if image_id is not None:
-            return self.frame(self._EVENTS + " WHERE image_id = ? ORDER BY event_id", (image_id,))
-        return self.frame(self._EVENTS + " ORDER BY event_id")
+        """The event log (oldest first), optionally for one image. label_id is a nullable
+        Int64 column: as float64 (pandas' choice for ints with gaps) the stand-in ids of raw
+        labels, below -2**62, would lose their last digits."""
+        import pandas as pd
+        sql = self._EVENTS + (" WHERE image_id = ? ORDER BY event_id" if image_id is not None else " ORDER BY event_id")
+        cur = self.conn.execute(sql, (image_id,) if image_id is not None else ())
+        names = [d[0] for d in cur.description]
+        columns = list(zip(*cur.fetchall())) or [()] * len(names)
+        data = {n: pd.array(list(c), dtype="Int64") if n == "label_id" else list(c) for n, c in zip(names, columns)}
+        return pd.DataFrame(data, columns=names)
 
     def image_events(self, image_id: str) -> list[dict]:
         """One image's events, oldest first, as dicts (columns of `events_frame`)."""
@@ -199,7 +256,7 @@ class Ledger:
 
     # ---- imports ----------------------------------------------------------------------
     def record_import(self, *, format: str, source: str, split: str, images: list[tuple],
-                      labels: list[tuple[str, list[int]]], quarantined: list[tuple[str, int, str]],
+                      labels: list[tuple[str, list[int]]], quarantined: list[tuple[str, int | str, str]],
                       issues: list[tuple], key_style: str | None = None, int_ids: bool = False,
                       summary: dict | None = None) -> dict[str, int | None]:
         """Write one import in a single transaction, recording only what it changed.
@@ -207,11 +264,13 @@ class Ledger:
         images: (image_id, url, path, status 'active'|'set_aside', status_reason); an
             image_id already in the ledger is left as it is (a rerun adds only what is
             missing; an image's missing url or path is filled in).
-        labels: (image_id, [label ids]) of active labels; quarantined: (image_id, label_id,
-            reason) kept with status 'quarantined'. Existing (image, label) rows keep their status.
+        labels: (image_id, [label ids]) of active labels; quarantined: (image_id, label id or
+            raw text, reason) kept with status 'quarantined' (raw text, and ids SQLite cannot
+            hold, under a stand-in id: ledger/raw_labels.py). Existing (image, label) rows
+            keep their status.
         issues: (image_id, problem, detail, action), stored with the import.
         Returns counts of what this call did: images_added, images_existing, images_filled
-        (url or path filled in), labels_added (label rows, quarantined ones included), quarantined_added, set_aside (images
+        (url or path filled in), labels_added (active label rows), quarantined_added, set_aside (images
         added set aside), and import_id. When it would change nothing (a rerun of a completed
         import), nothing is written, not even the import's row, event or issues, and
         import_id is None: a rerun never counts what it did not do.
@@ -270,14 +329,17 @@ class Ledger:
                 (json.dumps(chunk),),
             )
         (n_active,) = conn.execute("SELECT count(*) FROM labels").fetchone()
+        stand_in = stand_in_ids(conn, (str(label) for _, label, _ in quarantined
+                                       if not (isinstance(label, int) and storable_id(label))))
         conn.executemany(
             "INSERT OR IGNORE INTO labels(image_pk, label_id, source, status, status_reason, status_rule) "
             "SELECT pk, ?, 'import', 'quarantined', ?, 'import' FROM images WHERE image_id = ?",
-            ((label, reason, iid) for iid, label, reason in quarantined),
+            ((label if isinstance(label, int) and storable_id(label) else stand_in[str(label)], reason, iid)
+             for iid, label, reason in quarantined),
         )
         (n_after,) = conn.execute("SELECT count(*) FROM labels").fetchone()
         counts = {"images_added": after - before, "images_existing": len(images) - (after - before),
-                  "images_filled": image_changes - (after - before), "labels_added": n_after - n_before,
+                  "images_filled": image_changes - (after - before), "labels_added": n_active - n_before,
                   "quarantined_added": n_after - n_active, "set_aside": set_aside}
         if not image_changes and n_after == n_before:
             raise _NothingNew({**counts, "import_id": None})
@@ -398,6 +460,16 @@ class Ledger:
             f"WHERE {' AND '.join(where)}",
             params,
         )
+
+    def rule_names(self) -> list[str]:
+        """Every rule that ever changed something here (set an image aside, dropped, added
+        or quarantined a label, queued a review), from the event log and today's statuses."""
+        rows = self.query(
+            "SELECT rule FROM events WHERE rule IS NOT NULL AND rule != '' AND kind != 'import' "
+            "UNION SELECT status_rule FROM images WHERE status_rule IS NOT NULL "
+            "UNION SELECT status_rule FROM labels WHERE status_rule IS NOT NULL "
+            "UNION SELECT rule FROM review_queue ORDER BY 1")
+        return [r[0] for r in rows]
 
     def counts(self) -> dict[str, int]:
         [(images,)], [(labels,)] = self.query("SELECT count(*) FROM images"), self.query("SELECT count(*) FROM labels")
@@ -545,6 +617,22 @@ _APPLY = {
     "add_label": _apply_add_label,
     "restore_label": _apply_restore_label,
 }
+
+
+def _check_ledger_file(path: Path) -> None:
+    """IfaError for a ledger path that cannot be a ledger: a folder, or an empty file
+    (SQLite would take a 0-byte file for a new database and hide the loss)."""
+    if path.is_dir():
+        raise IfaError(f"{path} is a folder, not an ifa ledger; move it away and run `ifa init`.")
+    if path.exists() and path.stat().st_size == 0:
+        raise IfaError(f"{path} is empty (0 bytes): the ledger's contents are gone (a failed copy, a full disk?). "
+                       "Restore it from a backup; or, to start over, delete it and run `ifa init`.")
+
+
+def _writable(path: Path) -> bool:
+    """Whether SQLite can write the ledger: the file and its folder (which holds the -wal
+    and -shm files). access() also says no on a read-only file system, even to root."""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
 
 
 def _where(splits: Sequence[str] | None, status: str | None, prefix: str = "") -> tuple[str, list]:

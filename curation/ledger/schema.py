@@ -242,4 +242,16 @@ CREATE TABLE review_decisions (
 ) WITHOUT ROWID;
 """
 
-MIGRATIONS: list[str] = [V1_FOUNDATION, V2_FETCHES, V3_REVIEW_QUEUE, V4_HASHES, V5_REVIEW]
+# Label values an import could not map to a taxonomy id and that are no integer SQLite can
+# hold (a name such as 'Banana Hat', an id of 2**63 or more): each distinct raw text gets a
+# row here, and the image's quarantined label row uses the id RAW_LABEL_BASE - seq
+# (ledger/raw_labels.py), so show, the unknown-label rule and restore see it like any
+# quarantined id.
+V6_RAW_LABEL_NAMES = """
+CREATE TABLE raw_label_names (
+    seq INTEGER PRIMARY KEY,
+    raw TEXT NOT NULL UNIQUE
+);
+"""
+
+MIGRATIONS: list[str] = [V1_FOUNDATION, V2_FETCHES, V3_REVIEW_QUEUE, V4_HASHES, V5_REVIEW, V6_RAW_LABEL_NAMES]
