@@ -151,9 +151,40 @@ def permute_bits(hashes: np.ndarray, order: np.ndarray) -> np.ndarray:
     return out
 
 
+def leader_clusters(rank: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """Clusters without chaining: every member is a direct neighbour of its cluster's leader.
+
+    Items are visited best first (smallest rank); an item not yet taken leads a cluster
+    and takes every neighbour not yet taken. So a~b and b~c with a !~ c never put a and
+    c together through b, and one weak pair can only ever move one item.
+    rank: (n,) the order of preference (ties broken by index). pairs: (P, 2) indices.
+    Returns (n,) int64: the leader of each item (itself for a leader or a loner)."""
+    rank = np.asarray(rank)
+    n = len(rank)
+    leader = np.arange(n, dtype=np.int64)
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    if not len(pairs):
+        return leader
+    both = np.concatenate([pairs, pairs[:, ::-1]])
+    both = both[np.lexsort((rank[both[:, 1]], both[:, 0]))]
+    starts = np.searchsorted(both[:, 0], np.arange(n + 1))
+    taken = np.zeros(n, dtype=bool)
+    nodes = np.unique(both[:, 0])
+    for i in nodes[np.lexsort((nodes, rank[nodes]))].tolist():
+        if taken[i]:
+            continue
+        taken[i] = True
+        nb = both[starts[i]:starts[i + 1], 1]
+        nb = nb[~taken[nb]]
+        taken[nb] = True
+        leader[nb] = i
+    return leader
+
+
 def clusters(n: int, pairs: np.ndarray) -> np.ndarray:
     """Connected components of the graph whose edges are `pairs` (union-find semantics:
     a~b and b~c put a, b, c together). n: number of items. pairs: (P, 2) indices.
+    Dedup no longer uses this (it chains: see `leader_clusters`).
     Returns (n,) int64 component label per item; items in no pair get their own label."""
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
     graph = coo_matrix((np.ones(len(pairs), dtype=np.int8), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
