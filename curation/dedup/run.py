@@ -227,8 +227,8 @@ def run(ws: Workspace, *, splits: Sequence[str] | None = None, method: str = "ph
     looked_at = len(frame)
     if looked_at and len(result.set_aside) > WARN_SET_ASIDE_SHARE * looked_at:
         result.warnings.append(
-            f"this run would set aside {len(result.set_aside):,} of the {looked_at:,} images it looked at "
-            f"({len(result.set_aside) / looked_at:.0%}, over {WARN_SET_ASIDE_SHARE:.0%}): check the report first")
+            f"{len(result.set_aside):,} of the {looked_at:,} images looked at ({len(result.set_aside) / looked_at:.0%}, "
+            f"over {WARN_SET_ASIDE_SHARE:.0%}) are copies to set aside: look at the report before trusting that")
     large = [c for c in result.clusters if c.large]
     if large:
         result.warnings.append(f"{len(large):,} clusters have more than {LARGE_CLUSTER} members (largest "
