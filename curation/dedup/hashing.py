@@ -58,7 +58,9 @@ DECODE_PX = 64
 # share below 1 steps over a small overlay in a corner (a "SALE" badge) and the ringing
 # JPEG leaves at the edge of a letterbox.
 BORDER_TOLERANCE = 16
-BORDER_SHARE = 0.85
+BORDER_SHARE = 0.97
+FLAT_SHARE = 0.95  # the outermost line's share that makes it a border (its two end pixels may be a corner's ringing)
+TRIM_ROUNDS = 4
 MIN_TRIMMED = 8  # never trim a side below this many pixels (a flat picture stays whole)
 
 # What we say about a file we could not hash.
@@ -290,15 +292,17 @@ def trim_box(rgb: np.ndarray, tolerance: int = BORDER_TOLERANCE, share: float = 
     """The picture's box without its uniform borders, as (top, bottom, left, right)
     slice bounds. rgb: (h, w, 3) uint8.
 
-    A side has a border when its outermost line is flat (98% of its pixels within
+    A side has a border when its outermost line is flat (FLAT_SHARE of its pixels within
     `tolerance` of its median colour); lines are then trimmed from that side while at
-    least `share` of their pixels keep that colour. Rows, then columns, twice (a black
-    letterbox around a white background goes in the second round). A side is never cut
+    least `share` of their pixels keep that colour. Rows, then columns, until nothing
+    changes (at most TRIM_ROUNDS: a black letterbox, the grey line JPEG rings between it
+    and a white background, then the background, go one per round). A side is never cut
     below MIN_TRIMMED pixels, so a flat or tiny picture keeps its box."""
     h, w = rgb.shape[:2]
     top, bottom, left, right = 0, h, 0, w
     x = rgb.astype(np.int16)
-    for _ in range(2):
+    for _ in range(TRIM_ROUNDS):
+        before = (top, bottom, left, right)
         rows = x[top:bottom, left:right]
         t, b = _border_run(rows, tolerance, share), _border_run(rows[::-1], tolerance, share)
         if bottom - top - t - b >= min(MIN_TRIMMED, bottom - top):
@@ -307,6 +311,8 @@ def trim_box(rgb: np.ndarray, tolerance: int = BORDER_TOLERANCE, share: float = 
         l, r = _border_run(cols, tolerance, share), _border_run(cols[::-1], tolerance, share)
         if right - left - l - r >= min(MIN_TRIMMED, right - left):
             left, right = left + l, right - r
+        if (top, bottom, left, right) == before:
+            break
     return top, bottom, left, right
 
 
@@ -316,7 +322,7 @@ def _border_run(lines: np.ndarray, tolerance: int, share: float) -> int:
         return 0
     ref = np.median(lines[0], axis=0)
     near = (np.abs(lines - ref) <= tolerance).all(axis=2).mean(axis=1)
-    if near[0] < 0.98:
+    if near[0] < FLAT_SHARE:
         return 0
     border = near >= share
     return len(border) if border.all() else int(np.argmin(border))
