@@ -215,13 +215,18 @@ def test_padded_copies_trim_back_to_their_original(which, colour):
 
 def test_trim_box_finds_the_padding():
     rng = np.random.default_rng(0)
-    inner = rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)
-    framed = np.full((60, 70, 3), 255, dtype=np.uint8)
-    framed[7:47, 11:41] = inner
-    # The border, and the one line where it blends into the picture (JPEG at reduced scale).
-    assert hashing.trim_box(framed) == (8, 46, 12, 40)
-    assert hashing.trim_box(inner) == (0, 40, 0, 30)  # nothing flat to trim
-    flat = np.full((50, 50, 3), 128, dtype=np.uint8)
+    inner = rng.integers(0, 200, (80, 30), dtype=np.uint8)
+    framed = np.full((100, 70), 255, dtype=np.uint8)
+    framed[7:87, 11:41] = inner
+    top, bottom, left, right = hashing.trim_box(framed)
+    # All the border goes, and at most BORDER_MASS of what it framed (plus the line where
+    # border and picture blend) goes with it.
+    assert 7 <= top <= 7 + 3 and 87 - 3 <= bottom <= 87 and 11 <= left <= 11 + 2 and 41 - 2 <= right <= 41
+    black = np.zeros((120, 90), dtype=np.uint8)  # a black letterbox around the white frame
+    black[10:110, 10:80] = framed
+    assert hashing.trim_box(black) == (top + 10, bottom + 10, left + 10, right + 10)
+    assert hashing.trim_box(inner) == (0, 80, 0, 30)  # nothing flat to trim
+    flat = np.full((50, 50), 128, dtype=np.uint8)
     assert hashing.trim_box(flat) == (0, 50, 0, 50)  # a flat picture keeps its box
 
 

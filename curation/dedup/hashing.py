@@ -279,9 +279,11 @@ def prepare(data: bytes, trim: bool = True) -> Decoded:
     trim=False keeps the borders (to compare with imagehash on the whole picture).
     Raises Unreadable with a reason."""
     rgb, width, height = decode_rgb(data)
-    top, bottom, left, right = trim_box(rgb) if trim else (0, rgb.shape[0], 0, rgb.shape[1])
+    grey = grey_of(rgb)
+    top, bottom, left, right = trim_box(grey) if trim else (0, rgb.shape[0], 0, rgb.shape[1])
     rgb = rgb[top:bottom, left:right]
-    return Decoded(Image.fromarray(grey_of(rgb), "L"), verify.signature(rgb), width, height)
+    return Decoded(Image.fromarray(np.ascontiguousarray(grey[top:bottom, left:right]), "L"), verify.signature(rgb),
+                   width, height)
 
 
 def grey_of(rgb: np.ndarray) -> np.ndarray:
@@ -291,9 +293,10 @@ def grey_of(rgb: np.ndarray) -> np.ndarray:
     return ((x[..., 0] * 19595 + x[..., 1] * 38470 + x[..., 2] * 7471 + 0x8000) >> 16).astype(np.uint8)
 
 
-def trim_box(rgb: np.ndarray, tolerance: int = BORDER_TOLERANCE, mass: float = BORDER_MASS) -> tuple[int, int, int, int]:
+def trim_box(grey: np.ndarray, tolerance: int = BORDER_TOLERANCE, mass: float = BORDER_MASS) -> tuple[int, int, int, int]:
     """The picture's box without its uniform borders, as (top, bottom, left, right)
-    slice bounds. rgb: (h, w, 3) uint8.
+    slice bounds. grey: (h, w) uint8 (grey, not colour: a third of the work, and a flat
+    border differs from what it frames in brightness almost always).
 
     A side has a border when its outermost line is flat (FLAT_SHARE of its pixels within
     `tolerance` of their median colour). The pixels that differ from that colour are the
@@ -303,17 +306,17 @@ def trim_box(rgb: np.ndarray, tolerance: int = BORDER_TOLERANCE, mass: float = B
     A side is cut again only for a border of another colour (a black letterbox around a
     product on white: the black, then the white), at most TRIM_ROUNDS times. A side is
     never cut below MIN_TRIMMED pixels, so a flat or tiny picture keeps its box."""
-    h, w = rgb.shape[:2]
+    h, w = grey.shape[:2]
     box = [0, h, 0, w]  # top, bottom, left, right
-    x = rgb.astype(np.int16)
-    refs: list[np.ndarray | None] = [None] * 4
+    x = grey.astype(np.int16)
+    refs: list[np.int16 | None] = [None] * 4
     for _ in range(TRIM_ROUNDS):
         view = x[box[0]:box[1], box[2]:box[3]]
         cuts = [0, 0, 0, 0]
         for side, (line, axis, rev) in enumerate([(view[0], 1, False), (view[-1], 1, True),
                                                   (view[:, 0], 0, False), (view[:, -1], 0, True)]):
             cut, ref = _cut(view, line, axis, tolerance, mass, rev)
-            if cut and refs[side] is not None and (np.abs(ref - refs[side]) <= tolerance).all():
+            if cut and refs[side] is not None and abs(int(ref) - int(refs[side])) <= tolerance:
                 cut = 0  # the same background again: one cut per border colour
             if cut:
                 cuts[side], refs[side] = cut, ref
@@ -329,15 +332,15 @@ def trim_box(rgb: np.ndarray, tolerance: int = BORDER_TOLERANCE, mass: float = B
 
 
 def _cut(box: np.ndarray, line: np.ndarray, axis: int, tolerance: int, mass: float,
-         reverse: bool = False) -> tuple[int, np.ndarray | None]:
-    """(lines to cut from one side of `box` ((h, w, 3) int16), the border colour) for the
-    side whose outermost line is `line`; the lines run along `axis` (1: rows, 0: columns)."""
+         reverse: bool = False) -> tuple[int, np.int16 | None]:
+    """(lines to cut from one side of `box` ((h, w) int16), the border's grey level) for
+    the side whose outermost line is `line`; the lines run along `axis` (1: rows, 0: columns)."""
     if line.size == 0:
         return 0, None
-    ref = np.median(line, axis=0)
-    if ((np.abs(line - ref) <= tolerance).all(axis=1)).mean() < FLAT_SHARE:
+    ref = np.int16(np.median(line))  # int16 arithmetic: several times faster than float64 here
+    if np.count_nonzero(np.abs(line - ref) <= tolerance) < FLAT_SHARE * line.size:
         return 0, None
-    profile = (np.abs(box - ref) > tolerance).any(axis=2).sum(axis=axis)
+    profile = np.count_nonzero(np.abs(box - ref) > tolerance, axis=axis)
     if reverse:
         profile = profile[::-1]
     total = profile.sum()
