@@ -267,3 +267,17 @@ def test_unreadable_files_go_aside_under_their_own_rule(tmp_path: Path):
         assert r.applied
     finally:
         ws.close()
+
+
+def test_compiled_scores_equal_the_numpy_reference():
+    rng = np.random.default_rng(2)
+    base = rng.integers(0, 256, (300, verify.SIGNATURE_BYTES), dtype=np.uint8)
+    brighter = np.clip(base * 1.15 + rng.integers(-4, 5, base.shape), 0, 255).astype(np.uint8)
+    sigs = np.concatenate([base, brighter])
+    pairs_ = np.concatenate([np.stack([np.arange(300), np.arange(300, 600)], axis=1),
+                             rng.integers(0, 600, (verify.KERNEL_MIN, 2))])
+    compiled = verify.similarity(sigs, pairs_)
+    reference = verify._score(sigs[pairs_[:, 0]].astype(np.float64), sigs[pairs_[:, 1]].astype(np.float64))
+    np.testing.assert_allclose(compiled, reference, atol=1e-6)
+    assert compiled[:300].min() >= verify.DEFAULT_MIN_SIMILARITY  # brightened copies pass
+    assert np.median(compiled[300:]) < 0.8  # unrelated random thumbnails do not

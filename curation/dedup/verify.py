@@ -23,6 +23,9 @@ score at 0.93 lets 23 pair and finds 79-90%.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 from PIL import Image
 
@@ -32,6 +35,10 @@ DEFAULT_MIN_SIMILARITY = 0.93  # a 90th-percentile error of 18 grey levels (cali
 PERCENTILE = 90
 CLIPPED = 250  # a channel value at or above this is treated as clipped (not used to fit the gain)
 CHUNK = 1 << 16  # pairs scored at once: 64k x 192 x 8 bytes x ~6 arrays stay under 0.6 GiB
+# From this many pairs on, the compiled kernel (numba, threads) scores them: ~70x faster
+# than the numpy reference `_score` (benchmarks/dedup_bench.py, section 3), which small
+# runs keep so they need no compilation.
+KERNEL_MIN = 20_000
 
 
 def signature(rgb: np.ndarray) -> bytes:
@@ -58,15 +65,33 @@ def similarity(signatures: np.ndarray, pairs: np.ndarray) -> np.ndarray:
 
     signatures: (N, SIGNATURE_BYTES) uint8. pairs: (P, 2) indices into it.
     Returns (P,) float32. See the module docstring for what the score measures."""
-    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    pairs = np.ascontiguousarray(np.asarray(pairs, dtype=np.int64).reshape(-1, 2))
     out = np.empty(len(pairs), dtype=np.float32)
-    for lo in range(0, len(pairs), CHUNK):
-        p = pairs[lo:lo + CHUNK]
-        out[lo:lo + CHUNK] = _score(signatures[p[:, 0]].astype(np.float32), signatures[p[:, 1]].astype(np.float32))
+    if len(pairs) < KERNEL_MIN:
+        for lo in range(0, len(pairs), CHUNK):
+            p = pairs[lo:lo + CHUNK]
+            out[lo:lo + CHUNK] = _score(signatures[p[:, 0]].astype(np.float64), signatures[p[:, 1]].astype(np.float64))
+        return out
+    from . import _kernels  # numba compiles on first use (cached on disk); keep imports light
+
+    sigs = np.ascontiguousarray(signatures, dtype=np.uint8)
+    blocks = [(lo, min(lo + CHUNK, len(pairs))) for lo in range(0, len(pairs), CHUNK)]
+
+    def work(block: tuple[int, int]) -> None:
+        lo, hi = block
+        _kernels.residual_scores(sigs, pairs[lo:hi], float(CLIPPED), float(PERCENTILE), out[lo:hi])
+
+    with ThreadPoolExecutor(max_workers=max(1, min(len(blocks), _cpus()))) as pool:
+        list(pool.map(work, blocks))
     return out
 
 
+def _cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def _score(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The numpy reference of the score: a, b (P, SIGNATURE_BYTES) float64, changed in place."""
     swap = a.mean(axis=1) > b.mean(axis=1)  # fit the brighter (b) from the darker (a)
     a[swap], b[swap] = b[swap], a[swap].copy()
     m = (a < CLIPPED) & (b < CLIPPED)
