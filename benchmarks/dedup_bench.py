@@ -1,22 +1,32 @@
-"""Dedup benchmark: hash speed, near-duplicate quality and pair finding, against peers.
+"""Dedup benchmark: speed and quality of `ifa curate dedup`'s two stages, against peers.
 
-    python -m benchmarks.dedup_bench [--files 1000] [--originals 500] [--sizes 100000 1000000]
+    python -m benchmarks.dedup_bench [--files 1000] [--products 1600 --cc0 400 --copied 40]
+                                     [--sizes 100000 1000000] [--command-files 3000] [--skip ...]
 
-1. Throughput, one core: ifa's phash (draft decode, batch DCT; includes reading the file
-   and its sha256) vs imagehash.phash(Image.open(path)) on the same real JPEGs
-   (../shared/data/clothing-cc0 and ../shared/data/myntra-products), interleaved rounds,
-   best of each; printed as a ratio.
-2. Quality: transformed copies of real photos (JPEG re-encode at quality 50, resize to
-   half, 3% crop per side, brightness +20%) written to a temp folder; recall per transform
-   (copy within k bits of its original) and precision (pairs within k bits among all
-   originals and copies that come from the same photo), for ifa's phash,
-   imagehash.phash and imagededup's PHash at the same k.
-3. Pair finding: N codes made from the real phashes of (2) by random 1<->0 bit swaps (the
-   DC bit and the 32-bit weight kept, so the skew of real phashes stays: about 3,000
-   candidates per code at radius 1 over 4 contiguous 16-bit substrings, as the issue
-   measured on product photos; uniform codes give about 1,000). ifa's pairs_within vs
-   brute force (timed on a subsample, extrapolated as N^2) and faiss IndexBinaryMultiHash
-   (4 tables of 16 bits, nflip 1: exact for k <= 7) when faiss is installed.
+1. Throughput, one core: ifa's decode + border trim + phash + verification signature
+   (`hashing.hash_batch`, includes reading the file and its sha256) vs
+   imagehash.phash(Image.open(path)) on the same real JPEGs (../shared/data/clothing-cc0
+   and ../shared/data/myntra-products), interleaved rounds, best of each; a ratio.
+2. Quality on a mixed set like the issue's: product photos + CC0 photos, and copies of
+   `--copied` originals of each by 7 transforms (re-encode q50, resize 60%, brightness
+   +15%, a small "SALE" text overlay, resize 60% + q30, 4% crop per side, 10% padding:
+   white or a black letterbox). False removals: original photos left with no kept image
+   (set aside as a copy of another photo; originals that are the same photo, mean
+   absolute difference < 3 on 64x64 grey, count as one). Copies found: the copy shares a
+   cluster with another image of its photo. Rows: imagehash.phash at 6 with connected
+   components (ifa before issue 12), ifa's candidate stage alone, ifa with each verifier
+   tried (normalised correlation of 16x16 grey, residual after histogram matching, and
+   the chosen one-gain residual), imagededup PHash (its default 10 and 6).
+   `--sweep 0.9 0.91` adds rows for other --min-similarity values.
+3. Candidate pairs + verification + clusters: N codes made from the real phashes of all
+   6,000 photos by random 1<->0 bit swaps (the DC bit and the 32-bit weight kept, so
+   the skew of real phashes stays), each with its seed photo's signature +-4 levels;
+   ifa's pairs_within + verify.similarity + leader_clusters, seconds and peak RSS, vs
+   brute force pairs (timed on a subsample, extrapolated as N^2) and faiss
+   IndexBinaryMultiHash when faiss is installed and --faiss-max allows.
+4. The whole command, cold (`ifa init`, `ifa import folder` of `--command-files` product
+   photos, then `ifa curate dedup` in a fresh process, timed) vs an imagehash.phash
+   loop over the same files; and the rerun from the cache.
 
 Peers: `pip install -e '.[bench]'` brings faiss-cpu; imagededup needs torch/torchvision,
 so install it with `pip install --no-deps imagededup` (its PHash only needs numpy, scipy,
