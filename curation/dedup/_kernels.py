@@ -107,61 +107,66 @@ def residual_scores(signatures, pairs, clipped, percentile, out):
     """verify.similarity's score for each pair (see `verify._score`, the numpy reference it
     is tested against): 1 - the `percentile` of the per-pixel largest channel error after
     fitting the brighter thumbnail from the darker with one gain and offset, / 255.
+    One pass for the fit's sums, one for the errors; the percentile's two order
+    statistics come from a small sorted buffer of the largest errors, not a full sort.
 
     signatures: (N, 3 * pixels) uint8. pairs: (P, 2) int64. out: (P,) float32."""
     n_val = signatures.shape[1]
     n_pix = n_val // 3
-    a = np.empty(n_val, dtype=np.float64)
-    b = np.empty(n_val, dtype=np.float64)
-    err = np.empty(n_pix, dtype=np.float64)
     pos = percentile / 100.0 * (n_pix - 1)
     lo_i = int(np.floor(pos))
     hi_i = min(lo_i + 1, n_pix - 1)
     frac = pos - lo_i
+    keep = n_pix - lo_i  # the largest errors from rank lo_i up
+    best = np.empty(keep, dtype=np.float64)
     for p in range(pairs.shape[0]):
         i, j = pairs[p, 0], pairs[p, 1]
-        sa = 0.0
-        sb = 0.0
+        sa = 0
+        sb = 0
         for v in range(n_val):
-            a[v] = signatures[i, v]
-            b[v] = signatures[j, v]
-            sa += a[v]
-            sb += b[v]
+            sa += signatures[i, v]
+            sb += signatures[j, v]
         if sa > sb:  # fit the brighter (b) from the darker (a)
-            for v in range(n_val):
-                t = a[v]
-                a[v] = b[v]
-                b[v] = t
+            i, j = j, i
         n = 0
-        ma = 0.0
-        mb = 0.0
+        s_a = 0.0
+        s_b = 0.0
+        s_aa = 0.0
+        s_ab = 0.0
         for v in range(n_val):
-            if a[v] < clipped and b[v] < clipped:
+            x = np.float64(signatures[i, v])
+            y = np.float64(signatures[j, v])
+            if x < clipped and y < clipped:
                 n += 1
-                ma += a[v]
-                mb += b[v]
-        n = max(n, 1)
-        ma /= n
-        mb /= n
-        var = 0.0
-        cov = 0.0
-        for v in range(n_val):
-            if a[v] < clipped and b[v] < clipped:
-                da = a[v] - ma
-                var += da * da
-                cov += da * (b[v] - mb)
+                s_a += x
+                s_b += y
+                s_aa += x * x
+                s_ab += x * y
+        m = max(n, 1)
+        ma = s_a / m
+        mb = s_b / m
+        var = s_aa - 2.0 * ma * s_a + n * ma * ma
+        cov = s_ab - ma * s_b - mb * s_a + n * ma * mb
         gain = cov / var if var > 1e-3 else 1.0
         gain = min(max(gain, 0.7), 1.5)
         offset = mb - gain * ma
+        for t in range(keep):
+            best[t] = -1.0
         for q in range(n_pix):
             e = 0.0
             for c in range(3):
                 v = 3 * q + c
-                pred = gain * a[v] + offset
+                pred = gain * np.float64(signatures[i, v]) + offset
                 pred = 0.0 if pred < 0.0 else (255.0 if pred > 255.0 else pred)
-                d = abs(pred - b[v])
+                d = abs(pred - np.float64(signatures[j, v]))
                 if d > e:
                     e = d
-            err[q] = e
-        err.sort()
-        out[p] = 1.0 - (err[lo_i] + (err[hi_i] - err[lo_i]) * frac) / 255.0
+            if e > best[0]:  # insert into the ascending buffer of the largest errors
+                t = 1
+                while t < keep and best[t] < e:
+                    best[t - 1] = best[t]
+                    t += 1
+                best[t - 1] = e
+        low = best[0]
+        high = best[hi_i - lo_i]
+        out[p] = 1.0 - (low + (high - low) * frac) / 255.0
