@@ -484,7 +484,7 @@ def whole_command(n: int, workers: int) -> list[list]:
         ws_dir = Path(tmp) / "ws"
         env = dict(os.environ)
         cli = [sys.executable, "-m", "ifa.cli.app"]
-        subprocess.run(cli + ["init", str(ws_dir)], check=True, capture_output=True, env=env)
+        subprocess.run(cli + ["init", "--workspace", str(ws_dir)], check=True, capture_output=True, env=env)
         subprocess.run(cli + ["import", "folder", str(paths[0].parent), "--split", "train", "--workspace", str(ws_dir)],
                        check=True, capture_output=True, env=env)
         t = time.perf_counter()

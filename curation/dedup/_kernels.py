@@ -170,3 +170,20 @@ def residual_scores(signatures, pairs, clipped, percentile, out):
         low = best[0]
         high = best[hi_i - lo_i]
         out[p] = 1.0 - (low + (high - low) * frac) / 255.0
+
+
+@njit(nogil=True, cache=True)
+def leader_scan(visit, starts, neighbours, leader):
+    """pairs.leader_clusters' loop: items in `visit` order; one not yet taken keeps itself
+    and takes its neighbours not yet taken (CSR: neighbours[starts[i]:starts[i + 1]]).
+    leader: (n,) int64, filled in place (it starts as arange(n))."""
+    taken = np.zeros(leader.shape[0], dtype=np.bool_)
+    for i in visit:
+        if taken[i]:
+            continue
+        taken[i] = True
+        for t in range(starts[i], starts[i + 1]):
+            j = neighbours[t]
+            if not taken[j]:
+                taken[j] = True
+                leader[j] = i

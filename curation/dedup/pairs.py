@@ -165,19 +165,14 @@ def leader_clusters(rank: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
     if not len(pairs):
         return leader
+    from . import _kernels as kernel  # numba: the Python loop took 83 s for 1M items (benchmark section 3)
+
     both = np.concatenate([pairs, pairs[:, ::-1]])
-    both = both[np.lexsort((rank[both[:, 1]], both[:, 0]))]
+    both = both[np.argsort(both[:, 0], kind="stable")]
     starts = np.searchsorted(both[:, 0], np.arange(n + 1))
-    taken = np.zeros(n, dtype=bool)
     nodes = np.unique(both[:, 0])
-    for i in nodes[np.lexsort((nodes, rank[nodes]))].tolist():
-        if taken[i]:
-            continue
-        taken[i] = True
-        nb = both[starts[i]:starts[i + 1], 1]
-        nb = nb[~taken[nb]]
-        taken[nb] = True
-        leader[nb] = i
+    visit = np.ascontiguousarray(nodes[np.lexsort((nodes, rank[nodes]))], dtype=np.int64)
+    kernel.leader_scan(visit, starts.astype(np.int64), np.ascontiguousarray(both[:, 1]), leader)
     return leader
 
 
