@@ -1,4 +1,4 @@
-"""Pairs of 64-bit hashes within a Hamming distance, and the clusters they make.
+"""Pairs of 64-bit hashes within a Hamming distance, and clusters without chaining.
 
 Pure functions over numpy arrays; nothing here knows about images or the ledger.
 
