@@ -99,6 +99,8 @@ def test_planted_copies_are_found_and_restore_undoes_everything(tmp_path: Path):
         # Catalogue shots: most (measured 9 of 12 here; the misses are hash-stage misses).
         assert found_copies >= 0.85 * planted, (found_copies, planted)
         assert all(m.similarity is not None and m.similarity >= r.min_similarity for c in r.clusters for m in c.members)
+        # Over 5% of the images looked at would go: the summary says so first.
+        assert any("over 5%" in w for w in r.warnings) and len(r.set_aside) > 0.05 * r.images_considered
         applied = dedup.run(ws, workers=1, apply=True, report=False)
         assert len(ws.ledger.set_aside_images(rule="duplicate")) == len(applied.set_aside) == sum(len(c.members) - 1 for c in r.clusters)
         back = restore(ws.ledger, rule="duplicate")
@@ -281,3 +283,26 @@ def test_compiled_scores_equal_the_numpy_reference():
     np.testing.assert_allclose(compiled, reference, atol=1e-6)
     assert compiled[:300].min() >= verify.DEFAULT_MIN_SIMILARITY  # brightened copies pass
     assert np.median(compiled[300:]) < 0.8  # unrelated random thumbnails do not
+
+
+@needs_data
+def test_a_cluster_over_20_members_comes_first_with_a_warning(tmp_path: Path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    with Image.open(CC0[10]) as im:
+        base = im.convert("RGB")
+    for q in range(72, 96):  # 24 re-encodes: 25 images of one photo
+        _jpeg(base, folder / f"q{q}.jpg", q)
+    shutil.copy(CC0[10], folder / "original.jpg")
+    for src in CC0[20:23]:
+        shutil.copy(src, folder / src.name)
+    ws = workspace_of(tmp_path, folder)
+    try:
+        r = dedup.run(ws, workers=1)
+        assert r.clusters[0].large and len(r.clusters[0].members) == 25, [len(c.members) for c in r.clusters]
+        assert any("more than 20 members" in w for w in r.warnings)
+        html = Path(r.report_html).read_text()
+        assert html.index("Warning: clusters over 20 members") < html.index("Other duplicates")
+        assert "similarity" in html
+    finally:
+        ws.close()

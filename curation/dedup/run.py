@@ -509,6 +509,8 @@ def _sections(result: DedupResult) -> list[report_html.Section]:
          [c for c in result.clusters if c.label_conflict and not c.cross_split and not c.large]),
         ("Other duplicates", "", [c for c in result.clusters if not c.cross_split and not c.label_conflict and not c.large]),
     ]
+    if not any(c.large for c in result.clusters):
+        groups = groups[1:]  # no warning section without a large cluster
     sections, budget = [], MAX_HTML_CLUSTERS
     for title, text, clusters in groups:
         shown = clusters[:max(0, budget)]
