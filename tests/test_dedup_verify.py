@@ -306,3 +306,19 @@ def test_a_cluster_over_20_members_comes_first_with_a_warning(tmp_path: Path):
         assert "similarity" in html
     finally:
         ws.close()
+
+
+@needs_data
+def test_compiled_trim_equals_the_numpy_reference():
+    pictures = []
+    for src in MYNTRA[:40] + CC0[:40]:
+        with Image.open(src) as im:
+            base = im.convert("RGB")
+        for variant in (base, _pad(base, (0, 0, 0)), _pad(base, (255, 255, 255)), _overlay(base)):
+            buf = io.BytesIO()
+            variant.save(buf, "JPEG", quality=85)
+            pictures.append(hashing.grey_of(hashing.decode_rgb(buf.getvalue())[0]))
+    pictures += [np.full((5, 7), 9, dtype=np.uint8), np.zeros((1, 1), dtype=np.uint8)]
+    boxes = [hashing.trim_box(p) for p in pictures]
+    assert boxes == [hashing.trim_box_reference(p) for p in pictures]
+    assert sum(b != (0, p.shape[0], 0, p.shape[1]) for b, p in zip(boxes, pictures)) > 80  # most were trimmed

@@ -294,6 +294,18 @@ def grey_of(rgb: np.ndarray) -> np.ndarray:
 
 
 def trim_box(grey: np.ndarray, tolerance: int = BORDER_TOLERANCE, mass: float = BORDER_MASS) -> tuple[int, int, int, int]:
+    """The picture's box without its uniform borders, as (top, bottom, left, right) slice
+    bounds; `trim_box_reference` says how. Compiled (numba): ~20x faster than the numpy
+    reference it is tested equal to, which spent ~1 ms a picture, a third of the decode."""
+    from . import _kernels  # numba compiles once (cached on disk); keep `import ifa` light
+
+    box = _kernels.trim_box(np.ascontiguousarray(grey, dtype=np.uint8), tolerance, mass, FLAT_SHARE, LINE_CONTENT,
+                            TRIM_ROUNDS, MIN_TRIMMED)
+    return int(box[0]), int(box[1]), int(box[2]), int(box[3])
+
+
+def trim_box_reference(grey: np.ndarray, tolerance: int = BORDER_TOLERANCE,
+                       mass: float = BORDER_MASS) -> tuple[int, int, int, int]:
     """The picture's box without its uniform borders, as (top, bottom, left, right)
     slice bounds. grey: (h, w) uint8 (grey, not colour: a third of the work, and a flat
     border differs from what it frames in brightness almost always).
