@@ -322,3 +322,18 @@ def test_compiled_trim_equals_the_numpy_reference():
     boxes = [hashing.trim_box(p) for p in pictures]
     assert boxes == [hashing.trim_box_reference(p) for p in pictures]
     assert sum(b != (0, p.shape[0], 0, p.shape[1]) for b, p in zip(boxes, pictures)) > 80  # most were trimmed
+
+
+def test_compiled_leader_loop_equals_the_python_loop():
+    rng = np.random.default_rng(3)
+    rank = rng.permutation(3000)
+    edges = rng.integers(0, 3000, (6000, 2))
+    edges = edges[edges[:, 0] != edges[:, 1]]
+    python = pairs.leader_clusters(rank, edges)
+    compiled = pairs.leader_clusters(rank, edges, compiled_min=0)
+    assert np.array_equal(python, compiled)
+    # Every member is a direct neighbour of its leader, and leaders outrank their members.
+    linked = {(int(a), int(b)) for a, b in edges} | {(int(b), int(a)) for a, b in edges}
+    members = np.flatnonzero(python != np.arange(3000))
+    assert len(members) > 500
+    assert all((int(m), int(python[m])) in linked and rank[python[m]] < rank[m] for m in members)
