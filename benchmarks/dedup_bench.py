@@ -1,22 +1,32 @@
-"""Dedup benchmark: hash speed, near-duplicate quality and pair finding, against peers.
+"""Dedup benchmark: speed and quality of `ifa curate dedup`'s two stages, against peers.
 
-    python -m benchmarks.dedup_bench [--files 1000] [--originals 500] [--sizes 100000 1000000]
+    python -m benchmarks.dedup_bench [--files 1000] [--products 1600 --cc0 400 --copied 40]
+                                     [--sizes 100000 1000000] [--command-files 3000] [--skip ...]
 
-1. Throughput, one core: ifa's phash (draft decode, batch DCT; includes reading the file
-   and its sha256) vs imagehash.phash(Image.open(path)) on the same real JPEGs
-   (../shared/data/clothing-cc0 and ../shared/data/myntra-products), interleaved rounds,
-   best of each; printed as a ratio.
-2. Quality: transformed copies of real photos (JPEG re-encode at quality 50, resize to
-   half, 3% crop per side, brightness +20%) written to a temp folder; recall per transform
-   (copy within k bits of its original) and precision (pairs within k bits among all
-   originals and copies that come from the same photo), for ifa's phash,
-   imagehash.phash and imagededup's PHash at the same k.
-3. Pair finding: N codes made from the real phashes of (2) by random 1<->0 bit swaps (the
-   DC bit and the 32-bit weight kept, so the skew of real phashes stays: about 3,000
-   candidates per code at radius 1 over 4 contiguous 16-bit substrings, as the issue
-   measured on product photos; uniform codes give about 1,000). ifa's pairs_within vs
-   brute force (timed on a subsample, extrapolated as N^2) and faiss IndexBinaryMultiHash
-   (4 tables of 16 bits, nflip 1: exact for k <= 7) when faiss is installed.
+1. Throughput, one core: ifa's decode + border trim + phash + verification signature
+   (`hashing.hash_batch`, includes reading the file and its sha256) vs
+   imagehash.phash(Image.open(path)) on the same real JPEGs (../shared/data/clothing-cc0
+   and ../shared/data/myntra-products), interleaved rounds, best of each; a ratio.
+2. Quality on a mixed set like the issue's: product photos + CC0 photos, and copies of
+   `--copied` originals of each by 7 transforms (re-encode q50, resize 60%, brightness
+   +15%, a small "SALE" text overlay, resize 60% + q30, 4% crop per side, 10% padding:
+   white or a black letterbox). False removals: original photos left with no kept image
+   (set aside as a copy of another photo; originals that are the same photo, mean
+   absolute difference < 3 on 64x64 grey, count as one). Copies found: the copy shares a
+   cluster with another image of its photo. Rows: imagehash.phash at 6 with connected
+   components (ifa before issue 12), ifa's candidate stage alone, ifa with each verifier
+   tried (normalised correlation of 16x16 grey, residual after histogram matching, and
+   the chosen one-gain residual), imagededup PHash (its default 10 and 6).
+   `--sweep 0.9 0.91` adds rows for other --min-similarity values.
+3. Candidate pairs + verification + clusters: N codes made from the real phashes of all
+   6,000 photos by random 1<->0 bit swaps (the DC bit and the 32-bit weight kept, so
+   the skew of real phashes stays), each with its seed photo's signature +-4 levels;
+   ifa's pairs_within + verify.similarity + leader_clusters, seconds and peak RSS, vs
+   brute force pairs (timed on a subsample, extrapolated as N^2) and faiss
+   IndexBinaryMultiHash when faiss is installed and --faiss-max allows.
+4. The whole command, cold (`ifa init`, `ifa import folder` of `--command-files` product
+   photos, then `ifa curate dedup` in a fresh process, timed) vs an imagehash.phash
+   loop over the same files; and the rerun from the cache.
 
 Peers: `pip install -e '.[bench]'` brings faiss-cpu; imagededup needs torch/torchvision,
 so install it with `pip install --no-deps imagededup` (its PHash only needs numpy, scipy,
@@ -28,6 +38,8 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import io
+import os
 import resource
 import sys
 import tempfile
@@ -36,9 +48,9 @@ import types
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageEnhance
+from PIL import Image, ImageDraw, ImageEnhance
 
-from ifa.curation.dedup import hashing, pairs
+from ifa.curation.dedup import hashing, pairs, verify
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DATASETS = ("clothing-cc0", "myntra-products")
@@ -104,39 +116,175 @@ def throughput(n_files: int, rounds: int) -> list[list]:
 
 
 # ---- 2. quality ------------------------------------------------------------------------------------
-def _save(im: Image.Image, path: Path, quality: int = 90) -> None:
-    im.convert("RGB").save(path, "JPEG", quality=quality)
+def _save(im: Image.Image, quality: int = 90) -> bytes:
+    buf = io.BytesIO()
+    im.convert("RGB").save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
 
 
-def _crop(im: Image.Image, frac: float = 0.03) -> Image.Image:
+def _resize(im: Image.Image, f: float) -> Image.Image:
+    return im.resize((round(im.width * f), round(im.height * f)), Image.Resampling.LANCZOS)
+
+
+def _crop(im: Image.Image, frac: float) -> Image.Image:
     w, h = im.size
     return im.crop((round(w * frac), round(h * frac), round(w * (1 - frac)), round(h * (1 - frac))))
 
 
+def _pad(im: Image.Image, i: int) -> Image.Image:
+    """10% of each side: white for even sources, black (letterbox) for odd ones."""
+    pw, ph = round(im.width * 0.1), round(im.height * 0.1)
+    out = Image.new("RGB", (im.width + 2 * pw, im.height + 2 * ph), (255, 255, 255) if i % 2 == 0 else (0, 0, 0))
+    out.paste(im, (pw, ph))
+    return out
+
+
+def _sale(im: Image.Image) -> Image.Image:
+    im = im.copy()
+    ImageDraw.Draw(im).text((round(im.width * 0.03), round(im.height * 0.03)), "SALE", fill=(220, 0, 0))
+    return im
+
+
 TRANSFORMS = {
-    "re-encode q50": lambda im, p: _save(im, p, 50),
-    "resize 1/2": lambda im, p: _save(im.resize((im.width // 2, im.height // 2), Image.Resampling.LANCZOS), p),
-    "crop 3%/side": lambda im, p: _save(_crop(im), p),
-    "brightness +20%": lambda im, p: _save(ImageEnhance.Brightness(im).enhance(1.2), p),
+    "re-encode q50": lambda im, i: _save(im, 50),
+    "resize 60%": lambda im, i: _save(_resize(im, 0.6)),
+    "brightness +15%": lambda im, i: _save(ImageEnhance.Brightness(im).enhance(1.15)),
+    "SALE overlay": lambda im, i: _save(_sale(im)),
+    "resize 60% + q30": lambda im, i: _save(_resize(im, 0.6), 30),
+    "crop 4%/side": lambda im, i: _save(_crop(im, 0.04)),
+    "pad 10%": lambda im, i: _save(_pad(im, i)),
 }
+TARGET = {"crop 4%/side": 0.70, "pad 10%": 0.70}  # the others: 0.95
 
 
-def make_copies(originals: list[Path], folder: Path) -> tuple[list[Path], np.ndarray, np.ndarray]:
-    """Originals plus one copy per transform. Returns (paths, source index, transform index
-    (-1 for an original))."""
+def make_set(n_products: int, n_cc0: int, n_copied: int, folder: Path, seed: int = 0):
+    """Originals (product photos first) plus one copy per transform of n_copied randomly
+    chosen originals of each dataset, written to folder. Returns (paths, source, kind
+    (-1: original), dataset (0 product, 1 CC0))."""
+    originals = files_of(DATASETS[1], n_products) + files_of(DATASETS[0], n_cc0)
+    dataset = np.array([0] * n_products + [1] * n_cc0)
+    rng = np.random.default_rng(seed)
+    chosen = np.concatenate([rng.choice(n_products, min(n_copied, n_products), replace=False),
+                             n_products + rng.choice(n_cc0, min(n_copied, n_cc0), replace=False)])
     paths, source, kind = list(originals), list(range(len(originals))), [-1] * len(originals)
-    for t, (name, fn) in enumerate(TRANSFORMS.items()):
-        for i, src in enumerate(originals):
+    for t, fn in enumerate(TRANSFORMS.values()):
+        for i in chosen.tolist():
+            with Image.open(originals[i]) as im:
+                data = fn(im.convert("RGB"), i)
             dest = folder / f"{i}-{t}.jpg"
-            with Image.open(src) as im:
-                fn(im.convert("RGB"), dest)
+            dest.write_bytes(data)
             paths.append(dest)
             source.append(i)
             kind.append(t)
-    return paths, np.array(source), np.array(kind)
+    source = np.array(source)
+    return paths, source, np.array(kind), dataset[source]
 
 
-def imagededup_phash():
+def same_photo_sources(paths: list[Path], n_originals: int, codes: np.ndarray) -> np.ndarray:
+    """Originals that are the same photo (mean absolute difference < 3 on 64x64 grey
+    thumbnails, the issue's test) get one source id: setting one aside loses nothing."""
+    thumbs = {}
+
+    def thumb(i: int) -> np.ndarray:
+        if i not in thumbs:
+            thumbs[i] = np.asarray(Image.open(paths[i]).convert("L").resize((64, 64)), dtype=np.float64)
+        return thumbs[i]
+
+    parent = np.arange(n_originals)
+    for i, j in pairs.pairs_within(codes[:n_originals], 12).tolist():
+        if np.abs(thumb(i) - thumb(j)).mean() < 3:
+            parent[max(i, j)] = parent[min(i, j)]
+    for i in range(n_originals):  # flatten
+        while parent[i] != parent[parent[i]]:
+            parent[i] = parent[parent[i]]
+    return parent
+
+
+def outcome(kept: np.ndarray, group: np.ndarray, source: np.ndarray, kind: np.ndarray, dataset: np.ndarray) -> dict:
+    """False removals (originals' photos left with no kept image, by dataset) and copies
+    found (the copy shares its cluster with another image of its photo, the original or
+    another copy, and the photo is still kept) per transform."""
+    has_kept = np.zeros(source.max() + 1, dtype=bool)
+    has_kept[source[kept]] = True
+    originals = kind == -1
+    lost = originals & ~has_kept[source]
+    out = {"false": [int((lost & (dataset == d)).sum()) for d in (0, 1)],
+           "distinct": [int((originals & (dataset == d)).sum()) for d in (0, 1)]}
+    # (cluster, photo) pairs holding more than one image
+    key = group.astype(np.int64) * (source.max() + 1) + source
+    _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
+    for t in range(len(TRANSFORMS)):
+        rows = np.flatnonzero(kind == t)
+        found = (counts[inverse[rows]] > 1) & has_kept[source[rows]]
+        out[t] = [float(found[dataset[rows] == d].mean()) if (dataset[rows] == d).any() else float("nan") for d in (0, 1)]
+    return out
+
+
+def histogram_matched(signatures: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """The verifier tried against verify.similarity: b's thumbnail values replaced by a's
+    at the same rank (undoes any monotone brightness/contrast change), then the same
+    90th-percentile error. Not chosen: as many copies found, more false removals."""
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    out = np.empty(len(pairs), dtype=np.float32)
+    if not len(pairs):
+        return out
+    used = np.unique(pairs)
+    # Per image, once: its values in order and each value's rank among them.
+    order = np.argsort(signatures[used], axis=1, kind="stable")
+    sorted_values = np.take_along_axis(signatures[used], order, axis=1)
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.arange(verify.SIGNATURE_BYTES)[None, :].repeat(len(used), 0), axis=1)
+    where = np.searchsorted(used, pairs)
+    for lo in range(0, len(pairs), verify.CHUNK):
+        a, b = where[lo:lo + verify.CHUNK, 0], where[lo:lo + verify.CHUNK, 1]
+        # b's values replaced by a's at the same rank: any brightness, contrast or gamma
+        # change (a monotone map of the values) is undone; a colour change is not.
+        mapped = np.take_along_axis(sorted_values[a], ranks[b], axis=1).astype(np.int16)
+        err = np.abs(signatures[used[a]].astype(np.int16) - mapped).reshape(len(a), -1, 3).max(axis=2)
+        out[lo:lo + verify.CHUNK] = 1.0 - np.percentile(err, verify.PERCENTILE, axis=1) / 255.0
+    return out
+
+
+
+def keep_order(sizes: np.ndarray, nbytes: np.ndarray) -> np.ndarray:
+    """The default keep policy on one split: more pixels, then the larger file, then the index."""
+    return np.lexsort((np.arange(len(sizes)), -nbytes, -sizes))
+
+
+def kept_connected(codes: np.ndarray, k: int, order: np.ndarray) -> np.ndarray:
+    """Hash pairs within k as connected components (ifa before issue 12, and the usual
+    imagehash recipe); the first member by `order` is kept."""
+    labels = pairs.clusters(len(codes), pairs.pairs_within(codes, k))
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    best = np.full(labels.max() + 1, len(codes), dtype=np.int64)
+    np.minimum.at(best, labels, rank)
+    return rank == best[labels], labels
+
+
+def kept_ifa(codes: np.ndarray, signatures: np.ndarray, k: int, min_similarity: float, order: np.ndarray,
+             scores: np.ndarray | None = None) -> np.ndarray:
+    """ifa's two stages and leader clusters (`pairs.leader_clusters`), with the verifier's
+    scores (or other scores, for the verifier table)."""
+    cand = pairs.pairs_within(codes, k)
+    sim = verify.similarity(signatures, cand) if scores is None else scores(cand)
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    leader = pairs.leader_clusters(rank, cand[sim >= min_similarity])
+    return leader == np.arange(len(codes)), leader
+
+
+def ncc_scores(thumbs: np.ndarray):
+    def score(cand: np.ndarray) -> np.ndarray:
+        a = thumbs[cand[:, 0]].astype(np.float64)
+        b = thumbs[cand[:, 1]].astype(np.float64)
+        a -= a.mean(axis=1, keepdims=True)
+        b -= b.mean(axis=1, keepdims=True)
+        return (a * b).sum(axis=1) / np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1) + 1e-9)
+    return score
+
+
+def imagededup_phash():  # noqa: D401
     """imagededup's PHash class, or None. Its packages' __init__ import torchvision (for
     the CNN method); load the hashing module without them so torch stays untouched."""
     spec = importlib.util.find_spec("imagededup")
@@ -154,50 +302,78 @@ def imagededup_phash():
     except ImportError as exc:
         print(f"imagededup is installed but its PHash does not load: {exc}")
         return None
+    import logging
+
+    logging.getLogger("imagededup").setLevel(logging.WARNING)
     return PHash(verbose=False)
 
 
-def quality(n_originals: int, ks: list[int]) -> tuple[list[list], np.ndarray]:
-    originals = [p for ds in DATASETS for p in files_of(ds, n_originals)]
-    peers: dict[str, callable] = {"ifa phash (draft decode)": ours_hashes, "imagehash.phash": imagehash_hashes}
-    idd = imagededup_phash()
-    if idd is not None:
-        peers["imagededup PHash"] = lambda paths: np.array(
-            [int(idd.encode_image(image_file=str(p)), 16) for p in paths], dtype=np.uint64)
-    else:
-        print("imagededup not installed: its column is left out (pip install --no-deps imagededup)")
+def imagededup_kept(paths: list[Path], idd, threshold: int) -> np.ndarray:
+    """imagededup's own removal list (find_duplicates_to_remove) at `threshold`."""
+    enc = {str(i): idd.encode_image(image_file=str(p)) for i, p in enumerate(paths)}
+    gone = idd.find_duplicates_to_remove(encoding_map=enc, max_distance_threshold=threshold)
+    kept = np.ones(len(paths), dtype=bool)
+    kept[[int(g) for g in gone]] = False
+    dups = idd.find_duplicates(encoding_map=enc, max_distance_threshold=threshold)
+    edges = np.array([(int(a), int(b)) for a, bs in dups.items() for b in bs], dtype=np.int64).reshape(-1, 2)
+    return kept, pairs.clusters(len(paths), edges)
+
+
+def quality(n_products: int, n_cc0: int, n_copied: int, k: int, min_similarity: float,
+            sweep: tuple[float, ...] = ()) -> list[list]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        paths, source, kind = make_copies(originals, Path(tmp))
-        real = None
-        for name, fn in peers.items():
-            codes = fn(paths)
-            if real is None:
-                real = codes[: len(originals)]
-            for k in ks:
-                found = pairs.pairs_within(codes, k)
-                same = source[found[:, 0]] == source[found[:, 1]]
-                precision = same.mean() if len(found) else 1.0
-                # per dataset: originals are the first n_originals of each, in DATASETS order
-                ds_of = source // n_originals
-                prec_ds = []
-                for i in range(len(DATASETS)):
-                    inside = (ds_of[found[:, 0]] == i) & (ds_of[found[:, 1]] == i)
-                    prec_ds.append(f"{same[inside].mean():.3f}" if inside.any() else "-")
-                d = pairs.popcount(codes[len(originals):] ^ codes[source[len(originals):]])
-                per = [(d[kind[len(originals):] == t] <= k).mean() for t in range(len(TRANSFORMS))]
-                recall = (d <= k).mean()
-                rows.append([name, k, *[f"{r:.3f}" for r in per], f"{recall:.3f}", f"{precision:.3f}", *prec_ds,
-                             len(found)])
-    return rows, real
+        paths, source, kind, dataset = make_set(n_products, n_cc0, n_copied, Path(tmp))
+        n_orig = int((kind == -1).sum())
+        jobs = [hashing.FileJob(i, str(p)) for i, p in enumerate(paths)]
+        results = [r for lo in range(0, len(jobs), 500) for r in hashing.hash_batch(jobs[lo:lo + 500], ("phash",))]
+        codes = np.array([r.hashes["phash"] for r in results], dtype=np.uint64)
+        signatures, _ = verify.as_array([r.signature for r in results])
+        sizes = np.array([r.width * r.height for r in results], dtype=np.float64)
+        nbytes = np.array([r.bytes for r in results], dtype=np.float64)
+        order = keep_order(sizes, nbytes)
+        photo = same_photo_sources(paths, n_orig, codes)
+        src = photo[source]
+        grey16 = np.stack([np.asarray(hashing.decode(p.read_bytes())[0].resize((16, 16), Image.Resampling.BOX)).reshape(-1)
+                           for p in paths])
+        ih = imagehash_hashes(paths)
+        methods = {
+            "imagehash.phash <= 6, connected components (ifa before)": kept_connected(ih, 6, order),
+            f"ifa trimmed phash <= {k}, no verification, no chaining": kept_ifa(codes, signatures, k, 0.0, order),
+            f"ifa phash <= {k} + NCC of 16x16 grey >= 0.97": kept_ifa(codes, signatures, k, 0.97, order, ncc_scores(grey16)),
+            f"ifa phash <= {k} + 8x8 RGB residual after matching histograms >= {min_similarity:g}": kept_ifa(
+                codes, signatures, k, min_similarity, order, lambda c: histogram_matched(signatures, c)),
+            f"ifa phash <= {k} + 8x8 RGB residual after one gain >= {min_similarity:g} (ifa's verifier)": kept_ifa(
+                codes, signatures, k, min_similarity, order),
+        }
+        for m in sweep:
+            methods[f"ifa phash <= {k} + one-gain residual >= {m:g}"] = kept_ifa(codes, signatures, k, m, order)
+        idd = imagededup_phash() if not sweep else None
+        if idd is not None:
+            methods["imagededup PHash (its default 10, find_duplicates_to_remove)"] = imagededup_kept(paths, idd, 10)
+            methods["imagededup PHash <= 6"] = imagededup_kept(paths, idd, 6)
+        else:
+            print("imagededup not installed: its rows are left out (pip install --no-deps imagededup)")
+        for name, (kept, group) in methods.items():
+            o = outcome(kept, group, src, kind, dataset)
+            false = sum(o["false"])
+            rows.append([name, f"{false} ({false / sum(o['distinct']):.1%})", f"{o['false'][0]} / {o['false'][1]}",
+                         *[f"{o[t][0]:.2f} / {o[t][1]:.2f}" for t in range(len(TRANSFORMS))]])
+        same = n_orig - len(np.unique(photo))
+        print(f"quality set: {n_products} product + {n_cc0} CC0 photos ({same} originals are the same photo as another, "
+              f"mean abs diff < 3: not counted as false), {n_copied} of each copied by {len(TRANSFORMS)} transforms")
+    return rows
 
 
 # ---- 3. pair finding -----------------------------------------------------------------------------------
-def skewed_codes(real: np.ndarray, n: int, mean_swaps: float = 3.0, seed: int = 0) -> np.ndarray:
+def skewed_codes(real: np.ndarray, n: int, mean_swaps: float = 3.0, seed: int = 0,
+                 with_seeds: bool = False):
     """n codes, each a real phash with 1 + Poisson(mean_swaps) random swaps of a set and a
-    clear bit (never the DC bit): distance 2 x swaps from its seed, weight kept at 32."""
+    clear bit (never the DC bit): distance 2 x swaps from its seed, weight kept at 32.
+    with_seeds: also return the index of each code's real seed."""
     rng = np.random.default_rng(seed)
-    codes = real[rng.integers(0, len(real), n)]
+    seeds = rng.integers(0, len(real), n)
+    codes = real[seeds]
     bits = np.unpackbits(codes.astype(">u8").view(np.uint8).reshape(n, 8), axis=1).astype(bool)
     swaps = rng.poisson(mean_swaps, n) + 1
     for s in range(1, int(swaps.max()) + 1):
@@ -208,7 +384,8 @@ def skewed_codes(real: np.ndarray, n: int, mean_swaps: float = 3.0, seed: int = 
         ko = np.argmax(rng.random(b.shape) * ones, axis=1)
         kz = np.argmax(rng.random(b.shape) * zeros, axis=1)
         bits[rows, ko], bits[rows, kz] = False, True
-    return np.packbits(bits, axis=1).view(">u8").reshape(-1).astype(np.uint64)
+    out = np.packbits(bits, axis=1).view(">u8").reshape(-1).astype(np.uint64)
+    return (out, seeds) if with_seeds else out
 
 
 def candidates_per_code(codes: np.ndarray) -> float:
@@ -244,26 +421,39 @@ class _Rows(list):
         super().append(row)
 
 
-def pair_finding(real: np.ndarray, sizes: list[int], k: int, brute_n: int, faiss_max: int) -> list[list]:
+def pair_finding(real: np.ndarray, real_sigs: np.ndarray, sizes: list[int], k: int, min_similarity: float,
+                 brute_n: int, faiss_max: int) -> list[list]:
     pairs.pairs_within(real[:5000], k)  # compile the kernel outside the timings
     rows = _Rows()
     for n in sizes:
-        codes = skewed_codes(real, n)
+        codes, seeds = skewed_codes(real, n, with_seeds=True)
+        # Each code's signature: its seed photo's, with +-4 levels of noise (the copies a
+        # real collection holds differ a little), so verification does real work.
+        rng = np.random.default_rng(1)
+        sigs = np.clip(real_sigs[seeds].astype(np.int16) + rng.integers(-4, 5, (n, real_sigs.shape[1]), dtype=np.int16),
+                       0, 255).astype(np.uint8)
         cand = candidates_per_code(codes)
         rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         t = time.perf_counter()
         found = pairs.pairs_within(codes, k)
+        t_pairs = time.perf_counter() - t
+        sim = verify.similarity(sigs, found)
+        t_verify = time.perf_counter() - t - t_pairs
+        leader = pairs.leader_clusters(np.arange(n), found[sim >= min_similarity])
         ours = time.perf_counter() - t
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        rows.append([f"{n:,}", k, f"{cand:,.0f}", "ifa pairs_within + verify + leader clusters", f"{ours:.1f}",
+                     f"{len(found):,} ({int((sim >= min_similarity).sum()):,} verified)",
+                     f"{max(rss, rss0) / 2**20:.2f}",
+                     f"pairs {t_pairs:.1f} s, verify {t_verify:.1f} s, clusters {ours - t_pairs - t_verify:.1f} s; "
+                     f"{int((leader != np.arange(n)).sum()):,} set aside"])
         sub = codes[:min(n, brute_n)]
         t = time.perf_counter()
         brute = pairs.brute_force_pairs(sub, k)
         brute_t = (time.perf_counter() - t) * (n / len(sub)) ** 2
         check = np.array_equal(pairs.pairs_within(sub, k), brute)
-        rows.append([f"{n:,}", k, f"{cand:,.0f}", "ifa pairs_within (MIH + numba)", f"{ours:.1f}", f"{len(found):,}",
-                     f"{max(rss, rss0) / 2**20:.2f}", f"equal to brute force on {len(sub):,}: {check}"])
-        rows.append([f"{n:,}", k, "", "brute force (numpy, extrapolated N^2)", f"{brute_t:.0f}", "", "",
-                     f"timed on {len(sub):,}"])
+        rows.append([f"{n:,}", k, "", "brute force pairs (numpy, extrapolated N^2)", f"{brute_t:.0f}", "", "",
+                     f"timed on {len(sub):,}; pairs_within equal to it: {check}"])
         if n <= faiss_max:
             t = time.perf_counter()
             fp = faiss_pairs(codes, k)
@@ -271,42 +461,81 @@ def pair_finding(real: np.ndarray, sizes: list[int], k: int, brute_n: int, faiss
             if fp is None:
                 rows.append([f"{n:,}", k, "", "faiss", "not installed", "", "", "pip install faiss-cpu"])
             else:
-                rows.append([f"{n:,}", k, "", "faiss IndexBinaryMultiHash(4x16, nflip 1)", f"{ft:.1f}", f"{fp:,}", "",
+                rows.append([f"{n:,}", k, "", "faiss IndexBinaryMultiHash(4x16) pairs", f"{ft:.1f}", f"{fp:,}", "",
                              "same pairs" if fp == len(found) else f"differs from ifa ({len(found):,})"])
     return rows
+
+
+def ours_prepared(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+    jobs = [hashing.FileJob(i, str(p)) for i, p in enumerate(paths)]
+    results = [r for lo in range(0, len(jobs), 500) for r in hashing.hash_batch(jobs[lo:lo + 500], ("phash",))]
+    return (np.array([r.hashes["phash"] for r in results], dtype=np.uint64),
+            verify.as_array([r.signature for r in results])[0])
+
+
+def whole_command(n: int, workers: int) -> list[list]:
+    """`ifa curate dedup` on n product photos, cold (a fresh process: start-up, imports,
+    hashing, pairing, verification, reports), against an imagehash.phash loop over the
+    same files in this process."""
+    import subprocess
+
+    paths = files_of(DATASETS[1], n)
+    with tempfile.TemporaryDirectory() as tmp:
+        ws_dir = Path(tmp) / "ws"
+        env = dict(os.environ)
+        cli = [sys.executable, "-m", "ifa.cli.app"]
+        subprocess.run(cli + ["init", "--workspace", str(ws_dir)], check=True, capture_output=True, env=env)
+        subprocess.run(cli + ["import", "folder", str(paths[0].parent), "--split", "train", "--workspace", str(ws_dir)],
+                       check=True, capture_output=True, env=env)
+        t = time.perf_counter()
+        subprocess.run(cli + ["curate", "dedup", "--workspace", str(ws_dir), "--workers", str(workers), "--json"],
+                       check=True, capture_output=True, env=env)
+        ours = time.perf_counter() - t
+        t = time.perf_counter()
+        subprocess.run(cli + ["curate", "dedup", "--workspace", str(ws_dir), "--workers", str(workers), "--json"],
+                       check=True, capture_output=True, env=env)
+        cached = time.perf_counter() - t
+    t = time.perf_counter()
+    imagehash_hashes(paths)
+    peer = time.perf_counter() - t
+    return [[f"{len(paths):,} product photos", f"{peer:.1f}", f"{ours:.1f}", f"{peer / ours:.2f}x", f"{cached:.1f}"]]
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--files", type=int, default=1000, help="JPEGs per dataset for throughput")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--originals", type=int, default=500, help="photos per dataset for the quality test")
-    ap.add_argument("--k", type=int, nargs="+", default=[4, 6, 8, 10])
+    ap.add_argument("--products", type=int, default=1600, help="product photos in the quality set")
+    ap.add_argument("--cc0", type=int, default=400, help="CC0 photos in the quality set")
+    ap.add_argument("--copied", type=int, default=40, help="originals of each dataset copied by every transform")
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
-    ap.add_argument("--pair-k", type=int, default=6)
     ap.add_argument("--brute", type=int, default=20_000, help="subsample the brute force is timed on")
-    ap.add_argument("--faiss-max", type=int, default=10**9, help="run faiss only up to this N (0: never)")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["throughput", "quality", "pairs"])
+    ap.add_argument("--faiss-max", type=int, default=0, help="run faiss only up to this N (0: never)")
+    ap.add_argument("--command-files", type=int, default=3000, help="photos for the whole-command timing")
+    ap.add_argument("--workers", type=int, default=2, help="hashing processes of the whole-command timing")
+    ap.add_argument("--sweep", type=float, nargs="*", default=[], help="also try these --min-similarity values")
+    ap.add_argument("--skip", nargs="*", default=[], choices=["throughput", "quality", "pairs", "command"])
     args = ap.parse_args(argv)
-    print(f"dedup benchmark; machine: {len(__import__('os').sched_getaffinity(0))} CPUs; load average "
-          f"{__import__('os').getloadavg()[0]:.1f}")
+    from ifa.curation.dedup.run import DEFAULT_MIN_SIMILARITY, DEFAULT_THRESHOLD
+    k, min_sim = DEFAULT_THRESHOLD["phash"], DEFAULT_MIN_SIMILARITY
+    print(f"dedup benchmark; machine: {len(os.sched_getaffinity(0))} CPUs; load average {os.getloadavg()[0]:.1f}")
     if "throughput" not in args.skip:
-        table("1. phash throughput, one core (ms per image, best of rounds)",
-              ["JPEGs", "imagehash.phash", "ifa phash", "ratio"], throughput(args.files, args.rounds))
-    real = None
+        table("1. hashing + verification signature, one core (ms per image, best of rounds)",
+              ["JPEGs", "imagehash.phash", "ifa phash + signature", "ratio"], throughput(args.files, args.rounds))
     if "quality" not in args.skip:
-        rows, real = quality(args.originals, args.k)
-        table(f"2. near-duplicate quality on {2 * args.originals} real photos + {len(TRANSFORMS)} copies each",
-              ["hash", "k", *[f"recall {t}" for t in TRANSFORMS], "recall all", "precision",
-               *[f"precision {d}" for d in DATASETS], "pairs"], rows)
+        table("2. false removals (photos left with no kept image; product / CC0) and copies found (product / CC0)",
+              ["method", "false removals", "product / CC0", *TRANSFORMS],
+              quality(args.products, args.cc0, args.copied, k, min_sim, tuple(args.sweep)))
     if "pairs" not in args.skip:
-        if real is None:
-            real = ours_hashes([p for ds in DATASETS for p in files_of(ds, None)])
-        else:
-            real = np.concatenate([real, ours_hashes([p for ds in DATASETS for p in files_of(ds, None)[args.originals:]])])
-        table(f"3. all pairs within k among N skewed codes (from {len(real):,} real phashes); seconds, peak RSS GiB",
-              ["N", "k", "candidates/code (4x16 r1)", "method", "seconds", "pairs", "peak GiB", "check"],
-              pair_finding(real, args.sizes, args.pair_k, args.brute, args.faiss_max))
+        real, real_sigs = ours_prepared([p for ds in DATASETS for p in files_of(ds, None)])
+        table(f"3. candidate pairs + verification among N skewed codes with signatures (from {len(real):,} real "
+              f"photos); seconds, peak RSS GiB",
+              ["N", "k", "candidates/code (4x16 r1)", "method", "seconds", "pairs", "peak GiB", "detail"],
+              pair_finding(real, real_sigs, args.sizes, k, min_sim, args.brute, args.faiss_max))
+    if "command" not in args.skip:
+        table("4. the whole command, cold, against an imagehash.phash loop (seconds)",
+              ["photos", "imagehash.phash loop", "ifa curate dedup", "ratio", "rerun from cache"],
+              whole_command(args.command_files, args.workers))
 
 
 if __name__ == "__main__":

@@ -95,8 +95,11 @@ def check_attributes(
 def dedup(
     split: SplitsOpt = None,
     method: Annotated[str, typer.Option(help="Perceptual hash: phash, dhash, whash or ahash.")] = "phash",
-    threshold: Annotated[Optional[int], typer.Option(help="Largest Hamming distance (bits of 64) that counts as a "
-                                                          "duplicate; default 6 for phash.")] = None,
+    threshold: Annotated[Optional[int], typer.Option(help="Largest Hamming distance (bits of 64) that makes a "
+                                                          "candidate pair; default 8 for phash.")] = None,
+    min_similarity: Annotated[Optional[float], typer.Option("--min-similarity", help="Verification score (0-1) a "
+                                                            "candidate pair needs to count as a copy; default 0.93. "
+                                                            "Higher: fewer, surer copies.")] = None,
     exact_only: Annotated[bool, typer.Option("--exact-only", help="Only identical files (sha256); decodes nothing.")] = False,
     keep: Annotated[Optional[str], typer.Option(help="Keep policy, rules in order "
                                                      "(default split,resolution,bytes,id).")] = None,
@@ -109,16 +112,24 @@ def dedup(
 ) -> None:
     """Find exact and near-duplicate images within and across splits; keep one per cluster.
 
+    Two stages: hashes within --threshold make candidate pairs; each is verified by
+    comparing small colour thumbnails of the two pictures (borders trimmed), and only
+    pairs scoring --min-similarity or more are copies. An image is set aside only as a
+    copy of its cluster's kept image itself, never through a chain of near neighbours.
+
     Keep policy: test beats validation beats train, then more pixels, then the larger
     file, then the smaller id. With --apply the other copies are set aside (reason
-    duplicate-of:<kept id>); `ifa curate restore --rule duplicate` brings them back.
-    Hashes are cached in the ledger: a rerun reads only new or changed files.
+    duplicate-of:<kept id>) and so are files that cannot be decoded (rule
+    unreadable-file); `ifa curate restore --rule duplicate` (or --rule unreadable-file)
+    brings them back. Hashes are cached in the ledger: a rerun reads only new or
+    changed files.
 
     Example: ifa curate dedup --split train --split test --threshold 6 --apply
     """
     from ..curation.dedup import run as dedup_lib
     with open_workspace(workspace, "curate dedup") as ws:
-        result = dedup_lib.run(ws, splits=split, method=method, threshold=threshold, exact_only=exact_only,
+        result = dedup_lib.run(ws, splits=split, method=method, threshold=threshold, min_similarity=min_similarity,
+                               exact_only=exact_only,
                                apply=apply, workers=workers, scheduler=scheduler, keep=keep,
                                progress=render.RichProgress(quiet=json_out))
     if json_out:

@@ -138,31 +138,45 @@ def done(message: str) -> None:
 
 
 def dedup_report(result) -> None:
-    """`ifa curate dedup`'s summary: counts, the clusters that matter most, the reports."""
-    how = "identical files" if result.method is None else f"{result.method} <= {result.threshold} bits + identical files"
+    """`ifa curate dedup`'s summary: warnings first, counts, the clusters that matter most, the reports."""
+    for line in result.warnings:
+        _console("out").print(f"[bold yellow]warning:[/] {line}")
+    how = ("identical files" if result.method is None else
+           f"{result.method} <= {result.threshold} bits, verified at >= {result.min_similarity:g} + identical files")
     done(f"{result.images_considered:,} images ({how}): {result.images_hashed:,} hashed, "
          f"{result.images_cached:,} from cache, {len(result.unreadable):,} unreadable, "
          f"{len(result.skipped_no_file):,} without a local file (skipped)")
+    verb = "set aside" if result.applied else "would set aside"
     rows = [("clusters", f"{len(result.clusters):,}"),
             ("images in clusters", f"{sum(len(c.members) for c in result.clusters):,}"),
-            ("pairs (identical files)", f"{result.pairs:,} ({result.exact_pairs:,})"),
+            ("identical-file pairs", f"{result.exact_pairs:,}"),
+            ("candidate pairs (hash) / verified copies", f"{result.candidate_pairs:,} / {result.verified_pairs:,}"),
             ("validation images with a train duplicate", f"{result.cross_split_by_split.get('validation', 0):,}"),
             ("test images with a train duplicate", f"{result.cross_split_by_split.get('test', 0):,}"),
             ("clusters with conflicting labels", f"{result.label_conflicts:,}"),
-            ("set aside" if result.applied else "would set aside", f"{len(result.set_aside):,}")]
+            (verb, f"{len(result.set_aside):,}"),
+            (f"{verb} as unreadable files (rule unreadable-file)", f"{len(result.unreadable_set_aside):,}")]
+    if result.unreadable_restored:
+        rows.append(("restored: readable again", f"{len(result.unreadable_restored):,}"))
     _console("out").print(table("Duplicates", ["", "#"], rows))
     if result.unreadable:
         counts: dict[str, int] = {}
         for u in result.unreadable:
             counts[u["reason"]] = counts.get(u["reason"], 0) + 1
         _console("out").print(table("Unreadable images", ["reason", "#"], sorted(counts.items())))
-    top = [(c.keep, len(c.members), ", ".join(f"{m.image_id} ({m.split}, d={m.distance})" for m in c.members[1:4])
-            + (" ..." if len(c.members) > 4 else ""), "cross-split" if c.cross_split else "",
+
+    def member(m) -> str:
+        sim = "-" if m.similarity is None else f"{m.similarity:.2f}"
+        return f"{m.image_id} ({m.split}, d={m.distance}, sim={sim})"
+
+    top = [(c.keep, len(c.members), ", ".join(member(m) for m in c.members[1:4]) + (" ..." if len(c.members) > 4 else ""),
+            "LARGE" if c.large else ("cross-split" if c.cross_split else ""),
             "labels differ" if c.label_conflict else "") for c in result.clusters[:10]]
     if top:
-        _console("out").print(table("Clusters (cross-split and label conflicts first)", ["keep", "#", "set aside", "", ""], top))
+        _console("out").print(table("Clusters (large ones, cross-split and label conflicts first)",
+                                    ["keep", "#", "set aside", "", ""], top))
     for note in result.notes:
         _console("out").print(f"[yellow]note:[/] {note}")
-    if not result.applied and result.set_aside:
+    if not result.applied and (result.set_aside or result.unreadable_set_aside):
         _console("out").print("Nothing changed. Run again with --apply to set the duplicates aside.")
     _console("out").print(f"report: {result.report_html}\npairs:  {result.report_csv}")

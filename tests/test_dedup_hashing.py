@@ -22,8 +22,8 @@ def photo(i: int = 0) -> Image.Image:
     return Image.open(PHOTOS[i]).convert("RGB")
 
 
-def phash_of(data: bytes) -> int:
-    picture, _, _ = hashing.decode(data)
+def phash_of(data: bytes, trim: bool = True) -> int:
+    picture, _, _ = hashing.decode(data, trim)
     return int(hashing.METHODS["phash"].hash_pictures([picture])[0])
 
 
@@ -77,7 +77,8 @@ def test_fast_jpeg_decode_matches_pillow_draft(monkeypatch):
 
 
 def test_draft_decode_stays_close_to_imagehash_phash():
-    d = [distance(phash_of(p.read_bytes()), int(str(imagehash.phash(Image.open(p))), 16)) for p in PHOTOS[:40]]
+    # Untrimmed: imagehash hashes the whole picture (dedup trims borders first, by design).
+    d = [distance(phash_of(p.read_bytes(), trim=False), int(str(imagehash.phash(Image.open(p))), 16)) for p in PHOTOS[:40]]
     # Measured: mean 1.25 bits on these 40 (phash distances are even: most are 0 or 2).
     assert np.mean(d) <= 2.0 and max(d) <= 6
 

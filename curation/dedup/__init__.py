@@ -1,6 +1,7 @@
 """Near-duplicate detection: `ifa curate dedup`.
 
-Start with `run.py` (the command: hash cache, clusters, keep policy, reports); `hashing.py`
-decodes and hashes images, `pairs.py` finds candidate pairs (multi-index hashing, with the
-numba kernels in `_kernels.py`) and groups them.
+Start with `run.py` (the command: hash cache, two stages, clusters, keep policy, reports);
+`hashing.py` decodes, trims and hashes images, `verify.py` makes and compares the
+verification signatures, `pairs.py` finds candidate pairs (multi-index hashing) and
+clusters them without chaining; the numba kernels live in `_kernels.py`.
 """

@@ -3,17 +3,21 @@
 Every method hashes the same decoded picture, so hashes stay comparable across runs,
 machines and file formats:
 
-1. JPEGs are decoded at reduced scale (libjpeg-turbo scales by 1/2, 1/4 or 1/8 inside the
-   IDCT and skips the colour conversion), to the smallest power-of-two reduction that
-   keeps both sides >= DECODE_PX: Pillow's draft-mode rule, decoded through simplejpeg
-   (pixel-identical, less overhead per call). Other formats are decoded fully by Pillow
-   and box-reduced by the same factor, which is what the DCT scaling amounts to.
+1. JPEGs are decoded in colour at reduced scale (libjpeg-turbo scales by 1/2, 1/4 or 1/8
+   inside the IDCT), to the smallest power-of-two reduction that keeps both sides >=
+   DECODE_PX: Pillow's draft-mode rule, decoded through simplejpeg (pixel-identical,
+   less overhead per call). Other formats are decoded fully by Pillow and box-reduced by
+   the same factor, which is what the DCT scaling amounts to.
 2. EXIF orientation is applied; alpha is composited on white; palette, CMYK and 16-bit
-   pictures become 8-bit grey (16-bit by its high byte, not by clipping).
-3. Each method resizes that grey picture (LANCZOS, Pillow's weights: `resize_lanczos`)
-   and computes imagehash's algorithm (phash, dhash, average hash, Haar wavelet hash),
-   vectorised over a batch: on a picture already at the method's size the bits equal
-   imagehash's (tested).
+   pictures become 8-bit RGB (16-bit by its high byte, not by clipping).
+3. Uniform borders (white, black, any flat colour: padding, letterboxing, the plain
+   background around a product) are trimmed (`trim_box`), so a padded copy and its
+   original hash the same picture.
+4. The trimmed picture gives the verification signature (`verify.signature`) and, as
+   grey (Pillow's "L" weights), every hash: each method resizes it (LANCZOS, Pillow's
+   weights: `resize_lanczos`) and computes imagehash's algorithm (phash, dhash, average
+   hash, Haar wavelet hash), vectorised over a batch: on a picture already at the
+   method's size the bits equal imagehash's (tested).
 
 Measured on 300+300 real JPEGs, one core, machine shared (benchmarks/dedup_bench.py):
 0.38 ms per 400x534 photo against imagehash.phash's 1.66 ms (4.4x), 0.15 against 0.64 ms
@@ -42,7 +46,25 @@ try:
 except ImportError:  # pragma: no cover - a dependency; Pillow alone gives the same pixels, slower
     _simplejpeg = None
 
-DECODE_PX = 32  # the largest side any method resizes to (phash's 32x32 DCT input)
+from . import verify
+
+# The smallest side the decode keeps. phash resizes to 32x32, but after the plain
+# background around a product is trimmed the item is often half the picture; at 32 a
+# 224x224 catalogue photo came out 18x48 and its padded copy 14x22, too coarse to align
+# (pad-10% copies found: 44% at 32, 53% at 64, benchmarks/dedup_bench.py).
+DECODE_PX = 64
+# Border trimming (`trim_box`): a side whose outermost line is flat (FLAT_SHARE of its
+# pixels within BORDER_TOLERANCE levels of its colour, every channel) is cut up to where
+# BORDER_MASS of the pixels unlike that colour begin. Chosen on the benchmark's product
+# and CC0 photos with 7 kinds of copies: a strict line rule (cut while 97% of a line is
+# background) kept stray pixels of a corner overlay or a letterbox's edge in the box and
+# found 3% and 30% of those copies' originals; the mass rule finds most.
+BORDER_TOLERANCE = 24
+BORDER_MASS = 0.025
+FLAT_SHARE = 0.97
+LINE_CONTENT = 0.5  # ... but never past a line that is mostly content (a photo without a real border)
+TRIM_ROUNDS = 4
+MIN_TRIMMED = 8  # never trim a side below this many pixels (a flat picture stays whole)
 
 # What we say about a file we could not hash.
 REASONS = {
@@ -232,11 +254,120 @@ def method(name: str) -> HashMethod:
 
 
 # ---- the one decode path ----------------------------------------------------------------------
-def decode(data: bytes) -> tuple[Image.Image, int, int]:
-    """Decode image bytes to the small grey picture every method hashes.
+class Decoded(NamedTuple):
+    """A decoded, trimmed picture: `grey` (mode 'L', what every method hashes), `signature`
+    (verify.SIGNATURE_BYTES), and the full-size image's width and height as displayed."""
+
+    grey: Image.Image
+    signature: bytes
+    width: int
+    height: int
+
+
+def decode(data: bytes, trim: bool = True) -> tuple[Image.Image, int, int]:
+    """Decode image bytes to the small grey picture every method hashes (borders trimmed
+    unless trim=False).
 
     Returns (picture in mode 'L', width, height), width and height being the full-size
     image's as displayed (after EXIF rotation). Raises Unreadable with a reason."""
+    d = prepare(data, trim)
+    return d.grey, d.width, d.height
+
+
+def prepare(data: bytes, trim: bool = True) -> Decoded:
+    """One decode of image bytes: the trimmed grey picture and the verification signature.
+    trim=False keeps the borders (to compare with imagehash on the whole picture).
+    Raises Unreadable with a reason."""
+    rgb, width, height = decode_rgb(data)
+    grey = grey_of(rgb)
+    top, bottom, left, right = trim_box(grey) if trim else (0, rgb.shape[0], 0, rgb.shape[1])
+    rgb = rgb[top:bottom, left:right]
+    return Decoded(Image.fromarray(np.ascontiguousarray(grey[top:bottom, left:right]), "L"), verify.signature(rgb),
+                   width, height)
+
+
+def grey_of(rgb: np.ndarray) -> np.ndarray:
+    """(h, w, 3) uint8 RGB -> (h, w) uint8 grey with Pillow's "L" weights and rounding
+    (ITU-R 601-2 luma in 16-bit fixed point), as imagehash's convert("L") computes it."""
+    x = rgb.astype(np.uint32)
+    return ((x[..., 0] * 19595 + x[..., 1] * 38470 + x[..., 2] * 7471 + 0x8000) >> 16).astype(np.uint8)
+
+
+def trim_box(grey: np.ndarray, tolerance: int = BORDER_TOLERANCE, mass: float = BORDER_MASS) -> tuple[int, int, int, int]:
+    """The picture's box without its uniform borders, as (top, bottom, left, right) slice
+    bounds; `trim_box_reference` says how. Compiled (numba): ~20x faster than the numpy
+    reference it is tested equal to, which spent ~1 ms a picture, a third of the decode."""
+    from . import _kernels  # numba compiles once (cached on disk); keep `import ifa` light
+
+    box = _kernels.trim_box(np.ascontiguousarray(grey, dtype=np.uint8), tolerance, mass, FLAT_SHARE, LINE_CONTENT,
+                            TRIM_ROUNDS, MIN_TRIMMED)
+    return int(box[0]), int(box[1]), int(box[2]), int(box[3])
+
+
+def trim_box_reference(grey: np.ndarray, tolerance: int = BORDER_TOLERANCE,
+                       mass: float = BORDER_MASS) -> tuple[int, int, int, int]:
+    """The picture's box without its uniform borders, as (top, bottom, left, right)
+    slice bounds. grey: (h, w) uint8 (grey, not colour: a third of the work, and a flat
+    border differs from what it frames in brightness almost always).
+
+    A side has a border when its outermost line is flat (FLAT_SHARE of its pixels within
+    `tolerance` of their median colour). The pixels that differ from that colour are the
+    content; the side is cut up to where `mass` of the content begins (so a few stray
+    pixels, a small corner badge, do not hold the cut back), and never past a line that
+    is mostly content, plus the one line where the border blends into what it frames.
+    A side is cut again only for a border of another colour (a black letterbox around a
+    product on white: the black, then the white), at most TRIM_ROUNDS times. A side is
+    never cut below MIN_TRIMMED pixels, so a flat or tiny picture keeps its box."""
+    h, w = grey.shape[:2]
+    box = [0, h, 0, w]  # top, bottom, left, right
+    x = grey.astype(np.int16)
+    refs: list[np.int16 | None] = [None] * 4
+    for _ in range(TRIM_ROUNDS):
+        view = x[box[0]:box[1], box[2]:box[3]]
+        cuts = [0, 0, 0, 0]
+        for side, (line, axis, rev) in enumerate([(view[0], 1, False), (view[-1], 1, True),
+                                                  (view[:, 0], 0, False), (view[:, -1], 0, True)]):
+            cut, ref = _cut(view, line, axis, tolerance, mass, rev)
+            if cut and refs[side] is not None and abs(int(ref) - int(refs[side])) <= tolerance:
+                cut = 0  # the same background again: one cut per border colour
+            if cut:
+                cuts[side], refs[side] = cut, ref
+        t, b, l, r = cuts
+        if box[1] - box[0] - t - b < min(MIN_TRIMMED, box[1] - box[0]):
+            t = b = 0
+        if box[3] - box[2] - l - r < min(MIN_TRIMMED, box[3] - box[2]):
+            l = r = 0
+        if not any((t, b, l, r)):
+            break
+        box = [box[0] + t, box[1] - b, box[2] + l, box[3] - r]
+    return box[0], box[1], box[2], box[3]
+
+
+def _cut(box: np.ndarray, line: np.ndarray, axis: int, tolerance: int, mass: float,
+         reverse: bool = False) -> tuple[int, np.int16 | None]:
+    """(lines to cut from one side of `box` ((h, w) int16), the border's grey level) for
+    the side whose outermost line is `line`; the lines run along `axis` (1: rows, 0: columns)."""
+    if line.size == 0:
+        return 0, None
+    ref = np.int16(np.median(line))  # int16 arithmetic: several times faster than float64 here
+    if np.count_nonzero(np.abs(line - ref) <= tolerance) < FLAT_SHARE * line.size:
+        return 0, None
+    profile = np.count_nonzero(np.abs(box - ref) > tolerance, axis=axis)
+    if reverse:
+        profile = profile[::-1]
+    total = profile.sum()
+    if total == 0:
+        return 0, None
+    cut = int(np.searchsorted(np.cumsum(profile), mass * total, side="right"))
+    full = np.flatnonzero(profile > LINE_CONTENT * box.shape[axis])  # a line mostly content is never cut
+    if len(full):
+        cut = min(cut, int(full[0]))
+    return (cut + 1 if cut else 0), ref  # + the blended line: JPEG at reduced scale mixes border and content
+
+
+def decode_rgb(data: bytes) -> tuple[np.ndarray, int, int]:
+    """Decode image bytes to the reduced RGB picture ((h, w, 3) uint8, untrimmed) and the
+    full-size width and height as displayed. Raises Unreadable with a reason."""
     if not data:
         raise Unreadable("empty-file")
     fast = _decode_jpeg_fast(data)
@@ -249,16 +380,17 @@ def decode(data: bytes) -> tuple[Image.Image, int, int]:
             width, height = im.size
             scale = _reduction(width, height)
             if im.format == "JPEG":
-                im.draft("L", (DECODE_PX, DECODE_PX))
+                im.draft("RGB" if im.mode in ("L", "RGB") else im.mode, (DECODE_PX, DECODE_PX))
                 scale = 1  # libjpeg already reduced it
             im.load()
             orientation = im.getexif().get(0x0112, 1)
             if orientation in (5, 6, 7, 8):
                 width, height = height, width
             im = ImageOps.exif_transpose(im) if orientation != 1 else im
-            grey = _to_grey(im)
+            rgb = _to_rgb(im)
             if scale > 1:
-                grey = grey.reduce(scale)
+                rgb = rgb.reduce(scale)
+            return np.asarray(rgb), width, height
     except Unreadable:
         raise
     except UnidentifiedImageError as exc:
@@ -269,14 +401,14 @@ def decode(data: bytes) -> tuple[Image.Image, int, int]:
         text = str(exc)
         reason = "truncated" if "truncated" in text or "premature end" in text.lower() else "decode-error"
         raise Unreadable(reason, f"{type(exc).__name__}: {text}") from None
-    return grey, width, height
 
 
-def _decode_jpeg_fast(data: bytes) -> tuple[Image.Image, int, int] | None:
-    """The same reduced grey decode as Pillow's draft mode, through simplejpeg (the same
-    libjpeg-turbo, called directly): pixel-identical (tested on 6,000 photos), and on
-    small files about twice as fast (0.12 vs 0.22 ms on 224x224 product photos), where
-    Pillow's per-call overhead is most of the cost. None: let Pillow decode it (not a
+def _decode_jpeg_fast(data: bytes) -> tuple[np.ndarray, int, int] | None:
+    """The same reduced RGB decode as Pillow's draft mode, through simplejpeg (the same
+    libjpeg-turbo, called directly): pixel-identical (tested), and on small files about
+    twice as fast, where Pillow's per-call overhead is most of the cost. Colour costs
+    ~10% over grey (0.19 vs 0.17 ms on 224x224 product photos): the chroma is decoded
+    anyway, only its IDCT and conversion are added. None: let Pillow decode it (not a
     JPEG, CMYK, no simplejpeg, or any error, which Pillow then names)."""
     if _simplejpeg is None or data[:2] != b"\xff\xd8":
         return None
@@ -285,16 +417,15 @@ def _decode_jpeg_fast(data: bytes) -> tuple[Image.Image, int, int] | None:
         if colorspace not in ("Gray", "YCbCr"):
             return None
         s = _reduction(width, height)
-        grey = _simplejpeg.decode_jpeg(data, colorspace="GRAY", min_width=-(-width // s), min_height=-(-height // s))
+        rgb = _simplejpeg.decode_jpeg(data, colorspace="RGB", min_width=-(-width // s), min_height=-(-height // s))
     except Exception:  # noqa: BLE001 - Pillow decodes it again and says what is wrong
         return None
-    grey = grey[:, :, 0]
     orientation = exif_orientation(data)
     if orientation in (5, 6, 7, 8):
         width, height = height, width
     if orientation in _TRANSPOSE:
-        grey = _TRANSPOSE[orientation](grey)
-    return Image.fromarray(np.ascontiguousarray(grey), "L"), width, height
+        rgb = _TRANSPOSE[orientation](rgb)
+    return np.ascontiguousarray(rgb), width, height
 
 
 # EXIF orientation -> the numpy view that shows the picture upright (ImageOps.exif_transpose).
@@ -302,9 +433,9 @@ _TRANSPOSE = {
     2: lambda a: a[:, ::-1],
     3: lambda a: a[::-1, ::-1],
     4: lambda a: a[::-1, :],
-    5: lambda a: a.T,
+    5: lambda a: a.swapaxes(0, 1),
     6: lambda a: np.rot90(a, -1),
-    7: lambda a: a[::-1, ::-1].T,
+    7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
     8: lambda a: np.rot90(a, 1),
 }
 
@@ -335,15 +466,16 @@ def exif_orientation(data: bytes) -> int:
 
 
 def _reduction(width: int, height: int) -> int:
-    """The power-of-two factor libjpeg's draft mode would pick (Pillow's rule)."""
+    """The power-of-two factor libjpeg's draft mode would pick (Pillow's rule): 1 for a
+    picture with a side under DECODE_PX (a 400x30 banner, a 1x1 pixel)."""
     scale = min(width // DECODE_PX, height // DECODE_PX)
-    return next(s for s in (8, 4, 2, 1) if scale >= s)
+    return next((s for s in (8, 4, 2) if scale >= s), 1)
 
 
-def _to_grey(im: Image.Image) -> Image.Image:
-    """8-bit grey with alpha composited on white and 16-bit scaled by its high byte."""
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """8-bit RGB with alpha composited on white and 16-bit scaled by its high byte."""
     mode = im.mode
-    if mode == "L":
+    if mode == "RGB":
         return im
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         a = np.asarray(im, dtype=np.float64)
@@ -351,16 +483,14 @@ def _to_grey(im: Image.Image) -> Image.Image:
             a = a / 257.0  # 0..65535 -> 0..255
         elif mode == "F" and a.max(initial=0) <= 1.0:
             a = a * 255.0
-        return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L")
+        return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L").convert("RGB")
     if mode == "P" and "transparency" in im.info:
         im, mode = im.convert("RGBA"), "RGBA"
     if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         rgba = im.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("L")
-    if mode in ("RGB", "P", "1"):
-        return im.convert("L")
-    return im.convert("RGB").convert("L")  # CMYK, YCbCr, LAB, HSV
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return im.convert("RGB")  # L, P, 1, CMYK, YCbCr, LAB, HSV
 
 
 # ---- the unit of parallel work ---------------------------------------------------------------
@@ -368,7 +498,7 @@ class FileJob(NamedTuple):
     """One file to look at, with what the ledger already knows about it.
 
     bytes/mtime_ns/sha256: the file's fingerprint when it was last read (None if never).
-    cached: methods already hashed for that sha256. known_unreadable: that sha256 failed
+    cached: methods already hashed (with a signature) for that sha256. known_unreadable: that sha256 failed
     to decode before. need_size: the ledger lacks the image's width and height."""
 
     key: int
@@ -383,8 +513,9 @@ class FileJob(NamedTuple):
 
 class FileResult(NamedTuple):
     """What `hash_batch` found. read: the file's bytes were read; decoded: it was decoded.
-    hashes: {method: uint64 as Python int} for the methods computed now. reason: a key
-    of REASONS when the file could not be hashed (then decoded is False)."""
+    hashes: {method: uint64 as Python int} for the methods computed now; signature: the
+    verification signature (verify.SIGNATURE_BYTES) when decoded now. reason: a key of
+    REASONS when the file could not be hashed (then decoded is False)."""
 
     key: int
     bytes: int | None
@@ -397,6 +528,7 @@ class FileResult(NamedTuple):
     detail: str = ""
     read: bool = False
     decoded: bool = False
+    signature: bytes | None = None
 
 
 def hash_batch(jobs: Sequence[FileJob], methods: Sequence[str]) -> list[FileResult]:
@@ -414,7 +546,8 @@ def hash_batch(jobs: Sequence[FileJob], methods: Sequence[str]) -> list[FileResu
     for job in jobs:
         result, picture, todo = _one_file(job, methods)
         if picture is not None:
-            decoded.append((len(out), picture, todo))
+            decoded.append((len(out), picture.grey, todo))
+            result = result._replace(signature=picture.signature)
         out.append(result)
     for name in methods:
         members = [(i, p) for i, p, todo in decoded if name in todo]
@@ -424,7 +557,7 @@ def hash_batch(jobs: Sequence[FileJob], methods: Sequence[str]) -> list[FileResu
     return out  # type: ignore[return-value]
 
 
-def _one_file(job: FileJob, methods: tuple[str, ...]) -> tuple[FileResult, Image.Image | None, tuple[str, ...]]:
+def _one_file(job: FileJob, methods: tuple[str, ...]) -> tuple[FileResult, Decoded | None, tuple[str, ...]]:
     def fail(reason: str, detail: str = "", **kw) -> tuple[FileResult, None, tuple]:
         fields = dict(bytes=None, mtime_ns=None, sha256=None, width=None, height=None) | kw
         return FileResult(job.key, hashes={}, reason=reason, detail=detail, **fields), None, ()
@@ -453,10 +586,13 @@ def _one_file(job: FileJob, methods: tuple[str, ...]) -> tuple[FileResult, Image
         width, height = _header_size(data) if job.need_size else (None, None)
         return FileResult(job.key, width=width, height=height, hashes={}, read=True, **stat), None, ()
     try:
-        picture, width, height = decode(data)
+        picture = prepare(data)
     except Unreadable as exc:
         return fail(exc.reason, exc.detail, **stat)
-    return FileResult(job.key, width=width, height=height, hashes={}, read=True, decoded=True, **stat), picture, todo
+    # A decode serves every method: the signature and the hashes come from one picture.
+    todo = methods
+    return (FileResult(job.key, width=picture.width, height=picture.height, hashes={}, read=True, decoded=True, **stat),
+            picture, todo)
 
 
 def _header_size(data: bytes) -> tuple[int | None, int | None]:

@@ -3,12 +3,16 @@
 1. Fingerprint every candidate image's local file (sha256, size, perceptual hash) in
    parallel, reading only files that are new or changed since the last run (the hash
    cache lives in the ledger). Files that cannot be decoded are recorded with a reason.
-2. Pair images: same sha256 (exact), or hashes within `threshold` bits (perceptual,
-   multi-index hashing: `pairs.pairs_within`).
-3. Pairs make clusters (connected components, i.e. union-find). In each cluster one
-   image is kept by the keep policy (KEEP_RULES, in DEFAULT_KEEP order); with
-   apply=True the others are set aside with reason `duplicate-of:<kept id>` and rule
-   `duplicate`, so `ifa curate restore --rule duplicate` undoes it.
+2. Pair images: same sha256 (exact), or, in two stages, hashes within `threshold` bits
+   (candidates, multi-index hashing: `pairs.pairs_within`) whose verification
+   signatures agree (`verify.similarity` >= `min_similarity`): a hash alone merges
+   different products that share a silhouette.
+3. Clusters without chaining (`pairs.leader_clusters`): images are visited in keep-policy
+   order (KEEP_RULES, in DEFAULT_KEEP order); one not yet taken is kept and takes the
+   images verified directly against it. With apply=True the others are set aside with
+   reason `duplicate-of:<kept id>` and rule `duplicate`, so `ifa curate restore --rule
+   duplicate` undoes it; files known to be unreadable are set aside under rule
+   `unreadable-file`.
 
 Candidates are the active images plus those an earlier dedup set aside, so a rerun
 reports the same clusters and re-applying changes nothing. Images without a local file
@@ -28,20 +32,24 @@ import pandas as pd
 from ...errors import IfaError
 from ...progress import SILENT, Progress
 from .. import executors, report_html, reports
-from . import hashing, pairs
+from . import hashing, pairs, verify
 from ..ledger import SPLITS, Change, FileInfo
 from ..ledger import hashes as store
 from ..workspace import Workspace
 
 RULE = store.DEDUP_RULE
-# Default --threshold per method. phash: measured on 1,000 real photos and 4 transformed
-# copies each (benchmarks/dedup_bench.py), 6 bits finds 87% of the copies (re-encode,
-# resize: 100%; brightness +20%: 96%; 3% crop: 51%) with 99.4% of pairs true among
-# natural photos; 8 would find 94% at 98.7%. On white-background catalogue shots no
-# threshold is precise (22% at 6, 35% at 4): different products share a silhouette.
-# phash distances are always even (32 of its 64 bits are set), so 6 means {0, 2, 4, 6}.
-# The others were not tuned; they take imagehash's usual small thresholds.
-DEFAULT_THRESHOLD = {"phash": 6, "dhash": 6, "whash": 6, "ahash": 4}
+UNREADABLE_RULE = store.UNREADABLE_RULE
+# Default --threshold per method: the candidate stage, so it is set for recall; the
+# verifier (--min-similarity) decides. phash: measured on 2,000 product + 1,000 CC0
+# photos with 7 transformed copies of 300 (benchmarks/dedup_bench.py), 8 bits on the
+# trimmed picture makes ~3 candidates per image and finds the copies' originals as
+# candidates far more often than 6 (crop 4%, overlay); phash distances are always even
+# (32 of its 64 bits are set), so 8 means {0, 2, 4, 6, 8}. The others take imagehash's
+# usual small thresholds (not tuned).
+DEFAULT_THRESHOLD = {"phash": 8, "dhash": 6, "whash": 6, "ahash": 4}
+DEFAULT_MIN_SIMILARITY = verify.DEFAULT_MIN_SIMILARITY
+LARGE_CLUSTER = 20  # a cluster this big is suspicious: shown first, with a warning
+WARN_SET_ASIDE_SHARE = 0.05  # say so when a run would set aside more than this share
 SPLIT_RANK = {"test": 0, "validation": 1, "train": 2}
 MAX_HTML_CLUSTERS = 300  # thumbnails of more than this make a page no one scrolls
 
@@ -97,6 +105,7 @@ class Member:
     split: str
     distance: int | None  # Hamming distance to the kept image's hash (0: identical file)
     kept: bool
+    similarity: float | None = None  # verification score against the kept image (1: identical file)
     width: int | None = None
     height: int | None = None
     bytes: int | None = None
@@ -111,6 +120,10 @@ class Cluster:
     cross_split: bool = False  # holds train and evaluation images
     label_conflict: bool = False  # labelled members disagree
 
+    @property
+    def large(self) -> bool:
+        return len(self.members) > LARGE_CLUSTER
+
 
 @dataclass
 class DedupResult:
@@ -119,19 +132,25 @@ class DedupResult:
     method: str | None
     threshold: int
     keep_policy: tuple[str, ...]
+    min_similarity: float = DEFAULT_MIN_SIMILARITY
     images_considered: int = 0
     images_hashed: int = 0  # files decoded and hashed in this run
     images_cached: int = 0  # files whose hashes came from the cache
     skipped_no_file: list[str] = field(default_factory=list)
     unreadable: list[dict] = field(default_factory=list)  # image_id, reason, detail
     clusters: list[Cluster] = field(default_factory=list)
-    pairs: int = 0
+    pairs: int = 0  # rows of the pairs CSV: exact pairs + candidate pairs
     exact_pairs: int = 0
+    candidate_pairs: int = 0  # hashes within the threshold (different files)
+    verified_pairs: int = 0  # of those, the ones the verifier accepts
     cross_split: int = 0  # validation/test images with a duplicate in train
     cross_split_by_split: dict[str, int] = field(default_factory=dict)
     label_conflicts: int = 0
     set_aside: list[tuple[str, str]] = field(default_factory=list)  # (image_id, kept id) that go/went
     restored: list[str] = field(default_factory=list)  # kept images an earlier dedup had set aside
+    unreadable_set_aside: list[str] = field(default_factory=list)  # unreadable files set aside (rule unreadable-file)
+    unreadable_restored: list[str] = field(default_factory=list)  # set aside as unreadable, readable now
+    warnings: list[str] = field(default_factory=list)  # shown before anything else
     applied: bool = False
     report_html: str = ""
     report_csv: str = ""
@@ -152,19 +171,24 @@ class DedupResult:
 
 # ---- the command --------------------------------------------------------------------------------
 def run(ws: Workspace, *, splits: Sequence[str] | None = None, method: str = "phash", threshold: int | None = None,
-        exact_only: bool = False, apply: bool = False, workers: int | None = None, scheduler: str | None = None,
-        keep: str | Sequence[str] | None = None, report: bool = True, progress: Progress = SILENT) -> DedupResult:
+        min_similarity: float | None = None, exact_only: bool = False, apply: bool = False, workers: int | None = None,
+        scheduler: str | None = None, keep: str | Sequence[str] | None = None, report: bool = True,
+        progress: Progress = SILENT) -> DedupResult:
     """Find exact and perceptual duplicates among the workspace's images.
 
     splits: only these splits (default all). method: a key of hashing.METHODS.
-    threshold: largest Hamming distance that counts as a duplicate (default per method,
-        DEFAULT_THRESHOLD). exact_only: only identical files (sha256), no decoding.
-    apply: set aside every non-kept member (rule 'duplicate') in one transaction.
+    threshold: largest Hamming distance that makes a candidate pair (default per method,
+        DEFAULT_THRESHOLD). min_similarity: the verification score (0..1) a candidate
+        pair needs to count as a copy (default DEFAULT_MIN_SIMILARITY; 0 accepts every
+        candidate, as hashing alone would). exact_only: only identical files (sha256),
+        no decoding.
+    apply: set aside every non-kept member (rule 'duplicate') and every file known to be
+        unreadable (rule 'unreadable-file') in one transaction.
     workers/scheduler: local processes (default all CPUs) or a Dask scheduler address.
     keep: the keep policy, rule names in order (default DEFAULT_KEEP).
     report: write reports/dedup-<time>.html and the pairs CSV beside it.
-    Returns a DedupResult. Raises IfaError for a bad split, method, threshold or keep
-    policy, or an unreachable scheduler.
+    Returns a DedupResult. Raises IfaError for a bad split, method, threshold, similarity
+    or keep policy, or an unreachable scheduler.
     """
     splits = _check_splits(splits)
     if method not in hashing.METHODS:
@@ -172,10 +196,14 @@ def run(ws: Workspace, *, splits: Sequence[str] | None = None, method: str = "ph
     threshold = DEFAULT_THRESHOLD[method] if threshold is None else int(threshold)
     if not 0 <= threshold <= 32:
         raise IfaError(f"--threshold must be between 0 and 32 bits (of 64), got {threshold}.")
+    min_similarity = DEFAULT_MIN_SIMILARITY if min_similarity is None else float(min_similarity)
+    if not 0.0 <= min_similarity <= 1.0:
+        raise IfaError(f"--min-similarity must be between 0 and 1, got {min_similarity}.")
     if workers is not None and workers < 1:
         raise IfaError(f"--workers must be at least 1, got {workers}.")
     policy = parse_keep(keep)
-    result = DedupResult(method=None if exact_only else method, threshold=threshold, keep_policy=policy)
+    result = DedupResult(method=None if exact_only else method, threshold=threshold, keep_policy=policy,
+                         min_similarity=min_similarity)
     ledger = ws.ledger
 
     failed = _fingerprint(ws, splits, () if exact_only else (method,), workers, scheduler, result, progress)
@@ -188,23 +216,39 @@ def run(ws: Workspace, *, splits: Sequence[str] | None = None, method: str = "ph
     result.images_considered = len(frame) + len(result.skipped_no_file)
     _collect_unreadable(frame, failed, exact_only, result)
 
-    with progress.task("pairing", total=None):
-        edges, kinds = _edges(frame, threshold, exact_only)
-    result.pairs, result.exact_pairs = len(edges), int((kinds == "exact").sum())
-    labels = pairs.clusters(len(frame), edges)
-    _cross_split(frame, edges, result)
-    _build_clusters(ledger, frame, labels, edges, policy, result)
-    if len(frame) and (sizes := np.bincount(labels)).max() > 1000:
-        result.notes.append(f"the largest cluster has {sizes.max():,} images: pairs chain through near neighbours; "
-                            f"a lower --threshold splits it")
+    with progress.task("pairing and verifying", total=None):
+        found = _find(frame, policy, threshold, min_similarity, exact_only)
+    result.exact_pairs, result.candidate_pairs = len(found.exact), len(found.near)
+    result.verified_pairs = int(found.ok.sum())
+    result.pairs = result.exact_pairs + result.candidate_pairs
+    _cross_split(frame, found, result)
+    _build_clusters(ledger, frame, found, result)
+    _unreadable_changes(frame, failed, result)
+    looked_at = len(frame)
+    if looked_at and len(result.set_aside) > WARN_SET_ASIDE_SHARE * looked_at:
+        result.warnings.append(
+            f"{len(result.set_aside):,} of the {looked_at:,} images looked at ({len(result.set_aside) / looked_at:.0%}, "
+            f"over {WARN_SET_ASIDE_SHARE:.0%}) are copies to set aside: look at the report before trusting that")
+    large = [c for c in result.clusters if c.large]
+    if large:
+        result.warnings.append(f"{len(large):,} clusters have more than {LARGE_CLUSTER} members (largest "
+                               f"{max(len(c.members) for c in large):,}): check them first; a higher "
+                               f"--min-similarity splits them")
+    for line in result.warnings:
+        progress.note(f"warning: {line}")
 
     changes = [Change("set_aside", iid, reason=f"duplicate-of:{kept}", rule=RULE) for iid, kept in result.set_aside]
     changes += [Change("restore_image", iid, reason="kept copy of a duplicate cluster", rule=RULE) for iid in result.restored]
+    reasons = {u["image_id"]: u["reason"] for u in result.unreadable}
+    changes += [Change("set_aside", iid, reason=f"unreadable-file:{reasons.get(iid, 'decode-error')}", rule=UNREADABLE_RULE)
+                for iid in result.unreadable_set_aside]
+    changes += [Change("restore_image", iid, reason="the file is readable now", rule=UNREADABLE_RULE)
+                for iid in result.unreadable_restored]
     if apply:
         ledger.apply_changes(changes)
         result.applied = True
     if report:
-        _write_reports(ws, frame, edges, kinds, result)
+        _write_reports(ws, frame, found, result)
     return result
 
 
@@ -244,7 +288,7 @@ def _fingerprint(ws: Workspace, splits, methods: tuple[str, ...], workers, sched
                     failed[r.key] = (r.reason or "unreadable-file", r.detail)
                     continue
                 stats.append((r.key, paths[r.key], r.bytes, r.mtime_ns, r.sha256))
-                hashes.extend((r.key, m, r.sha256, h) for m, h in r.hashes.items())
+                hashes.extend((r.key, m, r.sha256, h, r.signature) for m, h in r.hashes.items())
                 if r.reason:
                     bad.append((r.key, r.sha256, r.reason, r.detail))
                 if r.read:
@@ -271,110 +315,108 @@ def _collect_unreadable(frame: pd.DataFrame, failed: dict, exact_only: bool, res
 
 
 # ---- pairs and clusters ----------------------------------------------------------------------------
-def _edges(frame: pd.DataFrame, k: int, exact_only: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Edges between rows of `frame`, (E, 2), and their kind: 'exact' (same file),
-    'same-hash' (different files, identical hash) or 'near' (within k bits).
+@dataclass
+class Found:
+    """What pairing decided, over the rows of the dedup frame.
 
-    Groups of identical files or identical hashes are joined as stars (each member to
-    the group's first row), so a thousand copies of a placeholder image make a thousand
-    edges, not half a million."""
-    parts, kinds = [], []
-    has_sha = frame["sha256"].notna().to_numpy()
-    if has_sha.any():
-        rows = np.flatnonzero(has_sha)
-        star = _star(pd.factorize(frame["sha256"].to_numpy()[rows])[0], rows)
-        parts.append(star)
-        kinds.append(np.full(len(star), "exact", dtype=object))
-    if not exact_only:
-        rows = np.flatnonzero(frame["has_hash"].to_numpy())
-        if len(rows):
-            values, inverse = np.unique(frame["hash"].to_numpy()[rows], return_inverse=True)
-            star = _star(inverse, rows)
-            parts.append(star)
-            kinds.append(np.full(len(star), "same-hash", dtype=object))
-            first = np.full(len(values), -1, dtype=np.int64)
-            first[inverse[::-1]] = rows[::-1]  # the first row holding each value
-            near = pairs.pairs_within(values, k)
-            near = near[near[:, 0] != near[:, 1]]
-            parts.append(first[near])
-            kinds.append(np.full(len(near), "near", dtype=object))
-    if not parts:
-        return np.zeros((0, 2), dtype=np.int64), np.zeros(0, dtype=object)
-    edges, kind = np.concatenate(parts).astype(np.int64), np.concatenate(kinds)
-    # An identical file also has an identical hash: keep each row pair once, the exact edge.
-    key = np.minimum(edges[:, 0], edges[:, 1]) * (len(frame) + 1) + np.maximum(edges[:, 0], edges[:, 1])
-    _, first_seen = np.unique(key, return_index=True)
-    first_seen.sort()
-    return edges[first_seen], kind[first_seen]
+    rank: (n,) keep-policy position of each row (0 is kept first). group: (n,) identical
+    files share a group; head: (G,) the best row of each group. exact: (E, 2) rows
+    (head, other member) of identical files. near: (P, 2) head rows of different groups
+    whose hashes are within the threshold; distance, similarity, ok: per near pair.
+    leader: (n,) the kept row of each row's cluster (itself when it is kept or alone)."""
+
+    rank: np.ndarray
+    group: np.ndarray
+    head: np.ndarray
+    exact: np.ndarray
+    near: np.ndarray
+    distance: np.ndarray
+    similarity: np.ndarray
+    ok: np.ndarray
+    leader: np.ndarray
+    signatures: np.ndarray
+    has_signature: np.ndarray
 
 
-def _star(group: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Edges from each row to the first row of its group (groups given as codes)."""
-    order = np.argsort(group, kind="stable")
-    g, r = group[order], rows[order]
-    head = np.r_[True, g[1:] != g[:-1]]
-    leader = r[np.flatnonzero(head)[np.cumsum(head) - 1]]
-    keep = ~head
-    return np.stack([leader[keep], r[keep]], axis=1)
-
-
-def _cross_split(frame: pd.DataFrame, edges: np.ndarray, result: DedupResult) -> None:
-    """Validation/test images with a duplicate in train. Star edges stand for whole
-    groups, so a group's members are all duplicates of each other: count by group."""
+def _find(frame: pd.DataFrame, policy: tuple[str, ...], k: int, min_similarity: float, exact_only: bool) -> Found:
+    """Two stages, then clusters: identical files are one group; group heads whose hashes
+    are within k bits are candidates; a candidate is a copy when its verification
+    score is >= min_similarity; clusters grow only around kept images (no chaining)."""
     n = len(frame)
-    result.cross_split_by_split = {"validation": 0, "test": 0}
-    if not n or not len(edges):
-        return
-    is_train = (frame["split"] == "train").to_numpy()
-    # Rows joined by exact/same-hash stars are one group; near edges join groups pairwise.
-    # A row has a train duplicate if its group has a train row, or a near neighbour group does.
-    sha_group = pd.factorize(frame["sha256"].fillna("").to_numpy())[0]
-    hash_key = np.where(frame["has_hash"].to_numpy(), frame["hash"].to_numpy().astype(np.uint64), np.uint64(0))
-    hash_group = pd.factorize(hash_key)[0]
-    has_hash = frame["has_hash"].to_numpy()
+    keys = pd.DataFrame({f"_k{i}": KEEP_RULES[name][1](frame).to_numpy() for i, name in enumerate(policy)})
+    order = np.lexsort([keys[c].to_numpy() for c in reversed(keys.columns)]) if n else np.zeros(0, dtype=np.int64)
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    sha = frame["sha256"].to_numpy(dtype=object)
     has_sha = frame["sha256"].notna().to_numpy()
+    codes = pd.factorize(np.where(has_sha, sha, None))[0]  # -1 where no sha: each its own group
+    codes = np.where(codes < 0, codes.max(initial=-1) + 1 + np.arange(n), codes)
+    group = pd.factorize(codes)[0].astype(np.int64)
+    n_groups = int(group.max()) + 1 if n else 0
+    head = np.full(n_groups, -1, dtype=np.int64)
+    by_rank = order[::-1]  # the last write wins: the best-ranked row of each group
+    head[group[by_rank]] = by_rank
+    others = np.flatnonzero(head[group] != np.arange(n))
+    exact = np.stack([head[group[others]], others], axis=1) if len(others) else np.zeros((0, 2), dtype=np.int64)
+    signatures, has_sig = verify.as_array(frame["signature"].tolist() if "signature" in frame else [None] * n)
+    near = np.zeros((0, 2), dtype=np.int64)
+    if not exact_only and n_groups:
+        usable = head[frame["has_hash"].to_numpy()[head] & has_sig[head]]
+        if len(usable):
+            found = pairs.pairs_within(frame["hash"].to_numpy().astype(np.uint64)[usable], k)
+            near = usable[found]
+    hashes = frame["hash"].to_numpy().astype(np.uint64)
+    distance = pairs.distances(hashes, near).astype(np.int64)
+    similarity = verify.similarity(signatures, near)
+    ok = similarity >= min_similarity
+    # Clusters of groups: a kept group takes the groups verified directly against it.
+    group_leader = pairs.leader_clusters(rank[head], group[near[ok]]) if n_groups else np.zeros(0, dtype=np.int64)
+    leader = head[group_leader[group]] if n else np.zeros(0, dtype=np.int64)
+    return Found(rank, group, head, exact, near, distance, similarity, ok, leader, signatures, has_sig)
 
-    def group_has_train(group: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        counts = np.bincount(group[valid & is_train], minlength=group.max() + 1)
-        return (counts[group] > 0) & valid
 
-    near_train = group_has_train(sha_group, has_sha) | group_has_train(hash_group, has_hash)
-    a, b = edges[:, 0], edges[:, 1]
-    train_in_hash_group = np.bincount(hash_group[has_hash & is_train], minlength=hash_group.max() + 1) > 0
-    ga, gb = hash_group[a], hash_group[b]
-    usable = has_hash[a] & has_hash[b]
-    reach = np.zeros(hash_group.max() + 1, dtype=bool)
-    np.logical_or.at(reach, ga[usable], train_in_hash_group[gb[usable]])
-    np.logical_or.at(reach, gb[usable], train_in_hash_group[ga[usable]])
-    near_train |= has_hash & reach[hash_group]
-    for split in ("validation", "test"):
-        result.cross_split_by_split[split] = int((near_train & (frame["split"] == split).to_numpy()).sum())
+def _cross_split(frame: pd.DataFrame, found: Found, result: DedupResult) -> None:
+    """Validation/test images with a duplicate in train: an identical file in train, or
+    a verified copy (a pair that passed, in whatever cluster it ended) in train."""
+    result.cross_split_by_split = {"validation": 0, "test": 0}
+    n = len(frame)
+    if not n:
+        return
+    split = frame["split"].to_numpy()
+    is_train = split == "train"
+    group_train = np.bincount(found.group[is_train], minlength=len(found.head)) > 0
+    reach = group_train.copy()
+    ga, gb = found.group[found.near[found.ok, 0]], found.group[found.near[found.ok, 1]]
+    np.logical_or.at(reach, ga, group_train[gb])
+    np.logical_or.at(reach, gb, group_train[ga])
+    has_train = reach[found.group]  # counted for validation/test rows only, never train themselves
+    for name in ("validation", "test"):
+        result.cross_split_by_split[name] = int((has_train & (split == name)).sum())
     result.cross_split = sum(result.cross_split_by_split.values())
 
 
-def _build_clusters(ledger, frame: pd.DataFrame, labels: np.ndarray, edges: np.ndarray, policy: tuple[str, ...],
-                    result: DedupResult) -> None:
+def _build_clusters(ledger, frame: pd.DataFrame, found: Found, result: DedupResult) -> None:
     if not len(frame):
         return
-    sizes = np.bincount(labels)
-    in_cluster = sizes[labels] > 1
+    sizes = np.bincount(found.leader, minlength=len(frame))
+    in_cluster = sizes[found.leader] > 1
     members = frame[in_cluster].copy()
     if not len(members):
         return
-    members["cluster"] = labels[in_cluster]
-    keys = [f"_k{i}" for i in range(len(policy))]
-    for col, name in zip(keys, policy):
-        members[col] = KEEP_RULES[name][1](members).to_numpy()
-    members = members.sort_values(["cluster", *keys], kind="stable")
-    members["kept"] = ~members["cluster"].duplicated()
-    keep_row = members[members["kept"]].set_index("cluster")
-    members["keep_id"] = members["cluster"].map(keep_row["image_id"])
-    keep_hash = members["cluster"].map(keep_row["hash"]).to_numpy().astype(np.uint64)
-    keep_has = members["cluster"].map(keep_row["has_hash"]).to_numpy().astype(bool)
-    keep_sha = members["cluster"].map(keep_row["sha256"]).to_numpy()
-    dist = pairs.popcount(members["hash"].to_numpy().astype(np.uint64) ^ keep_hash).astype(np.int64)
-    same_file = members["sha256"].to_numpy() == keep_sha
-    members["distance"] = np.where(same_file, 0, np.where(members["has_hash"].to_numpy() & keep_has, dist, -1))
+    rows = np.flatnonzero(in_cluster)
+    keep_rows = found.leader[rows]
+    members["cluster"] = keep_rows
+    members["_rank"] = found.rank[rows]
+    members["kept"] = rows == keep_rows
+    hashes = frame["hash"].to_numpy().astype(np.uint64)
+    has_hash = frame["has_hash"].to_numpy()
+    same_file = found.group[rows] == found.group[keep_rows]
+    dist = pairs.popcount(hashes[rows] ^ hashes[keep_rows]).astype(np.int64)
+    members["distance"] = np.where(same_file, 0, np.where(has_hash[rows] & has_hash[keep_rows], dist, -1))
+    sim = verify.similarity(found.signatures, np.stack([rows, keep_rows], axis=1))
+    usable = found.has_signature[rows] & found.has_signature[keep_rows]
+    members["similarity"] = np.where(same_file, 1.0, np.where(usable, sim, np.nan))
+    members = members.sort_values(["cluster", "_rank"], kind="stable")
 
     label_frame = store.active_labels(ledger, members["image_id"])
     label_sets = label_frame.groupby("image_id")["label_id"].apply(lambda s: sorted(int(v) for v in s)).to_dict()
@@ -383,6 +425,7 @@ def _build_clusters(ledger, frame: pd.DataFrame, labels: np.ndarray, edges: np.n
     clusters: list[Cluster] = []
     for cid, group in members.groupby("cluster", sort=False):
         ms = [Member(r.image_id, r.split, None if r.distance < 0 else int(r.distance), bool(r.kept),
+                     None if np.isnan(r.similarity) else round(float(r.similarity), 3),
                      _int(r.width), _int(r.height), _int(r.bytes), label_sets.get(r.image_id, []), r.path)
               for r in group.itertuples(index=False)]
         labelled = {tuple(m.labels) for m in ms if m.labels}
@@ -392,36 +435,56 @@ def _build_clusters(ledger, frame: pd.DataFrame, labels: np.ndarray, edges: np.n
                 result.set_aside.append((m.image_id, ms[0].image_id))
             elif m.kept and status == "set_aside" and rule == RULE:
                 result.restored.append(m.image_id)
-    clusters.sort(key=lambda c: (not c.cross_split, not c.label_conflict, -len(c.members), c.keep))
+    clusters.sort(key=lambda c: (not c.large, not c.cross_split, not c.label_conflict, -len(c.members), c.keep))
     result.clusters = clusters
     result.label_conflicts = sum(c.label_conflict for c in clusters)
 
 
+def _unreadable_changes(frame: pd.DataFrame, failed: dict, result: DedupResult) -> None:
+    """Files known to be unreadable (their content failed to decode: empty, not an image,
+    truncated, decompression bomb) go aside under rule unreadable-file; one set aside so
+    whose file reads now comes back. Missing files and I/O errors are not judged."""
+    known_bad = frame["reason"].notna().to_numpy() & ~frame["pk"].isin(list(failed)).to_numpy()
+    active = (frame["status"] == "active").to_numpy()
+    by_rule = ((frame["status"] == "set_aside") & (frame["status_rule"] == UNREADABLE_RULE)).to_numpy()
+    readable = frame["sha256"].notna().to_numpy() & ~frame["reason"].notna().to_numpy()
+    ids = frame["image_id"].to_numpy()
+    result.unreadable_set_aside = ids[known_bad & active].tolist()
+    result.unreadable_restored = ids[by_rule & readable].tolist()
+
+
 # ---- reports -----------------------------------------------------------------------------------------
-def _write_reports(ws: Workspace, frame: pd.DataFrame, edges: np.ndarray, kinds: np.ndarray, result: DedupResult) -> None:
+def _write_reports(ws: Workspace, frame: pd.DataFrame, found: Found, result: DedupResult) -> None:
     html_path = ws.report_path("dedup", "html")
     csv_path = html_path.with_name(html_path.stem + "-pairs.csv")
-    keep_of = {m.image_id: c.keep for c in result.clusters for m in c.members}
     ids, split = frame["image_id"].to_numpy(), frame["split"].to_numpy()
-    hashes, has_hash = frame["hash"].to_numpy().astype(np.uint64), frame["has_hash"].to_numpy()
+    keep_id = ids[found.leader] if len(frame) else ids
+    edges = np.concatenate([found.exact, found.near]).astype(np.int64)
+    kind = np.array(["exact"] * len(found.exact) + ["near"] * len(found.near), dtype=object)
+    dist = np.concatenate([np.zeros(len(found.exact), dtype=np.int64), found.distance])
+    sim = np.concatenate([np.ones(len(found.exact)), found.similarity.astype(np.float64)])
+    ok = np.concatenate([np.ones(len(found.exact), dtype=bool), found.ok])
     with reports.open_text(csv_path) as fh:
         w = csv.writer(fh)
-        w.writerow(["image_a", "split_a", "image_b", "split_b", "kind", "distance", "cluster_keep"])
-        if len(edges):
-            a, b = edges[:, 0], edges[:, 1]
-            d = np.where(kinds == "exact", 0, pairs.popcount(hashes[a] ^ hashes[b]).astype(np.int64))
-            d = np.where((kinds == "exact") | (has_hash[a] & has_hash[b]), d, -1)
-            for i in range(0, len(edges), 100_000):
-                sl = slice(i, i + 100_000)
-                w.writerows(zip(ids[a[sl]], split[a[sl]], ids[b[sl]], split[b[sl]], kinds[sl],
-                                ["" if x < 0 else int(x) for x in d[sl]], [keep_of.get(x, "") for x in ids[a[sl]]]))
+        w.writerow(["image_a", "split_a", "image_b", "split_b", "kind", "distance", "similarity", "verdict",
+                    "cluster_keep"])
+        for i in range(0, len(edges), 100_000):
+            a, b = edges[i:i + 100_000, 0], edges[i:i + 100_000, 1]
+            together = found.leader[a] == found.leader[b]
+            w.writerows(zip(ids[a], split[a], ids[b], split[b], kind[i:i + 100_000], dist[i:i + 100_000].tolist(),
+                            [f"{x:.3f}" for x in sim[i:i + 100_000]],
+                            np.where(ok[i:i + 100_000], "copy", "different"),
+                            np.where(together, keep_id[a], "")))
     result.report_csv = str(csv_path)
     result.report_html = str(report_html.write_page(html_path, "Duplicates", _sections(result), _intro(result)))
 
 
 def _intro(result: DedupResult) -> str:
-    how = "identical files only" if result.method is None else f"{result.method} within {result.threshold} bits, and identical files"
-    return (f"{result.images_considered:,} images considered ({how}); {len(result.clusters):,} clusters; "
+    how = ("identical files only" if result.method is None else
+           f"{result.method} within {result.threshold} bits verified at similarity >= {result.min_similarity:g} "
+           f"({result.verified_pairs:,} of {result.candidate_pairs:,} candidate pairs), and identical files")
+    warn = "".join(f"Warning: {w}. " for w in result.warnings)
+    return (warn + f"{result.images_considered:,} images considered ({how}); {len(result.clusters):,} clusters; "
             f"{result.cross_split:,} validation/test images have a duplicate in train; "
             f"{result.label_conflicts:,} clusters carry conflicting labels; {len(result.unreadable):,} unreadable; "
             f"{len(result.skipped_no_file):,} without a local file. Keep policy: {', '.join(result.keep_policy)}. "
@@ -432,17 +495,22 @@ def _sections(result: DedupResult) -> list[report_html.Section]:
     def card(m: Member) -> report_html.Card:
         lines = [f"{m.split} · {'KEEP' if m.kept else 'set aside'}",
                  f"{m.width}x{m.height} · {(m.bytes or 0) / 1024:.0f} KB",
-                 "distance " + ("-" if m.distance is None else str(m.distance)),
+                 "distance " + ("-" if m.distance is None else str(m.distance)) + " · similarity "
+                 + ("-" if m.similarity is None else f"{m.similarity:.3f}"),
                  "labels " + (" ".join(map(str, m.labels)) or "-")]
         return report_html.Card(m.image_id, m.path, lines)
 
     groups = [
+        (f"Warning: clusters over {LARGE_CLUSTER} members", "Copies rarely come in such numbers: check that these "
+         "are one photo before applying; a higher --min-similarity splits them.", [c for c in result.clusters if c.large]),
         ("Cross-split duplicates", "Train images duplicating validation/test images: the train copy goes.",
-         [c for c in result.clusters if c.cross_split]),
+         [c for c in result.clusters if c.cross_split and not c.large]),
         ("Label conflicts", "Duplicates whose labels disagree: label-noise candidates for review.",
-         [c for c in result.clusters if c.label_conflict and not c.cross_split]),
-        ("Other duplicates", "", [c for c in result.clusters if not c.cross_split and not c.label_conflict]),
+         [c for c in result.clusters if c.label_conflict and not c.cross_split and not c.large]),
+        ("Other duplicates", "", [c for c in result.clusters if not c.cross_split and not c.label_conflict and not c.large]),
     ]
+    if not any(c.large for c in result.clusters):
+        groups = groups[1:]  # no warning section without a large cluster
     sections, budget = [], MAX_HTML_CLUSTERS
     for title, text, clusters in groups:
         shown = clusters[:max(0, budget)]

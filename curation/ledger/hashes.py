@@ -13,9 +13,13 @@ from .core import FileInfo, Ledger, _where, now
 if TYPE_CHECKING:  # pandas loads when a frame is built (Ledger.frame), not with the ledger
     import pandas as pd
 
-# Images dedup looks at: active ones, and those an earlier dedup set aside (so a rerun
-# reports the same clusters and re-applying changes nothing).
+# Images dedup looks at: active ones, and those an earlier dedup set aside (as a
+# duplicate or as an unreadable file), so a rerun reports the same clusters and
+# re-applying changes nothing.
 DEDUP_RULE = "duplicate"
+UNREADABLE_RULE = "unreadable-file"
+_DEDUP_RULES = (DEDUP_RULE, UNREADABLE_RULE)
+_CANDIDATE = "(i.status = 'active' OR i.status_rule IN (?, ?))"
 
 
 def dedup_candidates(ledger: Ledger, splits: Sequence[str] | None, methods: Sequence[str]) -> pd.DataFrame:
@@ -26,10 +30,10 @@ def dedup_candidates(ledger: Ledger, splits: Sequence[str] | None, methods: Sequ
     path, or None), need_size (the ledger lacks width/height), known_unreadable, and one
     bool column `cached_<method>` per method (a hash exists for the known sha256)."""
     where, params = _where(splits, None, prefix="i.")
-    where += (" AND " if where else "WHERE ") + "(i.status = 'active' OR i.status_rule = ?)"
+    where += (" AND " if where else "WHERE ") + _CANDIDATE
     cached = "".join(
         f", EXISTS(SELECT 1 FROM image_hashes h WHERE h.image_pk = i.pk AND h.method = '{_method_sql(m)}' "
-        f"AND h.sha256 = f.sha256) AS cached_{_method_sql(m)}"
+        f"AND h.sha256 = f.sha256 AND h.signature IS NOT NULL) AS cached_{_method_sql(m)}"
         for m in methods
     )
     frame = ledger.frame(
@@ -37,7 +41,7 @@ def dedup_candidates(ledger: Ledger, splits: Sequence[str] | None, methods: Sequ
         "f.sha256 AS known_sha256, (i.width IS NULL OR i.height IS NULL) AS need_size, "
         "EXISTS(SELECT 1 FROM unreadable_files u WHERE u.image_pk = i.pk AND u.sha256 = f.sha256) AS known_unreadable"
         f"{cached} FROM images i LEFT JOIN file_stats f ON f.image_pk = i.pk AND f.path = i.path {where} ORDER BY i.pk",
-        [*params, DEDUP_RULE],
+        [*params, *_DEDUP_RULES],
     )
     for col in ["need_size", "known_unreadable", *(f"cached_{m}" for m in methods)]:
         frame[col] = frame[col].astype(bool)
@@ -45,13 +49,13 @@ def dedup_candidates(ledger: Ledger, splits: Sequence[str] | None, methods: Sequ
 
 
 def save_fingerprints(ledger: Ledger, *, stats: Iterable[tuple[int, str, int, int, str]],
-                      hashes: Iterable[tuple[int, str, str, int]],
+                      hashes: Iterable[tuple[int, str, str, int, bytes | None]],
                       unreadable: Iterable[tuple[int, str, str, str]],
                       files: Iterable[FileInfo]) -> None:
     """Store one batch of results in one transaction.
 
     stats: (pk, path, bytes, mtime_ns, sha256) per file looked at.
-    hashes: (pk, method, sha256, hash as uint64 int) per hash computed.
+    hashes: (pk, method, sha256, hash as uint64 int, verification signature) per hash computed.
     unreadable: (pk, sha256, reason, detail) per file that failed to decode.
     files: FileInfo for the images table (sha256, bytes, width, height).
     """
@@ -64,8 +68,8 @@ def save_fingerprints(ledger: Ledger, *, stats: Iterable[tuple[int, str, int, in
             ((pk, path, size, mtime, sha, stamp) for pk, path, size, mtime, sha in stats),
         )
         conn.executemany(
-            "INSERT OR REPLACE INTO image_hashes(image_pk, method, sha256, hash) VALUES (?,?,?,?)",
-            ((pk, m, sha, _signed(h)) for pk, m, sha, h in hashes),
+            "INSERT OR REPLACE INTO image_hashes(image_pk, method, sha256, hash, signature) VALUES (?,?,?,?,?)",
+            ((pk, m, sha, _signed(h), sig) for pk, m, sha, h, sig in hashes),
         )
         conn.executemany(
             "INSERT OR REPLACE INTO unreadable_files(image_pk, sha256, reason, detail, time) VALUES (?,?,?,?,?)",
@@ -85,17 +89,18 @@ def dedup_frame(ledger: Ledger, splits: Sequence[str] | None, method: str | None
     """What dedup decides on, one row per candidate image with a local path.
 
     Columns: pk, image_id, split, path, status, status_rule, sha256 (None if never read),
-    bytes, width, height, hash (uint64; 0 where has_hash is False), has_hash, reason and
-    detail (why the current file could not be hashed, else None)."""
+    bytes, width, height, hash (uint64; 0 where has_hash is False), has_hash, signature
+    (bytes or None), reason and detail (why the current file could not be hashed, else
+    None)."""
     where, params = _where(splits, None, prefix="i.")
-    where += (" AND " if where else "WHERE ") + "(i.status = 'active' OR i.status_rule = ?) AND i.path IS NOT NULL"
+    where += (" AND " if where else "WHERE ") + _CANDIDATE + " AND i.path IS NOT NULL"
     frame = ledger.frame(
         "SELECT i.pk, i.image_id, i.split, i.path, i.status, i.status_rule, f.sha256, i.bytes, i.width, i.height, "
-        "h.hash, u.reason, u.detail FROM images i "
+        "h.hash, h.signature, u.reason, u.detail FROM images i "
         "LEFT JOIN file_stats f ON f.image_pk = i.pk AND f.path = i.path "
         "LEFT JOIN image_hashes h ON h.image_pk = i.pk AND h.method = ? AND h.sha256 = f.sha256 "
         f"LEFT JOIN unreadable_files u ON u.image_pk = i.pk AND u.sha256 = f.sha256 {where} ORDER BY i.pk",
-        [method or "", *params, DEDUP_RULE],
+        [method or "", *params, *_DEDUP_RULES],
     )
     frame["has_hash"] = frame["hash"].notna()
     import numpy as np
@@ -106,8 +111,8 @@ def dedup_frame(ledger: Ledger, splits: Sequence[str] | None, method: str | None
 def images_without_file(ledger: Ledger, splits: Sequence[str] | None) -> list[str]:
     """Ids of candidate images that have no local file (not fetched yet)."""
     where, params = _where(splits, None, prefix="i.")
-    where += (" AND " if where else "WHERE ") + "(i.status = 'active' OR i.status_rule = ?) AND i.path IS NULL"
-    return [r[0] for r in ledger.query(f"SELECT i.image_id FROM images i {where} ORDER BY i.pk", [*params, DEDUP_RULE])]
+    where += (" AND " if where else "WHERE ") + _CANDIDATE + " AND i.path IS NULL"
+    return [r[0] for r in ledger.query(f"SELECT i.image_id FROM images i {where} ORDER BY i.pk", [*params, *_DEDUP_RULES])]
 
 
 def active_labels(ledger: Ledger, image_ids: Iterable[str]) -> pd.DataFrame:

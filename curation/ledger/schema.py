@@ -254,4 +254,14 @@ CREATE TABLE raw_label_names (
 );
 """
 
-MIGRATIONS: list[str] = [V1_FOUNDATION, V2_FETCHES, V3_REVIEW_QUEUE, V4_HASHES, V5_REVIEW, V6_RAW_LABEL_NAMES]
+# `ifa curate dedup` verifies each candidate pair with a per-image signature (an 8x8 RGB
+# thumbnail of the border-trimmed picture, 192 bytes) kept beside the hash it was decoded
+# with. Hashes cached before are of untrimmed pictures and have no signature: they go, so
+# the next dedup hashes every file again once.
+V7_DEDUP_SIGNATURES = """
+ALTER TABLE image_hashes ADD COLUMN signature BLOB;
+DELETE FROM image_hashes;
+"""
+
+MIGRATIONS: list[str] = [V1_FOUNDATION, V2_FETCHES, V3_REVIEW_QUEUE, V4_HASHES, V5_REVIEW, V6_RAW_LABEL_NAMES,
+                         V7_DEDUP_SIGNATURES]
