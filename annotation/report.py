@@ -41,13 +41,16 @@ class ReportResult:
         return asdict(self)
 
 
-def flag_careless(rows: list[dict], gap: float = FLAG_GAP) -> dict[str, list[str]]:
+def flag_careless(rows: list[dict], gap: float = FLAG_GAP, min_answers: int = 3) -> dict[str, list[str]]:
     """{email: reasons} for annotators whose gold accuracy or overall agreement is `gap`
-    or more below the median of the pool (annotator roles only)."""
+    or more below the median of the pool (annotator roles only). A rate over fewer than
+    `min_answers` answers is not judged (one unlucky answer is not carelessness)."""
     out: dict[str, list[str]] = {}
     people = [r for r in rows if not r["role"].startswith("tiebreak")]
-    for label, get in (("gold accuracy", lambda r: r["gold"]["accuracy"]),
-                       ("agreement", lambda r: r["agreement"]["overall"])):
+    for label, get in (("gold accuracy", lambda r: r["gold"]["accuracy"] if r["gold"]["answered"] >= min_answers
+                        else None),
+                       ("agreement", lambda r: r["agreement"]["overall"] if r["agreement"]["compared"] >= min_answers
+                        else None)):
         values = [get(r) for r in people if get(r) is not None]
         if len(values) < 3:  # a median of two says nothing about who is off
             continue
