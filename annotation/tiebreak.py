@@ -68,8 +68,10 @@ def tiebreak_config(taxonomy: Taxonomy) -> str:
     view = ET.fromstring(labeling_config(taxonomy))
     header = ET.Element("Header", value="Earlier answers (decide, or discard if there is no clear fashion item)")
     text = ET.Element("Text", name=ANSWERS_FIELD, value=f"${ANSWERS_FIELD}")
-    view.insert(0, text)
-    view.insert(0, header)
+    # Above the controls, beside the photo (the root View lays photo and controls side by side).
+    controls = next((v for v in view.findall("View") if v.find(".//Choices") is not None), view)
+    controls.insert(0, text)
+    controls.insert(0, header)
     ET.indent(view)
     return ET.tostring(view, encoding="unicode")
 
