@@ -239,9 +239,9 @@ def plan_assignment(store: ReviewStore, round_id: int, name: str, roles: list[st
             assigned.setdefault(image_id, []).append(index[role])
     # Rounds made before assignments were recorded: their tasks are the assignment.
     tasks = store.tasks(round_id)
-    gold_set = set(gold)
+    skip = set(gold) | set(regular["image_id"])
     for role, image_id in zip(tasks["role"], tasks["image_id"]):
-        if role in index and image_id not in gold_set and image_id not in set(regular["image_id"]):
+        if role in index and image_id not in skip:
             assigned.setdefault(image_id, [])
             if index[role] not in assigned[image_id]:
                 assigned[image_id].append(index[role])

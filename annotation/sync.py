@@ -70,60 +70,69 @@ def sync_round(ws: Workspace, round_name: str | None = None, client: Client | No
     taxonomy = ws.taxonomy
     images = set(store.images(round_id))
     result = SyncResult(rnd["name"], client.url)
-    for role, project in store.projects(round_id).items():
+    projects = store.projects(round_id)
+    # Tasks saved while we list may be missed by this listing; the next sync starts from the
+    # server's clock before this one began (1 s margin for a request still committing).
+    started = _minus_seconds(client.server_time(), 1.0)
+    cursors = {role: None if full else store.sync_cursor(round_id, role) for role in projects}
+    per_role = {role: {"fetched": 0, "new": 0, "updated": 0, "deleted": 0, "listing": "full"} for role in projects}
+
+    def read(role: str, project: dict, bar, **listing) -> set[int]:
         tasks = store.tasks(round_id, role)
         image_of = dict(zip(tasks["ls_task_id"].astype(int), tasks["image_id"]))
-        project_id = int(project["ls_project_id"])
-        counts = {"fetched": 0, "new": 0, "updated": 0, "deleted": 0, "listing": "full"}
-        cursor = None if full else store.sync_cursor(round_id, role)
-
-        def read(**listing) -> set[int]:
-            seen: set[int] = set()
-            for page in client.task_pages(project_id, annotations=True, page_size=page_size, **listing):
-                rows = []
-                for task in page:
-                    image_id = image_of.get(int(task["id"]))
+        counts = per_role[role]
+        seen: set[int] = set()
+        for page in client.task_pages(int(project["ls_project_id"]), annotations=True, page_size=page_size, **listing):
+            rows = []
+            for task in page:
+                image_id = image_of.get(int(task["id"]))
+                if image_id is None:
+                    candidate = str((task.get("data") or {}).get("image_id", ""))
+                    image_id = candidate if candidate in images else None
+                for ann in task.get("annotations") or []:
+                    if int(ann["id"]) in seen:
+                        continue
+                    seen.add(int(ann["id"]))
                     if image_id is None:
-                        candidate = str((task.get("data") or {}).get("image_id", ""))
-                        image_id = candidate if candidate in images else None
-                    for ann in task.get("annotations") or []:
-                        if int(ann["id"]) in seen:
-                            continue
-                        seen.add(int(ann["id"]))
-                        if image_id is None:
-                            result.ignored += 1
-                            continue
-                        rows.append(_row(ann, task, role, image_id, int(project["ls_user_id"]), taxonomy, result))
-                done = store.upsert_annotations(round_id, rows)
-                counts["fetched"] += len(rows)
-                counts["new"] += done["new"]
-                counts["updated"] += done["updated"]
-                bar.advance(len(page))
-            return seen
+                        result.ignored += 1
+                        continue
+                    rows.append(_row(ann, task, role, image_id, int(project["ls_user_id"]), taxonomy, result))
+            done = store.upsert_annotations(round_id, rows)
+            counts["fetched"] += len(rows)
+            counts["new"] += done["new"]
+            counts["updated"] += done["updated"]
+            bar.advance(len(page))
+        return seen
 
-        with progress.task(f"sync {role} ({project['email']})") as bar:
-            # Tasks saved while we list may be missed by this listing; the next one starts
-            # from the server's clock before this one began (1 s margin for a request still
-            # committing), so it sees them.
-            started = _minus_seconds(client.server_time(), 1.0)
-            if cursor is not None:
-                counts["listing"] = "incremental"
-                read(updated_after=cursor)
-                # Label Studio keeps no trace of a deleted annotation; a count that no longer
-                # matches ours is the sign, and only then is the project listed in full.
-                info = client.get(f"api/projects/{project_id}/", f"reading project {project_id}")
-                on_server = int(info.get("total_annotations_number") or 0) + int(info.get("skipped_annotations_number") or 0)
-                if on_server != store.role_annotation_count(round_id, role):
-                    cursor = None
-                    counts["listing"] = "full (annotations were deleted in Label Studio)"
-            if cursor is None:
+    # 1. Projects synced before: only the tasks Label Studio updated since (a new or edited
+    #    answer touches its task), then one request for every project's annotation count.
+    incremental = [r for r in projects if cursors[r] is not None]
+    for role in incremental:
+        with progress.task(f"sync {role} ({projects[role]['email']}): new answers") as bar:
+            read(role, projects[role], bar, updated_after=cursors[role])
+            per_role[role]["listing"] = "incremental"
+    if incremental:
+        on_server = client.annotation_counts([int(projects[r]["ls_project_id"]) for r in incremental])
+        for role in incremental:
+            # Label Studio keeps no trace of a deleted annotation: fewer than we hold is the
+            # sign, and only then is the project listed in full. (More than we hold: answers
+            # that arrived after our listing, or ones outside the round; the next sync has them.)
+            if on_server.get(int(projects[role]["ls_project_id"]), 0) < store.role_annotation_count(round_id, role):
+                cursors[role] = None
+                per_role[role]["listing"] = "full (annotations were deleted in Label Studio)"
+    # 2. Full listings: first syncs, --full, and projects where something was deleted.
+    for role, project in projects.items():
+        if cursors[role] is None:
+            with progress.task(f"sync {role} ({project['email']})") as bar:
                 seen: set[int] = set()
                 # Submitted and skipped tasks are listed separately: Label Studio's filters
                 # take one conjunction, and keyset paging needs "id > last" in it.
                 for only in ("annotated", "skipped"):
-                    seen |= read(only=only)
-                counts["deleted"] = store.mark_deleted(round_id, role, seen)
-            store.set_sync_cursor(round_id, role, started)
+                    seen |= read(role, project, bar, only=only)
+                per_role[role]["deleted"] = store.mark_deleted(round_id, role, seen)
+        store.set_sync_cursor(round_id, role, started)
+    for role, project in projects.items():
+        counts = per_role[role]
         result.per_role[role] = {"email": project["email"], **counts}
         result.fetched += counts["fetched"]
         result.new += counts["new"]
