@@ -170,13 +170,9 @@ def create(
 ) -> None:
     """Create a review round: one project per annotator, each image to --per-image of them.
 
-    The load is balanced (task counts differ by at most one) and the pairs rotate so every
-    two annotators share images; the assignment is fixed by the round's name, and a rerun
-    after a crash finishes it without duplicating a task. With two annotators, both label
-    every image.
+    Task counts differ by at most one and the pairs rotate so every two annotators share images; the assignment is fixed by the round's name, and a rerun after a crash finishes it without duplicating a task. With two annotators, both label every image.
 
-    Example: ifa review create --split test --annotators ana@x.com bo@x.com cy@x.com dee@x.com
-             --tiebreaker lead@x.com --gold trusted.txt --gold-rate 0.05
+    Example: ifa review create --split test --annotators ana@x.com bo@x.com cy@x.com dee@x.com --tiebreaker lead@x.com --gold trusted.txt
     """
     from ..annotation import rounds
     ids = rounds.read_image_ids(images_from) if images_from else None
@@ -331,9 +327,7 @@ def finalize(round_name: RoundOpt = None, apply: ApplyOpt = False, workspace: Wo
 def report(round_name: RoundOpt = None, workspace: WorkspaceOpt = DEFAULT_WS, json_out: JsonOpt = False) -> None:
     """Write an HTML report (and PNGs) on the round's annotators, from the last sync.
 
-    Agreement matrix, gold accuracy and accuracy against final decisions, the most
-    confused label pairs per group with thumbnails, throughput over time; annotators far
-    below the pool are flagged.
+    Agreement matrix, gold accuracy and accuracy against final decisions, the most confused label pairs per group with thumbnails, throughput over time; annotators far below the pool are flagged.
 
     Example: ifa review report --round test-1
     """
@@ -360,8 +354,7 @@ def reassign(
 ) -> None:
     """Move an annotator's unanswered tasks to someone else; their finished work stays.
 
-    Images the new annotator already has in the round stay put (an image's annotators
-    stay distinct). Syncs first; a rerun after a crash finishes the move.
+    Images the new annotator already has in the round stay put (an image's annotators stay distinct). Syncs first; a rerun after a crash finishes the move.
 
     Example: ifa review reassign --round test-1 --from ana@x.com --to eve@x.com
     """
