@@ -60,24 +60,23 @@ class FinalizeResult:
 
 def decide(view: state.RoundView) -> tuple[dict[str, tuple[str, str, tuple[int, ...]]], dict[str, str]]:
     """(decisions {image_id: (outcome, decided_by, labels)}, undecided {image_id: reason})."""
-    tb_email = view.projects.get("tiebreak", {}).get("email", "")
-    tb_images = set(view.tasks.loc[view.tasks["role"] == "tiebreak", "image_id"])
-    tb_answers = view.answers.get("tiebreak", {})
     decisions, undecided = {}, {}
     for image_id in view.images:
-        tb = tb_answers.get(image_id)
+        tb_role = view.tiebreak_of.get(image_id)
+        tb = view.answers.get(tb_role, {}).get(image_id) if tb_role else None
         outcome = view.outcome(image_id)
         if tb is not None and tb.valid:
-            decisions[image_id] = ("discarded" if tb.discard else "tiebreak", tb_email, () if tb.discard else tb.labels)
+            decisions[image_id] = ("discarded" if tb.discard else "tiebreak", view.email(tb_role),
+                                   () if tb.discard else tb.labels)
         elif outcome == state.AGREED:
-            decisions[image_id] = ("agreed", "agreement", view.answers["annotator1"][image_id].labels)
+            decisions[image_id] = ("agreed", "agreement", view.image_answers(image_id)[0].labels)
         elif outcome == state.DISCARDED:
             decisions[image_id] = ("discarded", "agreement", ())
         elif outcome == state.WAITING:
             undecided[image_id] = "waiting for an annotator"
         elif tb is not None:
             undecided[image_id] = f"tie-break answer invalid ({'; '.join(tb.problems)})"
-        elif image_id in tb_images:
+        elif tb_role is not None:
             undecided[image_id] = "waiting for the tie-breaker"
         else:
             undecided[image_id] = "disagreement not yet sent: run `ifa review tiebreak`"

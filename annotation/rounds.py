@@ -16,6 +16,7 @@ ever gets a second task.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 from dataclasses import asdict, dataclass, field
@@ -26,12 +27,13 @@ from urllib.parse import quote
 import pandas as pd
 
 from ..curation.ledger import SPLITS
-from ..curation.ledger.review import ANNOTATOR_ROLES, ReviewStore
+from ..curation.ledger.review import ReviewStore, annotator_role, is_tiebreak
 from ..curation.ledger.review_queue import set_review_status
 from ..curation.workspace import Workspace
 from ..errors import IfaError
 from ..progress import SILENT, Progress
 from ..taxonomy import labeling_config
+from . import assignment
 from .annotators import check_email
 from .client import Client, NotFound, connection_for
 
@@ -71,6 +73,7 @@ class CreateResult:
     projects: list[ProjectInfo] = field(default_factory=list)
     tasks_added: dict[str, int] = field(default_factory=dict)
     tasks_adopted: dict[str, int] = field(default_factory=dict)
+    gold: int = 0
     skipped: dict[str, list[str]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -97,39 +100,70 @@ def read_image_ids(path: Path) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
-def create_round(ws: Workspace, *, split: str, annotators: Sequence[str], tiebreaker: str | None = None,
-                 image_ids: Sequence[str] | None = None, name: str | None = None, limit: int | None = None,
+def role_name(role: str) -> str:
+    """annotator3 -> `annotator 3`, tiebreak -> `tie-break`, tiebreak2 -> `tie-break 2`."""
+    if role in ROLE_NAMES:
+        return ROLE_NAMES[role]
+    if is_tiebreak(role):
+        return f"tie-break {role[8:]}"
+    return f"annotator {role[9:]}"
+
+
+def create_round(ws: Workspace, *, split: str, annotators: Sequence[str],
+                 tiebreaker: str | Sequence[str] | None = None, image_ids: Sequence[str] | None = None,
+                 name: str | None = None, limit: int | None = None, per_image: int = 2,
+                 gold_ids: Sequence[str] | None = None, gold_rate: float = 0.05,
                  client: Client | None = None, progress: Progress = SILENT) -> CreateResult:
     """Create (or finish creating) a review round over `image_ids` of `split` (default:
-    every active image of the split) for two annotators, with `tiebreaker` named for the
-    later tie-break. Plain data in, so other commands (e.g. `curate flag-noise --review`)
-    can send their images to review.
+    every active image of the split) for a pool of annotators, with a pool of
+    tie-breakers named for the later tie-break. Plain data in, so other commands (e.g.
+    `curate flag-noise --review`) can send their images to review.
 
-    annotators: two distinct emails of Label Studio users (see `annotators.add`).
-    tiebreaker: the third annotator's email; may also be given later to `tiebreak`.
+    annotators: two or more distinct emails of Label Studio users (see `annotators.add`);
+        each gets a project of their own (role annotator1, annotator2, ...).
+    per_image: distinct annotators per image (default 2); the load is balanced and the
+        groups rotate (`assignment.assign_images`), deterministically for the round name.
+        With exactly two annotators, both label every image.
+    tiebreaker: one email or a list (the pool); may also be given later to `tiebreak`.
+    gold_ids: images (any split) whose current labels are trusted; each annotator's
+        queue gets max(1, round(gold_rate x their tasks)) of them, interleaved. They are
+        scored (`ifa review status`), never finalized, and left out of the round's images.
     name: the round's name (default `<split>-<n>`, or the latest round of this split
         whose creation was interrupted, which is then finished).
     limit: only the first N images. client: defaults to the workspace's server.
-    Raises IfaError for unknown or duplicate annotators, image ids not in the split, or a
-    server that does not answer (what was done so far stays recorded; rerun to finish)."""
+    Raises IfaError for unknown or duplicate annotators, image ids not in the split, gold
+    ids not in the workspace, or a server that does not answer (what was done so far
+    stays recorded; rerun to finish the same assignment)."""
     if split not in SPLITS:
         raise IfaError(f"Unknown split {split!r}; use one of {', '.join(SPLITS)}.")
     emails = [check_email(e) for e in annotators]
-    third = check_email(tiebreaker) if tiebreaker else None
-    if len(emails) != 2 or emails[0] == emails[1]:
-        raise IfaError("A round needs exactly two different annotators (--annotators A B).")
-    if third in emails:
-        raise IfaError("The tie-breaker must be a third person, not one of the two annotators.")
+    pool = [tiebreaker] if isinstance(tiebreaker, str) else list(tiebreaker or [])
+    pool = list(dict.fromkeys(check_email(e) for e in pool))
+    if len(emails) < 2 or len(set(emails)) != len(emails):
+        raise IfaError("A round needs two or more different annotators (--annotators A B [C ...]).")
+    per_image = int(per_image)
+    if not 2 <= per_image <= len(emails):
+        raise IfaError(f"--per-image {per_image} must be at least 2 (two answers to compare) and at most the "
+                       f"{len(emails)} annotators named.")
+    if pool and per_image == len(emails) and all(e in emails for e in pool):
+        raise IfaError("The tie-breaker must be a third person, not one of the two annotators."
+                       if len(emails) == 2 else
+                       "Every image goes to every annotator, so the tie-breaker must be someone else.")
+    if not 0 < gold_rate <= 1:
+        raise IfaError(f"--gold-rate {gold_rate} must be above 0 and at most 1 (e.g. 0.05 for 5%).")
     client = client or Client(connection_for(ws.root))
     store = ReviewStore(ws.ledger)
     users = {(u.get("email") or "").lower(): u for u in client.users()}
-    people = [*emails, third] if third else emails
+    people = list(dict.fromkeys([*emails, *pool]))
     unknown = [e for e in people if e not in users]
     if unknown:
         raise IfaError(f"{', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not a Label Studio user on "
                        f"{client.url}; add them first: ifa review annotators add {' '.join(unknown)}")
 
-    images, skipped = _select_images(ws, split, image_ids, limit)
+    gold_labels = _gold_labels(ws, store, gold_ids) if gold_ids else {}
+    if gold_labels and image_ids is not None:
+        image_ids = [i for i in image_ids if str(i) not in gold_labels]
+    images, skipped = _select_images(ws, split, image_ids, limit, exclude=set(gold_labels))
     name, resumed = _round_name(store, split, name, emails)
     simulated_users = store.simulated_emails()
     simulated = any(e in simulated_users for e in people)
@@ -137,28 +171,50 @@ def create_round(ws: Workspace, *, split: str, annotators: Sequence[str], tiebre
     if simulated:
         store.set_simulated(round_id)
     recorded = store.projects(round_id)
-    if third and "tiebreak" not in recorded:
-        store.set_tiebreaker(round_id, third)
-    for role, email in zip(ANNOTATOR_ROLES, emails):
+    roles = [annotator_role(k) for k in range(len(emails))]
+    for role, email in zip(roles, emails):
         if role in recorded and recorded[role]["email"] != email:
-            raise IfaError(f"Round {name} already has {recorded[role]['email']} as {ROLE_NAMES[role]}, not {email}; "
+            raise IfaError(f"Round {name} already has {recorded[role]['email']} as {role_name(role)}, not {email}; "
                            "pick another --name for a round with other annotators.")
+    extra_roles = [r for r in recorded if not is_tiebreak(r) and r not in roles]
+    if extra_roles:
+        raise IfaError(f"Round {name} has {len(recorded) - len([r for r in recorded if is_tiebreak(r)])} annotators, "
+                       f"not {len(emails)}; pick another --name for a round with other annotators.")
+    if pool and not any(is_tiebreak(r) for r in recorded):
+        store.set_pool(round_id, pool, per_image, gold_rate if gold_labels else None)
+    elif not pool:
+        rnd = store.round(name)
+        store.set_pool(round_id, json.loads(rnd["tiebreakers"]) if isinstance(rnd.get("tiebreakers"), str)
+                       else ([rnd["tiebreaker"]] if rnd.get("tiebreaker") else []), per_image,
+                       gold_rate if gold_labels else None)
     store.add_images(round_id, images)
+    if gold_labels:
+        store.set_gold(round_id, gold_labels)
 
     sources = store.image_sources(round_id)
+    gold_sources = store.gold_sources(round_id)
     data, roots, no_source = task_data(ws, sources, client.conn.embedded)
+    gdata, groots, gmissing = task_data(ws, gold_sources, client.conn.embedded)
     if no_source:
         skipped["no image file or URL"] = no_source
+    if gmissing:
+        skipped["gold without image file or URL"] = gmissing
+    plan = plan_assignment(store, round_id, name, roles, [i for i in sources["image_id"] if i in data],
+                           per_image, list(gdata), gold_rate)
+    data.update(gdata)
+    roots = storage_roots(roots | groots)
     result = CreateResult(name, split, client.url, len(sources) - len(no_source), resumed, simulated)
     config = labeling_config(ws.taxonomy)
-    for role, email in zip(ANNOTATOR_ROLES, emails):
+    for role, email in zip(roles, emails):
         user_id = int(users[email]["id"])
         project_id = ensure_project(client, store, round_id, name, role, email, user_id, roots, config)
-        added, adopted = import_missing(client, store, round_id, role, project_id, data, progress)
+        mine = {i: data[i] for i in plan.get(role, []) if i in data}
+        added, adopted = import_missing(client, store, round_id, role, project_id, mine, progress)
         result.tasks_added[role] = added
         result.tasks_adopted[role] = adopted
         result.projects.append(ProjectInfo(role, email, project_id, f"{client.url}/projects/{project_id}",
                                            store.task_counts(round_id).get(role, 0)))
+    result.gold = len(gold_labels)
     result.skipped = {k: v for k, v in skipped.items() if v}
     store.mark_complete(round_id)
     # Images a check-attributes rule queued for review are now in a round.
@@ -168,9 +224,70 @@ def create_round(ws: Workspace, *, split: str, annotators: Sequence[str], tiebre
     return result
 
 
-def _select_images(ws: Workspace, split: str, image_ids: Sequence[str] | None,
-                   limit: int | None) -> tuple[list[str], dict[str, list[str]]]:
+def plan_assignment(store: ReviewStore, round_id: int, name: str, roles: list[str], images: list[str],
+                    per_image: int, gold: list[str], gold_rate: float) -> dict[str, list[str]]:
+    """Each annotator role's queue (image ids in import order), recorded in the ledger
+    before any task is imported. Images already assigned keep their annotators; new ones
+    continue the balance (`assignment.assign_images`, seeded by the round name). Gold
+    images are interleaved once, when an annotator's queue is first planned."""
+    have = store.assignments(round_id)
+    index = {r: k for k, r in enumerate(roles)}
+    regular = have[have["gold"] == 0]
+    assigned: dict[str, list[int]] = {}
+    for role, image_id in zip(regular["role"], regular["image_id"]):
+        if role in index:
+            assigned.setdefault(image_id, []).append(index[role])
+    # Rounds made before assignments were recorded: their tasks are the assignment.
+    tasks = store.tasks(round_id)
+    skip = set(gold) | set(regular["image_id"])
+    for role, image_id in zip(tasks["role"], tasks["image_id"]):
+        if role in index and image_id not in skip:
+            assigned.setdefault(image_id, [])
+            if index[role] not in assigned[image_id]:
+                assigned[image_id].append(index[role])
+    todo = [i for i in images if len(assigned.get(i, ())) < per_image]
+    if todo:
+        done = {i: g for i, g in assigned.items() if len(g) >= per_image}
+        load, co = assignment.loads_and_overlap(done, len(roles))
+        new = assignment.assign_images(todo, len(roles), per_image, seed=name, loads=load, together=co)
+        queues: dict[str, list[str]] = {r: [] for r in roles}
+        for image_id, group in new.items():
+            for a in group:
+                queues[roles[a]].append(image_id)
+        first_time = have.empty
+        golds = (assignment.gold_queue(gold, [len(queues[r]) for r in roles], gold_rate, seed=name)
+                 if first_time and gold else [[] for _ in roles])
+        start = {r: float(have.loc[have["role"] == r, "position"].max()) + 1 if (have["role"] == r).any() else 0.0
+                 for r in roles}
+        rows = []
+        for role, g in zip(roles, golds):
+            for image_id, is_gold, pos in assignment.interleave(queues[role], g):
+                rows.append((role, image_id, is_gold, start[role] + pos))
+        store.add_assignments(round_id, rows)
+        have = store.assignments(round_id)
+    return {r: have.loc[have["role"] == r, "image_id"].tolist() for r in roles}
+
+
+def _gold_labels(ws: Workspace, store: ReviewStore, gold_ids: Sequence[str]) -> dict[str, list[int]]:
+    wanted = list(dict.fromkeys(str(i) for i in gold_ids))
+    splits = ws.ledger.image_splits(wanted)
+    missing = [i for i in wanted if i not in splits]
+    if missing:
+        raise IfaError(f"Of the {len(wanted):,} gold image ids, {len(missing)} are not in the workspace "
+                       f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}). Nothing was created.")
+    labels = store.labels_of(wanted)
+    empty = [i for i, ls in labels.items() if not ls]
+    if empty:
+        raise IfaError(f"{len(empty)} gold images have no active labels to trust ({', '.join(empty[:5])}"
+                       f"{', ...' if len(empty) > 5 else ''}); gold images need their labels. Nothing was created.")
+    return labels
+
+
+def _select_images(ws: Workspace, split: str, image_ids: Sequence[str] | None, limit: int | None,
+                   exclude: set[str] = frozenset()) -> tuple[list[str], dict[str, list[str]]]:
     frame = ws.ledger.images_frame([split], status=None)
+    if exclude:
+        frame = frame[~frame["image_id"].isin(exclude)]
     skipped: dict[str, list[str]] = {}
     if image_ids is not None:
         wanted = list(dict.fromkeys(str(i) for i in image_ids))
@@ -210,7 +327,8 @@ def _round_name(store: ReviewStore, split: str, name: str | None, emails: list[s
     if len(mine) and not mine.iloc[-1]["complete"]:
         last = mine.iloc[-1]
         projects = store.projects(int(last["round_id"]))
-        if all(projects.get(r, {}).get("email", e) == e for r, e in zip(ANNOTATOR_ROLES, emails)):
+        roles = [annotator_role(k) for k in range(len(emails))]
+        if all(projects.get(r, {}).get("email", e) == e for r, e in zip(roles, emails)):
             return str(last["name"]), True  # finish the round whose creation was interrupted
     n = len(mine) + 1
     while f"{split}-{n}" in set(rounds["name"]):
@@ -272,7 +390,7 @@ def ensure_project(client: Client, store: ReviewStore, round_id: int, round_name
             client.get(f"api/projects/{recorded['ls_project_id']}/", f"checking project {recorded['ls_project_id']}")
             project_id = int(recorded["ls_project_id"])
         except NotFound:
-            raise IfaError(f"Label Studio project {recorded['ls_project_id']} ({ROLE_NAMES[role]} of round {round_name}) "
+            raise IfaError(f"Label Studio project {recorded['ls_project_id']} ({role_name(role)} of round {round_name}) "
                            f"is gone from {client.url}. Its annotations synced so far are in the ledger; create a "
                            "new round for the images still to review.") from None
     title = _title(round_name, role, email)
@@ -284,19 +402,19 @@ def ensure_project(client: Client, store: ReviewStore, round_id: int, round_name
     if project_id is None:
         settings = {
             "title": title,
-            "description": f"{marker}\nifa review round {round_name}: {ROLE_NAMES[role]} {email}. "
+            "description": f"{marker}\nifa review round {round_name}: {role_name(role)} {email}. "
                            "Created by ifa; do not rename the first line.",
             "label_config": label_config,
             "expert_instruction": INSTRUCTIONS,
             "show_instruction": True,
             "maximum_annotations": 1,
             # The two annotators must answer independently: no pre-filled answers.
-            "show_collab_predictions": role == "tiebreak",
+            "show_collab_predictions": is_tiebreak(role),
             "enable_empty_annotation": False,
             "show_skip_button": True,
             **(extra or {}),
         }
-        created = client.request("POST", "api/projects/", f"creating the {ROLE_NAMES[role]} project of {round_name}",
+        created = client.request("POST", "api/projects/", f"creating the {role_name(role)} project of {round_name}",
                                  json=settings, idempotent=False)
         project_id = int(created["id"])
     store.set_project(round_id, role, email, user_id, project_id, title)
@@ -307,7 +425,7 @@ def ensure_project(client: Client, store: ReviewStore, round_id: int, round_name
 
 def _title(round_name: str, role: str, email: str) -> str:
     # Label Studio caps titles at 50 characters; the description carries the full name.
-    short = {"annotator1": "A1", "annotator2": "A2", "tiebreak": "TB"}[role]
+    short = f"TB{role[8:]}" if is_tiebreak(role) else f"A{role[9:]}"
     title = f"{round_name} {short} {email}"
     return title if len(title) <= 50 else title[:49] + "…"
 
@@ -345,7 +463,7 @@ def import_missing(client: Client, store: ReviewStore, round_id: int, role: str,
     have = set(store.tasks(round_id, role)["image_id"])
     missing = [i for i in data if i not in have]
     added = 0
-    with progress.task(f"{ROLE_NAMES[role]}: importing tasks", total=len(missing)) as bar:
+    with progress.task(f"{role_name(role)}: importing tasks", total=len(missing)) as bar:
         for start in range(0, len(missing), IMPORT_BATCH):
             batch = missing[start:start + IMPORT_BATCH]
             tasks = [{"data": data[i], **((extra or {}).get(i, {}))} for i in batch]

@@ -124,6 +124,7 @@ def answer_role(ws: Workspace, url: str, who: SimulatedAnnotator, role: str, cho
     done = store.annotations(rid)
     done = set(done.loc[(done["role"] == role) & (done["completed_by"] == who.user_id), "image_id"])
     labels = store.active_labels(rid).groupby("image_id")["label_id"].agg(lambda s: tuple(sorted(int(x) for x in s)))
+    labels = {**labels.to_dict(), **store.gold(rid)}  # gold images are not the round's images: their labels too
     rng = rng or np.random.default_rng(0)
     jobs = []
     for image_id, task_id in zip(tasks["image_id"], tasks["ls_task_id"]):
@@ -175,3 +176,19 @@ def confirming_chooser() -> Chooser:
     """A tie-breaker who keeps the image's current labels (the demo's stand-in for a
     careful third look)."""
     return lambda image_id, current: (list(current), False)
+
+
+def careless_chooser(taxonomy: Taxonomy, seed: int) -> Chooser:
+    """A careless annotator who answers at random: one random label in every single-label
+    group and 0-2 random labels in every multi-label group, whatever the photo shows.
+    Deterministic per (seed, image)."""
+    def choose(image_id: str, current: tuple[int, ...]) -> tuple[list[int], bool]:
+        rng = np.random.default_rng([seed, zlib.crc32(image_id.encode()), 7])
+        out: list[int] = []
+        for group in taxonomy.groups:
+            ids = np.array(group.label_ids)
+            n = 1 if group.single else int(rng.integers(0, 3))
+            out.extend(int(x) for x in rng.choice(ids, size=min(n, len(ids)), replace=False))
+        return sorted(out), False
+
+    return choose

@@ -1,9 +1,12 @@
 """Where each image of a round stands, read from the ledger (no server needed).
 
 Per image and role, the answer that counts is the latest non-deleted annotation by the
-project's own annotator. Two answers agree when both are valid and either both discard
-the image or both give exactly the same labels; anything else (a label differs in any
-group, one discards, one is invalid or skipped) is a disagreement for the tie-breaker.
+project's own annotator. An image's annotators are the annotator roles holding a task for
+it (two of a pool, or both of a two-person round). Their answers agree when all are valid
+and either all discard the image or all give exactly the same labels; anything else (a
+label differs in any group, one discards, one is invalid or skipped) is a disagreement
+for a tie-breaker. Gold images are not the round's images: their answers are scored
+against the trusted labels (`gold`), never compared or finalized.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from ..curation.ledger.review import ANNOTATOR_ROLES, ReviewStore
+from ..curation.ledger.review import ReviewStore, is_tiebreak
 from .answers import Answer
 
 WAITING, AGREED, DISCARDED, DISAGREE = "waiting", "agreed", "discarded", "disagree"
@@ -20,7 +23,10 @@ WAITING, AGREED, DISCARDED, DISAGREE = "waiting", "agreed", "discarded", "disagr
 
 @dataclass
 class RoundView:
-    """A round as the ledger holds it. answers[role][image_id] is the counted Answer."""
+    """A round as the ledger holds it. answers[role][image_id] is the counted Answer;
+    annotators_of[image_id] the annotator roles with a task for that image (in role
+    order); tiebreak_of[image_id] the tie-break role holding its tie-break task; gold
+    the gold images' trusted labels."""
 
     round: dict
     projects: dict[str, dict]
@@ -28,6 +34,9 @@ class RoundView:
     tasks: pd.DataFrame
     annotations: pd.DataFrame
     answers: dict[str, dict[str, Answer]] = field(default_factory=dict)
+    gold: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    annotators_of: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    tiebreak_of: dict[str, str] = field(default_factory=dict)
 
     @property
     def round_id(self) -> int:
@@ -37,8 +46,26 @@ class RoundView:
     def name(self) -> str:
         return str(self.round["name"])
 
+    @property
+    def annotator_roles(self) -> list[str]:
+        return [r for r in self.projects if not is_tiebreak(r)]
+
+    @property
+    def tiebreak_roles(self) -> list[str]:
+        return [r for r in self.projects if is_tiebreak(r)]
+
+    def email(self, role: str) -> str:
+        return str(self.projects[role]["email"])
+
+    def image_answers(self, image_id: str) -> list[Answer | None]:
+        """The counted answers of the image's annotators (None where one is missing)."""
+        return [self.answers.get(r, {}).get(image_id) for r in self.annotators_of.get(image_id, ())]
+
     def outcome(self, image_id: str) -> str:
-        return compare(self.answers["annotator1"].get(image_id), self.answers["annotator2"].get(image_id))
+        roles = self.annotators_of.get(image_id, ())
+        if len(roles) < 2:
+            return WAITING
+        return compare_all(self.image_answers(image_id))
 
 
 def load(store: ReviewStore, round_name: str | None = None) -> RoundView:
@@ -47,25 +74,40 @@ def load(store: ReviewStore, round_name: str | None = None) -> RoundView:
     rnd = store.round(round_name)
     rid = int(rnd["round_id"])
     ann = store.annotations(rid)
-    view = RoundView(rnd, store.projects(rid), store.images(rid), store.tasks(rid), ann)
+    view = RoundView(rnd, store.projects(rid), store.images(rid), store.tasks(rid), ann, gold=store.gold(rid))
     counted = ann[ann["by_annotator"] == 1].sort_values(["updated_at", "ls_annotation_id"])
-    for role in (*ANNOTATOR_ROLES, "tiebreak"):
+    for role in view.projects:
         rows = counted[counted["role"] == role]
         view.answers[role] = {
             r.image_id: Answer(tuple(int(x) for x in r.labels), bool(r.discard),
                                tuple(r.problems.split("; ")) if r.problems else ())
             for r in rows.itertuples()  # later rows win: the latest answer counts
         }
+    annotator_roles = set(view.annotator_roles)
+    groups: dict[str, list[str]] = {}
+    for role, image_id in zip(view.tasks["role"], view.tasks["image_id"]):
+        if role in annotator_roles:
+            if image_id not in view.gold:
+                groups.setdefault(image_id, []).append(role)
+        elif is_tiebreak(role):
+            view.tiebreak_of[image_id] = role
+    order = {r: k for k, r in enumerate(view.projects)}
+    view.annotators_of = {i: tuple(sorted(g, key=order.__getitem__)) for i, g in groups.items()}
     return view
 
 
 def compare(a: Answer | None, b: Answer | None) -> str:
     """waiting (an answer is missing), agreed, discarded (both discard), or disagree."""
-    if a is None or b is None:
+    return compare_all([a, b])
+
+
+def compare_all(answers: list[Answer | None]) -> str:
+    """compare() for any number of answers: all must agree."""
+    if not answers or any(a is None for a in answers):
         return WAITING
-    if a.valid and b.valid:
-        if a.discard and b.discard:
+    if all(a.valid for a in answers):
+        if all(a.discard for a in answers):
             return DISCARDED
-        if not a.discard and not b.discard and a.labels == b.labels:
+        if not any(a.discard for a in answers) and len({a.labels for a in answers}) == 1:
             return AGREED
     return DISAGREE

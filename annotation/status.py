@@ -8,17 +8,21 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ..curation.ledger.review import ANNOTATOR_ROLES, ReviewStore
+from ..curation.ledger.review import ReviewStore
 from ..curation.workspace import Workspace
-from . import agreement, state
+from . import agreement, quality, state
 
 
 @dataclass
 class StatusResult:
     """round, images, done {email: answers counted}, agreement {group: {...}} over the
-    images both annotators answered validly without discarding (`compared` of them),
-    pending [{image_id, annotator, project_id, task_id}] tasks still to answer, outcomes
-    {agreed, discarded, disagree, waiting}, tiebreak progress, most confused label pairs."""
+    images two annotators answered validly without discarding (`compared` of them; the
+    first two answers of each image, pooled over the round), pending [{image_id,
+    annotator, project_id, task_id}] tasks still to answer (gold tasks too), outcomes
+    {agreed, discarded, disagree, waiting}, tiebreak progress, most confused label pairs,
+    annotators [{email, role, assigned, done, pending, gold {answered, accuracy, groups},
+    agreement {overall, <group>...}, median_seconds}] (see `quality.annotators`), gold
+    (gold images in the round)."""
 
     round: str
     split: str
@@ -34,6 +38,8 @@ class StatusResult:
     tiebreak: dict = field(default_factory=dict)
     decided: int = 0
     pending: list[dict] = field(default_factory=list)
+    annotators: list[dict] = field(default_factory=list)
+    gold: int = 0
 
     def to_dict(self) -> dict:
         return {
@@ -41,6 +47,7 @@ class StatusResult:
             "images": self.images, "done": self.done, "roles": self.roles, "compared": self.compared,
             "agreement": self.agreement, "confused": self.confused, "outcomes": self.outcomes,
             "tiebreak": self.tiebreak, "decided": self.decided, "pending": self.pending,
+            "annotators": self.annotators, "gold": self.gold,
         }
 
 
@@ -71,29 +78,34 @@ def status(ws: Workspace, round_name: str | None = None, top_confused: int = 10)
     outcomes = Counter(view.outcome(i) for i in view.images)
     out.outcomes = {k: outcomes.get(k, 0) for k in (state.AGREED, state.DISCARDED, state.DISAGREE, state.WAITING)}
 
-    a1, a2 = view.answers["annotator1"], view.answers["annotator2"]
-    both = [i for i in view.images if i in a1 and i in a2 and a1[i].valid and a2[i].valid
-            and not a1[i].discard and not a2[i].discard]
-    out.compared = len(both)
-    if both:
-        A = agreement.label_matrix([a1[i].labels for i in both], taxonomy)
-        B = agreement.label_matrix([a2[i].labels for i in both], taxonomy)
+    first: list[tuple[int, ...]] = []
+    second: list[tuple[int, ...]] = []
+    for image_id in view.images:
+        pair = [a for a in view.image_answers(image_id)[:2] if a is not None]
+        if len(pair) == 2 and all(a.valid and not a.discard for a in pair):
+            first.append(pair[0].labels)
+            second.append(pair[1].labels)
+    out.compared = len(first)
+    if first:
+        A = agreement.label_matrix(first, taxonomy)
+        B = agreement.label_matrix(second, taxonomy)
         out.agreement = agreement.group_agreement(A, B, taxonomy)
         out.confused = agreement.confused_pairs(A, B, taxonomy, top=top_confused).to_dict("records")
 
-    tb_tasks = view.tasks[view.tasks["role"] == "tiebreak"]
-    tb = view.answers.get("tiebreak", {})
-    out.tiebreak = {"tasks": len(tb_tasks), "done": sum(1 for i in tb_tasks["image_id"] if i in tb),
-                    "email": view.projects.get("tiebreak", {}).get("email")}
+    tb_tasks = view.tasks[view.tasks["role"].isin(view.tiebreak_roles)]
+    done_tb = sum(1 for r, i in zip(tb_tasks["role"], tb_tasks["image_id"]) if i in view.answers.get(r, {}))
+    out.tiebreak = {"tasks": len(tb_tasks), "done": done_tb,
+                    "email": view.projects.get("tiebreak", {}).get("email") or view.round.get("tiebreaker"),
+                    "pool": [view.email(r) for r in view.tiebreak_roles]}
     out.decided = len(store.decisions(view.round_id))
+    out.gold = len(view.gold)
+    out.annotators = quality.annotators(view, taxonomy)
 
-    for role in (*ANNOTATOR_ROLES, "tiebreak"):
-        if role not in view.projects:
-            continue
+    for role, project in view.projects.items():
         answers = view.answers.get(role, {})
         rows = view.tasks[view.tasks["role"] == role]
         todo = rows[~rows["image_id"].isin(list(answers))]
-        email, pid = view.projects[role]["email"], int(view.projects[role]["ls_project_id"])
+        email, pid = project["email"], int(project["ls_project_id"])
         out.pending.extend({"image_id": i, "annotator": email, "project_id": pid, "task_id": int(t)}
                            for i, t in zip(todo["image_id"], todo["ls_task_id"]))
     return out

@@ -1,7 +1,8 @@
 """Pull a round's annotations from Label Studio into the ledger.
 
 Each annotation is stored under its Label Studio id, so a rerun changes nothing and an
-edited answer replaces the old one (which is kept as a version). Each page of tasks is
+edited answer replaces the old one (which is kept as a version). A rerun lists only the
+tasks Label Studio updated since the last sync began (see `sync_round`). Each page of tasks is
 written in one transaction as soon as it arrives: a sync killed midway keeps every page
 it finished, and the rerun skips nothing and duplicates nothing. An annotation is only
 marked deleted after a complete listing of its project no longer shows it.
@@ -14,13 +15,14 @@ counted (open-source Label Studio lets every member open every project).
 from __future__ import annotations
 
 import time
+from datetime import datetime, timedelta
 from dataclasses import asdict, dataclass, field
 
 from ..curation.ledger.review import ReviewStore
 from ..curation.workspace import Workspace
 from ..progress import SILENT, Progress
 from .answers import parse_result
-from .client import PAGE_SIZE, Client, connection_for
+from .client import LS_TIME, PAGE_SIZE, Client, connection_for
 
 
 @dataclass
@@ -51,10 +53,15 @@ class SyncResult:
 
 
 def sync_round(ws: Workspace, round_name: str | None = None, client: Client | None = None,
-               progress: Progress = SILENT, page_size: int = PAGE_SIZE) -> SyncResult:
+               progress: Progress = SILENT, page_size: int = PAGE_SIZE, full: bool = False) -> SyncResult:
     """Sync every project of the round (latest round when `round_name` is None).
-    Raises IfaError when the server does not answer after retries; pages written before
-    that stay, and a rerun completes the sync."""
+
+    The first sync of a project lists every annotated task; later ones list only tasks
+    Label Studio updated since the previous sync began (a new or edited answer touches
+    its task), and fall back to a full listing when the project's annotation count shows
+    a deletion. `full` forces full listings. Raises IfaError when the server does not
+    answer after retries; pages written before that stay, and a rerun completes the
+    sync (the cursor moves only after a project's listing finished)."""
     start = time.perf_counter()
     store = ReviewStore(ws.ledger)
     rnd = store.round(round_name)
@@ -63,37 +70,69 @@ def sync_round(ws: Workspace, round_name: str | None = None, client: Client | No
     taxonomy = ws.taxonomy
     images = set(store.images(round_id))
     result = SyncResult(rnd["name"], client.url)
-    for role, project in sorted(store.projects(round_id).items()):
+    projects = store.projects(round_id)
+    # Tasks saved while we list may be missed by this listing; the next sync starts from the
+    # server's clock before this one began (1 s margin for a request still committing).
+    started = _minus_seconds(client.server_time(), 1.0)
+    cursors = {role: None if full else store.sync_cursor(round_id, role) for role in projects}
+    per_role = {role: {"fetched": 0, "new": 0, "updated": 0, "deleted": 0, "listing": "full"} for role in projects}
+
+    def read(role: str, project: dict, bar, **listing) -> set[int]:
         tasks = store.tasks(round_id, role)
         image_of = dict(zip(tasks["ls_task_id"].astype(int), tasks["image_id"]))
-        counts = {"fetched": 0, "new": 0, "updated": 0, "deleted": 0}
+        counts = per_role[role]
         seen: set[int] = set()
-        with progress.task(f"sync {role} ({project['email']})") as bar:
-            # Submitted and skipped tasks are listed separately: Label Studio's filters
-            # take one conjunction, and keyset paging needs "id > last" in it.
-            for only in ("annotated", "skipped"):
-                for page in client.task_pages(int(project["ls_project_id"]), annotations=True, only=only,
-                                              page_size=page_size):
-                    rows = []
-                    for task in page:
-                        image_id = image_of.get(int(task["id"]))
-                        if image_id is None:
-                            candidate = str((task.get("data") or {}).get("image_id", ""))
-                            image_id = candidate if candidate in images else None
-                        for ann in task.get("annotations") or []:
-                            if int(ann["id"]) in seen:
-                                continue
-                            seen.add(int(ann["id"]))
-                            if image_id is None:
-                                result.ignored += 1
-                                continue
-                            rows.append(_row(ann, task, role, image_id, int(project["ls_user_id"]), taxonomy, result))
-                    done = store.upsert_annotations(round_id, rows)
-                    counts["fetched"] += len(rows)
-                    counts["new"] += done["new"]
-                    counts["updated"] += done["updated"]
-                    bar.advance(len(page))
-        counts["deleted"] = store.mark_deleted(round_id, role, seen)
+        for page in client.task_pages(int(project["ls_project_id"]), annotations=True, page_size=page_size, **listing):
+            rows = []
+            for task in page:
+                image_id = image_of.get(int(task["id"]))
+                if image_id is None:
+                    candidate = str((task.get("data") or {}).get("image_id", ""))
+                    image_id = candidate if candidate in images else None
+                for ann in task.get("annotations") or []:
+                    if int(ann["id"]) in seen:
+                        continue
+                    seen.add(int(ann["id"]))
+                    if image_id is None:
+                        result.ignored += 1
+                        continue
+                    rows.append(_row(ann, task, role, image_id, int(project["ls_user_id"]), taxonomy, result))
+            done = store.upsert_annotations(round_id, rows)
+            counts["fetched"] += len(rows)
+            counts["new"] += done["new"]
+            counts["updated"] += done["updated"]
+            bar.advance(len(page))
+        return seen
+
+    # 1. Projects synced before: only the tasks Label Studio updated since (a new or edited
+    #    answer touches its task), then one request for every project's annotation count.
+    incremental = [r for r in projects if cursors[r] is not None]
+    for role in incremental:
+        with progress.task(f"sync {role} ({projects[role]['email']}): new answers") as bar:
+            read(role, projects[role], bar, updated_after=cursors[role])
+            per_role[role]["listing"] = "incremental"
+    if incremental:
+        on_server = client.annotation_counts([int(projects[r]["ls_project_id"]) for r in incremental])
+        for role in incremental:
+            # Label Studio keeps no trace of a deleted annotation: fewer than we hold is the
+            # sign, and only then is the project listed in full. (More than we hold: answers
+            # that arrived after our listing, or ones outside the round; the next sync has them.)
+            if on_server.get(int(projects[role]["ls_project_id"]), 0) < store.role_annotation_count(round_id, role):
+                cursors[role] = None
+                per_role[role]["listing"] = "full (annotations were deleted in Label Studio)"
+    # 2. Full listings: first syncs, --full, and projects where something was deleted.
+    for role, project in projects.items():
+        if cursors[role] is None:
+            with progress.task(f"sync {role} ({project['email']})") as bar:
+                seen: set[int] = set()
+                # Submitted and skipped tasks are listed separately: Label Studio's filters
+                # take one conjunction, and keyset paging needs "id > last" in it.
+                for only in ("annotated", "skipped"):
+                    seen |= read(role, project, bar, only=only)
+                per_role[role]["deleted"] = store.mark_deleted(round_id, role, seen)
+        store.set_sync_cursor(round_id, role, started)
+    for role, project in projects.items():
+        counts = per_role[role]
         result.per_role[role] = {"email": project["email"], **counts}
         result.fetched += counts["fetched"]
         result.new += counts["new"]
@@ -130,3 +169,7 @@ def _row(ann: dict, task: dict, role: str, image_id: str, annotator_id: int, tax
         "problems": "; ".join(answer.problems), "lead_time": ann.get("lead_time"),
         "created_at": ann.get("created_at"), "updated_at": ann.get("updated_at"),
     }
+
+
+def _minus_seconds(stamp: str, seconds: float) -> str:
+    return (datetime.strptime(stamp, LS_TIME) - timedelta(seconds=seconds)).strftime(LS_TIME)

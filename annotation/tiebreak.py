@@ -1,4 +1,4 @@
-"""`ifa review tiebreak`: send every disagreement to the third annotator.
+"""`ifa review tiebreak`: send every disagreement to a tie-breaker of the pool.
 
 An image needs the tie-breaker when both annotators have answered and the answers do not
 agree (`state.compare`: a label differs in any group, one discarded, one answer invalid
@@ -15,19 +15,21 @@ arrive: images that already have a tie-break task are skipped.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
+from typing import Sequence
 from xml.etree import ElementTree as ET
 
-from ..curation.ledger.review import ReviewStore
+from ..curation.ledger.review import ReviewStore, tiebreak_role
 from ..curation.workspace import Workspace
 from ..errors import IfaError
 from ..progress import SILENT, Progress
 from ..taxonomy import Taxonomy, labeling_config
-from . import state
+from . import assignment, state
 from .annotators import check_email
 from .answers import Answer, describe, to_result
 from .client import Client, connection_for
-from .rounds import ROLE_NAMES, ensure_project, import_missing, task_data
+from .rounds import ensure_project, import_missing, task_data
 
 ANSWERS_FIELD = "answers"
 # Label Studio pre-fills the labeling stream with the predictions whose model_version is the
@@ -39,8 +41,10 @@ NO_PREFILL = "none: both answers are shown as text"
 
 @dataclass
 class TiebreakResult:
-    """disagreements: images that need the tie-breaker (so far); added: tie-break tasks
-    created by this call; waiting: images still missing an annotator's answer."""
+    """disagreements: images that need a tie-breaker (so far); added: tie-break tasks
+    created by this call; waiting: images still missing an annotator's answer.
+    tiebreaker/project_id/url: the pool's first tie-breaker and their project;
+    pool: per tie-breaker email {role, project_id, url, tasks, added}."""
 
     round: str
     tiebreaker: str
@@ -53,6 +57,7 @@ class TiebreakResult:
     discarded: int = 0
     waiting: int = 0
     images: list[str] = field(default_factory=list)
+    pool: dict[str, dict] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -63,34 +68,52 @@ def tiebreak_config(taxonomy: Taxonomy) -> str:
     view = ET.fromstring(labeling_config(taxonomy))
     header = ET.Element("Header", value="Earlier answers (decide, or discard if there is no clear fashion item)")
     text = ET.Element("Text", name=ANSWERS_FIELD, value=f"${ANSWERS_FIELD}")
-    view.insert(0, text)
-    view.insert(0, header)
+    # Above the controls, beside the photo (the root View lays photo and controls side by side).
+    controls = next((v for v in view.findall("View") if v.find(".//Choices") is not None), view)
+    controls.insert(0, text)
+    controls.insert(0, header)
     ET.indent(view)
     return ET.tostring(view, encoding="unicode")
 
 
-def tiebreak(ws: Workspace, round_name: str | None = None, tiebreaker: str | None = None,
+def tiebreak(ws: Workspace, round_name: str | None = None, tiebreaker: str | Sequence[str] | None = None,
              client: Client | None = None, progress: Progress = SILENT) -> TiebreakResult:
-    """Create (or extend) the round's tie-break project with one task per disagreement.
+    """Create (or extend) the round's tie-break projects with one task per disagreement.
 
-    tiebreaker: the third annotator's email; needed the first time unless the round was
+    Each disagreement goes to one tie-breaker of the pool who did not annotate that image,
+    the least loaded first (`assignment.pick_tiebreakers`); each tie-breaker works in a
+    project of their own (roles tiebreak, tiebreak2, ...).
+    tiebreaker: an email or a list (the pool); needed the first time unless the round was
     created with one (it is recorded then). Raises IfaError when no tie-breaker is known,
-    when they are one of the two annotators, or the server does not answer."""
+    when no one in the pool may take an image, or the server does not answer."""
     store = ReviewStore(ws.ledger)
     view = state.load(store, round_name)
     client = client or Client(connection_for(ws.root))
-    email = check_email(tiebreaker) if tiebreaker else _recorded_tiebreaker(ws, view)
-    annotators = {view.projects[r]["email"] for r in ("annotator1", "annotator2") if r in view.projects}
-    if "tiebreak" in view.projects and view.projects["tiebreak"]["email"] != email:
-        raise IfaError(f"Round {view.name} already has a tie-break project for {view.projects['tiebreak']['email']}; "
-                       "leave --tiebreaker out to add tasks to it.")
-    if email in annotators:
+    if tiebreaker:
+        given = [tiebreaker] if isinstance(tiebreaker, str) else list(tiebreaker)
+        pool = list(dict.fromkeys(check_email(e) for e in given))
+    else:
+        pool = _recorded_pool(view)
+    annotators = {view.email(r) for r in view.annotator_roles}
+    if len(view.annotator_roles) == 2 and all(e in annotators for e in pool):
         raise IfaError("The tie-breaker must be a third person, not one of the two annotators.")
-    user = client.user_by_email(email)
-    if user is None:
-        raise IfaError(f"{email} is not a Label Studio user on {client.url}; add them: ifa review annotators add {email}")
+    users = {(u.get("email") or "").lower(): u for u in client.users()}
+    unknown = [e for e in pool if e not in users]
+    if unknown:
+        raise IfaError(f"{', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not a Label Studio user on "
+                       f"{client.url}; add them: ifa review annotators add {' '.join(unknown)}")
+    # Each tie-breaker keeps the role (project) they have in this round; newcomers get the next free one.
+    role_of = {view.email(r): r for r in view.tiebreak_roles}
+    taken = set(view.tiebreak_roles)
+    k = 0
+    for email in pool:
+        if email not in role_of:
+            while tiebreak_role(k) in taken:
+                k += 1
+            role_of[email] = tiebreak_role(k)
+            taken.add(role_of[email])
 
-    out = TiebreakResult(view.name, email, None, None)
+    out = TiebreakResult(view.name, pool[0], None, None)
     disagree = []
     for image_id in view.images:
         outcome = view.outcome(image_id)
@@ -104,30 +127,40 @@ def tiebreak(ws: Workspace, round_name: str | None = None, tiebreaker: str | Non
             out.waiting += 1
     out.disagreements = len(disagree)
     out.images = disagree
-    have = set(view.tasks.loc[view.tasks["role"] == "tiebreak", "image_id"])
+    have = set(view.tiebreak_of)
     out.already = len(have & set(disagree))
-    if not disagree:
-        return out
+    new = [i for i in disagree if i not in have]
+    loads = {view.email(r): int((view.tasks["role"] == r).sum()) for r in view.tiebreak_roles}
+    chosen = assignment.pick_tiebreakers({i: {view.email(r) for r in view.annotators_of[i]} for i in new}, pool,
+                                         loads, seed=view.name)
 
     taxonomy = ws.taxonomy
     sources = store.image_sources(view.round_id)
-    sources = sources[sources["image_id"].isin(disagree)]
-    data, roots, _ = task_data(ws, sources, client.conn.embedded)
-    emails = {r: view.projects[r]["email"] for r in ("annotator1", "annotator2")}
-    extra = {}
-    for image_id in data:
-        answers = {r: view.answers[r][image_id] for r in emails}
-        data[image_id][ANSWERS_FIELD] = "\n".join(
-            f"{ROLE_NAMES[r]} ({emails[r]}): {describe(a, taxonomy)}" for r, a in answers.items())
-        extra[image_id] = {"predictions": [_prediction(f"{ROLE_NAMES[r]}: {emails[r]}", a, taxonomy)
-                                           for r, a in answers.items()]}
-    project_id = ensure_project(client, store, view.round_id, view.name, "tiebreak", email, int(user["id"]), roots,
-                                tiebreak_config(taxonomy), extra={"model_version": NO_PREFILL})
-    out.project_id, out.url = project_id, f"{client.url}/projects/{project_id}"
-    added, _ = import_missing(client, store, view.round_id, "tiebreak", project_id, data, progress, extra)
-    out.added = added
-    ws.ledger.append_event("review_tiebreak", new=str(added), reason=f"{added} disagreements of round {view.name} "
-                           f"sent to {email}", rule=f"review:{view.name}")
+    for email in pool:
+        role = role_of[email]
+        mine = [i for i in new if chosen[i] == email]
+        if not mine and role not in view.projects:
+            continue
+        src = sources[sources["image_id"].isin(mine)]
+        data, roots, _ = task_data(ws, src, client.conn.embedded)
+        extra = {}
+        for image_id in data:
+            roles = view.annotators_of[image_id]
+            labelled = [(f"annotator {n}", view.email(r), view.answers[r][image_id]) for n, r in enumerate(roles, 1)]
+            data[image_id][ANSWERS_FIELD] = "\n".join(
+                f"{who} ({e}): {describe(a, taxonomy)}" for who, e, a in labelled)
+            extra[image_id] = {"predictions": [_prediction(f"{who}: {e}", a, taxonomy) for who, e, a in labelled]}
+        project_id = ensure_project(client, store, view.round_id, view.name, role, email, int(users[email]["id"]),
+                                    roots, tiebreak_config(taxonomy), extra={"model_version": NO_PREFILL})
+        added, _ = import_missing(client, store, view.round_id, role, project_id, data, progress, extra)
+        out.added += added
+        out.pool[email] = {"role": role, "project_id": project_id, "url": f"{client.url}/projects/{project_id}",
+                           "tasks": store.task_counts(view.round_id).get(role, 0), "added": added}
+        if email == pool[0]:
+            out.project_id, out.url = project_id, out.pool[email]["url"]
+        if added:
+            ws.ledger.append_event("review_tiebreak", new=str(added), reason=f"{added} disagreements of round "
+                                   f"{view.name} sent to {email}", rule=f"review:{view.name}")
     return out
 
 
@@ -137,9 +170,12 @@ def _prediction(model_version: str, answer: Answer, taxonomy: Taxonomy) -> dict:
     return {"model_version": model_version, "result": to_result(answer.labels, taxonomy, answer.discard)}
 
 
-def _recorded_tiebreaker(ws: Workspace, view: state.RoundView) -> str:
-    if "tiebreak" in view.projects:
-        return view.projects["tiebreak"]["email"]
+def _recorded_pool(view: state.RoundView) -> list[str]:
+    raw = view.round.get("tiebreakers")
+    if isinstance(raw, str) and raw:
+        return list(json.loads(raw))
+    if view.tiebreak_roles:
+        return [view.email(r) for r in view.tiebreak_roles]
     if view.round.get("tiebreaker"):
-        return str(view.round["tiebreaker"])
+        return [str(view.round["tiebreaker"])]
     raise IfaError(f"Round {view.name} has no tie-breaker yet; name one with --tiebreaker EMAIL.")

@@ -3,11 +3,14 @@
     python -m benchmarks.review_scale                    # ~4-6 min on the 2-core dev machine
     python -m benchmarks.review_scale --test 5000 --sync 2000 --pairs 20000   # quick look
 
-Targets (issue 5):
-- create a round over 39,706 images (the paper's test split): two projects, 79,412 tasks,
-  every task id in the ledger, in <= 60 s;
-- sync 10,000 images with two annotations each (20,000 annotations in two projects) into
-  the ledger in <= 30 s;
+Targets (issues 5 and 13):
+- create a round over 39,706 images (the paper's test split) for a pool of 10 annotators,
+  two per image, gold 5%: ten projects, 79,412 tasks plus ~3,970 gold tasks, every task
+  id in the ledger, in <= 60 s;
+- sync 10,000 images with two annotations each (20,000 annotations in the pool's ten
+  projects) into the ledger in <= 30 s; a rerun with nothing new in <= 10% of that;
+- status and report (HTML + PNGs) over the synced round in <= 10 s each (also timed on
+  the 39,706-image round);
 - agreement (every group's statistics and the confused pairs) over 100,000 annotation
   pairs in <= 5 s.
 
@@ -16,6 +19,8 @@ Peers, in the same run:
   tasks and extrapolated linearly to the round's tasks;
 - sync: the SDK's straightforward listing, `tasks.list(project, fields="all")`, timed on
   the first tasks of the project and extrapolated linearly (`--full-peers` runs it all);
+- rerun of sync: a full listing of every annotated task (`sync_round(full=True)`, what
+  every sync did before issue 13);
 - agreement: sklearn's `cohen_kappa_score` looped per single-label group and per label of
   the multi-label groups on all pairs (results must match ifa's), and nltk's
   `AnnotationTask.alpha` with `masi_distance` on a sample (it is quadratic in the pairs;
@@ -41,18 +46,21 @@ from pathlib import Path
 
 import numpy as np
 
-from ifa.annotation import agreement, annotators, rounds, server, status, sync
+from ifa.annotation import agreement, annotators, assignment, rounds, server, status, sync
+from ifa.annotation import report as review_report
 from ifa.annotation.answers import to_result
 from ifa.annotation.client import Client, connection_for
 from ifa.curation.ingest import importing
-from ifa.curation.ledger.review import ANNOTATOR_ROLES, ReviewStore
+from ifa.curation.ledger.review import ReviewStore, annotator_role
 from ifa.curation.workspace import Workspace
 from ifa.taxonomy import Taxonomy, labeling_config
 
 from .synthetic import challenge_json, label_pairs
 
 TAX = Taxonomy.default()
-EMAILS = ["bench-a@ifa.local", "bench-b@ifa.local", "bench-c@ifa.local"]
+POOL = [f"bench-{k}@ifa.local" for k in range(10)]
+TIEBREAKERS = ["bench-tb1@ifa.local", "bench-tb2@ifa.local"]
+EMAILS = POOL + TIEBREAKERS
 
 
 def noisy(lists: list[list[int]], seed: int, swap: float = 0.15) -> list[list[int]]:
@@ -78,19 +86,34 @@ def lists_of(n: int, seed: int) -> list[list[int]]:
 
 
 # ---- 1. create ----------------------------------------------------------------------------------
-def bench_create(ws: Workspace, client: Client, peer_sample: int) -> dict:
+def bench_create(ws: Workspace, client: Client, peer_sample: int, pool: int, gold_ids: list[str]) -> dict:
+    people = POOL[:pool]
     start = time.perf_counter()
-    res = rounds.create_round(ws, split="test", annotators=EMAILS[:2], tiebreaker=EMAILS[2], name="bench-test",
-                              client=client)
+    res = rounds.create_round(ws, split="test", annotators=people, tiebreaker=TIEBREAKERS, name="bench-test",
+                              gold_ids=gold_ids, gold_rate=0.05, client=client)
     seconds = time.perf_counter() - start
     tasks = sum(res.tasks_added.values())
     start = time.perf_counter()
-    again = rounds.create_round(ws, split="test", annotators=EMAILS[:2], tiebreaker=EMAILS[2], name="bench-test",
-                                client=client)
+    again = rounds.create_round(ws, split="test", annotators=people, tiebreaker=TIEBREAKERS, name="bench-test",
+                                gold_ids=gold_ids, gold_rate=0.05, client=client)
     rerun = time.perf_counter() - start
     assert sum(again.tasks_added.values()) == 0
-    recorded = sum(ReviewStore(ws.ledger).task_counts(int(ReviewStore(ws.ledger).round("bench-test")["round_id"])).values())
-    assert recorded == tasks == 2 * res.images, (recorded, tasks, res.images)
+    store = ReviewStore(ws.ledger)
+    rid = int(store.round("bench-test")["round_id"])
+    counts = store.task_counts(rid)
+    plan = store.assignments(rid)
+    regular = plan[plan["gold"] == 0].groupby("role").size()
+    gold = plan[plan["gold"] == 1].groupby("role").size()
+    assert sum(counts.values()) == tasks == len(plan), (counts, tasks, len(plan))
+    assert regular.sum() == 2 * res.images and regular.max() - regular.min() <= 1
+    assert all(gold[r] == assignment.gold_count(int(regular[r]), 0.05) for r in regular.index)
+    start = time.perf_counter()
+    st = status.status(ws, "bench-test")
+    status_s = time.perf_counter() - start
+    start = time.perf_counter()
+    review_report.report(ws, "bench-test")
+    report_s = time.perf_counter() - start
+    assert len(st.pending) == tasks
 
     # Peer: one task per request into a scratch project.
     proj = client.request("POST", "api/projects/", "peer project", json={"title": "peer one-per-request",
@@ -101,61 +124,80 @@ def bench_create(ws: Workspace, client: Client, peer_sample: int) -> dict:
                        json=[{"data": {"image": f"https://example.invalid/{i}.jpg", "image_id": f"peer-{i}"}}],
                        idempotent=False)
     per_task = (time.perf_counter() - start) / peer_sample
-    return {"images": res.images, "tasks": tasks, "seconds": seconds, "rerun_seconds": rerun,
+    return {"images": res.images, "tasks": tasks, "gold_tasks": int(gold.sum()), "pool": pool, "seconds": seconds,
+            "rerun_seconds": rerun, "status_seconds": status_s, "report_seconds": report_s,
+            "load_min": int(regular.min()), "load_max": int(regular.max()),
             "peer_seconds": per_task * tasks, "peer_sample": peer_sample}
 
 
 # ---- 2. sync ------------------------------------------------------------------------------------
-def bench_sync(ws: Workspace, client: Client, n: int, peer_tasks: int, full_peer: bool) -> dict:
+def bench_sync(ws: Workspace, client: Client, n: int, peer_tasks: int, full_peer: bool, pool: int) -> dict:
+    """A pool round over n validation images, two per image, whose 2n annotations are
+    imported with the tasks (annotator 1 of each image gives the current labels, the
+    other swaps 15% of them), then synced."""
     store = ReviewStore(ws.ledger)
     rid = store.create_round("bench-sync", "validation", client.url)
-    store.set_tiebreaker(rid, EMAILS[2])
+    store.set_pool(rid, TIEBREAKERS, 2, None)
     ids = ws.ledger.images_frame(["validation"])["image_id"].tolist()[:n]
     store.add_images(rid, ids)
     labels = ws.ledger.labels_frame(["validation"])
     by_image = labels.groupby("image_id")["label_id"].agg(lambda s: sorted(int(x) for x in s)).to_dict()
     first = [by_image.get(i, []) for i in ids]
-    answers = {"annotator1": first, "annotator2": noisy(first, 7)}
+    second = dict(zip(ids, noisy(first, 7)))
+    first = dict(zip(ids, first))
+    plan = assignment.assign_images(ids, pool, 2, seed="bench-sync")
     users = {u["email"]: int(u["id"]) for u in client.users()}
     data, roots, _ = rounds.task_data(ws, store.image_sources(rid), client.conn.embedded)
     setup = time.perf_counter()
     projects = {}
-    for role, email in zip(ANNOTATOR_ROLES, EMAILS[:2]):
+    for k, email in enumerate(POOL[:pool]):
+        role = annotator_role(k)
+        mine = [i for i in ids if k in plan[i]]
+        store.add_assignments(rid, [(role, i, False, float(p)) for p, i in enumerate(mine)])
         pid = rounds.ensure_project(client, store, rid, "bench-sync", role, email, users[email], roots,
                                     labeling_config(TAX))
-        extra = {i: {"annotations": [{"result": to_result(a, TAX), "completed_by": users[email], "lead_time": 9.0}]}
-                 for i, a in zip(ids, answers[role])}
-        rounds.import_missing(client, store, rid, role, pid, data, extra=extra)
+        extra = {i: {"annotations": [{"result": to_result(first[i] if plan[i][0] == k else second[i], TAX),
+                                      "completed_by": users[email], "lead_time": 9.0}]} for i in mine}
+        rounds.import_missing(client, store, rid, role, pid, {i: data[i] for i in mine}, extra=extra)
         projects[role] = pid
     setup = time.perf_counter() - setup
 
     start = time.perf_counter()
     res = sync.sync_round(ws, "bench-sync", client)
     seconds = time.perf_counter() - start
-    empty = sum(not x for role in answers for x in answers[role])  # a synthetic image may have no labels
+    empty = sum(not first[i] for i in ids) + sum(not second[i] for i in ids)  # a synthetic image may have no labels
     assert res.new == 2 * n and res.invalid == empty and res.wrong_annotator == 0, res
     start = time.perf_counter()
     again = sync.sync_round(ws, "bench-sync", client)
     rerun = time.perf_counter() - start
-    assert again.new == again.updated == 0
+    assert again.new == again.updated == 0, again  # fetched: only what the 1 s safety margin re-reads
+    start = time.perf_counter()
+    full = sync.sync_round(ws, "bench-sync", client, full=True)
+    full_rerun = time.perf_counter() - start
+    assert full.new == full.updated == 0 and full.fetched == 2 * n
     start = time.perf_counter()
     st = status.status(ws, "bench-sync")
     status_s = time.perf_counter() - start
+    start = time.perf_counter()
+    rep = review_report.report(ws, "bench-sync")
+    report_s = time.perf_counter() - start
 
     # Peer: the SDK's plain listing with annotations.
     take = 2 * n if full_peer else min(peer_tasks, n)
     start = time.perf_counter()
     got = 0
-    for role in ANNOTATOR_ROLES:
-        for task in client.sdk.tasks.list(project=projects[role], fields="all"):
+    for pid in projects.values():
+        for task in client.sdk.tasks.list(project=pid, fields="all"):
             got += 1
             if not full_peer and got >= take:
                 break
-        if not full_peer:
+        if not full_peer and got >= take:
             break
     peer = (time.perf_counter() - start) / got * 2 * n
-    return {"images": n, "annotations": res.new, "seconds": seconds, "rerun_seconds": rerun, "setup_seconds": setup,
-            "status_seconds": status_s, "peer_seconds": peer, "peer_tasks": got,
+    return {"images": n, "annotations": res.new, "seconds": seconds, "rerun_seconds": rerun,
+            "rerun_fetched": again.fetched,
+            "full_rerun_seconds": full_rerun, "setup_seconds": setup, "status_seconds": status_s,
+            "report_seconds": report_s, "report": rep.html, "peer_seconds": peer, "peer_tasks": got,
             "category_kappa": st.agreement["category"]["kappa"]}
 
 
@@ -223,6 +265,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--test", type=int, default=39706, help="images in the created round (paper's test: 39,706)")
     ap.add_argument("--sync", type=int, default=10000, help="images synced, two annotations each")
+    ap.add_argument("--pool", type=int, default=10, help="annotators in the pool (two per image)")
+    ap.add_argument("--gold", type=int, default=2000, help="validation images offered as gold to the test round")
     ap.add_argument("--pairs", type=int, default=100000, help="annotation pairs for agreement")
     ap.add_argument("--peer-sample", type=int, default=200, help="tasks imported one per request by the create peer")
     ap.add_argument("--peer-tasks", type=int, default=2000, help="tasks listed by the sync peer before extrapolating")
@@ -253,8 +297,9 @@ def main() -> None:
     try:
         client = Client(connection_for(ws.root))
         annotators.add(ws, client, EMAILS)
-        out["create"] = bench_create(ws, client, args.peer_sample)
-        out["sync"] = bench_sync(ws, client, args.sync, args.peer_tasks, args.full_peers)
+        gold_ids = ws.ledger.images_frame(["validation"])["image_id"].tolist()[-args.gold:]
+        out["create"] = bench_create(ws, client, args.peer_sample, args.pool, gold_ids)
+        out["sync"] = bench_sync(ws, client, args.sync, args.peer_tasks, args.full_peers, args.pool)
     finally:
         server.stop(root)
     out["peak_rss_mb_ifa_process"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -264,27 +309,32 @@ def main() -> None:
 def report(out: dict, args) -> None:
     c, s, a = out["create"], out["sync"], out["agreement"]
     rows = [
-        (f"create round: {c['images']:,} images, {c['tasks']:,} tasks", c["seconds"], 60,
-         f"one task per request ({c['peer_sample']} timed, extrapolated)", c["peer_seconds"]),
+        (f"create: {c['images']:,} images, pool of {c['pool']}, {c['tasks']:,} tasks ({c['gold_tasks']:,} gold)",
+         c["seconds"], 60, f"one task per request ({c['peer_sample']} timed, extrapolated)", c["peer_seconds"]),
         ("  rerun of create (nothing missing)", c["rerun_seconds"], None, "", None),
+        ("  status over the created round", c["status_seconds"], 10, "", None),
+        ("  report over the created round", c["report_seconds"], 10, "", None),
         (f"sync: {s['images']:,} images x 2 = {s['annotations']:,} annotations", s["seconds"], 30,
          f"SDK tasks.list(fields='all') ({s['peer_tasks']:,} tasks timed, extrapolated)", s["peer_seconds"]),
-        ("  rerun of sync (nothing new)", s["rerun_seconds"], None, "", None),
-        ("  status over the synced round", s["status_seconds"], None, "", None),
+        (f"  rerun of sync (nothing new; {s['rerun_fetched']} re-read)", s["rerun_seconds"], round(0.1 * s["seconds"], 1),
+         "full listing of every annotated task (sync before issue 13)", s["full_rerun_seconds"]),
+        ("  status over the synced round", s["status_seconds"], 10, "", None),
+        ("  report over the synced round", s["report_seconds"], 10, "", None),
         (f"agreement: {a['pairs']:,} pairs, 8 groups + confused pairs", a["seconds"], 5,
          f"nltk alpha+MASI ({a['nltk_sample']:,} pairs timed, x(n/m)^2, 4 groups)", a["nltk_seconds"]),
         ("  of which the kappas alone", a["kappa_seconds"], None,
          "sklearn cohen_kappa_score per group/label (all pairs, same values)", a["sklearn_seconds"]),
     ]
     print()
-    print(f"{'step':52} {'ifa s':>8} {'target':>7}  {'peer':70} {'peer s':>9}")
+    print(f"{'step':60} {'ifa s':>8} {'target':>8}  {'peer':70} {'peer s':>9}")
     for step, t, target, peer, pt in rows:
         ts = "" if t is None else f"{t:8.1f}"
         tg = "" if target is None else f"<= {target}"
         ps = "" if pt is None else f"{pt:9.1f}"
         ok = "" if t is None or target is None else ("  ok" if t <= target else "  MISSED")
-        print(f"{step:52} {ts:>8} {tg:>7}  {peer:70} {ps:>9}{ok}")
+        print(f"{step:60} {ts:>8} {tg:>8}  {peer:70} {ps:>9}{ok}")
     print()
+    print(f"create: task load per annotator {c['load_min']:,}-{c['load_max']:,}; report {s['report']}")
     print(f"server first start {out['server_start_seconds']:.0f} s (not part of any target); sync setup "
           f"(import of tasks with annotations) {s['setup_seconds']:.0f} s; category kappa of the synthetic annotators "
           f"{s['category_kappa']:.3f}; color alpha (MASI) {a['alpha_color']:.3f}; peak RSS of this process "

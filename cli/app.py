@@ -25,8 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("evaluate", "Score predictions with the paper's metric: top-8 micro precision, recall and F1."),
     "curate": ("curate", "Clean the dataset: attribute checks, dedup, noisy labels; restore undoes."),
     "model": ("model", "Train the baseline multi-label model and predict with it."),
-    "review": ("review", "Review rounds in Label Studio: annotators label each image independently, "
-                         "a tie-breaker decides."),
+    "review": ("review", "Review rounds in Label Studio: a pool of annotators, two of whom label each image "
+                         "independently; gold questions measure each of them; a tie-breaker settles disagreements."),
     "history": ("history", "What past commands changed, read from the ledger's event log alone."),
     "export": ("export", "Export the cleaned splits, changes.csv and DATASHEET.md."),
     "demo": ("demo", "Run the labeling process end to end on 310 bundled CC0 clothing photos."),

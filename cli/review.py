@@ -1,4 +1,5 @@
-"""`ifa review ...`: two independent annotators and a tie-breaker in Label Studio."""
+"""`ifa review ...`: a pool of annotators (two per image), gold questions and a pool of
+tie-breakers in Label Studio."""
 
 from __future__ import annotations
 
@@ -7,14 +8,15 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperCommand
 
 from ..annotation import ENV_TOKEN, ENV_URL
 from ..errors import IfaError
 from . import render
 from .options import DEFAULT_WS, ApplyOpt, JsonOpt, WorkspaceOpt, command_group, open_workspace
 
-app = command_group("Review rounds in Label Studio: annotators label each image independently, "
-                    "a tie-breaker decides.")
+app = command_group("Review rounds in Label Studio: a pool of annotators, two of whom label each image "
+                    "independently; gold questions measure each of them; a tie-breaker settles disagreements.")
 annotators_app = command_group("Label Studio accounts of the annotators.")
 app.add_typer(annotators_app, name="annotators")
 
@@ -23,6 +25,28 @@ UrlOpt = Annotated[Optional[str], typer.Option("--url", envvar=ENV_URL, show_env
 TokenOpt = Annotated[Optional[str], typer.Option("--token", envvar=ENV_TOKEN, show_envvar=True,
                                                  help="API token for --url (Account & Settings > Access Token).")]
 RoundOpt = Annotated[Optional[str], typer.Option("--round", "-r", help="Round name (default: the latest round).")]
+
+
+class ManyValuesCommand(TyperCommand):
+    """Lets `--annotators A B C` and `--tiebreaker T U` take several values after one flag
+    (click options take a fixed number): the values up to the next option are rewritten
+    as repeated options before parsing. `--annotators A --annotators B` works too."""
+
+    many = ("--annotators", "--tiebreaker")
+
+    def parse_args(self, ctx, args):
+        out, current = [], None
+        for arg in args:
+            if arg in self.many:
+                current = arg
+                continue
+            if arg.startswith("-"):
+                current = None
+            elif current is not None:
+                out += [current, arg]
+                continue
+            out.append(arg)
+        return super().parse_args(ctx, out)
 
 
 def _client(ws, url, token):
@@ -125,34 +149,45 @@ def annotators_list(url: UrlOpt = None, token: TokenOpt = None, workspace: Works
 
 
 # ---- create ------------------------------------------------------------------------------------
-@app.command("create")
+@app.command("create", cls=ManyValuesCommand)
 def create(
     split: Annotated[str, typer.Option("--split", "-s", help="validation or test (train for noise review).")],
-    annotators: Annotated[tuple[str, str], typer.Option("--annotators", help="The two annotators' emails: A B.")],
-    tiebreaker: Annotated[str, typer.Option("--tiebreaker", help="The third annotator, who breaks ties.")],
+    annotators: Annotated[list[str], typer.Option(
+        "--annotators", help="The pool's emails: A B [C ...] (two or more; each gets a project of their own).")],
+    tiebreaker: Annotated[list[str], typer.Option(
+        "--tiebreaker", help="Tie-breaker(s): T [U ...]; each disagreement goes to one who did not label the image.")],
+    per_image: Annotated[int, typer.Option("--per-image", help="Distinct annotators per image.")] = 2,
+    gold: Annotated[Optional[Path], typer.Option(
+        "--gold", help="Gold images (ids, one per line, or a CSV with image_id; any split) whose current labels are "
+                       "trusted: mixed into every queue, scored, never changed.")] = None,
+    gold_rate: Annotated[float, typer.Option(
+        "--gold-rate", help="Gold questions per annotator: max(1, round(rate x their tasks)).")] = 0.05,
     images_from: Annotated[Optional[Path], typer.Option(
         "--images-from", help="Only these images: a text file of ids (one per line) or a CSV with image_id.")] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Round name (default <split>-<n>).")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Only the first N images.")] = None,
     url: UrlOpt = None, token: TokenOpt = None, workspace: WorkspaceOpt = DEFAULT_WS, json_out: JsonOpt = False,
 ) -> None:
-    """Create a review round: one project per annotator, a task per image.
+    """Create a review round: one project per annotator, each image to --per-image of them.
 
-    A rerun after a crash finishes the job without duplicating a task.
+    Task counts differ by at most one and the pairs rotate so every two annotators share images; the assignment is fixed by the round's name, and a rerun after a crash finishes it without duplicating a task. With two annotators, both label every image.
 
-    Example: ifa review create --split validation --annotators ana@x.com bo@x.com --tiebreaker cy@x.com
+    Example: ifa review create --split test --annotators ana@x.com bo@x.com cy@x.com dee@x.com --tiebreaker lead@x.com --gold trusted.txt
     """
     from ..annotation import rounds
     ids = rounds.read_image_ids(images_from) if images_from else None
+    gold_ids = rounds.read_image_ids(gold) if gold else None
     with open_workspace(workspace, "review create") as ws:
-        result = rounds.create_round(ws, split=split, annotators=list(annotators), tiebreaker=tiebreaker, image_ids=ids,
-                                     name=name, limit=limit, client=_client(ws, url, token),
+        result = rounds.create_round(ws, split=split, annotators=list(annotators), tiebreaker=list(tiebreaker),
+                                     image_ids=ids, name=name, limit=limit, per_image=per_image, gold_ids=gold_ids,
+                                     gold_rate=gold_rate, client=_client(ws, url, token),
                                      progress=render.RichProgress(quiet=json_out))
     if json_out:
         render.emit_json(result.to_dict())
         return
     verb = "finished" if result.resumed else "created"
     render.done(f"round [bold]{result.round}[/] {verb}: {result.images:,} {result.split} images"
+                + (f", {result.gold:,} gold images" if result.gold else "")
                 + (" [yellow](simulated annotators)[/]" if result.simulated else ""))
     rows = [(p.role, p.email, p.project_id, f"{p.tasks:,}", f"{result.tasks_added.get(p.role, 0):,}", p.url)
             for p in result.projects]
@@ -163,15 +198,21 @@ def create(
 
 # ---- sync ----------------------------------------------------------------------------------------
 @app.command("sync")
-def sync(round_name: RoundOpt = None, url: UrlOpt = None, token: TokenOpt = None, workspace: WorkspaceOpt = DEFAULT_WS,
+def sync(round_name: RoundOpt = None,
+         full: Annotated[bool, typer.Option("--full", help="List every annotated task, not only those updated since "
+                                                           "the last sync.")] = False,
+         url: UrlOpt = None, token: TokenOpt = None, workspace: WorkspaceOpt = DEFAULT_WS,
          json_out: JsonOpt = False) -> None:
     """Pull the round's annotations into the ledger (a rerun changes nothing).
+
+    After the first sync only tasks Label Studio updated since the last one are listed.
 
     Example: ifa review sync --round validation-1
     """
     from ..annotation import sync as sync_lib
     with open_workspace(workspace, "review sync") as ws:
-        result = sync_lib.sync_round(ws, round_name, _client(ws, url, token), progress=render.RichProgress(quiet=json_out))
+        result = sync_lib.sync_round(ws, round_name, _client(ws, url, token), progress=render.RichProgress(quiet=json_out),
+                                     full=full)
     if json_out:
         render.emit_json(result.to_dict())
         return
@@ -217,6 +258,13 @@ def status(round_name: RoundOpt = None, workspace: WorkspaceOpt = DEFAULT_WS, js
     if result.confused:
         rows = [(c["group"], c["label_a"], c["label_b"], c["images"]) for c in result.confused]
         render.out.print(render.table("most confused label pairs", ["group", "label", "label", "images"], rows))
+    if result.annotators:
+        rows = [(a["email"], a["role"], f"{a['done']:,}/{a['assigned']:,}", a["gold"]["answered"],
+                 _f(a["gold"]["accuracy"]), _f(a["agreement"]["overall"]),
+                 "" if a["median_seconds"] is None else f"{a['median_seconds']:.0f} s") for a in result.annotators]
+        render.out.print(render.table(f"annotators ({result.gold:,} gold images)",
+                                      ["annotator", "role", "done", "gold answered", "gold accuracy", "agreement",
+                                       "median time"], rows))
 
 
 def _f(x) -> str:
@@ -224,10 +272,11 @@ def _f(x) -> str:
 
 
 # ---- tiebreak --------------------------------------------------------------------------------
-@app.command("tiebreak")
+@app.command("tiebreak", cls=ManyValuesCommand)
 def tiebreak(
     round_name: RoundOpt = None,
-    tiebreaker: Annotated[Optional[str], typer.Option("--tiebreaker", help="Third annotator (default: the one named at create).")] = None,
+    tiebreaker: Annotated[Optional[list[str]], typer.Option(
+        "--tiebreaker", help="Tie-breaker(s): T [U ...] (default: the pool named at create).")] = None,
     url: UrlOpt = None, token: TokenOpt = None, workspace: WorkspaceOpt = DEFAULT_WS, json_out: JsonOpt = False,
 ) -> None:
     """Send every disagreement to the tie-breaker, who sees both answers.
@@ -238,13 +287,13 @@ def tiebreak(
     """
     from ..annotation import tiebreak as tiebreak_lib
     with open_workspace(workspace, "review tiebreak") as ws:
-        result = tiebreak_lib.tiebreak(ws, round_name, tiebreaker, _client(ws, url, token),
+        result = tiebreak_lib.tiebreak(ws, round_name, list(tiebreaker) if tiebreaker else None, _client(ws, url, token),
                                        progress=render.RichProgress(quiet=json_out))
     if json_out:
         render.emit_json(result.to_dict())
         return
     render.done(f"round {result.round}: {result.disagreements:,} disagreements, {result.added:,} new tie-break tasks for "
-                f"{result.tiebreaker}" + (f" at {result.url}" if result.url else ""))
+                + ", ".join(f"{e} ({p['added']:,} at {p['url']})" for e, p in result.pool.items()))
     render.out.print(f"  agreed {result.agreed:,} · both discarded {result.discarded:,} · waiting for an annotator {result.waiting:,}")
 
 
@@ -271,3 +320,53 @@ def finalize(round_name: RoundOpt = None, apply: ApplyOpt = False, workspace: Wo
                 f"{result.images_set_aside:,} images set aside, on {result.changed_images:,} images")
     render.out.print(f"  decided {result.decided} · undecided {result.undecided or 0}")
     render.out.print(f"  report: {result.report}")
+
+
+# ---- report ------------------------------------------------------------------------------------
+@app.command("report")
+def report(round_name: RoundOpt = None, workspace: WorkspaceOpt = DEFAULT_WS, json_out: JsonOpt = False) -> None:
+    """Write an HTML report (and PNGs) on the round's annotators, from the last sync.
+
+    Agreement matrix, gold accuracy and accuracy against final decisions, the most confused label pairs per group with thumbnails, throughput over time; annotators far below the pool are flagged.
+
+    Example: ifa review report --round test-1
+    """
+    from ..annotation import report as report_lib
+    with open_workspace(workspace, "review report") as ws:
+        result = report_lib.report(ws, round_name)
+    if json_out:
+        render.emit_json(result.to_dict())
+        return
+    render.done(f"round {result.round}: report {result.html}")
+    for email, reasons in result.flagged.items():
+        render.out.print(f"  [red]flagged[/] {email}: {'; '.join(reasons)}")
+    if not result.flagged:
+        render.out.print("  no annotator stands out from the pool")
+
+
+# ---- reassign ----------------------------------------------------------------------------------
+@app.command("reassign")
+def reassign(
+    round_name: Annotated[str, typer.Option("--round", "-r", help="Round name.")],
+    from_email: Annotated[str, typer.Option("--from", help="The annotator whose unanswered tasks move.")],
+    to_email: Annotated[str, typer.Option("--to", help="Who takes them (a project is made if they are new).")],
+    url: UrlOpt = None, token: TokenOpt = None, workspace: WorkspaceOpt = DEFAULT_WS, json_out: JsonOpt = False,
+) -> None:
+    """Move an annotator's unanswered tasks to someone else; their finished work stays.
+
+    Images the new annotator already has in the round stay put (an image's annotators stay distinct). Syncs first; a rerun after a crash finishes the move.
+
+    Example: ifa review reassign --round test-1 --from ana@x.com --to eve@x.com
+    """
+    from ..annotation import reassign as reassign_lib
+    with open_workspace(workspace, "review reassign") as ws:
+        result = reassign_lib.reassign(ws, round_name, from_email, to_email, _client(ws, url, token),
+                                       progress=render.RichProgress(quiet=json_out))
+    if json_out:
+        render.emit_json(result.to_dict())
+        return
+    render.done(f"round {result.round}: {result.moved:,} tasks moved from {result.from_email} to {result.to_email} "
+                f"({result.to_role}, project {result.to_project_id}); {result.deleted:,} removed from the old project")
+    if result.kept:
+        render.out.print(f"  {len(result.kept):,} stay with {result.from_email}: {result.to_email} already has those "
+                         f"images ({', '.join(result.kept[:5])}{' ...' if len(result.kept) > 5 else ''})")

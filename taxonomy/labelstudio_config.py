@@ -4,6 +4,14 @@ Names are fixed so people can script against exports: one Choices control per gr
 named after the group; each choice's value is the label name as the label map spells it;
 a Choices control `discard` with the single choice `No clear fashion item` (the paper's
 third annotator may discard such an image).
+
+Layout (looked at in headless Chromium at 1440x900, benchmarks/labeling_page_screenshot.py):
+the photo on the left and the controls on the right, side by side (a flex View); groups
+with many labels (category 105, material 34, pattern 28) sit in a box of bounded height
+under a Filter field (Label Studio 1.23's <Filter> narrows a Choices control as one
+types), so the annotator types "dre" for Dresses instead of scrolling a wall of 105
+checkboxes; small groups are shown inline in full. Filter tags produce no result, so
+exports and `answers.parse_result` are unchanged.
 """
 
 from __future__ import annotations
@@ -16,17 +24,40 @@ IMAGE_NAME = "image"
 IMAGE_VALUE = "$image"
 DISCARD_CONTROL = "discard"
 DISCARD_CHOICE = "No clear fashion item"
+# A group with more labels than this gets a Filter field and a scroll box: 21 (color,
+# style) still fit in four inline rows at 1440 px; 28 (pattern) no longer do.
+FILTER_ABOVE = 24
+BOX_PX = {"category": 230}  # the 105 categories: ~9 inline rows visible, the filter does the rest
+BOX_DEFAULT_PX = 110
+
+# A grid, not a flex row: Label Studio's Image measures its parent, so as a flex item it
+# shrank to nothing (seen in the screenshot); a grid column gives it its width.
+_ROW = "display:grid;grid-template-columns:minmax(300px,44%) minmax(0,1fr);gap:16px;align-items:start"
+PHOTO_MAX = "100%"
+# The controls scroll inside their column, so the photo stays in view while the annotator
+# works down the groups (230 px: Label Studio's header, tabs and Submit bar at 1440x900).
+_CONTROLS = "max-height:calc(100vh - 230px);overflow-y:auto;padding-right:8px"
 
 
 def labeling_config(taxonomy: Taxonomy) -> str:
-    """XML for a Label Studio project: the image, one Choices per group in the taxonomy's
-    group order (choice="single" or "multiple" by cardinality), and the discard control."""
-    view = ET.Element("View")
-    ET.SubElement(view, "Image", name=IMAGE_NAME, value=IMAGE_VALUE, zoom="true")
+    """XML for a Label Studio project: the image beside one Choices per group in the
+    taxonomy's group order (choice="single" or "multiple" by cardinality), and the
+    discard control. Large groups get a Filter (name `<group>_filter`) and a bounded box."""
+    # The root View is the row, so the Image stays its first child (scripts look for it there).
+    view = ET.Element("View", style=_ROW)
+    ET.SubElement(view, "Image", name=IMAGE_NAME, value=IMAGE_VALUE, zoom="true", maxWidth=PHOTO_MAX)
+    controls = ET.SubElement(view, "View", style=_CONTROLS)
     for group in taxonomy.groups:
-        ET.SubElement(view, "Header", value=group.name.capitalize())
+        ET.SubElement(controls, "Header", value=group.name.capitalize(), size="5")
+        parent = controls
+        if len(group.label_ids) > FILTER_ABOVE:
+            ET.SubElement(controls, "Filter", name=f"{group.name}_filter", toName=group.name, minlength="0",
+                          placeholder=f"Type to filter {len(group.label_ids)} {group.name} labels")
+            px = BOX_PX.get(group.name, BOX_DEFAULT_PX)
+            parent = ET.SubElement(controls, "View", style=f"max-height:{px}px;overflow-y:auto;"
+                                                           "border:1px solid #e5e5e5;padding:2px 4px")
         choices = ET.SubElement(
-            view,
+            parent,
             "Choices",
             name=group.name,
             toName=IMAGE_NAME,
@@ -35,8 +66,8 @@ def labeling_config(taxonomy: Taxonomy) -> str:
         )
         for lid in group.label_ids:
             ET.SubElement(choices, "Choice", value=taxonomy.labels[lid].name)
-    ET.SubElement(view, "Header", value="Discard")
-    discard = ET.SubElement(view, "Choices", name=DISCARD_CONTROL, toName=IMAGE_NAME, choice="single")
+    ET.SubElement(controls, "Header", value="Discard", size="5")
+    discard = ET.SubElement(controls, "Choices", name=DISCARD_CONTROL, toName=IMAGE_NAME, choice="single")
     ET.SubElement(discard, "Choice", value=DISCARD_CHOICE)
     ET.indent(view)
     return ET.tostring(view, encoding="unicode")

@@ -174,8 +174,12 @@ def test_planted_answers_sync_with_a_kill_and_a_server_stop(rv):
     assert len(stored) == total and stored["ls_annotation_id"].is_unique
     assert (done.wrong_annotator, done.invalid, done.skipped) == (1, 1, 1)
     assert done.problems == {"unknown choice in category": 1}
+    # A rerun with nothing new lists only tasks updated since the last sync: none (issue 13).
     again = sync.sync_round(rv.ws, ROUND, rv.client)
-    assert (again.new, again.updated, again.deleted, again.fetched) == (0, 0, 0, total)
+    assert (again.new, again.updated, again.deleted, again.fetched) == (0, 0, 0, 0)
+    assert {r["listing"] for r in again.per_role.values()} == {"incremental"}
+    full = sync.sync_round(rv.ws, ROUND, rv.client, full=True)  # the full listing changes nothing either
+    assert (full.new, full.updated, full.deleted, full.fetched) == (0, 0, 0, total)
 
     # 4. An annotator edits an answer: the new one counts, the old one is kept.
     ann_id = int(stored.loc[(stored["image_id"] == i[0]) & (stored["role"] == "annotator1"), "ls_annotation_id"].iloc[0])

@@ -9,6 +9,7 @@ Every write is one transaction, and every insert is keyed by what Label Studio c
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 from ...errors import IfaError
@@ -17,8 +18,31 @@ from .core import Ledger, now
 if TYPE_CHECKING:  # pandas loads when a frame is built (Ledger.frame), not with the ledger
     import pandas as pd
 
-ROLES = ("annotator1", "annotator2", "tiebreak")
+ROLES = ("annotator1", "annotator2", "tiebreak")  # the roles of a two-annotator round
 ANNOTATOR_ROLES = ("annotator1", "annotator2")
+# A pool: annotator1..annotatorN, tie-breakers tiebreak (the first), tiebreak2, tiebreak3, ...
+_ROLE = re.compile(r"^(annotator[1-9][0-9]*|tiebreak([2-9]|[1-9][0-9]+)?)$")
+
+
+def annotator_role(k: int) -> str:
+    """The role of the k-th annotator of a pool (0-based): annotator1, annotator2, ..."""
+    return f"annotator{k + 1}"
+
+
+def tiebreak_role(k: int) -> str:
+    """The role of the k-th tie-breaker of a pool (0-based): tiebreak, tiebreak2, ..."""
+    return "tiebreak" if k == 0 else f"tiebreak{k + 1}"
+
+
+def is_tiebreak(role: str) -> bool:
+    return role.startswith("tiebreak")
+
+
+def role_order(role: str) -> tuple[int, int]:
+    """Sort key: annotators by number, then tie-breakers by number."""
+    if is_tiebreak(role):
+        return 1, int(role[8:] or 1)
+    return 0, int(role[9:])
 
 # Columns of an annotation row as `upsert_annotations` takes and `annotations` returns them.
 ANNOTATION_COLUMNS = ("ls_annotation_id", "role", "image_id", "ls_task_id", "completed_by", "by_annotator",
@@ -78,10 +102,11 @@ class ReviewStore:
             return int(cur.lastrowid)
 
     def rounds(self) -> pd.DataFrame:
-        """round_id, name, split, server, tiebreaker, simulated, created, complete, finalized, images
-        (oldest first)."""
+        """round_id, name, split, server, tiebreaker, simulated, created, complete, finalized,
+        tiebreakers (JSON list or None), per_image, gold_rate, images (oldest first)."""
         return self.ledger.frame(
             "SELECT r.round_id, r.name, r.split, r.server, r.tiebreaker, r.simulated, r.created, r.complete, r.finalized, "
+            "r.tiebreakers, r.per_image, r.gold_rate, "
             "(SELECT count(*) FROM review_images i WHERE i.round_id = r.round_id) AS images "
             "FROM review_rounds r ORDER BY r.round_id"
         )
@@ -102,6 +127,15 @@ class ReviewStore:
     def set_tiebreaker(self, round_id: int, email: str) -> None:
         with self.ledger.transaction() as conn:
             conn.execute("UPDATE review_rounds SET tiebreaker = ? WHERE round_id = ?", (email.lower(), round_id))
+
+    def set_pool(self, round_id: int, tiebreakers: Sequence[str], per_image: int, gold_rate: float | None) -> None:
+        """Record the round's tie-breaker pool (the first is also `tiebreaker`), images per
+        annotator set and gold rate."""
+        pool = [e.lower() for e in tiebreakers]
+        with self.ledger.transaction() as conn:
+            conn.execute("UPDATE review_rounds SET tiebreaker = ?, tiebreakers = ?, per_image = ?, gold_rate = ? "
+                         "WHERE round_id = ?", (pool[0] if pool else None, json.dumps(pool) if pool else None,
+                                                int(per_image), gold_rate, round_id))
 
     def mark_complete(self, round_id: int) -> None:
         with self.ledger.transaction() as conn:
@@ -141,9 +175,97 @@ class ReviewStore:
             "SELECT i.image_id, l.label_id FROM review_images r JOIN images i ON i.image_id = r.image_id "
             "JOIN labels l ON l.image_pk = i.pk WHERE r.round_id = ? AND l.status = 'active'", (round_id,))
 
+    # ---- assignments and gold ---------------------------------------------------------------
+    def add_assignments(self, round_id: int, rows: Iterable[tuple[str, str, bool, float]]) -> int:
+        """Record (role, image_id, gold, position) rows in one transaction; a row already
+        recorded is left alone. Returns how many were new."""
+        with self.ledger.transaction() as conn:
+            cur = conn.executemany(
+                "INSERT OR IGNORE INTO review_assignments(round_id, role, image_id, gold, position) VALUES (?,?,?,?,?)",
+                ((round_id, r, str(i), int(bool(g)), float(p)) for r, i, g, p in rows))
+            return int(cur.rowcount)
+
+    def assignments(self, round_id: int) -> pd.DataFrame:
+        """role, image_id, gold, position (by role, then queue position)."""
+        return self.ledger.frame(
+            "SELECT role, image_id, gold, position FROM review_assignments WHERE round_id = ? ORDER BY role, position",
+            (round_id,), columns=["role", "image_id", "gold", "position"])
+
+    def move_assignments(self, round_id: int, from_role: str, to_role: str, image_ids: Sequence[str],
+                         position_base: float) -> int:
+        """Give `image_ids` of `from_role` to `to_role` (queued after position_base), in
+        one transaction. from_role's tasks stay recorded until `forget_tasks`. Returns rows moved."""
+        with self.ledger.transaction() as conn:
+            n = 0
+            for k, image_id in enumerate(image_ids):
+                cur = conn.execute("UPDATE review_assignments SET role = ?, position = ? WHERE round_id = ? "
+                                   "AND role = ? AND image_id = ?",
+                                   (to_role, position_base + k + 1, round_id, from_role, str(image_id)))
+                n += cur.rowcount
+            return n
+
+    def forget_tasks(self, round_id: int, role: str, image_ids: Sequence[str]) -> int:
+        """Drop this role's task records of `image_ids` (their tasks were deleted in Label Studio)."""
+        with self.ledger.transaction() as conn:
+            cur = conn.executemany("DELETE FROM review_tasks WHERE round_id = ? AND role = ? AND image_id = ?",
+                                   ((round_id, role, str(i)) for i in image_ids))
+            return int(cur.rowcount)
+
+    def set_gold(self, round_id: int, labels: dict[str, Sequence[int]]) -> None:
+        """Record gold images and their trusted labels (an image already recorded keeps its labels)."""
+        with self.ledger.transaction() as conn:
+            conn.executemany("INSERT OR IGNORE INTO review_gold(round_id, image_id, labels) VALUES (?,?,?)",
+                             ((round_id, str(i), json.dumps(sorted(int(x) for x in ls))) for i, ls in labels.items()))
+
+    def gold(self, round_id: int) -> dict[str, tuple[int, ...]]:
+        """image_id -> trusted label ids, of the round's gold images."""
+        return {r[0]: tuple(json.loads(r[1])) for r in self.ledger.query(
+            "SELECT image_id, labels FROM review_gold WHERE round_id = ?", (round_id,))}
+
+    def gold_sources(self, round_id: int) -> pd.DataFrame:
+        """image_id, url, path, status, status_reason of the round's gold images."""
+        return self.ledger.frame(
+            "SELECT i.image_id, i.url, i.path, i.status, i.status_reason FROM review_gold g "
+            "JOIN images i ON i.image_id = g.image_id WHERE g.round_id = ? ORDER BY i.pk", (round_id,))
+
+    def labels_of(self, image_ids: Sequence[str]) -> dict[str, list[int]]:
+        """image_id -> active label ids (any split)."""
+        out: dict[str, list[int]] = {str(i): [] for i in image_ids}
+        with self.ledger.transaction() as conn:
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS wanted_ids (image_id TEXT PRIMARY KEY)")
+            conn.execute("DELETE FROM wanted_ids")
+            conn.executemany("INSERT OR IGNORE INTO wanted_ids VALUES (?)", ((str(i),) for i in image_ids))
+            rows = conn.execute(
+                "SELECT i.image_id, l.label_id FROM wanted_ids w JOIN images i ON i.image_id = w.image_id "
+                "JOIN labels l ON l.image_pk = i.pk WHERE l.status = 'active'").fetchall()
+            conn.execute("DELETE FROM wanted_ids")
+        for image_id, label_id in rows:
+            out[image_id].append(int(label_id))
+        return out
+
+    # ---- sync cursors ---------------------------------------------------------------------------
+    def sync_cursor(self, round_id: int, role: str) -> str | None:
+        rows = self.ledger.query("SELECT updated_after FROM review_sync_cursors WHERE round_id = ? AND role = ?",
+                                 (round_id, role))
+        return rows[0][0] if rows else None
+
+    def set_sync_cursor(self, round_id: int, role: str, updated_after: str | None) -> None:
+        with self.ledger.transaction() as conn:
+            if updated_after is None:
+                conn.execute("DELETE FROM review_sync_cursors WHERE round_id = ? AND role = ?", (round_id, role))
+            else:
+                conn.execute("INSERT INTO review_sync_cursors(round_id, role, updated_after) VALUES (?,?,?) "
+                             "ON CONFLICT(round_id, role) DO UPDATE SET updated_after = excluded.updated_after",
+                             (round_id, role, updated_after))
+
+    def role_annotation_count(self, round_id: int, role: str) -> int:
+        """Stored, not deleted annotations found in this role's project (anyone's)."""
+        return int(self.ledger.query("SELECT count(*) FROM review_annotations WHERE round_id = ? AND role = ? "
+                                     "AND deleted IS NULL", (round_id, role))[0][0])
+
     # ---- projects --------------------------------------------------------------------------
     def set_project(self, round_id: int, role: str, email: str, ls_user_id: int, ls_project_id: int, title: str) -> None:
-        if role not in ROLES:
+        if not _ROLE.match(role):
             raise ValueError(f"unknown role {role!r}")
         with self.ledger.transaction() as conn:
             conn.execute(
@@ -154,9 +276,11 @@ class ReviewStore:
             )
 
     def projects(self, round_id: int) -> dict[str, dict]:
-        """role -> {email, ls_user_id, ls_project_id, title}."""
+        """role -> {email, ls_user_id, ls_project_id, title}, annotators first (by number),
+        then tie-breakers."""
         rows = self.ledger.query(
             "SELECT role, email, ls_user_id, ls_project_id, title FROM review_projects WHERE round_id = ?", (round_id,))
+        rows.sort(key=lambda r: role_order(r[0]))
         return {r[0]: {"email": r[1], "ls_user_id": r[2], "ls_project_id": r[3], "title": r[4]} for r in rows}
 
     # ---- tasks ---------------------------------------------------------------------------------

@@ -263,5 +263,58 @@ ALTER TABLE image_hashes ADD COLUMN signature BLOB;
 DELETE FROM image_hashes;
 """
 
+V8_REVIEW_POOL = """
+-- A round's annotators are a pool (roles annotator1..annotatorN, each a project of their
+-- own) and so are its tie-breakers (roles tiebreak, tiebreak2, ...): the role CHECK goes.
+CREATE TABLE review_projects_pool (
+    round_id      INTEGER NOT NULL REFERENCES review_rounds(round_id),
+    role          TEXT NOT NULL,
+    email         TEXT NOT NULL,
+    ls_user_id    INTEGER NOT NULL,
+    ls_project_id INTEGER NOT NULL,
+    title         TEXT NOT NULL,
+    created       TEXT NOT NULL,
+    PRIMARY KEY (round_id, role)
+);
+INSERT INTO review_projects_pool SELECT round_id, role, email, ls_user_id, ls_project_id, title, created
+    FROM review_projects;
+DROP TABLE review_projects;
+ALTER TABLE review_projects_pool RENAME TO review_projects;
+
+ALTER TABLE review_rounds ADD COLUMN tiebreakers TEXT;                     -- JSON list of emails (the pool)
+ALTER TABLE review_rounds ADD COLUMN per_image INTEGER NOT NULL DEFAULT 2;  -- distinct annotators per image
+ALTER TABLE review_rounds ADD COLUMN gold_rate REAL;
+
+-- Who labels what, decided once at creation (deterministic per round name) and written
+-- before any task is imported, so a rerun after a crash finishes the same assignment.
+-- position orders an annotator's queue (gold interleaved); reassign moves rows.
+CREATE TABLE review_assignments (
+    round_id INTEGER NOT NULL REFERENCES review_rounds(round_id),
+    role     TEXT NOT NULL,
+    image_id TEXT NOT NULL,
+    gold     INTEGER NOT NULL DEFAULT 0,
+    position REAL NOT NULL,
+    PRIMARY KEY (round_id, role, image_id)
+) WITHOUT ROWID;
+
+-- Gold images of a round and their trusted labels when the round was created: answers on
+-- them are scored, never finalized.
+CREATE TABLE review_gold (
+    round_id INTEGER NOT NULL REFERENCES review_rounds(round_id),
+    image_id TEXT NOT NULL,
+    labels   TEXT NOT NULL,                    -- JSON list of label ids
+    PRIMARY KEY (round_id, image_id)
+) WITHOUT ROWID;
+
+-- Incremental sync: per project, list only tasks Label Studio updated after this time
+-- (its own clock, from the task's updated_at, which every annotation save touches).
+CREATE TABLE review_sync_cursors (
+    round_id      INTEGER NOT NULL REFERENCES review_rounds(round_id),
+    role          TEXT NOT NULL,
+    updated_after TEXT NOT NULL,
+    PRIMARY KEY (round_id, role)
+) WITHOUT ROWID;
+"""
+
 MIGRATIONS: list[str] = [V1_FOUNDATION, V2_FETCHES, V3_REVIEW_QUEUE, V4_HASHES, V5_REVIEW, V6_RAW_LABEL_NAMES,
-                         V7_DEDUP_SIGNATURES]
+                         V7_DEDUP_SIGNATURES, V8_REVIEW_POOL]
