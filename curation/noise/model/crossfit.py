@@ -14,7 +14,7 @@ from ....errors import IfaError
 from ....progress import SILENT, Progress
 from ...workspace import Workspace
 from . import train as trainer
-from .baseline import model_folder, split_inputs, validator
+from .baseline import model_folder, resolve_config, split_inputs, validator
 from .data import Split, fingerprint, read_split
 from .probs import write_probs
 from .config import TrainConfig
@@ -64,6 +64,7 @@ def out_of_sample(ws: Workspace, config: TrainConfig, folds: int = 5, name: str 
     start = time.perf_counter()
     dev = trainer.resolve_device(device)
     root = model_folder(ws, name)
+    config = resolve_config(ws, config)
     split = read_split(ws.ledger, ws.taxonomy, "train")
     if len(split) < folds:
         raise IfaError(f"Cross-fitting {folds} folds needs at least {folds} active train images; the workspace has {len(split)}.")
