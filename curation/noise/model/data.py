@@ -124,23 +124,28 @@ class PixelInputs(Inputs):
 
 @dataclass
 class FeatureInputs(Inputs):
-    """float32 (n, D) precomputed embeddings."""
+    """(n, D) precomputed embeddings: rows `index` of `matrix` (all rows when None).
+    A subset only narrows the index, so K folds over a million x 512 embeddings never copy
+    them (a copy per fold would be 1.6 GB); float16 matrices are widened a batch at a time."""
 
     matrix: np.ndarray
+    index: np.ndarray | None = None
     kind = "features"
 
     def __len__(self) -> int:
-        return len(self.matrix)
+        return len(self.matrix) if self.index is None else len(self.index)
 
     @property
     def dim(self) -> int:
         return int(self.matrix.shape[1])
 
     def batch(self, rows: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(self.matrix[rows]))
+        take = rows if self.index is None else self.index[rows]
+        return torch.from_numpy(np.ascontiguousarray(self.matrix[take], dtype=np.float32))
 
     def subset(self, rows: np.ndarray) -> "FeatureInputs":
-        return FeatureInputs(self.matrix[rows])
+        rows = np.asarray(rows, dtype=np.int64)
+        return FeatureInputs(self.matrix, rows if self.index is None else self.index[rows])
 
 
 # ---- pixel cache ------------------------------------------------------------------------------------
