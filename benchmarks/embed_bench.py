@@ -234,6 +234,7 @@ def crossfit_child(rows: int, folds: int, epochs: int, batch: int, cleanlab_rows
         ranked = ranking.rank_label_issues(labels, probs, tax.group_index, single, min_score=DEFAULT_MIN_SCORE, rates=rates)
         seconds = time.perf_counter() - start
         cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+        peak_crossfit = _status_gib("VmHWM")  # before the quality measures below allocate their own
     finally:
         shutil.rmtree(work, ignore_errors=True)
     peak = _status_gib("VmHWM")
@@ -241,7 +242,7 @@ def crossfit_child(rows: int, folds: int, epochs: int, batch: int, cleanlab_rows
     ap_flagged = float((np.cumsum(hit) / np.arange(1, len(hit) + 1))[hit].sum() / max(errors.sum(), 1))
     out = {"rows": rows, "folds": folds, "epochs": epochs, "lr": lr, "threads": torch.get_num_threads(), "fit_seconds": round(fit_s, 1), "seconds": round(seconds, 1),
            "cpu_seconds": round(cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime, 1),
-           "batch": batch, "peak_rss_gib": round(peak, 2), "planted": int(errors.sum()), "flagged": len(ranked),
+           "batch": batch, "peak_rss_gib": round(peak_crossfit, 2), "peak_rss_with_quality_gib": round(peak, 2), "planted": int(errors.sum()), "flagged": len(ranked),
            "flagged_precision": round(float(hit.mean()) if len(hit) else 0.0, 3),
            "flagged_recall": round(float(hit.sum() / max(errors.sum(), 1)), 3), "ap_flagged": round(ap_flagged, 3)}
     # pair-level AP on a subsample: ifa's scores vs cleanlab's, the same probabilities
@@ -287,15 +288,16 @@ def print_crossfit(r: dict) -> None:
           f"{r['ap_flagged']:>11.3f}")
     cl = "not installed" if r["ap_pairs_cleanlab"] is None else f"{r['ap_pairs_cleanlab']:.3f}"
     print(f"pair-level AP on {r['sub_rows']:,} rows, same out-of-sample probabilities: ifa {r['ap_pairs_ifa']:.3f}, "
-          f"cleanlab per-class label quality {cl}")
+          f"cleanlab per-class label quality {cl} (peak RSS with these measures: {r['peak_rss_with_quality_gib']:.2f} GiB)")
 
 
 # ---- the demo: suggestions against the rules -----------------------------------------------------
 def demo_rules() -> dict:
     """The demo's steps up to flag-noise (planted sample, check-attributes and dedup applied,
     the demo's 3-fold small CNN), then its flags with the rule filter and, on the same
-    out-of-sample probabilities, without it. Each list's suggestions are added to a copy of
-    the workspace and the real check-attributes counts the hits involving an added label."""
+    out-of-sample probabilities, without it. Each list is applied to a copy of the workspace
+    (wrong labels dropped, suggestions added) and the real check-attributes counts the hits
+    involving an added label."""
     from ifa import demo
     from ifa.curation.attributes import check as attributes
     from ifa.curation.attributes.rules import RuleSet
@@ -322,8 +324,11 @@ def demo_rules() -> dict:
             with Workspace.open(copy, command="bench") as ws:
                 f = result.flags
                 missing = f[f["kind"] == "missing"]
-                ws.ledger.apply_changes([Change("add_label", i, int(l), rule="bench", source="bench")
-                                         for i, l in zip(missing["image_id"], missing["label_id"])])
+                wrong = f[f["kind"] == "wrong"]
+                ws.ledger.apply_changes([Change("drop_label", i, int(l), rule="bench")
+                                         for i, l in zip(wrong["image_id"], wrong["label_id"])]
+                                        + [Change("add_label", i, int(l), rule="bench", source="bench")
+                                           for i, l in zip(missing["image_id"], missing["label_id"])])
                 hits = attributes.check(ws.ledger, ws.taxonomy, splits=["train"]).hits
                 added = set(zip(missing["image_id"], missing["label_id"].astype(int)))
                 bad = {(i, int(l)) for i, ids in zip(hits["image_id"], hits["label_ids"]) for l in str(ids).split()

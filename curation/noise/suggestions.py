@@ -106,7 +106,9 @@ def rank_within_rules(labels: np.ndarray, probs: np.ndarray, taxonomy: Taxonomy,
     suggestions that would break a rule (`rule_breaking`).
 
     With `top`, asks the ranking for more pairs until `top` survive the filter (or the
-    ranking has no more), so the rules never shrink the list a user asked for.
+    ranking has no more), so the rules never shrink the list a user asked for; a swap
+    (a suggested category beside a category flagged wrong) passes only when the wrong flag
+    is in the list shown too.
     Returns (the ranked frame as rank_label_issues gives it, {rule id: suggestions dropped})."""
     from . import ranking
 
@@ -115,20 +117,31 @@ def rank_within_rules(labels: np.ndarray, probs: np.ndarray, taxonomy: Taxonomy,
     while True:
         ranked = ranking.rank_label_issues(labels, probs, taxonomy.group_index, single, top=ask, min_score=min_score,
                                            rates=rates)
-        rows, cols = ranked["row"].to_numpy(), ranked["column"].to_numpy()
-        missing = (ranked["kind"] == "missing").to_numpy()
-        verdict = rule_breaking(rows[missing], cols[missing], labels, rows[~missing], cols[~missing], taxonomy, rules)
-        drop = np.zeros(len(ranked), dtype=bool)
-        drop[np.flatnonzero(missing)[verdict.breaks]] = True
-        kept = ranked[~drop]
+        rule_of = _filter(ranked, labels, taxonomy, rules)
+        kept = ranked[rule_of.isna().to_numpy()]
         if top is None or len(kept) >= top or len(ranked) < ask:
             break
         ask *= 4
-    if top is not None and len(kept) > top:
+    if top is not None:
+        # judge again against only the wrong flags that made the list; what breaks now gives
+        # way to the next pair. Dropping suggestions never makes another break, so this ends.
+        while len(kept) > top:
+            again = _filter(kept.head(top), labels, taxonomy, rules)
+            if again.isna().all():
+                break
+            rule_of[again.dropna().index] = again.dropna()
+            kept = kept.drop(again.dropna().index)
         kept = kept.head(top)
-        drop[kept.index[-1] + 1:] = False  # count only what ranked within the list shown
-    dropped: dict[str, int] = {}
-    for pos, rule_id in zip(np.flatnonzero(missing), verdict.rule_of):
-        if rule_id is not None and drop[pos]:
-            dropped[rule_id] = dropped.get(rule_id, 0) + 1
+        rule_of = rule_of[rule_of.index <= (kept.index.max() if len(kept) else -1)]  # count only within the list
+    dropped = {str(k): int(v) for k, v in rule_of.dropna().value_counts(sort=False).items()}
     return kept.reset_index(drop=True), dropped
+
+
+def _filter(ranked: pd.DataFrame, labels: np.ndarray, taxonomy: Taxonomy, rules: RuleSet) -> pd.Series:
+    """Per row of `ranked` (same index): the rule its suggestion breaks, or NaN."""
+    rows, cols = ranked["row"].to_numpy(), ranked["column"].to_numpy()
+    missing = (ranked["kind"] == "missing").to_numpy()
+    verdict = rule_breaking(rows[missing], cols[missing], labels, rows[~missing], cols[~missing], taxonomy, rules)
+    out = pd.Series(np.nan, index=ranked.index, dtype=object)
+    out.iloc[np.flatnonzero(missing)[verdict.breaks]] = [r for r in verdict.rule_of if r is not None]
+    return out
