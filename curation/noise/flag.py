@@ -71,7 +71,8 @@ class FlagNoiseResult:
 
     def to_dict(self) -> dict:
         """The `--json` shape: flags (image_id, label = the label id, kind, score), most
-        likely error first; how many images they touch; the probabilities file used."""
+        likely error first; how many images they touch; the probabilities file used; the
+        classes the model could not judge; suggestions left out per rule they would break."""
         flags = [{"image_id": i, "label": int(l), "kind": k, "score": round(float(s), 6)}
                  for i, l, k, s in zip(self.flags["image_id"], self.flags["label_id"], self.flags["kind"], self.flags["score"])]
         return {"flags": flags, "images_flagged": int(self.images_flagged), "probs": self.probs,
@@ -131,9 +132,8 @@ def flag_noise(ws: Workspace, *, probs: Path | None = None, config: TrainConfig 
     single = np.array([g.single for g in tax.groups])
     with progress.task("ranking label issues", total=1) as task:
         rates = noise.estimate_rates(labels, matrix, tax.group_index, single)
-        ranked, dropped = rank_within_rules(labels, matrix, tax, load_rules(None, tax) if rules is None else rules,
-                                            rates=rates, top=top,
-                                            min_score=min_score)
+        rules = load_rules(None, tax) if rules is None else rules
+        ranked, dropped = rank_within_rules(labels, matrix, tax, rules, rates=rates, top=top, min_score=min_score)
         task.advance()
     flags = _describe(ranked, image_ids, tax)
     csv_path = ws.report_path("flag-noise", "csv")
