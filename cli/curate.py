@@ -163,6 +163,9 @@ def flag_noise(
     weights: model_cli.WeightsOpt = None,
     features: model_cli.FeaturesOpt = None,
     device: model_cli.DeviceOpt = "cpu",
+    rules: Annotated[Optional[Path], typer.Option(
+        "--rules", help="Attribute rules TOML (as check-attributes): a suggested label that would break one is not shown.",
+        exists=True, dir_okay=False)] = None,
     workspace: WorkspaceOpt = DEFAULT_WS,
     json_out: JsonOpt = False,
 ) -> None:
@@ -171,11 +174,16 @@ def flag_noise(
 
     Per-class confident-learning thresholds and noise rates, labels competing within
     single-label groups; each flag's score is the estimated probability that the label is
-    in error. Writes a CSV and an HTML page with thumbnails to reports/. --json prints
-    {"flags": [{"image_id", "label" (label id), "kind": "wrong"|"missing", "score"}],
-    "images_flagged", "probs"}, most likely error first.
+    in error. A suggested (missing) label that would break an attribute rule on its image
+    (a second category, a neckline on shoes or trousers) is left out. Classes the model
+    cannot tell apart are never flagged: the reports list them. Writes CSVs and an HTML page
+    with thumbnails to reports/. --json prints {"flags": [{"image_id", "label" (label id),
+    "kind": "wrong"|"missing", "score"}], "images_flagged", "probs", "unjudged_classes":
+    [{"label", "name", "group", "images", "lift"}], "suggestions_dropped": {rule: n}}, most
+    likely error first.
 
     Example: ifa curate flag-noise --folds 5 --epochs 10 --top 500
+    Example: ifa model embed --onnx resnet50.onnx && ifa curate flag-noise --features embeddings --backbone mlp
     Example: ifa curate flag-noise --probs oos.parquet --review --annotators ann1 ann2 --tiebreaker lead
     """
     from ..curation.noise import flag as flag_lib
@@ -183,10 +191,11 @@ def flag_noise(
     request = flag_lib.ReviewRequest(list(annotators or []), tiebreaker) if review else None
     if not review and (annotators or tiebreaker):
         raise IfaError("--annotators and --tiebreaker go with --review.")
+    from ..curation.attributes.rules import load_rules
     with open_workspace(workspace, "curate flag-noise") as ws:
         result = flag_lib.flag_noise(ws, probs=probs, config=config, folds=folds, run=run, device=device, top=top,
                                      min_score=min_score, apply=apply, review=request,
-                                     progress=render.RichProgress(quiet=json_out))
+                                     rules=load_rules(rules, ws.taxonomy), progress=render.RichProgress(quiet=json_out))
     if json_out:
         render.emit_json(result.to_dict())
     else:
@@ -196,6 +205,14 @@ def flag_noise(
         render.out.print(render.table(f"{len(result.flags):,} likely label errors on {result.images_flagged:,} of "
                                       f"{result.images_assessed:,} train images (top 20)",
                                       ["image", "label", "kind", "score", "model p"], rows))
+        if result.suggestions_dropped:
+            render.out.print(f"{sum(result.suggestions_dropped.values()):,} suggested labels left out: they would break "
+                             + ", ".join(f"{r} ({n})" for r, n in result.suggestions_dropped.items()))
+        if result.unjudged is not None and len(result.unjudged):
+            names = ", ".join(result.unjudged["label"].head(8))
+            more = f" and {len(result.unjudged) - 8} more" if len(result.unjudged) > 8 else ""
+            render.out.print(f"[yellow]{len(result.unjudged)} classes the model could not judge (never flagged): "
+                             f"{names}{more}; see {result.unjudged_csv}[/]")
     render.done(f"reports: {result.csv}  {result.html}")
     render.done(f"out-of-sample probabilities: {result.probs}")
     if result.applied:

@@ -11,7 +11,7 @@ from ..curation.noise.defaults import DEFAULT_MODEL_NAME
 from ..curation.noise.model import backbones
 from ..curation.noise.model.config import LOSS_NAMES, TrainConfig
 from . import render
-from .options import DEFAULT_WS, JsonOpt, WorkspaceOpt, command_group, open_workspace
+from .options import DEFAULT_WS, JsonOpt, SplitsOpt, WorkspaceOpt, command_group, open_workspace
 
 app = command_group("Train the baseline multi-label model and predict with it.")
 
@@ -25,7 +25,7 @@ ImageSizeOpt = Annotated[int, typer.Option("--image-size", help="N: images are r
 InputSizeOpt = Annotated[Optional[int], typer.Option("--input-size", help="M: crops are resized to M x M for the network (default 0.875 N; paper: 224).")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Same seed, same data, same settings: the same model.")]
 WeightsOpt = Annotated[Optional[Path], typer.Option("--weights", help="Local torchvision state dict for a torchvision backbone; nothing is downloaded.")]
-FeaturesOpt = Annotated[Optional[Path], typer.Option("--features", help="Parquet of image_id + embedding vector: train a head (linear/mlp) on it instead of pixels.")]
+FeaturesOpt = Annotated[Optional[Path], typer.Option("--features", help="Parquet of image_id + embedding vector, or `embeddings` for the workspace's latest `ifa model embed`: train a head (linear/mlp) on it instead of pixels.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda or auto (CUDA when available).")]
 NameOpt = Annotated[str, typer.Option("--name", help="The model's folder under <workspace>/models/.")]
 
@@ -101,3 +101,41 @@ def predict(
     if result.images_skipped:
         render.out.print(f"[yellow]{result.images_skipped:,} {split} images have no readable file or features: no prediction.[/]")
     render.done(f"{result.images:,} {split} images scored: {result.out}")
+
+
+@app.command("embed")
+def embed(
+    onnx: Annotated[Path, typer.Option("--onnx", help="An image model exported to ONNX: input (batch, 3, S, S), output (batch, D).",
+                                       exists=True, dir_okay=False)],
+    input_size: Annotated[int, typer.Option("--input-size", help="S: images are resized to S x S (what the model was exported for).")] = 224,
+    mean: Annotated[Optional[list[float]], typer.Option("--mean", help="Per-channel mean of [0, 1] pixels, three times (R G B); default ImageNet's.")] = None,
+    std: Annotated[Optional[list[float]], typer.Option("--std", help="Per-channel std, three times; default ImageNet's.")] = None,
+    batch: Annotated[int, typer.Option("--batch", help="Images per model call.")] = 64,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Local decoding processes (default: all CPUs).")] = None,
+    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Dask scheduler tcp://HOST:PORT: decode on that cluster (its workers must see the same paths).")] = None,
+    split: SplitsOpt = None,
+    device: Annotated[str, typer.Option("--device", help="cpu, or cuda (needs onnxruntime-gpu).")] = "cpu",
+    workspace: WorkspaceOpt = DEFAULT_WS,
+    json_out: JsonOpt = False,
+) -> None:
+    """Embed every active image that has a local file with a pretrained model (ONNX, run
+    by ONNX Runtime) into <workspace>/embeddings/; train heads on them with
+    `--features embeddings`. A rerun embeds only new or changed files.
+
+    Example: ifa model embed --onnx resnet50.onnx && ifa curate flag-noise --features embeddings
+    Example (CLIP): ifa model embed --onnx clip-vit-b32-image.onnx --mean 0.4815 --mean 0.4578 --mean 0.4082 --std 0.2686 --std 0.2613 --std 0.2758
+    """
+    from ..curation.noise import embed as embed_lib
+    with open_workspace(workspace, "model embed") as ws:
+        result = embed_lib.embed(ws, onnx, input_size=input_size, mean=mean, std=std, batch=batch, workers=workers,
+                                 scheduler=scheduler, splits=split, device=device, progress=render.RichProgress(quiet=json_out))
+    if json_out:
+        render.emit_json(result.to_dict())
+        return
+    if result.unreadable:
+        render.out.print(f"[yellow]{len(result.unreadable):,} files could not be read or decoded "
+                         f"(e.g. {', '.join(result.unreadable[:3])}): not embedded.[/]")
+    if result.images_without_file:
+        render.out.print(f"{result.images_without_file:,} active images have no local file (`ifa fetch` first): not embedded.")
+    render.done(f"{result.images_embedded:,} images embedded, {result.images_reused:,} already were "
+                f"({result.dim}-d vectors, {result.seconds:.1f} s): {result.path}")

@@ -15,6 +15,7 @@ from ifa.cli.app import app
 from ifa.curation.noise import flag as flag_noise
 from ifa.curation.ingest import importing
 from ifa.curation import restore
+from ifa.curation.noise.model.data import read_split
 from ifa.curation.noise.model.probs import write_probs
 from ifa.errors import IfaError
 from ifa.sample import IMAGES_DIR, split_file
@@ -118,7 +119,7 @@ def test_cli_json_shape(ws, tmp_path):
     res = CliRunner().invoke(app, ["curate", "flag-noise", "--probs", str(probs), "--top", "5", "--workspace", root, "--json"])
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
-    assert set(data) == {"flags", "images_flagged", "probs"}
+    assert set(data) == {"flags", "images_flagged", "probs", "unjudged_classes", "suggestions_dropped"}
     assert len(data["flags"]) == 5 and data["probs"] == str(probs)
     assert all(set(f) == {"image_id", "label", "kind", "score"} for f in data["flags"])
     assert all(isinstance(f["label"], int) and f["kind"] in ("wrong", "missing") for f in data["flags"])
@@ -151,3 +152,157 @@ def test_review_without_review_rounds_says_so(ws, tmp_path):
         with pytest.raises(IfaError, match="not available"):
             flag_noise.flag_noise(ws, probs=probs, top=5, review=flag_noise.ReviewRequest(["a@x.org", "b@x.org"], "c@x.org"))
     assert ws.ledger.dropped_labels(rule=flag_noise.RULE).empty  # nothing changed either way
+
+
+# ---- suggestions that respect the attribute rules; heads on embeddings -----------------------------
+COLLARED, SHORT_SLEEVES, T_SHIRTS, SKIRTS, SHORTS, BLOUSES = 49, 164, 190, 170, 165, 18
+
+
+def _suggest_rule_breakers(ws, tmp_path):
+    """The sample's train labels, 10 of them dropped (returned: missing labels to find), and
+    probabilities that confidently suggest, besides the right answers, labels that would break a rule: Collared and Short Sleeves on skirts and
+    shorts (garments without neckline or sleeves), a second category (Blouses) on T-shirts."""
+    importing.import_imat(ws, split_file("train"), "train", images_dir=IMAGES_DIR)
+    tax = ws.taxonomy
+    split = read_split(ws.ledger, tax, "train")
+    rng = np.random.default_rng(3)
+    probs = np.where(split.labels, rng.beta(8, 2, split.labels.shape), rng.beta(1, 40, split.labels.shape))
+    col = dict(zip(tax.label_ids.tolist(), range(len(tax.label_ids))))
+    lower = split.labels[:, col[SKIRTS]] | split.labels[:, col[SHORTS]]
+    tees = split.labels[:, col[T_SHIRTS]]
+    assert lower.sum() >= 20 and tees.sum() >= 20
+    probs[lower, col[COLLARED]] = 0.97
+    probs[lower, col[SHORT_SLEEVES]] = 0.97
+    probs[tees, col[BLOUSES]] = 0.96
+    # and real missing labels, which break no rule: 10 images lose a label the model is sure of
+    from ifa.curation.ledger import Change
+    rows = [r for r in rng.permutation(len(split)) if split.labels[r].sum() >= 2 and not (lower[r] or tees[r])][:10]
+    cols = [int(np.flatnonzero(split.labels[r])[-1]) for r in rows]
+    probs[rows, cols] = 0.99
+    dropped = [(split.image_ids[r], int(tax.label_ids[c])) for r, c in zip(rows, cols)]
+    ws.ledger.apply_changes([Change("drop_label", i, l, rule="test-plant") for i, l in dropped])
+    path = write_probs(tmp_path / "oos.parquet", split.image_ids, tax.label_ids, probs.astype(np.float32))
+    return path, read_split(ws.ledger, tax, "train"), dropped
+
+
+def test_no_suggestion_breaks_a_rule(ws, tmp_path):
+    from ifa.curation.attributes import check as attributes
+    from ifa.curation.attributes.rules import RuleSet, load_rules
+    from ifa.curation.ledger import Change
+
+    probs, split, dropped = _suggest_rule_breakers(ws, tmp_path)
+    tax = ws.taxonomy
+    has = lambda label: split.labels[:, tax.column_of([label])[0]]  # noqa: E731
+    breakers = ({(i, l) for i in split.image_ids[has(SKIRTS) | has(SHORTS)] for l in (COLLARED, SHORT_SLEEVES)}
+                | {(i, BLOUSES) for i in split.image_ids[has(T_SHIRTS)]})
+    # without rules the planted rule breakers are suggested (so the check below can fail)
+    loose = flag_noise.flag_noise(ws, probs=probs, min_score=0.0, rules=RuleSet([]))
+    loose_missing = set(zip(loose.flags.loc[loose.flags["kind"] == "missing", "image_id"],
+                            loose.flags.loc[loose.flags["kind"] == "missing", "label_id"].astype(int)))
+    assert len(loose_missing & breakers) >= 40
+
+    result = flag_noise.flag_noise(ws, probs=probs, min_score=0.0)
+    missing = result.flags[result.flags["kind"] == "missing"]
+    suggested = set(zip(missing["image_id"], missing["label_id"].astype(int)))
+    assert not suggested & breakers
+    real = set(dropped) & loose_missing
+    assert len(real) >= 5 and real <= suggested  # the real missing labels stay
+    assert {"garment-part-on-lower-body-garment", "single-group-conflict"} <= set(result.suggestions_dropped)
+    assert sum(result.suggestions_dropped.values()) == len(loose_missing) - len(missing)
+    # with --top, the list keeps its length: rule breakers give way to the next pairs
+    assert len(result.flags) > 5 and set(list(zip(loose.flags["image_id"], loose.flags["label_id"].astype(int)))[:5]) & breakers
+    top = flag_noise.flag_noise(ws, probs=probs, top=5)
+    assert list(zip(top.flags["image_id"], top.flags["label_id"])) == list(zip(result.flags["image_id"], result.flags["label_id"]))[:5]
+    # the real check-attributes, on the labels as the flags would leave them, finds nothing new
+    ws.ledger.apply_changes(
+        [Change("drop_label", i, int(l), rule="test") for i, l in
+         zip(result.flags.loc[result.flags["kind"] == "wrong", "image_id"], result.flags.loc[result.flags["kind"] == "wrong", "label_id"])]
+        + [Change("add_label", i, int(l), rule="test", source="test") for i, l in zip(missing["image_id"], missing["label_id"])])
+    hits = attributes.check(ws.ledger, ws.taxonomy, load_rules(None, ws.taxonomy), splits=["train"]).hits
+    added = set(zip(missing["image_id"], missing["label_id"].astype(int)))
+    per_image = hits[~hits["rule"].isin(["rare-label", "unseen-pair"])]
+    broken = [(i, int(l)) for i, ids in zip(per_image["image_id"], per_image["label_ids"]) for l in str(ids).split()
+              if (i, int(l)) in added]
+    assert broken == []
+
+
+def test_report_names_the_classes_the_model_could_not_judge(ws, tmp_path):
+    probs, split, _ = _suggest_rule_breakers(ws, tmp_path)
+    tax = ws.taxonomy
+    frame = pd.read_parquet(probs)
+    frame[str(T_SHIRTS)] = 0.3  # the model says the same for every image: it cannot judge T-Shirts
+    frame.to_parquet(tmp_path / "flat.parquet")
+    result = flag_noise.flag_noise(ws, probs=tmp_path / "flat.parquet", min_score=0.0)
+    unjudged = result.unjudged.set_index("label_id")
+    assert T_SHIRTS in unjudged.index and unjudged.loc[T_SHIRTS, "images"] == int(split.labels[:, tax.column_of([T_SHIRTS])[0]].sum())
+    assert SKIRTS not in unjudged.index  # separated well: judged
+    assert not (result.flags["label_id"] == T_SHIRTS).any()
+    assert pd.read_csv(result.unjudged_csv)["label_id"].tolist() == result.unjudged["label_id"].tolist()
+    html = Path(result.html).read_text()
+    assert "classes the model could not judge" in html and "T-Shirts (category" in html
+    listed = result.to_dict()["unjudged_classes"]
+    assert {"label": T_SHIRTS, "name": "T-Shirts", "group": "category"}.items() <= next(c for c in listed if c["label"] == T_SHIRTS).items()
+
+
+def _separating_features(tmp_path, split, tax, dim: int = 64) -> Path:
+    """Features of the CLEAN labels (what a good pretrained embedding gives): each label a
+    random direction, an image the sum of its labels' directions plus noise."""
+    doc = json.loads(split_file("train").read_text())
+    clean = {a["imageId"]: [int(l) for l in a["labelId"]] for a in doc["annotations"]}
+    truth = np.zeros((len(split), len(tax.label_ids)), dtype=np.float32)
+    for r, iid in enumerate(split.image_ids):
+        truth[r, tax.column_of(clean.get(iid, []))] = 1
+    rng = np.random.default_rng(11)
+    x = truth @ rng.normal(size=(len(tax.label_ids), dim)).astype(np.float32) + 0.3 * rng.normal(size=(len(split), dim))
+    path = tmp_path / "features.parquet"
+    pd.DataFrame({"image_id": split.image_ids, "vector": list(x.astype(np.float32))}).to_parquet(path)
+    return path
+
+
+@pytest.mark.slow
+def test_heads_on_embeddings_find_planted_swaps(ws, tmp_path):
+    _, wrong, missing = _planted_workspace(ws, tmp_path)
+    from ifa.curation.noise.model.config import TrainConfig
+
+    split = read_split(ws.ledger, ws.taxonomy, "train")
+    features = _separating_features(tmp_path, split, ws.taxonomy)
+    config = TrainConfig(features=str(features), loss="weighted-bce", epochs=12, lr=3e-2, batch_size=64)
+    assert config.backbone == "linear"
+    result = flag_noise.flag_noise(ws, config=config, folds=3, top=len(wrong) + len(missing))
+    found = set(zip(result.flags["image_id"], result.flags["label_id"].astype(int)))
+    assert len(found & set(wrong)) >= 0.75 * len(wrong)  # the planted swaps' wrong categories
+
+
+@pytest.mark.slow
+def test_flag_noise_on_the_workspace_embeddings(sample_ws, tmp_path):
+    """End to end through the CLI: embed the photos with a real ONNX model exported here,
+    then `--features embeddings` cross-fits MLP heads on them."""
+    import torch
+    from torch import nn
+
+    class Encoder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.conv = nn.Conv2d(3, 16, 5, stride=4)
+
+        def forward(self, x):
+            return torch.relu(self.conv(x)).mean(dim=(2, 3))
+
+    onnx = tmp_path / "enc.onnx"
+    torch.onnx.export(Encoder().eval(), (torch.zeros(2, 3, 32, 32),), str(onnx), input_names=["pixels"],
+                      dynamic_shapes=({0: torch.export.Dim("batch")},), external_data=False)
+    root = str(sample_ws.root)
+    sample_ws.close()
+    runner = CliRunner()
+    out = runner.invoke(app, ["model", "embed", "--onnx", str(onnx), "--input-size", "32", "--workers", "1", "-w", root, "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["images_embedded"] == 310
+    res = runner.invoke(app, ["curate", "flag-noise", "--features", "embeddings", "--backbone", "mlp", "--loss", "weighted-bce",
+                              "--folds", "3", "--epochs", "3", "--top", "10", "-w", root, "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert len(data["flags"]) <= 10 and data["probs"].endswith("oos-probs.parquet")
+    assert len(pd.read_parquet(data["probs"])) == 220
+    # 16 random conv features cannot tell most classes apart, and the report says so
+    assert len(data["unjudged_classes"]) > 0

@@ -19,12 +19,14 @@ from ...errors import IfaError
 from ...progress import SILENT, Progress
 from . import ranking as noise
 from .. import report_html, reports
+from ..attributes.rules import RuleSet, load_rules
 from ..ledger import Change
 from .model import crossfit
 from .model.data import read_split
 from .model.probs import read_probs
 from .defaults import DEFAULT_MIN_SCORE, DEFAULT_RUN
 from .model.config import TrainConfig
+from .suggestions import rank_within_rules
 from ..workspace import Workspace
 
 RULE = "flag-noise"  # `ifa curate restore --rule flag-noise` undoes --apply
@@ -54,19 +56,33 @@ class FlagNoiseResult:
     rule: str = RULE
     review: dict | None = None
     seconds: float = 0.0
+    # Classes the model could not judge (ranking's separability gate): never flagged. Frame of
+    # label_id, label, group, images (labelled train images), lift (mean p labelled / unlabelled).
+    unjudged: pd.DataFrame | None = None
+    unjudged_csv: str = ""
+    suggestions_dropped: dict = field(default_factory=dict)  # rule id -> suggestions that would break it
+
+    def unjudged_list(self) -> list[dict]:
+        if self.unjudged is None:
+            return []
+        return [{"label": int(r.label_id), "name": r.label, "group": r.group, "images": int(r.images),
+                 "lift": None if not np.isfinite(r.lift) else round(float(r.lift), 3)}
+                for r in self.unjudged.itertuples(index=False)]
 
     def to_dict(self) -> dict:
         """The `--json` shape: flags (image_id, label = the label id, kind, score), most
-        likely error first; how many images they touch; the probabilities file used."""
+        likely error first; how many images they touch; the probabilities file used; the
+        classes the model could not judge; suggestions left out per rule they would break."""
         flags = [{"image_id": i, "label": int(l), "kind": k, "score": round(float(s), 6)}
                  for i, l, k, s in zip(self.flags["image_id"], self.flags["label_id"], self.flags["kind"], self.flags["score"])]
-        return {"flags": flags, "images_flagged": int(self.images_flagged), "probs": self.probs}
+        return {"flags": flags, "images_flagged": int(self.images_flagged), "probs": self.probs,
+                "unjudged_classes": self.unjudged_list(), "suggestions_dropped": dict(self.suggestions_dropped)}
 
 
 def flag_noise(ws: Workspace, *, probs: Path | None = None, config: TrainConfig | None = None, folds: int = 5,
                run: str = DEFAULT_RUN, device: str = "cpu", top: int | None = None,
                min_score: float | None = None, apply: bool = False, review: ReviewRequest | None = None,
-               progress: Progress = SILENT) -> FlagNoiseResult:
+               rules: RuleSet | None = None, progress: Progress = SILENT) -> FlagNoiseResult:
     """Flag the train split's likely label errors.
 
     probs: a Parquet of OUT-OF-SAMPLE probabilities (image_id + one column per label id);
@@ -74,6 +90,9 @@ def flag_noise(ws: Workspace, *, probs: Path | None = None, config: TrainConfig 
     `models/<run>/`, so a crash resumes). top / min_score limit the flags; without either,
     min_score is DEFAULT_MIN_SCORE (with top alone, the best `top` whatever their score). apply drops the
     flagged wrong labels (rule "flag-noise"); review sends the flagged images to a review round.
+    rules: the attribute rules (default: the shipped ones); a suggested missing label that
+    would break one on its image is not flagged (`suggestions.rank_within_rules`). Classes the
+    model cannot separate are listed in the result (`unjudged`) and the reports.
 
     Raises IfaError for bad arguments, a probabilities file that does not fit the
     workspace, or a workspace without train images."""
@@ -113,12 +132,14 @@ def flag_noise(ws: Workspace, *, probs: Path | None = None, config: TrainConfig 
     single = np.array([g.single for g in tax.groups])
     with progress.task("ranking label issues", total=1) as task:
         rates = noise.estimate_rates(labels, matrix, tax.group_index, single)
-        ranked = noise.rank_label_issues(labels, matrix, tax.group_index, single, top=top, min_score=min_score,
-                                         rates=rates)
+        rules = load_rules(None, tax) if rules is None else rules
+        ranked, dropped = rank_within_rules(labels, matrix, tax, rules, rates=rates, top=top, min_score=min_score)
         task.advance()
     flags = _describe(ranked, image_ids, tax)
+    unjudged = _unjudged(rates, tax)
     result = FlagNoiseResult(flags, int(flags["image_id"].nunique()), probs_path, "", "",
-                             len(image_ids), rates.estimated_errors, cross_fit)
+                             len(image_ids), rates.estimated_errors, cross_fit, unjudged=unjudged,
+                             suggestions_dropped=dropped)
     if apply:
         wrong = flags[flags["kind"] == "wrong"]
         changes = [Change("drop_label", i, int(l), reason=f"flag-noise: likely wrong (score {s:.2f}, model p={p:.3f})",
@@ -127,7 +148,8 @@ def flag_noise(ws: Workspace, *, probs: Path | None = None, config: TrainConfig 
         result.applied, result.labels_dropped = True, done["drop_label"]
     # Reports after the apply they describe, each written whole or not at all.
     result.csv = str(reports.write_csv(ws.report_path("flag-noise", "csv"), flags))
-    result.html = str(_write_html(ws, flags, labels, image_ids, matrix, len(image_ids), probs_path))
+    result.unjudged_csv = str(reports.write_csv(ws.report_path("flag-noise-unjudged", "csv"), unjudged))
+    result.html = str(_write_html(ws, flags, labels, image_ids, matrix, len(image_ids), probs_path, unjudged, dropped))
     if review is not None:
         result.review = send_to_review(ws, list(dict.fromkeys(flags["image_id"])), review, progress)
     result.seconds = round(time.perf_counter() - start, 2)
@@ -147,8 +169,22 @@ def _describe(ranked: pd.DataFrame, image_ids: np.ndarray, tax) -> pd.DataFrame:
     })
 
 
+def _unjudged(rates: noise.NoiseRates, tax) -> pd.DataFrame:
+    """The classes with labelled train images that the separability gate (ranking.MIN_LIFT)
+    keeps from being flagged: the model could not judge them. Most images first."""
+    cols = np.flatnonzero((rates.n_pos > 0) & ~rates.skilled)
+    label_ids = tax.label_ids[cols]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lift = rates.t_pos[cols] / rates.t_neg[cols]
+    frame = pd.DataFrame({"label_id": label_ids.astype(int), "label": tax.names(label_ids),
+                          "group": [tax.labels[int(i)].group for i in label_ids],
+                          "images": rates.n_pos[cols].astype(int), "lift": lift.astype(float)})
+    return frame.sort_values(["images", "label_id"], ascending=[False, True], ignore_index=True)
+
+
 def _write_html(ws: Workspace, flags: pd.DataFrame, labels: np.ndarray, image_ids: np.ndarray, probs: np.ndarray,
-                assessed: int, probs_path: str) -> Path:
+                assessed: int, probs_path: str, unjudged: pd.DataFrame | None = None,
+                dropped: dict | None = None) -> Path:
     """One card per flagged image (most suspicious first): given labels, the ones flagged
     wrong, and the suggested (likely missing) labels, each with the model's probability."""
     tax = ws.taxonomy
@@ -175,8 +211,19 @@ def _write_html(ws: Workspace, flags: pd.DataFrame, labels: np.ndarray, image_id
              f"ranked by the estimated probability that the label is in error. ✗ marks a given label that is likely "
              f"wrong; suggested labels are likely missing. Numbers in brackets are the model's out-of-sample "
              f"probabilities ({probs_path}). The CSV beside this page lists every flag.")
-    section = report_html.Section(f"The {len(cards)} most suspicious images", rows=rows)
-    return report_html.write_page(path, "ifa curate flag-noise", [section] if cards else [], intro)
+    if dropped:
+        intro += (f" {sum(dropped.values()):,} suggested labels were left out because adding them would break an "
+                  f"attribute rule ({', '.join(f'{r}: {n}' for r, n in dropped.items())}).")
+    sections = [report_html.Section(f"The {len(cards)} most suspicious images", rows=rows)] if cards else []
+    if unjudged is not None and len(unjudged):
+        listed = "; ".join(f"{r.label} ({r.group}, {r.images:,} images, lift {r.lift:.2f})"
+                           for r in unjudged.itertuples(index=False))
+        sections.append(report_html.Section(
+            f"{len(unjudged)} classes the model could not judge",
+            f"The model's mean probability on images labelled with these classes is under {noise.MIN_LIFT}x its mean "
+            f"on the other images, so it cannot tell them apart and none of their labels is flagged, right or wrong: "
+            f"their noise is unknown, not absent. Better features (ifa model embed) or more images help. {listed}."))
+    return report_html.write_page(path, "ifa curate flag-noise", sections, intro)
 
 
 def send_to_review(ws: Workspace, image_ids: list[str], review: ReviewRequest, progress: Progress = SILENT) -> dict:

@@ -6,7 +6,7 @@ Models live in `<workspace>/models/<name>/`; decoded pixels in `<workspace>/cach
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -22,6 +22,7 @@ from . import train as trainer
 from .data import Inputs, Split, fingerprint, pixel_inputs, read_features, read_split
 from .probs import write_probs
 from ..defaults import DEFAULT_MODEL_NAME
+from ..embed import resolve_features
 from .config import TrainConfig
 
 
@@ -38,6 +39,14 @@ def model_folder(ws: Workspace, name: str) -> Path:
     if not name or any(c in name for c in "/\\") or name.startswith("."):
         raise IfaError(f"Model name {name!r} must be a plain folder name (letters, digits, - and _).")
     return models_dir(ws) / name
+
+
+def resolve_config(ws: Workspace, config: TrainConfig) -> TrainConfig:
+    """`config` with `--features embeddings` replaced by the path of the workspace's latest
+    embeddings (so a model fitted on one model's embeddings is not resumed on another's).
+    Raises IfaError when the workspace has none."""
+    path = resolve_features(ws, config.features)
+    return config if path == config.features else replace(config, features=path)
 
 
 def split_inputs(ws: Workspace, split: Split, config: TrainConfig, progress: Progress = SILENT) -> tuple[Inputs, np.ndarray]:
@@ -100,6 +109,7 @@ def train(ws: Workspace, config: TrainConfig, name: str = DEFAULT_MODEL_NAME, de
     start = time.perf_counter()
     dev = trainer.resolve_device(device)
     folder = model_folder(ws, name)
+    config = resolve_config(ws, config)
     split = read_split(ws.ledger, ws.taxonomy, "train")
     if not len(split):
         raise IfaError("The workspace has no active train images; import some with `ifa import ... --split train`.")

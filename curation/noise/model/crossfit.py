@@ -14,8 +14,8 @@ from ....errors import IfaError
 from ....progress import SILENT, Progress
 from ...workspace import Workspace
 from . import train as trainer
-from .baseline import model_folder, split_inputs, validator
-from .data import Split, fingerprint, read_split
+from .baseline import model_folder, resolve_config, split_inputs, validator
+from .data import Inputs, Split, fingerprint, read_split
 from .probs import write_probs
 from .config import TrainConfig
 
@@ -64,6 +64,7 @@ def out_of_sample(ws: Workspace, config: TrainConfig, folds: int = 5, name: str 
     start = time.perf_counter()
     dev = trainer.resolve_device(device)
     root = model_folder(ws, name)
+    config = resolve_config(ws, config)
     split = read_split(ws.ledger, ws.taxonomy, "train")
     if len(split) < folds:
         raise IfaError(f"Cross-fitting {folds} folds needs at least {folds} active train images; the workspace has {len(split)}.")
@@ -74,18 +75,31 @@ def out_of_sample(ws: Workspace, config: TrainConfig, folds: int = 5, name: str 
     fold_of = assign_folds(used.labels, folds, config.seed)
     label_ids = ws.taxonomy.label_ids
     validate = validator(ws, config, label_ids, dev, progress)
-    probs = np.empty(used.labels.shape, dtype=np.float32)
-    histories = []
-    for f in range(folds):
-        fit_rows, held = np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)
-        key = fingerprint(used.image_ids[fit_rows], used.labels[fit_rows])
-        result = trainer.fit(root / f"fold-{f}", config, inputs.subset(fit_rows), used.labels[fit_rows], label_ids,
-                             data_key=key, device=dev, progress=progress, validate=validate, on_mismatch="restart",
-                             title=f"fold {f + 1}/{folds}")
-        histories.append(result.history)
-        model = trainer.load(Path(result.folder), dev).model
-        probs[held] = trainer.predict_probs(model, inputs.subset(held), config, dev, progress=progress,
-                                            title=f"fold {f + 1}/{folds} out-of-sample")
+    probs, histories = fit_folds(root, config, inputs, used.image_ids, used.labels, label_ids, fold_of, dev,
+                                 progress, validate)
     path = write_probs(root / OOS_FILE, used.image_ids, label_ids, probs)
     return CrossFit(used.image_ids, probs, fold_of, str(path), histories, round(time.perf_counter() - start, 2),
                     int((~mask).sum()))
+
+
+def fit_folds(root: Path, config: TrainConfig, inputs: Inputs, image_ids: np.ndarray, labels: np.ndarray,
+              label_ids: np.ndarray, fold_of: np.ndarray, device, progress: Progress = SILENT,
+              validate=None) -> tuple[np.ndarray, list[list[dict]]]:
+    """The fold loop over arrays (no ledger): for each fold f, fit on the rows whose
+    `fold_of` is not f (checkpointed in `root/fold-<f>/`, resumed when the data is the
+    same) and predict the rows of f. Returns (float32 (n, K) out-of-sample probabilities,
+    each fold's training history)."""
+    probs = np.empty(labels.shape, dtype=np.float32)
+    histories = []
+    folds = int(fold_of.max()) + 1
+    for f in range(folds):
+        fit_rows, held = np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)
+        key = fingerprint(image_ids[fit_rows], labels[fit_rows])
+        result = trainer.fit(root / f"fold-{f}", config, inputs.subset(fit_rows), labels[fit_rows], label_ids,
+                             data_key=key, device=device, progress=progress, validate=validate, on_mismatch="restart",
+                             title=f"fold {f + 1}/{folds}")
+        histories.append(result.history)
+        model = trainer.load(Path(result.folder), device).model
+        probs[held] = trainer.predict_probs(model, inputs.subset(held), config, device, progress=progress,
+                                            title=f"fold {f + 1}/{folds} out-of-sample")
+    return probs, histories

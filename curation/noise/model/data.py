@@ -20,13 +20,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import torch
-from PIL import Image, ImageOps
 
 from ....errors import IfaError
 from ....progress import SILENT, Progress
 from ....taxonomy import Taxonomy
 from ... import executors
 from ...ledger import Ledger
+from ..pixels import decode
 from .probs import open_parquet
 
 # Below this many images, decoding in-process beats starting worker processes.
@@ -123,23 +123,28 @@ class PixelInputs(Inputs):
 
 @dataclass
 class FeatureInputs(Inputs):
-    """float32 (n, D) precomputed embeddings."""
+    """(n, D) precomputed embeddings: rows `index` of `matrix` (all rows when None).
+    A subset only narrows the index, so K folds over a million x 512 embeddings never copy
+    them (a copy per fold would be 1.6 GB); float16 matrices are widened a batch at a time."""
 
     matrix: np.ndarray
+    index: np.ndarray | None = None
     kind = "features"
 
     def __len__(self) -> int:
-        return len(self.matrix)
+        return len(self.matrix) if self.index is None else len(self.index)
 
     @property
     def dim(self) -> int:
         return int(self.matrix.shape[1])
 
     def batch(self, rows: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(self.matrix[rows]))
+        take = rows if self.index is None else self.index[rows]
+        return torch.from_numpy(np.ascontiguousarray(self.matrix[take], dtype=np.float32))
 
     def subset(self, rows: np.ndarray) -> "FeatureInputs":
-        return FeatureInputs(self.matrix[rows])
+        rows = np.asarray(rows, dtype=np.int64)
+        return FeatureInputs(self.matrix, rows if self.index is None else self.index[rows])
 
 
 # ---- pixel cache ------------------------------------------------------------------------------------
@@ -217,22 +222,11 @@ def _decode_chunk(chunk: tuple[int, list[str]], size: int) -> tuple[int, np.ndar
     return start, out, ok
 
 
-def decode(path: str, size: int) -> np.ndarray | None:
-    """One image as uint8 (size, size, 3), squashed to a square as the paper resizes;
-    None when the file is missing or unreadable (the cache reports it)."""
-    try:
-        with Image.open(path) as im:
-            im.draft("RGB", (size * 2, size * 2))  # JPEG: decode at reduced scale, much faster
-            im = ImageOps.exif_transpose(im).convert("RGB")
-            return np.asarray(im.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0))
-    except Exception:  # noqa: BLE001 - any decoder error means "no pixels"
-        return None
-
-
 # ---- precomputed embeddings ------------------------------------------------------------------------
 def read_features(path: Path, image_ids: np.ndarray) -> tuple[FeatureInputs, np.ndarray]:
     """Embeddings for `image_ids` from a Parquet file: image_id plus either one list
-    column (the vector) or several numeric columns (one per dimension).
+    column (the vector) or several numeric columns (one per dimension); a `sha256` column
+    (what `ifa model embed` keeps to resume) is ignored.
 
     Returns (inputs for the ids the file has, bool mask over `image_ids`). Raises IfaError
     for a missing or malformed file, or when it covers none of the images."""
@@ -243,7 +237,7 @@ def read_features(path: Path, image_ids: np.ndarray) -> tuple[FeatureInputs, np.
     ids = pd.Index(table.column("image_id").to_pandas().astype(str))
     if ids.has_duplicates:
         raise IfaError(f"{path} lists some image ids twice, e.g. {ids[ids.duplicated()][0]!r}.")
-    rest = [c for c in table.column_names if c != "image_id"]
+    rest = [c for c in table.column_names if c not in ("image_id", "sha256")]
     if len(rest) == 1 and pa.types.is_list(table.schema.field(rest[0]).type) or \
             len(rest) == 1 and pa.types.is_fixed_size_list(table.schema.field(rest[0]).type):
         col = table.column(rest[0]).combine_chunks()
