@@ -23,12 +23,16 @@ from ..ledger import Change
 from .model import crossfit
 from .model.data import read_split
 from .model.probs import read_probs
+from . import defaults
 from .defaults import DEFAULT_MIN_SCORE, DEFAULT_RUN
 from .model.config import TrainConfig
 from ..workspace import Workspace
 
 RULE = "flag-noise"  # `ifa curate restore --rule flag-noise` undoes --apply
 HTML_IMAGES = 200  # the report shows the most suspicious images; the CSV has every flag
+# What flag-noise cross-fits without --probs and --features (see defaults.py for why).
+DEFAULT_CONFIG = TrainConfig(epochs=defaults.FLAG_NOISE_EPOCHS, image_size=defaults.FLAG_NOISE_IMAGE_SIZE,
+                             lr=defaults.FLAG_NOISE_LR)
 
 
 @dataclass
@@ -63,17 +67,20 @@ class FlagNoiseResult:
         return {"flags": flags, "images_flagged": int(self.images_flagged), "probs": self.probs}
 
 
-def flag_noise(ws: Workspace, *, probs: Path | None = None, config: TrainConfig | None = None, folds: int = 5,
+def flag_noise(ws: Workspace, *, probs: Path | None = None, config: TrainConfig | None = None,
+               folds: int = defaults.FLAG_NOISE_FOLDS,
                run: str = DEFAULT_RUN, device: str = "cpu", top: int | None = None,
                min_score: float | None = None, apply: bool = False, review: ReviewRequest | None = None,
                progress: Progress = SILENT) -> FlagNoiseResult:
     """Flag the train split's likely label errors.
 
     probs: a Parquet of OUT-OF-SAMPLE probabilities (image_id + one column per label id);
-    without it, `folds` models are cross-fitted with `config` (checkpointed under
-    `models/<run>/`, so a crash resumes). top / min_score limit the flags; without either,
-    min_score is DEFAULT_MIN_SCORE (with top alone, the best `top` whatever their score). apply drops the
-    flagged wrong labels (rule "flag-noise"); review sends the flagged images to a review round.
+    without it, `folds` models are cross-fitted with `config` (default DEFAULT_CONFIG;
+    checkpointed under `models/<run>/`, so a crash resumes); a small-CNN cross-fit first
+    notes its expected time through `progress` (also in `cross_fit["expected_seconds"]`).
+    top / min_score limit the flags; without either, min_score is DEFAULT_MIN_SCORE (with top
+    alone, the best `top` whatever their score). apply drops the flagged wrong labels (rule
+    "flag-noise"); review sends the flagged images to a review round.
 
     Raises IfaError for bad arguments, a probabilities file that does not fit the
     workspace, or a workspace without train images."""
@@ -90,18 +97,20 @@ def flag_noise(ws: Workspace, *, probs: Path | None = None, config: TrainConfig 
         min_score = DEFAULT_MIN_SCORE
     tax = ws.taxonomy
     cross_fit: dict = {}
+    split = read_split(ws.ledger, tax, "train")
+    if not len(split):
+        raise IfaError("The workspace has no active train images to flag.")
     if probs is not None:
         ids, matrix = read_probs(Path(probs), tax.label_ids)
         probs_path = str(probs)
     else:
-        cf = crossfit.out_of_sample(ws, config or TrainConfig(), folds, run, device, progress)
+        config = config or DEFAULT_CONFIG
+        expected = _announce(config, folds, int((split.paths != "").sum()), device, progress)
+        cf = crossfit.out_of_sample(ws, config, folds, run, device, progress)
         ids, matrix, probs_path = cf.image_ids, cf.probs, cf.path
         cross_fit = {"folds": folds, "seconds": cf.seconds, "images_skipped": cf.images_skipped,
-                     "val_f1": [h[-1]["val_f1"] if h else None for h in cf.histories]}
+                     "val_f1": [h[-1]["val_f1"] if h else None for h in cf.histories], "expected_seconds": expected}
 
-    split = read_split(ws.ledger, tax, "train")
-    if not len(split):
-        raise IfaError("The workspace has no active train images to flag.")
     rows = pd.Index(ids).get_indexer(split.image_ids)
     covered = rows >= 0
     if not covered.any():
@@ -132,6 +141,20 @@ def flag_noise(ws: Workspace, *, probs: Path | None = None, config: TrainConfig 
         result.review = send_to_review(ws, list(dict.fromkeys(flags["image_id"])), review, progress)
     result.seconds = round(time.perf_counter() - start, 2)
     return result
+
+
+def _announce(config: TrainConfig, folds: int, images: int, device: str, progress: Progress) -> float | None:
+    """Say, before training starts, how long the small CNN's cross-fit should take on 2 CPU
+    cores (images x epochs x folds at the measured rate); None for other backbones, for
+    --features and off the CPU, where no rate was measured."""
+    if config.features or config.backbone != "small-cnn" or device != "cpu" or not images:
+        return None
+    seconds = defaults.expected_cross_fit_seconds(images, config.epochs, folds, config.image_size)
+    progress.note(f"Cross-fitting {folds} small CNNs ({config.epochs} epochs, {config.image_size} px) on {images:,} "
+                  f"train photos: expected {defaults.describe_seconds(seconds)} on 2 CPU cores (measured "
+                  f"{defaults.CNN_RATE_AT_32PX:.0f} image-epochs/s at 32 px); more cores go faster."
+                  + (f" {defaults.MILLION_HINT}" if seconds > 3600 else ""))
+    return round(seconds, 1)
 
 
 def _describe(ranked: pd.DataFrame, image_ids: np.ndarray, tax) -> pd.DataFrame:

@@ -44,6 +44,7 @@ SHRINK = 1000.0
 # must be at least this many times that on the others. Measured on the benchmark: classes
 # under 1.5 held 2 of 1,081 injected errors and only false flags (pair AP 0.323 -> 0.332).
 MIN_LIFT = 1.5
+MISSING_SHIFT = 0.0
 UNSKILLED_PENALTY = 40.0  # log-odds: pushes a pair's score under 1e-17
 KINDS = ("wrong", "missing")
 
@@ -59,11 +60,13 @@ class NoiseRates:
     n_pos: np.ndarray  # labelled images per class
     est_wrong: np.ndarray  # confident-learning estimate of wrong given labels per class
     est_missing: np.ndarray  # ... of missing labels per class
+    min_lift: float = MIN_LIFT
+    missing_shift: float = MISSING_SHIFT  # log-odds added to every absent pair's (see MISSING_SHIFT)
 
     @property
     def skilled(self) -> np.ndarray:
-        """bool (K,): classes the model separates well enough (MIN_LIFT) to be flagged at all."""
-        return (self.n_pos > 0) & (self.t_pos >= MIN_LIFT * self.t_neg)
+        """bool (K,): classes the model separates well enough (min_lift) to be flagged at all."""
+        return (self.n_pos > 0) & (self.t_pos >= self.min_lift * self.t_neg)
 
     @property
     def estimated_errors(self) -> int:
@@ -100,7 +103,8 @@ def _chunks(n: int, rows: int):
 
 
 def estimate_rates(labels: np.ndarray, probs: np.ndarray, groups: np.ndarray | None = None,
-                   single: np.ndarray | None = None, shrink: float = SHRINK, chunk_rows: int = CHUNK_ROWS) -> NoiseRates:
+                   single: np.ndarray | None = None, shrink: float = SHRINK, chunk_rows: int = CHUNK_ROWS,
+                   min_lift: float = MIN_LIFT, missing_shift: float = MISSING_SHIFT) -> NoiseRates:
     """Per-class confident-learning thresholds and noise rates (see the module docstring).
 
     Two passes over the rows: one for the thresholds, one for the confident counts."""
@@ -135,14 +139,14 @@ def estimate_rates(labels: np.ndarray, probs: np.ndarray, groups: np.ndarray | N
     rate_drop = (q01 + shrink * pooled_drop) / (q01 + q11 + shrink)
     rate_add = np.clip(rate_add, EPS, 0.5)  # noise beyond a coin flip would make the labels meaningless
     rate_drop = np.clip(rate_drop, EPS, 1 - EPS)
-    return NoiseRates(t_pos, t_neg, rate_add, rate_drop, n_pos, q10, q01)
+    return NoiseRates(t_pos, t_neg, rate_add, rate_drop, n_pos, q10, q01, min_lift, missing_shift)
 
 
 def log_odds(labels: np.ndarray, q: np.ndarray, rates: NoiseRates, single_cols: list[np.ndarray]) -> np.ndarray:
     """Log-odds that each pair's label is in error, for a chunk of competing probabilities `q`."""
     logit = np.log(q) - np.log1p(-q)
     prior_wrong = np.log(rates.rate_add) - np.log1p(-rates.rate_drop)
-    prior_missing = np.log(rates.rate_drop) - np.log1p(-rates.rate_add)
+    prior_missing = np.log(rates.rate_drop) - np.log1p(-rates.rate_add) + rates.missing_shift
     s = np.where(labels, prior_wrong - logit, prior_missing + logit)
     for cols in single_cols:
         y, sub = labels[:, cols], s[:, cols]
@@ -159,12 +163,13 @@ def log_odds(labels: np.ndarray, q: np.ndarray, rates: NoiseRates, single_cols: 
 
 
 def scores(labels: np.ndarray, probs: np.ndarray, groups: np.ndarray | None = None, single: np.ndarray | None = None,
-           rates: NoiseRates | None = None, shrink: float = SHRINK, chunk_rows: int = CHUNK_ROWS) -> np.ndarray:
+           rates: NoiseRates | None = None, shrink: float = SHRINK, chunk_rows: int = CHUNK_ROWS,
+           min_lift: float = MIN_LIFT, missing_shift: float = MISSING_SHIFT) -> np.ndarray:
     """float32 (n, K): for every pair, the estimated probability that its label is in
     error (a given label that is wrong, or an absent label that is missing); about 0 for
     the classes the model does not separate."""
     groups, single_cols = _check(labels, probs, groups, single)
-    rates = rates or estimate_rates(labels, probs, groups, single, shrink, chunk_rows)
+    rates = rates or estimate_rates(labels, probs, groups, single, shrink, chunk_rows, min_lift, missing_shift)
     out = np.empty(labels.shape, dtype=np.float32)
     for s in _chunks(len(labels), chunk_rows):
         out[s] = _sigmoid(log_odds(labels[s], competing(probs[s], single_cols), rates, single_cols))
@@ -174,7 +179,8 @@ def scores(labels: np.ndarray, probs: np.ndarray, groups: np.ndarray | None = No
 def rank_label_issues(labels: np.ndarray, probs: np.ndarray, groups: np.ndarray | None = None,
                       single: np.ndarray | None = None, *, top: int | None = None, min_score: float | None = None,
                       confident_only: bool = True, rates: NoiseRates | None = None, shrink: float = SHRINK,
-                      chunk_rows: int = CHUNK_ROWS) -> pd.DataFrame:
+                      chunk_rows: int = CHUNK_ROWS, min_lift: float = MIN_LIFT,
+                      missing_shift: float = MISSING_SHIFT) -> pd.DataFrame:
     """The likely label errors, most likely first.
 
     labels: bool (n, K) given labels; probs: float (n, K) out-of-sample probabilities;
@@ -188,7 +194,7 @@ def rank_label_issues(labels: np.ndarray, probs: np.ndarray, groups: np.ndarray 
     (label column), kind ('wrong' | 'missing'), score (estimated probability of error), prob
     (the model's probability for that label). Raises ValueError for mismatched shapes."""
     groups, single_cols = _check(labels, probs, groups, single)
-    rates = rates or estimate_rates(labels, probs, groups, single, shrink, chunk_rows)
+    rates = rates or estimate_rates(labels, probs, groups, single, shrink, chunk_rows, min_lift, missing_shift)
     kept: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
     n_kept = 0
     for s in _chunks(len(labels), chunk_rows):
