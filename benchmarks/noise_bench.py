@@ -31,6 +31,7 @@ subsample in another fresh process (its full run needs about 10 GB).
 
     python -m benchmarks.noise_bench --quality            # 8 cross-fits the first time (~25 min on 2 busy cores), then seconds
     python -m benchmarks.noise_bench --quality --tune     # also the grid the constants were chosen on
+    python -m benchmarks.noise_bench --quality --cnn-check  # also myntra/uniform under the small CNN (a tuning case)
     python -m benchmarks.noise_bench --speed --rows 1000000 --cleanlab-rows 100000
 
 Needs the bench extra: pip install -e '.[bench]'.
@@ -406,6 +407,8 @@ def main() -> None:
     ap.add_argument("--quality", action="store_true", help="only the quality benchmark")
     ap.add_argument("--speed", action="store_true", help="only the speed benchmark")
     ap.add_argument("--tune", action="store_true", help="also print the grid the constants were chosen on")
+    ap.add_argument("--cnn-check", action="store_true",
+                    help="also the tuning case myntra/uniform with the 32 px CNN's probabilities (~8 min the first time)")
     ap.add_argument("--dataset", nargs="+", default=["myntra", "clothing"], choices=list(noise_data.DATASETS))
     ap.add_argument("--noise", nargs="+", default=list(noise_data.NOISE_MODELS), choices=list(noise_data.NOISE_MODELS))
     ap.add_argument("--source", choices=["features", "cnn"], default="features",
@@ -441,6 +444,12 @@ def main() -> None:
         table = evaluate(cases)
         print()
         print_table(table)
+        if args.cnn_check:
+            cnn = load_case("myntra", "uniform", FitSettings(source="cnn", epochs=6), args.seed)
+            ours, theirs = pair_metrics(cnn, ifa_pair_scores(cnn)), pair_metrics(cnn, cleanlab_pair_scores(cnn))
+            print(f"\nmyntra/uniform (tuning), 32 px CNN x 6 epochs x 4 folds on the noisy labels: pair AP ifa "
+                  f"{ours['AP']:.3f}, cleanlab {theirs['AP']:.3f} (ratio {ours['AP'] / theirs['AP']:.3f}); "
+                  f"P@T {ours['P@T']:.3f} vs {theirs['P@T']:.3f}")
         out["quality"] = table.to_dict(orient="records")
     if args.speed or both:
         out["speed"] = speed(args.rows, args.cleanlab_rows)
