@@ -1,10 +1,55 @@
-"""Defaults of `ifa model` and `ifa curate flag-noise` that the CLI shows in --help:
-importable without torch or pandas, so the command line starts fast."""
+"""Defaults of `ifa model` and `ifa curate flag-noise` that the CLI shows in --help, and the
+time a cross-fit is expected to take: importable without torch or pandas, so the command
+line starts fast."""
+
+from __future__ import annotations
 
 DEFAULT_MODEL_NAME = "baseline"  # <workspace>/models/<name>/
 # Without --top, a flag is kept when its estimated probability of being an error is at least
-# this: "more likely wrong than right". Measured (myntra, 8% injected noise, a 48 px CNN at
-# validation F1 0.51): the confident-learning rule alone flags 8,211 pairs on 2,295 of 2,500
-# images at precision 0.08; with score >= 0.5, 2,006 pairs at precision 0.29, recall 0.53.
-DEFAULT_MIN_SCORE = 0.5
+# this. Chosen on the tuning noise models of benchmarks/noise_bench.py (uniform swaps and
+# missing-label-heavy noise, myntra and clothing; out-of-sample probabilities of weak models,
+# validation F1 0.24-0.56): the smallest threshold whose pair precision is >= 0.35 (0.3 and a
+# margin) on every tuning case where cleanlab's find_label_issues keeps less than 0.3 and that
+# is reachable at all. Precision at 0.5 / 0.8: myntra/uniform 0.43 / 0.64 (recall 0.59 / 0.37),
+# clothing/uniform 0.23 / 0.39; clothing/missing only 0.13 / 0.23 (0.29 at 0.9; cleanlab 0.15).
+# The scores are overconfident when the model is weak, so "more likely wrong than right" (0.5)
+# flagged too much.
+DEFAULT_MIN_SCORE = 0.8
 DEFAULT_RUN = "flag-noise"
+
+# flag-noise's cross-fit without --features: the settings benchmarks/noise_bench.py measures,
+# chosen so 3,000 photos finish in under 5 minutes on 2 CPU cores. The earlier 64 px x 10
+# epochs x 5 folds took 1,120 s there (busy machine); 32 px x 6 epochs x 4 folds took
+# 150-250 s on 2,500 photos (validation F1 0.49 on myntra, 2 busy cores).
+FLAG_NOISE_FOLDS = 4
+FLAG_NOISE_EPOCHS = 6
+FLAG_NOISE_IMAGE_SIZE = 32
+FLAG_NOISE_LR = 2e-3
+
+# Measured cross-fit throughput of the small CNN on 2 CPU cores shared with other work, every
+# cost included (decoding, training, each epoch's validation, the held-out predictions), in
+# trained image-epochs per second: 2,500 myntra photos at 32 px, 6 epochs x 4 folds (45,000
+# image-epochs) in 153 s = 294/s; 3,000 photos at 64 px, 10 x 5 (120,000) in 1,120 s = 107/s.
+# Between the two, the rate falls as size ** 1.5 (not size ** 2: fixed costs per batch).
+CNN_RATE_AT_32PX = 290.0
+RATE_SIZE_EXPONENT = 1.5
+MILLION_HINT = ("A million photos want --features (embeddings, e.g. from `ifa model embed`, and a linear head) "
+                "or --device cuda.")
+
+
+def expected_cross_fit_seconds(images: int, epochs: int, folds: int, image_size: int) -> float:
+    """Seconds a small-CNN cross-fit of `images` train photos is expected to take on 2 CPU
+    cores: each of `folds` models trains `epochs` passes over (folds - 1) / folds of them,
+    at the measured rate for `image_size` (see CNN_RATE_AT_32PX)."""
+    image_epochs = folds * epochs * images * (folds - 1) / max(folds, 1)
+    rate = CNN_RATE_AT_32PX * (32.0 / max(image_size, 8)) ** RATE_SIZE_EXPONENT
+    return image_epochs / rate
+
+
+def describe_seconds(seconds: float) -> str:
+    """'about 40 s', 'about 4 min', 'about 3.5 h'."""
+    if seconds < 90:
+        return f"about {max(1, round(seconds))} s"
+    if seconds < 90 * 60:
+        return f"about {round(seconds / 60)} min"
+    return f"about {seconds / 3600:.1f} h"

@@ -24,6 +24,7 @@ from ..ledger import Change
 from .model import crossfit
 from .model.data import read_split
 from .model.probs import read_probs
+from . import defaults
 from .defaults import DEFAULT_MIN_SCORE, DEFAULT_RUN
 from .model.config import TrainConfig
 from .suggestions import rank_within_rules
@@ -31,6 +32,9 @@ from ..workspace import Workspace
 
 RULE = "flag-noise"  # `ifa curate restore --rule flag-noise` undoes --apply
 HTML_IMAGES = 200  # the report shows the most suspicious images; the CSV has every flag
+# What flag-noise cross-fits without --probs and --features (see defaults.py for why).
+DEFAULT_CONFIG = TrainConfig(epochs=defaults.FLAG_NOISE_EPOCHS, image_size=defaults.FLAG_NOISE_IMAGE_SIZE,
+                             lr=defaults.FLAG_NOISE_LR)
 
 
 @dataclass
@@ -79,17 +83,20 @@ class FlagNoiseResult:
                 "unjudged_classes": self.unjudged_list(), "suggestions_dropped": dict(self.suggestions_dropped)}
 
 
-def flag_noise(ws: Workspace, *, probs: Path | None = None, config: TrainConfig | None = None, folds: int = 5,
+def flag_noise(ws: Workspace, *, probs: Path | None = None, config: TrainConfig | None = None,
+               folds: int = defaults.FLAG_NOISE_FOLDS,
                run: str = DEFAULT_RUN, device: str = "cpu", top: int | None = None,
                min_score: float | None = None, apply: bool = False, review: ReviewRequest | None = None,
                rules: RuleSet | None = None, progress: Progress = SILENT) -> FlagNoiseResult:
     """Flag the train split's likely label errors.
 
     probs: a Parquet of OUT-OF-SAMPLE probabilities (image_id + one column per label id);
-    without it, `folds` models are cross-fitted with `config` (checkpointed under
-    `models/<run>/`, so a crash resumes). top / min_score limit the flags; without either,
-    min_score is DEFAULT_MIN_SCORE (with top alone, the best `top` whatever their score). apply drops the
-    flagged wrong labels (rule "flag-noise"); review sends the flagged images to a review round.
+    without it, `folds` models are cross-fitted with `config` (default DEFAULT_CONFIG;
+    checkpointed under `models/<run>/`, so a crash resumes); a small-CNN cross-fit first
+    notes its expected time through `progress` (also in `cross_fit["expected_seconds"]`).
+    top / min_score limit the flags; without either, min_score is DEFAULT_MIN_SCORE (with top
+    alone, the best `top` whatever their score). apply drops the flagged wrong labels (rule
+    "flag-noise"); review sends the flagged images to a review round.
     rules: the attribute rules (default: the shipped ones); a suggested missing label that
     would break one on its image is not flagged (`suggestions.rank_within_rules`). Classes the
     model cannot separate are listed in the result (`unjudged`) and the reports.
@@ -109,18 +116,20 @@ def flag_noise(ws: Workspace, *, probs: Path | None = None, config: TrainConfig 
         min_score = DEFAULT_MIN_SCORE
     tax = ws.taxonomy
     cross_fit: dict = {}
+    split = read_split(ws.ledger, tax, "train")
+    if not len(split):
+        raise IfaError("The workspace has no active train images to flag.")
     if probs is not None:
         ids, matrix = read_probs(Path(probs), tax.label_ids)
         probs_path = str(probs)
     else:
-        cf = crossfit.out_of_sample(ws, config or TrainConfig(), folds, run, device, progress)
+        config = config or DEFAULT_CONFIG
+        expected = _announce(config, folds, int((split.paths != "").sum()), device, progress)
+        cf = crossfit.out_of_sample(ws, config, folds, run, device, progress)
         ids, matrix, probs_path = cf.image_ids, cf.probs, cf.path
         cross_fit = {"folds": folds, "seconds": cf.seconds, "images_skipped": cf.images_skipped,
-                     "val_f1": [h[-1]["val_f1"] if h else None for h in cf.histories]}
+                     "val_f1": [h[-1]["val_f1"] if h else None for h in cf.histories], "expected_seconds": expected}
 
-    split = read_split(ws.ledger, tax, "train")
-    if not len(split):
-        raise IfaError("The workspace has no active train images to flag.")
     rows = pd.Index(ids).get_indexer(split.image_ids)
     covered = rows >= 0
     if not covered.any():
@@ -156,6 +165,20 @@ def flag_noise(ws: Workspace, *, probs: Path | None = None, config: TrainConfig 
     return result
 
 
+def _announce(config: TrainConfig, folds: int, images: int, device: str, progress: Progress) -> float | None:
+    """Say, before training starts, how long the small CNN's cross-fit should take on 2 CPU
+    cores (images x epochs x folds at the measured rate); None for other backbones, for
+    --features and off the CPU, where no rate was measured."""
+    if config.features or config.backbone != "small-cnn" or device != "cpu" or not images:
+        return None
+    seconds = defaults.expected_cross_fit_seconds(images, config.epochs, folds, config.image_size)
+    progress.note(f"Cross-fitting {folds} small CNNs ({config.epochs} epochs, {config.image_size} px) on {images:,} "
+                  f"train photos: expected {defaults.describe_seconds(seconds)} on 2 CPU cores (measured "
+                  f"{defaults.CNN_RATE_AT_32PX:.0f} image-epochs/s at 32 px); more cores go faster."
+                  + (f" {defaults.MILLION_HINT}" if seconds > 3600 else ""))
+    return round(seconds, 1)
+
+
 def _describe(ranked: pd.DataFrame, image_ids: np.ndarray, tax) -> pd.DataFrame:
     label_ids = tax.label_ids[ranked["column"].to_numpy()]
     return pd.DataFrame({
@@ -170,8 +193,9 @@ def _describe(ranked: pd.DataFrame, image_ids: np.ndarray, tax) -> pd.DataFrame:
 
 
 def _unjudged(rates: noise.NoiseRates, tax) -> pd.DataFrame:
-    """The classes with labelled train images that the separability gate (ranking.MIN_LIFT)
-    keeps from being flagged: the model could not judge them. Most images first."""
+    """The classes with labelled train images the model gives no evidence about
+    (`NoiseRates.skilled`: the same probability on every image, or a lift under
+    ranking.MIN_LIFT): none of their labels is flagged. Most images first."""
     cols = np.flatnonzero((rates.n_pos > 0) & ~rates.skilled)
     label_ids = tax.label_ids[cols]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -220,8 +244,9 @@ def _write_html(ws: Workspace, flags: pd.DataFrame, labels: np.ndarray, image_id
                            for r in unjudged.itertuples(index=False))
         sections.append(report_html.Section(
             f"{len(unjudged)} classes the model could not judge",
-            f"The model's mean probability on images labelled with these classes is under {noise.MIN_LIFT}x its mean "
-            f"on the other images, so it cannot tell them apart and none of their labels is flagged, right or wrong: "
+            f"The model gives these classes the same probability on every image"
+            f"{'' if noise.MIN_LIFT <= 0 else f' (or under {noise.MIN_LIFT}x on their images what it gives the others)'}"
+            f", so it cannot tell their images apart and none of their labels is flagged, right or wrong: "
             f"their noise is unknown, not absent. Better features (ifa model embed) or more images help. {listed}."))
     return report_html.write_page(path, "ifa curate flag-noise", sections, intro)
 
