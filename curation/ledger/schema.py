@@ -263,5 +263,11 @@ ALTER TABLE image_hashes ADD COLUMN signature BLOB;
 DELETE FROM image_hashes;
 """
 
+# Trimmed hashes and signatures are now taken from a box refined to a fraction of a pixel
+# (dedup/hashing.refine_box): cached ones of the old integer box would not compare with new ones.
+V8_DEDUP_FRACTIONAL_TRIM = """
+DELETE FROM image_hashes;
+"""
+
 MIGRATIONS: list[str] = [V1_FOUNDATION, V2_FETCHES, V3_REVIEW_QUEUE, V4_HASHES, V5_REVIEW, V6_RAW_LABEL_NAMES,
-                         V7_DEDUP_SIGNATURES]
+                         V7_DEDUP_SIGNATURES, V8_DEDUP_FRACTIONAL_TRIM]
