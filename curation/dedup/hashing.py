@@ -296,6 +296,16 @@ def prepare(data: bytes, trim: bool = True) -> Decoded:
 
 
 def refine_box(grey: np.ndarray, box: tuple[int, int, int, int]) -> tuple[float, float, float, float]:
+    """`refine_box_reference`, compiled (numba): the numpy reference, which it is tested
+    equal to, spent ~0.5 ms a picture, as much as the decode."""
+    from . import _kernels  # numba compiles once (cached on disk); keep `import ifa` light
+
+    t, b, l, r = _kernels.refine_box(np.ascontiguousarray(grey, dtype=np.uint8), *box, REFINE_MARGIN,
+                                     REFINE_LOW, REFINE_HIGH)
+    return float(t), float(b), float(l), float(r)
+
+
+def refine_box_reference(grey: np.ndarray, box: tuple[int, int, int, int]) -> tuple[float, float, float, float]:
     """`trim_box`'s (top, bottom, left, right), each trimmed side moved to a fraction of a
     pixel: where the content reaches half a line's worth, counting each pixel by how far
     it is from the border's grey level (0 within REFINE_LOW levels, 1 from REFINE_HIGH on),
@@ -313,7 +323,7 @@ def refine_box(grey: np.ndarray, box: tuple[int, int, int, int]) -> tuple[float,
     t, b, l, r = box
     m = REFINE_MARGIN
     top, bottom, left, right = max(t - m, 0), min(b + m, h), max(l - m, 0), min(r + m, w)
-    x = grey[top:bottom, left:right].astype(np.float32)
+    x = grey[top:bottom, left:right].astype(np.float64)
     out = [float(t), float(b), float(l), float(r)]
     # (side is cut, the lines from the outside in, axis along a line, start offset)
     sides = [(t > 0, x, 1), (b < h, x[::-1], 1), (l > 0, x, 0), (r < w, x[:, ::-1], 0)]
