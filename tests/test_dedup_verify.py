@@ -322,6 +322,15 @@ def test_compiled_trim_equals_the_numpy_reference():
     boxes = [hashing.trim_box(p) for p in pictures]
     assert boxes == [hashing.trim_box_reference(p) for p in pictures]
     assert sum(b != (0, p.shape[0], 0, p.shape[1]) for b, p in zip(boxes, pictures)) > 80  # most were trimmed
+    refined = [hashing.refine_box(p, b) for p, b in zip(pictures, boxes)]
+    reference = [hashing.refine_box_reference(p, b) for p, b in zip(pictures, boxes)]
+    assert np.allclose(refined, reference, atol=1e-6)
+    # A refined edge moves out by at most the refinement margin and stays inside the picture.
+    for (t, b, l, r), (ft, fb, fl, fr), p in zip(boxes, refined, pictures):
+        assert 0 <= ft < fb <= p.shape[0] and 0 <= fl < fr <= p.shape[1]
+        assert ft >= t - hashing.REFINE_MARGIN and fl >= l - hashing.REFINE_MARGIN
+        assert fb <= b + hashing.REFINE_MARGIN and fr <= r + hashing.REFINE_MARGIN
+    assert sum(f != tuple(map(float, b)) for f, b in zip(refined, boxes)) > 80  # most edges moved off the grid
 
 
 def test_compiled_leader_loop_equals_the_python_loop():

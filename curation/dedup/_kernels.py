@@ -278,3 +278,69 @@ def trim_box(grey, tolerance, mass, flat_share, line_content, rounds, min_trimme
         left += cuts[2]
         right -= cuts[3]
     return top, bottom, left, right
+
+
+@njit(nogil=True, cache=True)
+def refine_box(grey, top, bottom, left, right, margin, low, high):
+    """hashing.refine_box_reference, compiled (the numpy version spent ~0.5 ms a picture,
+    as much as the decode). Returns float (top, bottom, left, right)."""
+    h, w = grey.shape
+    wt, wb, wl, wr = max(top - margin, 0), min(bottom + margin, h), max(left - margin, 0), min(right + margin, w)
+    out = np.array([float(top), float(bottom), float(left), float(right)])
+    cut = (top > 0, bottom < h, left > 0, right < w)
+    starts = (wt, h - wb, wl, w - wr)
+    for side in range(4):
+        if not cut[side]:
+            continue
+        if side < 2:
+            n_lines, length = wb - wt, wr - wl
+        else:
+            n_lines, length = wr - wl, wb - wt
+        if n_lines <= 0 or length <= 0:
+            continue
+        outer = np.empty(length, dtype=np.float64)
+        for t in range(length):
+            if side == 0:
+                outer[t] = grey[wt, wl + t]
+            elif side == 1:
+                outer[t] = grey[wb - 1, wl + t]
+            elif side == 2:
+                outer[t] = grey[wt + t, wl]
+            else:
+                outer[t] = grey[wt + t, wr - 1]
+        ref = np.median(outer)
+        profile = np.zeros(n_lines)
+        for k in range(n_lines):
+            s = 0.0
+            for t in range(length):
+                if side == 0:
+                    v = grey[wt + k, wl + t]
+                elif side == 1:
+                    v = grey[wb - 1 - k, wl + t]
+                elif side == 2:
+                    v = grey[wt + t, wl + k]
+                else:
+                    v = grey[wt + t, wr - 1 - k]
+                s += min(max((abs(float(v) - ref) - low) / (high - low), 0.0), 1.0)
+            profile[k] = s / length
+        peak = max(profile.max(), 1e-6)
+        if (profile / peak).sum() <= 0.5:
+            continue
+        running = 0.0
+        pos = float(n_lines)
+        for k in range(n_lines):
+            previous = running
+            running += profile[k] / peak
+            if running >= 0.5:
+                pos = 1.0 if k == 0 else k + (0.5 - previous) / (running - previous)
+                break
+        edge = starts[side] + pos
+        if side == 0 or side == 2:
+            out[side] = edge
+        elif side == 1:
+            out[side] = h - edge
+        else:
+            out[side] = w - edge
+    if out[1] - out[0] < 1 or out[3] - out[2] < 1:
+        return float(top), float(bottom), float(left), float(right)
+    return out[0], out[1], out[2], out[3]

@@ -278,6 +278,8 @@ def _fingerprint(ws: Workspace, splits, methods: tuple[str, ...], workers, sched
     n_workers = 1 if scheduler is None and workers == 1 else (workers or executors.default_workers())
     size = executors.DASK_BATCH if scheduler else executors.batch_size(len(jobs), n_workers)
     failed: dict[int, tuple[str, str]] = {}
+    if methods and scheduler is None and n_workers > 1 and any(set(methods) - set(job.cached) for job in jobs):
+        hashing.load_kernels()  # forked workers inherit them: once here, not once per worker
     with progress.task("hashing" if methods else "fingerprinting", total=len(jobs)) as task:
         for batch, results in executors.run_batches(hashing.hash_batch, executors.chunks(jobs, size), (methods,),
                                                     workers=n_workers, scheduler=scheduler):

@@ -41,10 +41,12 @@ CHUNK = 1 << 16  # pairs scored at once: 64k x 192 x 8 bytes x ~6 arrays stay un
 KERNEL_MIN = 20_000
 
 
-def signature(rgb: np.ndarray) -> bytes:
-    """The verification signature of a trimmed RGB picture ((h, w, 3) uint8): its
+def signature(rgb: np.ndarray, box: tuple[float, float, float, float] | None = None) -> bytes:
+    """The verification signature of an RGB picture ((h, w, 3) uint8) or of its part
+    box = (top, bottom, left, right) (fractions of a pixel allowed: the trimmed box): its
     SIDE x SIDE box-filtered thumbnail, row-major RGB bytes (SIGNATURE_BYTES long)."""
-    thumb = Image.fromarray(np.ascontiguousarray(rgb), "RGB").resize((SIDE, SIDE), Image.Resampling.BOX)
+    area = None if box is None else (box[2], box[0], box[3], box[1])
+    thumb = Image.fromarray(np.ascontiguousarray(rgb), "RGB").resize((SIDE, SIDE), Image.Resampling.BOX, box=area)
     return thumb.tobytes()
 
 

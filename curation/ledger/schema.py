@@ -255,8 +255,8 @@ CREATE TABLE raw_label_names (
 """
 
 # `ifa curate dedup` verifies each candidate pair with a per-image signature (an 8x8 RGB
-# thumbnail of the border-trimmed picture, 192 bytes) kept beside the hash it was decoded
-# with. Hashes cached before are of untrimmed pictures and have no signature: they go, so
+# thumbnail of the border-trimmed picture, its box refined to a fraction of a pixel:
+# dedup/hashing.refine_box; 192 bytes) kept beside the hash it was decoded with. Hashes cached before are of untrimmed pictures and have no signature: they go, so
 # the next dedup hashes every file again once.
 V7_DEDUP_SIGNATURES = """
 ALTER TABLE image_hashes ADD COLUMN signature BLOB;
