@@ -8,9 +8,9 @@ than in every command.
 
 from __future__ import annotations
 
-import sqlite3
 import sys
 
+from ..curation.ledger import LedgerDatabaseError
 from ..errors import IfaError
 from . import render
 
@@ -38,7 +38,7 @@ def run(app) -> None:
         sys.exit(exc.exit_code)
     except typer.Abort:
         _fail("aborted.", 1)
-    except sqlite3.DatabaseError as exc:
+    except LedgerDatabaseError as exc:
         _fail(f"the workspace ledger could not be used (SQLite: {exc}). If it is damaged, restore ifa.db from a "
               "backup; if it is on a read-only disk, run commands that change it where it is writable.", 1)
     except OSError as exc:

@@ -7,8 +7,10 @@ check-attributes` (RuleSet over a LabelView): a suggestion that a rule would hit
 (a second category, a neckline on footwear or trousers, a contradiction pair).
 
 The image "as it would be" is its given labels, less the ones flag-noise itself flags as
-wrong on that image (a suggested category next to a flagged category is a swap, not a
-second category), plus the suggestions ranked above it that passed, plus this one.
+wrong on that image, plus the suggestions ranked above it that passed, plus this one. A
+suggestion in a single-label group (a category, a neckline) is a swap, as the ranking scores
+it: it takes the place of the image's given label in that group; two suggested categories
+for one image still conflict.
 Statistical rules (rare-label, unseen-pair) judge a dataset, not an image: they are not used.
 """
 
@@ -68,11 +70,23 @@ def rule_breaking(rows: np.ndarray, columns: np.ndarray, labels: np.ndarray, wro
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
     chosen = per_image_rules(rules)
+    # A suggestion in a single-label group is a swap: the ranking scores it only as far as the
+    # image's given label there is wrong too (ranking.log_odds), so it is judged in place of
+    # that given label, not beside it. Suggestions accepted before it still count.
+    group_of = taxonomy.group_index
+    single_group = np.array([g.single for g in taxonomy.groups])[group_of]
+    given_there = labels[images]
     for k in range(int(rank.max()) + 1):
         sel = np.flatnonzero(rank == k)
-        broken = _judge(state[image_of[sel]], columns[sel], taxonomy, chosen, split)
+        virtual = state[image_of[sel]].copy()
+        for i, (s, col) in enumerate(zip(sel, columns[sel])):
+            if single_group[col]:
+                virtual[i, (group_of == group_of[col]) & given_there[image_of[s]]] = False
+        broken = _judge(virtual, columns[sel], taxonomy, chosen, split)
         for s, rule_id in zip(sel, broken):
             if rule_id is None:
+                if single_group[columns[s]]:  # the swap is accepted: the given label goes
+                    state[image_of[s], (group_of == group_of[columns[s]]) & given_there[image_of[s]]] = False
                 state[image_of[s], columns[s]] = True
             else:
                 breaks[s], rule_of[s] = True, rule_id
