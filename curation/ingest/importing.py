@@ -18,7 +18,7 @@ import unicodedata
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 from urllib.parse import urlparse
 
 import pandas as pd
@@ -91,8 +91,9 @@ class _Batch:
     """Normalised rows of one import, before they reach the ledger (plain lists: at a
     million images, pandas frames of Python objects cost more than they give)."""
 
-    images: list[list] = field(default_factory=list)  # [image_id, url, path]
-    raw_labels: list[tuple[str, list]] = field(default_factory=list)  # (image_id, raw values)
+    images: list[list] | _ImageRows = field(default_factory=list)  # [image_id, url, path]
+    # (image_id, raw values): a list, or a dict's items() view (read twice, never copied)
+    raw_labels: Iterable[tuple[str, Iterable]] = field(default_factory=list)
     set_aside: dict[str, str] = field(default_factory=dict)  # image_id -> reason
     # (image_id, problem, detail, action or None for the problem's usual action)
     issues: list[tuple[str | None, str, str, str | None]] = field(default_factory=list)
@@ -118,10 +119,18 @@ def import_imat(ws: Workspace, file: Path, split: str, images_dir: Path | None =
         urls, key_style, int_ids = _read_images(source, batch)
         label_sets = _read_annotations(source, batch, urls)
         task.advance()
-    local = _index_folder(images_dir, batch) if images_dir is not None else None
-    for iid, url in urls.items():
-        batch.images.append([iid, url, _local_path(batch, iid, local, has_url=bool(url))])
-    batch.raw_labels = list(label_sets.items())
+    paths: dict[str, str] = {}
+    if images_dir is not None:
+        local = _index_folder(images_dir, batch)
+        for iid, url in urls.items():
+            path = _local_path(batch, iid, local, has_url=bool(url))
+            if path is not None:
+                paths[iid] = path
+    # Rows made on demand from the dicts the reading built, never copied into lists: the
+    # copies (rows, then the ledger's tuples, then label lists) were ~400 MB of the 0.95 GiB
+    # peak at 1M images.
+    batch.images = _ImageRows(urls, paths)
+    batch.raw_labels = label_sets.items()
     return _finish(ws, batch, "imat", file, split, on_error, progress, key_style=key_style, int_ids=int_ids)
 
 
@@ -275,16 +284,40 @@ def import_folder(ws: Workspace, folder: Path, split: str, on_error: str = "skip
 
 
 # ---- shared steps --------------------------------------------------------------------------
+class _ImageRows:
+    """The challenge file's images as [image_id, url, path] rows, made one at a time from
+    the id -> url dict and the id -> local path dict (paths only for ids that have one).
+    Iterable any number of times; `drop_url` clears an image's url."""
+
+    def __init__(self, urls: dict[str, object], paths: dict[str, str]) -> None:
+        self.urls, self.paths = urls, paths
+
+    def __len__(self) -> int:
+        return len(self.urls)
+
+    def __iter__(self) -> Iterator[list]:
+        paths = self.paths
+        for iid, url in self.urls.items():
+            yield [iid, url, paths.get(iid)]
+
+    def drop_url(self, iid: str) -> None:
+        self.urls[iid] = None  # an existing key: allowed while the dict is being iterated
+
+
 def _finish(ws: Workspace, batch: _Batch, fmt: str, source: Path, split: str, on_error: str,
             progress: Progress, key_style: str | None = None, int_ids: bool = False) -> ImportResult:
     _check_urls(batch)
     ledger = ws.ledger
-    existing = ledger.image_splits([row[0] for row in batch.images]) if batch.images else {}
+    existing = ledger.image_splits(row[0] for row in batch.images) if batch.images else {}
     elsewhere = {i: s for i, s in existing.items() if s != split}
     for iid in sorted(elsewhere):
         batch.problem(iid, "other-split", f"already imported into {elsewhere[iid]}")
-    images = [(iid, url, path, "set_aside" if iid in batch.set_aside else "active", batch.set_aside.get(iid))
-              for iid, url, path in batch.images if iid not in elsewhere]
+    # A generator, read once by record_import 100k rows at a time (ids are unique in
+    # batch.images, so every id of `elsewhere` is one row fewer).
+    set_aside = batch.set_aside
+    images = ((iid, url, path, "set_aside" if iid in set_aside else "active", set_aside.get(iid))
+              for iid, url, path in batch.images if iid not in elsewhere)
+    n_images = len(batch.images) - len(elsewhere)
     labels, quarantined = _resolve_labels(batch, ws.taxonomy, skip=elsewhere)
 
     # Problems with images this split already holds were handled by the import that added
@@ -304,7 +337,7 @@ def _finish(ws: Workspace, batch: _Batch, fmt: str, source: Path, split: str, on
         listed = ", ".join(f"{v} {k}" for k, v in sorted(serious.items()))
         raise IfaError(f"Import refused, nothing was written: {listed}. Each is listed in {report}; "
                        "fix the input or rerun with --on-error skip to quarantine them.")
-    with progress.task(f"writing {len(images):,} images to the ledger") as task:
+    with progress.task(f"writing {n_images:,} images to the ledger") as task:
         written = ledger.record_import(
             format=fmt, source=str(Path(source).resolve()), split=split, images=images, labels=labels,
             quarantined=quarantined, issues=issues, key_style=key_style, int_ids=int_ids, summary={"problems": counts},
@@ -336,35 +369,43 @@ def _check_urls(batch: _Batch) -> None:
         if url is not None and not isinstance(url, str):
             batch.problem(iid, "malformed-entry", f"its url is {json.dumps(url)}, not text; imported without a url",
                           "url dropped" if path else "url dropped, image set aside")
-            row[1] = None
+            if isinstance(batch.images, _ImageRows):
+                batch.images.drop_url(iid)
+            else:
+                row[1] = None
             if path is None:
                 batch.set_aside[iid] = "import: no url and no local file"
 
 
-def _resolve_labels(batch: _Batch, taxonomy: Taxonomy, skip) -> tuple[list, list]:
-    """Map raw label values to taxonomy ids: (image_id, sorted ids) for the known ones and
-    (image_id, id or raw text, reason) for the unknown ones, which are quarantined. An
-    integer, or text that is one ('-3' from a CSV as -3 from JSON), is an id; other text is
-    a name. Unknown names and ids too large for SQLite are kept as their raw text."""
+def _resolve_labels(batch: _Batch, taxonomy: Taxonomy, skip) -> tuple[Iterator, list]:
+    """Map raw label values to taxonomy ids: an iterator of (image_id, sorted ids) for the
+    known ones (made as it is read, so the whole list is never held) and a list of
+    (image_id, id or raw text, reason) for the unknown ones, which are quarantined and
+    reported now. An integer, or text that is one ('-3' from a CSV as -3 from JSON), is an
+    id; other text is a name. Unknown names and ids too large for SQLite are kept as their
+    raw text."""
     cache: dict[object, int | tuple[str, int | str]] = {}
-    labels, quarantined = [], []
+    quarantined = []
     for iid, raws in batch.raw_labels:
         if iid in skip:
             continue
-        ids = []
         for raw in raws:
             hit = cache.get(raw)
             if hit is None:
                 hit = cache[raw] = _resolve_label(raw, taxonomy)
-            if isinstance(hit, int):
-                ids.append(hit)
-            else:
+            if not isinstance(hit, int):
                 message, kept = hit
                 batch.problem(iid, "unknown-label", message)
                 quarantined.append((iid, kept, "unknown-label"))
-        if ids:
-            labels.append((iid, sorted(set(ids))))
-    return labels, quarantined
+
+    def known() -> Iterator[tuple[str, list[int]]]:
+        for iid, raws in batch.raw_labels:
+            if iid not in skip:
+                ids = {hit for raw in raws if isinstance(hit := cache[raw], int)}
+                if ids:
+                    yield iid, sorted(ids)
+
+    return known(), quarantined
 
 
 def _read_images(source: _ChallengeFile, batch: _Batch) -> tuple[dict[str, str | None], str, bool]:
