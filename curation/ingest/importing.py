@@ -16,6 +16,7 @@ import os
 import re
 import unicodedata
 from collections import Counter
+from array import array
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -116,21 +117,21 @@ def import_imat(ws: Workspace, file: Path, split: str, images_dir: Path | None =
     source = _ChallengeFile(file)
     batch = _Batch()
     with progress.task(f"reading {file.name}") as task:
-        urls, key_style, int_ids = _read_images(source, batch)
-        label_sets = _read_annotations(source, batch, urls)
+        ids, urls, key_style, int_ids = _read_images(source, batch)
+        label_sets = _read_annotations(source, batch, ids)
         task.advance()
     paths: dict[str, str] = {}
     if images_dir is not None:
         local = _index_folder(images_dir, batch)
-        for iid, url in urls.items():
+        for iid, url in zip(ids, urls):
             path = _local_path(batch, iid, local, has_url=bool(url))
             if path is not None:
                 paths[iid] = path
-    # Rows made on demand from the dicts the reading built, never copied into lists: the
-    # copies (rows, then the ledger's tuples, then label lists) were ~400 MB of the 0.95 GiB
-    # peak at 1M images.
-    batch.images = _ImageRows(urls, paths)
-    batch.raw_labels = label_sets.items()
+    # Rows made on demand from what the reading built, never copied into lists: the copies
+    # (rows, then the ledger's tuples, then label lists) were ~400 MB of the 0.95 GiB peak
+    # at 1M images.
+    batch.images = _ImageRows(ids, urls, paths)
+    batch.raw_labels = label_sets
     return _finish(ws, batch, "imat", file, split, on_error, progress, key_style=key_style, int_ids=int_ids)
 
 
@@ -286,22 +287,22 @@ def import_folder(ws: Workspace, folder: Path, split: str, on_error: str = "skip
 # ---- shared steps --------------------------------------------------------------------------
 class _ImageRows:
     """The challenge file's images as [image_id, url, path] rows, made one at a time from
-    the id -> url dict and the id -> local path dict (paths only for ids that have one).
-    Iterable any number of times; `drop_url` clears an image's url."""
+    the id -> position dict, the urls by position and the id -> local path dict (paths only
+    for ids that have one). Iterable any number of times; `drop_url` clears an image's url."""
 
-    def __init__(self, urls: dict[str, object], paths: dict[str, str]) -> None:
-        self.urls, self.paths = urls, paths
+    def __init__(self, ids: dict[str, int], urls: list, paths: dict[str, str]) -> None:
+        self.ids, self.urls, self.paths = ids, urls, paths
 
     def __len__(self) -> int:
         return len(self.urls)
 
     def __iter__(self) -> Iterator[list]:
         paths = self.paths
-        for iid, url in self.urls.items():
+        for iid, url in zip(self.ids, self.urls):
             yield [iid, url, paths.get(iid)]
 
     def drop_url(self, iid: str) -> None:
-        self.urls[iid] = None  # an existing key: allowed while the dict is being iterated
+        self.urls[self.ids[iid]] = None
 
 
 def _finish(ws: Workspace, batch: _Batch, fmt: str, source: Path, split: str, on_error: str,
@@ -408,12 +409,16 @@ def _resolve_labels(batch: _Batch, taxonomy: Taxonomy, skip) -> tuple[Iterator, 
     return known(), quarantined
 
 
-def _read_images(source: _ChallengeFile, batch: _Batch) -> tuple[dict[str, str | None], str, bool]:
-    """The images list: image_id -> url in file order, the key style (camel/snake) and
-    whether every id was an integer. Entries without an id and repeated ids go to `batch`."""
+def _read_images(source: _ChallengeFile, batch: _Batch) -> tuple[dict[str, int], list, str, bool]:
+    """The images list: image_id -> its position (file order), the urls by position, the
+    key style (camel/snake) and whether every id was an integer. Entries without an id and
+    repeated ids go to `batch`."""
     camel = snake = 0
     int_ids = True
-    urls: dict[str, str | None] = {}
+    # id -> position and a list of urls rather than id -> url: the annotations pass then
+    # keeps labels by position, not in a second dict keyed by fresh copies of the id strings.
+    ids: dict[str, int] = {}
+    urls: list = []
     for n, entry in enumerate(source.entries("images")):
         iid = _entry_id(entry)
         if iid is None:
@@ -426,25 +431,71 @@ def _read_images(source: _ChallengeFile, batch: _Batch) -> tuple[dict[str, str |
         url = entry.get("url")
         if isinstance(url, list):  # some dumps give a list of mirrors; the first is canonical
             url = url[0] if url else None
-        if iid in urls:
-            if url and url != urls[iid]:
+        at = ids.get(iid)
+        if at is not None:
+            if url and url != urls[at]:
                 batch.problem(iid, "conflicting-sources", f"images[{n}] repeats the image id with url {url}; "
-                              f"kept the first entry's url {urls[iid]}")
+                              f"kept the first entry's url {urls[at]}")
             else:
                 batch.problem(iid, "duplicate-entry", f"images[{n}] repeats an image id")
             continue
-        urls[iid] = url
-    return urls, "snake" if snake > camel else "camel", int_ids and bool(urls)
+        ids[iid] = len(urls)
+        urls.append(url)
+    return ids, urls, "snake" if snake > camel else "camel", int_ids and bool(ids)
 
 
-def _read_annotations(source: _ChallengeFile, batch: _Batch, urls: dict) -> dict[str, tuple]:
-    """The annotations list: image_id -> its distinct raw label values. Malformed entries,
+class _LabelSets:
+    """Each annotated image's distinct raw label values, kept compactly: the values as codes
+    (array of uint32 in a bytes object, ~57 bytes for 6 labels against 88 for a tuple),
+    stored by image position. Iterating gives (image_id, [raw values]) in the order the
+    images were first annotated, as a dict of image_id -> values would."""
+
+    def __init__(self, ids: dict[str, int]) -> None:
+        self.ids = ids
+        self.values: list = []  # code -> raw value (as _json_label gives it)
+        self.codes: dict[object, int] = {}  # raw value -> code
+        self.keyed: dict[tuple[type, object], int] = {}  # (type, JSON value) -> code
+        self.at: list[bytes | None] = [None] * len(ids)  # image position -> its codes
+        self.order = array("q")  # image positions, first annotated first
+
+    def code(self, x) -> int:
+        """The code of one label value from JSON; TypeError when it cannot be one (a list)."""
+        key = (type(x), x)
+        code = self.keyed.get(key)
+        if code is None:
+            value = _json_label(x)
+            code = self.codes.get(value)
+            if code is None:
+                code = self.codes[value] = len(self.values)
+                self.values.append(value)
+            self.keyed[key] = code
+        return code
+
+    def get(self, at: int) -> tuple | None:
+        codes = self.at[at]
+        return None if codes is None else tuple(array("I", codes))
+
+    def put(self, at: int, codes: tuple) -> None:
+        if self.at[at] is None:
+            self.order.append(at)
+        self.at[at] = array("I", codes).tobytes()
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __iter__(self) -> Iterator[tuple[str, list]]:
+        keys, values = list(self.ids), self.values
+        for at in self.order:
+            yield keys[at], [values[c] for c in array("I", self.at[at])]
+
+
+def _read_annotations(source: _ChallengeFile, batch: _Batch, ids: dict[str, int]) -> _LabelSets:
+    """The annotations list: each image's distinct raw label values. Malformed entries,
     labels of unknown images, repeats (merged) and conflicting repeats (labels united, image
     set aside) go to `batch`."""
-    # Each image's labels as a tuple of distinct raw values, each value one shared object:
-    # sets of fresh strings cost ~1 KB an image (730 MB of sets at 1M), tuples ~0.1 KB.
-    label_sets: dict[str, tuple] = {}
-    canonical: dict[tuple[type, object], object] = {}
+    # Each value is coded once (sets of fresh strings cost ~1 KB an image: 730 MB at 1M).
+    label_sets = _LabelSets(ids)
+    code = label_sets.code
     for n, entry in enumerate(source.entries("annotations")):
         iid = _entry_id(entry)
         raw = entry.get("labelId", entry.get("label_id")) if isinstance(entry, dict) else None
@@ -453,23 +504,25 @@ def _read_annotations(source: _ChallengeFile, batch: _Batch, urls: dict) -> dict
                           f"annotations[{n}] needs imageId/image_id and a labelId/label_id list")
             continue
         iid = str(iid)
-        if iid not in urls:
+        at = ids.get(iid)
+        if at is None:
             batch.problem(iid, "annotation-without-image", f"annotations[{n}] names an image the images list lacks")
             continue
         try:
-            labels = tuple(dict.fromkeys(canonical.setdefault((type(x), x), _json_label(x)) for x in raw))
+            labels = tuple(dict.fromkeys(code(x) for x in raw))
         except TypeError:  # a list or object where a label id should be
             batch.problem(iid, "malformed-entry", f"annotations[{n}] has a label that is not an id")
             continue
-        if iid in label_sets:
-            if set(labels) == set(label_sets[iid]):
+        before = label_sets.get(at)
+        if before is not None:
+            if set(labels) == set(before):
                 batch.problem(iid, "duplicate-entry", f"annotations[{n}] repeats the image with the same labels")
             else:
                 batch.problem(iid, "conflicting-entries", f"annotations[{n}] lists the image again with different labels")
                 batch.set_aside[iid] = "import: listed twice with different labels"
-                label_sets[iid] = tuple(dict.fromkeys(label_sets[iid] + labels))
+                label_sets.put(at, tuple(dict.fromkeys(before + labels)))
             continue
-        label_sets[iid] = labels
+        label_sets.put(at, labels)
     return label_sets
 
 
