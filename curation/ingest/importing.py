@@ -449,18 +449,24 @@ def _read_images(source: _ChallengeFile, batch: _Batch) -> tuple[dict[str, int],
 
 
 class _LabelSets:
-    """Each annotated image's distinct raw label values, kept compactly: the values as codes
-    (array of uint32 in a bytes object, ~57 bytes for 6 labels against 88 for a tuple),
-    stored by image position. Iterating gives (image_id, [raw values]) in the order the
-    images were first annotated, as a dict of image_id -> values would."""
+    """Each annotated image's distinct raw label values, kept compactly: every value is coded
+    once, and the codes of all images lie in one uint32 array, image after image, with an
+    offset per image (~35 bytes an image with 6 labels; a tuple per image in a dict keyed
+    by fresh id strings was ~200). An image listed again with other labels gets its united
+    codes in `redone` (rare). Iterating gives (image_id, [raw values]) in the order images
+    were first annotated, as a dict of image_id -> values would."""
 
     def __init__(self, ids: dict[str, int]) -> None:
         self.ids = ids
         self.values: list = []  # code -> raw value (as _json_label gives it)
         self.codes: dict[object, int] = {}  # raw value -> code
         self.keyed: dict[tuple[type, object], int] = {}  # (type, JSON value) -> code
-        self.at: list[bytes | None] = [None] * len(ids)  # image position -> its codes
-        self.order = array("q")  # image positions, first annotated first
+        self.flat = array("I")  # the codes of every annotated image, in `order`
+        self.start = array("q", [0])  # k -> where the k-th annotated image's codes begin in `flat`
+        self.order = array("q")  # k -> image position of the k-th annotated image
+        self.slot = array("i", [-1]) * len(ids)  # image position -> k, or -1
+        self.redone: dict[int, tuple] = {}  # k -> united codes of an image listed again
+        self.in_file_order = True  # images were first annotated in the images list's order
 
     def code(self, x) -> int:
         """The code of one label value from JSON; TypeError when it cannot be one (a list)."""
@@ -475,22 +481,38 @@ class _LabelSets:
             self.keyed[key] = code
         return code
 
+    def _codes(self, k: int) -> tuple:
+        redone = self.redone.get(k)
+        return redone if redone is not None else tuple(self.flat[self.start[k]:self.start[k + 1]])
+
     def get(self, at: int) -> tuple | None:
-        codes = self.at[at]
-        return None if codes is None else tuple(array("I", codes))
+        k = self.slot[at]
+        return None if k < 0 else self._codes(k)
 
     def put(self, at: int, codes: tuple) -> None:
-        if self.at[at] is None:
-            self.order.append(at)
-        self.at[at] = array("I", codes).tobytes()
+        k = self.slot[at]
+        if k >= 0:
+            self.redone[k] = codes
+            return
+        if self.order and at < self.order[-1]:
+            self.in_file_order = False
+        self.slot[at] = len(self.order)
+        self.order.append(at)
+        self.flat.extend(codes)
+        self.start.append(len(self.flat))
 
     def __len__(self) -> int:
         return len(self.order)
 
     def __iter__(self) -> Iterator[tuple[str, list]]:
-        keys, values = list(self.ids), self.values
-        for at in self.order:
-            yield keys[at], [values[c] for c in array("I", self.at[at])]
+        values = self.values
+        if self.in_file_order:  # the usual case: no list of every id needed
+            pairs = ((k, iid) for iid, k in zip(self.ids, self.slot) if k >= 0)
+        else:
+            keys = list(self.ids)
+            pairs = ((k, keys[at]) for k, at in enumerate(self.order))
+        for k, iid in pairs:
+            yield iid, [values[c] for c in self._codes(k)]
 
 
 def _read_annotations(source: _ChallengeFile, batch: _Batch, ids: dict[str, int]) -> _LabelSets:
