@@ -16,12 +16,11 @@ import os
 import re
 import unicodedata
 from collections import Counter
+from array import array
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 from urllib.parse import urlparse
-
-import pandas as pd
 
 from ...errors import IfaError, UnknownLabel
 from ...progress import SILENT, Progress
@@ -91,8 +90,9 @@ class _Batch:
     """Normalised rows of one import, before they reach the ledger (plain lists: at a
     million images, pandas frames of Python objects cost more than they give)."""
 
-    images: list[list] = field(default_factory=list)  # [image_id, url, path]
-    raw_labels: list[tuple[str, list]] = field(default_factory=list)  # (image_id, raw values)
+    images: list[list] | _ImageRows = field(default_factory=list)  # [image_id, url, path]
+    # (image_id, raw values): a list, or a dict's items() view (read twice, never copied)
+    raw_labels: Iterable[tuple[str, Iterable]] = field(default_factory=list)
     set_aside: dict[str, str] = field(default_factory=dict)  # image_id -> reason
     # (image_id, problem, detail, action or None for the problem's usual action)
     issues: list[tuple[str | None, str, str, str | None]] = field(default_factory=list)
@@ -115,13 +115,21 @@ def import_imat(ws: Workspace, file: Path, split: str, images_dir: Path | None =
     source = _ChallengeFile(file)
     batch = _Batch()
     with progress.task(f"reading {file.name}") as task:
-        urls, key_style, int_ids = _read_images(source, batch)
-        label_sets = _read_annotations(source, batch, urls)
+        ids, urls, key_style, int_ids = _read_images(source, batch)
+        label_sets = _read_annotations(source, batch, ids)
         task.advance()
-    local = _index_folder(images_dir, batch) if images_dir is not None else None
-    for iid, url in urls.items():
-        batch.images.append([iid, url, _local_path(batch, iid, local, has_url=bool(url))])
-    batch.raw_labels = list(label_sets.items())
+    paths: dict[str, str] = {}
+    if images_dir is not None:
+        local = _index_folder(images_dir, batch)
+        for iid, url in zip(ids, urls):
+            path = _local_path(batch, iid, local, has_url=bool(url))
+            if path is not None:
+                paths[iid] = path
+    # Rows made on demand from what the reading built, never copied into lists: the copies
+    # (rows, then the ledger's tuples, then label lists) were ~400 MB of the 0.95 GiB peak
+    # at 1M images.
+    batch.images = _ImageRows(ids, urls, paths)
+    batch.raw_labels = label_sets
     return _finish(ws, batch, "imat", file, split, on_error, progress, key_style=key_style, int_ids=int_ids)
 
 
@@ -275,16 +283,40 @@ def import_folder(ws: Workspace, folder: Path, split: str, on_error: str = "skip
 
 
 # ---- shared steps --------------------------------------------------------------------------
+class _ImageRows:
+    """The challenge file's images as [image_id, url, path] rows, made one at a time from
+    the id -> position dict, the urls by position and the id -> local path dict (paths only
+    for ids that have one). Iterable any number of times; `drop_url` clears an image's url."""
+
+    def __init__(self, ids: dict[str, int], urls: list, paths: dict[str, str]) -> None:
+        self.ids, self.urls, self.paths = ids, urls, paths
+
+    def __len__(self) -> int:
+        return len(self.urls)
+
+    def __iter__(self) -> Iterator[list]:
+        paths = self.paths
+        for iid, url in zip(self.ids, self.urls):
+            yield [iid, url, paths.get(iid)]
+
+    def drop_url(self, iid: str) -> None:
+        self.urls[self.ids[iid]] = None
+
+
 def _finish(ws: Workspace, batch: _Batch, fmt: str, source: Path, split: str, on_error: str,
             progress: Progress, key_style: str | None = None, int_ids: bool = False) -> ImportResult:
     _check_urls(batch)
     ledger = ws.ledger
-    existing = ledger.image_splits([row[0] for row in batch.images]) if batch.images else {}
+    existing = ledger.image_splits(row[0] for row in batch.images) if batch.images else {}
     elsewhere = {i: s for i, s in existing.items() if s != split}
     for iid in sorted(elsewhere):
         batch.problem(iid, "other-split", f"already imported into {elsewhere[iid]}")
-    images = [(iid, url, path, "set_aside" if iid in batch.set_aside else "active", batch.set_aside.get(iid))
-              for iid, url, path in batch.images if iid not in elsewhere]
+    # A generator, read once by record_import 100k rows at a time (ids are unique in
+    # batch.images, so every id of `elsewhere` is one row fewer).
+    set_aside = batch.set_aside
+    images = ((iid, url, path, "set_aside" if iid in set_aside else "active", set_aside.get(iid))
+              for iid, url, path in batch.images if iid not in elsewhere)
+    n_images = len(batch.images) - len(elsewhere)
     labels, quarantined = _resolve_labels(batch, ws.taxonomy, skip=elsewhere)
 
     # Problems with images this split already holds were handled by the import that added
@@ -304,7 +336,7 @@ def _finish(ws: Workspace, batch: _Batch, fmt: str, source: Path, split: str, on
         listed = ", ".join(f"{v} {k}" for k, v in sorted(serious.items()))
         raise IfaError(f"Import refused, nothing was written: {listed}. Each is listed in {report}; "
                        "fix the input or rerun with --on-error skip to quarantine them.")
-    with progress.task(f"writing {len(images):,} images to the ledger") as task:
+    with progress.task(f"writing {n_images:,} images to the ledger") as task:
         written = ledger.record_import(
             format=fmt, source=str(Path(source).resolve()), split=split, images=images, labels=labels,
             quarantined=quarantined, issues=issues, key_style=key_style, int_ids=int_ids, summary={"problems": counts},
@@ -324,8 +356,14 @@ def _finish(ws: Workspace, batch: _Batch, fmt: str, source: Path, split: str, on
 
 
 def _write_report(ws: Workspace, issues: list[tuple]) -> Path:
-    frame = pd.DataFrame(issues, columns=list(REPORT_COLUMNS))
-    return reports.write_csv(ws.report_path("import", "csv"), frame)
+    # The csv module writes the bytes DataFrame.to_csv wrote (minimal quoting, "\n" line ends,
+    # None as an empty field) without loading pandas: +85 MB RSS on top of the import's peak.
+    path = ws.report_path("import", "csv")
+    with reports.open_text(path) as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(REPORT_COLUMNS)
+        writer.writerows(issues)
+    return Path(path)
 
 
 def _check_urls(batch: _Batch) -> None:
@@ -336,43 +374,55 @@ def _check_urls(batch: _Batch) -> None:
         if url is not None and not isinstance(url, str):
             batch.problem(iid, "malformed-entry", f"its url is {json.dumps(url)}, not text; imported without a url",
                           "url dropped" if path else "url dropped, image set aside")
-            row[1] = None
+            if isinstance(batch.images, _ImageRows):
+                batch.images.drop_url(iid)
+            else:
+                row[1] = None
             if path is None:
                 batch.set_aside[iid] = "import: no url and no local file"
 
 
-def _resolve_labels(batch: _Batch, taxonomy: Taxonomy, skip) -> tuple[list, list]:
-    """Map raw label values to taxonomy ids: (image_id, sorted ids) for the known ones and
-    (image_id, id or raw text, reason) for the unknown ones, which are quarantined. An
-    integer, or text that is one ('-3' from a CSV as -3 from JSON), is an id; other text is
-    a name. Unknown names and ids too large for SQLite are kept as their raw text."""
+def _resolve_labels(batch: _Batch, taxonomy: Taxonomy, skip) -> tuple[Iterator, list]:
+    """Map raw label values to taxonomy ids: an iterator of (image_id, sorted ids) for the
+    known ones (made as it is read, so the whole list is never held) and a list of
+    (image_id, id or raw text, reason) for the unknown ones, which are quarantined and
+    reported now. An integer, or text that is one ('-3' from a CSV as -3 from JSON), is an
+    id; other text is a name. Unknown names and ids too large for SQLite are kept as their
+    raw text."""
     cache: dict[object, int | tuple[str, int | str]] = {}
-    labels, quarantined = [], []
+    quarantined = []
     for iid, raws in batch.raw_labels:
         if iid in skip:
             continue
-        ids = []
         for raw in raws:
             hit = cache.get(raw)
             if hit is None:
                 hit = cache[raw] = _resolve_label(raw, taxonomy)
-            if isinstance(hit, int):
-                ids.append(hit)
-            else:
+            if not isinstance(hit, int):
                 message, kept = hit
                 batch.problem(iid, "unknown-label", message)
                 quarantined.append((iid, kept, "unknown-label"))
-        if ids:
-            labels.append((iid, sorted(set(ids))))
-    return labels, quarantined
+
+    def known() -> Iterator[tuple[str, list[int]]]:
+        for iid, raws in batch.raw_labels:
+            if iid not in skip:
+                ids = {hit for raw in raws if isinstance(hit := cache[raw], int)}
+                if ids:
+                    yield iid, sorted(ids)
+
+    return known(), quarantined
 
 
-def _read_images(source: _ChallengeFile, batch: _Batch) -> tuple[dict[str, str | None], str, bool]:
-    """The images list: image_id -> url in file order, the key style (camel/snake) and
-    whether every id was an integer. Entries without an id and repeated ids go to `batch`."""
+def _read_images(source: _ChallengeFile, batch: _Batch) -> tuple[dict[str, int], list, str, bool]:
+    """The images list: image_id -> its position (file order), the urls by position, the
+    key style (camel/snake) and whether every id was an integer. Entries without an id and
+    repeated ids go to `batch`."""
     camel = snake = 0
     int_ids = True
-    urls: dict[str, str | None] = {}
+    # id -> position and a list of urls rather than id -> url: the annotations pass then
+    # keeps labels by position, not in a second dict keyed by fresh copies of the id strings.
+    ids: dict[str, int] = {}
+    urls: list = []
     for n, entry in enumerate(source.entries("images")):
         iid = _entry_id(entry)
         if iid is None:
@@ -385,25 +435,93 @@ def _read_images(source: _ChallengeFile, batch: _Batch) -> tuple[dict[str, str |
         url = entry.get("url")
         if isinstance(url, list):  # some dumps give a list of mirrors; the first is canonical
             url = url[0] if url else None
-        if iid in urls:
-            if url and url != urls[iid]:
+        at = ids.get(iid)
+        if at is not None:
+            if url and url != urls[at]:
                 batch.problem(iid, "conflicting-sources", f"images[{n}] repeats the image id with url {url}; "
-                              f"kept the first entry's url {urls[iid]}")
+                              f"kept the first entry's url {urls[at]}")
             else:
                 batch.problem(iid, "duplicate-entry", f"images[{n}] repeats an image id")
             continue
-        urls[iid] = url
-    return urls, "snake" if snake > camel else "camel", int_ids and bool(urls)
+        ids[iid] = len(urls)
+        urls.append(url)
+    return ids, urls, "snake" if snake > camel else "camel", int_ids and bool(ids)
 
 
-def _read_annotations(source: _ChallengeFile, batch: _Batch, urls: dict) -> dict[str, tuple]:
-    """The annotations list: image_id -> its distinct raw label values. Malformed entries,
+class _LabelSets:
+    """Each annotated image's distinct raw label values, kept compactly: every value is coded
+    once, and the codes of all images lie in one uint32 array, image after image, with an
+    offset per image (~35 bytes an image with 6 labels; a tuple per image in a dict keyed
+    by fresh id strings was ~200). An image listed again with other labels gets its united
+    codes in `redone` (rare). Iterating gives (image_id, [raw values]) in the order images
+    were first annotated, as a dict of image_id -> values would."""
+
+    def __init__(self, ids: dict[str, int]) -> None:
+        self.ids = ids
+        self.values: list = []  # code -> raw value (as _json_label gives it)
+        self.codes: dict[object, int] = {}  # raw value -> code
+        self.keyed: dict[tuple[type, object], int] = {}  # (type, JSON value) -> code
+        self.flat = array("I")  # the codes of every annotated image, in `order`
+        self.start = array("q", [0])  # k -> where the k-th annotated image's codes begin in `flat`
+        self.order = array("q")  # k -> image position of the k-th annotated image
+        self.slot = array("i", [-1]) * len(ids)  # image position -> k, or -1
+        self.redone: dict[int, tuple] = {}  # k -> united codes of an image listed again
+        self.in_file_order = True  # images were first annotated in the images list's order
+
+    def code(self, x) -> int:
+        """The code of one label value from JSON; TypeError when it cannot be one (a list)."""
+        key = (type(x), x)
+        code = self.keyed.get(key)
+        if code is None:
+            value = _json_label(x)
+            code = self.codes.get(value)
+            if code is None:
+                code = self.codes[value] = len(self.values)
+                self.values.append(value)
+            self.keyed[key] = code
+        return code
+
+    def _codes(self, k: int) -> tuple:
+        redone = self.redone.get(k)
+        return redone if redone is not None else tuple(self.flat[self.start[k]:self.start[k + 1]])
+
+    def get(self, at: int) -> tuple | None:
+        k = self.slot[at]
+        return None if k < 0 else self._codes(k)
+
+    def put(self, at: int, codes: tuple) -> None:
+        k = self.slot[at]
+        if k >= 0:
+            self.redone[k] = codes
+            return
+        if self.order and at < self.order[-1]:
+            self.in_file_order = False
+        self.slot[at] = len(self.order)
+        self.order.append(at)
+        self.flat.extend(codes)
+        self.start.append(len(self.flat))
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __iter__(self) -> Iterator[tuple[str, list]]:
+        values = self.values
+        if self.in_file_order:  # the usual case: no list of every id needed
+            pairs = ((k, iid) for iid, k in zip(self.ids, self.slot) if k >= 0)
+        else:
+            keys = list(self.ids)
+            pairs = ((k, keys[at]) for k, at in enumerate(self.order))
+        for k, iid in pairs:
+            yield iid, [values[c] for c in self._codes(k)]
+
+
+def _read_annotations(source: _ChallengeFile, batch: _Batch, ids: dict[str, int]) -> _LabelSets:
+    """The annotations list: each image's distinct raw label values. Malformed entries,
     labels of unknown images, repeats (merged) and conflicting repeats (labels united, image
     set aside) go to `batch`."""
-    # Each image's labels as a tuple of distinct raw values, each value one shared object:
-    # sets of fresh strings cost ~1 KB an image (730 MB of sets at 1M), tuples ~0.1 KB.
-    label_sets: dict[str, tuple] = {}
-    canonical: dict[tuple[type, object], object] = {}
+    # Each value is coded once (sets of fresh strings cost ~1 KB an image: 730 MB at 1M).
+    label_sets = _LabelSets(ids)
+    code = label_sets.code
     for n, entry in enumerate(source.entries("annotations")):
         iid = _entry_id(entry)
         raw = entry.get("labelId", entry.get("label_id")) if isinstance(entry, dict) else None
@@ -412,23 +530,25 @@ def _read_annotations(source: _ChallengeFile, batch: _Batch, urls: dict) -> dict
                           f"annotations[{n}] needs imageId/image_id and a labelId/label_id list")
             continue
         iid = str(iid)
-        if iid not in urls:
+        at = ids.get(iid)
+        if at is None:
             batch.problem(iid, "annotation-without-image", f"annotations[{n}] names an image the images list lacks")
             continue
         try:
-            labels = tuple(dict.fromkeys(canonical.setdefault((type(x), x), _json_label(x)) for x in raw))
+            labels = tuple(dict.fromkeys(code(x) for x in raw))
         except TypeError:  # a list or object where a label id should be
             batch.problem(iid, "malformed-entry", f"annotations[{n}] has a label that is not an id")
             continue
-        if iid in label_sets:
-            if set(labels) == set(label_sets[iid]):
+        before = label_sets.get(at)
+        if before is not None:
+            if set(labels) == set(before):
                 batch.problem(iid, "duplicate-entry", f"annotations[{n}] repeats the image with the same labels")
             else:
                 batch.problem(iid, "conflicting-entries", f"annotations[{n}] lists the image again with different labels")
                 batch.set_aside[iid] = "import: listed twice with different labels"
-                label_sets[iid] = tuple(dict.fromkeys(label_sets[iid] + labels))
+                label_sets.put(at, tuple(dict.fromkeys(before + labels)))
             continue
-        label_sets[iid] = labels
+        label_sets.put(at, labels)
     return label_sets
 
 
