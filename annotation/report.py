@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..curation.ledger.review import ReviewStore
-from ..curation.report_html import thumbnail_uri
+from ..curation.reports.html import thumbnail_uri
 from ..curation.workspace import Workspace
 from . import quality, state
 

@@ -32,7 +32,7 @@ from ..ledger import SPLITS, Change, Ledger
 from ..ledger.arrays import image_rows, label_arrays
 from ..ledger.review_queue import enqueue_review, review_queue
 from .. import reports
-from ..report_html import Card, Section, write_page
+from ..reports.html import Card, Section, write_page
 from .rules import LabelView, Rule, RuleSet, load_rules
 from ..workspace import Workspace
 

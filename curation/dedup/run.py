@@ -31,7 +31,8 @@ import pandas as pd
 
 from ...errors import IfaError
 from ...progress import SILENT, Progress
-from .. import executors, report_html, reports
+from .. import executors, reports
+from ..reports import html as report_html
 from . import hashing, pairs, verify
 from ..ledger import SPLITS, Change, FileInfo
 from ..ledger import hashes as store

@@ -18,7 +18,8 @@ import pandas as pd
 from ...errors import IfaError
 from ...progress import SILENT, Progress
 from . import ranking as noise
-from .. import report_html, reports
+from ..reports import html as report_html
+from .. import reports
 from ..attributes.rules import RuleSet, load_rules
 from ..ledger import Change
 from .model import crossfit

@@ -1,4 +1,7 @@
-"""Write report files so that a kill never leaves a partial one under its final name.
+"""Reports for people: written whole or not at all (here), and the HTML pages (`html.py`).
+
+Start here for how a report file is written: so that a kill never leaves a partial one
+under its final name.
 
 Every report (CSV, HTML, text) is written to a hidden temp name beside its final one,
 `.<name>.tmp-<pid>`, and renamed into place only when complete: a reader sees either no

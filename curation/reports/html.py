@@ -14,7 +14,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-from . import reports
+from . import write_text
 
 THUMB_PX = 160
 
@@ -87,4 +87,4 @@ def page(title: str, sections: list[Section], intro: str = "") -> str:
 
 
 def write_page(path: Path, title: str, sections: list[Section], intro: str = "") -> Path:
-    return reports.write_text(Path(path), page(title, sections, intro))
+    return write_text(Path(path), page(title, sections, intro))
