@@ -69,8 +69,9 @@ app = typer.Typer(
 
 @app.callback()
 def _root() -> None:
-    """Curate large multi-label image datasets (iMaterialist Fashion) and run their human review."""
-
+    # A callback makes Typer build a group even though no command is registered on `app`
+    # itself: LazyGroup supplies them. The help is the Typer's own, above.
+    pass
 
 
 def main() -> None:
