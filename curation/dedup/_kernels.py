@@ -189,6 +189,18 @@ def leader_scan(visit, starts, neighbours, leader):
                 leader[j] = i
 
 
+@njit(inline="always")
+def _edge_pixel(grey, top, bottom, left, right, side, k, t):
+    """The pixel k lines in from `side` (0 top, 1 bottom, 2 left, 3 right) of the box, t along it."""
+    if side == 0:
+        return grey[top + k, left + t]
+    if side == 1:
+        return grey[bottom - 1 - k, left + t]
+    if side == 2:
+        return grey[top + t, left + k]
+    return grey[top + t, right - 1 - k]
+
+
 @njit(nogil=True, cache=True)
 def _side_cut(grey, top, bottom, left, right, side, tolerance, mass, flat_share, line_content):
     """hashing._cut for one side of the box, on the grey picture: (lines to cut, border grey)."""
@@ -200,14 +212,7 @@ def _side_cut(grey, top, bottom, left, right, side, tolerance, mass, flat_share,
         return 0, -1
     outer = np.empty(length, dtype=np.float64)
     for t in range(length):
-        if side == 0:
-            outer[t] = grey[top, left + t]
-        elif side == 1:
-            outer[t] = grey[bottom - 1, left + t]
-        elif side == 2:
-            outer[t] = grey[top + t, left]
-        else:
-            outer[t] = grey[top + t, right - 1]
+        outer[t] = _edge_pixel(grey, top, bottom, left, right, side, 0, t)
     ref = int(np.median(outer))
     near = 0
     for t in range(length):
@@ -219,14 +224,7 @@ def _side_cut(grey, top, bottom, left, right, side, tolerance, mass, flat_share,
     for k in range(n_lines):
         c = 0
         for t in range(length):
-            if side == 0:
-                v = grey[top + k, left + t]
-            elif side == 1:
-                v = grey[bottom - 1 - k, left + t]
-            elif side == 2:
-                v = grey[top + t, left + k]
-            else:
-                v = grey[top + t, right - 1 - k]
+            v = _edge_pixel(grey, top, bottom, left, right, side, k, t)
             if abs(int(v) - ref) > tolerance:
                 c += 1
         profile[k] = c
@@ -300,27 +298,13 @@ def refine_box(grey, top, bottom, left, right, margin, low, high):
             continue
         outer = np.empty(length, dtype=np.float64)
         for t in range(length):
-            if side == 0:
-                outer[t] = grey[wt, wl + t]
-            elif side == 1:
-                outer[t] = grey[wb - 1, wl + t]
-            elif side == 2:
-                outer[t] = grey[wt + t, wl]
-            else:
-                outer[t] = grey[wt + t, wr - 1]
+            outer[t] = _edge_pixel(grey, wt, wb, wl, wr, side, 0, t)
         ref = np.median(outer)
         profile = np.zeros(n_lines)
         for k in range(n_lines):
             s = 0.0
             for t in range(length):
-                if side == 0:
-                    v = grey[wt + k, wl + t]
-                elif side == 1:
-                    v = grey[wb - 1 - k, wl + t]
-                elif side == 2:
-                    v = grey[wt + t, wl + k]
-                else:
-                    v = grey[wt + t, wr - 1 - k]
+                v = _edge_pixel(grey, wt, wb, wl, wr, side, k, t)
                 s += min(max((abs(float(v) - ref) - low) / (high - low), 0.0), 1.0)
             profile[k] = s / length
         peak = max(profile.max(), 1e-6)
