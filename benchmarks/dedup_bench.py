@@ -320,10 +320,10 @@ def imagededup_kept(paths: list[Path], idd, threshold: int) -> np.ndarray:
 
 
 def quality(n_products: int, n_cc0: int, n_copied: int, k: int, min_similarity: float,
-            sweep: tuple[float, ...] = ()) -> list[list]:
+            sweep: tuple[float, ...] = (), seed: int = 0) -> list[list]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        paths, source, kind, dataset = make_set(n_products, n_cc0, n_copied, Path(tmp))
+        paths, source, kind, dataset = make_set(n_products, n_cc0, n_copied, Path(tmp), seed)
         n_orig = int((kind == -1).sum())
         jobs = [hashing.FileJob(i, str(p)) for i, p in enumerate(paths)]
         results = [r for lo in range(0, len(jobs), 500) for r in hashing.hash_batch(jobs[lo:lo + 500], ("phash",))]
@@ -508,6 +508,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--products", type=int, default=1600, help="product photos in the quality set")
     ap.add_argument("--cc0", type=int, default=400, help="CC0 photos in the quality set")
     ap.add_argument("--copied", type=int, default=40, help="originals of each dataset copied by every transform")
+    ap.add_argument("--seed", type=int, default=0, help="which originals the quality set copies")
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     ap.add_argument("--brute", type=int, default=20_000, help="subsample the brute force is timed on")
     ap.add_argument("--faiss-max", type=int, default=0, help="run faiss only up to this N (0: never)")
@@ -525,7 +526,7 @@ def main(argv: list[str] | None = None) -> None:
     if "quality" not in args.skip:
         table("2. false removals (photos left with no kept image; product / CC0) and copies found (product / CC0)",
               ["method", "false removals", "product / CC0", *TRANSFORMS],
-              quality(args.products, args.cc0, args.copied, k, min_sim, tuple(args.sweep)))
+              quality(args.products, args.cc0, args.copied, k, min_sim, tuple(args.sweep), args.seed))
     if "pairs" not in args.skip:
         real, real_sigs = ours_prepared([p for ds in DATASETS for p in files_of(ds, None)])
         table(f"3. candidate pairs + verification among N skewed codes with signatures (from {len(real):,} real "

@@ -119,8 +119,10 @@ def test_finds_clusters_keeps_by_policy_and_reports(dup_ws):
                                           ("c-small", "c-big"), ("d2", "d1"), ("10", "9")])
     by_id = {m.image_id: m for c in r.clusters for m in c.members}
     # a-copy is a's file: the same distance to the kept t-a (a at half size), which is 0
-    # before border trimming and 2 after it (issue 12 trims borders before hashing).
-    assert by_id["a-copy"].distance == by_id["a"].distance <= 2 and by_id["t-a"].distance == 0 and by_id["t-a"].kept
+    # before border trimming and 4 after it (issue 12 trims borders before hashing: here
+    # the flat wall above the jacket; until the flat tolerance came the shaded wall below
+    # it too, and the distance was 2).
+    assert by_id["a-copy"].distance == by_id["a"].distance <= 4 and by_id["t-a"].distance == 0 and by_id["t-a"].kept
     assert by_id["a-copy"].similarity == by_id["a"].similarity >= dedup.DEFAULT_MIN_SIMILARITY
     assert 0 <= by_id["v-a"].distance <= dedup.DEFAULT_THRESHOLD["phash"]
     assert not r.applied

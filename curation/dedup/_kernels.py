@@ -202,7 +202,7 @@ def _edge_pixel(grey, top, bottom, left, right, side, k, t):
 
 
 @njit(nogil=True, cache=True)
-def _side_cut(grey, top, bottom, left, right, side, tolerance, mass, flat_share, line_content):
+def _side_cut(grey, top, bottom, left, right, side, tolerance, flat_tolerance, mass, flat_share, line_content):
     """hashing._cut for one side of the box, on the grey picture: (lines to cut, border grey)."""
     if side < 2:  # rows: top (0) or bottom (1)
         n_lines, length = bottom - top, right - left
@@ -216,7 +216,7 @@ def _side_cut(grey, top, bottom, left, right, side, tolerance, mass, flat_share,
     ref = int(np.median(outer))
     near = 0
     for t in range(length):
-        if abs(int(outer[t]) - ref) <= tolerance:
+        if abs(int(outer[t]) - ref) <= flat_tolerance:
             near += 1
     if near < flat_share * length:
         return 0, -1
@@ -248,7 +248,7 @@ def _side_cut(grey, top, bottom, left, right, side, tolerance, mass, flat_share,
 
 
 @njit(nogil=True, cache=True)
-def trim_box(grey, tolerance, mass, flat_share, line_content, rounds, min_trimmed):
+def trim_box(grey, tolerance, flat_tolerance, mass, flat_share, line_content, rounds, min_trimmed):
     """hashing.trim_box, compiled (the numpy version, its reference in the tests, spent
     ~1 ms a picture in a dozen small array operations). Returns (top, bottom, left, right)."""
     h, w = grey.shape
@@ -257,7 +257,8 @@ def trim_box(grey, tolerance, mass, flat_share, line_content, rounds, min_trimme
     cuts = np.zeros(4, dtype=np.int64)
     for _ in range(rounds):
         for side in range(4):
-            cut, ref = _side_cut(grey, top, bottom, left, right, side, tolerance, mass, flat_share, line_content)
+            cut, ref = _side_cut(grey, top, bottom, left, right, side, tolerance, flat_tolerance, mass, flat_share,
+                                 line_content)
             if cut > 0 and refs[side] >= 0 and abs(ref - refs[side]) <= tolerance:
                 cut = 0  # the same background again: one cut per border colour
             cuts[side] = cut

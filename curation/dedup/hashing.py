@@ -56,14 +56,22 @@ from . import verify
 # (pad-10% copies found: 44% at 32, 53% at 64, benchmarks/dedup_bench.py).
 DECODE_PX = 64
 # Border trimming (`trim_box`): a side whose outermost line is flat (FLAT_SHARE of its
-# pixels within BORDER_TOLERANCE levels of its colour, every channel) is cut up to where
-# BORDER_MASS of the pixels unlike that colour begin. Chosen on the benchmark's product
+# pixels within FLAT_TOLERANCE levels of its grey) is cut up to where BORDER_MASS of the
+# pixels unlike that grey (BORDER_TOLERANCE levels off) begin. Chosen on the benchmark's product
 # and CC0 photos with 7 kinds of copies: a strict line rule (cut while 97% of a line is
 # background) kept stray pixels of a corner overlay or a letterbox's edge in the box and
 # found 3% and 30% of those copies' originals; the mass rule finds most.
 BORDER_TOLERANCE = 24
 BORDER_MASS = 0.025
 FLAT_SHARE = 0.97
+# Why two tolerances: with one of 24 a sky or a studio wall counted as a border, 64% of
+# the CC0 photos were trimmed, each copy a little differently, and their copies were lost
+# (CC0 copies found: brightness +15% 0.82, pad 10% 0.83). With a flat line within 8
+# levels, 7% are trimmed and those copies are found 0.94 and 0.93; product photos, on
+# real white, are trimmed as before. At 4, JPEG noise on white lost re-encoded copies
+# (resize 60% + q30 products 0.91 -> 0.77). Measured with `python -m benchmarks.dedup_bench
+# --skip throughput pairs command --copied 100 --seed 3`.
+FLAT_TOLERANCE = 8
 LINE_CONTENT = 0.5  # ... but never past a line that is mostly content (a photo without a real border)
 TRIM_ROUNDS = 4
 # `refine_box`: the fractional edge of each trimmed side (chosen on 80 product photos: 4/24
@@ -359,8 +367,8 @@ def trim_box(grey: np.ndarray, tolerance: int = BORDER_TOLERANCE, mass: float = 
     reference it is tested equal to, which spent ~1 ms a picture, a third of the decode."""
     from . import _kernels  # numba compiles once (cached on disk); keep `import ifa` light
 
-    box = _kernels.trim_box(np.ascontiguousarray(grey, dtype=np.uint8), tolerance, mass, FLAT_SHARE, LINE_CONTENT,
-                            TRIM_ROUNDS, MIN_TRIMMED)
+    box = _kernels.trim_box(np.ascontiguousarray(grey, dtype=np.uint8), tolerance, FLAT_TOLERANCE, mass, FLAT_SHARE,
+                            LINE_CONTENT, TRIM_ROUNDS, MIN_TRIMMED)
     return int(box[0]), int(box[1]), int(box[2]), int(box[3])
 
 
@@ -380,8 +388,8 @@ def trim_box_reference(grey: np.ndarray, tolerance: int = BORDER_TOLERANCE,
     border differs from what it frames in brightness almost always).
 
     A side has a border when its outermost line is flat (FLAT_SHARE of its pixels within
-    `tolerance` of their median colour). The pixels that differ from that colour are the
-    content; the side is cut up to where `mass` of the content begins (so a few stray
+    FLAT_TOLERANCE of their median colour). The pixels that differ from that colour by more
+    than `tolerance` are the content; the side is cut up to where `mass` of the content begins (so a few stray
     pixels, a small corner badge, do not hold the cut back), and never past a line that
     is mostly content, plus the one line where the border blends into what it frames.
     A side is cut again only for a border of another colour (a black letterbox around a
@@ -419,7 +427,7 @@ def _cut(box: np.ndarray, line: np.ndarray, axis: int, tolerance: int, mass: flo
     if line.size == 0:
         return 0, None
     ref = np.int16(np.median(line))  # int16 arithmetic: several times faster than float64 here
-    if np.count_nonzero(np.abs(line - ref) <= tolerance) < FLAT_SHARE * line.size:
+    if np.count_nonzero(np.abs(line - ref) <= FLAT_TOLERANCE) < FLAT_SHARE * line.size:
         return 0, None
     profile = np.count_nonzero(np.abs(box - ref) > tolerance, axis=axis)
     if reverse:

@@ -316,5 +316,13 @@ CREATE TABLE review_sync_cursors (
 ) WITHOUT ROWID;
 """
 
+# Dedup trims a border only where its outermost line is flat within 8 grey levels (was 24:
+# skies and studio walls were trimmed, dedup/hashing.FLAT_TOLERANCE). Cached hashes and
+# signatures of pictures trimmed the old way do not compare with new ones: they go, and
+# the next dedup hashes every file again once.
+V9_DEDUP_FLAT_BORDERS = """
+DELETE FROM image_hashes;
+"""
+
 MIGRATIONS: list[str] = [V1_FOUNDATION, V2_FETCHES, V3_REVIEW_QUEUE, V4_HASHES, V5_REVIEW, V6_RAW_LABEL_NAMES,
-                         V7_DEDUP_SIGNATURES, V8_REVIEW_POOL]
+                         V7_DEDUP_SIGNATURES, V8_REVIEW_POOL, V9_DEDUP_FLAT_BORDERS]
