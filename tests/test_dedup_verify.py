@@ -246,6 +246,22 @@ def test_a_sky_is_not_a_border():
     assert hashing.trim_box(noisy_white)[0] >= 30
 
 
+def test_a_corner_badge_does_not_move_the_box():
+    # A product on white and the same with a small dark badge in the top-left corner,
+    # away from the item: the badge is an island of content and goes with the border.
+    rng = np.random.default_rng(7)
+    plain = np.full((112, 112), 255, dtype=np.uint8)
+    plain[20:100, 40:80] = rng.integers(0, 150, (80, 40), dtype=np.uint8)
+    badge = plain.copy()
+    badge[3:9, 3:20] = 40
+    box = hashing.trim_box(plain)
+    assert hashing.trim_box(badge) == box == hashing.trim_box_reference(badge)
+    assert hashing.refine_box(badge, box) == hashing.refine_box(plain, box)
+    big = plain.copy()  # a second item as large as the first is content, not an island
+    big[20:100, 5:30] = rng.integers(0, 150, (80, 25), dtype=np.uint8)
+    assert hashing.trim_box(big)[2] < 10
+
+
 @needs_data
 def test_most_natural_photos_keep_their_frame():
     boxes = []

@@ -202,7 +202,29 @@ def _edge_pixel(grey, top, bottom, left, right, side, k, t):
 
 
 @njit(nogil=True, cache=True)
-def _side_cut(grey, top, bottom, left, right, side, tolerance, flat_tolerance, mass, flat_share, line_content):
+def _past_islands(profile, limit):
+    """hashing._past_islands, compiled."""
+    n = len(profile)
+    start = 0
+    while True:
+        first = start
+        while first < n and profile[first] == 0:
+            first += 1
+        if first == n:
+            return start
+        end = first
+        mass = 0
+        while end < n and profile[end] != 0:
+            mass += profile[end]
+            end += 1
+        if end == n or mass >= limit:
+            return start
+        start = end
+
+
+@njit(nogil=True, cache=True)
+def _side_cut(grey, top, bottom, left, right, side, tolerance, flat_tolerance, island_share, mass, flat_share,
+              line_content):
     """hashing._cut for one side of the box, on the grey picture: (lines to cut, border grey)."""
     if side < 2:  # rows: top (0) or bottom (1)
         n_lines, length = bottom - top, right - left
@@ -231,10 +253,11 @@ def _side_cut(grey, top, bottom, left, right, side, tolerance, flat_tolerance, m
     total = profile.sum()
     if total == 0:
         return 0, -1
-    limit = mass * total
+    start = _past_islands(profile, island_share * total)
+    limit = mass * profile[start:].sum()
     cut = n_lines
     running = 0
-    for k in range(n_lines):
+    for k in range(start, n_lines):
         running += profile[k]
         if running > limit:
             cut = k
@@ -248,7 +271,7 @@ def _side_cut(grey, top, bottom, left, right, side, tolerance, flat_tolerance, m
 
 
 @njit(nogil=True, cache=True)
-def trim_box(grey, tolerance, flat_tolerance, mass, flat_share, line_content, rounds, min_trimmed):
+def trim_box(grey, tolerance, flat_tolerance, island_share, mass, flat_share, line_content, rounds, min_trimmed):
     """hashing.trim_box, compiled (the numpy version, its reference in the tests, spent
     ~1 ms a picture in a dozen small array operations). Returns (top, bottom, left, right)."""
     h, w = grey.shape
@@ -257,8 +280,8 @@ def trim_box(grey, tolerance, flat_tolerance, mass, flat_share, line_content, ro
     cuts = np.zeros(4, dtype=np.int64)
     for _ in range(rounds):
         for side in range(4):
-            cut, ref = _side_cut(grey, top, bottom, left, right, side, tolerance, flat_tolerance, mass, flat_share,
-                                 line_content)
+            cut, ref = _side_cut(grey, top, bottom, left, right, side, tolerance, flat_tolerance, island_share,
+                                 mass, flat_share, line_content)
             if cut > 0 and refs[side] >= 0 and abs(ref - refs[side]) <= tolerance:
                 cut = 0  # the same background again: one cut per border colour
             cuts[side] = cut
