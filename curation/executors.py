@@ -32,10 +32,10 @@ def default_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def batch_size(n_items: int, workers: int, largest: int = 1000, smallest: int = 32) -> int:
-    """Items per batch: about four batches per worker for small jobs (so the workers stay
-    busy to the end), at most `largest`."""
-    return max(smallest, min(largest, math.ceil(n_items / max(1, workers * 4))))
+def batch_size(n_items: int, workers: int, largest: int = 1000, smallest: int = 32, per_worker: int = 4) -> int:
+    """Items per batch: about `per_worker` batches per worker for small jobs (so the
+    workers stay busy to the end), at most `largest`."""
+    return max(smallest, min(largest, math.ceil(n_items / max(1, workers * per_worker))))
 
 
 def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

@@ -297,7 +297,8 @@ def _fingerprint(ws: Workspace, splits, methods: tuple[str, ...], workers, sched
     # does not.
     local = [job for job in jobs if scheduler is None and _settled(job, methods)]
     rest = [job for job in jobs if not (scheduler is None and _settled(job, methods))]
-    size = executors.DASK_BATCH if scheduler else executors.batch_size(len(rest), n_workers, largest=POOL_BATCH)
+    size = executors.DASK_BATCH if scheduler else executors.batch_size(len(rest), n_workers,
+                                                                       per_worker=BATCHES_PER_WORKER)
     failed: dict[int, tuple[str, str]] = {}
     if methods and scheduler is None and n_workers > 1 and rest:
         hashing.load_kernels()  # forked workers inherit them: once here, not once per worker
@@ -312,11 +313,12 @@ def _fingerprint(ws: Workspace, splits, methods: tuple[str, ...], workers, sched
     return failed
 
 
-# Files per batch a pool worker hashes: ~50 ms of work a batch (0.5 ms a 224x224 photo),
-# so the two workers of a 3,000-photo run finish within a batch of each other and the
-# bar moves; larger batches saved nothing (pool overhead ~0.1 ms a file) and page-faulted
-# more (children's CPU 1.85 s with 375 a batch, 1.81 s with 100; 2-core machine, loaded).
-POOL_BATCH = 100
+# Batches per worker (up to executors' 1,000 files a batch): 3,000 photos on 2 workers make
+# batches of ~94 files, ~50 ms of work (0.5 ms a 224x224 photo), so the workers finish
+# within a batch of each other and the bar moves; 4 a worker (375 files) saved nothing
+# and page-faulted more (children's CPU 1.85 s with 375 a batch, 1.81 s with 100; 2-core
+# machine, loaded). A million files still go 1,000 a batch (one transaction each).
+BATCHES_PER_WORKER = 16
 LOCAL_BATCH = 2000  # stat-only files (cached): each batch is one ledger transaction
 
 
