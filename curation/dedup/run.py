@@ -22,6 +22,7 @@ are skipped (listed, not errors); `ifa fetch` or `import --images` gives them on
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -291,12 +292,13 @@ def _fingerprint(ws: Workspace, splits, methods: tuple[str, ...], workers, sched
     ids = {int(pk): iid for pk, iid, path in zip(cands["pk"], cands["image_id"], cands["path"]) if path is not None}
     paths = {job.key: job.path for job in jobs}
     n_workers = 1 if scheduler is None and workers == 1 else (workers or executors.default_workers())
-    # Files the cache already covers need only a stat (a changed one is read and hashed
-    # all the same): done here, not by a process pool (starting one cost ~0.1 s of a ~1 s
-    # rerun from cache, measured). Not with Dask: its workers may see paths this machine
-    # does not.
-    local = [job for job in jobs if scheduler is None and _settled(job, methods)]
-    rest = [job for job in jobs if not (scheduler is None and _settled(job, methods))]
+    # Files the cache already covers and that did not change (same size and mtime) need
+    # no decode: done here, not by a process pool (starting one cost ~0.1 s of a ~1 s
+    # rerun from cache, measured); changed files still go to the pool. Not with Dask: its
+    # workers may see paths this machine does not.
+    here = [scheduler is None and _settled(job, methods) and _unchanged(job) for job in jobs]
+    local = [job for job, h in zip(jobs, here) if h]
+    rest = [job for job, h in zip(jobs, here) if not h]
     size = executors.DASK_BATCH if scheduler else executors.batch_size(len(rest), n_workers,
                                                                        per_worker=BATCHES_PER_WORKER)
     failed: dict[int, tuple[str, str]] = {}
@@ -323,9 +325,20 @@ LOCAL_BATCH = 2000  # stat-only files (cached): each batch is one ledger transac
 
 
 def _settled(job: hashing.FileJob, methods: tuple[str, ...]) -> bool:
-    """The cache holds everything `hash_batch` would compute for this file, if its size and
-    mtime have not changed (then it only stats it)."""
-    return bool(job.sha256) and not job.need_size and (job.known_unreadable or set(methods) <= set(job.cached))
+    """The cache holds every hash `hash_batch` would compute for this file's known content
+    (or knows it does not decode): unless the file changed, nothing is decoded (at most
+    it is read for its header's size)."""
+    return bool(job.sha256) and (job.known_unreadable or set(methods) <= set(job.cached))
+
+
+def _unchanged(job: hashing.FileJob) -> bool:
+    """The file's size and mtime are those of its fingerprint (False when it cannot be
+    stat'ed: `hash_batch` then says why)."""
+    try:
+        st = os.stat(job.path)
+    except OSError:
+        return False
+    return (st.st_size, st.st_mtime_ns) == (job.bytes, job.mtime_ns)
 
 
 def _save_batch(ledger, batch, results, ids: dict, paths: dict, failed: dict, result: DedupResult) -> None:
