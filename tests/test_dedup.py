@@ -198,6 +198,24 @@ def test_local_process_pool_gives_the_same_result(dup_ws, monkeypatch):
     assert clusters_of(r) == EXPECTED and r.images_hashed == READABLE
 
 
+def test_cached_files_are_only_stated_here_and_new_ones_hashed_by_the_pool(dup_ws, monkeypatch):
+    # Train first: its files are cached; the full run then hashes only the other splits'
+    # files (in the pool) and stats the cached ones in this process: same clusters.
+    train = dedup.run(dup_ws, workers=2, splits=["train"], report=False)
+    both = dedup.run(dup_ws, workers=2, report=False)
+    assert 0 < train.images_hashed < READABLE
+    assert (both.images_hashed, both.images_cached) == (READABLE - train.images_hashed, train.images_hashed)
+    assert clusters_of(both) == EXPECTED
+
+    # A rerun with everything cached never starts a process pool.
+    def no_pool(workers):
+        raise AssertionError("a rerun from the cache started a process pool")
+
+    monkeypatch.setattr(executors, "process_pool", no_pool)
+    again = dedup.run(dup_ws, workers=2, report=False)
+    assert (again.images_hashed, again.images_cached) == (0, READABLE) and clusters_of(again) == EXPECTED
+
+
 @pytest.fixture
 def keep_environ():
     """distributed's LocalCluster sets OMP_NUM_THREADS=1 (and MKL/OpenBLAS) in this

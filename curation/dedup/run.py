@@ -22,12 +22,12 @@ are skipped (listed, not errors); `ifa fetch` or `import --images` gives them on
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-import pandas as pd
 
 from ...errors import IfaError
 from ...progress import SILENT, Progress
@@ -54,28 +54,40 @@ WARN_SET_ASIDE_SHARE = 0.05  # say so when a run would set aside more than this 
 SPLIT_RANK = {"test": 0, "validation": 1, "train": 2}
 MAX_HTML_CLUSTERS = 300  # thumbnails of more than this make a page no one scrolls
 
+# What dedup decides on: `store.dedup_frame`'s {column: array}, one row per image. Plain
+# numpy, no pandas: importing pandas was ~0.4 s of a ~1.5 s cold command on 3,000 photos
+# (python -X importtime; benchmarks/dedup_bench.py section 4).
+Table = dict[str, np.ndarray]
+
 
 # ---- keep policy -------------------------------------------------------------------------------
-def _split_rank(f: pd.DataFrame) -> pd.Series:
-    return f["split"].map(SPLIT_RANK).fillna(9)
+def _split_rank(t: Table) -> np.ndarray:
+    return np.array([SPLIT_RANK.get(s, 9) for s in t["split"]], dtype=np.float64)
 
 
-def _resolution(f: pd.DataFrame) -> pd.Series:
-    return -(f["width"].fillna(0).astype(float) * f["height"].fillna(0).astype(float))
+def _numbers(values: np.ndarray) -> np.ndarray:
+    """An object column of numbers or None as float64, 0 for None."""
+    return np.array([0.0 if v is None else float(v) for v in values], dtype=np.float64)
 
 
-def _file_size(f: pd.DataFrame) -> pd.Series:
-    return -f["bytes"].fillna(0).astype(float)
+def _resolution(t: Table) -> np.ndarray:
+    return -(_numbers(t["width"]) * _numbers(t["height"]))
 
 
-def _id_order(f: pd.DataFrame) -> pd.Series:
+def _file_size(t: Table) -> np.ndarray:
+    return -_numbers(t["bytes"])
+
+
+def _id_order(t: Table) -> np.ndarray:
     # Numeric ids by value (9 before 10), then other ids as text.
-    return f["image_id"].map(lambda s: s.zfill(40) if s.isdigit() else "\x7f" + s)
+    out = np.empty(len(t["image_id"]), dtype=object)
+    out[:] = [s.zfill(40) if s.isdigit() else "\x7f" + s for s in t["image_id"]]
+    return out
 
 
 # Each rule turns the members into a sort key; the smallest key is kept. The order of
 # rules is the policy; later rules only break ties of earlier ones.
-KEEP_RULES: dict[str, tuple[str, Callable[[pd.DataFrame], pd.Series]]] = {
+KEEP_RULES: dict[str, tuple[str, Callable[[Table], np.ndarray]]] = {
     "split": ("test beats validation beats train: an evaluation image is never set aside for a train copy", _split_rank),
     "resolution": ("more pixels (width x height) wins", _resolution),
     "bytes": ("the larger file wins (less compressed)", _file_size),
@@ -210,11 +222,11 @@ def run(ws: Workspace, *, splits: Sequence[str] | None = None, method: str = "ph
     failed = _fingerprint(ws, splits, () if exact_only else (method,), workers, scheduler, result, progress)
     result.skipped_no_file = store.images_without_file(ledger, splits)
     frame = store.dedup_frame(ledger, splits, None if exact_only else method)
-    gone = frame["pk"].isin(list(failed)).to_numpy()
+    gone = np.isin(frame["pk"], np.fromiter(failed, dtype=np.int64, count=len(failed)))
     if gone.any():  # a file that vanished since it was hashed pairs with nothing
-        frame.loc[gone, "sha256"] = None
-        frame.loc[gone, "has_hash"] = False
-    result.images_considered = len(frame) + len(result.skipped_no_file)
+        frame["sha256"][gone] = None
+        frame["has_hash"][gone] = False
+    result.images_considered = len(frame["pk"]) + len(result.skipped_no_file)
     _collect_unreadable(frame, failed, exact_only, result)
 
     with progress.task("pairing and verifying", total=None):
@@ -225,7 +237,7 @@ def run(ws: Workspace, *, splits: Sequence[str] | None = None, method: str = "ph
     _cross_split(frame, found, result)
     _build_clusters(ledger, frame, found, result)
     _unreadable_changes(frame, failed, result)
-    looked_at = len(frame)
+    looked_at = len(frame["pk"])
     if looked_at and len(result.set_aside) > WARN_SET_ASIDE_SHARE * looked_at:
         result.warnings.append(
             f"{len(result.set_aside):,} of the {looked_at:,} images looked at ({len(result.set_aside) / looked_at:.0%}, "
@@ -268,53 +280,98 @@ def _fingerprint(ws: Workspace, splits, methods: tuple[str, ...], workers, sched
     detail)} for files that could not be read at all (those are not cached)."""
     ledger = ws.ledger
     cands = store.dedup_candidates(ledger, splits, methods)
-    cands = cands[cands["path"].notna()]
+    cached = [cands[f"cached_{m}"] for m in methods]
     jobs = [
-        hashing.FileJob(int(r.pk), r.path, _int(r.known_bytes), _int(r.known_mtime_ns), r.known_sha256,
-                        tuple(m for m in methods if getattr(r, f"cached_{m}")), bool(r.known_unreadable), bool(r.need_size))
-        for r in cands.itertuples(index=False)
+        hashing.FileJob(int(pk), path, _int(size), _int(mtime), sha, tuple(m for m, c in zip(methods, flags) if c),
+                        bool(unreadable), bool(need_size))
+        for pk, path, size, mtime, sha, unreadable, need_size, *flags in zip(
+            cands["pk"], cands["path"], cands["known_bytes"], cands["known_mtime_ns"], cands["known_sha256"],
+            cands["known_unreadable"], cands["need_size"], *cached)
+        if path is not None
     ]
-    ids = dict(zip(cands["pk"].astype(int), cands["image_id"]))
-    paths = dict(zip(cands["pk"].astype(int), cands["path"]))
+    ids = {int(pk): iid for pk, iid, path in zip(cands["pk"], cands["image_id"], cands["path"]) if path is not None}
+    paths = {job.key: job.path for job in jobs}
     n_workers = 1 if scheduler is None and workers == 1 else (workers or executors.default_workers())
-    size = executors.DASK_BATCH if scheduler else executors.batch_size(len(jobs), n_workers)
+    # Files the cache already covers and that did not change (same size and mtime) need
+    # no decode: done here, not by a process pool (starting one cost ~0.1 s of a ~1 s
+    # rerun from cache, measured); changed files still go to the pool. Not with Dask: its
+    # workers may see paths this machine does not.
+    here = [scheduler is None and _settled(job, methods) and _unchanged(job) for job in jobs]
+    local = [job for job, h in zip(jobs, here) if h]
+    rest = [job for job, h in zip(jobs, here) if not h]
+    size = executors.DASK_BATCH if scheduler else executors.batch_size(len(rest), n_workers,
+                                                                       per_worker=BATCHES_PER_WORKER)
     failed: dict[int, tuple[str, str]] = {}
-    if methods and scheduler is None and n_workers > 1 and any(set(methods) - set(job.cached) for job in jobs):
+    if methods and scheduler is None and n_workers > 1 and rest:
         hashing.load_kernels()  # forked workers inherit them: once here, not once per worker
+    runs = ([(executors.chunks(local, LOCAL_BATCH), 1, None)] if local else []) + \
+        ([(executors.chunks(rest, size), n_workers, scheduler)] if rest else [])
     with progress.task("hashing" if methods else "fingerprinting", total=len(jobs)) as task:
-        for batch, results in executors.run_batches(hashing.hash_batch, executors.chunks(jobs, size), (methods,),
-                                                    workers=n_workers, scheduler=scheduler):
-            stats, hashes, bad, files = [], [], [], []
-            known_bad = {job.key for job in batch if job.known_unreadable}
-            for r in results:
-                if r.sha256 is None:
-                    failed[r.key] = (r.reason or "unreadable-file", r.detail)
-                    continue
-                stats.append((r.key, paths[r.key], r.bytes, r.mtime_ns, r.sha256))
-                hashes.extend((r.key, m, r.sha256, h, r.signature) for m, h in r.hashes.items())
-                if r.reason:
-                    bad.append((r.key, r.sha256, r.reason, r.detail))
-                if r.read:
-                    files.append(FileInfo(ids[r.key], paths[r.key], r.sha256, r.bytes, r.width, r.height))
-                result.images_hashed += bool(r.decoded)
-                result.images_cached += not r.decoded and not r.reason and r.key not in known_bad
-            store.save_fingerprints(ledger, stats=stats, hashes=hashes, unreadable=bad, files=files)
-            task.advance(len(batch))
+        for batches, n, where in runs:
+            for batch, results in executors.run_batches(hashing.hash_batch, batches, (methods,), workers=n,
+                                                        scheduler=where):
+                _save_batch(ledger, batch, results, ids, paths, failed, result)
+                task.advance(len(batch))
     return failed
+
+
+# Batches per worker (up to executors' 1,000 files a batch): 3,000 photos on 2 workers make
+# batches of ~94 files, ~50 ms of work (0.5 ms a 224x224 photo), so the workers finish
+# within a batch of each other and the bar moves; 4 a worker (375 files) saved nothing
+# and page-faulted more (children's CPU 1.85 s with 375 a batch, 1.81 s with 100; 2-core
+# machine, loaded). A million files still go 1,000 a batch (one transaction each).
+BATCHES_PER_WORKER = 16
+LOCAL_BATCH = 2000  # stat-only files (cached): each batch is one ledger transaction
+
+
+def _settled(job: hashing.FileJob, methods: tuple[str, ...]) -> bool:
+    """The cache holds every hash `hash_batch` would compute for this file's known content
+    (or knows it does not decode): unless the file changed, nothing is decoded (at most
+    it is read for its header's size)."""
+    return bool(job.sha256) and (job.known_unreadable or set(methods) <= set(job.cached))
+
+
+def _unchanged(job: hashing.FileJob) -> bool:
+    """The file's size and mtime are those of its fingerprint (False when it cannot be
+    stat'ed: `hash_batch` then says why)."""
+    try:
+        st = os.stat(job.path)
+    except OSError:
+        return False
+    return (st.st_size, st.st_mtime_ns) == (job.bytes, job.mtime_ns)
+
+
+def _save_batch(ledger, batch, results, ids: dict, paths: dict, failed: dict, result: DedupResult) -> None:
+    """Store one batch of `hash_batch` results (one transaction) and count them."""
+    stats, hashes, bad, files = [], [], [], []
+    known_bad = {job.key for job in batch if job.known_unreadable}
+    for r in results:
+        if r.sha256 is None:
+            failed[r.key] = (r.reason or "unreadable-file", r.detail)
+            continue
+        stats.append((r.key, paths[r.key], r.bytes, r.mtime_ns, r.sha256))
+        hashes.extend((r.key, m, r.sha256, h, r.signature) for m, h in r.hashes.items())
+        if r.reason:
+            bad.append((r.key, r.sha256, r.reason, r.detail))
+        if r.read:
+            files.append(FileInfo(ids[r.key], paths[r.key], r.sha256, r.bytes, r.width, r.height))
+        result.images_hashed += bool(r.decoded)
+        result.images_cached += not r.decoded and not r.reason and r.key not in known_bad
+    store.save_fingerprints(ledger, stats=stats, hashes=hashes, unreadable=bad, files=files)
 
 
 def _int(v) -> int | None:
     return None if v is None or (isinstance(v, float) and np.isnan(v)) else int(v)
 
 
-def _collect_unreadable(frame: pd.DataFrame, failed: dict, exact_only: bool, result: DedupResult) -> None:
-    by_pk = dict(zip(frame["pk"].astype(int), frame["image_id"]))
+def _collect_unreadable(frame: Table, failed: dict, exact_only: bool, result: DedupResult) -> None:
+    by_pk = dict(zip(frame["pk"].tolist(), frame["image_id"]))
     for pk, (reason, detail) in failed.items():
         if pk in by_pk:
             result.unreadable.append({"image_id": by_pk[pk], "reason": reason, "detail": detail})
-    bad = frame[frame["reason"].notna() & ~frame["pk"].isin(list(failed))]
-    for r in bad.itertuples(index=False):
-        result.unreadable.append({"image_id": r.image_id, "reason": r.reason, "detail": r.detail or ""})
+    for pk, image_id, reason, detail in zip(frame["pk"].tolist(), frame["image_id"], frame["reason"], frame["detail"]):
+        if reason is not None and pk not in failed:
+            result.unreadable.append({"image_id": image_id, "reason": reason, "detail": detail or ""})
 
 
 # ---- pairs and clusters ----------------------------------------------------------------------------
@@ -341,20 +398,16 @@ class Found:
     has_signature: np.ndarray
 
 
-def _find(frame: pd.DataFrame, policy: tuple[str, ...], k: int, min_similarity: float, exact_only: bool) -> Found:
+def _find(frame: Table, policy: tuple[str, ...], k: int, min_similarity: float, exact_only: bool) -> Found:
     """Two stages, then clusters: identical files are one group; group heads whose hashes
     are within k bits are candidates; a candidate is a copy when its verification
     score is >= min_similarity; clusters grow only around kept images (no chaining)."""
-    n = len(frame)
-    keys = pd.DataFrame({f"_k{i}": KEEP_RULES[name][1](frame).to_numpy() for i, name in enumerate(policy)})
-    order = np.lexsort([keys[c].to_numpy() for c in reversed(keys.columns)]) if n else np.zeros(0, dtype=np.int64)
+    n = len(frame["pk"])
+    keys = [KEEP_RULES[name][1](frame) for name in policy]
+    order = np.lexsort(keys[::-1]) if n else np.zeros(0, dtype=np.int64)
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(n)
-    sha = frame["sha256"].to_numpy(dtype=object)
-    has_sha = frame["sha256"].notna().to_numpy()
-    codes = pd.factorize(np.where(has_sha, sha, None))[0]  # -1 where no sha: each its own group
-    codes = np.where(codes < 0, codes.max(initial=-1) + 1 + np.arange(n), codes)
-    group = pd.factorize(codes)[0].astype(np.int64)
+    group = _file_groups(frame["sha256"])
     n_groups = int(group.max()) + 1 if n else 0
     head = np.full(n_groups, -1, dtype=np.int64)
     by_rank = order[::-1]  # the last write wins: the best-ranked row of each group
@@ -364,11 +417,11 @@ def _find(frame: pd.DataFrame, policy: tuple[str, ...], k: int, min_similarity: 
     signatures, has_sig = verify.as_array(frame["signature"].tolist() if "signature" in frame else [None] * n)
     near = np.zeros((0, 2), dtype=np.int64)
     if not exact_only and n_groups:
-        usable = head[frame["has_hash"].to_numpy()[head] & has_sig[head]]
+        usable = head[frame["has_hash"][head] & has_sig[head]]
         if len(usable):
-            found = pairs.pairs_within(frame["hash"].to_numpy().astype(np.uint64)[usable], k)
+            found = pairs.pairs_within(frame["hash"].astype(np.uint64)[usable], k)
             near = usable[found]
-    hashes = frame["hash"].to_numpy().astype(np.uint64)
+    hashes = frame["hash"].astype(np.uint64)
     distance = pairs.distances(hashes, near).astype(np.int64)
     similarity = verify.similarity(signatures, near)
     ok = similarity >= min_similarity
@@ -378,14 +431,30 @@ def _find(frame: pd.DataFrame, policy: tuple[str, ...], k: int, min_similarity: 
     return Found(rank, group, head, exact, near, distance, similarity, ok, leader, signatures, has_sig)
 
 
-def _cross_split(frame: pd.DataFrame, found: Found, result: DedupResult) -> None:
+def _file_groups(sha256: np.ndarray) -> np.ndarray:
+    """(n,) group of each row: rows with the same sha256 share one, a row without a sha256
+    is a group of its own; groups are numbered in the order they first appear."""
+    seen: dict[str, int] = {}
+    group = np.empty(len(sha256), dtype=np.int64)
+    next_group = 0
+    for i, sha in enumerate(sha256):
+        g = None if sha is None else seen.get(sha)
+        if g is None:
+            g, next_group = next_group, next_group + 1
+            if sha is not None:
+                seen[sha] = g
+        group[i] = g
+    return group
+
+
+def _cross_split(frame: Table, found: Found, result: DedupResult) -> None:
     """Validation/test images with a duplicate in train: an identical file in train, or
     a verified copy (a pair that passed, in whatever cluster it ended) in train."""
     result.cross_split_by_split = {"validation": 0, "test": 0}
-    n = len(frame)
+    n = len(frame["pk"])
     if not n:
         return
-    split = frame["split"].to_numpy()
+    split = frame["split"]
     is_train = split == "train"
     group_train = np.bincount(found.group[is_train], minlength=len(found.head)) > 0
     reach = group_train.copy()
@@ -398,42 +467,43 @@ def _cross_split(frame: pd.DataFrame, found: Found, result: DedupResult) -> None
     result.cross_split = sum(result.cross_split_by_split.values())
 
 
-def _build_clusters(ledger, frame: pd.DataFrame, found: Found, result: DedupResult) -> None:
-    if not len(frame):
+def _build_clusters(ledger, frame: Table, found: Found, result: DedupResult) -> None:
+    n = len(frame["pk"])
+    if not n:
         return
-    sizes = np.bincount(found.leader, minlength=len(frame))
+    sizes = np.bincount(found.leader, minlength=n)
     in_cluster = sizes[found.leader] > 1
-    members = frame[in_cluster].copy()
-    if not len(members):
-        return
     rows = np.flatnonzero(in_cluster)
+    if not len(rows):
+        return
     keep_rows = found.leader[rows]
-    members["cluster"] = keep_rows
-    members["_rank"] = found.rank[rows]
-    members["kept"] = rows == keep_rows
-    hashes = frame["hash"].to_numpy().astype(np.uint64)
-    has_hash = frame["has_hash"].to_numpy()
+    hashes = frame["hash"].astype(np.uint64)
+    has_hash = frame["has_hash"]
     same_file = found.group[rows] == found.group[keep_rows]
     dist = pairs.popcount(hashes[rows] ^ hashes[keep_rows]).astype(np.int64)
-    members["distance"] = np.where(same_file, 0, np.where(has_hash[rows] & has_hash[keep_rows], dist, -1))
+    distance = np.where(same_file, 0, np.where(has_hash[rows] & has_hash[keep_rows], dist, -1))
     sim = verify.similarity(found.signatures, np.stack([rows, keep_rows], axis=1))
     usable = found.has_signature[rows] & found.has_signature[keep_rows]
-    members["similarity"] = np.where(same_file, 1.0, np.where(usable, sim, np.nan))
-    members = members.sort_values(["cluster", "_rank"], kind="stable")
+    similarity = np.where(same_file, 1.0, np.where(usable, sim, np.nan))
+    by = np.lexsort([found.rank[rows], keep_rows])  # by cluster (its kept row), kept image first
+    rows, keep_rows, distance, similarity = rows[by], keep_rows[by], distance[by], similarity[by]
 
-    label_frame = store.active_labels(ledger, members["image_id"])
-    label_sets = label_frame.groupby("image_id")["label_id"].apply(lambda s: sorted(int(v) for v in s)).to_dict()
-    cross = members.groupby("cluster")["split"].agg(lambda s: (s == "train").any() and (s != "train").any())
-
+    ids = frame["image_id"]
+    label_sets = store.active_labels(ledger, ids[rows])
     clusters: list[Cluster] = []
-    for cid, group in members.groupby("cluster", sort=False):
-        ms = [Member(r.image_id, r.split, None if r.distance < 0 else int(r.distance), bool(r.kept),
-                     None if np.isnan(r.similarity) else round(float(r.similarity), 3),
-                     _int(r.width), _int(r.height), _int(r.bytes), label_sets.get(r.image_id, []), r.path)
-              for r in group.itertuples(index=False)]
+    bounds = np.flatnonzero(np.diff(keep_rows)) + 1
+    for part in np.split(np.arange(len(rows)), bounds):
+        ms = [Member(ids[r], frame["split"][r], None if d < 0 else int(d), bool(r == k),
+                     None if np.isnan(x) else round(float(x), 3),
+                     _int(frame["width"][r]), _int(frame["height"][r]), _int(frame["bytes"][r]),
+                     label_sets.get(ids[r], []), frame["path"][r])
+              for r, k, d, x in zip(rows[part].tolist(), keep_rows[part].tolist(), distance[part].tolist(),
+                                    similarity[part].tolist())]
         labelled = {tuple(m.labels) for m in ms if m.labels}
-        clusters.append(Cluster(ms[0].image_id, ms, bool(cross[cid]), len(labelled) > 1))
-        for m, status, rule in zip(ms, group["status"], group["status_rule"]):
+        in_train = [m.split == "train" for m in ms]
+        clusters.append(Cluster(ms[0].image_id, ms, any(in_train) and not all(in_train), len(labelled) > 1))
+        for m, r in zip(ms, rows[part].tolist()):
+            status, rule = frame["status"][r], frame["status_rule"][r]
             if not m.kept and status == "active":
                 result.set_aside.append((m.image_id, ms[0].image_id))
             elif m.kept and status == "set_aside" and rule == RULE:
@@ -443,25 +513,26 @@ def _build_clusters(ledger, frame: pd.DataFrame, found: Found, result: DedupResu
     result.label_conflicts = sum(c.label_conflict for c in clusters)
 
 
-def _unreadable_changes(frame: pd.DataFrame, failed: dict, result: DedupResult) -> None:
+def _unreadable_changes(frame: Table, failed: dict, result: DedupResult) -> None:
     """Files known to be unreadable (their content failed to decode: empty, not an image,
     truncated, decompression bomb) go aside under rule unreadable-file; one set aside so
     whose file reads now comes back. Missing files and I/O errors are not judged."""
-    known_bad = frame["reason"].notna().to_numpy() & ~frame["pk"].isin(list(failed)).to_numpy()
-    active = (frame["status"] == "active").to_numpy()
-    by_rule = ((frame["status"] == "set_aside") & (frame["status_rule"] == UNREADABLE_RULE)).to_numpy()
-    readable = frame["sha256"].notna().to_numpy() & ~frame["reason"].notna().to_numpy()
-    ids = frame["image_id"].to_numpy()
+    has_reason = np.array([r is not None for r in frame["reason"]], dtype=bool)
+    known_bad = has_reason & ~np.isin(frame["pk"], np.fromiter(failed, dtype=np.int64, count=len(failed)))
+    active = frame["status"] == "active"
+    by_rule = (frame["status"] == "set_aside") & (frame["status_rule"] == UNREADABLE_RULE)
+    readable = np.array([s is not None for s in frame["sha256"]], dtype=bool) & ~has_reason
+    ids = frame["image_id"]
     result.unreadable_set_aside = ids[known_bad & active].tolist()
     result.unreadable_restored = ids[by_rule & readable].tolist()
 
 
 # ---- reports -----------------------------------------------------------------------------------------
-def _write_reports(ws: Workspace, frame: pd.DataFrame, found: Found, result: DedupResult) -> None:
+def _write_reports(ws: Workspace, frame: Table, found: Found, result: DedupResult) -> None:
     html_path = ws.report_path("dedup", "html")
     csv_path = html_path.with_name(html_path.stem + "-pairs.csv")
-    ids, split = frame["image_id"].to_numpy(), frame["split"].to_numpy()
-    keep_id = ids[found.leader] if len(frame) else ids
+    ids, split = frame["image_id"], frame["split"]
+    keep_id = ids[found.leader] if len(ids) else ids
     edges = np.concatenate([found.exact, found.near]).astype(np.int64)
     kind = np.array(["exact"] * len(found.exact) + ["near"] * len(found.near), dtype=object)
     dist = np.concatenate([np.zeros(len(found.exact), dtype=np.int64), found.distance])

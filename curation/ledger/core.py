@@ -211,6 +211,15 @@ class Ledger:
         names = list(columns) if columns else [d[0] for d in cur.description]
         return pd.DataFrame(cur.fetchall(), columns=names)
 
+    def columns(self, sql: str, params: Sequence = ()) -> dict[str, list]:
+        """Rows as one list per column, keyed by column name (every column present, empty
+        lists when no row matched): for column-wise reads that need no pandas (dedup)."""
+        cur = self.conn.execute(sql, params)
+        names = [d[0] for d in cur.description]
+        rows = cur.fetchall()
+        values = list(zip(*rows)) if rows else [()] * len(names)
+        return {name: list(col) for name, col in zip(names, values)}
+
     def records(self, sql: str, params: Sequence = ()) -> list[dict]:
         """Rows as dicts keyed by column name: for small reads that need no pandas."""
         cur = self.conn.execute(sql, params)
