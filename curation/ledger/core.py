@@ -258,14 +258,16 @@ class Ledger:
         return self.records(self._EVENTS + " WHERE image_id = ? ORDER BY event_id", (image_id,))
 
     # ---- imports ----------------------------------------------------------------------
-    def record_import(self, *, format: str, source: str, split: str, images: Iterable[tuple],
-                      labels: Iterable[tuple[str, list[int]]], quarantined: list[tuple[str, int | str, str]],
+    def record_import(self, *, format: str, source: str, split: str, images: Iterable[tuple] = (),
+                      labels: Iterable[tuple[str, list[int]]] = (), quarantined: list[tuple[str, int | str, str]],
                       issues: list[tuple], key_style: str | None = None, int_ids: bool = False,
-                      summary: dict | None = None) -> dict[str, int | None]:
+                      summary: dict | None = None, staging: "ImportStaging | None" = None) -> dict[str, int | None]:
         """Write one import in a single transaction, recording only what it changed.
 
         images and labels may be lists or iterators (read once, 100k rows at a time, so an
-        import need not hold every row at once).
+        import need not hold every row at once), or come from `staging` (ledger/staging.py:
+        an import staged in TEMP tables, its images with their paths and set-aside reasons and
+        its known labels moved in by INSERT ... SELECT; then images and labels are not given).
         images: (image_id, url, path, status 'active'|'set_aside', status_reason); an
             image_id already in the ledger is left as it is (a rerun adds only what is
             missing; an image's missing url or path is filled in).
@@ -280,6 +282,24 @@ class Ledger:
         import), nothing is written, not even the import's row, event or issues, and
         import_id is None: a rerun never counts what it did not do.
         """
+        if staging is not None:
+            write_images, write_labels = staging.writers(split, self.command)
+        else:
+            write_images, write_labels = self._row_writers(images, labels, split)
+        with self.transaction() as conn:
+            # A savepoint, so "nothing new" undoes the import's row also inside a caller's transaction.
+            conn.execute("SAVEPOINT record_import")
+            try:
+                counts = self._write_import(conn, format, source, split, write_images, write_labels, quarantined,
+                                            issues, key_style, int_ids, summary)
+            except _NothingNew as nothing:
+                conn.execute("ROLLBACK TO record_import")
+                counts = nothing.counts
+            conn.execute("RELEASE record_import")
+            return counts
+
+    def _row_writers(self, images: Iterable[tuple], labels: Iterable[tuple], split: str):
+        """(write_images, write_labels) for record_import's rows given as lists or iterators."""
         def write_images(conn: sqlite3.Connection, import_id: int) -> int:
             # Rows travel as JSON arrays expanded by json_each: 2.3x faster than executemany
             # for 600k label rows (1.6 s vs 3.7 s), since no Python tuple is bound per row.
@@ -307,41 +327,14 @@ class Ledger:
                     (json.dumps(chunk),),
                 )
 
-        return self._record_import(format, source, split, write_images, write_labels, quarantined, issues,
-                                   key_style, int_ids, summary)
+        return write_images, write_labels
 
     def import_staging(self) -> "ImportStaging":
         """TEMP tables for an import read in chunks (ledger/staging.py); use it as a context
-        manager and hand it to record_staged_import."""
+        manager and hand it to record_import(staging=...)."""
         from .staging import ImportStaging
 
         return ImportStaging(self.conn)
-
-    def record_staged_import(self, *, format: str, source: str, split: str, staging: "ImportStaging",
-                             quarantined: list[tuple[str, int | str, str]], issues: list[tuple],
-                             key_style: str | None = None, int_ids: bool = False,
-                             summary: dict | None = None) -> dict[str, int | None]:
-        """`record_import` for an import staged in TEMP tables (ledger/staging.py): the staged
-        images, with their paths and set-aside reasons, and their known labels move into the
-        ledger by INSERT ... SELECT, in the same single transaction, with the same counts,
-        "nothing new" rollback and stored issues. quarantined and issues as for record_import."""
-        return self._record_import(
-            format, source, split, lambda conn, import_id: staging.insert_images(conn, split, self.command, import_id),
-            staging.insert_labels, quarantined, issues, key_style, int_ids, summary)
-
-    def _record_import(self, format, source, split, write_images, write_labels, quarantined, issues, key_style,
-                       int_ids, summary) -> dict[str, int | None]:
-        with self.transaction() as conn:
-            # A savepoint, so "nothing new" undoes the import's row also inside a caller's transaction.
-            conn.execute("SAVEPOINT record_import")
-            try:
-                counts = self._write_import(conn, format, source, split, write_images, write_labels, quarantined,
-                                            issues, key_style, int_ids, summary)
-            except _NothingNew as nothing:
-                conn.execute("ROLLBACK TO record_import")
-                counts = nothing.counts
-            conn.execute("RELEASE record_import")
-            return counts
 
     def _write_import(self, conn, format, source, split, write_images, write_labels, quarantined, issues, key_style,
                       int_ids, summary) -> dict[str, int | None]:
