@@ -18,7 +18,7 @@ import unicodedata
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 from urllib.parse import urlparse
 
 from ...errors import IfaError, UnknownLabel
@@ -28,6 +28,9 @@ from .. import reports
 from ..ledger import SPLITS
 from ..ledger.raw_labels import storable_id
 from ..workspace import Workspace
+
+if TYPE_CHECKING:
+    from ..ledger.staging import ImportStaging
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 ON_ERROR = ("skip", "fail")
@@ -114,9 +117,10 @@ def import_imat(ws: Workspace, file: Path, split: str, images_dir: Path | None =
     source = _ChallengeFile(file)
     batch = _Batch()
     # The file is staged chunk by chunk in TEMP tables of the ledger's connection (ledger/
-    # staging.py), so no Python object is kept per image. Before (issue 17b), the id ->
-    # position dict, urls and label codes grew ~0.3 GiB per million images: 5M peaked at
-    # 1.38-1.79 GiB. Numbers with staging: the note of issue 17c and the README.
+    # staging.py), so no Python object is kept per image. Kept in Python instead (issue 17b),
+    # the id -> position dict, urls and label codes grew ~0.3 GiB per million images. Peak RSS
+    # / CPU of `ifa import imat --json`, before -> staged: 1M 0.37 GiB / 33.7 s -> 0.06 GiB /
+    # 31.0 s; 5M 1.38 GiB / 193.7 s -> 0.06 GiB / 155.2 s (issue 17c's note).
     with ws.ledger.import_staging() as staged:
         with progress.task(f"reading {file.name}") as task:
             key_style, int_ids, odd_urls = _stage_images(source, batch, staged)
@@ -316,7 +320,7 @@ def _finish(ws: Workspace, batch: _Batch, fmt: str, source: Path, split: str, on
                      quarantined, record)
 
 
-def _finish_staged(ws: Workspace, batch: _Batch, staged, values: list, source: Path, split: str, on_error: str,
+def _finish_staged(ws: Workspace, batch: _Batch, staged: ImportStaging, values: list, source: Path, split: str, on_error: str,
                    progress: Progress, key_style: str, int_ids: bool) -> ImportResult:
     """_finish for a challenge file staged in `staged` (ledger/staging.py): the same checks,
     problems in the same order, and the same record, with the whole-file work done in SQL."""
@@ -432,7 +436,7 @@ def _resolve_labels(batch: _Batch, taxonomy: Taxonomy, skip) -> tuple[Iterator, 
     return known(), quarantined
 
 
-def _resolve_staged_labels(batch: _Batch, staged, values: list, taxonomy: Taxonomy) -> list:
+def _resolve_staged_labels(batch: _Batch, staged: ImportStaging, values: list, taxonomy: Taxonomy) -> list:
     """_resolve_labels for staged annotations: each distinct raw value (`values`, by code) is
     resolved once; known codes are staged as label ids, and the unknown ones are reported and
     returned as quarantined (image_id, id or raw text, reason), in the order images were first
@@ -465,7 +469,7 @@ def _resolve_staged_labels(batch: _Batch, staged, values: list, taxonomy: Taxono
 STAGE_CHUNK = 20_000
 
 
-def _stage_images(source: _ChallengeFile, batch: _Batch, staged) -> tuple[str, bool, list[int]]:
+def _stage_images(source: _ChallengeFile, batch: _Batch, staged: ImportStaging) -> tuple[str, bool, list[int]]:
     """Stage the images list in `staged`, chunk by chunk: returns the key style (camel/snake),
     whether every id was an integer, and the positions of first entries whose url is not text.
     Entries without an id and repeated ids go to `batch`, in file order."""
@@ -543,7 +547,7 @@ class _LabelCodes:
         return code
 
 
-def _stage_annotations(source: _ChallengeFile, batch: _Batch, staged) -> list:
+def _stage_annotations(source: _ChallengeFile, batch: _Batch, staged: ImportStaging) -> list:
     """Stage each annotated image's distinct raw label values (as codes) in `staged`, chunk by
     chunk; returns the values by code. Malformed entries, labels of unknown images, repeats
     (merged) and conflicting repeats (labels united, image set aside) go to `batch`, in file
