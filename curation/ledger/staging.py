@@ -3,10 +3,10 @@
 The importer streams the JSON and stages it here chunk by chunk, so it keeps no Python object
 per image: at 5M images the id -> position dict, url list and label codes it kept instead
 grew ~0.3 GiB per million images (5M peaked at 1.38 GiB; now 0.06 GiB at 1M and 5M alike).
-TEMP tables live in SQLite's
-temporary file (temp_store FILE), read through a bounded page cache, and vanish with the
-connection: a killed import leaves the ledger as it was, and nothing reaches the ledger's
-own tables until `Ledger.record_import(staging=...)` moves the staged rows in one transaction.
+TEMP tables live in SQLite's temporary file (temp_store FILE), read through a bounded page
+cache, and vanish with the connection: a killed import leaves the ledger as it was, and nothing
+reaches the ledger's own tables until `Ledger.record_import(staging=...)` moves the staged rows
+in one transaction.
 
 Only the checks that need the whole file run as SQL (an id seen before, the position of an
 annotation's image, ids already in another split); each problem found is handed back to the
