@@ -30,22 +30,37 @@ class CommandRun:
     data: object = None
 
 
+# The command runs under this small shim, which waits for it and writes its rusage. Linux keeps
+# the peak RSS of the address space a process had before exec (signal->maxrss), and Python
+# starts children by vfork + exec: a command started straight from this process reported
+# this process's peak when that was higher. After writing the 1M / 5M JSON in-process, the
+# benchmark's own peak (0.39 / 1.79 GiB) was reported as the import's (issue 17c: the import
+# itself peaked at 0.25 GiB at 1M, measured with /usr/bin/time -v). The shim is ~10 MB.
+_SHIM = """
+import json, os, subprocess, sys
+proc = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(proc.pid, 0)
+with open(sys.argv[1], "w") as fh:
+    json.dump([os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime, usage.ru_maxrss], fh)
+"""
+
+
 def run_cli(*args: str, expect_json: bool = True, env: dict | None = None) -> CommandRun:
     """Run `ifa ARGS` (as `python -m ifa.cli.app`, the interpreter and PYTHONPATH of this
     process) with stdout to a file, wait for it, read the file fully and parse it as JSON
     when `expect_json`. Raises RuntimeError with the command's stderr when it fails."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.TemporaryDirectory() as tmp:
+        usage_file = Path(tmp) / "usage.json"
         start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "ifa.cli.app", *args], stdout=out, stderr=err,
-                                env={**os.environ, **(env or {})})
-        _, status, usage = os.wait4(proc.pid, 0)  # the child's own rusage: its peak RSS alone
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        subprocess.run([sys.executable, "-c", _SHIM, str(usage_file), sys.executable, "-m", "ifa.cli.app", *args],
+                       stdout=out, stderr=err, env={**os.environ, **(env or {})}, check=False)
         out.seek(0)
         text = out.read()
         seconds = time.perf_counter() - start  # what a script waits for: the run and reading its output
-        if proc.returncode:
+        returncode, cpu, maxrss_kib = json.loads(usage_file.read_text()) if usage_file.exists() else (-1, 0.0, 0)
+        if returncode:
             err.seek(0)
-            raise RuntimeError(f"ifa {' '.join(args)} failed ({proc.returncode}): {err.read().decode()[-2000:]}")
+            raise RuntimeError(f"ifa {' '.join(args)} failed ({returncode}): {err.read().decode()[-2000:]}")
     data = json.loads(text) if expect_json else None
-    return CommandRun(seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 2**20, len(text), data)
-
+    return CommandRun(seconds, cpu, maxrss_kib / 2**20, len(text), data)

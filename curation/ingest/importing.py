@@ -16,10 +16,9 @@ import os
 import re
 import unicodedata
 from collections import Counter
-from array import array
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 from urllib.parse import urlparse
 
 from ...errors import IfaError, UnknownLabel
@@ -29,6 +28,9 @@ from .. import reports
 from ..ledger import SPLITS
 from ..ledger.raw_labels import storable_id
 from ..workspace import Workspace
+
+if TYPE_CHECKING:
+    from ..ledger.staging import ImportStaging
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 ON_ERROR = ("skip", "fail")
@@ -90,7 +92,7 @@ class _Batch:
     """Normalised rows of one import, before they reach the ledger (plain lists: at a
     million images, pandas frames of Python objects cost more than they give)."""
 
-    images: list[list] | _ImageRows = field(default_factory=list)  # [image_id, url, path]
+    images: list[list] = field(default_factory=list)  # [image_id, url, path]
     # (image_id, raw values): a list, or a dict's items() view (read twice, never copied)
     raw_labels: Iterable[tuple[str, Iterable]] = field(default_factory=list)
     set_aside: dict[str, str] = field(default_factory=dict)  # image_id -> reason
@@ -114,23 +116,33 @@ def import_imat(ws: Workspace, file: Path, split: str, images_dir: Path | None =
     file = _check_file(Path(file))
     source = _ChallengeFile(file)
     batch = _Batch()
-    with progress.task(f"reading {file.name}") as task:
-        ids, urls, key_style, int_ids = _read_images(source, batch)
-        label_sets = _read_annotations(source, batch, ids)
-        task.advance()
-    paths: dict[str, str] = {}
-    if images_dir is not None:
-        local = _index_folder(images_dir, batch)
-        for iid, url in zip(ids, urls):
-            path = _local_path(batch, iid, local, has_url=bool(url))
-            if path is not None:
-                paths[iid] = path
-    # Rows made on demand from what the reading built, never copied into lists: the copies
-    # (rows, then the ledger's tuples, then label lists) were ~400 MB of the 0.95 GiB peak
-    # at 1M images.
-    batch.images = _ImageRows(ids, urls, paths)
-    batch.raw_labels = label_sets
-    return _finish(ws, batch, "imat", file, split, on_error, progress, key_style=key_style, int_ids=int_ids)
+    # The file is staged chunk by chunk in TEMP tables of the ledger's connection (ledger/
+    # staging.py), so no Python object is kept per image. Kept in Python instead (issue 17b),
+    # the id -> position dict, urls and label codes grew ~0.3 GiB per million images. Peak RSS
+    # / CPU of `ifa import imat --json`, before -> staged: 1M 0.37 GiB / 33.7 s -> 0.06 GiB /
+    # 31.0 s; 5M 1.38 GiB / 193.7 s -> 0.06 GiB / 155.2 s (issue 17c's note).
+    with ws.ledger.import_staging() as staged:
+        with progress.task(f"reading {file.name}") as task:
+            key_style, int_ids, odd_urls = _stage_images(source, batch, staged)
+            values = _stage_annotations(source, batch, staged)
+            task.advance()
+        paths: dict[int, str] = {}  # position -> local file, only for images that have one
+        if images_dir is not None:
+            local = _index_folder(images_dir, batch)
+            for at, iid, has_url in staged.images():
+                path = _local_path(batch, iid, local, has_url=bool(has_url))
+                if path is not None:
+                    paths[at] = path
+            staged.add_paths(paths.items())
+        # A url that is not text (JSON's NaN, a number, an object): as _check_urls does.
+        for at, iid, url in staged.rows(odd_urls):
+            path = paths.get(at)
+            batch.problem(iid, "malformed-entry", f"its url is {url}, not text; imported without a url",
+                          "url dropped" if path else "url dropped, image set aside")
+            staged.drop_url(at)
+            if path is None:
+                batch.set_aside[iid] = "import: no url and no local file"
+        return _finish_staged(ws, batch, staged, values, file, split, on_error, progress, key_style, int_ids)
 
 
 def import_csv(ws: Workspace, file: Path, split: str, image_col: str, labels_col: str, sep: str = "|",
@@ -283,28 +295,9 @@ def import_folder(ws: Workspace, folder: Path, split: str, on_error: str = "skip
 
 
 # ---- shared steps --------------------------------------------------------------------------
-class _ImageRows:
-    """The challenge file's images as [image_id, url, path] rows, made one at a time from
-    the id -> position dict, the urls by position and the id -> local path dict (paths only
-    for ids that have one). Iterable any number of times; `drop_url` clears an image's url."""
-
-    def __init__(self, ids: dict[str, int], urls: list, paths: dict[str, str]) -> None:
-        self.ids, self.urls, self.paths = ids, urls, paths
-
-    def __len__(self) -> int:
-        return len(self.urls)
-
-    def __iter__(self) -> Iterator[list]:
-        paths = self.paths
-        for iid, url in zip(self.ids, self.urls):
-            yield [iid, url, paths.get(iid)]
-
-    def drop_url(self, iid: str) -> None:
-        self.urls[self.ids[iid]] = None
-
-
 def _finish(ws: Workspace, batch: _Batch, fmt: str, source: Path, split: str, on_error: str,
-            progress: Progress, key_style: str | None = None, int_ids: bool = False) -> ImportResult:
+            progress: Progress) -> ImportResult:
+    """Check, resolve and record the rows of a CSV or folder import (lists in `batch`)."""
     _check_urls(batch)
     ledger = ws.ledger
     existing = ledger.image_splits(row[0] for row in batch.images) if batch.images else {}
@@ -318,10 +311,43 @@ def _finish(ws: Workspace, batch: _Batch, fmt: str, source: Path, split: str, on
               for iid, url, path in batch.images if iid not in elsewhere)
     n_images = len(batch.images) - len(elsewhere)
     labels, quarantined = _resolve_labels(batch, ws.taxonomy, skip=elsewhere)
+    already = {i for i, s in existing.items() if s == split}
 
+    def record(**args) -> dict:
+        return ledger.record_import(images=images, labels=labels, **args)
+
+    return _conclude(ws, batch, fmt, source, split, on_error, progress, n_images, len(batch.images), already,
+                     quarantined, record)
+
+
+def _finish_staged(ws: Workspace, batch: _Batch, staged: ImportStaging, values: list, source: Path, split: str, on_error: str,
+                   progress: Progress, key_style: str, int_ids: bool) -> ImportResult:
+    """_finish for a challenge file staged in `staged` (ledger/staging.py): the same checks,
+    problems in the same order, and the same record, with the whole-file work done in SQL."""
+    images_read = staged.images_read
+    elsewhere = dict(staged.splits(split, same=False))
+    for iid in sorted(elsewhere):
+        batch.problem(iid, "other-split", f"already imported into {elsewhere[iid]}")
+    staged.remove(list(elsewhere))  # skipped: neither the image nor its labels are written
+    quarantined = _resolve_staged_labels(batch, staged, values, ws.taxonomy)
+    asked = list(dict.fromkeys(iid for iid, *_ in batch.issues if iid is not None))
+    already = {iid for iid, _ in staged.splits(split, same=True, image_ids=asked)}
+    staged.set_aside({iid: reason for iid, reason in batch.set_aside.items() if iid not in elsewhere})
+
+    def record(**args) -> dict:
+        return ws.ledger.record_import(staging=staged, **args)
+
+    return _conclude(ws, batch, "imat", source, split, on_error, progress, staged.offered, images_read, already,
+                     quarantined, record, key_style=key_style, int_ids=int_ids)
+
+
+def _conclude(ws: Workspace, batch: _Batch, fmt: str, source: Path, split: str, on_error: str, progress: Progress,
+              n_images: int, images_read: int, already: set, quarantined: list, record,
+              key_style: str | None = None, int_ids: bool = False) -> ImportResult:
+    """Count and word the problems, refuse (on_error="fail") or record through `record`
+    (record_import's keywords but images and labels), then write the report."""
     # Problems with images this split already holds were handled by the import that added
     # them: a rerun neither records nor reports them again (it did nothing about them).
-    already = {i for i, s in existing.items() if s == split}
     issues = [(iid, problem, detail, (action or PROBLEMS[problem]) if on_error == "skip" else "import refused")
               for iid, problem, detail, action in batch.issues if iid not in already]
     counts = dict(Counter(problem for _, problem, _, _ in issues))
@@ -337,9 +363,9 @@ def _finish(ws: Workspace, batch: _Batch, fmt: str, source: Path, split: str, on
         raise IfaError(f"Import refused, nothing was written: {listed}. Each is listed in {report}; "
                        "fix the input or rerun with --on-error skip to quarantine them.")
     with progress.task(f"writing {n_images:,} images to the ledger") as task:
-        written = ledger.record_import(
-            format=fmt, source=str(Path(source).resolve()), split=split, images=images, labels=labels,
-            quarantined=quarantined, issues=issues, key_style=key_style, int_ids=int_ids, summary={"problems": counts},
+        written = record(
+            format=fmt, source=str(Path(source).resolve()), split=split, quarantined=quarantined, issues=issues,
+            key_style=key_style, int_ids=int_ids, summary={"problems": counts},
         )
         task.advance()
     nothing_new = written["import_id"] is None
@@ -347,7 +373,7 @@ def _finish(ws: Workspace, batch: _Batch, fmt: str, source: Path, split: str, on
     # that never happened) and atomically; `ifa history --csv` rebuilds it from the ledger.
     report = "" if nothing_new else str(_write_report(ws, issues))
     return ImportResult(
-        format=fmt, source=str(source), split=split, images_read=len(batch.images),
+        format=fmt, source=str(source), split=split, images_read=images_read,
         images_added=written["images_added"], images_existing=written["images_existing"],
         labels_added=written["labels_added"], set_aside=written["set_aside"],
         quarantined_labels=written["quarantined_added"], problems={} if nothing_new else counts, report=report,
@@ -374,10 +400,7 @@ def _check_urls(batch: _Batch) -> None:
         if url is not None and not isinstance(url, str):
             batch.problem(iid, "malformed-entry", f"its url is {json.dumps(url)}, not text; imported without a url",
                           "url dropped" if path else "url dropped, image set aside")
-            if isinstance(batch.images, _ImageRows):
-                batch.images.drop_url(iid)
-            else:
-                row[1] = None
+            row[1] = None
             if path is None:
                 batch.set_aside[iid] = "import: no url and no local file"
 
@@ -413,60 +436,102 @@ def _resolve_labels(batch: _Batch, taxonomy: Taxonomy, skip) -> tuple[Iterator, 
     return known(), quarantined
 
 
-def _read_images(source: _ChallengeFile, batch: _Batch) -> tuple[dict[str, int], list, str, bool]:
-    """The images list: image_id -> its position (file order), the urls by position, the
-    key style (camel/snake) and whether every id was an integer. Entries without an id and
-    repeated ids go to `batch`."""
+def _resolve_staged_labels(batch: _Batch, staged: ImportStaging, values: list, taxonomy: Taxonomy) -> list:
+    """_resolve_labels for staged annotations: each distinct raw value (`values`, by code) is
+    resolved once; known codes are staged as label ids, and the unknown ones are reported and
+    returned as quarantined (image_id, id or raw text, reason), in the order images were first
+    annotated and each image's values in their order, as _resolve_labels does."""
+    known: dict[int, int] = {}
+    unknown: dict[int, tuple[str, int | str]] = {}
+    for code, raw in enumerate(values):
+        hit = _resolve_label(raw, taxonomy)
+        if isinstance(hit, int):
+            known[code] = hit
+        else:
+            unknown[code] = hit
+    staged.set_label_ids(known)
+    quarantined = []
+    if unknown:
+        for iid, codes in staged.annotated_with(list(unknown)):
+            for code in codes:
+                hit = unknown.get(code)
+                if hit is not None:
+                    message, kept = hit
+                    batch.problem(iid, "unknown-label", message)
+                    quarantined.append((iid, kept, "unknown-label"))
+    return quarantined
+
+
+# Entries staged per SQL statement. A chunk of annotations holds its entries' label strings as
+# ijson made them: at 1M images, 100k-entry chunks peaked at 249 MB, 20k at 129 MB (64 MB temp
+# cache both), for the same CPU (34.2 s vs 33.7 s). A module constant so tests can stage in
+# tiny chunks and cross chunk boundaries.
+STAGE_CHUNK = 20_000
+
+
+def _stage_images(source: _ChallengeFile, batch: _Batch, staged: ImportStaging) -> tuple[str, bool, list[int]]:
+    """Stage the images list in `staged`, chunk by chunk: returns the key style (camel/snake),
+    whether every id was an integer, and the positions of first entries whose url is not text.
+    Entries without an id and repeated ids go to `batch`, in file order."""
     camel = snake = 0
     int_ids = True
-    # id -> position and a list of urls rather than id -> url: the annotations pass then
-    # keeps labels by position, not in a second dict keyed by fresh copies of the id strings.
-    ids: dict[str, int] = {}
-    urls: list = []
+    odd_urls: list[int] = []
+    pending: list[tuple[int, str | None, object]] = []  # (n, id or None when it has none, url)
+
+    def flush(entries: int) -> None:
+        rows = []
+        for n, iid, url in pending:
+            if iid is not None:
+                if url is None:
+                    rows.append([n, iid, None, 0, 0])
+                elif isinstance(url, str):
+                    rows.append([n, iid, url, 1, int(bool(url))])
+                else:
+                    rows.append([n, iid, json.dumps(url), 2, int(bool(url))])
+        repeats = staged.add_images(rows, entries)
+        for n, iid, url in pending:
+            if iid is None:
+                batch.problem(None, "malformed-entry", f"images[{n}] has no imageId/image_id")
+            elif n in repeats:
+                text, kind = staged.first_url(iid)
+                first = json.loads(text) if kind == 2 else text
+                if url and url != first:
+                    batch.problem(iid, "conflicting-sources", f"images[{n}] repeats the image id with url {url}; "
+                                  f"kept the first entry's url {first}")
+                else:
+                    batch.problem(iid, "duplicate-entry", f"images[{n}] repeats an image id")
+            elif url is not None and not isinstance(url, str):
+                odd_urls.append(n)
+        pending.clear()
+
+    n = -1
     for n, entry in enumerate(source.entries("images")):
         iid = _entry_id(entry)
         if iid is None:
-            batch.problem(None, "malformed-entry", f"images[{n}] has no imageId/image_id")
-            continue
-        camel += "imageId" in entry
-        snake += "image_id" in entry
-        int_ids &= isinstance(iid, int) and not isinstance(iid, bool)
-        iid = str(iid)
-        url = entry.get("url")
-        if isinstance(url, list):  # some dumps give a list of mirrors; the first is canonical
-            url = url[0] if url else None
-        at = ids.get(iid)
-        if at is not None:
-            if url and url != urls[at]:
-                batch.problem(iid, "conflicting-sources", f"images[{n}] repeats the image id with url {url}; "
-                              f"kept the first entry's url {urls[at]}")
-            else:
-                batch.problem(iid, "duplicate-entry", f"images[{n}] repeats an image id")
-            continue
-        ids[iid] = len(urls)
-        urls.append(url)
-    return ids, urls, "snake" if snake > camel else "camel", int_ids and bool(ids)
+            pending.append((n, None, None))
+        else:
+            camel += "imageId" in entry
+            snake += "image_id" in entry
+            int_ids &= isinstance(iid, int) and not isinstance(iid, bool)
+            url = entry.get("url")
+            if isinstance(url, list):  # some dumps give a list of mirrors; the first is canonical
+                url = url[0] if url else None
+            pending.append((n, str(iid), url))
+        if len(pending) >= STAGE_CHUNK:
+            flush(n + 1)
+    flush(n + 1)
+    return "snake" if snake > camel else "camel", int_ids and staged.images_read > 0, odd_urls
 
 
-class _LabelSets:
-    """Each annotated image's distinct raw label values, kept compactly: every value is coded
-    once, and the codes of all images lie in one uint32 array, image after image, with an
-    offset per image (~35 bytes an image with 6 labels; a tuple per image in a dict keyed
-    by fresh id strings was ~200). An image listed again with other labels gets its united
-    codes in `redone` (rare). Iterating gives (image_id, [raw values]) in the order images
-    were first annotated, as a dict of image_id -> values would."""
+class _LabelCodes:
+    """A code per distinct raw label value (as _json_label gives it): `values[code]` is the
+    value. Staged annotations hold codes, so each value is one Python object however often
+    it is used."""
 
-    def __init__(self, ids: dict[str, int]) -> None:
-        self.ids = ids
-        self.values: list = []  # code -> raw value (as _json_label gives it)
+    def __init__(self) -> None:
+        self.values: list = []
         self.codes: dict[object, int] = {}  # raw value -> code
         self.keyed: dict[tuple[type, object], int] = {}  # (type, JSON value) -> code
-        self.flat = array("I")  # the codes of every annotated image, in `order`
-        self.start = array("q", [0])  # k -> where the k-th annotated image's codes begin in `flat`
-        self.order = array("q")  # k -> image position of the k-th annotated image
-        self.slot = array("i", [-1]) * len(ids)  # image position -> k, or -1
-        self.redone: dict[int, tuple] = {}  # k -> united codes of an image listed again
-        self.in_file_order = True  # images were first annotated in the images list's order
 
     def code(self, x) -> int:
         """The code of one label value from JSON; TypeError when it cannot be one (a list)."""
@@ -481,75 +546,65 @@ class _LabelSets:
             self.keyed[key] = code
         return code
 
-    def _codes(self, k: int) -> tuple:
-        redone = self.redone.get(k)
-        return redone if redone is not None else tuple(self.flat[self.start[k]:self.start[k + 1]])
 
-    def get(self, at: int) -> tuple | None:
-        k = self.slot[at]
-        return None if k < 0 else self._codes(k)
+def _stage_annotations(source: _ChallengeFile, batch: _Batch, staged: ImportStaging) -> list:
+    """Stage each annotated image's distinct raw label values (as codes) in `staged`, chunk by
+    chunk; returns the values by code. Malformed entries, labels of unknown images, repeats
+    (merged) and conflicting repeats (labels united, image set aside) go to `batch`, in file
+    order."""
+    labels = _LabelCodes()
+    code = labels.code
+    annotated = bytearray(staged.entries)  # image position -> 1 once annotated (1 byte an image)
+    pending: list[tuple[int, str | None, list | None]] = []  # (n, id, raw labels; None when malformed)
 
-    def put(self, at: int, codes: tuple) -> None:
-        k = self.slot[at]
-        if k >= 0:
-            self.redone[k] = codes
-            return
-        if self.order and at < self.order[-1]:
-            self.in_file_order = False
-        self.slot[at] = len(self.order)
-        self.order.append(at)
-        self.flat.extend(codes)
-        self.start.append(len(self.flat))
+    def flush() -> None:
+        at_of = iter(staged.positions([iid for _, iid, raw in pending if raw is not None]))
+        rows: list[list] = []  # [position, n, codes] of images first annotated in this chunk
+        row_of: dict[int, list] = {}
+        for n, iid, raw in pending:
+            if raw is None:
+                batch.problem(iid, "malformed-entry", f"annotations[{n}] needs imageId/image_id and a labelId/label_id list")
+                continue
+            at = next(at_of)
+            if at is None:
+                batch.problem(iid, "annotation-without-image", f"annotations[{n}] names an image the images list lacks")
+                continue
+            try:
+                codes = tuple(dict.fromkeys(code(x) for x in raw))
+            except TypeError:  # a list or object where a label id should be
+                batch.problem(iid, "malformed-entry", f"annotations[{n}] has a label that is not an id")
+                continue
+            if annotated[at]:
+                row = row_of.get(at)
+                before = tuple(row[2]) if row is not None else staged.codes(at)
+                if set(codes) == set(before):
+                    batch.problem(iid, "duplicate-entry", f"annotations[{n}] repeats the image with the same labels")
+                else:
+                    batch.problem(iid, "conflicting-entries", f"annotations[{n}] lists the image again with different labels")
+                    batch.set_aside[iid] = "import: listed twice with different labels"
+                    united = list(dict.fromkeys(before + codes))
+                    if row is not None:
+                        row[2] = united
+                    else:
+                        staged.set_codes(at, united)
+                continue
+            annotated[at] = 1
+            row_of[at] = row = [at, n, list(codes)]
+            rows.append(row)
+        staged.add_annotations(rows)
+        pending.clear()
 
-    def __len__(self) -> int:
-        return len(self.order)
-
-    def __iter__(self) -> Iterator[tuple[str, list]]:
-        values = self.values
-        if self.in_file_order:  # the usual case: no list of every id needed
-            pairs = ((k, iid) for iid, k in zip(self.ids, self.slot) if k >= 0)
-        else:
-            keys = list(self.ids)
-            pairs = ((k, keys[at]) for k, at in enumerate(self.order))
-        for k, iid in pairs:
-            yield iid, [values[c] for c in self._codes(k)]
-
-
-def _read_annotations(source: _ChallengeFile, batch: _Batch, ids: dict[str, int]) -> _LabelSets:
-    """The annotations list: each image's distinct raw label values. Malformed entries,
-    labels of unknown images, repeats (merged) and conflicting repeats (labels united, image
-    set aside) go to `batch`."""
-    # Each value is coded once (sets of fresh strings cost ~1 KB an image: 730 MB at 1M).
-    label_sets = _LabelSets(ids)
-    code = label_sets.code
     for n, entry in enumerate(source.entries("annotations")):
         iid = _entry_id(entry)
         raw = entry.get("labelId", entry.get("label_id")) if isinstance(entry, dict) else None
         if iid is None or not isinstance(raw, list):
-            batch.problem(None if iid is None else str(iid), "malformed-entry",
-                          f"annotations[{n}] needs imageId/image_id and a labelId/label_id list")
-            continue
-        iid = str(iid)
-        at = ids.get(iid)
-        if at is None:
-            batch.problem(iid, "annotation-without-image", f"annotations[{n}] names an image the images list lacks")
-            continue
-        try:
-            labels = tuple(dict.fromkeys(code(x) for x in raw))
-        except TypeError:  # a list or object where a label id should be
-            batch.problem(iid, "malformed-entry", f"annotations[{n}] has a label that is not an id")
-            continue
-        before = label_sets.get(at)
-        if before is not None:
-            if set(labels) == set(before):
-                batch.problem(iid, "duplicate-entry", f"annotations[{n}] repeats the image with the same labels")
-            else:
-                batch.problem(iid, "conflicting-entries", f"annotations[{n}] lists the image again with different labels")
-                batch.set_aside[iid] = "import: listed twice with different labels"
-                label_sets.put(at, tuple(dict.fromkeys(before + labels)))
-            continue
-        label_sets.put(at, labels)
-    return label_sets
+            pending.append((n, None if iid is None else str(iid), None))
+        else:
+            pending.append((n, str(iid), raw))
+        if len(pending) >= STAGE_CHUNK:
+            flush()
+    flush()
+    return labels.values
 
 
 def _json_label(value):

@@ -25,6 +25,8 @@ from .schema import MIGRATIONS
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .staging import ImportStaging
+
 # How long a second ifa process waits for the write lock before saying "workspace busy";
 # IFA_BUSY_TIMEOUT (seconds) overrides it.
 BUSY_TIMEOUT_S = 10.0
@@ -265,14 +267,16 @@ class Ledger:
         return self.records(self._EVENTS + " WHERE image_id = ? ORDER BY event_id", (image_id,))
 
     # ---- imports ----------------------------------------------------------------------
-    def record_import(self, *, format: str, source: str, split: str, images: Iterable[tuple],
-                      labels: Iterable[tuple[str, list[int]]], quarantined: list[tuple[str, int | str, str]],
+    def record_import(self, *, format: str, source: str, split: str, images: Iterable[tuple] = (),
+                      labels: Iterable[tuple[str, list[int]]] = (), quarantined: list[tuple[str, int | str, str]],
                       issues: list[tuple], key_style: str | None = None, int_ids: bool = False,
-                      summary: dict | None = None) -> dict[str, int | None]:
+                      summary: dict | None = None, staging: "ImportStaging | None" = None) -> dict[str, int | None]:
         """Write one import in a single transaction, recording only what it changed.
 
         images and labels may be lists or iterators (read once, 100k rows at a time, so an
-        import need not hold every row at once).
+        import need not hold every row at once), or come from `staging` (ledger/staging.py:
+        an import staged in TEMP tables, its images with their paths and set-aside reasons and
+        its known labels moved in by INSERT ... SELECT; then images and labels are not given).
         images: (image_id, url, path, status 'active'|'set_aside', status_reason); an
             image_id already in the ledger is left as it is (a rerun adds only what is
             missing; an image's missing url or path is filled in).
@@ -287,20 +291,62 @@ class Ledger:
         import), nothing is written, not even the import's row, event or issues, and
         import_id is None: a rerun never counts what it did not do.
         """
+        if staging is not None:
+            write_images, write_labels = staging.writers(split, self.command)
+        else:
+            write_images, write_labels = self._row_writers(images, labels, split)
         with self.transaction() as conn:
             # A savepoint, so "nothing new" undoes the import's row also inside a caller's transaction.
             conn.execute("SAVEPOINT record_import")
             try:
-                counts = self._record_import(conn, format, source, split, images, labels, quarantined, issues,
-                                             key_style, int_ids, summary)
+                counts = self._write_import(conn, format, source, split, write_images, write_labels, quarantined,
+                                            issues, key_style, int_ids, summary)
             except _NothingNew as nothing:
                 conn.execute("ROLLBACK TO record_import")
                 counts = nothing.counts
             conn.execute("RELEASE record_import")
             return counts
 
-    def _record_import(self, conn, format, source, split, images, labels, quarantined, issues, key_style, int_ids,
-                       summary) -> dict[str, int | None]:
+    def _row_writers(self, images: Iterable[tuple], labels: Iterable[tuple], split: str):
+        """(write_images, write_labels) for record_import's rows given as lists or iterators."""
+        def write_images(conn: sqlite3.Connection, import_id: int) -> int:
+            # Rows travel as JSON arrays expanded by json_each: 2.3x faster than executemany
+            # for 600k label rows (1.6 s vs 3.7 s), since no Python tuple is bound per row.
+            # The conflict branch only fires where it fills a gap, so total_changes counts real work.
+            n_images = 0
+            for chunk in _chunks(images):
+                n_images += len(chunk)
+                conn.execute(
+                    "INSERT INTO images(image_id, split, url, path, status, status_reason, status_rule, status_command, import_id) "
+                    "SELECT value->>0, ?1, value->>1, value->>2, value->>3, value->>4, "
+                    "CASE WHEN value->>3 = 'set_aside' THEN 'import' END, ?2, ?3 FROM json_each(?4) WHERE true "
+                    "ON CONFLICT(image_id) DO UPDATE SET url = coalesce(images.url, excluded.url), "
+                    "path = coalesce(images.path, excluded.path) WHERE images.split = excluded.split "
+                    "AND ((images.url IS NULL AND excluded.url IS NOT NULL) OR (images.path IS NULL AND excluded.path IS NOT NULL))",
+                    (split, self.command, import_id, json.dumps(chunk)),
+                )
+            return n_images
+
+        def write_labels(conn: sqlite3.Connection) -> None:
+            for chunk in _chunks(labels):
+                conn.execute(
+                    "INSERT OR IGNORE INTO labels(image_pk, label_id, source) "
+                    "SELECT i.pk, l.value, 'import' FROM json_each(?) j JOIN images i ON i.image_id = j.value->>0, "
+                    "json_each(j.value->1) l",
+                    (json.dumps(chunk),),
+                )
+
+        return write_images, write_labels
+
+    def import_staging(self) -> "ImportStaging":
+        """TEMP tables for an import read in chunks (ledger/staging.py); use it as a context
+        manager and hand it to record_import(staging=...)."""
+        from .staging import ImportStaging
+
+        return ImportStaging(self.conn)
+
+    def _write_import(self, conn, format, source, split, write_images, write_labels, quarantined, issues, key_style,
+                      int_ids, summary) -> dict[str, int | None]:
         stamp = now()  # one time for the import's row and all its events: `ifa history` groups by it
         cur = conn.execute(
             "INSERT INTO imports(time, command, format, source, split, key_style, int_ids, summary) VALUES (?,?,?,?,?,?,?,?)",
@@ -309,21 +355,7 @@ class Ledger:
         import_id = cur.lastrowid
         (before,) = conn.execute("SELECT count(*) FROM images").fetchone()
         changed = conn.total_changes
-        # Rows travel as JSON arrays expanded by json_each: 2.3x faster than executemany
-        # for 600k label rows (1.6 s vs 3.7 s), since no Python tuple is bound per row.
-        # The conflict branch only fires where it fills a gap, so total_changes counts real work.
-        n_images = 0
-        for chunk in _chunks(images):
-            n_images += len(chunk)
-            conn.execute(
-                "INSERT INTO images(image_id, split, url, path, status, status_reason, status_rule, status_command, import_id) "
-                "SELECT value->>0, ?1, value->>1, value->>2, value->>3, value->>4, "
-                "CASE WHEN value->>3 = 'set_aside' THEN 'import' END, ?2, ?3 FROM json_each(?4) WHERE true "
-                "ON CONFLICT(image_id) DO UPDATE SET url = coalesce(images.url, excluded.url), "
-                "path = coalesce(images.path, excluded.path) WHERE images.split = excluded.split "
-                "AND ((images.url IS NULL AND excluded.url IS NOT NULL) OR (images.path IS NULL AND excluded.path IS NOT NULL))",
-                (split, self.command, import_id, json.dumps(chunk)),
-            )
+        n_images = write_images(conn, import_id)
         image_changes = conn.total_changes - changed
         (after,) = conn.execute("SELECT count(*) FROM images").fetchone()
         (set_aside,) = conn.execute(
@@ -335,13 +367,7 @@ class Ledger:
             (stamp, self.command, import_id),
         )
         (n_before,) = conn.execute("SELECT count(*) FROM labels").fetchone()
-        for chunk in _chunks(labels):
-            conn.execute(
-                "INSERT OR IGNORE INTO labels(image_pk, label_id, source) "
-                "SELECT i.pk, l.value, 'import' FROM json_each(?) j JOIN images i ON i.image_id = j.value->>0, "
-                "json_each(j.value->1) l",
-                (json.dumps(chunk),),
-            )
+        write_labels(conn)
         (n_active,) = conn.execute("SELECT count(*) FROM labels").fetchone()
         stand_in = stand_in_ids(conn, (str(label) for _, label, _ in quarantined
                                        if not (isinstance(label, int) and storable_id(label))))
