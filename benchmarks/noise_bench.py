@@ -297,8 +297,9 @@ def print_table(table: pd.DataFrame) -> None:
 # The grid the constants were chosen on (tuning noise models only): the separability gate
 # MIN_LIFT, the rate shrinkage SHRINK, the shift of missing-label log-odds MISSING_SHIFT; then
 # the default threshold.
-GRID = {"min_lift": [0.0, 1.0, 1.5], "shrink": [100.0, 300.0, 1000.0, 3000.0, 10000.0, 30000.0, 1e9], "missing_shift": [-1.0, 0.0, 1.0]}
-MIN_SCORES = [0.5, 0.6, 0.7, 0.8, 0.9]
+GRID = {"min_lift": [0.0, 1.0, 1.5], "shrink": [100.0, 300.0, 1000.0, 3000.0, 10000.0, 30000.0, 1e9], "missing_shift": [-1.0, 0.0, 1.0],
+        "calibrate": [False, True]}
+MIN_SCORES = [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9]
 
 
 def tune(cases: list[Case]) -> pd.DataFrame:
@@ -318,7 +319,7 @@ def tune(cases: list[Case]) -> pd.DataFrame:
           "(recall) per case, and cleanlab find_label_issues' image precision")
     for m in MIN_SCORES:
         sets = [flag_sets(c, min_score=m) for c in tuning]
-        print(f"  min-score {m:.1f}: " + "; ".join(
+        print(f"  min-score {m:.2f}: " + "; ".join(
             f"{c.dataset}/{c.noise_model} {f['ifa']['precision']:.2f} ({f['ifa']['recall']:.2f}) vs {f['cleanlab']['image_precision']:.2f}"
             for c, f in zip(tuning, sets)))
     return grid

@@ -175,7 +175,8 @@ def flag_noise(
 
     Per-class confident-learning thresholds and noise rates, labels competing within
     single-label groups; each flag's score is the estimated probability that the label is
-    in error. A suggested (missing) label that would break an attribute rule on its image
+    in error, from probabilities calibrated per class against the given labels (a weak
+    model's are overconfident). A suggested (missing) label that would break an attribute rule on its image
     (a second category, a neckline on shoes or trousers) is left out. Classes the model
     cannot tell apart are never flagged: the reports list them. Writes CSVs and an HTML page
     with thumbnails to reports/. --json prints {"flags": [{"image_id", "label" (label id),
@@ -185,7 +186,8 @@ def flag_noise(
 
     Time: without --probs or --features, a small CNN is cross-fitted on the photos
     (4 folds x 6 epochs at 32 px); it says its expected time before training starts:
-    3,000 photos take about 3 minutes on 2 CPU cores. A million photos want --features
+    3,000 photos take about 3 minutes on 2 CPU cores (measured end to end: 2 to 4.5 minutes on
+    2 shared cores). A million photos want --features
     (embeddings, e.g. from `ifa model embed`, with a linear head) or a GPU (--device cuda).
 
     Example: ifa curate flag-noise --top 500

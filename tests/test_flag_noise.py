@@ -212,10 +212,14 @@ def test_no_suggestion_breaks_a_rule(ws, tmp_path):
     assert "garment-part-on-lower-body-garment" in result.suggestions_dropped
     assert swaps & loose_missing and swaps & loose_missing <= suggested  # swaps are not second categories
     assert sum(result.suggestions_dropped.values()) == len(loose_missing) - len(missing)
-    # with --top, the list keeps its length: rule breakers give way to the next pairs
-    assert len(result.flags) > 5 and set(list(zip(loose.flags["image_id"], loose.flags["label_id"].astype(int)))[:5]) & breakers
-    top = flag_noise.flag_noise(ws, probs=probs, top=5)
-    assert list(zip(top.flags["image_id"], top.flags["label_id"])) == list(zip(result.flags["image_id"], result.flags["label_id"]))[:5]
+    # with --top, the list keeps its length: rule breakers give way to the next pairs. N reaches
+    # the first rule breaker of the unfiltered ranking (the planted real missing labels, p 0.99,
+    # rank above the breakers' 0.97 in the same classes), so the check can fail.
+    loose_keys = list(zip(loose.flags["image_id"], loose.flags["label_id"].astype(int)))
+    n = next(k for k, key in enumerate(loose_keys) if key in breakers) + 1
+    assert len(result.flags) > n and set(loose_keys[:n]) & breakers
+    top = flag_noise.flag_noise(ws, probs=probs, top=n)
+    assert list(zip(top.flags["image_id"], top.flags["label_id"])) == list(zip(result.flags["image_id"], result.flags["label_id"]))[:n]
     # the real check-attributes, on the labels as the flags would leave them, finds nothing new
     # a suggestion in a single-label group takes the place of the given label there (a swap)
     single = {g.name for g in tax.groups if g.single}
