@@ -62,13 +62,15 @@ def _load() -> tuple[float, float, float]:
     return os.getloadavg()
 
 
-def time_flag_noise(workspace: Path) -> dict:
-    """Run the default `ifa curate flag-noise` on `workspace` in a child process; its wall
-    and CPU seconds, exit code, the expected time it stated, and the tail of its output."""
+def time_flag_noise(workspace: Path, options: list[str] = ()) -> dict:
+    """Run `ifa curate flag-noise` (its defaults, or `options` added) on `workspace` in a
+    child process; its wall and CPU seconds, exit code, the expected time it stated, and
+    the tail of its output."""
     env = os.environ | {"COLUMNS": "200"}  # one line per progress note, so the stated time can be read back
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "ifa.cli.app", "curate", "flag-noise", "--workspace", str(workspace)],
+    proc = subprocess.run([sys.executable, "-m", "ifa.cli.app", "curate", "flag-noise", "--workspace", str(workspace),
+                           *options],
                           capture_output=True, text=True, cwd=REPO, env=env)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -83,22 +85,27 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", nargs="+", default=["myntra"], choices=list(noise_data.DATASETS))
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--options", default="", help='other flag-noise options, e.g. "--epochs 10 --image-size 64 --folds 5" '
+                    "(the defaults before issue 16), to check the rate behind the stated time")
     args = ap.parse_args()
     rows = []
     for name in args.dataset:
         ws, images, import_s = fresh_workspace(name, OUT / f"time-{name}")
-        formula = defaults.expected_cross_fit_seconds(images, defaults.FLAG_NOISE_EPOCHS, defaults.FLAG_NOISE_FOLDS,
-                                                      defaults.FLAG_NOISE_IMAGE_SIZE)
+        opts = args.options.split()
+        setting = {k: int(opts[opts.index(f"--{k}") + 1]) if f"--{k}" in opts else v
+                   for k, v in (("epochs", defaults.FLAG_NOISE_EPOCHS), ("folds", defaults.FLAG_NOISE_FOLDS),
+                                ("image-size", defaults.FLAG_NOISE_IMAGE_SIZE))}
+        formula = defaults.expected_cross_fit_seconds(images, setting["epochs"], setting["folds"], setting["image-size"])
         load_before = _load()
-        run = time_flag_noise(ws)
+        run = time_flag_noise(ws, opts)
         run |= {"dataset": noise_data.DATASETS[name], "images": images, "import_s": round(import_s, 1),
                 "expected_s": round(formula, 1), "load_before": [round(x, 2) for x in load_before],
                 "load_after": [round(x, 2) for x in _load()]}
         if run["rc"]:
             print(run["output_tail"], file=sys.stderr)
         rows.append(run)
-    print(f"\n`ifa curate flag-noise` with its defaults ({defaults.FLAG_NOISE_FOLDS} folds x {defaults.FLAG_NOISE_EPOCHS} "
-          f"epochs of the small CNN at {defaults.FLAG_NOISE_IMAGE_SIZE} px, min-score {defaults.DEFAULT_MIN_SCORE}), "
+    print(f"\n`ifa curate flag-noise {args.options}` ({setting['folds']} folds x {setting['epochs']} "
+          f"epochs of the small CNN at {setting['image-size']} px, min-score {defaults.DEFAULT_MIN_SCORE}), "
           f"fresh workspace, one run each; {os.cpu_count()} CPUs here")
     print(f"{'dataset':<17}{'images':>7}{'wall s':>8}{'CPU s':>8}{'stated':>16}{'formula s':>10}{'target s':>9}"
           f"  {'within':<7}{'load 1-min before/after':>24}")

@@ -21,20 +21,23 @@ DEFAULT_RUN = "flag-noise"
 
 # flag-noise's cross-fit without --features: the settings benchmarks/noise_bench.py measures,
 # chosen so 3,000 photos finish in under 5 minutes on 2 CPU cores. The earlier 64 px x 10
-# epochs x 5 folds took 1,120 s there (busy machine); 32 px x 6 epochs x 4 folds took
-# 150-250 s on 2,500 photos (validation F1 0.49 on myntra, 2 busy cores).
+# epochs x 5 folds took 1,120 s there (busy machine) and 387 s on free cores; 32 px x 6
+# epochs x 4 folds takes 53 s on free cores, 264 s on busy ones (validation F1 0.49 on myntra).
 FLAG_NOISE_FOLDS = 4
 FLAG_NOISE_EPOCHS = 6
 FLAG_NOISE_IMAGE_SIZE = 32
 FLAG_NOISE_LR = 2e-3
 
-# Measured cross-fit throughput of the small CNN on 2 CPU cores shared with other work, every
-# cost included (decoding, training, each epoch's validation, the held-out predictions), in
-# trained image-epochs per second: 2,500 myntra photos at 32 px, 6 epochs x 4 folds (45,000
-# image-epochs) in 153 s = 294/s; 3,000 photos at 64 px, 10 x 5 (120,000) in 1,120 s = 107/s.
-# Between the two, the rate falls as size ** 1.5 (not size ** 2: fixed costs per batch).
-CNN_RATE_AT_32PX = 290.0
-RATE_SIZE_EXPONENT = 1.5
+# Measured cross-fit throughput of the small CNN on 2 free CPU cores (load average under 2),
+# every cost included (start-up, decoding, training, each epoch's validation, the held-out
+# predictions, the ranking), in trained image-epochs per second: 3,000 photos at 32 px, 6
+# epochs x 4 folds (54,000 image-epochs) in 52.7 s on myntra-products and 53.4 s on
+# clothing-cc0 = 1,020/s; at 64 px, 10 x 5 (120,000) in 386.7 s = 310/s, so the rate falls
+# as size ** 1.7 (`python -m benchmarks.flag_noise_time`, with `--options "--epochs 10
+# --image-size 64 --folds 5"` for the second). Busy cores are slower: the defaults took 264 s
+# on myntra at load 3-5.
+CNN_RATE_AT_32PX = 1020.0
+RATE_SIZE_EXPONENT = 1.7
 MILLION_HINT = ("A million photos want --features (embeddings, e.g. from `ifa model embed`, and a linear head) "
                 "or --device cuda.")
 

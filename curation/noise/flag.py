@@ -174,8 +174,9 @@ def _announce(config: TrainConfig, folds: int, images: int, device: str, progres
         return None
     seconds = defaults.expected_cross_fit_seconds(images, config.epochs, folds, config.image_size)
     progress.note(f"Cross-fitting {folds} small CNNs ({config.epochs} epochs, {config.image_size} px) on {images:,} "
-                  f"train photos: expected {defaults.describe_seconds(seconds)} on 2 CPU cores (measured "
-                  f"{defaults.CNN_RATE_AT_32PX:.0f} image-epochs/s at 32 px); more cores go faster."
+                  f"train photos: expected {defaults.describe_seconds(seconds)} on 2 free CPU cores (measured "
+                  f"{defaults.CNN_RATE_AT_32PX:.0f} image-epochs/s at 32 px); busy cores take up to 5x longer, "
+                  f"more cores go faster."
                   + (f" {defaults.MILLION_HINT}" if seconds > 3600 else ""))
     return round(seconds, 1)
 
