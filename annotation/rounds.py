@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from ..curation.ledger import SPLITS
+from ..curation.ledger import check_splits, id_list
 from ..curation.ledger.review import ReviewStore, annotator_role, is_tiebreak
 from ..curation.ledger.review_queue import set_review_status
 from ..curation.workspace import Workspace
@@ -134,8 +134,7 @@ def create_round(ws: Workspace, *, split: str, annotators: Sequence[str],
     Raises IfaError for unknown or duplicate annotators, image ids not in the split, gold
     ids not in the workspace, or a server that does not answer (what was done so far
     stays recorded; rerun to finish the same assignment)."""
-    if split not in SPLITS:
-        raise IfaError(f"Unknown split {split!r}; use one of {', '.join(SPLITS)}.")
+    check_splits(split)
     emails = [check_email(e) for e in annotators]
     pool = [tiebreaker] if isinstance(tiebreaker, str) else list(tiebreaker or [])
     pool = list(dict.fromkeys(check_email(e) for e in pool))
@@ -274,12 +273,11 @@ def _gold_labels(ws: Workspace, store: ReviewStore, gold_ids: Sequence[str]) -> 
     missing = [i for i in wanted if i not in splits]
     if missing:
         raise IfaError(f"Of the {len(wanted):,} gold image ids, {len(missing)} are not in the workspace "
-                       f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}). Nothing was created.")
+                       f"({id_list(missing)}). Nothing was created.")
     labels = store.labels_of(wanted)
     empty = [i for i, ls in labels.items() if not ls]
     if empty:
-        raise IfaError(f"{len(empty)} gold images have no active labels to trust ({', '.join(empty[:5])}"
-                       f"{', ...' if len(empty) > 5 else ''}); gold images need their labels. Nothing was created.")
+        raise IfaError(f"{len(empty)} gold images have no active labels to trust ({id_list(empty)}); gold images need their labels. Nothing was created.")
     return labels
 
 
@@ -297,9 +295,9 @@ def _select_images(ws: Workspace, split: str, image_ids: Sequence[str] | None, l
         if missing or elsewhere:
             parts = []
             if missing:
-                parts.append(f"{len(missing)} not in the workspace ({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''})")
+                parts.append(f"{len(missing)} not in the workspace ({id_list(missing)})")
             if elsewhere:
-                parts.append(f"{len(elsewhere)} in another split ({', '.join(elsewhere[:5])}{', ...' if len(elsewhere) > 5 else ''})")
+                parts.append(f"{len(elsewhere)} in another split ({id_list(elsewhere)})")
             raise IfaError(f"Of the {len(wanted):,} image ids given, {' and '.join(parts)}; the round is for the "
                            f"{split} split. Nothing was created.")
         frame = frame.set_index("image_id").loc[wanted].reset_index()

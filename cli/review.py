@@ -11,6 +11,7 @@ import typer
 from typer.core import TyperCommand
 
 from ..annotation import ENV_TOKEN, ENV_URL
+from ..curation.ledger import id_list
 from ..errors import IfaError
 from . import render
 from .options import DEFAULT_WS, ApplyOpt, JsonOpt, WorkspaceOpt, command_group, open_workspace
@@ -193,7 +194,7 @@ def create(
             for p in result.projects]
     render.out.print(render.table("projects", ["role", "annotator", "project", "#tasks", "#added now", "url"], rows))
     for why, ids in result.skipped.items():
-        render.out.print(f"  skipped {len(ids):,} images ({why}): {', '.join(ids[:5])}{' ...' if len(ids) > 5 else ''}")
+        render.out.print(f"  skipped {len(ids):,} images ({why}): {id_list(ids)}")
 
 
 # ---- sync ----------------------------------------------------------------------------------------
@@ -369,4 +370,4 @@ def reassign(
                 f"({result.to_role}, project {result.to_project_id}); {result.deleted:,} removed from the old project")
     if result.kept:
         render.out.print(f"  {len(result.kept):,} stay with {result.from_email}: {result.to_email} already has those "
-                         f"images ({', '.join(result.kept[:5])}{' ...' if len(result.kept) > 5 else ''})")
+                         f"images ({id_list(result.kept)})")

@@ -26,7 +26,7 @@ from ..taxonomy import Taxonomy
 from ..taxonomy.labelstudio_config import IMAGE_NAME
 from . import reports
 from . import stats as stats_lib
-from .ledger import SPLITS, Ledger
+from .ledger import SPLITS, Ledger, check_splits
 from .ledger.arrays import label_table
 from .ledger.raw_labels import is_raw_label, raw_label_names
 from .workspace import Workspace, time_stamp
@@ -160,9 +160,7 @@ def export(ws: Workspace, out_dir: Path | None = None, fmt: str = "imat", splits
         raise IfaError(f"Unknown export format {fmt!r}; use one of {', '.join(FORMATS)}.")
     if keys is not None and keys not in KEY_STYLES:
         raise IfaError(f"--keys must be 'camel' or 'snake', not {keys!r}.")
-    for s in splits or ():
-        if s not in SPLITS:
-            raise IfaError(f"Unknown split {s!r}; use one of {', '.join(SPLITS)}.")
+    check_splits(splits)
     stamp = datetime.now(timezone.utc)
     out = Path(out_dir) if out_dir else ws.exports_dir / f"export-{time_stamp(stamp)}"
     _check_destination(out)

@@ -9,10 +9,9 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import IfaError
 from ..taxonomy import Taxonomy
 from . import reports
-from .ledger import SPLITS, Ledger
+from .ledger import SPLITS, Ledger, check_splits
 from .ledger.arrays import label_arrays
 from .ledger.file_problems import unreadable_active
 from .workspace import Workspace, time_stamp
@@ -66,9 +65,7 @@ def compute(ledger: Ledger, taxonomy: Taxonomy, splits: Sequence[str] | None = N
     Today's statistics read only integer arrays (`label_arrays`): no image id string is
     made and neither pandas nor pyarrow is loaded, so `ifa stats` starts fast and reads 1M
     images' labels in a couple of seconds. Raises IfaError for an unknown split."""
-    for s in splits or ():
-        if s not in SPLITS:
-            raise IfaError(f"Unknown split {s!r}; use one of {', '.join(SPLITS)}.")
+    check_splits(splits)
     if as_imported:  # export's datasheet: label_table knows which images the import set aside
         from .ledger.arrays import label_table
 

@@ -25,10 +25,9 @@ from typing import Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from ...errors import IfaError
 from ...progress import SILENT, Progress
 from ...taxonomy import Taxonomy
-from ..ledger import SPLITS, Change, Ledger
+from ..ledger import SPLITS, Change, Ledger, check_splits
 from ..ledger.arrays import image_rows, label_arrays
 from ..ledger.review_queue import enqueue_review, review_queue
 from .. import reports
@@ -165,9 +164,7 @@ def check(ledger: Ledger, taxonomy: Taxonomy, rules: RuleSet | Sequence[Rule] | 
     Raises IfaError for an unknown split; WorkspaceBusy if another command holds the ledger.
     """
     ruleset = rules if isinstance(rules, RuleSet) else RuleSet(list(rules)) if rules is not None else load_rules(None, taxonomy)
-    for s in splits or ():
-        if s not in SPLITS:
-            raise IfaError(f"Unknown split {s!r}; use one of {', '.join(SPLITS)}.")
+    check_splits(splits)
     chosen = list(splits) if splits else list(SPLITS)
 
     arrays = label_arrays(ledger, image_status="active", label_statuses=("active", "quarantined"), progress=progress)

@@ -34,7 +34,7 @@ from ...progress import SILENT, Progress
 from .. import executors, reports
 from ..reports import html as report_html
 from . import hashing, pairs, verify
-from ..ledger import SPLITS, Change, FileInfo
+from ..ledger import Change, FileInfo, check_splits
 from ..ledger import hashes as store
 from ..workspace import Workspace
 
@@ -268,10 +268,7 @@ def run(ws: Workspace, *, splits: Sequence[str] | None = None, method: str = "ph
 def _check_splits(splits: Sequence[str] | None) -> list[str] | None:
     if not splits:
         return None
-    bad = [s for s in splits if s not in SPLITS]
-    if bad:
-        raise IfaError(f"Unknown split {', '.join(map(repr, bad))}; use {', '.join(SPLITS)}.")
-    return list(dict.fromkeys(splits))
+    return list(dict.fromkeys(check_splits(splits)))
 
 
 def _fingerprint(ws: Workspace, splits, methods: tuple[str, ...], workers, scheduler, result: DedupResult,

@@ -33,7 +33,7 @@ from ...progress import SILENT, Progress
 from . import downloader, image_store
 from .downloader import Backoff, FetchError, HostGate, HttpEngine
 from .image_store import ImageStore
-from ..ledger import SPLITS, FileInfo
+from ..ledger import FileInfo, check_splits
 from ..ledger import fetches as ledger_fetches
 from ..ledger.fetches import Candidate, FetchRecord
 from .. import reports
@@ -128,8 +128,7 @@ def fetch_images(ws: Workspace, split: str | None = None, settings: FetchSetting
     Returns a FetchResult. Raises IfaError for a bad split or setting, when another fetch
     is running on the workspace, or when the store cannot be written (disk full, ...);
     what was fetched before that is kept. A KeyboardInterrupt commits what is done first."""
-    if split is not None and split not in SPLITS:
-        raise IfaError(f"Unknown split {split!r}; use one of {', '.join(SPLITS)}.")
+    check_splits(split)
     settings.check()
     ws.images_dir.mkdir(parents=True, exist_ok=True)
     with _exclusive(ws.images_dir / LOCK):

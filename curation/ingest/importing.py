@@ -25,7 +25,7 @@ from ...errors import IfaError, UnknownLabel
 from ...progress import SILENT, Progress
 from ...taxonomy import Taxonomy
 from .. import reports
-from ..ledger import SPLITS
+from ..ledger import check_splits
 from ..ledger.raw_labels import storable_id
 from ..workspace import Workspace
 
@@ -632,8 +632,7 @@ def _resolve_label(raw, taxonomy: Taxonomy) -> int | tuple[str, int | str]:
 
 
 def _check_args(split: str, on_error: str) -> None:
-    if split not in SPLITS:
-        raise IfaError(f"Unknown split {split!r}; use one of {', '.join(SPLITS)}.")
+    check_splits(split)
     if on_error not in ON_ERROR:
         raise IfaError(f"--on-error must be 'skip' or 'fail', not {on_error!r}.")
 

@@ -5,6 +5,6 @@
 from sqlite3 import DatabaseError as LedgerDatabaseError
 
 from .core import BUSY_TIMEOUT_S, CHANGE_KINDS, Change, FileInfo, Ledger, now
-from .schema import MIGRATIONS, SPLITS
+from .schema import MIGRATIONS, SPLITS, check_splits, id_list
 
-__all__ = ["LedgerDatabaseError", "BUSY_TIMEOUT_S", "CHANGE_KINDS", "Change", "FileInfo", "Ledger", "MIGRATIONS", "SPLITS", "now"]
+__all__ = ["LedgerDatabaseError", "BUSY_TIMEOUT_S", "CHANGE_KINDS", "Change", "FileInfo", "Ledger", "MIGRATIONS", "SPLITS", "check_splits", "id_list", "now"]

@@ -6,7 +6,27 @@ workspaces already at that version would not see the change.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
+from ...errors import IfaError
+
 SPLITS = ("train", "validation", "test")
+
+
+def check_splits(splits: str | Iterable[str] | None) -> list[str]:
+    """The given split names as a list (None: none given, an empty list).
+    Raises IfaError naming every unknown split and the valid ones."""
+    chosen = [splits] if isinstance(splits, str) else list(splits or ())
+    bad = [s for s in chosen if s not in SPLITS]
+    if bad:
+        raise IfaError(f"Unknown split {', '.join(map(repr, bad))}; use one of {', '.join(SPLITS)}.")
+    return chosen
+
+
+def id_list(ids: Sequence, most: int = 5) -> str:
+    """The first `most` ids joined by commas, with ', ...' when there are more: for messages."""
+    head = ", ".join(str(i) for i in ids[:most])
+    return head + (", ..." if len(ids) > most else "")
 
 V1_FOUNDATION = """
 CREATE TABLE meta (

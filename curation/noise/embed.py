@@ -35,7 +35,7 @@ import numpy as np
 from ...errors import IfaError
 from ...progress import SILENT, Progress
 from .. import executors
-from ..ledger.schema import SPLITS
+from ..ledger.schema import check_splits
 from ..workspace import Workspace
 from .pixels import decode
 
@@ -335,9 +335,7 @@ def embed(ws: Workspace, onnx: Path, *, input_size: int = 224, mean: Sequence[fl
         raise IfaError("--mean and --std take three numbers each (R G B), and --std must be positive.")
     if batch < 1:
         raise IfaError("--batch must be at least 1.")
-    bad = [s for s in (splits or []) if s not in SPLITS]
-    if bad:
-        raise IfaError(f"Unknown split {', '.join(map(repr, bad))}; use {', '.join(SPLITS)}.")
+    check_splits(splits)
     onnx = Path(onnx)
     model = open_model(onnx, input_size, device)
     model_sha = model_sha256(onnx)
