@@ -24,7 +24,7 @@ from ..taxonomy import labeling_config
 from . import state
 from .annotators import check_email
 from .client import Client, NotFound, connection_for
-from .rounds import ensure_project, import_missing, storage_roots, task_data
+from .projects import ensure_project, import_missing, storage_roots, task_data
 from .sync import sync_round
 
 DELETE_BATCH = 1000

@@ -29,7 +29,7 @@ from . import assignment, state
 from .annotators import check_email
 from .answers import Answer, describe, to_result
 from .client import Client, connection_for
-from .rounds import ensure_project, import_missing, task_data
+from .projects import ensure_project, import_missing, task_data
 
 ANSWERS_FIELD = "answers"
 # Label Studio pre-fills the labeling stream with the predictions whose model_version is the

@@ -30,7 +30,7 @@ from xml.etree import ElementTree as ET
 
 import httpx
 
-from ifa.annotation import rounds, server
+from ifa.annotation import projects, server
 from ifa.annotation.annotators import log_in
 from ifa.annotation.client import Client, connection_for
 from ifa.curation.ingest import importing
@@ -167,13 +167,13 @@ def main() -> None:
         image_id = ws.ledger.images_frame(["validation"])["image_id"].iloc[3]
         rid = store.create_round("screenshot", "validation", client.url)
         store.add_images(rid, [image_id])
-        data, roots, _ = rounds.task_data(ws, store.image_sources(rid), True)
+        data, roots, _ = projects.task_data(ws, store.image_sources(rid), True)
         me = client.whoami()
         tasks = {}
         for role, config in (("annotator1", labeling_config(ws.taxonomy)), ("annotator2", flat_config(ws.taxonomy))):
-            pid = rounds.ensure_project(client, store, rid, "screenshot", role, state.admin_email, int(me["id"]), roots,
+            pid = projects.ensure_project(client, store, rid, "screenshot", role, state.admin_email, int(me["id"]), roots,
                                         config)
-            rounds.import_missing(client, store, rid, role, pid, data)
+            projects.import_missing(client, store, rid, role, pid, data)
             tasks[role] = (pid, int(store.tasks(rid, role)["ls_task_id"].iloc[0]))
         session = log_in(client.url, state.admin_email, state.admin_password)
         browser = Browser(args.chromium, tmp / "chromium-profile")

@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ifa.annotation import agreement, annotators, assignment, rounds, server, status, sync
+from ifa.annotation import agreement, annotators, assignment, projects, rounds, server, status, sync
 from ifa.annotation import report as review_report
 from ifa.annotation.answers import to_result
 from ifa.annotation.client import Client, connection_for
@@ -147,19 +147,19 @@ def bench_sync(ws: Workspace, client: Client, n: int, peer_tasks: int, full_peer
     first = dict(zip(ids, first))
     plan = assignment.assign_images(ids, pool, 2, seed="bench-sync")
     users = {u["email"]: int(u["id"]) for u in client.users()}
-    data, roots, _ = rounds.task_data(ws, store.image_sources(rid), client.conn.embedded)
+    data, roots, _ = projects.task_data(ws, store.image_sources(rid), client.conn.embedded)
     setup = time.perf_counter()
-    projects = {}
+    project_of = {}
     for k, email in enumerate(POOL[:pool]):
         role = annotator_role(k)
         mine = [i for i in ids if k in plan[i]]
         store.add_assignments(rid, [(role, i, False, float(p)) for p, i in enumerate(mine)])
-        pid = rounds.ensure_project(client, store, rid, "bench-sync", role, email, users[email], roots,
+        pid = projects.ensure_project(client, store, rid, "bench-sync", role, email, users[email], roots,
                                     labeling_config(TAX))
         extra = {i: {"annotations": [{"result": to_result(first[i] if plan[i][0] == k else second[i], TAX),
                                       "completed_by": users[email], "lead_time": 9.0}]} for i in mine}
-        rounds.import_missing(client, store, rid, role, pid, {i: data[i] for i in mine}, extra=extra)
-        projects[role] = pid
+        projects.import_missing(client, store, rid, role, pid, {i: data[i] for i in mine}, extra=extra)
+        project_of[role] = pid
     setup = time.perf_counter() - setup
 
     start = time.perf_counter()
@@ -186,7 +186,7 @@ def bench_sync(ws: Workspace, client: Client, n: int, peer_tasks: int, full_peer
     take = 2 * n if full_peer else min(peer_tasks, n)
     start = time.perf_counter()
     got = 0
-    for pid in projects.values():
+    for pid in project_of.values():
         for task in client.sdk.tasks.list(project=pid, fields="all"):
             got += 1
             if not full_peer and got >= take:
