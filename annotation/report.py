@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..curation.ledger.review import ReviewStore
+from ..curation import reports
 from ..curation.reports.html import thumbnail_uri
 from ..curation.workspace import Workspace
 from . import quality, state
@@ -86,7 +87,7 @@ def report(ws: Workspace, round_name: str | None = None, top_pairs: int = 5) -> 
             _plot_accuracy(rows, flagged, Path(f"{stem}-accuracy.png")),
             _plot_throughput(through, Path(f"{stem}-throughput.png"))]
     paths = store.image_sources(view.round_id).set_index("image_id")["path"].to_dict()
-    path.write_text(_page(view, rows, flagged, matrix, shared, confused, pngs, paths, ws.root), encoding="utf-8")
+    reports.write_text(path, _page(view, rows, flagged, matrix, shared, confused, pngs, paths, ws.root))
     return ReportResult(view.name, str(path), [str(p) for p in pngs], rows, flagged, time.perf_counter() - start)
 
 
@@ -97,6 +98,12 @@ def _plt():
     matplotlib.use("Agg")  # no display: write files only
     import matplotlib.pyplot as plt
     return plt
+
+
+def _save(fig, path: Path) -> None:
+    """Write the figure as PNG atomically: a reader never sees half a plot."""
+    with reports.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
 
 
 def _plot_matrix(matrix, shared, path: Path) -> Path:
@@ -114,7 +121,7 @@ def _plot_matrix(matrix, shared, path: Path) -> Path:
     ax.set_title("agreement (share of shared images with the same answer)")
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    _save(fig, path)
     plt.close(fig)
     return path
 
@@ -136,7 +143,7 @@ def _plot_accuracy(rows: list[dict], flagged: dict, path: Path) -> Path:
     ax.legend(fontsize=8)
     ax.set_title("per annotator ((!) = flagged)")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    _save(fig, path)
     plt.close(fig)
     return path
 
@@ -153,7 +160,7 @@ def _plot_throughput(through, path: Path) -> Path:
         ax.legend(fontsize=7)
     fig.autofmt_xdate()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    _save(fig, path)
     plt.close(fig)
     return path
 
@@ -179,9 +186,20 @@ def _page(view, rows, flagged, matrix, shared, confused, pngs, paths, root: Path
                      + "</p>")
     else:
         parts.append("<p>No annotator stands out from the pool.</p>")
-    parts.append("<h2>Annotators</h2><table><tr><th class='l'>annotator</th><th class='l'>role</th><th>assigned</th>"
-                 "<th>done</th><th>gold answered</th><th>gold accuracy</th><th>agreement</th><th>accuracy vs final</th>"
-                 "<th>median s/task</th></tr>")
+    parts += _annotator_tables(rows, flagged)
+    parts.append(f"<img src='{e(pngs[1].name)}' alt='accuracy per annotator'>")
+    parts += _matrix_table(matrix, shared, pngs[0])
+    parts += _confused_table(confused, paths, root)
+    parts.append("<h2>Throughput</h2>" f"<img src='{e(pngs[2].name)}' alt='throughput'>")
+    parts.append("</body></html>")
+    return "".join(parts)
+
+
+def _annotator_tables(rows, flagged) -> list[str]:
+    e = html.escape
+    parts = ["<h2>Annotators</h2><table><tr><th class='l'>annotator</th><th class='l'>role</th><th>assigned</th>"
+             "<th>done</th><th>gold answered</th><th>gold accuracy</th><th>agreement</th><th>accuracy vs final</th>"
+             "<th>median s/task</th></tr>"]
     for r in rows:
         cls = " class='flag'" if r["email"] in flagged else ""
         med = "" if r["median_seconds"] is None else f"{r['median_seconds']:.0f}"
@@ -199,36 +217,42 @@ def _page(view, rows, flagged, matrix, shared, confused, pngs, paths, root: Path
         cells = "".join(f"<td>{_pct(r['gold']['groups'].get(g))} / {_pct(r['agreement'].get(g))}</td>" for g in groups)
         parts.append(f"<tr><td class='l'>{e(r['email'])}</td>{cells}</tr>")
     parts.append("</table>")
-    parts.append(f"<img src='{e(pngs[1].name)}' alt='accuracy per annotator'>")
-    parts.append("<h2>Agreement matrix</h2><p>Share of the images two annotators both answered where their answers "
-                 "are the same (same labels, or both discard); images shared in brackets.</p>")
-    parts.append(f"<img src='{e(pngs[0].name)}' alt='agreement matrix'><table><tr><th></th>"
-                 + "".join(f"<th>{e(c)}</th>" for c in matrix.columns) + "</tr>")
+    return parts
+
+
+def _matrix_table(matrix, shared, png: Path) -> list[str]:
+    e = html.escape
+    parts = ["<h2>Agreement matrix</h2><p>Share of the images two annotators both answered where their answers "
+             "are the same (same labels, or both discard); images shared in brackets.</p>",
+             f"<img src='{e(png.name)}' alt='agreement matrix'><table><tr><th></th>"
+             + "".join(f"<th>{e(c)}</th>" for c in matrix.columns) + "</tr>"]
     for i, email in enumerate(matrix.index):
         cells = "".join("<td></td>" if matrix.iat[i, j] != matrix.iat[i, j] else
                         f"<td>{matrix.iat[i, j]:.2f} ({shared.iat[i, j]})</td>" for j in range(len(matrix.columns)))
         parts.append(f"<tr><th class='l'>{e(email)}</th>{cells}</tr>")
     parts.append("</table>")
-    parts.append("<h2>Most confused label pairs per group</h2>")
+    return parts
+
+
+def _confused_table(confused, paths, root: Path) -> list[str]:
+    e = html.escape
+    parts = ["<h2>Most confused label pairs per group</h2>"]
     if confused.empty:
-        parts.append("<p>No two answers swap labels yet.</p>")
-    else:
-        parts.append("<table><tr><th class='l'>group</th><th class='l'>label</th><th class='l'>label</th>"
-                     "<th>images</th><th class='l'>examples</th></tr>")
-        for c in confused.itertuples():
-            thumbs = []
-            for image_id in c.examples[:THUMBS]:
-                p = paths.get(image_id)
-                p = None if not isinstance(p, str) or not p else (p if Path(p).is_absolute() else str(root / p))
-                uri = thumbnail_uri(p, 96)
-                thumbs.append(f"<img src='{uri}' title='{e(image_id)}' alt='{e(image_id)}'>" if uri else e(image_id))
-            parts.append(f"<tr><td class='l'>{e(c.group)}</td><td class='l'>{e(c.label_a)}</td>"
-                         f"<td class='l'>{e(c.label_b)}</td><td>{c.images}</td>"
-                         f"<td class='l thumbs'>{' '.join(thumbs)}</td></tr>")
-        parts.append("</table>")
-    parts.append("<h2>Throughput</h2>" f"<img src='{e(pngs[2].name)}' alt='throughput'>")
-    parts.append("</body></html>")
-    return "".join(parts)
+        return parts + ["<p>No two answers swap labels yet.</p>"]
+    parts.append("<table><tr><th class='l'>group</th><th class='l'>label</th><th class='l'>label</th>"
+                 "<th>images</th><th class='l'>examples</th></tr>")
+    for c in confused.itertuples():
+        thumbs = []
+        for image_id in c.examples[:THUMBS]:
+            p = paths.get(image_id)
+            p = None if not isinstance(p, str) or not p else (p if Path(p).is_absolute() else str(root / p))
+            uri = thumbnail_uri(p, 96)
+            thumbs.append(f"<img src='{uri}' title='{e(image_id)}' alt='{e(image_id)}'>" if uri else e(image_id))
+        parts.append(f"<tr><td class='l'>{e(c.group)}</td><td class='l'>{e(c.label_a)}</td>"
+                     f"<td class='l'>{e(c.label_b)}</td><td>{c.images}</td>"
+                     f"<td class='l thumbs'>{' '.join(thumbs)}</td></tr>")
+    parts.append("</table>")
+    return parts
 
 
 def view_groups(rows: list[dict]) -> list[str]:
