@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
+from typing import Sequence
 
 import httpx
 
@@ -42,15 +43,6 @@ class AnnotatorAdded:
 
 
 @dataclass
-class AnnotatorsResult:
-    server: str
-    annotators: list[AnnotatorAdded] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return {"server": self.server, "annotators": [asdict(a) for a in self.annotators]}
-
-
-@dataclass
 class AnnotatorRow:
     email: str
     user_id: int
@@ -61,12 +53,15 @@ class AnnotatorRow:
 
 
 @dataclass
-class AnnotatorsList:
+class ServerAnnotators:
+    """Annotators of one server: what `add` did (AnnotatorAdded rows) or who is there
+    (`listing`: AnnotatorRow rows)."""
+
     server: str
-    annotators: list[AnnotatorRow] = field(default_factory=list)
+    annotators: list[AnnotatorAdded] | list[AnnotatorRow] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"server": self.server, "annotators": [asdict(a) for a in self.annotators]}
+        return asdict(self)
 
 
 def check_email(email: str) -> str:
@@ -76,8 +71,30 @@ def check_email(email: str) -> str:
     return email
 
 
+def check_people(client: Client, annotators: Sequence[str], tiebreakers: Sequence[str] = (),
+                 per_image: int | None = None) -> dict[str, int]:
+    """The checks every review command makes of the people it names (create, tiebreak,
+    reassign): each a valid email and a Label Studio user on `client`'s server, and the
+    tie-breakers not all annotators of every image (`per_image` of the `annotators`;
+    None: all of them). Returns each person's Label Studio user id by email. Raises
+    IfaError naming what is wrong and what to do."""
+    emails = [check_email(e) for e in annotators]
+    pool = list(dict.fromkeys(check_email(e) for e in tiebreakers))
+    if pool and (per_image or len(emails)) == len(emails) and all(e in emails for e in pool):
+        raise IfaError("The tie-breaker must be a third person, not one of the two annotators."
+                       if len(emails) == 2 else
+                       "Every image goes to every annotator, so the tie-breaker must be someone else.")
+    users = {(u.get("email") or "").lower(): u for u in client.users()}
+    people = list(dict.fromkeys([*emails, *pool]))
+    unknown = [e for e in people if e not in users]
+    if unknown:
+        raise IfaError(f"{', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not a Label Studio user on "
+                       f"{client.url}; add them first: ifa review annotators add {' '.join(unknown)}")
+    return {e: int(users[e]["id"]) for e in people}
+
+
 def add(ws: Workspace, client: Client, emails: list[str], password: str | None = None,
-        simulated: bool = False) -> AnnotatorsResult:
+        simulated: bool = False) -> ServerAnnotators:
     """Make each email a Label Studio user of the organisation and record it in the ledger.
 
     With `password`, new users sign up through the invite link with it (they can log in);
@@ -88,7 +105,7 @@ def add(ws: Workspace, client: Client, emails: list[str], password: str | None =
     if not emails:
         raise IfaError("Name at least one annotator email.")
     store = ReviewStore(ws.ledger)
-    result = AnnotatorsResult(client.url)
+    result = ServerAnnotators(client.url)
     existing = {(u.get("email") or "").lower(): u for u in client.users()}
     for email in emails:
         user = existing.get(email)
@@ -124,7 +141,7 @@ def ensure_member(client: Client, user: dict) -> None:
                 active_organization=org)
 
 
-def listing(ws: Workspace, client: Client) -> AnnotatorsList:
+def listing(ws: Workspace, client: Client) -> ServerAnnotators:
     """Every user on the server, marked when ifa added them (and simulated), with the
     rounds and roles they work in."""
     store = ReviewStore(ws.ledger)
@@ -132,8 +149,8 @@ def listing(ws: Workspace, client: Client) -> AnnotatorsList:
     roles: dict[str, list[str]] = {}
     for rnd in store.rounds().itertuples():
         for role, p in store.projects(rnd.round_id).items():
-            roles.setdefault(p["email"], []).append(f"{rnd.name}:{role}")
-    out = AnnotatorsList(client.url)
+            roles.setdefault(p.email, []).append(f"{rnd.name}:{role}")
+    out = ServerAnnotators(client.url)
     for u in sorted(client.users(), key=lambda u: (u.get("email") or "").lower()):
         email = (u.get("email") or "").lower()
         name = " ".join(x for x in (u.get("first_name"), u.get("last_name")) if x)

@@ -36,20 +36,19 @@ class ImageDecision:
 
 @dataclass
 class FinalizeResult:
-    """decided: images with a decision, by outcome; undecided: images without one, by
-    reason; labels_added / labels_dropped / images_set_aside: what applying changes (or
-    would change, when applied is False); report: the CSV listing every image."""
+    """What finalizing a round decided, and what applying changes (or would change, when
+    applied is False)."""
 
     round: str
     applied: bool
     simulated: bool
-    decided: dict[str, int] = field(default_factory=dict)
-    undecided: dict[str, int] = field(default_factory=dict)
+    decided: dict[str, int] = field(default_factory=dict)  # images with a decision, by outcome
+    undecided: dict[str, int] = field(default_factory=dict)  # images without one, by reason
     labels_added: int = 0
     labels_dropped: int = 0
     images_set_aside: int = 0
     changed_images: int = 0
-    report: str = ""
+    report: str = ""  # the CSV listing every image
     decisions: list[ImageDecision] = field(default_factory=list)
 
     def to_dict(self) -> dict:

@@ -9,14 +9,7 @@ the `image_id` in their data. So every step here can be rerun after a crash.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-from urllib.parse import quote
-
-import pandas as pd
-
 from ..curation.ledger.review import ReviewStore, is_tiebreak
-from ..curation.workspace import Workspace
 from ..errors import IfaError
 from ..progress import SILENT, Progress
 from .client import Client, NotFound
@@ -42,47 +35,6 @@ def role_name(role: str) -> str:
     return f"annotator {role[9:]}"
 
 
-def task_data(ws: Workspace, sources: pd.DataFrame, embedded: bool) -> tuple[dict[str, dict], set[str], list[str]]:
-    """Task data per image: {"image": how Label Studio loads it, "image_id": id}.
-
-    A local file is served through Label Studio's local-files storage (a raw http URL is
-    blocked by the browser unless its server sends CORS headers); an image with only a URL
-    is passed as the URL. Returns (data by image id, folders the local storage must cover,
-    image ids with neither a file nor a URL)."""
-    data: dict[str, dict] = {}
-    dirs: set[str] = set()
-    missing: list[str] = []
-    for row in sources.itertuples():
-        path = None
-        if isinstance(row.path, str) and row.path:
-            p = Path(row.path)
-            p = p if p.is_absolute() else (ws.root / p).resolve()
-            if p.exists() or not embedded:
-                path = p
-        if path is not None and (embedded or not isinstance(row.url, str)):
-            data[row.image_id] = {"image": f"/data/local-files/?d={quote(str(path).lstrip('/'))}", "image_id": row.image_id}
-            dirs.add(str(path.parent))
-        elif isinstance(row.url, str) and row.url:
-            data[row.image_id] = {"image": row.url, "image_id": row.image_id}
-        else:
-            missing.append(row.image_id)
-    return data, storage_roots(dirs), missing
-
-
-def storage_roots(dirs: set[str]) -> set[str]:
-    """The fewest folders that cover `dirs` (a folder inside another is dropped); many
-    sibling folders (content-addressed images/ab/...) collapse into their parent."""
-    roots: set[str] = set()
-    for d in sorted(dirs, key=len):
-        if not any(d == r or d.startswith(r.rstrip("/") + "/") for r in roots):
-            roots.add(d)
-    if len(roots) > 16:
-        common = os.path.commonpath(list(roots))
-        if common not in ("/", ""):
-            return {common}
-    return roots
-
-
 def ensure_project(client: Client, store: ReviewStore, round_id: int, round_name: str, role: str, email: str,
                    user_id: int, storage: set[str], label_config: str, extra: dict | None = None) -> int:
     """The Label Studio project of this round and role: the recorded one, else one created
@@ -93,10 +45,10 @@ def ensure_project(client: Client, store: ReviewStore, round_id: int, round_name
     project_id = None
     if recorded is not None:
         try:
-            client.get(f"api/projects/{recorded['ls_project_id']}/", f"checking project {recorded['ls_project_id']}")
-            project_id = int(recorded["ls_project_id"])
+            client.get(f"api/projects/{recorded.ls_project_id}/", f"checking project {recorded.ls_project_id}")
+            project_id = recorded.ls_project_id
         except NotFound:
-            raise IfaError(f"Label Studio project {recorded['ls_project_id']} ({role_name(role)} of round {round_name}) "
+            raise IfaError(f"Label Studio project {recorded.ls_project_id} ({role_name(role)} of round {round_name}) "
                            f"is gone from {client.url}. Its annotations synced so far are in the ledger; create a "
                            "new round for the images still to review.") from None
     title = _title(round_name, role, email)

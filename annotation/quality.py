@@ -21,6 +21,7 @@ per-group numbers say where a person goes wrong.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass, field
 from itertools import combinations
 
 import numpy as np
@@ -60,57 +61,79 @@ def annotators(view: state.RoundView, taxonomy: Taxonomy) -> list[dict]:
     cache: dict = {}
     groups = taxonomy.group_names
     tasks = view.tasks
-    ann = view.annotations
-    counted = ann[ann["by_annotator"] == 1]
+    counted = view.annotations[view.annotations["by_annotator"] == 1]
     lead = counted.groupby("role")["lead_time"].median().to_dict()
-    # Agreement per role, accumulated over every image's pairs of annotators.
-    agree_n: dict[str, int] = defaultdict(int)
-    agree_hit: dict[str, int] = defaultdict(int)
-    group_n: dict[str, int] = defaultdict(int)
-    group_hit: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for image_id in view.images:
-        roles = view.annotators_of.get(image_id, ())
-        for r1, r2 in combinations(roles, 2):
-            a, b = view.answers.get(r1, {}).get(image_id), view.answers.get(r2, {}).get(image_id)
-            if a is None or b is None:
-                continue
-            same = state.compare_all([a, b]) in (state.AGREED, state.DISCARDED)
-            for r in (r1, r2):
-                agree_n[r] += 1
-                agree_hit[r] += same
-            if a.valid and b.valid and not a.discard and not b.discard:
-                eq = _group_equal(a, b.labels, taxonomy, cache)
-                for r in (r1, r2):
-                    group_n[r] += 1
-                    for g in groups:
-                        group_hit[r][g] += eq[g]
+    agree = _agreement_counts(view, taxonomy, cache)
     out = []
     for role, project in view.projects.items():
         mine = tasks[tasks["role"] == role]
         answers = view.answers.get(role, {})
         done = int(mine["image_id"].isin(list(answers)).sum()) if len(mine) else 0
-        gold_answers = {i: a for i, a in answers.items() if i in view.gold}
-        hits = 0
-        ghits = {g: 0 for g in groups}
-        for image_id, a in gold_answers.items():
-            truth = view.gold[image_id]
-            ok = a.valid and not a.discard
-            hits += ok and a.labels == tuple(sorted(truth))
-            eq = _group_equal(a, truth, taxonomy, cache)
-            for g in groups:
-                ghits[g] += ok and eq[g]
-        n_gold = len(gold_answers)
+        a = agree.get(role, _Agreement(groups))
         median = lead.get(role)
         out.append({
-            "email": project["email"], "role": role, "assigned": int(len(mine)), "done": done,
+            "email": project.email, "role": role, "assigned": int(len(mine)), "done": done,
             "pending": int(len(mine)) - done,
-            "gold": {"answered": n_gold, "accuracy": _rate(hits, n_gold),
-                     "groups": {g: _rate(ghits[g], n_gold) for g in groups}},
-            "agreement": {"overall": _rate(agree_hit[role], agree_n[role]), "compared": agree_n[role],
-                          **{g: _rate(group_hit[role][g], group_n[role]) for g in groups}},
+            "gold": _gold_scores(view, answers, taxonomy, cache),
+            "agreement": {"overall": _rate(a.hit, a.n), "compared": a.n,
+                          **{g: _rate(a.group_hit[g], a.group_n) for g in groups}},
             "median_seconds": None if median is None or median != median else round(float(median), 2),
         })
     return out
+
+
+@dataclass
+class _Agreement:
+    """One role's agreement with its co-annotators, counted over every shared image."""
+
+    groups: list[str]
+    n: int = 0
+    hit: int = 0
+    group_n: int = 0
+    group_hit: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.group_hit = {g: 0 for g in self.groups}
+
+
+def _agreement_counts(view: state.RoundView, taxonomy: Taxonomy, cache: dict) -> dict[str, _Agreement]:
+    """Agreement per role, accumulated over every image's pairs of annotators."""
+    groups = taxonomy.group_names
+    out: dict[str, _Agreement] = {}
+    for image_id in view.images:
+        for r1, r2 in combinations(view.annotators_of.get(image_id, ()), 2):
+            a, b = view.answers.get(r1, {}).get(image_id), view.answers.get(r2, {}).get(image_id)
+            if a is None or b is None:
+                continue
+            same = state.compare_all([a, b]) in (state.AGREED, state.DISCARDED)
+            both_labelled = a.valid and b.valid and not a.discard and not b.discard
+            eq = _group_equal(a, b.labels, taxonomy, cache) if both_labelled else {}
+            for r in (r1, r2):
+                c = out.setdefault(r, _Agreement(groups))
+                c.n += 1
+                c.hit += same
+                if both_labelled:
+                    c.group_n += 1
+                    for g in groups:
+                        c.group_hit[g] += eq[g]
+    return out
+
+
+def _gold_scores(view: state.RoundView, answers: dict, taxonomy: Taxonomy, cache: dict) -> dict:
+    """{answered, accuracy, groups {group: accuracy}} of one role's answers on gold images."""
+    groups = taxonomy.group_names
+    gold_answers = {i: a for i, a in answers.items() if i in view.gold}
+    hits = 0
+    ghits = {g: 0 for g in groups}
+    for image_id, a in gold_answers.items():
+        truth = view.gold[image_id]
+        ok = a.valid and not a.discard
+        hits += ok and a.labels == tuple(sorted(truth))
+        eq = _group_equal(a, truth, taxonomy, cache)
+        for g in groups:
+            ghits[g] += ok and eq[g]
+    n_gold = len(gold_answers)
+    return {"answered": n_gold, "accuracy": _rate(hits, n_gold), "groups": {g: _rate(ghits[g], n_gold) for g in groups}}
 
 
 def agreement_matrix(view: state.RoundView) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -22,9 +22,10 @@ from ..errors import IfaError
 from ..progress import SILENT, Progress
 from ..taxonomy import labeling_config
 from . import state
-from .annotators import check_email
+from .annotators import check_email, check_people
 from .client import Client, NotFound, connection_for
-from .projects import ensure_project, import_missing, storage_roots, task_data
+from .files import task_data
+from .projects import ensure_project, import_missing
 from .sync import sync_round
 
 DELETE_BATCH = 1000
@@ -69,39 +70,46 @@ def reassign(ws: Workspace, round_name: str | None, from_email: str, to_email: s
     roles = {view.email(r): r for r in view.annotator_roles}
     if a not in roles:
         raise IfaError(f"{a} is not an annotator of round {name}; its annotators: {', '.join(roles) or 'none'}.")
-    user = client.user_by_email(b)
-    if user is None:
-        raise IfaError(f"{b} is not a Label Studio user on {client.url}; add them: ifa review annotators add {b}")
+    user_b = check_people(client, [b])[b]
     role_a = roles[a]
     role_b = roles.get(b) or annotator_role(len(view.annotator_roles))
     _backfill_assignments(store, view)
-    plan = store.assignments(view.round_id)
-    mine = plan[plan["role"] == role_a]
-    answered = set(view.answers.get(role_a, {}))
-    theirs = set(plan.loc[plan["role"] == role_b, "image_id"]) | set(view.tasks.loc[view.tasks["role"] == role_b, "image_id"])
-    todo = [i for i in mine["image_id"] if i not in answered]
-    move = [i for i in todo if i not in theirs]
-    kept = [i for i in todo if i in theirs]
+    move, kept = _split_queue(store, view, role_a, role_b)
 
-    sources = store.image_sources(view.round_id)
-    gold_sources = store.gold_sources(view.round_id)
-    data, roots, _ = task_data(ws, sources, client.conn.embedded)
-    gdata, groots, _ = task_data(ws, gold_sources, client.conn.embedded)
-    data.update(gdata)
-    project_b = ensure_project(client, store, view.round_id, name, role_b, b, int(user["id"]),
-                               storage_roots(roots | groots), labeling_config(ws.taxonomy))
+    files = task_data(ws, store.image_sources(view.round_id), client.conn, name).merged(
+        task_data(ws, store.gold_sources(view.round_id), client.conn, name))
+    project_b = ensure_project(client, store, view.round_id, name, role_b, b, user_b, files.roots,
+                               labeling_config(ws.taxonomy))
+    plan = store.assignments(view.round_id)
     base = float(plan.loc[plan["role"] == role_b, "position"].max()) if (plan["role"] == role_b).any() else -1.0
     moved = store.move_assignments(view.round_id, role_a, role_b, move, base)
     plan = store.assignments(view.round_id)
     queue_b = plan.loc[plan["role"] == role_b, "image_id"].tolist()
     imported, _ = import_missing(client, store, view.round_id, role_b, project_b,
-                                 {i: data[i] for i in queue_b if i in data}, progress)
+                                 {i: files.data[i] for i in queue_b if i in files.data}, progress)
+    deleted = _delete_moved(client, store, view, role_a, set(plan.loc[plan["role"] == role_a, "image_id"]))
+    ws.ledger.append_event("review_reassign", old=a, new=b,
+                           reason=f"{moved} unanswered tasks of round {name} moved from {a} to {b}; {len(kept)} kept "
+                                  "(already theirs)", rule=f"review:{name}")
+    return ReassignResult(name, a, b, role_a, role_b, project_b, moved, imported, deleted, kept)
 
-    # A's tasks whose assignment is no longer A's: delete them in A's project, then forget them.
-    still_a = set(plan.loc[plan["role"] == role_a, "image_id"])
+
+def _split_queue(store: ReviewStore, view: state.RoundView, role_a: str, role_b: str) -> tuple[list[str], list[str]]:
+    """A's unanswered images: (those that move to B, those B already has and A keeps)."""
+    plan = store.assignments(view.round_id)
+    answered = set(view.answers.get(role_a, {}))
+    theirs = set(plan.loc[plan["role"] == role_b, "image_id"]) | set(view.tasks.loc[view.tasks["role"] == role_b, "image_id"])
+    todo = [i for i in plan.loc[plan["role"] == role_a, "image_id"] if i not in answered]
+    return [i for i in todo if i not in theirs], [i for i in todo if i in theirs]
+
+
+def _delete_moved(client: Client, store: ReviewStore, view: state.RoundView, role_a: str, still_a: set[str]) -> int:
+    """Delete A's unanswered tasks whose assignment is no longer A's from A's project, then
+    forget them; returns how many."""
+    answered = set(view.answers.get(role_a, {}))
     tasks_a = store.tasks(view.round_id, role_a)
     gone = tasks_a[~tasks_a["image_id"].isin(still_a) & ~tasks_a["image_id"].isin(answered)]
-    project_a = int(view.projects[role_a]["ls_project_id"])
+    project_a = view.projects[role_a].ls_project_id
     deleted = 0
     for start in range(0, len(gone), DELETE_BATCH):
         batch = gone.iloc[start:start + DELETE_BATCH]
@@ -114,10 +122,7 @@ def reassign(ws: Workspace, round_name: str | None, from_email: str, to_email: s
             pass  # already gone (a rerun after a crash)
         store.forget_tasks(view.round_id, role_a, batch["image_id"].tolist())
         deleted += len(batch)
-    ws.ledger.append_event("review_reassign", old=a, new=b,
-                           reason=f"{moved} unanswered tasks of round {name} moved from {a} to {b}; {len(kept)} kept "
-                                  "(already theirs)", rule=f"review:{name}")
-    return ReassignResult(name, a, b, role_a, role_b, project_b, moved, imported, deleted, kept)
+    return deleted
 
 
 def _backfill_assignments(store: ReviewStore, view: state.RoundView) -> None:

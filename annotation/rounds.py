@@ -16,9 +16,8 @@ ever gets a second task.
 from __future__ import annotations
 
 import csv
-import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -30,10 +29,11 @@ from ..curation.workspace import Workspace
 from ..errors import IfaError
 from ..progress import SILENT, Progress
 from ..taxonomy import labeling_config
-from . import assignment
-from .annotators import check_email
+from . import assignment, state
+from .annotators import check_email, check_people
 from .client import Client, connection_for
-from .projects import ensure_project, import_missing, role_name, storage_roots, task_data
+from .files import REFUSED, task_data
+from .projects import ensure_project, import_missing, role_name
 
 
 @dataclass
@@ -87,6 +87,51 @@ def read_image_ids(path: Path) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
+@dataclass
+class RoundSettings:
+    """What a round is asked for (`create_round`'s arguments), checked by `check` before
+    anything is recorded or sent."""
+
+    split: str
+    annotators: list[str]
+    tiebreakers: list[str] = field(default_factory=list)
+    image_ids: list[str] | None = None
+    name: str | None = None
+    limit: int | None = None
+    per_image: int = 2
+    gold_ids: list[str] | None = None
+    gold_rate: float = 0.05
+
+    def check(self) -> RoundSettings:
+        """A copy with the emails normalised. Raises IfaError for an unknown split, fewer
+        than two distinct annotators, --per-image outside 2..annotators, or a gold rate
+        outside (0, 1]."""
+        check_splits(self.split)
+        emails = [check_email(e) for e in self.annotators]
+        if len(emails) < 2 or len(set(emails)) != len(emails):
+            raise IfaError("A round needs two or more different annotators (--annotators A B [C ...]).")
+        per_image = int(self.per_image)
+        if not 2 <= per_image <= len(emails):
+            raise IfaError(f"--per-image {per_image} must be at least 2 (two answers to compare) and at most the "
+                           f"{len(emails)} annotators named.")
+        if not 0 < self.gold_rate <= 1:
+            raise IfaError(f"--gold-rate {self.gold_rate} must be above 0 and at most 1 (e.g. 0.05 for 5%).")
+        pool = list(dict.fromkeys(check_email(e) for e in self.tiebreakers))
+        return replace(self, annotators=emails, tiebreakers=pool, per_image=per_image)
+
+
+@dataclass
+class _Recorded:
+    """A round as `_record_round` left it in the ledger: what the later steps need."""
+
+    round_id: int
+    name: str
+    resumed: bool
+    simulated: bool
+    roles: list[str]
+    gold: dict[str, list[int]]
+    skipped: dict[str, list[str]]
+
 
 def create_round(ws: Workspace, *, split: str, annotators: Sequence[str],
                  tiebreaker: str | Sequence[str] | None = None, image_ids: Sequence[str] | None = None,
@@ -113,93 +158,97 @@ def create_round(ws: Workspace, *, split: str, annotators: Sequence[str],
     Raises IfaError for unknown or duplicate annotators, image ids not in the split, gold
     ids not in the workspace, or a server that does not answer (what was done so far
     stays recorded; rerun to finish the same assignment)."""
-    check_splits(split)
-    emails = [check_email(e) for e in annotators]
     pool = [tiebreaker] if isinstance(tiebreaker, str) else list(tiebreaker or [])
-    pool = list(dict.fromkeys(check_email(e) for e in pool))
-    if len(emails) < 2 or len(set(emails)) != len(emails):
-        raise IfaError("A round needs two or more different annotators (--annotators A B [C ...]).")
-    per_image = int(per_image)
-    if not 2 <= per_image <= len(emails):
-        raise IfaError(f"--per-image {per_image} must be at least 2 (two answers to compare) and at most the "
-                       f"{len(emails)} annotators named.")
-    if pool and per_image == len(emails) and all(e in emails for e in pool):
-        raise IfaError("The tie-breaker must be a third person, not one of the two annotators."
-                       if len(emails) == 2 else
-                       "Every image goes to every annotator, so the tie-breaker must be someone else.")
-    if not 0 < gold_rate <= 1:
-        raise IfaError(f"--gold-rate {gold_rate} must be above 0 and at most 1 (e.g. 0.05 for 5%).")
+    settings = RoundSettings(split, list(annotators), pool, None if image_ids is None else list(image_ids), name,
+                             limit, per_image, None if gold_ids is None else list(gold_ids), gold_rate).check()
     client = client or Client(connection_for(ws.root))
     store = ReviewStore(ws.ledger)
-    users = {(u.get("email") or "").lower(): u for u in client.users()}
-    people = list(dict.fromkeys([*emails, *pool]))
-    unknown = [e for e in people if e not in users]
-    if unknown:
-        raise IfaError(f"{', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not a Label Studio user on "
-                       f"{client.url}; add them first: ifa review annotators add {' '.join(unknown)}")
+    users = check_people(client, settings.annotators, settings.tiebreakers, per_image=settings.per_image)
+    recorded = _record_round(ws, store, settings, client.url)
+    result = _fill_projects(ws, store, client, recorded, settings, users, progress)
+    _finish(store, recorded, result)
+    return result
 
-    gold_labels = _gold_labels(ws, store, gold_ids) if gold_ids else {}
-    if gold_labels and image_ids is not None:
-        image_ids = [i for i in image_ids if str(i) not in gold_labels]
-    images, skipped = _select_images(ws, split, image_ids, limit, exclude=set(gold_labels))
-    name, resumed = _round_name(store, split, name, emails)
+
+def _record_round(ws: Workspace, store: ReviewStore, settings: RoundSettings, server: str) -> _Recorded:
+    """Record the round, its pool, images and gold (a rerun finds them recorded). Raises
+    IfaError for bad image or gold ids, or a resumed round with other annotators."""
+    gold = _gold_labels(ws, store, settings.gold_ids) if settings.gold_ids else {}
+    image_ids = settings.image_ids
+    if gold and image_ids is not None:
+        image_ids = [i for i in image_ids if str(i) not in gold]
+    images, skipped = _select_images(ws, settings.split, image_ids, settings.limit, exclude=set(gold))
+    name, resumed = _round_name(store, settings.split, settings.name, settings.annotators)
     simulated_users = store.simulated_emails()
-    simulated = any(e in simulated_users for e in people)
-    round_id = store.create_round(name, split, client.url, simulated)
+    simulated = any(e in simulated_users for e in [*settings.annotators, *settings.tiebreakers])
+    round_id = store.create_round(name, settings.split, server, simulated)
     if simulated:
         store.set_simulated(round_id)
-    recorded = store.projects(round_id)
-    roles = [annotator_role(k) for k in range(len(emails))]
-    for role, email in zip(roles, emails):
-        if role in recorded and recorded[role]["email"] != email:
-            raise IfaError(f"Round {name} already has {recorded[role]['email']} as {role_name(role)}, not {email}; "
-                           "pick another --name for a round with other annotators.")
-    extra_roles = [r for r in recorded if not is_tiebreak(r) and r not in roles]
-    if extra_roles:
-        raise IfaError(f"Round {name} has {len(recorded) - len([r for r in recorded if is_tiebreak(r)])} annotators, "
-                       f"not {len(emails)}; pick another --name for a round with other annotators.")
-    if pool and not any(is_tiebreak(r) for r in recorded):
-        store.set_pool(round_id, pool, per_image, gold_rate if gold_labels else None)
-    elif not pool:
-        rnd = store.round(name)
-        store.set_pool(round_id, json.loads(rnd["tiebreakers"]) if isinstance(rnd.get("tiebreakers"), str)
-                       else ([rnd["tiebreaker"]] if rnd.get("tiebreaker") else []), per_image,
-                       gold_rate if gold_labels else None)
+    roles = [annotator_role(k) for k in range(len(settings.annotators))]
+    _check_same_annotators(store, round_id, name, roles, settings.annotators)
+    _record_pool(store, round_id, name, settings, bool(gold))
     store.add_images(round_id, images)
-    if gold_labels:
-        store.set_gold(round_id, gold_labels)
+    if gold:
+        store.set_gold(round_id, gold)
+    return _Recorded(round_id, name, resumed, simulated, roles, gold, skipped)
 
-    sources = store.image_sources(round_id)
-    gold_sources = store.gold_sources(round_id)
-    data, roots, no_source = task_data(ws, sources, client.conn.embedded)
-    gdata, groots, gmissing = task_data(ws, gold_sources, client.conn.embedded)
-    if no_source:
-        skipped["no image file or URL"] = no_source
-    if gmissing:
-        skipped["gold without image file or URL"] = gmissing
-    plan = plan_assignment(store, round_id, name, roles, [i for i in sources["image_id"] if i in data],
-                           per_image, list(gdata), gold_rate)
-    data.update(gdata)
-    roots = storage_roots(roots | groots)
-    result = CreateResult(name, split, client.url, len(sources) - len(no_source), resumed, simulated)
-    config = labeling_config(ws.taxonomy)
+
+def _check_same_annotators(store: ReviewStore, round_id: int, name: str, roles: list[str], emails: list[str]) -> None:
+    """A resumed round keeps its annotators: raises IfaError when they differ."""
+    recorded = store.projects(round_id)
     for role, email in zip(roles, emails):
-        user_id = int(users[email]["id"])
-        project_id = ensure_project(client, store, round_id, name, role, email, user_id, roots, config)
-        mine = {i: data[i] for i in plan.get(role, []) if i in data}
-        added, adopted = import_missing(client, store, round_id, role, project_id, mine, progress)
-        result.tasks_added[role] = added
-        result.tasks_adopted[role] = adopted
+        if role in recorded and recorded[role].email != email:
+            raise IfaError(f"Round {name} already has {recorded[role].email} as {role_name(role)}, not {email}; "
+                           "pick another --name for a round with other annotators.")
+    have = [r for r in recorded if not is_tiebreak(r)]
+    if any(r not in roles for r in have):
+        raise IfaError(f"Round {name} has {len(have)} annotators, not {len(emails)}; pick another --name for a "
+                       "round with other annotators.")
+
+
+def _record_pool(store: ReviewStore, round_id: int, name: str, settings: RoundSettings, has_gold: bool) -> None:
+    """The tie-breaker pool, per-image count and gold rate. A rerun without tie-breakers
+    keeps the recorded ones (rounds recorded before pools name one `tiebreaker`)."""
+    gold_rate = settings.gold_rate if has_gold else None
+    if settings.tiebreakers and not any(is_tiebreak(r) for r in store.projects(round_id)):
+        store.set_pool(round_id, settings.tiebreakers, settings.per_image, gold_rate)
+    elif not settings.tiebreakers:
+        store.set_pool(round_id, state.recorded_tiebreakers(store.round(name)), settings.per_image, gold_rate)
+
+
+def _fill_projects(ws: Workspace, store: ReviewStore, client: Client, rnd: _Recorded, settings: RoundSettings,
+                   users: dict[str, int], progress: Progress) -> CreateResult:
+    """Plan each annotator's queue, then make their project and import their missing tasks."""
+    sources = store.image_sources(rnd.round_id)
+    files = task_data(ws, sources, client.conn, rnd.name)
+    gold_files = task_data(ws, store.gold_sources(rnd.round_id), client.conn, rnd.name)
+    skipped = {**rnd.skipped, "no image file or URL": files.missing,
+               "gold without image file or URL": gold_files.missing, REFUSED: files.refused + gold_files.refused}
+    plan = plan_assignment(store, rnd.round_id, rnd.name, rnd.roles, [i for i in sources["image_id"] if i in files.data],
+                           settings.per_image, list(gold_files.data), settings.gold_rate)
+    result = CreateResult(rnd.name, settings.split, client.url, len(sources) - len(files.missing) - len(files.refused),
+                          rnd.resumed, rnd.simulated, gold=len(rnd.gold), skipped={k: v for k, v in skipped.items() if v})
+    files = files.merged(gold_files)
+    config = labeling_config(ws.taxonomy)
+    for role, email in zip(rnd.roles, settings.annotators):
+        project_id = ensure_project(client, store, rnd.round_id, rnd.name, role, email, users[email], files.roots,
+                                    config)
+        mine = {i: files.data[i] for i in plan.get(role, []) if i in files.data}
+        result.tasks_added[role], result.tasks_adopted[role] = import_missing(
+            client, store, rnd.round_id, role, project_id, mine, progress)
         result.projects.append(ProjectInfo(role, email, project_id, f"{client.url}/projects/{project_id}",
-                                           store.task_counts(round_id).get(role, 0)))
-    result.gold = len(gold_labels)
-    result.skipped = {k: v for k, v in skipped.items() if v}
-    store.mark_complete(round_id)
-    # Images a check-attributes rule queued for review are now in a round.
-    set_review_status(store.ledger, "sent", image_ids=sources["image_id"].tolist(), reason=f"in review round {name}")
-    store.ledger.append_event("review_tasks", new=str(sum(result.tasks_added.values())),
-                              reason=f"tasks created for round {name}: {result.tasks_added}", rule=f"review:{name}")
+                                           store.task_counts(rnd.round_id).get(role, 0)))
     return result
+
+
+def _finish(store: ReviewStore, rnd: _Recorded, result: CreateResult) -> None:
+    """Mark the round complete, take its images off the review queue, and log the event."""
+    store.mark_complete(rnd.round_id)
+    # Images a check-attributes rule queued for review are now in a round.
+    set_review_status(store.ledger, "sent", image_ids=store.images(rnd.round_id), reason=f"in review round {rnd.name}")
+    store.ledger.append_event("review_tasks", new=str(sum(result.tasks_added.values())),
+                              reason=f"tasks created for round {rnd.name}: {result.tasks_added}",
+                              rule=f"review:{rnd.name}")
 
 
 def plan_assignment(store: ReviewStore, round_id: int, name: str, roles: list[str], images: list[str],
@@ -305,7 +354,7 @@ def _round_name(store: ReviewStore, split: str, name: str | None, emails: list[s
         last = mine.iloc[-1]
         projects = store.projects(int(last["round_id"]))
         roles = [annotator_role(k) for k in range(len(emails))]
-        if all(projects.get(r, {}).get("email", e) == e for r, e in zip(roles, emails)):
+        if all(projects[r].email == e for r, e in zip(roles, emails) if r in projects):
             return str(last["name"]), True  # finish the round whose creation was interrupted
     n = len(mine) + 1
     while f"{split}-{n}" in set(rounds["name"]):

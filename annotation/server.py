@@ -39,6 +39,7 @@ from ..progress import SILENT, Progress
 DIR_NAME = "labelstudio"
 STATE_FILE = "server.json"
 LOG_FILE = "server.log"
+LINKS_DIR = "files"  # the document root: links to round images (annotation/files.py)
 ADMIN_EMAIL = "admin@ifa.local"
 DEFAULT_PORT = 8080
 HOST = "127.0.0.1"
@@ -63,6 +64,7 @@ class ServerState:
     data_dir: str
     log: str
     started: str
+    document_root: str = ""  # what it may serve from (annotation/files.py); empty: an older ifa started it
 
     def public(self) -> dict:
         """The state without secrets, for printing."""
@@ -137,9 +139,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def server_env(data_dir: Path, token: str, password: str, document_root: str = "/") -> dict[str, str]:
+def server_env(data_dir: Path, token: str, password: str, document_root: Path | None = None) -> dict[str, str]:
     """The environment the embedded server runs with: data under `data_dir`, our admin,
-    legacy tokens on, nothing sent off the machine, local files served."""
+    legacy tokens on, nothing sent off the machine, local files served only from
+    `document_root` (default: the links folder beside `data_dir`)."""
     env = dict(os.environ)
     env.update({
         "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir),
@@ -152,8 +155,8 @@ def server_env(data_dir: Path, token: str, password: str, document_root: str = "
         "COLLECT_ANALYTICS": "false",
         "LATEST_VERSION_CHECK": "false",
         "LOCAL_FILES_SERVING_ENABLED": "true",
-        # Files are still only served from folders a project's local storage names.
-        "LOCAL_FILES_DOCUMENT_ROOT": document_root,
+        # Only links to round images live here (annotation/files.py), never a real folder.
+        "LOCAL_FILES_DOCUMENT_ROOT": str(document_root or Path(data_dir).parent / LINKS_DIR),
         "PYTHONUNBUFFERED": "1",
     })
     env.pop("DJANGO_DB", None)  # the embedded server is SQLite, whatever the shell says
@@ -216,9 +219,13 @@ def start(root: Path, port: int | None = None, timeout: float = START_TIMEOUT_S,
     root = Path(root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o700)
+    docroot = root / LINKS_DIR
+    docroot.mkdir(exist_ok=True)
     alive = running(root)
-    if alive is not None:
+    if alive is not None and alive.document_root == str(docroot):
         return alive, False
+    if alive is not None:
+        _terminate(alive.pid)  # started by an older ifa, serving every folder: restart it narrowed
     stale = read_state(root)
     if stale is not None and _pid_is_server(stale.pid, stale.data_dir):
         _terminate(stale.pid)  # alive but not answering: a hung server from an earlier run
@@ -241,13 +248,13 @@ def start(root: Path, port: int | None = None, timeout: float = START_TIMEOUT_S,
            "--port", str(port), "--data-dir", str(data_dir)]
     # start_new_session: the server outlives this command and a Ctrl-C in the terminal;
     # it is stopped by PID (its process group) with `ifa review serve --stop`.
-    proc = subprocess.Popen(cmd, env=server_env(data_dir, token, password), stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen(cmd, env=server_env(data_dir, token, password, docroot), stdin=subprocess.DEVNULL,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=root,
                             preexec_fn=_die_with_parent if die_with_parent and sys.platform == "linux" else None)
     log.close()
     state = ServerState(url=f"http://{HOST}:{port}", port=port, pid=proc.pid, token=token, admin_email=ADMIN_EMAIL,
                         admin_password=password, data_dir=str(data_dir), log=str(log_path),
-                        started=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+                        started=time.strftime("%Y-%m-%dT%H:%M:%S%z"), document_root=str(docroot))
     _write_private(_state_path(root), asdict(state))
     try:
         _wait_ready(proc, state, root, log_path, offset, token, data_dir, timeout, progress)
@@ -337,11 +344,14 @@ def reset_password(root: Path, email: str, password: str) -> None:
     state = read_state(Path(root))
     if state is None:
         raise IfaError("The embedded Label Studio was never started here; run `ifa review serve` first.")
-    # The password travels as an argument: the command is local and lasts seconds.
+    # The password goes through stdin, never argv (anyone can read /proc/*/cmdline): without
+    # --password the command asks getpass, which reads stdin when there is no terminal,
+    # and a new session has none.
     cmd = [sys.executable, "-m", "label_studio.server", "reset_password", "--username", email,
-           "--password", password, "--data-dir", state.data_dir]
+           "--data-dir", state.data_dir]
     env = server_env(Path(state.data_dir), state.token, state.admin_password)
-    out = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(cmd, env=env, input=password + "\n", capture_output=True, text=True, timeout=300,
+                         start_new_session=True)
     text = out.stdout + out.stderr
     if "successfully changed" not in text and "same as current" not in text:
         raise IfaError(f"Could not set the password of {email}: {text.strip().splitlines()[-1] if text.strip() else out.returncode}")

@@ -11,11 +11,12 @@ against the trusted labels (`gold`), never compared or finalized.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import pandas as pd
 
-from ..curation.ledger.review import ReviewStore, is_tiebreak
+from ..curation.ledger.review import ProjectRow, ReviewStore, is_tiebreak
 from .answers import Answer
 
 WAITING, AGREED, DISCARDED, DISAGREE = "waiting", "agreed", "discarded", "disagree"
@@ -29,7 +30,7 @@ class RoundView:
     the gold images' trusted labels."""
 
     round: dict
-    projects: dict[str, dict]
+    projects: dict[str, ProjectRow]
     images: list[str]
     tasks: pd.DataFrame
     annotations: pd.DataFrame
@@ -54,8 +55,14 @@ class RoundView:
     def tiebreak_roles(self) -> list[str]:
         return [r for r in self.projects if is_tiebreak(r)]
 
+    @property
+    def per_image(self) -> int | None:
+        """Annotators per image as recorded (None for rounds recorded before pools)."""
+        value = self.round.get("per_image")
+        return None if value is None or value != value else int(value)
+
     def email(self, role: str) -> str:
-        return str(self.projects[role]["email"])
+        return self.projects[role].email
 
     def image_answers(self, image_id: str) -> list[Answer | None]:
         """The counted answers of the image's annotators (None where one is missing)."""
@@ -94,6 +101,15 @@ def load(store: ReviewStore, round_name: str | None = None) -> RoundView:
     order = {r: k for k, r in enumerate(view.projects)}
     view.annotators_of = {i: tuple(sorted(g, key=order.__getitem__)) for i, g in groups.items()}
     return view
+
+
+def recorded_tiebreakers(rnd: dict) -> list[str]:
+    """The round's recorded tie-breaker pool (a `store.round` row); rounds recorded
+    before pools name a single `tiebreaker`."""
+    raw = rnd.get("tiebreakers")
+    if isinstance(raw, str) and raw:
+        return list(json.loads(raw))
+    return [str(rnd["tiebreaker"])] if rnd.get("tiebreaker") else []
 
 
 def compare(a: Answer | None, b: Answer | None) -> str:

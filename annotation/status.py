@@ -64,10 +64,10 @@ def status(ws: Workspace, round_name: str | None = None, top_confused: int = 10)
     for role, project in view.projects.items():
         answers = view.answers.get(role, {})
         mine = ann[ann["role"] == role]
-        out.done[project["email"]] = out.done.get(project["email"], 0) + len(answers)
+        out.done[project.email] = out.done.get(project.email, 0) + len(answers)
         out.roles[role] = {
-            "email": project["email"], "simulated": project["email"] in simulated,
-            "project_id": project["ls_project_id"], "tasks": int((view.tasks["role"] == role).sum()),
+            "email": project.email, "simulated": project.email in simulated,
+            "project_id": project.ls_project_id, "tasks": int((view.tasks["role"] == role).sum()),
             "done": len(answers),
             "skipped": sum(1 for a in answers.values() if "skipped" in a.problems),
             "invalid": sum(1 for a in answers.values() if a.problems and "skipped" not in a.problems),
@@ -95,7 +95,7 @@ def status(ws: Workspace, round_name: str | None = None, top_confused: int = 10)
     tb_tasks = view.tasks[view.tasks["role"].isin(view.tiebreak_roles)]
     done_tb = sum(1 for r, i in zip(tb_tasks["role"], tb_tasks["image_id"]) if i in view.answers.get(r, {}))
     out.tiebreak = {"tasks": len(tb_tasks), "done": done_tb,
-                    "email": view.projects.get("tiebreak", {}).get("email") or view.round.get("tiebreaker"),
+                    "email": view.email("tiebreak") if "tiebreak" in view.projects else view.round.get("tiebreaker"),
                     "pool": [view.email(r) for r in view.tiebreak_roles]}
     out.decided = len(store.decisions(view.round_id))
     out.gold = len(view.gold)
@@ -105,7 +105,7 @@ def status(ws: Workspace, round_name: str | None = None, top_confused: int = 10)
         answers = view.answers.get(role, {})
         rows = view.tasks[view.tasks["role"] == role]
         todo = rows[~rows["image_id"].isin(list(answers))]
-        email, pid = project["email"], int(project["ls_project_id"])
+        email, pid = project.email, project.ls_project_id
         out.pending.extend({"image_id": i, "annotator": email, "project_id": pid, "task_id": int(t)}
                            for i, t in zip(todo["image_id"], todo["ls_task_id"]))
     return out

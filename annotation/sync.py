@@ -18,38 +18,47 @@ import time
 from datetime import datetime, timedelta
 from dataclasses import asdict, dataclass, field
 
-from ..curation.ledger.review import ReviewStore
+from ..curation.ledger.review import ProjectRow, ReviewStore
 from ..curation.workspace import Workspace
 from ..progress import SILENT, Progress
+from ..taxonomy import Taxonomy
 from .answers import parse_result
 from .client import LS_TIME, PAGE_SIZE, Client, connection_for
 
 
 @dataclass
 class SyncResult:
-    """Counts of one sync. fetched: annotations read from Label Studio; new / updated /
-    unchanged: what that did to the ledger; deleted: stored annotations no longer in Label
-    Studio; wrong_annotator: annotations by someone other than the project's annotator
-    (kept, not counted); invalid: counted annotations whose result breaks the taxonomy;
-    ignored: annotations on tasks that are not the round's."""
+    """Counts of one sync, per round and per role (`per_role`)."""
 
     round: str
     server: str
-    fetched: int = 0
-    new: int = 0
+    fetched: int = 0  # annotations read from Label Studio
+    new: int = 0  # new, updated, unchanged: what that did to the ledger
     updated: int = 0
     unchanged: int = 0
-    deleted: int = 0
+    deleted: int = 0  # stored annotations no longer in Label Studio
     skipped: int = 0
-    invalid: int = 0
-    wrong_annotator: int = 0
-    ignored: int = 0
+    invalid: int = 0  # counted annotations whose result breaks the taxonomy
+    wrong_annotator: int = 0  # by someone other than the project's annotator: kept, not counted
+    ignored: int = 0  # on tasks that are not the round's
     per_role: dict[str, dict] = field(default_factory=dict)
     problems: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass
+class RoleCounts:
+    """One project's share of a sync (SyncResult.per_role)."""
+
+    email: str
+    fetched: int = 0
+    new: int = 0
+    updated: int = 0
+    deleted: int = 0
+    listing: str = "full"
 
 
 def sync_round(ws: Workspace, round_name: str | None = None, client: Client | None = None,
@@ -67,77 +76,25 @@ def sync_round(ws: Workspace, round_name: str | None = None, client: Client | No
     rnd = store.round(round_name)
     round_id = int(rnd["round_id"])
     client = client or Client(connection_for(ws.root))
-    taxonomy = ws.taxonomy
-    images = set(store.images(round_id))
     result = SyncResult(rnd["name"], client.url)
+    pages = _Pages(client, store, round_id, set(store.images(round_id)), ws.taxonomy, result, page_size)
     projects = store.projects(round_id)
     # Tasks saved while we list may be missed by this listing; the next sync starts from the
     # server's clock before this one began (1 s margin for a request still committing).
     started = _minus_seconds(client.server_time(), 1.0)
     cursors = {role: None if full else store.sync_cursor(round_id, role) for role in projects}
-    per_role = {role: {"fetched": 0, "new": 0, "updated": 0, "deleted": 0, "listing": "full"} for role in projects}
-
-    def read(role: str, project: dict, bar, **listing) -> set[int]:
-        tasks = store.tasks(round_id, role)
-        image_of = dict(zip(tasks["ls_task_id"].astype(int), tasks["image_id"]))
-        counts = per_role[role]
-        seen: set[int] = set()
-        for page in client.task_pages(int(project["ls_project_id"]), annotations=True, page_size=page_size, **listing):
-            rows = []
-            for task in page:
-                image_id = image_of.get(int(task["id"]))
-                if image_id is None:
-                    candidate = str((task.get("data") or {}).get("image_id", ""))
-                    image_id = candidate if candidate in images else None
-                for ann in task.get("annotations") or []:
-                    if int(ann["id"]) in seen:
-                        continue
-                    seen.add(int(ann["id"]))
-                    if image_id is None:
-                        result.ignored += 1
-                        continue
-                    rows.append(_row(ann, task, role, image_id, int(project["ls_user_id"]), taxonomy, result))
-            done = store.upsert_annotations(round_id, rows)
-            counts["fetched"] += len(rows)
-            counts["new"] += done["new"]
-            counts["updated"] += done["updated"]
-            bar.advance(len(page))
-        return seen
-
-    # 1. Projects synced before: only the tasks Label Studio updated since (a new or edited
-    #    answer touches its task), then one request for every project's annotation count.
-    incremental = [r for r in projects if cursors[r] is not None]
-    for role in incremental:
-        with progress.task(f"sync {role} ({projects[role]['email']}): new answers") as bar:
-            read(role, projects[role], bar, updated_after=cursors[role])
-            per_role[role]["listing"] = "incremental"
-    if incremental:
-        on_server = client.annotation_counts([int(projects[r]["ls_project_id"]) for r in incremental])
-        for role in incremental:
-            # Label Studio keeps no trace of a deleted annotation: fewer than we hold is the
-            # sign, and only then is the project listed in full. (More than we hold: answers
-            # that arrived after our listing, or ones outside the round; the next sync has them.)
-            if on_server.get(int(projects[role]["ls_project_id"]), 0) < store.role_annotation_count(round_id, role):
-                cursors[role] = None
-                per_role[role]["listing"] = "full (annotations were deleted in Label Studio)"
-    # 2. Full listings: first syncs, --full, and projects where something was deleted.
+    counts = {role: RoleCounts(p.email) for role, p in projects.items()}
+    _sync_new_answers(pages, projects, cursors, counts, progress)
     for role, project in projects.items():
         if cursors[role] is None:
-            with progress.task(f"sync {role} ({project['email']})") as bar:
-                seen: set[int] = set()
-                # Submitted and skipped tasks are listed separately: Label Studio's filters
-                # take one conjunction, and keyset paging needs "id > last" in it.
-                for only in ("annotated", "skipped"):
-                    seen |= read(role, project, bar, only=only)
-                per_role[role]["deleted"] = store.mark_deleted(round_id, role, seen)
+            counts[role].deleted = _sync_everything(pages, project, counts[role], progress)
         store.set_sync_cursor(round_id, role, started)
-    for role, project in projects.items():
-        counts = per_role[role]
-        result.per_role[role] = {"email": project["email"], **counts}
-        result.fetched += counts["fetched"]
-        result.new += counts["new"]
-        result.updated += counts["updated"]
-        result.deleted += counts["deleted"]
+    for role, c in counts.items():
+        result.per_role[role] = asdict(c)
+        result.fetched += c.fetched
+        result.new += c.new
+        result.updated += c.updated
+        result.deleted += c.deleted
     result.unchanged = result.fetched - result.new - result.updated
     result.seconds = time.perf_counter() - start
     if result.new or result.updated or result.deleted:
@@ -145,6 +102,85 @@ def sync_round(ws: Workspace, round_name: str | None = None, client: Client | No
                                reason=f"annotations of round {result.round} synced from {client.url}",
                                rule=f"review:{result.round}")
     return result
+
+
+@dataclass
+class _Pages:
+    """Reads a round's annotations from Label Studio into the ledger, page by page."""
+
+    client: Client
+    store: ReviewStore
+    round_id: int
+    images: set[str]
+    taxonomy: Taxonomy
+    result: SyncResult
+    page_size: int
+
+    def read(self, project: ProjectRow, counts: RoleCounts, bar, **listing) -> set[int]:
+        """Store every annotation of the listed tasks, one transaction per page; returns
+        the Label Studio ids of the annotations seen."""
+        tasks = self.store.tasks(self.round_id, project.role)
+        image_of = dict(zip(tasks["ls_task_id"].astype(int), tasks["image_id"]))
+        seen: set[int] = set()
+        for page in self.client.task_pages(project.ls_project_id, annotations=True, page_size=self.page_size,
+                                           **listing):
+            rows = [row for task in page for row in self._rows(task, project, image_of, seen)]
+            done = self.store.upsert_annotations(self.round_id, rows)
+            counts.fetched += len(rows)
+            counts.new += done["new"]
+            counts.updated += done["updated"]
+            bar.advance(len(page))
+        return seen
+
+    def _rows(self, task: dict, project: ProjectRow, image_of: dict[int, str], seen: set[int]) -> list[dict]:
+        image_id = image_of.get(int(task["id"]))
+        if image_id is None:
+            candidate = str((task.get("data") or {}).get("image_id", ""))
+            image_id = candidate if candidate in self.images else None
+        rows = []
+        for ann in task.get("annotations") or []:
+            if int(ann["id"]) in seen:
+                continue
+            seen.add(int(ann["id"]))
+            if image_id is None:
+                self.result.ignored += 1
+                continue
+            rows.append(_row(ann, task, project.role, image_id, project.ls_user_id, self.taxonomy, self.result))
+        return rows
+
+
+def _sync_new_answers(pages: _Pages, projects: dict[str, ProjectRow], cursors: dict[str, str | None],
+                      counts: dict[str, RoleCounts], progress: Progress) -> None:
+    """Projects synced before: only the tasks Label Studio updated since (a new or edited
+    answer touches its task), then one request for every project's annotation count; a
+    project that lost annotations gets its cursor cleared for a full listing."""
+    incremental = [r for r in projects if cursors[r] is not None]
+    for role in incremental:
+        with progress.task(f"sync {role} ({projects[role].email}): new answers") as bar:
+            pages.read(projects[role], counts[role], bar, updated_after=cursors[role])
+            counts[role].listing = "incremental"
+    if not incremental:
+        return
+    on_server = pages.client.annotation_counts([projects[r].ls_project_id for r in incremental])
+    for role in incremental:
+        # Label Studio keeps no trace of a deleted annotation: fewer than we hold is the
+        # sign, and only then is the project listed in full. (More than we hold: answers
+        # that arrived after our listing, or ones outside the round; the next sync has them.)
+        if on_server.get(projects[role].ls_project_id, 0) < pages.store.role_annotation_count(pages.round_id, role):
+            cursors[role] = None
+            counts[role].listing = "full (annotations were deleted in Label Studio)"
+
+
+def _sync_everything(pages: _Pages, project: ProjectRow, counts: RoleCounts, progress: Progress) -> int:
+    """A full listing (first syncs, --full, a project where something was deleted);
+    returns how many stored annotations it marked deleted."""
+    with progress.task(f"sync {project.role} ({project.email})") as bar:
+        seen: set[int] = set()
+        # Submitted and skipped tasks are listed separately: Label Studio's filters
+        # take one conjunction, and keyset paging needs "id > last" in it.
+        for only in ("annotated", "skipped"):
+            seen |= pages.read(project, counts, bar, only=only)
+    return pages.store.mark_deleted(pages.round_id, project.role, seen)
 
 
 def _row(ann: dict, task: dict, role: str, image_id: str, annotator_id: int, taxonomy, result: SyncResult) -> dict:

@@ -15,7 +15,6 @@ arrive: images that already have a tie-break task are skipped.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 from xml.etree import ElementTree as ET
@@ -26,10 +25,11 @@ from ..errors import IfaError
 from ..progress import SILENT, Progress
 from ..taxonomy import Taxonomy, labeling_config
 from . import assignment, state
-from .annotators import check_email
+from .annotators import check_email, check_people
 from .answers import Answer, describe, to_result
 from .client import Client, connection_for
-from .projects import ensure_project, import_missing, task_data
+from .files import task_data
+from .projects import ensure_project, import_missing
 
 ANSWERS_FIELD = "answers"
 # Label Studio pre-fills the labeling stream with the predictions whose model_version is the
@@ -89,20 +89,39 @@ def tiebreak(ws: Workspace, round_name: str | None = None, tiebreaker: str | Seq
     store = ReviewStore(ws.ledger)
     view = state.load(store, round_name)
     client = client or Client(connection_for(ws.root))
-    if tiebreaker:
-        given = [tiebreaker] if isinstance(tiebreaker, str) else list(tiebreaker)
-        pool = list(dict.fromkeys(check_email(e) for e in given))
-    else:
-        pool = _recorded_pool(view)
-    annotators = {view.email(r) for r in view.annotator_roles}
-    if len(view.annotator_roles) == 2 and all(e in annotators for e in pool):
-        raise IfaError("The tie-breaker must be a third person, not one of the two annotators.")
-    users = {(u.get("email") or "").lower(): u for u in client.users()}
-    unknown = [e for e in pool if e not in users]
-    if unknown:
-        raise IfaError(f"{', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not a Label Studio user on "
-                       f"{client.url}; add them: ifa review annotators add {' '.join(unknown)}")
-    # Each tie-breaker keeps the role (project) they have in this round; newcomers get the next free one.
+    given = [tiebreaker] if isinstance(tiebreaker, str) else list(tiebreaker or [])
+    pool = list(dict.fromkeys(check_email(e) for e in given)) if given else _recorded_pool(view)
+    users = check_people(client, [view.email(r) for r in view.annotator_roles], pool, per_image=view.per_image)
+    role_of = _roles(view, pool)
+    by_outcome: dict[str, list[str]] = {}
+    for image_id in view.images:
+        by_outcome.setdefault(view.outcome(image_id), []).append(image_id)
+    disagree = by_outcome.get(state.DISAGREE, [])
+    have = set(view.tiebreak_of)
+    out = TiebreakResult(view.name, pool[0], None, None, len(disagree), already=len(have & set(disagree)),
+                         agreed=len(by_outcome.get(state.AGREED, [])),
+                         discarded=len(by_outcome.get(state.DISCARDED, [])),
+                         waiting=len(by_outcome.get(state.WAITING, [])), images=disagree)
+    new = [i for i in disagree if i not in have]
+    loads = {view.email(r): int((view.tasks["role"] == r).sum()) for r in view.tiebreak_roles}
+    chosen = assignment.pick_tiebreakers({i: {view.email(r) for r in view.annotators_of[i]} for i in new}, pool,
+                                         loads, seed=view.name)
+    for email in pool:
+        mine = [i for i in new if chosen[i] == email]
+        if not mine and role_of[email] not in view.projects:
+            continue
+        project_id, added = _send(ws, store, client, view, role_of[email], email, users[email], mine, progress)
+        out.added += added
+        url = f"{client.url}/projects/{project_id}"
+        out.pool[email] = {"role": role_of[email], "project_id": project_id, "url": url,
+                           "tasks": store.task_counts(view.round_id).get(role_of[email], 0), "added": added}
+        if email == pool[0]:
+            out.project_id, out.url = project_id, url
+    return out
+
+
+def _roles(view: state.RoundView, pool: list[str]) -> dict[str, str]:
+    """Each tie-breaker's role: the one they have in this round, or the next free one."""
     role_of = {view.email(r): r for r in view.tiebreak_roles}
     taken = set(view.tiebreak_roles)
     k = 0
@@ -112,56 +131,29 @@ def tiebreak(ws: Workspace, round_name: str | None = None, tiebreaker: str | Seq
                 k += 1
             role_of[email] = tiebreak_role(k)
             taken.add(role_of[email])
+    return role_of
 
-    out = TiebreakResult(view.name, pool[0], None, None)
-    disagree = []
-    for image_id in view.images:
-        outcome = view.outcome(image_id)
-        if outcome == state.DISAGREE:
-            disagree.append(image_id)
-        elif outcome == state.AGREED:
-            out.agreed += 1
-        elif outcome == state.DISCARDED:
-            out.discarded += 1
-        else:
-            out.waiting += 1
-    out.disagreements = len(disagree)
-    out.images = disagree
-    have = set(view.tiebreak_of)
-    out.already = len(have & set(disagree))
-    new = [i for i in disagree if i not in have]
-    loads = {view.email(r): int((view.tasks["role"] == r).sum()) for r in view.tiebreak_roles}
-    chosen = assignment.pick_tiebreakers({i: {view.email(r) for r in view.annotators_of[i]} for i in new}, pool,
-                                         loads, seed=view.name)
 
+def _send(ws: Workspace, store: ReviewStore, client: Client, view: state.RoundView, role: str, email: str,
+          user_id: int, images: list[str], progress: Progress) -> tuple[int, int]:
+    """Make the tie-breaker's project and import a task per image, showing both earlier
+    answers; returns (project id, tasks added)."""
     taxonomy = ws.taxonomy
     sources = store.image_sources(view.round_id)
-    for email in pool:
-        role = role_of[email]
-        mine = [i for i in new if chosen[i] == email]
-        if not mine and role not in view.projects:
-            continue
-        src = sources[sources["image_id"].isin(mine)]
-        data, roots, _ = task_data(ws, src, client.conn.embedded)
-        extra = {}
-        for image_id in data:
-            roles = view.annotators_of[image_id]
-            labelled = [(f"annotator {n}", view.email(r), view.answers[r][image_id]) for n, r in enumerate(roles, 1)]
-            data[image_id][ANSWERS_FIELD] = "\n".join(
-                f"{who} ({e}): {describe(a, taxonomy)}" for who, e, a in labelled)
-            extra[image_id] = {"predictions": [_prediction(f"{who}: {e}", a, taxonomy) for who, e, a in labelled]}
-        project_id = ensure_project(client, store, view.round_id, view.name, role, email, int(users[email]["id"]),
-                                    roots, tiebreak_config(taxonomy), extra={"model_version": NO_PREFILL})
-        added, _ = import_missing(client, store, view.round_id, role, project_id, data, progress, extra)
-        out.added += added
-        out.pool[email] = {"role": role, "project_id": project_id, "url": f"{client.url}/projects/{project_id}",
-                           "tasks": store.task_counts(view.round_id).get(role, 0), "added": added}
-        if email == pool[0]:
-            out.project_id, out.url = project_id, out.pool[email]["url"]
-        if added:
-            ws.ledger.append_event("review_tiebreak", new=str(added), reason=f"{added} disagreements of round "
-                                   f"{view.name} sent to {email}", rule=f"review:{view.name}")
-    return out
+    files = task_data(ws, sources[sources["image_id"].isin(images)], client.conn, view.name)
+    extra = {}
+    for image_id, data in files.data.items():
+        roles = view.annotators_of[image_id]
+        labelled = [(f"annotator {n}", view.email(r), view.answers[r][image_id]) for n, r in enumerate(roles, 1)]
+        data[ANSWERS_FIELD] = "\n".join(f"{who} ({e}): {describe(a, taxonomy)}" for who, e, a in labelled)
+        extra[image_id] = {"predictions": [_prediction(f"{who}: {e}", a, taxonomy) for who, e, a in labelled]}
+    project_id = ensure_project(client, store, view.round_id, view.name, role, email, user_id, files.roots,
+                                tiebreak_config(taxonomy), extra={"model_version": NO_PREFILL})
+    added, _ = import_missing(client, store, view.round_id, role, project_id, files.data, progress, extra)
+    if added:
+        ws.ledger.append_event("review_tiebreak", new=str(added), reason=f"{added} disagreements of round "
+                               f"{view.name} sent to {email}", rule=f"review:{view.name}")
+    return project_id, added
 
 
 def _prediction(model_version: str, answer: Answer, taxonomy: Taxonomy) -> dict:
@@ -171,11 +163,10 @@ def _prediction(model_version: str, answer: Answer, taxonomy: Taxonomy) -> dict:
 
 
 def _recorded_pool(view: state.RoundView) -> list[str]:
-    raw = view.round.get("tiebreakers")
-    if isinstance(raw, str) and raw:
-        return list(json.loads(raw))
-    if view.tiebreak_roles:
-        return [view.email(r) for r in view.tiebreak_roles]
-    if view.round.get("tiebreaker"):
-        return [str(view.round["tiebreaker"])]
-    raise IfaError(f"Round {view.name} has no tie-breaker yet; name one with --tiebreaker EMAIL.")
+    if isinstance(view.round.get("tiebreakers"), str) and view.round["tiebreakers"]:  # the pool as recorded
+        pool = state.recorded_tiebreakers(view.round)
+    else:  # rounds recorded before pools: their tie-break projects, else the one tie-breaker
+        pool = [view.email(r) for r in view.tiebreak_roles] or state.recorded_tiebreakers(view.round)
+    if not pool:
+        raise IfaError(f"Round {view.name} has no tie-breaker yet; name one with --tiebreaker EMAIL.")
+    return pool

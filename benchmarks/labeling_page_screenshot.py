@@ -33,6 +33,7 @@ import httpx
 from ifa.annotation import projects, server
 from ifa.annotation.annotators import log_in
 from ifa.annotation.client import Client, connection_for
+from ifa.annotation.files import task_data
 from ifa.curation.ingest import importing
 from ifa.curation.ledger.review import ReviewStore
 from ifa.curation.workspace import Workspace
@@ -167,7 +168,8 @@ def main() -> None:
         image_id = ws.ledger.images_frame(["validation"])["image_id"].iloc[3]
         rid = store.create_round("screenshot", "validation", client.url)
         store.add_images(rid, [image_id])
-        data, roots, _ = projects.task_data(ws, store.image_sources(rid), True)
+        files = task_data(ws, store.image_sources(rid), client.conn, "screenshot")
+        data, roots = files.data, files.roots
         me = client.whoami()
         tasks = {}
         for role, config in (("annotator1", labeling_config(ws.taxonomy)), ("annotator2", flat_config(ws.taxonomy))):

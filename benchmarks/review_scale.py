@@ -50,6 +50,7 @@ from ifa.annotation import agreement, annotators, assignment, projects, rounds, 
 from ifa.annotation import report as review_report
 from ifa.annotation.answers import to_result
 from ifa.annotation.client import Client, connection_for
+from ifa.annotation.files import task_data
 from ifa.curation.ingest import importing
 from ifa.curation.ledger.review import ReviewStore, annotator_role
 from ifa.curation.workspace import Workspace
@@ -147,7 +148,8 @@ def bench_sync(ws: Workspace, client: Client, n: int, peer_tasks: int, full_peer
     first = dict(zip(ids, first))
     plan = assignment.assign_images(ids, pool, 2, seed="bench-sync")
     users = {u["email"]: int(u["id"]) for u in client.users()}
-    data, roots, _ = projects.task_data(ws, store.image_sources(rid), client.conn.embedded)
+    files = task_data(ws, store.image_sources(rid), client.conn, "bench-sync")
+    data, roots = files.data, files.roots
     setup = time.perf_counter()
     project_of = {}
     for k, email in enumerate(POOL[:pool]):

@@ -10,7 +10,7 @@ from sklearn.metrics import cohen_kappa_score
 from ifa.annotation import agreement, answers, state
 from ifa.annotation.answers import Answer
 from ifa.annotation.client import Client, Connection
-from ifa.annotation.rounds import read_image_ids, storage_roots
+from ifa.annotation.rounds import read_image_ids
 from ifa.curation.ledger.review import ReviewStore
 from ifa.errors import IfaError
 from ifa.taxonomy import DISCARD_CHOICE, DISCARD_CONTROL, Taxonomy
@@ -170,10 +170,23 @@ def test_read_image_ids(tmp_path):
         read_image_ids(tmp_path / "nope.txt")
 
 
-def test_storage_roots_cover_every_folder():
-    assert storage_roots({"/d/a", "/d/a/b", "/e"}) == {"/d/a", "/e"}
-    many = {f"/ws/images/{i:02x}" for i in range(40)}
-    assert storage_roots(many) == {"/ws/images"}
+def test_storage_roots_are_the_image_folders_never_their_ancestor(ws, tmp_path):
+    """On a server ifa does not run, each image's own folder is a root, however many there are
+    (they once collapsed into their common ancestor, which served everything beside them)."""
+    import shutil
+    from ifa.annotation.files import task_data
+    from ifa.curation.ingest import importing
+    from ifa.sample import IMAGES_DIR
+    folders = [tmp_path / "photos" / f"{k:02x}" for k in range(20)] + [tmp_path / "photos" / "00" / "inner"]
+    lines = ["file,labels"]
+    for folder, src in zip(folders, sorted(IMAGES_DIR.glob("*.jpg"))):
+        folder.mkdir(parents=True)
+        shutil.copy(src, folder / src.name)
+        lines.append(f"{(folder / src.name).relative_to(tmp_path)},83")
+    (tmp_path / "l.csv").write_text("\n".join(lines) + "\n")
+    importing.import_csv(ws, tmp_path / "l.csv", "train", image_col="file", labels_col="labels")
+    files = task_data(ws, ws.ledger.images_frame(["train"]), Connection("http://127.0.0.1:9", "t"), "r")
+    assert files.roots == {str(f) for f in folders} and not files.refused and not files.missing
 
 
 def test_unreachable_server_is_a_clear_error():
@@ -190,3 +203,61 @@ def test_round_names_are_safe_for_rules_and_file_names(sample_ws):
     with pytest.raises(IfaError, match="must be 1-40 letters"):
         _round_name(store, "validation", "../evil", ["a@x.io", "b@x.io"])
     assert _round_name(store, "validation", None, ["a@x.io", "b@x.io"]) == ("validation-1", False)
+
+
+def test_review_report_is_written_whole_or_not_at_all(sample_ws):
+    """A report process whose writes fail halfway through the page (a file-size limit, as a
+    full disk would) leaves no half-written page in reports/; unlimited, it writes it whole."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    store, tax = ReviewStore(sample_ws.ledger), sample_ws.taxonomy
+    rid = store.create_round("r", "validation", "http://127.0.0.1:9")
+    labels = sample_ws.ledger.labels_frame(["validation"])
+    ids = sorted(set(labels["image_id"]))
+    store.add_images(rid, ids)
+    rows = []
+    for k, role in enumerate(("annotator1", "annotator2")):
+        store.set_project(rid, role, f"a{k}@x.io", k + 1, k + 10, f"r A{k + 1}")
+        store.record_tasks(rid, role, [(i, 1000 * (k + 1) + n) for n, i in enumerate(ids)])
+        for n, image_id in enumerate(ids):  # annotator 2 swaps every label for its group's next one
+            mine = [int(x) for x in labels.loc[labels["image_id"] == image_id, "label_id"]]
+            if k:
+                nxt = {g.label_ids[j]: g.label_ids[(j + 1) % len(g.label_ids)] for g in tax.groups
+                       for j in range(len(g.label_ids))}
+                mine = [nxt[x] for x in mine]
+            rows.append({"ls_annotation_id": 1000 * (k + 1) + n, "role": role, "image_id": image_id,
+                         "ls_task_id": 1000 * (k + 1) + n, "completed_by": k + 1, "by_annotator": True, "result": [],
+                         "labels": sorted(set(mine)), "discard": False, "skipped": False, "problems": "",
+                         "lead_time": 5.0, "created_at": "2026-01-01T10:00:00Z", "updated_at": "2026-01-01T10:00:00Z"})
+    store.upsert_annotations(rid, rows)
+    sample_ws.close()
+    code = ("import resource, signal, sys\n"
+            "from ifa.annotation.report import report\n"
+            "from ifa.curation.workspace import Workspace\n"
+            "ws = Workspace.open(sys.argv[1], command='test')\n"
+            "ws.ledger.images_frame(['validation'])\n"
+            "import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot  # its font cache is written here\n"
+            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG), as on a full disk\n"
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), resource.RLIM_INFINITY))\n"
+            "print(report(ws, 'r').html)\n")
+
+    def run(limit: int) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", code, str(sample_ws.root), str(limit)], capture_output=True,
+                              text=True, timeout=300)
+
+    whole = run(2 ** 40)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    page = Path(whole.stdout.strip())
+    reports = page.parent
+    assert page.read_text().endswith("</body></html>")
+    written = sorted(reports.glob("review-r-*"))
+    assert sorted(p.suffix for p in written) == [".html", ".png", ".png", ".png"]
+    biggest_plot = max(p.stat().st_size for p in written if p.suffix == ".png")
+    assert page.stat().st_size > biggest_plot + 1000  # the limit below stops the page, not the plots
+    for p in written:
+        p.unlink()
+    failed = run(biggest_plot + 500)
+    assert failed.returncode != 0 and "File too large" in failed.stderr, failed.stderr[-2000:]
+    assert [p.suffix for p in reports.glob("review-r-*")].count(".html") == 0
+    assert not [p.name for p in reports.iterdir() if p.name.startswith(".review-r")]  # no temp left either

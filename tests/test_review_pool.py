@@ -74,10 +74,10 @@ def listed_in_label_studio(p) -> dict[str, list[str]]:
     for role, proj in p.store.projects(rid(p)).items():
         if role.startswith("tiebreak"):
             continue
-        for page in p.client.task_pages(int(proj["ls_project_id"])):
+        for page in p.client.task_pages(proj.ls_project_id):
             for t in page:
                 if t["data"]["image_id"] not in p.gold:
-                    out.setdefault(t["data"]["image_id"], []).append(proj["email"])
+                    out.setdefault(t["data"]["image_id"], []).append(proj.email)
     return out
 
 

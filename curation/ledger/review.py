@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 from ...errors import IfaError
@@ -47,6 +48,24 @@ def role_order(role: str) -> tuple[int, int]:
 # Columns of an annotation row as `upsert_annotations` takes and `annotations` returns them.
 ANNOTATION_COLUMNS = ("ls_annotation_id", "role", "image_id", "ls_task_id", "completed_by", "by_annotator",
                       "result", "labels", "discard", "skipped", "problems", "lead_time", "created_at", "updated_at")
+
+
+def _id_table(conn, table: str, column: str, values: Iterable) -> None:
+    """Fill the temp table `table` (one key column, e.g. "id INTEGER") with exactly `values`, to join on."""
+    conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table} ({column} PRIMARY KEY)")
+    conn.execute(f"DELETE FROM {table}")
+    conn.executemany(f"INSERT OR IGNORE INTO {table} VALUES (?)", ((v,) for v in values))
+
+
+@dataclass(frozen=True)
+class ProjectRow:
+    """A round's Label Studio project for one role, and the person who works in it."""
+
+    role: str
+    email: str
+    ls_user_id: int
+    ls_project_id: int
+    title: str
 
 
 class ReviewStore:
@@ -232,9 +251,7 @@ class ReviewStore:
         """image_id -> active label ids (any split)."""
         out: dict[str, list[int]] = {str(i): [] for i in image_ids}
         with self.ledger.transaction() as conn:
-            conn.execute("CREATE TEMP TABLE IF NOT EXISTS wanted_ids (image_id TEXT PRIMARY KEY)")
-            conn.execute("DELETE FROM wanted_ids")
-            conn.executemany("INSERT OR IGNORE INTO wanted_ids VALUES (?)", ((str(i),) for i in image_ids))
+            _id_table(conn, "wanted_ids", "image_id TEXT", (str(i) for i in image_ids))
             rows = conn.execute(
                 "SELECT i.image_id, l.label_id FROM wanted_ids w JOIN images i ON i.image_id = w.image_id "
                 "JOIN labels l ON l.image_pk = i.pk WHERE l.status = 'active'").fetchall()
@@ -275,13 +292,12 @@ class ReviewStore:
                 (round_id, role, email.lower(), int(ls_user_id), int(ls_project_id), title, now()),
             )
 
-    def projects(self, round_id: int) -> dict[str, dict]:
-        """role -> {email, ls_user_id, ls_project_id, title}, annotators first (by number),
-        then tie-breakers."""
+    def projects(self, round_id: int) -> dict[str, ProjectRow]:
+        """role -> its project, annotators first (by number), then tie-breakers."""
         rows = self.ledger.query(
             "SELECT role, email, ls_user_id, ls_project_id, title FROM review_projects WHERE round_id = ?", (round_id,))
         rows.sort(key=lambda r: role_order(r[0]))
-        return {r[0]: {"email": r[1], "ls_user_id": r[2], "ls_project_id": r[3], "title": r[4]} for r in rows}
+        return {r[0]: ProjectRow(r[0], r[1], int(r[2]), int(r[3]), r[4]) for r in rows}
 
     # ---- tasks ---------------------------------------------------------------------------------
     def record_tasks(self, round_id: int, role: str, pairs: Iterable[tuple[str, int]]) -> int:
@@ -375,9 +391,7 @@ class ReviewStore:
         `seen_ids`, from a complete listing of the project) as deleted; returns how many."""
         stamp = now()
         with self.ledger.transaction() as conn:
-            conn.execute("CREATE TEMP TABLE IF NOT EXISTS seen_ids (id INTEGER PRIMARY KEY)")
-            conn.execute("DELETE FROM seen_ids")
-            conn.executemany("INSERT OR IGNORE INTO seen_ids VALUES (?)", ((int(i),) for i in seen_ids))
+            _id_table(conn, "seen_ids", "id INTEGER", (int(i) for i in seen_ids))
             cur = conn.execute(
                 "UPDATE review_annotations SET deleted = ? WHERE round_id = ? AND role = ? AND deleted IS NULL "
                 "AND ls_annotation_id NOT IN (SELECT id FROM seen_ids)",

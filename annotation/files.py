@@ -1,0 +1,162 @@
+"""What Label Studio may serve: a round's image files and nothing else.
+
+Label Studio's local-files view (`/data/local-files/?d=PATH`) gives any logged-in member
+every file below a folder that some project's local-files storage names, and reads PATH
+relative to its LOCAL_FILES_DOCUMENT_ROOT. A storage on a real folder therefore also
+serves whatever lies beside the images; a storage on a common ancestor serves the home
+folder and the workspace (the admin token in `labelstudio/server.json`).
+
+So the embedded server never gets a storage on a real folder. Its document root is
+`<workspace>/labelstudio/files`, fixed when it starts, and holds nothing but one link per
+image of a round (`files/<round>/<hash of the real path><ext>`); each project's storage
+names its round's folder. A server started before a round exists needs no restart: a
+round only adds links. An annotator reads the round's images, and no file beside them.
+
+A server ifa does not run (`--url`) cannot get links on its host. There each storage is
+an image's own real folder, one storage per folder (never their common ancestor), and a
+folder that is `/`, the home folder, or holds the workspace is refused.
+
+Either way an image counts by its real path (links resolved): a file that is a link into
+another folder, or a file of the workspace's own (the ledger, the server's folder), is
+refused, never served.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from ..errors import IfaError
+from . import server
+from .client import Connection
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..curation.workspace import Workspace
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")
+_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,5}")
+REFUSED = "image file not served (a link into another folder, or a file of the workspace)"
+
+
+@dataclass
+class TaskFiles:
+    """The task data of a set of images and what Label Studio must serve for them.
+
+    data: per image id, {"image": the URL Label Studio loads, "image_id": id};
+    roots: the folders the projects' local-files storages must name;
+    missing: image ids with neither a file nor a URL;
+    refused: image ids whose file may not be served (see the module's docstring)."""
+
+    data: dict[str, dict] = field(default_factory=dict)
+    roots: set[str] = field(default_factory=set)
+    missing: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+
+    def merged(self, other: TaskFiles) -> TaskFiles:
+        """Both sets of images in one (the other's data wins for an image in both)."""
+        return TaskFiles({**self.data, **other.data}, self.roots | other.roots, self.missing + other.missing,
+                         self.refused + other.refused)
+
+
+def document_root(server_root: Path) -> Path:
+    """The embedded server's LOCAL_FILES_DOCUMENT_ROOT: the links folder under `server_root`."""
+    return Path(server_root) / server.LINKS_DIR
+
+
+def task_data(ws: Workspace, sources: pd.DataFrame, conn: Connection, round_name: str) -> TaskFiles:
+    """Task data for `sources` (image_id, url, path rows of the ledger) on `conn`'s server.
+
+    A local file is served through Label Studio's local-files storage (a raw http URL is
+    blocked by the browser unless its server sends CORS headers); on the embedded server
+    a link to it is made in the round's folder first. An image with only a URL is passed
+    as the URL. Raises IfaError when the embedded server runs with another document root
+    (started by an older ifa: it must be restarted)."""
+    out = TaskFiles()
+    links = _round_links(conn, ws, round_name) if conn.embedded else None
+    for row in sources.itertuples():
+        path = _local_file(ws.root, row.path, must_exist=conn.embedded)
+        if path is not None and (conn.embedded or not isinstance(row.url, str)):
+            real = Path(os.path.realpath(path))
+            if _refused(path, real, ws.root, conn):
+                out.refused.append(row.image_id)
+                continue
+            where, root = _link(links, real) if links is not None else (str(real).lstrip("/"), str(real.parent))
+            out.data[row.image_id] = {"image": f"/data/local-files/?d={quote(where)}", "image_id": row.image_id}
+            out.roots.add(root)
+        elif isinstance(row.url, str) and row.url:
+            out.data[row.image_id] = {"image": row.url, "image_id": row.image_id}
+        else:
+            out.missing.append(row.image_id)
+    return out
+
+
+def _local_file(ws_root: Path, stored: object, must_exist: bool) -> Path | None:
+    """The absolute path the ledger names (relative ones are the workspace's), or None."""
+    if not isinstance(stored, str) or not stored:
+        return None
+    path = Path(stored)
+    path = path if path.is_absolute() else Path(os.path.abspath(ws_root / path))
+    return path if path.exists() or not must_exist else None
+
+
+def _refused(path: Path, real: Path, ws_root: Path, conn: Connection) -> bool:
+    """True when the file must not be served: a link into another folder, a file of the
+    workspace's own, or (on a server ifa does not run) a folder too wide to be a root."""
+    if real.parent != Path(os.path.realpath(path.parent)):
+        return True
+    ws_real = Path(os.path.realpath(ws_root))
+    own = [ws_real / server.DIR_NAME]  # the server's folder: its token, its database
+    if conn.embedded_root is not None:
+        own.append(Path(os.path.realpath(conn.embedded_root)))
+    if real.parent == ws_real or any(p in real.parents for p in own):  # ifa.db and its journal sit in the root
+        return True
+    return not conn.embedded and not safe_root(real.parent, ws_real)
+
+
+def safe_root(folder: Path, ws_root: Path) -> bool:
+    """Whether a real folder may be a local-files storage root on a server ifa does not
+    run: not `/`, not the home folder, and holding neither the workspace nor the home."""
+    home = Path(os.path.realpath(Path.home()))
+    return all(folder != p and folder not in p.parents for p in (home, ws_root)) and folder != folder.parent
+
+
+def _round_links(conn: Connection, ws: Workspace, round_name: str) -> Path:
+    """The round's folder of links on the embedded server (made when missing). Raises
+    IfaError when the running server serves another document root."""
+    state = server.read_state(conn.embedded_root)
+    expected = document_root(conn.embedded_root)
+    if state is not None and state.document_root != str(expected):
+        raise IfaError(f"The embedded Label Studio on {state.url} was started by an older ifa and may serve any "
+                       "file of this machine to annotators; restart it (ifa review serve --stop, then ifa review "
+                       "serve) and rerun.")
+    name = round_name if _SAFE_NAME.fullmatch(round_name) else hashlib.sha1(round_name.encode()).hexdigest()[:16]
+    folder = expected / name
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _link(folder: Path, real: Path) -> tuple[str, str]:
+    """A link in `folder` to the real file (kept when it is already right); returns (its
+    path relative to the document root, the storage root)."""
+    suffix = real.suffix.lower() if _SUFFIX.fullmatch(real.suffix) else ""
+    name = hashlib.sha1(str(real).encode()).hexdigest()[:24] + suffix
+    link = folder / name
+    try:
+        right = os.readlink(link) == str(real)
+    except OSError:
+        right = False
+    if not right:
+        # A fresh link renamed over the old one: replacing never writes through a link.
+        tmp = folder / f".{name}.{os.getpid()}.tmp"
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        os.symlink(real, tmp)
+        os.replace(tmp, link)
+    return f"{folder.name}/{name}", str(folder)
