@@ -7,10 +7,12 @@ serves whatever lies beside the images; a storage on a common ancestor serves th
 folder and the workspace (the admin token in `labelstudio/server.json`).
 
 So the embedded server never gets a storage on a real folder. Its document root is
-`<workspace>/labelstudio/files`, fixed when it starts, and holds nothing but one link per
-image of a round (`files/<round>/<hash of the real path><ext>`); each project's storage
-names its round's folder. A server started before a round exists needs no restart: a
-round only adds links. An annotator reads the round's images, and no file beside them.
+`<workspace>/labelstudio/files`, fixed when it starts, and holds nothing but links, one
+per image a round sent, at the image's real path (`files/home/ana/photos/1.jpg` links to
+`/home/ana/photos/1.jpg`, so task URLs read as earlier rounds wrote them); each project's
+storage names a top folder of that tree. A server started before a round exists needs no
+restart: a round only adds links. An annotator reads the images rounds sent, and no file
+beside them.
 
 A server ifa does not run (`--url`) cannot get links on its host. There each storage is
 an image's own real folder, one storage per folder (never their common ancestor), and a
@@ -23,9 +25,7 @@ refused, never served.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,8 +40,6 @@ if TYPE_CHECKING:
 
     from ..curation.workspace import Workspace
 
-_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")
-_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,5}")
 REFUSED = "image file not served (a link into another folder, or a file of the workspace)"
 
 
@@ -70,7 +68,7 @@ def document_root(server_root: Path) -> Path:
     return Path(server_root) / server.LINKS_DIR
 
 
-def task_data(ws: Workspace, sources: pd.DataFrame, conn: Connection, round_name: str) -> TaskFiles:
+def task_data(ws: Workspace, sources: pd.DataFrame, conn: Connection) -> TaskFiles:
     """Task data for `sources` (image_id, url, path rows of the ledger) on `conn`'s server.
 
     A local file is served through Label Studio's local-files storage (a raw http URL is
@@ -79,7 +77,8 @@ def task_data(ws: Workspace, sources: pd.DataFrame, conn: Connection, round_name
     as the URL. Raises IfaError when the embedded server runs with another document root
     (started by an older ifa: it must be restarted)."""
     out = TaskFiles()
-    links = _round_links(conn, ws, round_name) if conn.embedded else None
+    links = _links_root(conn) if conn.embedded else None
+    made: set[Path] = set()
     for row in sources.itertuples():
         path = _local_file(ws.root, row.path, must_exist=conn.embedded)
         if path is not None and (conn.embedded or not isinstance(row.url, str)):
@@ -87,7 +86,7 @@ def task_data(ws: Workspace, sources: pd.DataFrame, conn: Connection, round_name
             if _refused(path, real, ws.root, conn):
                 out.refused.append(row.image_id)
                 continue
-            where, root = _link(links, real) if links is not None else (str(real).lstrip("/"), str(real.parent))
+            where, root = _link(links, real, made) if links is not None else (str(real).lstrip("/"), str(real.parent))
             out.data[row.image_id] = {"image": f"/data/local-files/?d={quote(where)}", "image_id": row.image_id}
             out.roots.add(root)
         elif isinstance(row.url, str) and row.url:
@@ -127,36 +126,48 @@ def safe_root(folder: Path, ws_root: Path) -> bool:
     return all(folder != p and folder not in p.parents for p in (home, ws_root)) and folder != folder.parent
 
 
-def _round_links(conn: Connection, ws: Workspace, round_name: str) -> Path:
-    """The round's folder of links on the embedded server (made when missing). Raises
-    IfaError when the running server serves another document root."""
+def _links_root(conn: Connection) -> Path:
+    """The embedded server's folder of links (made when missing). Raises IfaError when
+    the running server serves another document root."""
     state = server.read_state(conn.embedded_root)
-    expected = document_root(conn.embedded_root)
-    if state is not None and state.document_root != str(expected):
+    root = document_root(conn.embedded_root)
+    if state is not None and state.document_root != str(root):
         raise IfaError(f"The embedded Label Studio on {state.url} was started by an older ifa and may serve any "
                        "file of this machine to annotators; restart it (ifa review serve --stop, then ifa review "
                        "serve) and rerun.")
-    name = round_name if _SAFE_NAME.fullmatch(round_name) else hashlib.sha1(round_name.encode()).hexdigest()[:16]
-    folder = expected / name
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    root.mkdir(exist_ok=True)
+    return root
 
 
-def _link(folder: Path, real: Path) -> tuple[str, str]:
-    """A link in `folder` to the real file (kept when it is already right); returns (its
-    path relative to the document root, the storage root)."""
-    suffix = real.suffix.lower() if _SUFFIX.fullmatch(real.suffix) else ""
-    name = hashlib.sha1(str(real).encode()).hexdigest()[:24] + suffix
-    link = folder / name
+def _link(links: Path, real: Path, made: set[Path]) -> tuple[str, str]:
+    """A link at `links/<real path>` to the real file (kept when it is already right);
+    returns (its path relative to the document root, the storage root: the link tree's
+    top folder). Mirroring the real path keeps task URLs as earlier rounds wrote them."""
+    rel = str(real).lstrip("/")
+    link = links / rel
+    _real_dirs(links, link.parent, made)
     try:
         right = os.readlink(link) == str(real)
     except OSError:
         right = False
     if not right:
         # A fresh link renamed over the old one: replacing never writes through a link.
-        tmp = folder / f".{name}.{os.getpid()}.tmp"
+        tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
         if os.path.lexists(tmp):
             os.unlink(tmp)
         os.symlink(real, tmp)
         os.replace(tmp, link)
-    return f"{folder.name}/{name}", str(folder)
+    return rel, str(links / rel.split("/")[0])
+
+
+def _real_dirs(links: Path, folder: Path, made: set[Path]) -> None:
+    """Make `folder` below `links` out of real directories: a link in the way (a file that
+    became a folder since) is removed, so nothing is ever made inside a real folder."""
+    if folder in made or folder == links:
+        return
+    _real_dirs(links, folder.parent, made)
+    if os.path.islink(folder):
+        os.unlink(folder)
+    if not folder.is_dir():
+        folder.mkdir()
+    made.add(folder)

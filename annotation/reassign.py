@@ -76,8 +76,8 @@ def reassign(ws: Workspace, round_name: str | None, from_email: str, to_email: s
     _backfill_assignments(store, view)
     move, kept = _split_queue(store, view, role_a, role_b)
 
-    files = task_data(ws, store.image_sources(view.round_id), client.conn, name).merged(
-        task_data(ws, store.gold_sources(view.round_id), client.conn, name))
+    files = task_data(ws, store.image_sources(view.round_id), client.conn).merged(
+        task_data(ws, store.gold_sources(view.round_id), client.conn))
     project_b = ensure_project(client, store, view.round_id, name, role_b, b, user_b, files.roots,
                                labeling_config(ws.taxonomy))
     plan = store.assignments(view.round_id)

@@ -220,8 +220,8 @@ def _fill_projects(ws: Workspace, store: ReviewStore, client: Client, rnd: _Reco
                    users: dict[str, int], progress: Progress) -> CreateResult:
     """Plan each annotator's queue, then make their project and import their missing tasks."""
     sources = store.image_sources(rnd.round_id)
-    files = task_data(ws, sources, client.conn, rnd.name)
-    gold_files = task_data(ws, store.gold_sources(rnd.round_id), client.conn, rnd.name)
+    files = task_data(ws, sources, client.conn)
+    gold_files = task_data(ws, store.gold_sources(rnd.round_id), client.conn)
     skipped = {**rnd.skipped, "no image file or URL": files.missing,
                "gold without image file or URL": gold_files.missing, REFUSED: files.refused + gold_files.refused}
     plan = plan_assignment(store, rnd.round_id, rnd.name, rnd.roles, [i for i in sources["image_id"] if i in files.data],

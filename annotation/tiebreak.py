@@ -140,7 +140,7 @@ def _send(ws: Workspace, store: ReviewStore, client: Client, view: state.RoundVi
     answers; returns (project id, tasks added)."""
     taxonomy = ws.taxonomy
     sources = store.image_sources(view.round_id)
-    files = task_data(ws, sources[sources["image_id"].isin(images)], client.conn, view.name)
+    files = task_data(ws, sources[sources["image_id"].isin(images)], client.conn)
     extra = {}
     for image_id, data in files.data.items():
         roles = view.annotators_of[image_id]

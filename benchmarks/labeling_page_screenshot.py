@@ -168,7 +168,7 @@ def main() -> None:
         image_id = ws.ledger.images_frame(["validation"])["image_id"].iloc[3]
         rid = store.create_round("screenshot", "validation", client.url)
         store.add_images(rid, [image_id])
-        files = task_data(ws, store.image_sources(rid), client.conn, "screenshot")
+        files = task_data(ws, store.image_sources(rid), client.conn)
         data, roots = files.data, files.roots
         me = client.whoami()
         tasks = {}

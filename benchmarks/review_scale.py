@@ -148,7 +148,7 @@ def bench_sync(ws: Workspace, client: Client, n: int, peer_tasks: int, full_peer
     first = dict(zip(ids, first))
     plan = assignment.assign_images(ids, pool, 2, seed="bench-sync")
     users = {u["email"]: int(u["id"]) for u in client.users()}
-    files = task_data(ws, store.image_sources(rid), client.conn, "bench-sync")
+    files = task_data(ws, store.image_sources(rid), client.conn)
     data, roots = files.data, files.roots
     setup = time.perf_counter()
     project_of = {}

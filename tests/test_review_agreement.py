@@ -185,7 +185,7 @@ def test_storage_roots_are_the_image_folders_never_their_ancestor(ws, tmp_path):
         lines.append(f"{(folder / src.name).relative_to(tmp_path)},83")
     (tmp_path / "l.csv").write_text("\n".join(lines) + "\n")
     importing.import_csv(ws, tmp_path / "l.csv", "train", image_col="file", labels_col="labels")
-    files = task_data(ws, ws.ledger.images_frame(["train"]), Connection("http://127.0.0.1:9", "t"), "r")
+    files = task_data(ws, ws.ledger.images_frame(["train"]), Connection("http://127.0.0.1:9", "t"))
     assert files.roots == {str(f) for f in folders} and not files.refused and not files.missing
 
 

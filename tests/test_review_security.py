@@ -104,25 +104,28 @@ def test_an_annotator_loads_the_round_images_and_nothing_else(exposed):
     tries = []
     for target in _secret_paths(x):
         rel = os.path.relpath(target, docroot)
-        tries += [str(target).lstrip("/"), rel, f"sec/{rel}", f"sec/../{rel}", str(target)]
+        tries += [str(target).lstrip("/"), rel, f"tmp/{rel}", f"tmp/../{rel}", str(target)]
     token = x.state.token
     for d in tries:
         r = session.get("/data/local-files/", params={"d": d})
         assert r.status_code != 200, d
         assert not any(s in r.text for s in SECRETS) and token not in r.text, d
-    # Every storage names a folder of links below the document root: never a real folder.
+    # Every storage names a folder of the links tree below the document root, never a real
+    # folder; the tree holds one link per image sent, at its real path, and no other file.
+    top = Path(os.path.realpath(x.base)).parts[1]
     for p in x.created.projects:
         storages = x.client.get("api/storages/localfiles", "listing storages", project=p.project_id)
-        assert [s["path"] for s in storages] == [str(docroot / "sec")]
-    assert all(link.is_symlink() for link in (docroot / "sec").iterdir())
-    assert len(list((docroot / "sec").iterdir())) == 17
+        assert [s["path"] for s in storages] == [str(docroot / top)]
+    mirror = docroot / os.path.realpath(x.base).lstrip("/")
+    links = [p for p in mirror.rglob("*") if not p.is_dir() or p.is_symlink()]
+    assert len(links) == 17 and all(os.readlink(p) == "/" + str(p.relative_to(docroot)) for p in links)
 
 
 def test_another_server_gets_each_image_folder_as_a_root(exposed):
     """On a server ifa does not run: one root per real folder, never an ancestor, never the home."""
     x = exposed
     rid = int(ReviewStore(x.ws.ledger).round("sec")["round_id"])
-    files = task_data(x.ws, ReviewStore(x.ws.ledger).image_sources(rid), Connection(x.client.url, "t"), "sec")
+    files = task_data(x.ws, ReviewStore(x.ws.ledger).image_sources(rid), Connection(x.client.url, "t"))
     assert files.roots == {str(f) for k, f in enumerate(x.folders) if k != 5}
     assert files.refused == [x.swapped.stem]
     assert not safe_root(Path("/"), x.ws.root) and not safe_root(x.base, x.ws.root)
