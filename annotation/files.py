@@ -73,20 +73,22 @@ def task_data(ws: Workspace, sources: pd.DataFrame, conn: Connection) -> TaskFil
 
     A local file is served through Label Studio's local-files storage (a raw http URL is
     blocked by the browser unless its server sends CORS headers); on the embedded server
-    a link to it is made in the round's folder first. An image with only a URL is passed
-    as the URL. Raises IfaError when the embedded server runs with another document root
+    a link to it is made in the links tree first. An image with only a URL is passed as
+    the URL. Raises IfaError when the embedded server runs with another document root
     (started by an older ifa: it must be restarted)."""
     out = TaskFiles()
     links = _links_root(conn) if conn.embedded else None
     made: set[Path] = set()
+    judge = _Judge(ws.root, conn)
     for row in sources.itertuples():
-        path = _local_file(ws.root, row.path, must_exist=conn.embedded)
-        if path is not None and (conn.embedded or not isinstance(row.url, str)):
-            real = Path(os.path.realpath(path))
-            if _refused(path, real, ws.root, conn):
+        found = judge.real_file(row.path)
+        if found is not None and (conn.embedded or not isinstance(row.url, str)):
+            real, moved = found
+            if judge.refused(real, moved):
                 out.refused.append(row.image_id)
                 continue
-            where, root = _link(links, real, made) if links is not None else (str(real).lstrip("/"), str(real.parent))
+            where, root = _link(links, Path(real), made) if links is not None else (real.lstrip("/"),
+                                                                                  os.path.dirname(real))
             out.data[row.image_id] = {"image": f"/data/local-files/?d={quote(where)}", "image_id": row.image_id}
             out.roots.add(root)
         elif isinstance(row.url, str) and row.url:
@@ -96,27 +98,46 @@ def task_data(ws: Workspace, sources: pd.DataFrame, conn: Connection) -> TaskFil
     return out
 
 
-def _local_file(ws_root: Path, stored: object, must_exist: bool) -> Path | None:
-    """The absolute path the ledger names (relative ones are the workspace's), or None."""
-    if not isinstance(stored, str) or not stored:
-        return None
-    path = Path(stored)
-    path = path if path.is_absolute() else Path(os.path.abspath(ws_root / path))
-    return path if path.exists() or not must_exist else None
+class _Judge:
+    """Finds each stored file's real path and decides, once per folder, whether files there
+    may be served (see the module's docstring). Real paths of folders are cached: a whole
+    dataset lives in a few folders."""
 
+    def __init__(self, ws_root: Path, conn: Connection):
+        self.ws_root = Path(ws_root)
+        self.ws = os.path.realpath(ws_root)
+        own = [os.path.join(self.ws, server.DIR_NAME)]  # the server's folder: its token, its database
+        if conn.embedded_root is not None:
+            own.append(os.path.realpath(conn.embedded_root))
+        self.own = tuple(o.rstrip("/") + "/" for o in own)
+        self.embedded = conn.embedded
+        self.real_folder: dict[str, str] = {}
+        self.verdict: dict[str, bool] = {}
 
-def _refused(path: Path, real: Path, ws_root: Path, conn: Connection) -> bool:
-    """True when the file must not be served: a link into another folder, a file of the
-    workspace's own, or (on a server ifa does not run) a folder too wide to be a root."""
-    if real.parent != Path(os.path.realpath(path.parent)):
-        return True
-    ws_real = Path(os.path.realpath(ws_root))
-    own = [ws_real / server.DIR_NAME]  # the server's folder: its token, its database
-    if conn.embedded_root is not None:
-        own.append(Path(os.path.realpath(conn.embedded_root)))
-    if real.parent == ws_real or any(p in real.parents for p in own):  # ifa.db and its journal sit in the root
-        return True
-    return not conn.embedded and not safe_root(real.parent, ws_real)
+    def real_file(self, stored: object) -> tuple[str, bool] | None:
+        """(real path, whether it leaves the folder the ledger names) of a stored file
+        (relative paths are the workspace's); None when there is none (on the embedded
+        server: or it does not exist)."""
+        if not isinstance(stored, str) or not stored:
+            return None
+        path = stored if os.path.isabs(stored) else os.path.abspath(self.ws_root / stored)
+        folder, name = os.path.split(path)
+        if folder not in self.real_folder:
+            self.real_folder[folder] = os.path.realpath(folder)
+        real = os.path.realpath(path) if os.path.islink(path) else os.path.join(self.real_folder[folder], name)
+        if self.embedded and not os.path.exists(real):
+            return None
+        return real, os.path.dirname(real) != self.real_folder[folder]
+
+    def refused(self, real: str, moved: bool) -> bool:
+        """True when the file must not be served: a link into another folder (`moved`), a
+        file of the workspace's own, or (on a server ifa does not run) a folder too wide
+        to be a storage root."""
+        folder = os.path.dirname(real)
+        if folder not in self.verdict:
+            self.verdict[folder] = (folder == self.ws or (folder + "/").startswith(self.own)
+                                    or not self.embedded and not safe_root(Path(folder), Path(self.ws)))
+        return moved or self.verdict[folder]
 
 
 def safe_root(folder: Path, ws_root: Path) -> bool:
@@ -131,12 +152,12 @@ def _links_root(conn: Connection) -> Path:
     the running server serves another document root."""
     state = server.read_state(conn.embedded_root)
     root = document_root(conn.embedded_root)
-    if state is not None and state.document_root != str(root):
+    if state is not None and os.path.realpath(state.document_root or "/") != os.path.realpath(root):
         raise IfaError(f"The embedded Label Studio on {state.url} was started by an older ifa and may serve any "
                        "file of this machine to annotators; restart it (ifa review serve --stop, then ifa review "
                        "serve) and rerun.")
     root.mkdir(exist_ok=True)
-    return root
+    return Path(os.path.realpath(root))  # storage paths must read as below the server's own document root
 
 
 def _link(links: Path, real: Path, made: set[Path]) -> tuple[str, str]:
@@ -148,6 +169,9 @@ def _link(links: Path, real: Path, made: set[Path]) -> tuple[str, str]:
     _real_dirs(links, link.parent, made)
     try:
         right = os.readlink(link) == str(real)
+    except FileNotFoundError:
+        os.symlink(real, link)  # creating never follows anything at `link`
+        right = True
     except OSError:
         right = False
     if not right:

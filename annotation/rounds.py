@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
-
 from ..curation.ledger import check_splits, id_list
 from ..curation.ledger.review import ReviewStore, annotator_role, is_tiebreak
 from ..curation.ledger.review_queue import set_review_status

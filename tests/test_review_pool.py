@@ -104,7 +104,7 @@ def test_create_a_pool_round_with_gold(pool):
     assert len(pairs) == 10  # 33 images: every two of the five share images
     tasks = p.store.tasks(rid(p))
     for email, n in load.items():
-        role = next(r for r, pr in p.store.projects(rid(p)).items() if pr["email"] == email)
+        role = next(r for r, pr in p.store.projects(rid(p)).items() if pr.email == email)
         mine = tasks[tasks["role"] == role].sort_values("ls_task_id")
         gold_rows = mine["image_id"].isin(p.gold).to_numpy()
         assert gold_rows.sum() == max(1, round(GOLD_RATE * n))
