@@ -344,5 +344,15 @@ V9_DEDUP_FLAT_BORDERS = """
 DELETE FROM image_hashes;
 """
 
+# `ifa browse` (ledger/browse.py): keyset pages of any slice. Each index ends in the image's
+# key, so a slice filtered by a label, a status or a rule comes out in pk order without a sort.
+V10_BROWSE_INDEXES = """
+CREATE INDEX labels_label_status ON labels(label_id, status, image_pk);
+CREATE INDEX labels_status_rule ON labels(status_rule, image_pk) WHERE status_rule IS NOT NULL;
+CREATE INDEX images_status ON images(status);
+CREATE INDEX images_status_rule ON images(status_rule) WHERE status_rule IS NOT NULL;
+CREATE INDEX images_duplicate_of ON images(status_reason) WHERE status_rule = 'duplicate';
+"""
+
 MIGRATIONS: list[str] = [V1_FOUNDATION, V2_FETCHES, V3_REVIEW_QUEUE, V4_HASHES, V5_REVIEW, V6_RAW_LABEL_NAMES,
-                         V7_DEDUP_SIGNATURES, V8_REVIEW_POOL, V9_DEDUP_FLAT_BORDERS]
+                         V7_DEDUP_SIGNATURES, V8_REVIEW_POOL, V9_DEDUP_FLAT_BORDERS, V10_BROWSE_INDEXES]

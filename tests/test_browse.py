@@ -1,0 +1,223 @@
+"""`ifa browse`: its JSON API and pages over real HTTP on the bundled sample's workspace."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from ifa.browse import server
+from ifa.curation.ledger import Change
+from ifa.curation.ledger.browse import BrowseFilter, facet_counts, page
+from ifa.curation.restore import restore
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def browse(sample_ws):
+    """A running `ifa browse` server over the sample workspace, on a free loopback port."""
+    srv = server.start(sample_ws.root)
+    srv.start_in_thread()
+    yield srv
+    srv.stop()
+
+
+def call(srv, path: str, body=None, token: str | None = "header", headers: dict | None = None):
+    """(status, parsed JSON or bytes) of one request; token 'header' sends it as Bearer,
+    'query' as ?token=, None not at all."""
+    url = f"http://127.0.0.1:{srv.port}{path}"
+    hdrs = dict(headers or {})
+    if token == "header":
+        hdrs["Authorization"] = f"Bearer {srv.token}"
+    elif token == "query":
+        url += ("&" if "?" in url else "?") + f"token={srv.token}"
+    data = None if body is None else json.dumps(body).encode()
+    if data is not None:
+        hdrs["Content-Type"] = "application/json"
+    req = urllib.request.Request(url, data=data, headers=hdrs, method="POST" if data is not None else "GET")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            status, raw, kind = resp.status, resp.read(), resp.headers.get("Content-Type", "")
+    except urllib.error.HTTPError as exc:
+        status, raw, kind = exc.code, exc.read(), exc.headers.get("Content-Type", "")
+    return status, (json.loads(raw) if kind.startswith("application/json") else raw)
+
+
+def all_pages(srv, query: str, limit: int) -> list[dict]:
+    out, after = [], None
+    while True:
+        status, data = call(srv, f"/api/images?{query}&limit={limit}" + (f"&after={after}" if after else ""))
+        assert status == 200, data
+        out += data["images"]
+        after = data["next"]
+        if after is None:
+            return out
+
+
+def test_keyset_pages_give_every_image_once_and_match_the_counts(browse, sample_ws):
+    ledger = sample_ws.ledger
+    every = all_pages(browse, "", 7)
+    ids = [r["image_id"] for r in every]
+    assert len(ids) == len(set(ids)) == ledger.counts()["images"] == 310
+    shirt = sample_ws.taxonomy.by_name("T-Shirts").id
+    for query, f in [("split=validation", BrowseFilter(split="validation")),
+                     (f"label={shirt}", BrowseFilter(labels=(shirt,))),
+                     ("label=T-Shirts&split=train", BrowseFilter(labels=(shirt,), split="train")),
+                     ("group=neckline&split=validation", BrowseFilter(split="validation",
+                                                             any_labels=sample_ws.taxonomy.group("neckline").label_ids))]:
+        got = all_pages(browse, query, 5)
+        direct = {r[0] for r in ledger.query("SELECT image_id FROM images")
+                  if _matches(sample_ws, r[0], f)}
+        assert [r["image_id"] for r in got] == sorted(direct, key=lambda i: _pk(ledger, i)), query
+        status, counts = call(browse, f"/api/facets?{query}")
+        assert status == 200 and counts["total"] == len(direct) > 0, query
+        if f.labels:
+            assert all("T-Shirts" in r["labels"] for r in got)
+            assert {c["label"]: c["images"] for c in counts["label"]}["T-Shirts"] == len(direct)
+
+
+def _pk(ledger, image_id):
+    return ledger.query("SELECT pk FROM images WHERE image_id = ?", (image_id,))[0][0]
+
+
+def _matches(ws, image_id: str, f: BrowseFilter) -> bool:
+    """The filter's meaning, checked one image at a time from `ifa show`'s description."""
+    from ifa.curation.show import describe
+    info = describe(ws.ledger, ws.taxonomy, image_id)
+    active = {lab["label_id"] for lab in info["labels"] if lab["status"] == "active"}
+    return ((f.split is None or info["split"] == f.split) and set(f.labels) <= active
+            and (not f.any_labels or bool(active & set(f.any_labels))))
+
+
+def test_every_request_needs_the_token_and_a_local_host(browse):
+    assert call(browse, "/api/images?limit=1", token=None)[0] == 401
+    assert call(browse, "/api/images?limit=1&token=wrong", token=None)[0] == 401
+    assert call(browse, "/", token=None)[0] == 401
+    assert call(browse, "/static/browse.js", token=None)[0] == 401
+    assert call(browse, "/api/images?limit=1", token="query")[0] == 200
+    assert call(browse, "/api/images?limit=1", token="header")[0] == 200
+    status, data = call(browse, "/api/images?limit=1", headers={"Host": "attacker.example:80"})
+    assert status == 403 and "--host" in data["error"]
+
+
+def test_actions_are_post_only_and_write_events_that_restore_undoes(browse, sample_ws):
+    ledger = sample_ws.ledger
+    image_id = ledger.query("SELECT image_id FROM images WHERE split = 'train' ORDER BY pk LIMIT 1")[0][0]
+    events = ledger.query("SELECT count(*) FROM events")[0][0]
+    status, _ = call(browse, f"/api/images/{image_id}/set-aside?reason=x", token="query")
+    assert status == 405
+    assert ledger.query("SELECT count(*) FROM events")[0][0] == events
+    assert ledger.image(image_id)["status"] == "active"
+
+    status, data = call(browse, f"/api/images/{image_id}/set-aside", {"reason": "a mannequin, not a product"})
+    assert status == 200 and data["changed"] == {"set_aside": 1}
+    assert data["image"]["status"] == "set_aside" and data["image"]["status_reason"] == "a mannequin, not a product"
+    last = ledger.image_events(image_id)[-1]
+    assert (last["kind"], last["command"], last["rule"], last["reason"]) == \
+        ("set_aside", "browse", "browse", "a mannequin, not a product")
+    assert call(browse, f"/api/images/{image_id}/set-aside", {"reason": "again"})[1]["changed"] == {"set_aside": 0}
+
+    first_label = ledger.image_label_records(image_id)[0]["label_id"]
+    status, data = call(browse, f"/api/images/{image_id}/labels", {"add": ["Floral", "Denim"], "drop": [first_label]})
+    assert status == 200 and data["changed"] == {"drop_label": 1, "add_label": 2}
+    kinds = [(e["kind"], e["label"]) for e in data["image"]["events"][-3:]]
+    assert sorted(kinds) == sorted([("label_dropped", sample_ws.taxonomy.labels[first_label].name),
+                                    ("label_added", "Floral"), ("label_added", "Denim")])
+    # Undone with the CLI's own library call: the image by id, then what browse added by rule.
+    undone = restore(ledger, image_id=image_id)
+    assert undone.images == [image_id] and undone.labels == [(image_id, first_label)]
+    assert ledger.image(image_id)["status"] == "active"
+    unadded = restore(ledger, rule="browse")
+    assert sorted(l for _, l in unadded.unadded) == sorted(sample_ws.taxonomy.by_name(n).id for n in ("Floral", "Denim"))
+    active = {r["label_id"] for r in ledger.image_label_records(image_id) if r["status"] == "active"}
+    assert first_label in active and sample_ws.taxonomy.by_name("Floral").id not in active
+
+    call(browse, f"/api/images/{image_id}/set-aside", {})
+    status, data = call(browse, f"/api/images/{image_id}/restore", {"reason": "checked: fine"})
+    assert status == 200 and data["changed"] == {"restore_image": 1} and data["image"]["status"] == "active"
+    assert ledger.image_events(image_id)[-1]["reason"] == "checked: fine"
+
+
+def test_user_errors_are_one_sentence_and_change_nothing(browse, sample_ws):
+    events = sample_ws.ledger.query("SELECT count(*) FROM events")[0][0]
+    image_id = sample_ws.ledger.query("SELECT image_id FROM images LIMIT 1")[0][0]
+    cases = [("/api/images?split=dev", None, 400, "Unknown split"),
+             ("/api/images?label=Banana%20Hat", None, 400, "Unknown label name"),
+             ("/api/images?limit=0", None, 400, "limit"),
+             ("/api/images?after=abc", None, 400, "whole numbers"),
+             ("/api/images?colour=red", None, 400, "Unknown filter colour"),
+             ("/api/images/nope", None, 404, "no image"),
+             ("/api/images/nope/set-aside", {"reason": "x"}, 404, "no image"),
+             (f"/api/images/{image_id}/labels", {"add": ["Banana Hat"]}, 400, "Unknown label name"),
+             (f"/api/images/{image_id}/labels", {"add": ["Floral"], "drop": ["Floral"]}, 400, "both added and dropped"),
+             (f"/api/images/{image_id}/labels", {"drop": ["Floral"]}, 400, "no label Floral"),
+             (f"/api/images/{image_id}/labels", {}, 400, "at least one label"),
+             ("/api/review", {"filter": {}}, 400, "one split"),
+             ("/nowhere", None, 404, "Nothing at")]
+    for path, body, want, words in cases:
+        status, data = call(browse, path, body)
+        assert status == want and words in data["error"] and "\n" not in data["error"], (path, data)
+    assert sample_ws.ledger.query("SELECT count(*) FROM events")[0][0] == events
+
+
+def test_image_json_is_ifa_show_json(browse, sample_ws):
+    image_id = sample_ws.ledger.query("SELECT image_id FROM images WHERE split = 'validation' LIMIT 1")[0][0]
+    sample_ws.ledger.apply_changes([Change("set_aside", image_id, reason="blurry", rule="manual")])
+    shown = subprocess.run([sys.executable, "-m", "ifa.cli.app", "show", image_id, "--json", "-w", str(sample_ws.root)],
+                           capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": _pythonpath()})
+    status, data = call(browse, f"/api/images/{image_id}")
+    assert status == 200 and data == json.loads(shown.stdout)
+
+
+def test_thumbnails_are_made_once_and_cached_in_the_workspace(browse, sample_ws):
+    image_id = sample_ws.ledger.query("SELECT image_id FROM images LIMIT 1")[0][0]
+    status, body = call(browse, f"/thumb/{image_id}")
+    assert status == 200 and body[:3] == b"\xff\xd8\xff"
+    cached = list((sample_ws.root / "thumbs").rglob("*.jpg"))
+    assert len(cached) == 1 and cached[0].read_bytes() == body
+    from PIL import Image
+    with Image.open(cached[0]) as im:
+        assert max(im.size) == 224
+    os.utime(cached[0], (1, 1))
+    assert call(browse, f"/thumb/{image_id}")[1] == body and cached[0].stat().st_mtime == 1
+
+
+def test_pages_render_an_image_with_its_history_and_cluster(browse, sample_ws):
+    ids = [r[0] for r in sample_ws.ledger.query("SELECT image_id FROM images WHERE split = 'train' LIMIT 2")]
+    sample_ws.ledger.apply_changes([Change("set_aside", ids[1], reason=f"duplicate-of:{ids[0]}", rule="duplicate")])
+    status, html = call(browse, f"/image/{ids[0]}?", token="query")
+    page_text = html.decode()
+    assert status == 200 and f"duplicate-of:{ids[0]}" not in page_text  # the kept copy's own status is active
+    assert page_text.count('class="card') == 2 and ids[1] in page_text and "History" in page_text
+    facets = facet_counts(sample_ws.ledger, BrowseFilter(cluster=True))
+    assert facets.total == 2 and [r.image_id for r in page(sample_ws.ledger, BrowseFilter(cluster=True))] == ids
+
+
+def _pythonpath() -> str:
+    import ifa
+    return os.pathsep.join([str(Path(ifa.__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])
+
+
+def test_cli_prints_the_url_with_token_and_stops_on_ctrl_c(sample_ws):
+    proc = subprocess.Popen([sys.executable, "-m", "ifa.cli.app", "browse", "-w", str(sample_ws.root)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": _pythonpath(), "COLUMNS": "300"})
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("ifa browse: http://127.0.0.1:") and "/?token=" in line
+        url = line.split(": ", 1)[1].strip()
+        with urllib.request.urlopen(url.replace("/?", "/api/images?limit=1&"), timeout=30) as resp:
+            assert json.loads(resp.read())["images"]
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and err.strip() == "ifa browse: stopped." and "Traceback" not in err
