@@ -11,16 +11,18 @@ import json
 import mimetypes
 import queue
 import re
+import threading
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 from urllib.parse import parse_qs, unquote
 
-from ..curation.ledger.browse import facet_counts, page, round_names
+from ..curation.ledger.browse import page, round_names
 from ..curation.workspace import Workspace
 from ..errors import IfaError
 from . import actions, pages
+from .facets import FacetIndex
 from .filters import parse_filter, parse_page
 from .thumbs import thumbnail
 
@@ -63,6 +65,8 @@ class BrowseApp:
         self._pool.put(first)
         for _ in range(pool_size - 1):
             self._pool.put(Workspace.open(self.root, command="browse"))
+        self._facet_ws = Workspace.open(self.root, command="browse")
+        self.facets = FacetIndex(self._facet_ws.ledger, self.taxonomy)
         self.routes: list[tuple[str, re.Pattern, Callable[..., Response]]] = [
             ("GET", re.compile(r"/"), self.grid_page),
             ("GET", re.compile(r"/image/(?P<image_id>[^/]+)"), self.image_page),
@@ -79,7 +83,14 @@ class BrowseApp:
             ("POST", re.compile(r"/api/review"), self.api_review),
         ]
 
+    def warm(self) -> threading.Thread:
+        """Read the facet arrays in the background (seconds at a million images)."""
+        thread = threading.Thread(target=self.facets.arrays, name="ifa-browse-facets", daemon=True)
+        thread.start()
+        return thread
+
     def close(self) -> None:
+        self._facet_ws.close()
         while not self._pool.empty():
             self._pool.get_nowait().close()
 
@@ -152,8 +163,9 @@ class BrowseApp:
     def api_images(self, request: Request) -> Response:
         f = parse_filter(request.query, self.taxonomy)
         after, limit = parse_page(request.query)
+        driver = self.facets.driver(f)
         with self.workspace() as ws:
-            rows = page(ws.ledger, f, after, limit)
+            rows = page(ws.ledger, f, after, limit, driver)
         names = self.taxonomy.labels
         images = [{"image_id": r.image_id, "split": r.split, "status": r.status,
                    "labels": [names[i].name if i in names else str(i) for i in r.label_ids]} for r in rows]
@@ -166,8 +178,7 @@ class BrowseApp:
 
     def api_facets(self, request: Request) -> Response:
         f = parse_filter(request.query, self.taxonomy)
-        with self.workspace() as ws:
-            counts = facet_counts(ws.ledger, f)
+        counts = self.facets.counts(f)
         data = asdict(counts)
         names = self.taxonomy.labels
         data["label"] = [{"label_id": i, "label": names[i].name, "group": names[i].group, "images": n}

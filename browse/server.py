@@ -66,6 +66,7 @@ def start(root: Path, host: str = "127.0.0.1", port: int = 0, token: str | None 
     app = BrowseApp(root, token or secrets.token_urlsafe(24))
     with app.workspace() as ws:
         analyze_if_new(ws.ledger)
+    app.warm()
     handler = type("Handler", (_Handler,), {"app": app, "loopback_only": is_loopback(host)})
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     server_class = type("Server", (ThreadingHTTPServer,), {"address_family": family, "daemon_threads": True})

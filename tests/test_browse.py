@@ -15,7 +15,8 @@ import pytest
 
 from ifa.browse import server
 from ifa.curation.ledger import Change
-from ifa.curation.ledger.browse import BrowseFilter, facet_counts, page
+from ifa.browse.facets import FacetIndex
+from ifa.curation.ledger.browse import BrowseFilter, page
 from ifa.curation.restore import restore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -197,7 +198,7 @@ def test_pages_render_an_image_with_its_history_and_cluster(browse, sample_ws):
     page_text = html.decode()
     assert status == 200 and f"duplicate-of:{ids[0]}" not in page_text  # the kept copy's own status is active
     assert page_text.count('class="card') == 2 and ids[1] in page_text and "History" in page_text
-    facets = facet_counts(sample_ws.ledger, BrowseFilter(cluster=True))
+    facets = FacetIndex(sample_ws.ledger, sample_ws.taxonomy).counts(BrowseFilter(cluster=True))
     assert facets.total == 2 and [r.image_id for r in page(sample_ws.ledger, BrowseFilter(cluster=True))] == ids
 
 
@@ -221,3 +222,118 @@ def test_cli_prints_the_url_with_token_and_stops_on_ctrl_c(sample_ws):
     finally:
         proc.kill()
     assert proc.returncode == 0 and err.strip() == "ifa browse: stopped." and "Traceback" not in err
+
+
+# ---- a real browser ---------------------------------------------------------------------------
+def _chrome():
+    """Headless Chromium through the system chromedriver (apt: chromium, chromium-driver)."""
+    import shutil
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[test]')")
+    driver_path = shutil.which("chromedriver")
+    if driver_path is None or not (shutil.which("chromium") or shutil.which("chromium-browser")):
+        pytest.skip("chromium and chromedriver are not installed (apt-get install -y chromium chromium-driver)")
+    from selenium.webdriver.chrome.service import Service
+    options = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
+        options.add_argument(arg)
+    return webdriver.Chrome(service=Service(driver_path), options=options)
+
+
+@pytest.mark.slow
+def test_in_a_browser_filter_open_set_aside_and_restore_from_the_cli(browse, sample_ws, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    shots = Path(os.environ.get("IFA_SCREENSHOT_DIR") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": _pythonpath()}
+    ifa = [sys.executable, "-m", "ifa.cli.app"]
+    shirts = [r[0] for r in sample_ws.ledger.query(
+        "SELECT i.image_id FROM images i JOIN labels l ON l.image_pk = i.pk WHERE l.label_id = ? ORDER BY i.pk",
+        (sample_ws.taxonomy.by_name("T-Shirts").id,))]
+    # a dedup cluster beside the image the test opens, as `ifa curate dedup --apply` leaves one
+    sample_ws.ledger.apply_changes([Change("set_aside", shirts[1], reason=f"duplicate-of:{shirts[0]}", rule="duplicate")])
+    driver = _chrome()
+    wait = WebDriverWait(driver, 30)
+    try:
+        driver.get(browse.url)
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#grid .card")) == 60)
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#facet-lists .facet"))
+        typed = driver.find_element(By.ID, "label-input")
+        typed.send_keys("T-Shirts")
+        driver.execute_script("arguments[0].dispatchEvent(new Event('change'))", typed)
+        wait.until(lambda d: "label=" in d.current_url and d.find_element(By.ID, "summary").text.startswith(f"{len(shirts)} "))
+        cards = driver.find_elements(By.CSS_SELECTOR, "#grid .card")
+        assert [c.get_attribute("data-image") for c in cards] == shirts
+        assert all("T-Shirts" in c.find_element(By.CLASS_NAME, "labels").text for c in cards)
+        wait.until(lambda d: d.execute_script(
+            "return [...document.querySelectorAll('#grid img')].every(i => i.complete && i.naturalWidth > 0)"))
+        driver.save_screenshot(str(shots / "browse-grid.png"))
+
+        cards[0].click()
+        wait.until(lambda d: d.find_elements(By.ID, "image-id"))
+        assert driver.find_element(By.ID, "image-id").text == shirts[0]
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#cluster .card")) == 2
+        driver.find_element(By.ID, "reason").send_keys("a flat lay of two shirts")
+        driver.find_element(By.ID, "set-aside").click()
+        wait.until(lambda d: d.find_element(By.ID, "image-status").text.startswith("set_aside"))
+        wait.until(lambda d: d.execute_script("return document.getElementById('photo').naturalWidth > 0"))
+        driver.save_screenshot(str(shots / "browse-image.png"))
+
+        shown = json.loads(subprocess.run([*ifa, "show", shirts[0], "--json", "-w", str(sample_ws.root)], env=env,
+                                          capture_output=True, text=True, check=True).stdout)
+        last = shown["events"][-1]
+        assert (last["kind"], last["command"], last["reason"], last["rule"]) == \
+            ("set_aside", "browse", "a flat lay of two shirts", "browse")
+        subprocess.run([*ifa, "curate", "restore", "--image", shirts[0], "-w", str(sample_ws.root)], env=env,
+                       capture_output=True, text=True, check=True)
+
+        driver.back()
+        driver.refresh()
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#grid .card")) == len(shirts))
+        card = driver.find_element(By.CSS_SELECTOR, f'#grid .card[data-image="{shirts[0]}"]')
+        assert card.get_attribute("class").split() == ["card", "active"]
+        card.click()
+        wait.until(lambda d: d.find_element(By.ID, "image-status").text == "active")
+        assert driver.find_elements(By.ID, "set-aside")
+        history = driver.find_element(By.ID, "history").text
+        assert "a flat lay of two shirts" in history and "curate restore" in history
+    finally:
+        driver.quit()
+
+
+def test_every_driver_pages_the_slice_the_facet_counts_count(sample_ws):
+    """The ledger's pages (whichever filter the query walks) and the in-memory counts agree."""
+    import itertools
+
+    from ifa.browse.facets import slice_mask
+    from ifa.curation.ledger.browse import DRIVERS, facet_arrays
+
+    ledger, tax = sample_ws.ledger, sample_ws.taxonomy
+    ids = [r[0] for r in ledger.query("SELECT image_id FROM images ORDER BY pk")]
+    shirt, short = tax.by_name("T-Shirts").id, tax.by_name("Short Sleeves").id
+    ledger.apply_changes([Change("set_aside", ids[3], reason=f"duplicate-of:{ids[2]}", rule="duplicate"),
+                          Change("set_aside", ids[7], reason="two categories", rule="single-group-conflict"),
+                          Change("add_label", ids[9], tax.by_name("Floral").id, rule="browse", source="browse"),
+                          *[Change("drop_label", i, l, reason="flag-noise: likely wrong (score 0.91)", rule="flag-noise")
+                            for i, l in ledger.query("SELECT i.image_id, l.label_id FROM labels l JOIN images i "
+                                                     "ON i.pk = l.image_pk WHERE l.label_id = ? LIMIT 3", (short,))]])
+    arrays = facet_arrays(ledger)
+    filters = [BrowseFilter(**dict(kv)) for n in (1, 2) for kv in itertools.combinations(
+        [("split", "train"), ("status", "set_aside"), ("rule", "duplicate"), ("labels", (shirt,)),
+         ("labels", (shirt, short)), ("any_labels", tax.group("sleeve").label_ids), ("source", "browse"),
+         ("flagged", True), ("cluster", True), ("status", "active")], n) if len({k for k, _ in kv}) == n]
+    nonempty = 0
+    for f in filters:
+        want = [ids[p] for p in slice_mask(arrays, f).nonzero()[0]]
+        nonempty += bool(want)
+        for driver in DRIVERS:
+            if driver == "label" and not f.labels or driver in ("split", "status", "rule") and getattr(f, driver) is None \
+                    or driver == "set" and not (f.flagged or f.cluster):
+                continue
+            got, after = [], 0
+            while rows := page(ledger, f, after, 4, driver):
+                got += [r.image_id for r in rows]
+                after = rows[-1].pk
+            assert got == want, (f, driver)
+    assert nonempty >= 20

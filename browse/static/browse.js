@@ -90,14 +90,14 @@ function renderFacets(c) {
   if (Object.keys(flags).length) flagBox.querySelector(".none")?.remove();
   const groups = {};
   for (const l of c.label || []) (groups[l.group] ||= []).push([l.label_id, l.images]);
+  const groupCounts = taxonomy.groups.filter(g => c.group[g]).map(g => [g, c.group[g]]);
   lists.append(facetList("Split", "split", c.split), facetList("Status", "status", c.status),
                facetList("Rule", "rule", c.rule), flagBox, facetList("Label source", "source", c.source),
                facetList("Review round", "round", c.round), facetList("Review decision", "decision", c.decision),
-               facetList("Group", "group", Object.fromEntries(taxonomy.groups.map(g => [g, (groups[g] || []).length]))));
+               facetList("Has a label of group", "group", groupCounts));
   for (const g of taxonomy.groups) {
     if (groups[g]) lists.append(facetList("Labels: " + g, "label", groups[g].slice(0, 12), v => byId.get(Number(v)).name));
   }
-  if (c.timed_out && c.timed_out.length) lists.append(el("p", { class: "note" }, "not counted in time: " + c.timed_out.join(", ")));
 }
 function renderChosen() {
   const box = document.getElementById("chosen");
@@ -134,7 +134,7 @@ async function loadGrid() {
     await loadPage(true);
     const counts = await api("/api/facets?" + currentFilter().toString());
     document.getElementById("summary").textContent =
-      counts.total === null ? "" : `${counts.total.toLocaleString()} images in this selection`;
+      `${counts.total.toLocaleString()} images in this selection`;
     renderFacets(counts);
   } catch (err) { status.textContent = err.message; }
 }

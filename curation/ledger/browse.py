@@ -9,15 +9,15 @@ columns of `images` with an index that ends in pk.
 
 from __future__ import annotations
 
-import sqlite3
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .file_problems import _CURRENT
 from .hashes import DEDUP_RULE
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from .core import Ledger
 
 FLAG_RULE = "flag-noise"  # curation/noise/flag.py's rule: the labels and review entries it flagged
@@ -65,43 +65,37 @@ class ImageRow:
     label_ids: tuple[int, ...]
 
 
-@dataclass
-class FacetCounts:
-    """Counts over a slice: value -> images, per facet. `timed_out` names facets not counted
-    within the time given (their dicts are empty)."""
-
-    total: int | None = None
-    split: dict[str, int] = field(default_factory=dict)
-    status: dict[str, int] = field(default_factory=dict)
-    rule: dict[str, int] = field(default_factory=dict)
-    label: dict[int, int] = field(default_factory=dict)
-    source: dict[str, int] = field(default_factory=dict)
-    flagged: int | None = None
-    cluster: int | None = None
-    problem: int | None = None
-    round: dict[str, int] = field(default_factory=dict)
-    decision: dict[str, int] = field(default_factory=dict)
-    timed_out: list[str] = field(default_factory=list)
+DRIVERS = ("label", "split", "status", "rule", "set", "pk")
+_INDEX_OF = {"split": "images_split", "status": "images_status", "rule": "images_status_rule"}
 
 
-def _slice(f: BrowseFilter) -> tuple[str, str, list, str]:
-    """(FROM clause, WHERE conditions joined by AND, parameters, the key column) for `f`."""
+def _slice(f: BrowseFilter, driver: str | None = None) -> tuple[str, str, list, str]:
+    """(FROM clause, WHERE conditions joined by AND, parameters, the key column) for `f`.
+
+    `driver` names what the query walks (the rest are checks on each row it meets): "label"
+    (the first of f.labels, through the labels index), "split", "status" or "rule" (an
+    index of images), "set" (the smallest of the set filters: flagged, cluster, problem,
+    round, decision; SQLite materialises it) or "pk" (every image in order). Every index
+    walked ends in the image's pk, so no plan sorts. None: the first label, else SQLite's choice."""
+    driver = driver or ("label" if f.labels else None)
+    if driver == "label" and not f.labels:
+        raise ValueError("the label driver needs a label filter")
     params: list = []
-    if f.labels:
+    if driver == "label":
         # CROSS JOIN keeps the labels index as the outer loop: its rows come in image_pk order.
         source = "labels l CROSS JOIN images i ON i.pk = l.image_pk"
         conds, key = ["l.label_id = ?", "l.status = 'active'"], "l.image_pk"
         params.append(f.labels[0])
     else:
-        source, conds, key = "images i", [], "i.pk"
-    for name in ("split", "status"):
-        if getattr(f, name) is not None:
-            conds.append(f"i.{name} = ?")
-            params.append(getattr(f, name))
-    if f.rule is not None:
-        conds.append("i.status_rule = ?")
-        params.append(f.rule)
-    for label_id in f.labels[1:]:
+        index = _INDEX_OF.get(driver or "")
+        source = f"images i INDEXED BY {index}" if index else "images i NOT INDEXED" if driver in ("pk", "set") else "images i"
+        conds, key = [], "i.pk"
+    for name, column in (("split", "split"), ("status", "status"), ("rule", "status_rule")):
+        value = getattr(f, name)
+        if value is not None:
+            conds.append(f"i.{column} = ?")
+            params.append(value)
+    for label_id in (f.labels[1:] if driver == "label" else f.labels):
         conds.append("EXISTS (SELECT 1 FROM labels x WHERE x.image_pk = i.pk AND x.label_id = ? AND x.status = 'active')")
         params.append(label_id)
     if f.any_labels:
@@ -111,23 +105,36 @@ def _slice(f: BrowseFilter) -> tuple[str, str, list, str]:
     if f.source is not None:
         conds.append("EXISTS (SELECT 1 FROM labels x WHERE x.image_pk = i.pk AND x.status = 'active' AND x.source = ?)")
         params.append(f.source)
+    sets, set_params = _set_filters(f)
+    for n, cond in enumerate(sets):
+        # Only the first set may drive (a rowid IN list); the others, prefixed with +, are checks.
+        conds.append(cond if driver == "set" and n == 0 else "+" + cond)
+    params.extend(set_params)
+    return source, " AND ".join(conds) or "1", params, key
+
+
+def _set_filters(f: BrowseFilter) -> tuple[list[str], list]:
+    """The filters that are (usually small) sets of images, each as `i.pk IN (...)`."""
+    conds, params = [], []
     for on, sql in ((f.flagged, _FLAGGED), (f.cluster, _CLUSTER), (f.problem, _PROBLEM)):
         if on:
             conds.append(f"i.pk IN ({sql})")
     if f.round is not None:
-        conds.append("i.image_id IN (SELECT ri.image_id FROM review_images ri JOIN review_rounds r "
-                     "ON r.round_id = ri.round_id WHERE r.name = ?)")
+        conds.append("i.pk IN (SELECT i2.pk FROM review_images ri JOIN review_rounds r ON r.round_id = ri.round_id "
+                     "JOIN images i2 ON i2.image_id = ri.image_id WHERE r.name = ?)")
         params.append(f.round)
     if f.decision is not None:
-        conds.append("i.image_id IN (SELECT image_id FROM review_decisions WHERE outcome = ?)")
+        conds.append("i.pk IN (SELECT i2.pk FROM review_decisions d JOIN images i2 ON i2.image_id = d.image_id "
+                     "WHERE d.outcome = ?)")
         params.append(f.decision)
-    return source, " AND ".join(conds) or "1", params, key
+    return conds, params
 
 
-def page(ledger: Ledger, f: BrowseFilter, after: int = 0, limit: int = 60) -> list[ImageRow]:
+def page(ledger: Ledger, f: BrowseFilter, after: int = 0, limit: int = 60, driver: str | None = None) -> list[ImageRow]:
     """Up to `limit` images of the slice with pk > `after`, in pk order, with their active
-    label ids. The last row's pk is the next page's `after`."""
-    source, where, params, key = _slice(f)
+    label ids. The last row's pk is the next page's `after`. `driver`: see `_slice` (the
+    caller picks the smallest from counts it knows; every driver gives the same rows)."""
+    source, where, params, key = _slice(f, driver)
     rows = _page_rows(ledger, source, where, params, key, after, limit)
     labels: dict[int, list[int]] = {r[0]: [] for r in rows}
     if rows:
@@ -143,57 +150,80 @@ def _page_rows(ledger: Ledger, source: str, where: str, params: list, key: str, 
                         f"WHERE {where} AND {key} > ? ORDER BY {key} LIMIT ?", [*params, after, limit])
 
 
-# facet -> (SELECT of value and count over the slice `s`, the FacetCounts field)
-_FACETS = {
-    "total": "SELECT count(*) FROM s",
-    "split": "SELECT i.split, count(*) FROM s JOIN images i ON i.pk = s.pk GROUP BY 1",
-    "status": "SELECT i.status, count(*) FROM s JOIN images i ON i.pk = s.pk GROUP BY 1",
-    "rule": "SELECT i.status_rule, count(*) FROM s JOIN images i ON i.pk = s.pk WHERE i.status_rule IS NOT NULL GROUP BY 1",
-    "flagged": f"SELECT count(*) FROM s WHERE s.pk IN ({_FLAGGED})",
-    "cluster": f"SELECT count(*) FROM s WHERE s.pk IN ({_CLUSTER})",
-    "problem": f"SELECT count(*) FROM s WHERE s.pk IN ({_PROBLEM})",
-    "round": "SELECT r.name, count(*) FROM s JOIN images i ON i.pk = s.pk JOIN review_images ri ON ri.image_id = i.image_id "
-             "JOIN review_rounds r ON r.round_id = ri.round_id GROUP BY 1",
-    "decision": "SELECT d.outcome, count(DISTINCT s.pk) FROM s JOIN images i ON i.pk = s.pk "
-                "JOIN review_decisions d ON d.image_id = i.image_id GROUP BY 1",
-    "source": "SELECT l.source, count(DISTINCT s.pk) FROM s JOIN labels l ON l.image_pk = s.pk AND l.status = 'active' GROUP BY 1",
-    "label": "SELECT l.label_id, count(*) FROM s JOIN labels l ON l.image_pk = s.pk AND l.status = 'active' GROUP BY 1",
-}
+@dataclass(frozen=True)
+class FacetArrays:
+    """Every image and its active labels as arrays, for counting facets of any slice in memory.
+
+    image_pk (N,) int64 sorted; split (N,) int8 (index into SPLITS); set_aside (N,) bool;
+    rule (N,) int32, index into `rules` (-1: none); row_image (R,) int64 position of each
+    active label row's image; label_id (R,) int64; source (R,) int16, index into `sources`
+    (0: import); flagged, cluster, problem: positions of images in each set; rounds and
+    decisions: name or outcome -> positions of the images in it.
+    """
+
+    image_pk: np.ndarray
+    split: np.ndarray
+    set_aside: np.ndarray
+    rule: np.ndarray
+    rules: list[str]
+    row_image: np.ndarray
+    label_id: np.ndarray
+    source: np.ndarray
+    sources: list[str]
+    flagged: np.ndarray
+    cluster: np.ndarray
+    problem: np.ndarray
+    rounds: dict[str, np.ndarray]
+    decisions: dict[str, np.ndarray]
 
 
-def facet_counts(ledger: Ledger, f: BrowseFilter, budget_s: float = 1.0) -> FacetCounts:
-    """Counts of the slice's images by split, status, rule, label, label source, round and
-    decision, and how many are flagged, in a dedup cluster or have a file problem. The
-    facets share `budget_s` seconds; one that would run past it is stopped and named in
-    `timed_out` (a slice of most of a million images can take longer to count by label)."""
-    source, where, params, key = _slice(f)
-    slice_sql = f"WITH s(pk) AS MATERIALIZED (SELECT {key} FROM {source} WHERE {where}) "
-    out = FacetCounts()
-    deadline = time.perf_counter() + budget_s
-    for name, sql in _FACETS.items():
-        rows = _within(ledger, slice_sql + sql, params, deadline)
-        if rows is None:
-            out.timed_out.append(name)
-        elif name in ("total", "flagged", "cluster", "problem"):
-            setattr(out, name, rows[0][0])
-        else:
-            setattr(out, name, dict(rows))
-    return out
+def facet_arrays(ledger: Ledger) -> FacetArrays:
+    """Read `FacetArrays` (every image, whatever its status). At 1M images most of the time
+    is `label_arrays`; the rest reads only what is not the default (set aside, a rule, a
+    label from another source than import, the small sets)."""
+    import numpy as np
+
+    from .arrays import label_arrays
+
+    arrays = label_arrays(ledger, None, None, ("active",))
+    pk = arrays.image_pk
+
+    def positions(sql: str, params: tuple = ()) -> np.ndarray:
+        found = np.array([r[0] for r in ledger.query(sql, params)], dtype=np.int64)
+        return np.unique(np.searchsorted(pk, found[np.isin(found, pk)]))
+
+    set_aside = np.zeros(len(pk), dtype=bool)
+    set_aside[positions("SELECT pk FROM images WHERE status = 'set_aside'")] = True
+    rule = np.full(len(pk), -1, dtype=np.int32)
+    rows = ledger.query("SELECT pk, status_rule FROM images WHERE status_rule IS NOT NULL ORDER BY pk")
+    rules = sorted({r for _, r in rows})
+    if rows:
+        rule[np.searchsorted(pk, [p for p, _ in rows])] = [rules.index(r) for _, r in rows]
+    source, sources = _sources(ledger, arrays, pk)
+    rounds = {name: positions("SELECT i.pk FROM review_images ri JOIN review_rounds r ON r.round_id = ri.round_id "
+                              "JOIN images i ON i.image_id = ri.image_id WHERE r.name = ?", (name,))
+              for name in round_names(ledger)}
+    decisions = {o: positions("SELECT i.pk FROM review_decisions d JOIN images i ON i.image_id = d.image_id "
+                              "WHERE d.outcome = ?", (o,)) for o in ("agreed", "tiebreak", "discarded")}
+    return FacetArrays(pk, arrays.split, set_aside, rule, rules, arrays.row_image, arrays.label_id, source, sources,
+                       positions(_FLAGGED), positions(_CLUSTER), positions(_PROBLEM), rounds,
+                       {o: p for o, p in decisions.items() if len(p)})
 
 
-def _within(ledger: Ledger, sql: str, params: list, deadline: float) -> list[tuple] | None:
-    """The query's rows, or None when it runs past `deadline` (perf_counter seconds)."""
-    if time.perf_counter() >= deadline:
-        return None
-    ledger.conn.set_progress_handler(lambda: time.perf_counter() > deadline, 10_000)
-    try:
-        return ledger.query(sql, params)
-    except sqlite3.OperationalError as exc:
-        if "interrupted" in str(exc):
-            return None
-        raise
-    finally:
-        ledger.conn.set_progress_handler(None, 0)
+def _sources(ledger: Ledger, arrays, pk) -> tuple:
+    """Each active label row's source as an index into the returned names (0: import)."""
+    import numpy as np
+
+    rows = ledger.query("SELECT image_pk, label_id, source FROM labels WHERE source != 'import' AND status = 'active'")
+    names = ["import", *sorted({r[2] for r in rows})]
+    source = np.zeros(len(arrays.label_id), dtype=np.int16)
+    if rows:
+        # label rows are sorted by (image position, label id): find each by its packed key
+        key = arrays.row_image * (1 << 21) + arrays.label_id
+        pos = np.searchsorted(pk, [r[0] for r in rows])
+        at = np.searchsorted(key, pos * (1 << 21) + np.array([r[1] for r in rows]))
+        source[at] = [names.index(r[2]) for r in rows]
+    return source, names
 
 
 def image_pk(ledger: Ledger, image_id: str) -> int | None:

@@ -349,6 +349,8 @@ DELETE FROM image_hashes;
 V10_BROWSE_INDEXES = """
 CREATE INDEX labels_label_status ON labels(label_id, status, image_pk);
 CREATE INDEX labels_status_rule ON labels(status_rule, image_pk) WHERE status_rule IS NOT NULL;
+CREATE INDEX labels_other_sources ON labels(source) WHERE source != 'import';
+CREATE INDEX images_split ON images(split);
 CREATE INDEX images_status ON images(status);
 CREATE INDEX images_status_rule ON images(status_rule) WHERE status_rule IS NOT NULL;
 CREATE INDEX images_duplicate_of ON images(status_reason) WHERE status_rule = 'duplicate';
