@@ -14,6 +14,7 @@ import ipaddress
 import secrets
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -107,7 +108,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         body = self.rfile.read(length) if length else b""
         query.pop("token", None)
-        self._send(self.app.handle(Request(method, path, query, body)))
+        start = time.perf_counter()
+        response = self.app.handle(Request(method, path, query, body))
+        response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - start) * 1000:.1f}"
+        self._send(response)
 
     def _refusal(self, query: dict[str, list[str]]) -> Response | None:
         """Why this request is refused (a foreign Host header, a missing or wrong token), or None."""
