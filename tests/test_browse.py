@@ -337,3 +337,28 @@ def test_every_driver_pages_the_slice_the_facet_counts_count(sample_ws):
                 after = rows[-1].pk
             assert got == want, (f, driver)
     assert nonempty >= 20
+
+
+def test_counts_follow_changes_made_elsewhere_as_a_fresh_read_would(sample_ws):
+    """After a change by another connection (the CLI, an action) the index patches in the
+    images it touched; its counts equal those of a fresh read of the ledger."""
+    from ifa.curation.workspace import Workspace
+
+    tax = sample_ws.taxonomy
+    other = Workspace.open(sample_ws.root, command="browse")
+    index = FacetIndex(other.ledger, tax)
+    shirt = tax.by_name("T-Shirts").id
+    before = index.counts(BrowseFilter(labels=(shirt,)))
+    ids = [r[0] for r in sample_ws.ledger.query(
+        "SELECT i.image_id FROM images i JOIN labels l ON l.image_pk = i.pk WHERE l.label_id = ? ORDER BY i.pk", (shirt,))]
+    sample_ws.ledger.apply_changes([Change("set_aside", ids[0], reason="x", rule="manual"),
+                                    Change("drop_label", ids[1], shirt, reason="not a T-shirt", rule="browse"),
+                                    Change("add_label", ids[2], tax.by_name("Floral").id, rule="browse", source="browse"),
+                                    Change("set_aside", ids[3], reason=f"duplicate-of:{ids[4]}", rule="duplicate")])
+    fresh = FacetIndex(Workspace.open(sample_ws.root, command="browse").ledger, tax)
+    for f in (BrowseFilter(), BrowseFilter(labels=(shirt,)), BrowseFilter(status="set_aside"), BrowseFilter(source="browse"),
+              BrowseFilter(cluster=True), BrowseFilter(rule="manual"), BrowseFilter(any_labels=tax.group("pattern").label_ids)):
+        assert index.counts(f) == fresh.counts(f), f
+    after = index.counts(BrowseFilter(labels=(shirt,)))
+    assert after.total == before.total - 1 and after.status["set_aside"] == 2 and after.cluster == 2
+    assert index.counts(BrowseFilter(source="browse")).total == 1

@@ -151,14 +151,26 @@ def _page_rows(ledger: Ledger, source: str, where: str, params: list, key: str, 
 
 
 @dataclass(frozen=True)
+class SmallSets:
+    """Positions (into FacetArrays.image_pk) of the images in each small set: flagged by
+    flag-noise, in a dedup cluster, with a file problem; per review round and per decision."""
+
+    flagged: np.ndarray
+    cluster: np.ndarray
+    problem: np.ndarray
+    rounds: dict[str, np.ndarray]
+    decisions: dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
 class FacetArrays:
     """Every image and its active labels as arrays, for counting facets of any slice in memory.
 
     image_pk (N,) int64 sorted; split (N,) int8 (index into SPLITS); set_aside (N,) bool;
     rule (N,) int32, index into `rules` (-1: none); row_image (R,) int64 position of each
-    active label row's image; label_id (R,) int64; source (R,) int16, index into `sources`
-    (0: import); flagged, cluster, problem: positions of images in each set; rounds and
-    decisions: name or outcome -> positions of the images in it.
+    active label row's image, rows sorted by (image, label id); label_id (R,) int64;
+    source (R,) int16, index into `sources` (0: import); sets: the small sets; event_id:
+    the last event the arrays include (`changed_images` reads what came after).
     """
 
     image_pk: np.ndarray
@@ -170,11 +182,8 @@ class FacetArrays:
     label_id: np.ndarray
     source: np.ndarray
     sources: list[str]
-    flagged: np.ndarray
-    cluster: np.ndarray
-    problem: np.ndarray
-    rounds: dict[str, np.ndarray]
-    decisions: dict[str, np.ndarray]
+    sets: SmallSets
+    event_id: int
 
 
 def facet_arrays(ledger: Ledger) -> FacetArrays:
@@ -185,29 +194,37 @@ def facet_arrays(ledger: Ledger) -> FacetArrays:
 
     from .arrays import label_arrays
 
+    event_id = last_event_id(ledger)  # first: a change made while reading is read again next time
     arrays = label_arrays(ledger, None, None, ("active",))
     pk = arrays.image_pk
-
-    def positions(sql: str, params: tuple = ()) -> np.ndarray:
-        found = np.array([r[0] for r in ledger.query(sql, params)], dtype=np.int64)
-        return np.unique(np.searchsorted(pk, found[np.isin(found, pk)]))
-
     set_aside = np.zeros(len(pk), dtype=bool)
-    set_aside[positions("SELECT pk FROM images WHERE status = 'set_aside'")] = True
+    set_aside[_positions(pk, ledger.query("SELECT pk FROM images WHERE status = 'set_aside'"))] = True
     rule = np.full(len(pk), -1, dtype=np.int32)
     rows = ledger.query("SELECT pk, status_rule FROM images WHERE status_rule IS NOT NULL ORDER BY pk")
     rules = sorted({r for _, r in rows})
     if rows:
         rule[np.searchsorted(pk, [p for p, _ in rows])] = [rules.index(r) for _, r in rows]
     source, sources = _sources(ledger, arrays, pk)
-    rounds = {name: positions("SELECT i.pk FROM review_images ri JOIN review_rounds r ON r.round_id = ri.round_id "
-                              "JOIN images i ON i.image_id = ri.image_id WHERE r.name = ?", (name,))
-              for name in round_names(ledger)}
-    decisions = {o: positions("SELECT i.pk FROM review_decisions d JOIN images i ON i.image_id = d.image_id "
-                              "WHERE d.outcome = ?", (o,)) for o in ("agreed", "tiebreak", "discarded")}
     return FacetArrays(pk, arrays.split, set_aside, rule, rules, arrays.row_image, arrays.label_id, source, sources,
-                       positions(_FLAGGED), positions(_CLUSTER), positions(_PROBLEM), rounds,
-                       {o: p for o, p in decisions.items() if len(p)})
+                       small_sets(ledger, pk), event_id)
+
+
+def small_sets(ledger: Ledger, pk: np.ndarray) -> SmallSets:
+    """The small sets' positions in `pk` (sorted image keys)."""
+    rounds = {name: _positions(pk, ledger.query(
+        "SELECT i.pk FROM review_images ri JOIN review_rounds r ON r.round_id = ri.round_id "
+        "JOIN images i ON i.image_id = ri.image_id WHERE r.name = ?", (name,))) for name in round_names(ledger)}
+    decisions = {o: _positions(pk, ledger.query("SELECT i.pk FROM review_decisions d JOIN images i "
+                                                "ON i.image_id = d.image_id WHERE d.outcome = ?", (o,)))
+                 for o in ("agreed", "tiebreak", "discarded")}
+    return SmallSets(*(_positions(pk, ledger.query(sql)) for sql in (_FLAGGED, _CLUSTER, _PROBLEM)), rounds,
+                     {o: p for o, p in decisions.items() if len(p)})
+
+
+def _positions(pk: np.ndarray, rows: list[tuple]) -> np.ndarray:
+    import numpy as np
+    found = np.array([r[0] for r in rows], dtype=np.int64)
+    return np.unique(np.searchsorted(pk, found[np.isin(found, pk)]))
 
 
 def _sources(ledger: Ledger, arrays, pk) -> tuple:
@@ -224,6 +241,39 @@ def _sources(ledger: Ledger, arrays, pk) -> tuple:
         at = np.searchsorted(key, pos * (1 << 21) + np.array([r[1] for r in rows]))
         source[at] = [names.index(r[2]) for r in rows]
     return source, names
+
+
+def last_event_id(ledger: Ledger) -> int:
+    return ledger.query("SELECT coalesce(max(event_id), 0) FROM events")[0][0]
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """The facet facts of some images, as they are now: (pk, status, status_rule) per image
+    and (pk, label_id, source) per active label."""
+
+    images: list[tuple[int, str, str | None]]
+    labels: list[tuple[int, int, str]]
+
+
+def changed_images(ledger: Ledger, after_event: int, last_pk: int, most: int = 50_000) -> tuple[ImageFacts, int] | None:
+    """What the events after `after_event` touched, read again, and the last event id; None
+    when the ledger gained images (its largest pk is not `last_pk`, or an import ran) or more
+    than `most` were touched: read it all then."""
+    top = ledger.query("SELECT coalesce(max(pk), 0) FROM images")[0][0]
+    if top != last_pk or ledger.query("SELECT count(*) FROM events WHERE event_id > ? AND kind = 'import'",
+                                      (after_event,))[0][0]:
+        return None
+    event_id = last_event_id(ledger)
+    pks = [r[0] for r in ledger.query("SELECT DISTINCT i.pk FROM events e JOIN images i ON i.image_id = e.image_id "
+                                      "WHERE e.event_id > ? AND e.event_id <= ? LIMIT ?", (after_event, event_id, most + 1))]
+    if len(pks) > most:
+        return None
+    marks = ",".join("?" * len(pks))
+    images = ledger.query(f"SELECT pk, status, status_rule FROM images WHERE pk IN ({marks})", pks) if pks else []
+    labels = ledger.query(f"SELECT image_pk, label_id, source FROM labels WHERE image_pk IN ({marks}) "
+                          "AND status = 'active' ORDER BY image_pk, label_id", pks) if pks else []
+    return ImageFacts(images, labels), event_id
 
 
 def image_pk(ledger: Ledger, image_id: str) -> int | None:
