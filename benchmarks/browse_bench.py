@@ -104,6 +104,28 @@ def time_slice(srv, query: str) -> dict:
     return row
 
 
+def post(srv, path: str, body: dict) -> float:
+    start = time.perf_counter()
+    req = urllib.request.Request(f"http://127.0.0.1:{srv.port}{path}", data=json.dumps(body).encode(), method="POST",
+                                 headers={"Authorization": f"Bearer {srv.token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=120) as resp:
+        resp.read()
+    return (time.perf_counter() - start) * 1000
+
+
+def after_a_change(srv) -> str:
+    """The cost of an action and of the first facet counts after it (the index patches the
+    image in), then the same after a restore."""
+    image_id = get(srv, "/api/images?split=validation&limit=1")[2]["images"][0]["image_id"]
+    lines = []
+    for action in ("set-aside", "restore"):
+        trip = post(srv, f"/api/images/{image_id}/{action}", {"reason": "benchmark"})
+        server_ms, _, counts = get(srv, "/api/facets?split=validation")
+        lines.append(f"{action}: {trip:.0f} ms round trip, then facet counts {server_ms:.0f} ms "
+                     f"({counts['status'].get('set_aside', 0)} set aside in validation)")
+    return "after an action: " + "; ".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=1_000_000)
@@ -118,12 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     srv = server.start(root)
     srv.start_in_thread()
     srv.app.facets.arrays()
-    print(f"server up and facet arrays read in {time.perf_counter() - start:.1f} s (once; again after a change)")
+    print(f"server up and facet arrays read in {time.perf_counter() - start:.1f} s; once, then patched after each change)")
     try:
         made = [get(srv, f"/thumb/{r['image_id']}")[0] for r in get(srv, "/api/images?limit=60")[2]["images"]]
         cached = [get(srv, f"/thumb/{r['image_id']}")[0] for r in get(srv, "/api/images?limit=60")[2]["images"]]
         print(f"thumbnails of the first page: {sum(made):.0f} ms to make or read, {sum(cached):.0f} ms from the cache")
         rows = [time_slice(srv, q) for q in slices(root)]
+        print(after_a_change(srv))
     finally:
         srv.stop()
     print(f"\n{'slice':<44} {'images':>9} {'first':>8} {'next':>8} {'facets':>8}   (server ms; round trip)")

@@ -96,16 +96,20 @@ class FacetIndex:
         return patch(old, facts, small_sets(self.ledger, old.image_pk), event_id)
 
     def _derive(self, a: FacetArrays) -> _Derived:
+        """One pass over the label rows each: no sort (a million images' 5.8M rows)."""
         import numpy as np
 
         n = len(a.image_pk)
-        bits = np.zeros(n, dtype=np.uint8)
+        row_start = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(a.row_image, minlength=n), out=row_start[1:])
         row_group = self._group_of[np.clip(a.label_id, 0, len(self._group_of) - 1)]
-        for k in range(len(self.groups)):
-            bits[a.row_image[row_group == k]] |= np.uint8(1 << k)
-        sources = [np.unique(a.row_image[a.source == k]) for k in range(len(a.sources))]
-        return _Derived(np.searchsorted(a.row_image, np.arange(n + 1)), bits, sources,
-                        np.bincount(a.label_id[a.label_id >= 0]))
+        row_bits = np.where(row_group >= 0, np.left_shift(1, np.maximum(row_group, 0)), 0).astype(np.uint8)
+        bits = np.zeros(n, dtype=np.uint8)
+        labelled = row_start[1:] > row_start[:-1]
+        if len(row_bits):
+            bits[labelled] = np.bitwise_or.reduceat(row_bits, row_start[:-1][labelled])
+        sources = [np.flatnonzero(_has(a.row_image[a.source == k], n)) for k in range(len(a.sources))]
+        return _Derived(row_start, bits, sources, np.bincount(a.label_id[a.label_id >= 0]))
 
     def counts(self, f: BrowseFilter) -> FacetCounts:
         """The slice's facet counts (every image counted once per value)."""
@@ -218,17 +222,24 @@ def patch(a: FacetArrays, facts: ImageFacts, sets: SmallSets, event_id: int) -> 
     rules += sorted({r for _, _, r in facts.images if r is not None} - set(rules))
     set_aside[pos] = [st == "set_aside" for _, st, _ in facts.images]
     rule[pos] = [rules.index(r) if r is not None else -1 for _, _, r in facts.images]
+    out = replace(a, set_aside=set_aside, rule=rule, rules=rules, sets=sets, event_id=event_id)
     sources = list(a.sources) + sorted({s for _, _, s in facts.labels} - set(a.sources))
-    keep = ~np.isin(a.row_image, pos)
-    new_image = np.searchsorted(a.image_pk, np.array([p for p, _, _ in facts.labels], dtype=np.int64))
-    new_label = np.array([l for _, l, _ in facts.labels], dtype=np.int64)
+    new_key = (np.searchsorted(a.image_pk, np.array([p for p, _, _ in facts.labels], dtype=np.int64)) * _KEY
+               + np.array([l for _, l, _ in facts.labels], dtype=np.int64))
     new_source = np.array([sources.index(s) for _, _, s in facts.labels], dtype=np.int16)
-    kept_key = a.row_image[keep] * (1 << 21) + a.label_id[keep]
-    at = np.searchsorted(kept_key, new_image * (1 << 21) + new_label)
-    return replace(a, set_aside=set_aside, rule=rule, rules=rules, sources=sources, sets=sets, event_id=event_id,
-                   row_image=np.insert(a.row_image[keep], at, new_image),
-                   label_id=np.insert(a.label_id[keep], at, new_label),
+    old = np.isin(a.row_image, pos)
+    old_key = a.row_image[old] * _KEY + a.label_id[old]
+    if np.array_equal(old_key, new_key) and np.array_equal(a.source[old], new_source):
+        return out  # a status change: the label rows stay as they are
+    keep = ~old
+    kept_key = a.row_image[keep] * _KEY + a.label_id[keep]
+    at = np.searchsorted(kept_key, new_key)
+    key = np.insert(kept_key, at, new_key)
+    return replace(out, sources=sources, row_image=key // _KEY, label_id=key % _KEY,
                    source=np.insert(a.source[keep], at, new_source))
+
+
+_KEY = 1 << 21  # label rows packed as image position * _KEY + label id (taxonomy ids are below 2**21)
 
 
 def _has(positions: np.ndarray, n: int) -> np.ndarray:
@@ -236,11 +247,6 @@ def _has(positions: np.ndarray, n: int) -> np.ndarray:
     out = np.zeros(n, dtype=bool)
     out[positions] = True
     return out
-
-
-def _images(positions: np.ndarray, n: int) -> int:
-    """How many distinct images these (possibly repeated) positions name."""
-    return int(_has(positions, n).sum()) if len(positions) else 0
 
 
 def _named(counts, names) -> dict[str, int]:

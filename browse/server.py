@@ -62,11 +62,7 @@ def start(root: Path, host: str = "127.0.0.1", port: int = 0, token: str | None 
     """Listen on host:port (port 0: a free one) for the workspace at `root` and return the
     server, not yet serving (`serve_forever` or `start_in_thread`). Raises IfaError when the
     workspace is missing or the port is taken."""
-    from ..curation.ledger.browse import analyze_if_new
-
     app = BrowseApp(root, token or secrets.token_urlsafe(24))
-    with app.workspace() as ws:
-        analyze_if_new(ws.ledger)
     app.warm()
     handler = type("Handler", (_Handler,), {"app": app, "loopback_only": is_loopback(host)})
     family = socket.AF_INET6 if ":" in host else socket.AF_INET

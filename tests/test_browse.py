@@ -362,3 +362,34 @@ def test_counts_follow_changes_made_elsewhere_as_a_fresh_read_would(sample_ws):
     after = index.counts(BrowseFilter(labels=(shirt,)))
     assert after.total == before.total - 1 and after.status["set_aside"] == 2 and after.cluster == 2
     assert index.counts(BrowseFilter(source="browse")).total == 1
+
+
+@pytest.mark.slow
+def test_send_the_selection_to_a_review_round(label_studio, sample_ws, monkeypatch):
+    """POST /api/review makes a round over the slice with `ifa review create`'s library call."""
+    from ifa.annotation import server as ls_server
+    from ifa.annotation import simulate
+    from ifa.annotation.client import Client, Connection
+
+    st = ls_server.read_state(label_studio)
+    monkeypatch.setenv("IFA_LS_URL", st.url)
+    monkeypatch.setenv("IFA_LS_TOKEN", st.token)
+    client = Client(Connection(st.url, st.token, embedded_root=label_studio), retries=2, backoff=0.2)
+    people = [simulate.annotator(sample_ws, client, simulate.email(f"browse-{k}"), secrets_dir=label_studio).email
+              for k in ("a", "b", "t")]
+    srv = server.start(sample_ws.root)
+    srv.start_in_thread()
+    try:
+        shirt = "T-Shirts"
+        want = [r["image_id"] for r in all_pages(srv, f"split=validation&label={shirt}", 50)]
+        status, made = call(srv, "/api/review", {"filter": {"split": "validation", "label": [shirt]},
+                                                 "annotators": people[:2], "tiebreaker": people[2], "name": "browse-1"})
+        assert status == 200 and made["round"] == "browse-1" and made["images"] == len(want) > 0, made
+        assert sorted(r[0] for r in sample_ws.ledger.query("SELECT image_id FROM review_images")) == sorted(want)
+        assert call(srv, "/api/facets?split=validation")[1]["round"] == {"browse-1": len(want)}
+        assert [r["image_id"] for r in all_pages(srv, "round=browse-1", 3)] == want
+        status, data = call(srv, "/api/review", {"filter": {"label": [shirt]}, "annotators": people[:2],
+                                                 "tiebreaker": people[2]})
+        assert status == 400 and "one split" in data["error"]
+    finally:
+        srv.stop()

@@ -25,8 +25,8 @@ DUPLICATE_PREFIX = "duplicate-of:"  # dedup's set-aside reason names the copy it
 
 # Images in a dedup cluster: the copies dedup set aside, and the copy each was kept for.
 _CLUSTER = (f"SELECT pk FROM images WHERE status_rule = '{DEDUP_RULE}' UNION "
-            f"SELECT k.pk FROM images d JOIN images k ON k.image_id = substr(d.status_reason, {len(DUPLICATE_PREFIX) + 1}) "
-            f"WHERE d.status_rule = '{DEDUP_RULE}'")
+            f"SELECT k.pk FROM images d INDEXED BY images_duplicate_of JOIN images k "
+            f"ON k.image_id = substr(d.status_reason, {len(DUPLICATE_PREFIX) + 1}) WHERE d.status_rule = '{DEDUP_RULE}'")
 _FLAGGED = (f"SELECT image_pk FROM labels WHERE status_rule = '{FLAG_RULE}' UNION "
             f"SELECT image_pk FROM review_queue WHERE rule = '{FLAG_RULE}'")
 _PROBLEM = f"SELECT i.pk FROM unreadable_files u JOIN images i ON {_CURRENT}"
@@ -276,11 +276,6 @@ def changed_images(ledger: Ledger, after_event: int, last_pk: int, most: int = 5
     return ImageFacts(images, labels), event_id
 
 
-def image_pk(ledger: Ledger, image_id: str) -> int | None:
-    rows = ledger.query("SELECT pk FROM images WHERE image_id = ?", (str(image_id),))
-    return rows[0][0] if rows else None
-
-
 @dataclass(frozen=True)
 class ClusterMember:
     """An image of a dedup cluster: kept is the copy the others were set aside for."""
@@ -365,13 +360,3 @@ def label_rows(ledger: Ledger, image_id: str) -> dict[int, str]:
     """label id -> status of every label row of the image."""
     return dict(ledger.query("SELECT l.label_id, l.status FROM labels l JOIN images i ON i.pk = l.image_pk "
                              "WHERE i.image_id = ?", (str(image_id),)))
-
-
-def analyze_if_new(ledger: Ledger) -> bool:
-    """Give the query planner table statistics once (a sample of each index, so it picks
-    the selective index for a slice); returns whether it ran."""
-    if ledger.read_only or ledger.query("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'"):
-        return False
-    ledger.conn.execute("PRAGMA analysis_limit = 2000")
-    ledger.conn.execute("ANALYZE")
-    return True
