@@ -318,18 +318,22 @@ def test_every_driver_pages_the_slice_the_facet_counts_count(sample_ws):
                           *[Change("drop_label", i, l, reason="flag-noise: likely wrong (score 0.91)", rule="flag-noise")
                             for i, l in ledger.query("SELECT i.image_id, l.label_id FROM labels l JOIN images i "
                                                      "ON i.pk = l.image_pk WHERE l.label_id = ? LIMIT 3", (short,))]])
+    from ifa.curation.ledger.hashes import save_fingerprints
+    (pk, path), sha = ledger.query("SELECT pk, path FROM images WHERE image_id = ?", (ids[5],))[0], "0" * 64
+    save_fingerprints(ledger, stats=[(pk, path, 1, 1, sha)], hashes=[], unreadable=[(pk, sha, "truncated", "")], files=[])
     arrays = facet_arrays(ledger)
+    assert [ids[p] for p in arrays.sets.problem] == [ids[5]]
     filters = [BrowseFilter(**dict(kv)) for n in (1, 2) for kv in itertools.combinations(
         [("split", "train"), ("status", "set_aside"), ("rule", "duplicate"), ("labels", (shirt,)),
          ("labels", (shirt, short)), ("any_labels", tax.group("sleeve").label_ids), ("source", "browse"),
-         ("flagged", True), ("cluster", True), ("status", "active")], n) if len({k for k, _ in kv}) == n]
+         ("flagged", True), ("cluster", True), ("problem", True), ("status", "active")], n) if len({k for k, _ in kv}) == n]
     nonempty = 0
     for f in filters:
         want = [ids[p] for p in slice_mask(arrays, f).nonzero()[0]]
         nonempty += bool(want)
         for driver in DRIVERS:
             if driver == "label" and not f.labels or driver in ("split", "status", "rule") and getattr(f, driver) is None \
-                    or driver == "set" and not (f.flagged or f.cluster):
+                    or driver == "set" and not (f.flagged or f.cluster or f.problem):
                 continue
             got, after = [], 0
             while rows := page(ledger, f, after, 4, driver):
