@@ -59,6 +59,7 @@ class BrowseApp:
     def __init__(self, root: Path, token: str, pool_size: int = 4):
         self.root = Path(root)
         self.token = token
+        self._closed = False
         self._pool: queue.Queue[Workspace] = queue.Queue()
         first = Workspace.open(self.root, command="browse")
         self.taxonomy = first.taxonomy
@@ -85,11 +86,19 @@ class BrowseApp:
 
     def warm(self) -> threading.Thread:
         """Read the facet arrays in the background (seconds at a million images)."""
-        thread = threading.Thread(target=self.facets.arrays, name="ifa-browse-facets", daemon=True)
+        thread = threading.Thread(target=self._read_facets, name="ifa-browse-facets", daemon=True)
         thread.start()
         return thread
 
+    def _read_facets(self) -> None:
+        try:
+            self.facets.arrays()
+        except Exception:  # noqa: BLE001 - stopped while reading: the next counts request reads again
+            if not self._closed:
+                raise
+
     def close(self) -> None:
+        self._closed = True
         self._facet_ws.close()
         while not self._pool.empty():
             self._pool.get_nowait().close()

@@ -63,7 +63,6 @@ def start(root: Path, host: str = "127.0.0.1", port: int = 0, token: str | None 
     server, not yet serving (`serve_forever` or `start_in_thread`). Raises IfaError when the
     workspace is missing or the port is taken."""
     app = BrowseApp(root, token or secrets.token_urlsafe(24))
-    app.warm()
     handler = type("Handler", (_Handler,), {"app": app, "loopback_only": is_loopback(host)})
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     server_class = type("Server", (ThreadingHTTPServer,), {"address_family": family, "daemon_threads": True})
@@ -72,6 +71,7 @@ def start(root: Path, host: str = "127.0.0.1", port: int = 0, token: str | None 
     except OSError as exc:
         app.close()
         raise IfaError(f"Cannot listen on {host}:{port} ({exc.strerror}); pick another --port.") from None
+    app.warm()
     bound = httpd.server_address[1]
     shown = f"[{host}]" if ":" in host else host
     return BrowseServer(host, bound, app.token, f"http://{shown}:{bound}/?token={app.token}", httpd, app)
