@@ -6,7 +6,7 @@
 The workspace is check_scale's synthetic ledger (the real split sizes, 5.8 labels per
 image) with what curation leaves planted on it: 1% of train images set aside as dedup
 copies of their neighbour (rule duplicate), 0.5% set aside by an attribute rule, 0.2% of
-label rows dropped by flag-noise, and the first 150 images given real photos (the bundled
+label rows dropped by flag-noise, a label added by a review round on 500 images, and the first 150 images given real photos (the bundled
 sample) with their thumbnails made, as a curator's first pages would have.
 
 For each slice (facet combinations from one filter to three, common and rare labels) it
@@ -36,7 +36,7 @@ from ifa.curation.ledger import Change, FileInfo
 from ifa.curation.workspace import Workspace
 from ifa.sample import IMAGES_DIR
 
-PLANTED = "browse-bench-1"
+PLANTED = "browse-bench-2"
 TARGETS_MS = {"first page": 300, "next page": 150, "facets": 1000}
 
 
@@ -58,6 +58,9 @@ def plant(root: Path, seed: int = 0) -> None:
                               "WHERE i.split = 'train' AND l.image_pk % 97 = 0 AND l.label_id % 5 = 0")
         changes += [Change("drop_label", i, l, reason="flag-noise: likely wrong (score 0.93, model p=0.020)",
                            rule="flag-noise") for i, l in labels]
+        reviewed = rng.choice(len(train), size=500, replace=False)
+        changes += [Change("add_label", train[i], 135, reason="agreed", rule="review:train-1", source="review:train-1")
+                    for i in reviewed.tolist()]
         ledger.apply_changes(changes)
         photos = sorted(IMAGES_DIR.glob("*.jpg"))[:150]
         first = [r[0] for r in ledger.query("SELECT image_id FROM images ORDER BY pk LIMIT ?", (len(photos),))]
@@ -75,7 +78,7 @@ def slices(root: Path) -> list[str]:
             f"label={common}", f"label={middle}", f"label={rare}", f"label={common}&split=test",
             f"label={common}&label={middle}", f"label={rare}&split=validation", f"label={middle}&status=set_aside",
             "group=pattern&split=validation", "status=active&split=train&group=color", "source=import&split=test",
-            "flagged=1", "cluster=1", f"cluster=1&split=train&label={common}", f"flagged=1&label={middle}"]
+            "flagged=1", "cluster=1", "source=review:train-1", f"source=review:train-1&label={common}", f"cluster=1&split=train&label={common}", f"flagged=1&label={middle}"]
 
 
 def get(srv, path: str) -> tuple[float, float, dict]:

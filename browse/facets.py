@@ -154,9 +154,11 @@ class FacetIndex:
         if f.rule is not None:
             sizes["rule"] = int(np.count_nonzero(a.rule == a.rules.index(f.rule))) if f.rule in a.rules else 0
         sets, none = a.sets, a.sets.flagged[:0]
+        by_source = dict(zip(a.sources, d.source_images))
         first_set = next((p for on, p in ((f.flagged, sets.flagged), (f.cluster, sets.cluster), (f.problem, sets.problem),
                                           (f.round is not None, sets.rounds.get(f.round, none)),
-                                          (f.decision is not None, sets.decisions.get(f.decision, none)))
+                                          (f.decision is not None, sets.decisions.get(f.decision, none)),
+                                          (f.source not in (None, "import"), by_source.get(f.source, none)))
                           if on), None)
         if first_set is not None:
             sizes["set"] = len(first_set)

@@ -102,7 +102,7 @@ def _slice(f: BrowseFilter, driver: str | None = None) -> tuple[str, str, list, 
         conds.append(f"EXISTS (SELECT 1 FROM labels x WHERE x.image_pk = i.pk AND x.status = 'active' "
                      f"AND x.label_id IN ({','.join('?' * len(f.any_labels))}))")
         params.extend(f.any_labels)
-    if f.source is not None:
+    if f.source == "import":  # most labels: a check on each image met, never a set
         conds.append("EXISTS (SELECT 1 FROM labels x WHERE x.image_pk = i.pk AND x.status = 'active' AND x.source = ?)")
         params.append(f.source)
     sets, set_params = _set_filters(f)
@@ -114,7 +114,8 @@ def _slice(f: BrowseFilter, driver: str | None = None) -> tuple[str, str, list, 
 
 
 def _set_filters(f: BrowseFilter) -> tuple[list[str], list]:
-    """The filters that are (usually small) sets of images, each as `i.pk IN (...)`."""
+    """The filters that are (usually small) sets of images, each as `i.pk IN (...)`, in the
+    order FacetIndex.driver looks for the one to walk."""
     conds, params = [], []
     for on, sql in ((f.flagged, _FLAGGED), (f.cluster, _CLUSTER), (f.problem, _PROBLEM)):
         if on:
@@ -127,6 +128,9 @@ def _set_filters(f: BrowseFilter) -> tuple[list[str], list]:
         conds.append("i.pk IN (SELECT i2.pk FROM review_decisions d JOIN images i2 ON i2.image_id = d.image_id "
                      "WHERE d.outcome = ?)")
         params.append(f.decision)
+    if f.source is not None and f.source != "import":  # labels from a review, browse, a rule: few
+        conds.append("i.pk IN (SELECT image_pk FROM labels WHERE source != 'import' AND source = ? AND status = 'active')")
+        params.append(f.source)
     return conds, params
 
 
