@@ -125,8 +125,8 @@ class BrowseApp:
                 continue
             try:
                 return handler(request, **{k: unquote(v) for k, v in match.groupdict().items()})
-            except IfaError as exc:
-                return error_response(400 if "no image" not in str(exc) else 404, str(exc))
+            except IfaError as exc:  # the ledger's and show's unknown-image sentences say "has no image"
+                return error_response(404 if "has no image" in str(exc) else 400, str(exc))
         if allowed:
             return Response(405, json.dumps({"error": f"Use {'/'.join(sorted(allowed))} for {request.path}."}).encode(),
                             headers={"Allow": ", ".join(sorted(allowed))})
