@@ -86,7 +86,7 @@ def check_attributes(
     else:
         render.done(f"dry run, would do: {what}; rerun with --apply to apply")
     # soft_wrap: a path cut across lines cannot be copied
-    render.out.print(f"report: {result.report_csv}\nreport: {result.report_html}", soft_wrap=True)
+    render.out.print(f"report: {render.link(result.report_csv)}\nreport: {render.link(result.report_html)}", soft_wrap=True)
     for split_name, path in result.review_files.items():
         render.out.print(f"pending review ({split_name}): {path}\n  next: ifa review create --split {split_name} "
                          f"--images-from {path}", soft_wrap=True)
@@ -221,7 +221,7 @@ def flag_noise(
             more = f" and {len(result.unjudged) - 8} more" if len(result.unjudged) > 8 else ""
             render.out.print(f"[yellow]{len(result.unjudged)} classes the model could not judge (never flagged): "
                              f"{names}{more}; see {result.unjudged_csv}[/]")
-    render.done(f"reports: {result.csv}  {result.html}")
+    render.done(f"reports: {render.link(result.csv)}  {render.link(result.html)}")
     render.done(f"out-of-sample probabilities: {result.probs}")
     if result.applied:
         render.done(f"dropped {result.labels_dropped:,} wrong labels (undo: ifa curate restore --rule {result.rule})")
