@@ -19,6 +19,7 @@ CPU time of the whole `ifa curate check-images` (import included, cold cache, as
 process) against `Imagelab.find_issues()` on the same files.
 
     python -m benchmarks.check_images_bench [--real 6000] [--per-kind 40] [--workers 2]
+    python -m benchmarks.check_images_bench --scale 1000000   # the rules over 1M cached rows
 """
 
 from __future__ import annotations
@@ -153,13 +154,50 @@ def run_cleanvision(files: list[Path], out: Path):
     return issues, wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
+def scale(n: int) -> None:
+    """The rules over `n` images' cached statistics (a synthetic challenge file imported, one
+    statistics row per image written straight to the cache): the read and the rules, timed."""
+    from benchmarks.synthetic import write_challenge
+    from ifa.curation.image_checks import rules as image_rules
+    from ifa.curation.image_checks.statistics import STAT_NAMES, VERSION
+    from ifa.curation.ingest import importing
+    from ifa.curation.ledger import FileInfo
+    from ifa.curation.ledger.image_stats import read_stats, save_stats, stats_candidates
+    from ifa.curation.workspace import Workspace
+
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory(prefix="ci-scale-") as tmp, Workspace.init(Path(tmp) / "ws") as ws:
+        importing.import_imat(ws, write_challenge(Path(tmp) / "train.json", n), "train")
+        pks, ids = map(list, zip(*ws.ledger.query("SELECT pk, image_id FROM images ORDER BY pk")))
+        stats = rng.normal(100, 30, (n, len(STAT_NAMES))).astype(np.float32)
+        thumbs = rng.integers(0, 256, (n, 32), dtype=np.uint8)
+        thumbs[: n // 1000] = thumbs[0]  # one placeholder served for 0.1% of the ids
+        ws.ledger.record_files(FileInfo(i, f"/x/{pk}.jpg", "0" * 64, 1, 224, 224) for i, pk in zip(ids, pks))
+        save_stats(ws.ledger, ((pk, f"/x/{pk}.jpg", 1, 1, VERSION, stats[k].tobytes(), thumbs[k].tobytes(), None)
+                               for k, pk in enumerate(pks)))
+        start = time.perf_counter()
+        stats_candidates(ws.ledger, None, ["placeholder"], VERSION)
+        got = read_stats(ws.ledger, None, ["placeholder"], VERSION)
+        values = np.frombuffer(b"".join(got["stats"]), np.float32).reshape(n, -1)
+        thumb = np.array(got["thumb_hash"], dtype=object)
+        read = time.perf_counter() - start
+        start = time.perf_counter()
+        hits = {r.id: r.find(values, thumb) for r in image_rules.load_rules()}
+        evaluate = time.perf_counter() - start
+    print(f"{n:,} images: read from the cache {read:.1f} s, rules {evaluate:.1f} s, placeholder hits "
+          f"{int(hits['placeholder'].sum()):,} (planted {n // 1000:,}); load {os.getloadavg()[0]:.1f}")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--real", type=int, default=6000, help="real photos to mix in (of the 6,000 shared)")
     ap.add_argument("--per-kind", type=int, default=40)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--scale", type=int, help="only time the rules over this many cached images")
     args = ap.parse_args(argv)
+    if args.scale:
+        return scale(args.scale)
     sources = real_photos(args.real, args.seed)
     with tempfile.TemporaryDirectory(prefix="ci-bench-") as tmp:
         folder = Path(tmp) / "images"

@@ -89,9 +89,10 @@ def run(ws: Workspace, splits: Sequence[str] | None = None, rules_path: Path | N
     start = time.perf_counter()
     rules = load_rules(rules_path)
     known = placeholder_hashes(placeholders) if placeholders is not None else set()
-    images = stats_candidates(ws.ledger, check_splits(splits) or None, [r.id for r in rules], VERSION)
+    chosen, own = check_splits(splits) or None, [r.id for r in rules]
+    images = stats_candidates(ws.ledger, chosen, own, VERSION)
     measured, cached = _measure_files(ws, images, workers, scheduler, progress)
-    values, thumbs, reasons = _statistics(ws, images["pk"])
+    values, thumbs, reasons = _statistics(read_stats(ws.ledger, chosen, own, VERSION))
     hits = {r.id: r.find(values, thumbs, known) for r in rules}
     result = CheckImagesResult(images_checked=len(images["pk"]), measured=measured, cached=cached,
                                unreadable=sum(r is not None for r in reasons),
@@ -174,21 +175,16 @@ def _measure_files(ws: Workspace, images: dict[str, list], workers: int | None, 
     return len(jobs), cached
 
 
-def _statistics(ws: Workspace, pks: list[int]) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
+def _statistics(got: dict[str, list]) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
     """(N, S) float32 statistics (NaN rows: not measured), (N,) object picture hashes and the
-    unreadable reasons, aligned with `pks`."""
-    got = read_stats(ws.ledger, pks)
-    at = {pk: k for k, pk in enumerate(pks)}
-    values = np.full((len(pks), len(STAT_NAMES)), np.nan, np.float32)
-    thumbs = np.full(len(pks), None, object)
-    reasons: list[str | None] = [None] * len(pks)
-    for pk, stats, thumb, reason in zip(got["pk"], got["stats"], got["thumb_hash"], got["reason"]):
-        k = at[pk]
-        if stats is not None:
-            values[k] = np.frombuffer(stats, np.float32)
-            thumbs[k] = bytes(thumb)
-        reasons[k] = reason
-    return values, thumbs, reasons
+    unreadable reasons, from `read_stats`' columns."""
+    n = len(got["pk"])
+    values = np.full((n, len(STAT_NAMES)), np.nan, np.float32)
+    have = np.array([v is not None for v in got["stats"]], bool)
+    if have.any():
+        values[have] = np.frombuffer(b"".join(v for v in got["stats"] if v is not None), np.float32).reshape(-1, len(STAT_NAMES))
+    thumbs = np.array([None if t is None else bytes(t) for t in got["thumb_hash"]], dtype=object)
+    return values, thumbs, got["reason"]
 
 
 def _severity(rule: ImageRule, values: np.ndarray) -> np.ndarray:
