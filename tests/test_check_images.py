@@ -134,3 +134,19 @@ def test_cli_json_has_check_attributes_shape(planted_ws):
     assert data["applied"] is False
     assert data["rules"]["placeholder"] == {"images": 25, "action": "set-aside"}
     assert {"image_id": "letterbox", "split": "train", "rules": ["mostly-border"]} in data["flagged"]
+
+
+def test_a_placeholder_dedup_kept_once_still_goes(planted_ws):
+    """Dedup keeps one copy of a cluster; when the cluster is a placeholder, check-images run
+    after it must still see every id sharing the picture and set the kept one aside too."""
+    from ifa.curation.dedup import run as dedup
+
+    ws, planted = planted_ws
+    dedup.run(ws, apply=True, workers=1)
+    active = [i for i in planted["placeholder"]
+              if ws.ledger.query("SELECT status FROM images WHERE image_id = ?", (i,))[0][0] == "active"]
+    assert 0 < len(active) < len(planted["placeholder"])  # dedup kept one (or a few) of them
+    result = check.run(ws, apply=True, workers=1)
+    assert result.rules["placeholder"].images == len(planted["placeholder"])
+    assert all(ws.ledger.query("SELECT status FROM images WHERE image_id = ?", (i,))[0][0] == "set_aside"
+               for i in planted["placeholder"])

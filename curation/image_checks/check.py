@@ -17,6 +17,7 @@ from ...progress import SILENT, Progress
 from .. import executors, reports
 from ..dedup.hashing import Unreadable
 from ..ledger import Change, check_splits
+from ..ledger.hashes import DEDUP_RULE
 from ..ledger.image_stats import read_stats, save_stats, stats_candidates
 from ..reports.html import Card, Section, write_page
 from ..workspace import Workspace
@@ -89,7 +90,9 @@ def run(ws: Workspace, splits: Sequence[str] | None = None, rules_path: Path | N
     start = time.perf_counter()
     rules = load_rules(rules_path)
     known = placeholder_hashes(placeholders) if placeholders is not None else set()
-    chosen, own = check_splits(splits) or None, [r.id for r in rules]
+    # Images dedup set aside count too: a placeholder whose copies dedup set aside as duplicates
+    # is still one picture served for all of them, and its kept copy must go as well.
+    chosen, own = check_splits(splits) or None, [r.id for r in rules] + [DEDUP_RULE]
     images = stats_candidates(ws.ledger, chosen, own, VERSION)
     measured, cached = _measure_files(ws, images, workers, scheduler, progress)
     values, thumbs, reasons = _statistics(read_stats(ws.ledger, chosen, own, VERSION))
