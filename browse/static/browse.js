@@ -108,6 +108,7 @@ function renderChosen() {
   }
 }
 let nextCursor = null;
+let loading = null;  // the page request in flight: a reset waits for it, a scroll does not start a second one
 function card(img) {
   const href = withToken("/image/" + encodeURIComponent(img.image_id));
   return el("a", { class: "card " + img.status, href, "data-image": img.image_id },
@@ -116,6 +117,11 @@ function card(img) {
             el("span", { class: "labels" }, img.labels.join(", ")));
 }
 async function loadPage(reset) {
+  if (loading) { if (!reset) return; await loading.catch(() => {}); }
+  loading = fetchPage(reset);
+  try { await loading; } finally { loading = null; }
+}
+async function fetchPage(reset) {
   const q = currentFilter();
   q.set("limit", "60");
   if (!reset && nextCursor) q.set("after", nextCursor);
