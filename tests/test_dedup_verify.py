@@ -7,6 +7,7 @@ extreme pictures hash."""
 from __future__ import annotations
 
 import io
+import os
 import shutil
 from pathlib import Path
 
@@ -20,7 +21,8 @@ from ifa.curation.ingest import importing
 from ifa.curation.restore import restore
 from ifa.curation.workspace import Workspace
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# ../shared/data beside the clone (as CI has it); IFA_SHARED_DATA points elsewhere (a worktree).
+DATA = Path(os.environ.get("IFA_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 MYNTRA = sorted((DATA / "myntra-products" / "images").glob("*.jpg"))
 CC0 = sorted((DATA / "clothing-cc0" / "images").glob("*.jpg"))
 needs_data = pytest.mark.skipif(not MYNTRA or not CC0, reason=f"real photos not found under {DATA}")
