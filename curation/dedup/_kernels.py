@@ -240,10 +240,30 @@ def colour_scores(signatures, pairs, windows, params, out):
         out[p] = min(max(1.0 - _best_block(err, side, windows) / 100.0, 0.0), 1.0)
 
 
+@njit(nogil=True)
+def _one_gain(a, b, clipped):
+    """verify._residual's fit for one pair of uint8 rows: (gain in 0.7..1.5, offset)."""
+    n, s_a, s_b, s_aa, s_ab = 0, 0.0, 0.0, 0.0, 0.0
+    for v in range(a.shape[0]):
+        x, y = np.float64(a[v]), np.float64(b[v])
+        if x < clipped and y < clipped:
+            n += 1
+            s_a += x
+            s_b += y
+            s_aa += x * x
+            s_ab += x * y
+    m = max(n, 1)
+    ma, mb = s_a / m, s_b / m
+    var = s_aa - 2.0 * ma * s_a + n * ma * ma
+    cov = s_ab - ma * s_b - mb * s_a + n * ma * mb
+    gain = min(max(cov / var if var > 1e-3 else 1.0, 0.7), 1.5)
+    return gain, mb - gain * ma
+
+
 @njit(nogil=True, cache=True)
 def residual_scores(signatures, pairs, clipped, percentile, out):
-    """verify.similarity's score for each pair (see `verify._score`, the numpy reference it
-    is tested against): 1 - the `percentile` of the per-pixel largest channel error after
+    """verify.similarity's shape check for each pair (see `verify._residual`, the numpy reference
+    it is tested against): 1 - the `percentile` of the per-pixel largest channel error after
     fitting the brighter thumbnail from the darker with one gain and offset, / 255.
     One pass for the fit's sums, one for the errors; the percentile's two order
     statistics come from a small sorted buffer of the largest errors, not a full sort.
@@ -266,28 +286,7 @@ def residual_scores(signatures, pairs, clipped, percentile, out):
             sb += signatures[j, v]
         if sa > sb:  # fit the brighter (b) from the darker (a)
             i, j = j, i
-        n = 0
-        s_a = 0.0
-        s_b = 0.0
-        s_aa = 0.0
-        s_ab = 0.0
-        for v in range(n_val):
-            x = np.float64(signatures[i, v])
-            y = np.float64(signatures[j, v])
-            if x < clipped and y < clipped:
-                n += 1
-                s_a += x
-                s_b += y
-                s_aa += x * x
-                s_ab += x * y
-        m = max(n, 1)
-        ma = s_a / m
-        mb = s_b / m
-        var = s_aa - 2.0 * ma * s_a + n * ma * ma
-        cov = s_ab - ma * s_b - mb * s_a + n * ma * mb
-        gain = cov / var if var > 1e-3 else 1.0
-        gain = min(max(gain, 0.7), 1.5)
-        offset = mb - gain * ma
+        gain, offset = _one_gain(signatures[i], signatures[j], clipped)
         for t in range(keep):
             best[t] = -1.0
         for q in range(n_pix):

@@ -303,15 +303,7 @@ def _fingerprint(ws: Workspace, splits, methods: tuple[str, ...], workers, sched
     detail)} for files that could not be read at all (those are not cached)."""
     ledger = ws.ledger
     cands = store.dedup_candidates(ledger, splits, methods, verify.SIGNATURE_BYTES)
-    cached = [cands[f"cached_{m}"] for m in methods]
-    jobs = [
-        hashing.FileJob(int(pk), path, _int(size), _int(mtime), sha, tuple(m for m, c in zip(methods, flags) if c),
-                        bool(unreadable), bool(need_size))
-        for pk, path, size, mtime, sha, unreadable, need_size, *flags in zip(
-            cands["pk"], cands["path"], cands["known_bytes"], cands["known_mtime_ns"], cands["known_sha256"],
-            cands["known_unreadable"], cands["need_size"], *cached)
-        if path is not None
-    ]
+    jobs = _jobs(cands, methods)
     ids = {int(pk): iid for pk, iid, path in zip(cands["pk"], cands["image_id"], cands["path"]) if path is not None}
     paths = {job.key: job.path for job in jobs}
     n_workers = 1 if scheduler is None and workers == 1 else (workers or executors.default_workers())
@@ -336,6 +328,19 @@ def _fingerprint(ws: Workspace, splits, methods: tuple[str, ...], workers, sched
                 _save_batch(ledger, batch, results, ids, paths, failed, result)
                 task.advance(len(batch))
     return failed
+
+
+def _jobs(cands: dict[str, list], methods: tuple[str, ...]) -> list[hashing.FileJob]:
+    """One FileJob per candidate with a local file, with what the cache knows of it."""
+    cached = [cands[f"cached_{m}"] for m in methods]
+    return [
+        hashing.FileJob(int(pk), path, _int(size), _int(mtime), sha, tuple(m for m, c in zip(methods, flags) if c),
+                        bool(unreadable), bool(need_size))
+        for pk, path, size, mtime, sha, unreadable, need_size, *flags in zip(
+            cands["pk"], cands["path"], cands["known_bytes"], cands["known_mtime_ns"], cands["known_sha256"],
+            cands["known_unreadable"], cands["need_size"], *cached)
+        if path is not None
+    ]
 
 
 # Batches per worker (up to executors' 1,000 files a batch): 3,000 photos on 2 workers make
