@@ -150,12 +150,11 @@ def _to_lab(rgb, out):
 
 
 @njit(nogil=True)
-def _fit(a, b, clipped, max_gain, slack):
-    """verify._fit for one pair: a, b (V,) float64. Returns (gain, offset)."""
-    n, s_a, s_b, s_aa, s_ab, total = 0, 0.0, 0.0, 0.0, 0.0, 0.0
+def _least_squares(a, b, clipped, low, high):
+    """verify._least_squares for one pair of rows: (gain in low..high, mean a, mean b)."""
+    n, s_a, s_b, s_aa, s_ab = 0, 0.0, 0.0, 0.0, 0.0
     for v in range(a.shape[0]):
-        x, y = a[v], b[v]
-        total += x
+        x, y = np.float64(a[v]), np.float64(b[v])
         if x < clipped and y < clipped:
             n += 1
             s_a += x
@@ -167,8 +166,14 @@ def _fit(a, b, clipped, max_gain, slack):
     var = s_aa - 2.0 * ma * s_a + n * ma * ma
     cov = s_ab - ma * s_b - mb * s_a + n * ma * mb
     gain = cov / max(var, 1e-3) if var > 1e-3 else 1.0
-    gain = min(max(gain, 1.0 / max_gain), max_gain)
-    pivot = (1.0 - gain) * total / a.shape[0]
+    return min(max(gain, low), high), ma, mb
+
+
+@njit(nogil=True)
+def _fit(a, b, clipped, max_gain, slack):
+    """verify._fit for one pair: a, b (V,) float64. Returns (gain, offset)."""
+    gain, ma, mb = _least_squares(a, b, clipped, 1.0 / max_gain, max_gain)
+    pivot = (1.0 - gain) * a.sum() / a.shape[0]
     offset = min(max(mb - gain * ma, min(0.0, pivot) - slack), max(0.0, pivot) + slack)
     return gain, offset
 
@@ -240,26 +245,6 @@ def colour_scores(signatures, pairs, windows, params, out):
         out[p] = min(max(1.0 - _best_block(err, side, windows) / 100.0, 0.0), 1.0)
 
 
-@njit(nogil=True)
-def _one_gain(a, b, clipped):
-    """verify._residual's fit for one pair of uint8 rows: (gain in 0.7..1.5, offset)."""
-    n, s_a, s_b, s_aa, s_ab = 0, 0.0, 0.0, 0.0, 0.0
-    for v in range(a.shape[0]):
-        x, y = np.float64(a[v]), np.float64(b[v])
-        if x < clipped and y < clipped:
-            n += 1
-            s_a += x
-            s_b += y
-            s_aa += x * x
-            s_ab += x * y
-    m = max(n, 1)
-    ma, mb = s_a / m, s_b / m
-    var = s_aa - 2.0 * ma * s_a + n * ma * ma
-    cov = s_ab - ma * s_b - mb * s_a + n * ma * mb
-    gain = min(max(cov / var if var > 1e-3 else 1.0, 0.7), 1.5)
-    return gain, mb - gain * ma
-
-
 @njit(nogil=True, cache=True)
 def residual_scores(signatures, pairs, clipped, percentile, out):
     """verify.similarity's shape check for each pair (see `verify._residual`, the numpy reference
@@ -286,7 +271,8 @@ def residual_scores(signatures, pairs, clipped, percentile, out):
             sb += signatures[j, v]
         if sa > sb:  # fit the brighter (b) from the darker (a)
             i, j = j, i
-        gain, offset = _one_gain(signatures[i], signatures[j], clipped)
+        gain, ma, mb = _least_squares(signatures[i], signatures[j], clipped, 0.7, 1.5)
+        offset = mb - gain * ma
         for t in range(keep):
             best[t] = -1.0
         for q in range(n_pix):

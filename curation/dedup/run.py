@@ -229,7 +229,7 @@ def run(ws: Workspace, *, splits: Sequence[str] | None = None, method: str = "ph
     with progress.task("pairing and verifying", total=None):
         found = _find(frame, policy, threshold, min_similarity, exact_only)
         result.redecoded_pairs, result.redecode_seconds = found.redecoded, found.redecode_seconds
-        result.possible_copies = _check_labels(ledger, ws.taxonomy, frame, found)
+        result.possible_copies = _check_labels(ledger, ws.taxonomy, frame, found, min_similarity)
     result.exact_pairs, result.candidate_pairs = len(found.exact), len(found.near)
     result.verified_pairs = int(found.ok.sum())
     result.pairs = result.exact_pairs + result.candidate_pairs
@@ -487,7 +487,8 @@ def _second_look(frame: Table, near: np.ndarray, similarity: np.ndarray, min_sim
     return ok, len(miss)
 
 
-def _check_labels(ledger, taxonomy, frame: Table, found: Found) -> list[recheck.LabelDifference]:
+def _check_labels(ledger, taxonomy, frame: Table, found: Found,
+                  min_similarity: float) -> list[recheck.LabelDifference]:
     """Verified pairs whose labels differ in colour or a single-label group: unless their
     pixels match they are no copies (`found.ok` cleared, clusters made again) and are
     returned as possible copies, action none."""
@@ -500,6 +501,8 @@ def _check_labels(ledger, taxonomy, frame: Table, found: Found) -> list[recheck.
     possible = []
     for r, i, j in zip(rows.tolist(), a.tolist(), b.tolist()):
         differs = recheck.differing_labels(labels.get(ids[i], []), labels.get(ids[j], []), taxonomy)
+        if differs and found.similarity[r] < min_similarity:
+            differs += "; verified on the re-decoded whole pictures"
         pixels = recheck.pixel_difference(frame["path"][i], frame["path"][j]) if differs else 0.0
         if differs and not pixels < recheck.PIXELS_MATCH:
             found.ok[r] = False

@@ -150,6 +150,15 @@ def windows(side: int) -> np.ndarray:
 def _fit(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Gain and offset (P,) that best predict b from a (P, V), limited to a brightness or
     contrast change (module docstring, step 1)."""
+    gain, ma, mb = _least_squares(a, b, 1 / MAX_GAIN, MAX_GAIN)
+    pivot = (1 - gain) * a.mean(axis=1)
+    offset = np.clip(mb - gain * ma, np.minimum(0, pivot) - OFFSET_SLACK, np.maximum(0, pivot) + OFFSET_SLACK)
+    return gain, offset
+
+
+def _least_squares(a: np.ndarray, b: np.ndarray, low: float, high: float) -> tuple[np.ndarray, ...]:
+    """(gain clipped to low..high, mean of a, mean of b) of the least-squares line b ~ a
+    over the values neither has clipped; a, b (P, V)."""
     m = (a < CLIPPED) & (b < CLIPPED)
     n = np.maximum(m.sum(axis=1), 1)
     ma = (a * m).sum(axis=1) / n
@@ -157,10 +166,7 @@ def _fit(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     da = (a - ma[:, None]) * m
     var = (da * da).sum(axis=1)
     cov = (da * (b - mb[:, None])).sum(axis=1)
-    gain = np.clip(np.where(var > 1e-3, cov / np.maximum(var, 1e-3), 1.0), 1 / MAX_GAIN, MAX_GAIN)
-    pivot = (1 - gain) * a.mean(axis=1)
-    offset = np.clip(mb - gain * ma, np.minimum(0, pivot) - OFFSET_SLACK, np.maximum(0, pivot) + OFFSET_SLACK)
-    return gain, offset
+    return np.clip(np.where(var > 1e-3, cov / np.maximum(var, 1e-3), 1.0), low, high), ma, mb
 
 
 def _outside(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -196,14 +202,7 @@ def _residual(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     offset) / 255. a, b (P, V) float64, changed in place."""
     swap = a.mean(axis=1) > b.mean(axis=1)
     a[swap], b[swap] = b[swap], a[swap].copy()
-    m = (a < CLIPPED) & (b < CLIPPED)
-    n = np.maximum(m.sum(axis=1), 1)
-    ma = (a * m).sum(axis=1) / n
-    mb = (b * m).sum(axis=1) / n
-    da = (a - ma[:, None]) * m
-    var = (da * da).sum(axis=1)
-    cov = (da * (b - mb[:, None])).sum(axis=1)
-    gain = np.clip(np.where(var > 1e-3, cov / np.maximum(var, 1e-3), 1.0), 0.7, 1.5)
+    gain, ma, mb = _least_squares(a, b, 0.7, 1.5)
     pred = np.clip(gain[:, None] * a + (mb - gain * ma)[:, None], 0, 255)
     err = np.abs(pred - b).reshape(len(a), -1, 3).max(axis=2)
     return (1.0 - np.percentile(err, PERCENTILE, axis=1) / 255.0).astype(np.float32)
