@@ -37,7 +37,7 @@ def show(result) -> None:
         out.print(f"[yellow]note:[/] {note}")
     if not result.applied and (result.set_aside or result.unreadable_set_aside):
         out.print("Nothing changed. Run again with --apply to set the duplicates aside.")
-    out.print(f"report: {result.report_html}\npairs:  {result.report_csv}")
+    out.print(f"report: {render.link(result.report_html)}\npairs:  {render.link(result.report_csv)}", soft_wrap=True)
 
 
 def _counts(result) -> list[tuple[str, str]]:
