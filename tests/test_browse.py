@@ -379,8 +379,9 @@ def test_send_the_selection_to_a_review_round(label_studio, sample_ws, monkeypat
     monkeypatch.setenv("IFA_LS_URL", st.url)
     monkeypatch.setenv("IFA_LS_TOKEN", st.token)
     client = Client(Connection(st.url, st.token, embedded_root=label_studio), retries=2, backoff=0.2)
-    people = [simulate.annotator(sample_ws, client, simulate.email(f"browse-{k}"), secrets_dir=label_studio).email
-              for k in ("a", "b", "t")]
+    sims = [simulate.annotator(sample_ws, client, simulate.email(f"browse-{k}"), secrets_dir=label_studio)
+            for k in ("a", "b", "t")]
+    people = [s.email for s in sims]
     srv = server.start(sample_ws.root)
     srv.start_in_thread()
     try:
@@ -392,6 +393,15 @@ def test_send_the_selection_to_a_review_round(label_studio, sample_ws, monkeypat
         assert sorted(r[0] for r in sample_ws.ledger.query("SELECT image_id FROM review_images")) == sorted(want)
         assert call(srv, "/api/facets?split=validation")[1]["round"] == {"browse-1": len(want)}
         assert [r["image_id"] for r in all_pages(srv, "round=browse-1", 3)] == want
+        # the annotators answer in Label Studio; after a sync the image page shows each one's answer
+        from ifa.annotation.sync import sync_round
+        roles = dict(sample_ws.ledger.query("SELECT email, role FROM review_projects WHERE role LIKE 'annotator%'"))
+        for who in sims[:2]:
+            simulate.answer_role(sample_ws, st.url, who, roles[who.email], simulate.confirming_chooser(), "browse-1")
+        sync_round(sample_ws, "browse-1", client)
+        html = call(srv, f"/image/{want[0]}?", token="query")[1].decode()
+        answers = html[html.index('id="answers"'):html.index("Dedup cluster")]
+        assert people[0] in answers and people[1] in answers and answers.count("<tr>") == 3
         status, data = call(srv, "/api/review", {"filter": {"label": [shirt]}, "annotators": people[:2],
                                                  "tiebreaker": people[2]})
         assert status == 400 and "one split" in data["error"]
