@@ -369,15 +369,16 @@ def test_counts_follow_changes_made_elsewhere_as_a_fresh_read_would(sample_ws):
 
 
 @pytest.mark.slow
-def test_send_the_selection_to_a_review_round(label_studio, sample_ws, monkeypatch):
+def test_send_the_selection_to_a_review_round(label_studio, sample_ws):
     """POST /api/review makes a round over the slice with `ifa review create`'s library call."""
     from ifa.annotation import server as ls_server
     from ifa.annotation import simulate
     from ifa.annotation.client import Client, Connection
 
     st = ls_server.read_state(label_studio)
-    monkeypatch.setenv("IFA_LS_URL", st.url)
-    monkeypatch.setenv("IFA_LS_TOKEN", st.token)
+    # The session's server is this workspace's embedded one: it serves the round's images only
+    # from its own folder of links (annotation/files.py), which a --url server could not use.
+    (sample_ws.root / ls_server.DIR_NAME).symlink_to(label_studio)
     client = Client(Connection(st.url, st.token, embedded_root=label_studio), retries=2, backoff=0.2)
     sims = [simulate.annotator(sample_ws, client, simulate.email(f"browse-{k}"), secrets_dir=label_studio)
             for k in ("a", "b", "t")]
