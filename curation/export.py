@@ -92,7 +92,7 @@ def _write_csv(split: SplitExport, taxonomy: Taxonomy, out: Path) -> Path:
     frame["label_ids"] = [" ".join(map(str, labs)) for labs in split.label_ids]
     frame["labels"] = ["|".join(taxonomy.names(labs)) for labs in split.label_ids]
     path = out / f"{split.name}.csv"
-    frame.to_csv(path, index=False)
+    frame.to_csv(path, index=False, lineterminator=reports.CSV_LINE_END)  # data: exact, never neutralised
     return path
 
 
@@ -175,7 +175,8 @@ def export(ws: Workspace, out_dir: Path | None = None, fmt: str = "imat", splits
     tmp.mkdir()
     (tmp / IN_PROGRESS).touch()
     try:
-        result = _write_all(ws, tmp, out, fmt, splits, include_set_aside, keys, stamp, progress)
+        with ws.ledger.snapshot():  # split files, changes.csv and DATASHEET: the ledger at one instant
+            result = _write_all(ws, tmp, out, fmt, splits, include_set_aside, keys, stamp, progress)
         (tmp / IN_PROGRESS).unlink()
         _swap_into_place(tmp, out)
     except BaseException:
@@ -214,7 +215,7 @@ def _write_all(ws: Workspace, tmp: Path, out: Path, fmt: str, splits, include_se
                                          "file": str(out / path.name)}
             task.advance()
     changes = changes_frame(ledger, taxonomy, [s.name for s in gathered])
-    changes.to_csv(tmp / "changes.csv", index=False)
+    reports.frame_for_people(changes).to_csv(tmp / "changes.csv", index=False, lineterminator=reports.CSV_LINE_END)
     result.changes = len(changes)
     (tmp / "plots").mkdir()
     before = stats_lib.compute(ledger, taxonomy, [s.name for s in gathered], as_imported=True)

@@ -14,6 +14,7 @@ rule with a new id is added, a rule with a default's id overrides the keys it se
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -34,7 +35,11 @@ ACTIONS = ("set-aside", "drop-labels", "review", "report")
 SEVERITIES = ("error", "warning", "info")
 COMMON_KEYS = {"id", "kind", "description", "severity", "action", "splits", "enabled"}
 # `restore --rule import` also brings back labels quarantined at import; a rule may not take that name.
-RESERVED_IDS = {"import"}
+# The rules ifa's own commands write (import, fetch, dedup, flag-noise, review rounds,
+# restore): a user rule under one of these ids would mix its changes with theirs, and that
+# command would then undo them (dedup --apply restores every readable "unreadable-file" image).
+RESERVED_IDS = {"import", "fetch", "duplicate", "unreadable-file", "flag-noise"}
+RESERVED_PREFIXES = ("import:", "review:", "undo:")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -352,8 +357,8 @@ class UnseenPair(_Statistical):
     params = {"reference": "train", "min_expected": 5.0}
 
     def setup(self, reference, min_expected) -> None:
-        if not isinstance(min_expected, (int, float)) or min_expected < 0:
-            raise IfaError(f"{self.where}: min_expected must be a number >= 0.")
+        if not isinstance(min_expected, (int, float)) or not math.isfinite(min_expected) or min_expected < 0:
+            raise IfaError(f"{self.where}: min_expected must be a finite number >= 0, not {min_expected!r}.")
         self.reference, self.min_expected = self.split_name(reference, "reference"), float(min_expected)
 
     def find(self, view: LabelView) -> Hits:
@@ -519,12 +524,13 @@ def _read(path: Path) -> dict:
     seen: set[str] = set()
     for n, r in enumerate(rules, start=1):
         rid = r.get("id")
+        if isinstance(rid, str) and (rid in RESERVED_IDS or rid.startswith(RESERVED_PREFIXES)):
+            raise IfaError(f"{path}, rule {n}: id {rid!r} is reserved for ifa's own commands (reserved: "
+                           f"{', '.join(sorted(RESERVED_IDS))} and ids beginning {', '.join(RESERVED_PREFIXES)}); pick another.")
         if not isinstance(rid, str) or not _ID.match(rid):
             raise IfaError(f"{path}, rule {n}: id must be letters, digits, '-', '_' or '.', e.g. id = \"my-rule\".")
         if rid in seen:
             raise IfaError(f"{path}: rule id {rid!r} appears twice.")
-        if rid in RESERVED_IDS:
-            raise IfaError(f"{path}: rule id {rid!r} is reserved; pick another.")
         seen.add(rid)
     data["rule"] = rules
     return data

@@ -21,7 +21,6 @@ are skipped (listed, not errors); `ifa fetch` or `import --images` gives them on
 
 from __future__ import annotations
 
-import csv
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -535,8 +534,7 @@ def _write_reports(ws: Workspace, frame: Table, found: Found, result: DedupResul
     dist = np.concatenate([np.zeros(len(found.exact), dtype=np.int64), found.distance])
     sim = np.concatenate([np.ones(len(found.exact)), found.similarity.astype(np.float64)])
     ok = np.concatenate([np.ones(len(found.exact), dtype=bool), found.ok])
-    with reports.open_text(csv_path) as fh:
-        w = csv.writer(fh)
+    with reports.open_csv(csv_path) as w:
         w.writerow(["image_a", "split_a", "image_b", "split_b", "kind", "distance", "similarity", "verdict",
                     "cluster_keep"])
         for i in range(0, len(edges), 100_000):
