@@ -163,6 +163,8 @@ def export(ws: Workspace, out_dir: Path | None = None, fmt: str = "imat", splits
     check_splits(splits)
     stamp = datetime.now(timezone.utc)
     out = Path(out_dir) if out_dir else ws.exports_dir / f"export-{time_stamp(stamp)}"
+    ws.no_links(ws.exports_dir)
+    ws.no_links(out)
     _check_destination(out)
     for folder in dict.fromkeys([out.parent, ws.exports_dir]):
         for line in recover_interrupted(folder):
@@ -188,6 +190,9 @@ def export(ws: Workspace, out_dir: Path | None = None, fmt: str = "imat", splits
 def _check_destination(out: Path) -> None:
     """IfaError unless `out` is a folder (or can become one) whose parent can be written:
     the export is built beside it and renamed into place."""
+    if out.is_symlink():  # --overwrite would replace the link, not what it points to, and strand a copy
+        raise IfaError(f"{out} is a link (to {os.readlink(out)}); export to the real folder {os.path.realpath(out)} "
+                       "or to a new one.")
     if out.exists() and not out.is_dir():
         raise IfaError(f"{out} is a file; give the export a folder (new, or empty, or with --overwrite).")
     parent = Path(os.path.abspath(out)).parent

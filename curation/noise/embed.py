@@ -339,7 +339,8 @@ def embed(ws: Workspace, onnx: Path, *, input_size: int = 224, mean: Sequence[fl
     onnx = Path(onnx)
     model = open_model(onnx, input_size, device)
     model_sha = model_sha256(onnx)
-    folder = store_folder(ws, onnx, model_sha, input_size, mean, std)
+    folder = ws.no_links(store_folder(ws, onnx, model_sha, input_size, mean, std))
+    ws.no_links(folder / "model.json")
     folder.mkdir(parents=True, exist_ok=True)
     meta = {"model": str(onnx.resolve()), "model_sha256": model_sha, "input_size": input_size, "mean": list(mean),
             "std": list(std), "dim": model.dim}

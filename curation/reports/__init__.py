@@ -63,10 +63,13 @@ def dead_temps(folder: Path) -> list[tuple[Path, str, int]]:
     return sorted(out)
 
 
-def sweep_dead_temps(folder: Path) -> list[Path]:
-    """Remove the temp files that killed report writers left in `folder`; returns them."""
+def sweep_dead_temps(folder: Path, name: str | None = None) -> list[Path]:
+    """Remove the temp files that killed report writers left in `folder` (only those of
+    the file `name`, when given); returns them."""
     removed = []
-    for path, _, _ in dead_temps(folder):
+    for path, of, _ in dead_temps(folder):
+        if name is not None and of != name:
+            continue
         if path.is_file() or path.is_symlink():
             path.unlink(missing_ok=True)
             removed.append(path)
@@ -78,9 +81,14 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temp path to write; on a clean exit it is renamed to `path` (atomic on one
     file system), on an exception it is removed and `path` is left as it was."""
     path = Path(path)
+    if _is_reports_folder(path.parent):
+        from ..workspace import refuse_links  # reports/ as a link would carry the sweep elsewhere
+        refuse_links(path.parent.parent, path.parent)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if _is_reports_folder(path.parent):  # never sweep a folder of the user's (--csv FILE)
+    if _is_reports_folder(path.parent):  # never sweep a folder of the user's (--csv FILE) ...
         sweep_dead_temps(path.parent)
+    else:  # ... but the temps a killed writer of this very file left there
+        sweep_dead_temps(path.parent, path.name)
     tmp = temp_name(path)
     try:
         yield tmp

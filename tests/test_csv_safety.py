@@ -1,0 +1,101 @@
+"""Ids round-trip exactly through every export format; CSVs for people are safe to open in a
+spreadsheet (cells that would run as formulas get a leading apostrophe), data stays exact."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from ifa.curation import export as export_lib
+from ifa.curation.ledger import Change
+from ifa.curation.workspace import Workspace
+
+# Every character but NUL (refused at import) and the surrogates (not text), 200 to an id,
+# and the ones CSV, JSON and spreadsheets treat specially on their own.
+EVERY_CHAR = [c for c in map(chr, range(1, 0x11000)) if not 0xD800 <= ord(c) < 0xE000]
+ODD_IDS = ["cr\rid", "lf\nid", "crlf\r\nid", 'quote"id', "comma,id", "tab\tid", " lead and trail ", "pipe|id",
+           "=1+2", "+cmd", "-2", "@SUM(A1)", "\tlead-tab", "\rlead-cr", "\u2028line-sep", "\x85nel", "🙂 emoji"]
+ODD_IDS += ["all" + "".join(EVERY_CHAR[i:i + 200]) for i in range(0, len(EVERY_CHAR), 200)]
+
+
+def labels_of(n: int) -> list[int]:
+    return [1 + n % 100, 150 + n % 7]
+
+
+@pytest.fixture
+def odd_ws(ws):
+    ws.ledger.record_import(format="imat", source="odd.json", split="train",
+                            images=[(i, f"http://x/{n}?q={i}", None, "active", None) for n, i in enumerate(ODD_IDS)],
+                            labels=[(i, labels_of(n)) for n, i in enumerate(ODD_IDS)], quarantined=[], issues=[])
+    return ws
+
+
+def read_back(fmt: str, path) -> tuple[list[str], list[list[int]], list[str]]:
+    """(ids, labels, urls) of an exported split file, read with ordinary readers."""
+    if fmt == "imat":
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        return ([i["imageId"] for i in doc["images"]], [[int(x) for x in a["labelId"]] for a in doc["annotations"]],
+                [i["url"] for i in doc["images"]])
+    if fmt == "csv":
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)  # pandas reads the same cells
+        assert frame["image_id"].tolist() == [r["image_id"] for r in rows]
+        return ([r["image_id"] for r in rows], [list(map(int, r["label_ids"].split())) for r in rows],
+                [r["url"] for r in rows])
+    if fmt == "parquet":
+        t = pq.read_table(path).to_pydict()
+        return t["image_id"], t["label_ids"], t["url"]
+    tasks = json.loads(path.read_text(encoding="utf-8"))
+    return [t["data"]["image_id"] for t in tasks], None, [t["data"]["image"] for t in tasks]
+
+
+@pytest.mark.parametrize("fmt", list(export_lib.FORMATS))
+def test_every_character_in_ids_round_trips_through_every_format(odd_ws, tmp_path, fmt):
+    result = export_lib.export(odd_ws, tmp_path / "out", fmt=fmt)
+    ids, labels, urls = read_back(fmt, tmp_path / "out" / os.path.basename(result.splits["train"]["file"]))
+    assert ids == ODD_IDS
+    assert urls == [f"http://x/{n}?q={i}" for n, i in enumerate(ODD_IDS)]
+    if labels is not None:
+        assert labels == [labels_of(n) for n in range(len(ODD_IDS))]
+
+
+FORMULAS = ["=1+2", "+cmd", "-2", "@SUM(A1)", "\tlead-tab", "\rlead-cr"]
+
+
+def test_csvs_for_people_neutralise_formulas_and_data_stays_exact(odd_ws, tmp_path):
+    odd_ws.ledger.apply_changes([Change("set_aside", i, reason="=HYPERLINK(\"http://evil\")", rule="odd")
+                                 for i in FORMULAS + ["cr\rid"]])
+    export_lib.export(odd_ws, tmp_path / "out", fmt="csv", include_set_aside=True)
+    with open(tmp_path / "out" / "changes.csv", newline="", encoding="utf-8") as fh:
+        changes = list(csv.DictReader(fh))
+    assert [c["image_id"] for c in changes] == ["'" + i for i in FORMULAS] + ["cr\rid"]
+    assert {c["reason"] for c in changes} == {"'=HYPERLINK(\"http://evil\")"}
+    with open(tmp_path / "out" / "train.csv", newline="", encoding="utf-8") as fh:
+        assert [r["image_id"] for r in csv.DictReader(fh)] == ODD_IDS  # data: exact, no apostrophe
+    odd_ws.close()
+    report = tmp_path / "history.csv"
+    proc = subprocess.run([sys.executable, "-m", "ifa.cli.app", "history", "--rule", "odd", "--csv", str(report),
+                           "--workspace", str(odd_ws.root)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    with open(report, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["image_id"] for r in rows] == ["'" + i for i in FORMULAS] + ["cr\rid"]
+    assert {r["reason"] for r in rows} == {"'=HYPERLINK(\"http://evil\")"}
+
+
+def test_every_report_csv_writer_neutralises(tmp_path):
+    from ifa.curation import reports
+
+    reports.write_csv(tmp_path / "a.csv", pd.DataFrame({"id": ["=x", "ok", "-1"], "n": [-1, 2, 3]}))
+    with reports.open_csv(tmp_path / "b.csv") as w:
+        w.writerow(["=x", "ok", -1, None])
+    assert list(csv.reader(open(tmp_path / "a.csv", newline=""))) == [["id", "n"], ["'=x", "-1"], ["ok", "2"], ["'-1", "3"]]
+    assert list(csv.reader(open(tmp_path / "b.csv", newline=""))) == [["'=x", "ok", "-1", ""]]
