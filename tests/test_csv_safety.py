@@ -99,3 +99,14 @@ def test_every_report_csv_writer_neutralises(tmp_path):
         w.writerow(["=x", "ok", -1, None])
     assert list(csv.reader(open(tmp_path / "a.csv", newline=""))) == [["id", "n"], ["'=x", "-1"], ["ok", "2"], ["'-1", "3"]]
     assert list(csv.reader(open(tmp_path / "b.csv", newline=""))) == [["'=x", "ok", "-1", ""]]
+
+
+def test_a_report_csv_gives_back_its_exact_ids_to_review_create(tmp_path):
+    """`ifa review create --images-from REPORT.csv` reads the ids a report neutralised (and
+    quoted, for a line break) as they are in the ledger."""
+    from ifa.annotation.rounds import read_image_ids
+    from ifa.curation import reports
+
+    ids = ["=1+2", "-2", "@x", "cr\rid", "crlf\r\nid", "plain", "'quoted"]
+    reports.write_csv(tmp_path / "r.csv", pd.DataFrame({"image_id": ids, "rule": "r"}))
+    assert read_image_ids(tmp_path / "r.csv") == ids

@@ -126,6 +126,14 @@ def for_spreadsheet(value):
     return value
 
 
+def from_spreadsheet(value: str) -> str:
+    """The text `for_spreadsheet` was given: for reading back an id from a CSV for people
+    (`ifa review create --images-from` a check-attributes or flag-noise report)."""
+    if value.startswith("'") and value[1:].startswith(_FORMULA_START):
+        return value[1:]
+    return value
+
+
 def frame_for_people(frame: "pd.DataFrame") -> "pd.DataFrame":
     """A copy of `frame` with `for_spreadsheet` applied to every text column."""
     out = frame.copy()
