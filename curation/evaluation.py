@@ -150,51 +150,65 @@ def _read_parquet(path: Path, keep: set[str] | None) -> _Read:
     import pyarrow as pa
 
     try:
-        image_ids, ids, probs, others = _parquet_rows(path, keep)
+        rows = _parquet_rows(path, keep)
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise IfaError(f"{path} is not a readable Parquet file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
                        "give the Parquet `ifa model predict` writes, or a CSV.") from None
-    _refuse_repeats(path, pd.DataFrame({"image_id": image_ids}), ["image_id"])
-    missing = np.isnan(probs).any(axis=1)
-    if missing.any():
-        raise IfaError(f"{path}: some scores are not numbers (NaN or missing in {int(missing.sum()):,} rows, first image "
-                       f"{str(image_ids[int(np.flatnonzero(missing)[0])])!r}).")
-    return _Read(top_k_frame(image_ids.astype(str), ids, probs), others)
+    if rows.missing:
+        raise IfaError(f"{path}: some scores are not numbers (NaN or missing in {rows.missing:,} rows, first image "
+                       f"{rows.first_missing!r}).")
+    _refuse_repeats(path, pd.DataFrame({"image_id": rows.image_ids}), ["image_id"])
+    return _Read(top_k_frame(rows.image_ids.astype(str), rows.label_ids, rows.probs), rows.others)
 
 
-def _parquet_rows(path: Path, keep: set[str] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """(image ids, label ids, probabilities (rows, labels) float32, other images) of the
-    kept rows. Read one column of one row group at a time and only the kept rows taken:
-    pyarrow's batch reader holds whole row groups (a 150,000-row file written as one group
-    peaked at +525 MB; this way +27 MB, benchmark in tests/test_eval.py)."""
+@dataclass
+class _ParquetRows:
+    """The kept rows of a probabilities Parquet: their image ids, the label ids of the
+    columns, probabilities (rows, labels) float32; the distinct other images, and the rows
+    of the whole file with a NaN or missing score (and the first such row's image)."""
+
+    image_ids: np.ndarray
+    label_ids: np.ndarray
+    probs: np.ndarray
+    others: int
+    missing: int
+    first_missing: str | None
+
+
+def _parquet_rows(path: Path, keep: set[str] | None) -> _ParquetRows:
+    """Read one column of one row group at a time, keeping only the kept rows: pyarrow's
+    batch reader holds whole row groups (a 150,000-row file written as one group peaked at
+    881 MB read whole, 145 MB this way; tests/test_eval.py)."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     parquet = pq.ParquetFile(path, pre_buffer=False)
-    label_cols, ids = _label_columns(path, parquet.schema_arrow)
+    label_cols, label_ids = _label_columns(path, parquet.schema_arrow)
     wanted = pa.array(sorted(keep), pa.string()) if keep is not None else None
-    others, id_parts, prob_parts = _Others(), [], []
+    others, id_parts, prob_parts, missing, first_missing = _Others(), [], [], 0, None
     for group in range(parquet.metadata.num_row_groups):
         image_ids = pc.cast(parquet.read_row_group(group, columns=["image_id"]).column(0), pa.string())
+        image_ids = image_ids.to_numpy(zero_copy_only=False)
+        rows = slice(None)
         if wanted is not None:
-            mine = pc.is_in(image_ids, value_set=wanted)
-            others.add(image_ids.filter(pc.invert(mine)).to_numpy(zero_copy_only=False))
-            rows = pa.array(np.flatnonzero(mine.to_numpy(zero_copy_only=False)))
-            image_ids = image_ids.take(rows)
-        if not len(image_ids):
-            continue
-        id_parts.append(image_ids.to_numpy(zero_copy_only=False))
-        prob_parts.append(np.column_stack([_kept(parquet.read_row_group(group, columns=[c]).column(0),
-                                                 rows if wanted is not None else None) for c in label_cols]))
+            mine = pc.is_in(pa.array(image_ids, pa.string()), value_set=wanted).to_numpy(zero_copy_only=False)
+            others.add(image_ids[~mine])
+            rows = np.flatnonzero(mine)
+        bad = np.zeros(len(image_ids), dtype=bool)
+        kept = []
+        for c in label_cols:  # every score is checked, also those of rows not kept
+            values = parquet.read_row_group(group, columns=[c]).column(0).to_numpy(zero_copy_only=False).astype(np.float32)
+            bad |= np.isnan(values)
+            kept.append(values[rows])
+        if bad.any():
+            missing += int(bad.sum())
+            first_missing = first_missing or str(image_ids[int(np.flatnonzero(bad)[0])])
+        id_parts.append(image_ids[rows])
+        prob_parts.append(np.column_stack(kept) if kept else np.zeros((len(id_parts[-1]), 0), np.float32))
     image_ids = np.concatenate(id_parts) if id_parts else np.zeros(0, dtype=object)
-    probs = np.concatenate(prob_parts) if prob_parts else np.zeros((0, len(ids)), np.float32)
-    return image_ids, ids, probs, len(others)
-
-
-def _kept(column, rows) -> np.ndarray:
-    """A column's values at `rows` (all when None) as float32."""
-    return (column.take(rows) if rows is not None else column).to_numpy(zero_copy_only=False).astype(np.float32)
+    probs = np.concatenate(prob_parts) if prob_parts else np.zeros((0, len(label_ids)), np.float32)
+    return _ParquetRows(image_ids, label_ids, probs, len(others), missing, first_missing)
 
 
 def _label_columns(path: Path, schema) -> tuple[list[str], np.ndarray]:

@@ -161,8 +161,7 @@ class _PeopleCsv:
         self._writer.writerow([for_spreadsheet(v) for v in row])
 
     def writerows(self, rows) -> None:
-        for row in rows:
-            self.writerow(row)
+        self._writer.writerows([for_spreadsheet(v) for v in row] for row in rows)
 
 
 @contextmanager
