@@ -110,3 +110,26 @@ def test_a_report_csv_gives_back_its_exact_ids_to_review_create(tmp_path):
     ids = ["=1+2", "-2", "@x", "cr\rid", "crlf\r\nid", "plain", "'quoted"]
     reports.write_csv(tmp_path / "r.csv", pd.DataFrame({"image_id": ids, "rule": "r"}))
     assert read_image_ids(tmp_path / "r.csv") == ids
+
+
+ODD_NAMES = ["cr\rname", "lf\nname", "crlf\r\nname", 'quo"te', "comma,name", "=SUM(1)", "-minus", "tab\tin", "emoji🙂"]
+
+
+def test_odd_label_names_round_trip_through_csv_and_label_studio(tmp_path):
+    labels, groups = tmp_path / "labels.csv", tmp_path / "groups.csv"
+    with open(groups, "w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows([["group", "cardinality"], ["kind", "multiple"]])
+    with open(labels, "w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows([["labelId", "taskId", "labelName", "taskName"]]
+                                 + [[n + 1, 1, name, "kind"] for n, name in enumerate(ODD_NAMES)])
+    with Workspace.init(tmp_path / "ws", label_map=labels, groups=groups) as ws:
+        ids = [f"img{n}" for n in range(len(ODD_NAMES))]
+        ws.ledger.record_import(format="imat", source="odd.json", split="train",
+                                images=[(i, f"http://x/{i}", None, "active", None) for i in ids],
+                                labels=[(i, [n + 1]) for n, i in enumerate(ids)], quarantined=[], issues=[])
+        export_lib.export(ws, tmp_path / "csv", fmt="csv")
+        export_lib.export(ws, tmp_path / "ls", fmt="labelstudio")
+    with open(tmp_path / "csv" / "train.csv", newline="", encoding="utf-8") as fh:
+        assert [r["labels"] for r in csv.DictReader(fh)] == ODD_NAMES
+    tasks = json.loads((tmp_path / "ls" / "train.labelstudio.json").read_text(encoding="utf-8"))
+    assert [t["annotations"][0]["result"][0]["value"]["choices"] for t in tasks] == [[n] for n in ODD_NAMES]
