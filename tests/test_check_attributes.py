@@ -246,6 +246,7 @@ def test_rules_file_extends_overrides_and_replaces(planted, tmp_path):
     ('[[rule]]\nid = "flag-noise"\n', "id 'flag-noise' is reserved"),
     ('[[rule]]\nid = "fetch"\n', "id 'fetch' is reserved"),
     ('[[rule]]\nid = "review:r1"\n', "id 'review:r1' is reserved"),
+    ('[[rule]]\nid = "blurry"\n', "id 'blurry' is a rule of `ifa curate check-images`"),
     ('[[rule]]\nid = "unseen-pair"\nmin_expected = nan\n', "min_expected must be a finite number >= 0, not nan"),
     ('[[rule]]\nid = "unseen-pair"\nmin_expected = inf\n', "min_expected must be a finite number >= 0, not inf"),
     ('[[rule]\nid = "x"\n', "not valid TOML"),

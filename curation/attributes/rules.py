@@ -29,17 +29,15 @@ from ...taxonomy import Taxonomy
 from ...taxonomy.labels import DATA
 from ..ledger.arrays import LABEL_STATUSES, LabelArrays
 from ..ledger.schema import SPLITS
+from ..rule_files import refuse_reserved, rule_ids
 
 DEFAULT_RULES = DATA.parent / "rules.toml"
 ACTIONS = ("set-aside", "drop-labels", "review", "report")
 SEVERITIES = ("error", "warning", "info")
 COMMON_KEYS = {"id", "kind", "description", "severity", "action", "splits", "enabled"}
 # `restore --rule import` also brings back labels quarantined at import; a rule may not take that name.
-# The rules ifa's own commands write (import, fetch, dedup, flag-noise, review rounds,
-# restore): a user rule under one of these ids would mix its changes with theirs, and that
-# command would then undo them (dedup --apply restores every readable "unreadable-file" image).
-RESERVED_IDS = {"import", "fetch", "duplicate", "unreadable-file", "flag-noise"}
-RESERVED_PREFIXES = ("import:", "review:", "undo:")
+# check-images' rules set images aside under their own ids: a user rule here may not take one.
+IMAGE_RULES = Path(__file__).parents[1] / "image_checks" / "rules.toml"
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -524,9 +522,8 @@ def _read(path: Path) -> dict:
     seen: set[str] = set()
     for n, r in enumerate(rules, start=1):
         rid = r.get("id")
-        if isinstance(rid, str) and (rid in RESERVED_IDS or rid.startswith(RESERVED_PREFIXES)):
-            raise IfaError(f"{path}, rule {n}: id {rid!r} is reserved for ifa's own commands (reserved: "
-                           f"{', '.join(sorted(RESERVED_IDS))} and ids beginning {', '.join(RESERVED_PREFIXES)}); pick another.")
+        if path != DEFAULT_RULES:
+            refuse_reserved(path, n, rid, rule_ids(IMAGE_RULES), "`ifa curate check-images`")
         if not isinstance(rid, str) or not _ID.match(rid):
             raise IfaError(f"{path}, rule {n}: id must be letters, digits, '-', '_' or '.', e.g. id = \"my-rule\".")
         if rid in seen:
