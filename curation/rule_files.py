@@ -10,10 +10,10 @@ from pathlib import Path
 from ..errors import IfaError
 
 
-# The rules ifa's own commands write (import, fetch, dedup, flag-noise, review rounds,
+# The rules ifa's own commands write (import, fetch, dedup, flag-noise, browse, review rounds,
 # restore): a user rule under one of these ids would mix its changes with theirs, and that
 # command would then undo them (dedup --apply restores every readable "unreadable-file" image).
-RESERVED_IDS = frozenset({"import", "fetch", "duplicate", "unreadable-file", "flag-noise"})
+RESERVED_IDS = frozenset({"import", "fetch", "duplicate", "unreadable-file", "flag-noise", "browse"})
 RESERVED_PREFIXES = ("import:", "review:", "undo:")
 
 
