@@ -99,3 +99,14 @@ def test_pixel_cache_and_embedding_model_file_as_links_are_refused(sample_ws, ou
     with pytest.raises(Exception, match="train.u8 is a link"):
         pixel_inputs(baseline.cache_dir(sample_ws), split, 32)
     assert listing(outside)["notes.txt"] == "mine"
+
+
+def test_browse_serves_but_never_caches_a_thumbnail_through_a_linked_thumbs_folder(sample_ws, outside):
+    from ifa.browse.thumbs import thumbnail
+
+    row = sample_ws.ledger.records("SELECT image_id, path, sha256 FROM images WHERE path IS NOT NULL LIMIT 1")[0]
+    (sample_ws.root / "thumbs").symlink_to(outside)
+    before = listing(outside)
+    data = thumbnail(sample_ws.root, row["image_id"], row["path"], row["sha256"])
+    assert data and data[:2] == b"\xff\xd8"  # a JPEG, served
+    assert listing(outside) == before
