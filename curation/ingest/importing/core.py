@@ -49,7 +49,7 @@ PROBLEMS = {
     "unreadable-path": "skipped",  # a symlink loop or a link to nothing
     "link-outside": "skipped, no path stored",  # a link whose real file is outside the imported folder
     "bad-id": "skipped",  # an id with a NUL character, or longer than LIMITS allow
-    "too-long": "skipped",  # a url or label longer than LIMITS allow
+    "bad-url": "skipped",  # a url with a NUL character, or longer than LIMITS allow
     "annotation-without-image": "skipped",
 }
 HARMLESS = {"duplicate-entry"}
@@ -65,16 +65,18 @@ STAGE_CHUNK = 20_000
 
 @dataclass(frozen=True)
 class Limit:
-    chars: int
+    most: int
     why: str
 
 
-# The longest value each field may hold; a longer one is a problem naming its entry, found
-# before it is staged, so a 200 MB string costs one read of it, never a copy per step.
+# The most each part of an input may hold; more is a problem naming its entry (a label is
+# quarantined, an entry skipped), found before it is staged, so a huge value is read once and
+# never copied per step. A JSON file nested deeper is refused before it is parsed.
 LIMITS = {
-    "id": Limit(1024, "4x the 255-byte file name limit of common file systems; ids become file names on export"),
-    "label": Limit(256, "10x the longest taxonomy name; also keeps integers far below Python's 4,300-digit limit"),
-    "url": Limit(8192, "the request-line limit of common web servers (nginx, Apache): a longer URL cannot be fetched"),
+    "id": Limit(1024, "characters: 4x the 255-byte file name limit of common file systems (ids name files on export)"),
+    "label": Limit(256, "characters (digits for a numeric id): 10x the longest taxonomy name"),
+    "url": Limit(8192, "characters: the request-line limit of common web servers, so a longer URL cannot be fetched"),
+    "depth": Limit(64, "levels of JSON nesting: the challenge format needs 4, and the parser's memory grows with depth"),
 }
 
 
@@ -138,8 +140,8 @@ Repeat = Callable[[Entry, Staged, "bool | None"], tuple[list[Issue], "str | None
 class ImportResult:
     """What this import did (a rerun counts only what it added). `problems` counts each
     problem kind; `report` is the CSV listing every problem with its image and the action
-    taken ("" when nothing was new and nothing was skipped: then nothing was recorded and no
-    report written)."""
+    taken ("" when there was none). When nothing was new, nothing was recorded, and the
+    report lists only the images skipped as already in another split."""
 
     format: str
     source: str
@@ -182,20 +184,15 @@ def check_args(split: str, on_error: str) -> None:
         raise IfaError(f"--on-error must be 'skip' or 'fail', not {on_error!r}.")
 
 
-def id_problem(value: str) -> str | None:
-    """What is wrong with an image id (a NUL, or over the id limit), or None."""
-    if len(value) > LIMITS["id"].chars:
-        return f"the id is {len(value):,} characters, over the limit of {LIMITS['id'].chars:,}"
+def text_problem(kind: str, value) -> str | None:
+    """What is wrong with an id or url (a NUL character, or over its limit in LIMITS), or None."""
+    if not isinstance(value, str):
+        return None
+    most = LIMITS[kind].most
+    if len(value) > most:
+        return f"its {kind} is {len(value):,} characters, over the limit of {most:,}"
     if "\x00" in value:
-        return f"the id {clip(value.replace(chr(0), '<NUL>'))!r} contains a NUL character"
-    return None
-
-
-def too_long(field_name: str, value) -> str | None:
-    """What is wrong when a text value is over its field's limit, or None."""
-    limit = LIMITS[field_name].chars
-    if isinstance(value, str) and len(value) > limit:
-        return f"its {field_name} is {len(value):,} characters, over the limit of {limit:,}"
+        return f"its {kind} {clip(value)!r} contains a NUL character"
     return None
 
 
@@ -257,12 +254,12 @@ class LabelResolver:
         group = None
         if isinstance(raw, tuple):
             group, raw = raw
-        if isinstance(raw, str) and len(raw) > LIMITS["label"].chars:
-            text = clip(raw)
-            return f"Label {text!r} is {len(raw):,} characters, over the limit of {LIMITS['label'].chars}.", text
-        if isinstance(raw, str) and (group or self.mapping):
-            hit = self.mapping.get((group, _fold(raw))) if group else self.anywhere.get(_fold(raw))
-            if hit is not None:
+        wrong = _label_problem(raw)
+        if wrong:
+            return wrong
+        if isinstance(raw, str) and self.mapping:
+            hit = (group, self.mapping.get((group, _fold(raw)))) if group else self.anywhere.get(_fold(raw))
+            if hit is not None and hit[1] is not None:
                 group, raw = hit
         if isinstance(raw, str) and _INTEGER.match(raw.strip()):
             raw = int(raw.strip())
@@ -287,6 +284,20 @@ class LabelResolver:
         except UnknownLabel as exc:
             message = f"Unknown {group} label {name!r}." if group else str(exc)
             return message, name
+
+
+def _label_problem(raw) -> tuple[str, str] | None:
+    """(what is wrong, the text kept quarantined) for a label value over the label limit or
+    with a NUL character (SQLite text ends at a NUL), else None."""
+    most = LIMITS["label"].most
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw.bit_length() > most * 3.32:  # over `most` digits
+        text = str(raw)  # the imat source reads numbers of up to LONGEST_NUMBER digits
+        return f"Label id {clip(text)} has {len(text):,} digits, over the limit of {most}.", clip(text)
+    if isinstance(raw, str) and len(raw) > most:
+        return f"Label {clip(raw)!r} is {len(raw):,} characters, over the limit of {most}.", clip(raw)
+    if isinstance(raw, str) and "\x00" in raw:
+        return f"Label {clip(raw)!r} contains a NUL character.", raw.replace("\x00", "\ufffd")
+    return None
 
 
 def _fold(text: str) -> str:
@@ -462,9 +473,10 @@ def _conclude(ws: Workspace, source: Source, found: list[Issue], staged: ImportS
     nothing_new = written["import_id"] is None
     # The report is written after the commit (a kill before it leaves no report of an import
     # that never happened) and atomically; `ifa history --csv` rebuilds it from the ledger.
-    report = "" if nothing_new else str(_write_report(ws, rows))
-    if nothing_new:
-        rows, counts = [], {}
+    if nothing_new:  # a rerun that adds nothing reports only what it skipped (ids in another split)
+        rows = [row for row in rows if row[1] == "other-split"]
+        counts = dict(Counter(problem for _, problem, _, _ in rows))
+    report = str(_write_report(ws, rows)) if rows else ""  # no problems, no report file
     return ImportResult(
         format=source.format, source=str(source.path), split=source.split, images_read=images_read,
         images_added=written["images_added"], images_existing=written["images_existing"],

@@ -13,8 +13,8 @@ from ....progress import SILENT, Progress
 from ...ledger import SPLITS
 from ...workspace import Workspace
 from .core import (DIFFERENT_LABELS, Entry, ImportResult, Issue, Issues, LabelResolver, Source, Staged, Stager,
-                   check_args, clip, different_labels, finish, id_problem, same_labels)
-from .files import OTHER_SCHEMES, SCHEME, check_file, is_url, stem, usable_file
+                   check_args, clip, different_labels, finish, same_labels, text_problem)
+from .files import OTHER_SCHEMES, SCHEME, check_file, is_url, link_outside, stem, usable_file
 
 
 @dataclass(frozen=True)
@@ -103,9 +103,13 @@ def _entries(file: Path, columns: Columns, sep: str) -> Iterator[Entry | Issue]:
         if not iid:
             yield Issue(None, "malformed-entry", f"line {line} has no image id")
             continue
-        why = id_problem(iid)
+        why = text_problem("id", iid)
         if why:
             yield Issue(None, "bad-id", f"line {line}: {why}")
+            continue
+        why = text_problem("url", where) if is_url(where) else None
+        if why:
+            yield Issue(iid, "bad-url", f"line {line}: {why}")
             continue
         split = cells[columns.split].strip().lower() if columns.split else ""
         if split and split not in SPLITS:
@@ -194,4 +198,8 @@ def _source(iid: str, where: str, base: Path, line: int) -> tuple[str | None, st
     path, why = usable_file(candidate)
     if why:
         return None, str(path), (Issue(iid, "missing-file", f"line {line}: {why}"),), "import: image file missing"
+    outside = link_outside(where, path, base)
+    if outside:
+        issue = Issue(iid, outside.problem, f"line {line}: {outside.detail}", "image set aside, no path stored")
+        return None, None, (issue,), "import: its file is outside the CSV's folder"
     return None, str(path), (), None

@@ -66,18 +66,33 @@ def usable_file(path: Path) -> tuple[Path, str]:
     return Path(os.path.realpath(path)), ""
 
 
+def inside(real: Path | str, root: Path | str) -> bool:
+    """Whether the real path `real` lies in the folder `root` (itself a real path)."""
+    return os.path.commonpath([str(real), str(root)]) == str(root)
+
+
+def link_outside(path: str, real: Path | str, root: Path) -> Issue | None:
+    """The problem when `path`'s real file leaves `root` (the imported folder): it is refused so
+    that no path outside what was imported (a link to /etc/passwd) reaches the ledger."""
+    root = os.path.realpath(root)
+    if inside(real, root):
+        return None
+    return Issue(stem(path), "link-outside", f"{path} resolves to {real}, outside {root}; its path was not stored")
+
+
 def walk_images(folder: Path) -> Iterator[str | Issue]:
-    """Image files under `folder`, and an Issue for each symlink loop or link to nothing
-    (os.walk does not follow linked folders, so a looping folder link is never entered)."""
+    """Image files under `folder` (their real paths are inside it), and an Issue for each symlink
+    loop, link to nothing or link out of the folder (os.walk does not follow linked folders, so a
+    looping folder link is never entered)."""
     for dirpath, _, names in os.walk(folder):
         for name in names:
             if Path(name).suffix.lower() in IMAGE_SUFFIXES:
                 path = os.path.join(dirpath, name)
-                _, why = usable_file(Path(path))
+                real, why = usable_file(Path(path))
                 if why:
                     yield Issue(stem(path), "unreadable-path", why)
                     continue
-                yield path
+                yield link_outside(path, real, folder) or path
 
 
 def stem(where: str) -> str:

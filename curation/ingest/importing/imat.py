@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+from contextlib import contextmanager
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,8 +15,8 @@ from ....errors import IfaError
 from ....progress import SILENT, Progress
 from ...workspace import Workspace
 from . import core
-from .core import (DIFFERENT_LABELS, KEPT_ACTIVE, Entry, ImportResult, Issue, Issues, LabelCodes, Source, Staged,
-                   Stager, check_args, different_labels, finish, same_labels)
+from .core import (DIFFERENT_LABELS, KEPT_ACTIVE, LIMITS, Entry, ImportResult, Issue, Issues, LabelCodes, Source,
+                   Staged, Stager, check_args, different_labels, finish, same_labels, text_problem)
 from .files import check_file, check_folder, stem, walk_images
 
 if TYPE_CHECKING:
@@ -34,7 +36,7 @@ def import_imat(ws: Workspace, file: Path, split: str, images_dir: Path | None =
     source = _ChallengeFile(file)
     issues = Issues()
     keys = _Keys()
-    with ws.ledger.import_staging() as staged:
+    with _long_numbers(), ws.ledger.import_staging() as staged:
         with progress.task(f"reading {file.name}") as task:
             stager = Stager(staged, issues, _repeat).run(_image_entries(source, keys))
             values = _stage_annotations(source, issues, staged)
@@ -61,12 +63,20 @@ def _image_entries(source: "_ChallengeFile", keys: _Keys) -> Iterator[Entry | Is
         if iid is None:
             yield Issue(None, "malformed-entry", f"images[{n}] has no imageId/image_id")
             continue
+        why = text_problem("id", str(iid))
+        if why:
+            yield Issue(None, "bad-id", f"images[{n}]: {why}")
+            continue
         keys.camel += "imageId" in entry
         keys.snake += "image_id" in entry
         keys.int_ids &= isinstance(iid, int) and not isinstance(iid, bool)
         url = entry.get("url")
         if isinstance(url, list):  # some dumps give a list of mirrors; the first is canonical
             url = url[0] if url else None
+        why = text_problem("url", url)
+        if why:
+            yield Issue(str(iid), "bad-url", f"images[{n}]: {why}")
+            continue
         yield Entry(n, str(iid), url)
 
 
@@ -85,11 +95,14 @@ def _stage_annotations(source: "_ChallengeFile", issues: Issues, staged: ImportS
     order."""
     labels = LabelCodes()
     annotated = bytearray(staged.entries)  # image position -> 1 once annotated (1 byte an image)
-    pending: list[tuple[int, str | None, list | None]] = []  # (n, id, raw labels; None when malformed)
+    pending: list = []  # (n, id, raw labels; None when malformed), or an Issue
     for n, entry in enumerate(source.entries("annotations")):
         iid = _entry_id(entry)
         raw = entry.get("labelId", entry.get("label_id")) if isinstance(entry, dict) else None
-        if iid is None or not isinstance(raw, list):
+        why = text_problem("id", str(iid)) if iid is not None else None
+        if why:
+            pending.append(Issue(None, "bad-id", f"annotations[{n}]: {why}"))
+        elif iid is None or not isinstance(raw, list):
             pending.append((n, None if iid is None else str(iid), None))
         else:
             pending.append((n, str(iid), raw))
@@ -101,10 +114,15 @@ def _stage_annotations(source: "_ChallengeFile", issues: Issues, staged: ImportS
 
 def _flush_annotations(pending: list, labels: LabelCodes, annotated: bytearray, issues: Issues,
                        staged: ImportStaging) -> None:
-    at_of = iter(staged.positions([iid for _, iid, raw in pending if raw is not None]))
+    entries = [item for item in pending if not isinstance(item, Issue)]
+    at_of = iter(staged.positions([iid for _, iid, raw in entries if raw is not None]))
     rows: list[list] = []  # [position, n, codes] of images first annotated in this chunk
     row_of: dict[int, list] = {}
-    for n, iid, raw in pending:
+    for item in pending:
+        if isinstance(item, Issue):
+            issues.found.append(item)
+            continue
+        n, iid, raw = item
         if raw is None:
             issues.add(iid, "malformed-entry", f"annotations[{n}] needs imageId/image_id and a labelId/label_id list")
             continue
@@ -195,6 +213,11 @@ def _read_json(file: Path) -> dict:
         raise IfaError(f"{file} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.") from None
     except UnicodeDecodeError:
         raise IfaError(f"{file} is not UTF-8 text; is it the challenge's JSON file?") from None
+    except ValueError:
+        raise IfaError(f"{file} holds a number of more than {LONGEST_NUMBER:,} digits; no label id is that long, "
+                       "so fix or remove it and import again.") from None
+    except RecursionError:  # _check_depth refuses such files first; this is the backstop
+        raise IfaError(f"{file} is nested too deep to read.") from None
     if not isinstance(data, dict) or "images" not in data:
         raise IfaError(f"{file} is not in the challenge format: expected an object with an 'images' list "
                        "(and 'annotations' for train and validation).")
@@ -202,6 +225,60 @@ def _read_json(file: Path) -> dict:
 
 
 _MISSING = object()
+# ijson's read size: yajl copies a value split across reads once per read, so a 200 MB string
+# read 64 KB at a time took minutes; 16 MB reads take seconds (benchmarks in the README).
+READ_BUFFER = 1 << 24
+# The most digits a JSON number may have and still be read (a label id over the label limit is
+# then quarantined): Python's own limit of 4,300 would end the read in a ValueError.
+LONGEST_NUMBER = 50_000
+
+
+@contextmanager
+def _long_numbers():
+    before = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(max(before, LONGEST_NUMBER))
+    try:
+        yield
+    finally:
+        sys.set_int_max_str_digits(before)
+
+
+def _check_depth(file: Path) -> None:
+    """Refuse a file nested deeper than LIMITS["depth"] before it is parsed (ijson's memory grows
+    with depth: 20,000 levels took 1 GB), naming the first entry that goes too deep."""
+    import numpy as np
+
+    most, depth, peak = LIMITS["depth"].most, 0, 0
+    with open(file, "rb") as fh:  # brackets inside strings count too: an upper bound, checked below
+        while chunk := fh.read(1 << 22):
+            b = np.frombuffer(chunk, np.uint8)
+            at = b[np.isin(b, (91, 93, 123, 125))]
+            steps = np.cumsum(np.where((at == 91) | (at == 123), 1, -1), dtype=np.int64) + depth
+            if len(steps):
+                peak, depth = max(peak, int(steps.max())), int(steps[-1])
+    if peak > most:
+        _find_too_deep(file, most)
+
+
+def _find_too_deep(file: Path, most: int) -> None:
+    import ijson
+
+    depth, key, n = 0, None, -1
+    try:
+        with open(file, "rb") as fh:
+            for event, value in ijson.basic_parse(fh, use_float=True, buf_size=READ_BUFFER):
+                if event in ("start_map", "start_array"):
+                    depth += 1
+                    n += depth == 2
+                    if depth > most:
+                        raise IfaError(f"{file}: {key}[{n}] is nested more than {most} levels deep (the challenge "
+                                       "format needs 4); fix or remove that entry and import again.")
+                elif event in ("end_map", "end_array"):
+                    depth -= 1
+                elif event == "map_key" and depth == 1:
+                    key, n = value, -1
+    except (ijson.JSONError, ValueError):
+        return  # not valid JSON after all: the reader names the fault
 
 
 class _ChallengeFile:
@@ -222,6 +299,7 @@ class _ChallengeFile:
             raise IfaError(f"{file} does not exist.") from None
         except IsADirectoryError:
             raise IfaError(f"{file} is a folder; give the challenge's JSON file.") from None
+        _check_depth(file)
         if not head.startswith(b"{"):  # not an object: let the json module say what it is
             self.doc = _read_json(file)
 
@@ -234,10 +312,10 @@ class _ChallengeFile:
         if self.doc is None:
             try:
                 with open(self.file, "rb") as fh:
-                    for entry in ijson.items(fh, f"{key}.item", use_float=True):
+                    for entry in ijson.items(fh, f"{key}.item", use_float=True, buf_size=READ_BUFFER):
                         n += 1
                         yield entry
-            except (ijson.JSONError, UnicodeDecodeError):
+            except (ijson.JSONError, UnicodeDecodeError, ValueError):  # ValueError: a number over LONGEST_NUMBER
                 self.doc = _read_json(self.file)  # raises IfaError naming line and column
         if self.doc is not None:
             value = self.doc.get(key, [] if key == "annotations" else None)
@@ -252,7 +330,7 @@ class _ChallengeFile:
         import ijson
 
         with open(self.file, "rb") as fh:
-            value = next(ijson.items(fh, key, use_float=True), _MISSING)
+            value = next(ijson.items(fh, key, use_float=True, buf_size=READ_BUFFER), _MISSING)
         if key == "images" and value is _MISSING:
             raise IfaError(f"{self.file} is not in the challenge format: expected an object with an 'images' "
                            "list (and 'annotations' for train and validation).")
