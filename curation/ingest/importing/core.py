@@ -476,7 +476,9 @@ def _conclude(ws: Workspace, source: Source, found: list[Issue], staged: ImportS
     if nothing_new:  # a rerun that adds nothing reports only what it skipped (ids in another split)
         rows = [row for row in rows if row[1] == "other-split"]
         counts = dict(Counter(problem for _, problem, _, _ in rows))
-    report = str(_write_report(ws, rows)) if rows else ""  # no problems, no report file
+    if not rows:  # no problems, no report file; still sweep what killed report writers left
+        reports.sweep_dead_temps(ws.reports_dir)
+    report = str(_write_report(ws, rows)) if rows else ""
     return ImportResult(
         format=source.format, source=str(source.path), split=source.split, images_read=images_read,
         images_added=written["images_added"], images_existing=written["images_existing"],
