@@ -178,33 +178,37 @@ def cases(root: Path, n_fuzz: int) -> dict[str, list]:
     out["mixed"] = [["folder", {"dir": str(hand / "pics"), "split": "train"}], ["imat", {"file": f, "split": "train"}],
                     ["csv", {"file": c, "split": "validation", "image_col": "file", "labels_col": "tags"}]]
     for k in range(n_fuzz):
-        rng = random.Random(k)
-        d = root / f"fuzz{k}"
-        d.mkdir()
-        fpool = rng.sample(["a", "b", "c", "d", "e", "f", "g", "h", 1, 2, 3, "Ünï"], rng.randint(1, 8))
-        _files(d, [str(p) for p in fpool])
-        steps = []
-        for s in range(rng.randint(1, 4)):
-            split = rng.choice(["train", "train", "validation", "test"])
-            on_error = "fail" if rng.random() < 0.1 else "skip"
-            kind = rng.choice(["imat", "imat", "csv", "csv", "folder"])
-            if kind == "imat":
-                p = d / f"{s}.json"
-                p.write_text(json.dumps(_imat_doc(rng, fpool)))
-                steps.append(["imat", {"file": str(p), "split": split, "on_error": on_error,
-                                       "images": str(d / "pics") if rng.random() < 0.5 else None}])
-            elif kind == "csv":
-                p = d / f"{s}.csv"
-                id_col = rng.random() < 0.3
-                p.write_text(_csv_text(rng, fpool, id_col))
-                steps.append(["csv", {"file": str(p), "split": split, "image_col": "file", "labels_col": "tags",
-                                      "id_col": "id" if id_col else None, "on_error": on_error}])
-            else:
-                steps.append(["folder", {"dir": str(d / rng.choice(["imgs", "pics", "imgs/a"])), "split": split, "on_error": on_error}])
-            if rng.random() < 0.3:
-                steps.append(steps[-1])  # a rerun
-        out[f"fuzz-{k}"] = steps
+        out[f"fuzz-{k}"] = _fuzz_case(root / f"fuzz{k}", k)
     return out
+
+
+def _fuzz_case(d: Path, k: int) -> list:
+    """Seeded random steps (imports of random files, some rerun) over files of their own in `d`."""
+    rng = random.Random(k)
+    d.mkdir()
+    fpool = rng.sample(["a", "b", "c", "d", "e", "f", "g", "h", 1, 2, 3, "Ünï"], rng.randint(1, 8))
+    _files(d, [str(p) for p in fpool])
+    steps = []
+    for s in range(rng.randint(1, 4)):
+        split = rng.choice(["train", "train", "validation", "test"])
+        on_error = "fail" if rng.random() < 0.1 else "skip"
+        kind = rng.choice(["imat", "imat", "csv", "csv", "folder"])
+        if kind == "imat":
+            p = d / f"{s}.json"
+            p.write_text(json.dumps(_imat_doc(rng, fpool)))
+            steps.append(["imat", {"file": str(p), "split": split, "on_error": on_error,
+                                   "images": str(d / "pics") if rng.random() < 0.5 else None}])
+        elif kind == "csv":
+            p = d / f"{s}.csv"
+            id_col = rng.random() < 0.3
+            p.write_text(_csv_text(rng, fpool, id_col))
+            steps.append(["csv", {"file": str(p), "split": split, "image_col": "file", "labels_col": "tags",
+                                  "id_col": "id" if id_col else None, "on_error": on_error}])
+        else:
+            steps.append(["folder", {"dir": str(d / rng.choice(["imgs", "pics", "imgs/a"])), "split": split, "on_error": on_error}])
+        if rng.random() < 0.3:
+            steps.append(steps[-1])  # a rerun
+    return steps
 
 
 def run(pythonpath: str, steps: list, work: Path, tag: str) -> list:

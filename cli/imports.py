@@ -105,11 +105,8 @@ def _render(result, json_out: bool) -> None:
     if json_out:
         render.emit_json(result.to_dict())
         return
-    skipped = result.problems.get("other-split", 0)
     if result.nothing_new:
-        why = f"{skipped:,} images skipped: already in another split" if skipped else \
-            f"all {result.images_existing:,} images were already imported"
-        render.done(f"{result.split}: nothing new: {why}; nothing was recorded "
+        render.done(f"{result.split}: nothing new: {_nothing_new(result)}; nothing was recorded "
                     "(`ifa history --command import` shows the earlier imports)")
     else:
         render.done(
@@ -123,3 +120,15 @@ def _render(result, json_out: bool) -> None:
         render.out.print(render.table("Problems found", ["problem", "#", "action"], rows))
     if result.report:
         render.out.print(f"report: {result.report}")
+
+
+def _nothing_new(result) -> str:
+    """What a rerun that added nothing found: images already there, and entries it skipped."""
+    other = result.problems.get("other-split", 0)
+    rest = sum(result.problems.values()) - other
+    parts = [f"all {result.images_existing:,} images were already imported"] if result.images_existing or not result.problems else []
+    if other:
+        parts.append(f"{other:,} images skipped: already in another split")
+    if rest:
+        parts.append(f"{rest:,} entries skipped (listed below)")
+    return "; ".join(parts)

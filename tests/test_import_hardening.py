@@ -127,3 +127,9 @@ def test_ids_all_in_another_split_say_so_with_a_report(tmp_path, write_json):
 def test_an_import_without_problems_writes_no_report(ws, write_json):
     r = importing.import_imat(ws, write_json("ok.json", {"images": [{"imageId": "a", "url": "http://x/a.jpg"}]}), "train")
     assert r.problems == {} and r.report == "" and not list((ws.root / "reports").glob("import-*"))
+
+
+def test_a_file_whose_every_entry_is_refused_reports_them(ws, write_json):
+    doc = write_json("bad.json", {"images": [{"imageId": "a\u0000"}, {"imageId": "b", "url": "http://x/" + "u" * 9000}]})
+    r = importing.import_imat(ws, doc, "train")
+    assert r.nothing_new and r.problems == {"bad-id": 1, "bad-url": 1} and Path(r.report).is_file()

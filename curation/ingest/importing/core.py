@@ -141,7 +141,8 @@ class ImportResult:
     """What this import did (a rerun counts only what it added). `problems` counts each
     problem kind; `report` is the CSV listing every problem with its image and the action
     taken ("" when there was none). When nothing was new, nothing was recorded, and the
-    report lists only the images skipped as already in another split."""
+    report lists what was skipped: ids in another split, and when none of the input was
+    already imported, every problem."""
 
     format: str
     source: str
@@ -471,11 +472,11 @@ def _conclude(ws: Workspace, source: Source, found: list[Issue], staged: ImportS
             summary={"problems": counts})
         task.advance()
     nothing_new = written["import_id"] is None
-    # The report is written after the commit (a kill before it leaves no report of an import
-    # that never happened) and atomically; `ifa history --csv` rebuilds it from the ledger.
-    if nothing_new:  # a rerun that adds nothing reports only what it skipped (ids in another split)
+    if nothing_new and written["images_existing"]:  # a rerun: its other problems were reported the first time
         rows = [row for row in rows if row[1] == "other-split"]
         counts = dict(Counter(problem for _, problem, _, _ in rows))
+    # The report is written after the commit (a kill before it leaves no report of an import
+    # that never happened) and atomically; `ifa history --csv` rebuilds it from the ledger.
     if not rows:  # no problems, no report file; still sweep what killed report writers left
         reports.sweep_dead_temps(ws.reports_dir)
     report = str(_write_report(ws, rows)) if rows else ""

@@ -225,9 +225,11 @@ def _read_json(file: Path) -> dict:
 
 
 _MISSING = object()
-# ijson's read size: yajl copies a value split across reads once per read, so a 200 MB string
-# read 64 KB at a time took minutes; 16 MB reads take seconds (benchmarks in the README).
+# ijson's read size for a file with a value over LONG_VALUE bytes: yajl copies a value split
+# across reads once per read, so a 200 MB string read 64 KB at a time took minutes and 16 MB
+# at a time seconds; other files keep ijson's 64 KB (16 MB cost them +60% CPU and +150 MB).
 READ_BUFFER = 1 << 24
+LONG_VALUE = 1 << 20
 # The most digits a JSON number may have and still be read (a label id over the label limit is
 # then quarantined): Python's own limit of 4,300 would end the read in a ValueError.
 LONGEST_NUMBER = 50_000
@@ -243,21 +245,26 @@ def _long_numbers():
         sys.set_int_max_str_digits(before)
 
 
-def _check_depth(file: Path) -> None:
-    """Refuse a file nested deeper than LIMITS["depth"] before it is parsed (ijson's memory grows
-    with depth: 20,000 levels took 1 GB), naming the first entry that goes too deep."""
+def _scan(file: Path) -> int:
+    """The read size for ijson: READ_BUFFER when some value may be over LONG_VALUE bytes, else
+    ijson's own. Refuses a file nested deeper than LIMITS["depth"] before it is parsed (ijson's
+    memory grows with depth: 20,000 levels took 1 GB), naming the first entry that goes too deep."""
     import numpy as np
 
-    most, depth, peak = LIMITS["depth"].most, 0, 0
-    with open(file, "rb") as fh:  # brackets inside strings count too: an upper bound, checked below
+    most, depth, peak, gap, last_quote, offset = LIMITS["depth"].most, 0, 0, 0, 0, 0
+    with open(file, "rb") as fh:  # brackets and quotes inside strings count too: upper bounds
         while chunk := fh.read(1 << 22):
             b = np.frombuffer(chunk, np.uint8)
             at = b[np.isin(b, (91, 93, 123, 125))]
             steps = np.cumsum(np.where((at == 91) | (at == 123), 1, -1), dtype=np.int64) + depth
             if len(steps):
                 peak, depth = max(peak, int(steps.max())), int(steps[-1])
+            quotes = np.concatenate(([last_quote], np.flatnonzero(b == 34) + offset, [offset + len(b)]))
+            gap = max(gap, int(np.diff(quotes).max()))
+            last_quote, offset = int(quotes[-2]), offset + len(b)
     if peak > most:
         _find_too_deep(file, most)
+    return READ_BUFFER if gap > LONG_VALUE else 64 * 1024
 
 
 def _find_too_deep(file: Path, most: int) -> None:
@@ -299,7 +306,7 @@ class _ChallengeFile:
             raise IfaError(f"{file} does not exist.") from None
         except IsADirectoryError:
             raise IfaError(f"{file} is a folder; give the challenge's JSON file.") from None
-        _check_depth(file)
+        self.buffer = _scan(file)
         if not head.startswith(b"{"):  # not an object: let the json module say what it is
             self.doc = _read_json(file)
 
@@ -312,7 +319,7 @@ class _ChallengeFile:
         if self.doc is None:
             try:
                 with open(self.file, "rb") as fh:
-                    for entry in ijson.items(fh, f"{key}.item", use_float=True, buf_size=READ_BUFFER):
+                    for entry in ijson.items(fh, f"{key}.item", use_float=True, buf_size=self.buffer):
                         n += 1
                         yield entry
             except (ijson.JSONError, UnicodeDecodeError, ValueError):  # ValueError: a number over LONGEST_NUMBER
@@ -330,7 +337,7 @@ class _ChallengeFile:
         import ijson
 
         with open(self.file, "rb") as fh:
-            value = next(ijson.items(fh, key, use_float=True, buf_size=READ_BUFFER), _MISSING)
+            value = next(ijson.items(fh, key, use_float=True, buf_size=self.buffer), _MISSING)
         if key == "images" and value is _MISSING:
             raise IfaError(f"{self.file} is not in the challenge format: expected an object with an 'images' "
                            "list (and 'annotations' for train and validation).")
