@@ -71,12 +71,17 @@ def test_csv_and_imat_images_refuse_a_link_out_of_their_folder(ws, linked, write
 def test_nul_in_an_id_is_a_problem_naming_the_entry_and_other_characters_are_kept(ws, write_json, tmp_path):
     ids = ["nul\u0000byte", "nul\u0000bite", "cr\rid", "lf\nid", "tab\tid", "quote\"id", "=formula"]
     r = importing.import_imat(ws, write_json("n.json", {"images": [{"imageId": i, "url": f"http://x/{k}.jpg"}
-                                                                   for k, i in enumerate(ids)]}), "train")
-    assert r.problems == {"bad-id": 2} and r.images_added == 5
+                                                                   for k, i in enumerate(ids)],
+                                                        "annotations": [{"imageId": "cr\rid", "labelId": ["a\u0000b", 17]}]}),
+                              "train")
+    assert r.problems == {"bad-id": 2, "unknown-label": 1} and r.images_added == 5
+    assert ws.ledger.image_labels("cr\rid").set_index("label_id")["status"].value_counts().to_dict() == \
+        {"active": 1, "quarantined": 1}  # the NUL label is kept quarantined, not cut at the NUL
     stored = {i for (i,) in ws.ledger.conn.execute("SELECT image_id FROM images")}
     assert stored == set(ids[2:])
     report = Path(r.report).read_text()
     assert "images[0]: its id 'nul\\x00byte' contains a NUL character" in report and "images[1]" in report
+    assert "contains a NUL character" in report.splitlines()[-1]  # the label's problem
     (tmp_path / "n.csv").write_text("file,tags,id\nhttp://x/a.jpg,Dresses,a\u0000b\nhttp://x/c.jpg,Dresses,c\r\n")
     r = importing.import_csv(ws, tmp_path / "n.csv", "validation", "file", "tags", id_col="id")
     assert r.problems == {"bad-id": 1} and "line 2" in Path(r.report).read_text() and ws.ledger.image("c")

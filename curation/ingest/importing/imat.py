@@ -251,14 +251,16 @@ def _scan(file: Path) -> int:
     memory grows with depth: 20,000 levels took 1 GB), naming the first entry that goes too deep."""
     import numpy as np
 
+    step = np.zeros(256, np.int8)
+    step[[ord("["), ord("{")]], step[[ord("]"), ord("}")]] = 1, -1
     most, depth, peak, gap, last_quote, offset = LIMITS["depth"].most, 0, 0, 0, 0, 0
     with open(file, "rb") as fh:  # brackets and quotes inside strings count too: upper bounds
-        while chunk := fh.read(1 << 22):
+        while chunk := fh.read(1 << 20):
             b = np.frombuffer(chunk, np.uint8)
-            at = b[np.isin(b, (91, 93, 123, 125))]
-            steps = np.cumsum(np.where((at == 91) | (at == 123), 1, -1), dtype=np.int64) + depth
-            if len(steps):
-                peak, depth = max(peak, int(steps.max())), int(steps[-1])
+            at = step[b]
+            levels = np.cumsum(at[at != 0], dtype=np.int64) + depth
+            if len(levels):
+                peak, depth = max(peak, int(levels.max())), int(levels[-1])
             quotes = np.concatenate(([last_quote], np.flatnonzero(b == 34) + offset, [offset + len(b)]))
             gap = max(gap, int(np.diff(quotes).max()))
             last_quote, offset = int(quotes[-2]), offset + len(b)
