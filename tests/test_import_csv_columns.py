@@ -101,3 +101,16 @@ def test_a_bad_split_cell_is_a_problem_naming_the_line(ws, tmp_path):
     r = importing.import_csv(ws, tmp_path / "s.csv", "train", "url", "tags", split_col="split")
     assert r.problems == {"malformed-entry": 1} and ws.ledger.image("b")["split"] == "test"
     assert "line 2: split 'val' is not one of train, validation, test" in Path(r.report).read_text()
+
+
+def test_bad_group_of_and_map_are_one_line_errors(tmp_path):
+    ws = tmp_path / "ws"
+    assert subprocess.run([sys.executable, "-m", "ifa.cli.app", "init", "-w", str(ws)], capture_output=True).returncode == 0
+    (tmp_path / "l.csv").write_text("url,shade\nhttp://x/a.jpg,Red\n")
+    (tmp_path / "m.csv").write_text("group,value,label\ncolor,Rot,Red\n")
+    base = ["import", "csv", str(tmp_path / "l.csv"), "-s", "train", "--image-col", "url", "--labels-col", "shade", "-w", str(ws)]
+    for extra, says in ((["--group-of", "shade"], "--group-of takes COLUMN=GROUP"),
+                        (["--map", str(tmp_path / "m.csv")], "needs the columns group, source_value and label")):
+        done = subprocess.run([sys.executable, "-m", "ifa.cli.app", *base, *extra], capture_output=True, text=True)
+        text = " ".join((done.stdout + done.stderr).split())
+        assert done.returncode == 1 and says in text and "Traceback" not in text, text
