@@ -59,25 +59,24 @@ class _Keys:
 
 def _image_entries(source: "_ChallengeFile", keys: _Keys) -> Iterator[Entry | Issue]:
     for n, entry in enumerate(source.entries("images")):
-        iid = _entry_id(entry)
-        if iid is None:
+        raw = _entry_id(entry)
+        if raw is None:
             yield Issue(None, "malformed-entry", f"images[{n}] has no imageId/image_id")
             continue
-        why = text_problem("id", str(iid))
-        if why:
-            yield Issue(None, "bad-id", f"images[{n}]: {why}")
+        iid = str(raw)
+        if len(iid) > _ID_MOST or "\x00" in iid:  # inline: the common case costs no call
+            yield Issue(None, "bad-id", f"images[{n}]: {text_problem('id', iid)}")
             continue
         keys.camel += "imageId" in entry
         keys.snake += "image_id" in entry
-        keys.int_ids &= isinstance(iid, int) and not isinstance(iid, bool)
+        keys.int_ids &= isinstance(raw, int) and not isinstance(raw, bool)
         url = entry.get("url")
         if isinstance(url, list):  # some dumps give a list of mirrors; the first is canonical
             url = url[0] if url else None
-        why = text_problem("url", url)
-        if why:
-            yield Issue(str(iid), "bad-url", f"images[{n}]: {why}")
+        if isinstance(url, str) and (len(url) > _URL_MOST or "\x00" in url):
+            yield Issue(iid, "bad-url", f"images[{n}]: {text_problem('url', url)}")
             continue
-        yield Entry(n, str(iid), url)
+        yield Entry(n, iid, url)
 
 
 def _repeat(entry: Entry, first: Staged, same: bool | None) -> tuple[list[Issue], str | None]:
@@ -99,13 +98,13 @@ def _stage_annotations(source: "_ChallengeFile", issues: Issues, staged: ImportS
     for n, entry in enumerate(source.entries("annotations")):
         iid = _entry_id(entry)
         raw = entry.get("labelId", entry.get("label_id")) if isinstance(entry, dict) else None
-        why = text_problem("id", str(iid)) if iid is not None else None
-        if why:
-            pending.append(Issue(None, "bad-id", f"annotations[{n}]: {why}"))
+        iid = None if iid is None else str(iid)
+        if iid is not None and (len(iid) > _ID_MOST or "\x00" in iid):
+            pending.append(Issue(None, "bad-id", f"annotations[{n}]: {text_problem('id', iid)}"))
         elif iid is None or not isinstance(raw, list):
-            pending.append((n, None if iid is None else str(iid), None))
+            pending.append((n, iid, None))
         else:
-            pending.append((n, str(iid), raw))
+            pending.append((n, iid, raw))
         if len(pending) >= core.STAGE_CHUNK:
             _flush_annotations(pending, labels, annotated, issues, staged)
     _flush_annotations(pending, labels, annotated, issues, staged)
@@ -225,6 +224,7 @@ def _read_json(file: Path) -> dict:
 
 
 _MISSING = object()
+_ID_MOST, _URL_MOST = LIMITS["id"].most, LIMITS["url"].most
 # ijson's read size for a file with a value over LONG_VALUE bytes: yajl copies a value split
 # across reads once per read, so a 200 MB string read 64 KB at a time took minutes and 16 MB
 # at a time seconds; other files keep ijson's 64 KB (16 MB cost them +60% CPU and +150 MB).
