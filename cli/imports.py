@@ -119,7 +119,7 @@ def _render(result, json_out: bool) -> None:
         rows = [(k, f"{v:,}", result.actions.get(k) or importing.PROBLEMS.get(k, "")) for k, v in sorted(result.problems.items())]
         render.out.print(render.table("Problems found", ["problem", "#", "action"], rows))
     if result.report:
-        render.out.print(f"report: {result.report}")
+        render.out.print(f"report: {render.link(result.report)}", soft_wrap=True)
 
 
 def _nothing_new(result) -> str:

@@ -17,7 +17,6 @@ from ..progress import SILENT
 if TYPE_CHECKING:
     from rich.console import Console  # rich.progress and rich.table load when something is drawn, not at start-up
     from rich.progress import Progress
-    from rich.table import Table
 
 _CONSOLES = {"out": {}, "err": {"stderr": True}}
 
@@ -68,14 +67,41 @@ def emit_json_text(chunks: Iterable[str]) -> None:
     write("\n")
 
 
-def table(title: str, columns: Iterable[str], rows: Iterable[Iterable[Any]], **kwargs) -> Table:
+def link(path: str | Path) -> str:
+    """A report's path as an absolute file:// URL, which a terminal or browser opens from anywhere."""
+    return Path(path).resolve().as_uri()
+
+
+def table(title: str, columns: Iterable[str], rows: Iterable[Iterable[Any]], **kwargs):
+    """A rich table of `rows` under `columns`. Every word of a cell keeps its own line, so an
+    id, rule id, URL or path is never cut: other words wrap first, and when the longest words
+    of all columns cannot stand side by side in the terminal, each row is printed as
+    `column: value` lines instead."""
     from rich.table import Table
+    columns = list(columns)
+    cells = [["" if v is None else str(v) for v in row] for row in rows]
+    widest = [max([len(w) for w in col.split()] + [len(w) for row in cells for w in row[i].split()] + [1])
+              for i, col in enumerate(columns)]
+    if sum(widest) + 3 * len(columns) + 1 > _console("out").width:
+        return _records(title, columns, cells)
     t = Table(title=title, title_justify="left", **kwargs)
-    for col in columns:
-        t.add_column(col, justify="right" if col.startswith(("#", "%")) or col in ("images", "labels") else "left")
-    for row in rows:
-        t.add_row(*("" if v is None else str(v) for v in row))
+    for col, width in zip(columns, widest):
+        t.add_column(col, min_width=width, overflow="fold",
+                     justify="right" if col.startswith(("#", "%")) or col in ("images", "labels") else "left")
+    for row in cells:
+        t.add_row(*row)
     return t
+
+
+def _records(title: str, columns: list[str], cells: list[list[str]]):
+    """`table`'s narrow-terminal form: a row per block, `column: value` a line, nothing cut."""
+    from rich.console import Group
+    from rich.text import Text
+    lines = [Text(title, style="italic")]
+    for row in cells:
+        lines.append(Text(""))
+        lines += [Text(f"{col or '-'}: {value}", overflow="fold") for col, value in zip(columns, row) if value]
+    return Group(*lines)
 
 
 class _RichTask:
@@ -141,48 +167,3 @@ class RichProgress:
 def done(message: str) -> None:
     """A one-line result on stderr (stdout is kept for the main output)."""
     _console("err").print(f"[green]✓[/] {message}")
-
-
-def dedup_report(result) -> None:
-    """`ifa curate dedup`'s summary: warnings first, counts, the clusters that matter most, the reports."""
-    for line in result.warnings:
-        _console("out").print(f"[bold yellow]warning:[/] {line}")
-    how = ("identical files" if result.method is None else
-           f"{result.method} <= {result.threshold} bits, verified at >= {result.min_similarity:g} + identical files")
-    done(f"{result.images_considered:,} images ({how}): {result.images_hashed:,} hashed, "
-         f"{result.images_cached:,} from cache, {len(result.unreadable):,} unreadable, "
-         f"{len(result.skipped_no_file):,} without a local file (skipped)")
-    verb = "set aside" if result.applied else "would set aside"
-    rows = [("clusters", f"{len(result.clusters):,}"),
-            ("images in clusters", f"{sum(len(c.members) for c in result.clusters):,}"),
-            ("identical-file pairs", f"{result.exact_pairs:,}"),
-            ("candidate pairs (hash) / verified copies", f"{result.candidate_pairs:,} / {result.verified_pairs:,}"),
-            ("validation images with a train duplicate", f"{result.cross_split_by_split.get('validation', 0):,}"),
-            ("test images with a train duplicate", f"{result.cross_split_by_split.get('test', 0):,}"),
-            ("clusters with conflicting labels", f"{result.label_conflicts:,}"),
-            (verb, f"{len(result.set_aside):,}"),
-            (f"{verb} as unreadable files (rule unreadable-file)", f"{len(result.unreadable_set_aside):,}")]
-    if result.unreadable_restored:
-        rows.append(("restored: readable again", f"{len(result.unreadable_restored):,}"))
-    _console("out").print(table("Duplicates", ["", "#"], rows))
-    if result.unreadable:
-        counts: dict[str, int] = {}
-        for u in result.unreadable:
-            counts[u["reason"]] = counts.get(u["reason"], 0) + 1
-        _console("out").print(table("Unreadable images", ["reason", "#"], sorted(counts.items())))
-
-    def member(m) -> str:
-        sim = "-" if m.similarity is None else f"{m.similarity:.2f}"
-        return f"{m.image_id} ({m.split}, d={m.distance}, sim={sim})"
-
-    top = [(c.keep, len(c.members), ", ".join(member(m) for m in c.members[1:4]) + (" ..." if len(c.members) > 4 else ""),
-            "LARGE" if c.large else ("cross-split" if c.cross_split else ""),
-            "labels differ" if c.label_conflict else "") for c in result.clusters[:10]]
-    if top:
-        _console("out").print(table("Clusters (large ones, cross-split and label conflicts first)",
-                                    ["keep", "#", "set aside", "", ""], top))
-    for note in result.notes:
-        _console("out").print(f"[yellow]note:[/] {note}")
-    if not result.applied and (result.set_aside or result.unreadable_set_aside):
-        _console("out").print("Nothing changed. Run again with --apply to set the duplicates aside.")
-    _console("out").print(f"report: {result.report_html}\npairs:  {result.report_csv}")

@@ -344,5 +344,33 @@ V9_DEDUP_FLAT_BORDERS = """
 DELETE FROM image_hashes;
 """
 
+# `ifa curate check-images`: per-file picture statistics, kept while the file (path, size,
+# mtime) and the statistics' version are unchanged, so a rerun decodes nothing unchanged.
+V10_IMAGE_STATS = """
+CREATE TABLE image_stats (
+    image_pk   INTEGER PRIMARY KEY REFERENCES images(pk),
+    path       TEXT NOT NULL,
+    bytes      INTEGER NOT NULL,
+    mtime_ns   INTEGER NOT NULL,
+    version    INTEGER NOT NULL,      -- image_checks.statistics.VERSION that measured it
+    stats      BLOB,                  -- float32 values in STAT_NAMES order; NULL when unreadable
+    thumb_hash BLOB,                  -- 256-bit difference hash of the whole picture
+    reason     TEXT                   -- why the file could not be measured, else NULL
+);
+"""
+
+# `ifa browse` (ledger/browse.py): keyset pages of any slice. Each index ends in the image's
+# key, so a slice filtered by a label, a status or a rule comes out in pk order without a sort.
+V11_BROWSE_INDEXES = """
+CREATE INDEX IF NOT EXISTS labels_label_status ON labels(label_id, status, image_pk);
+CREATE INDEX IF NOT EXISTS labels_status_rule ON labels(status_rule, image_pk) WHERE status_rule IS NOT NULL;
+CREATE INDEX IF NOT EXISTS labels_other_sources ON labels(source) WHERE source != 'import';
+CREATE INDEX IF NOT EXISTS images_split ON images(split);
+CREATE INDEX IF NOT EXISTS images_status ON images(status);
+CREATE INDEX IF NOT EXISTS images_status_rule ON images(status_rule) WHERE status_rule IS NOT NULL;
+CREATE INDEX IF NOT EXISTS images_duplicate_of ON images(status_reason) WHERE status_rule = 'duplicate';
+"""
+
 MIGRATIONS: list[str] = [V1_FOUNDATION, V2_FETCHES, V3_REVIEW_QUEUE, V4_HASHES, V5_REVIEW, V6_RAW_LABEL_NAMES,
-                         V7_DEDUP_SIGNATURES, V8_REVIEW_POOL, V9_DEDUP_FLAT_BORDERS]
+                         V7_DEDUP_SIGNATURES, V8_REVIEW_POOL, V9_DEDUP_FLAT_BORDERS, V10_IMAGE_STATS,
+                         V11_BROWSE_INDEXES]
