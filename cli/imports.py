@@ -42,24 +42,44 @@ def imat(
 @app.command("csv")
 def csv(
     file: Annotated[Path, typer.Argument(help="CSV with one row per image.")],
-    split: SplitArg,
+    split: Annotated[str, typer.Option("--split", "-s", help="train, validation or test (with --split-col: for rows whose split cell is empty).")],
     image_col: Annotated[str, typer.Option(help="Column with the image's file path (relative to the CSV) or URL.")],
-    labels_col: Annotated[str, typer.Option(help="Column with label names or ids.")],
-    sep: Annotated[str, typer.Option(help="Separator between labels in --labels-col.")] = "|",
+    labels_col: Annotated[list[str], typer.Option(help="Column with label names or ids; repeat it for several columns.")],
+    sep: Annotated[str, typer.Option(help="Separator between labels in a --labels-col cell.")] = "|",
     id_col: Annotated[Optional[str], typer.Option(help="Column with the image id (default: file name without extension).")] = None,
+    split_col: Annotated[Optional[str], typer.Option(help="Column with each row's split: train, validation or test.")] = None,
+    label_map: Annotated[Optional[Path], typer.Option("--map", help="CSV with columns group,source_value,label: maps the source's values to taxonomy labels.")] = None,
+    group_of: Annotated[Optional[list[str]], typer.Option(help="COL=GROUP: look a --labels-col's values up in one group only; repeatable.")] = None,
     on_error: OnErrorOpt = "skip",
     workspace: WorkspaceOpt = DEFAULT_WS,
     json_out: JsonOpt = False,
 ) -> None:
-    """Import a CSV of images and their labels (names, any case, or ids).
+    """Import a CSV of images and their labels (names, any case, or ids), from one or more columns.
 
-    Example: ifa import csv photos.csv --split train --image-col file --labels-col labels --sep '|'
+    Each --labels-col cell may hold several labels joined by --sep; values a --map does not
+    map and the taxonomy lacks are kept quarantined with their text.
+
+    Example: ifa import csv labels.csv --split train --image-col image_file
+    --labels-col imat_category --labels-col imat_color --group-of imat_color=color --split-col split --sep '|'
     """
     from ..curation.ingest import importing
+    groups = _groups(group_of or [])
     with open_workspace(workspace, "import csv") as ws:
         result = importing.import_csv(ws, file, split, image_col, labels_col, sep, id_col, on_error,
-                                      render.RichProgress(quiet=json_out))
+                                      render.RichProgress(quiet=json_out), split_col=split_col, label_map=label_map,
+                                      group_of=groups)
     _render(result, json_out)
+
+
+def _groups(pairs: list[str]) -> dict[str, str]:
+    from ..errors import IfaError
+    out = {}
+    for pair in pairs:
+        col, eq, group = pair.rpartition("=")
+        if not eq or not col or not group:
+            raise IfaError(f"--group-of takes COLUMN=GROUP (e.g. imat_color=color), not {pair!r}.")
+        out[col] = group
+    return out
 
 
 @app.command("folder")
@@ -86,14 +106,29 @@ def _render(result, json_out: bool) -> None:
         render.emit_json(result.to_dict())
         return
     if result.nothing_new:
-        render.done(f"{result.split}: nothing new: all {result.images_existing:,} images were already imported; "
-                    "nothing was recorded (`ifa history --command import` shows the earlier imports)")
-        return
-    render.done(
-        f"{result.split}: {result.images_added:,} images added, {result.images_existing:,} already there, "
-        f"{result.labels_added:,} labels added, {result.set_aside:,} set aside, {result.quarantined_labels:,} labels quarantined"
-    )
+        render.done(f"{result.split}: nothing new: {_nothing_new(result)}; nothing was recorded "
+                    "(`ifa history --command import` shows the earlier imports)")
+    else:
+        render.done(
+            f"{result.split}: {result.images_added:,} images added, {result.images_existing:,} already there, "
+            f"{result.labels_added:,} labels added, {result.set_aside:,} set aside, {result.quarantined_labels:,} labels quarantined"
+        )
+    if result.splits:
+        render.out.print("by split: " + ", ".join(f"{k} {v:,}" for k, v in result.splits.items()))
     if result.problems:
         rows = [(k, f"{v:,}", result.actions.get(k) or importing.PROBLEMS.get(k, "")) for k, v in sorted(result.problems.items())]
         render.out.print(render.table("Problems found", ["problem", "#", "action"], rows))
-    render.out.print(f"report: {render.link(result.report)}", soft_wrap=True)
+    if result.report:
+        render.out.print(f"report: {render.link(result.report)}", soft_wrap=True)
+
+
+def _nothing_new(result) -> str:
+    """What a rerun that added nothing found: images already there, and entries it skipped."""
+    other = result.problems.get("other-split", 0)
+    rest = sum(result.problems.values()) - other
+    parts = [f"all {result.images_existing:,} images were already imported"] if result.images_existing or not result.problems else []
+    if other:
+        parts.append(f"{other:,} images skipped: already in another split")
+    if rest:
+        parts.append(f"{rest:,} entries skipped (listed below)")
+    return "; ".join(parts)

@@ -64,7 +64,7 @@ WANT_REPORT = [
 def _import(tmp_path: Path, name: str, chunk: int, monkeypatch, steps) -> tuple[list, list, dict]:
     """Import each (doc, split) into a new workspace staging `chunk` entries at a time; returns
     the results, the report rows and the ledger's rows."""
-    monkeypatch.setattr(importing, "STAGE_CHUNK", chunk)
+    monkeypatch.setattr(importing.core, "STAGE_CHUNK", chunk)
     results, reports = [], []
     with Workspace.init(tmp_path / name) as ws:
         for k, (doc, split) in enumerate(steps):

@@ -1,8 +1,7 @@
-"""TEMP tables that hold a challenge-file import while it is read (issue 17c).
+"""TEMP tables that hold an import (challenge JSON, CSV or folder) while it is read.
 
-The importer streams the JSON and stages it here chunk by chunk, so it keeps no Python object
-per image: at 5M images the id -> position dict, url list and label codes it kept instead
-grew ~0.3 GiB per million images (5M peaked at 1.38 GiB; now 0.06 GiB at 1M and 5M alike).
+The importer streams its source and stages it here chunk by chunk, so it keeps no Python
+object per image (memory stays flat from 1M to 5M images: benchmarks/import_scale.py).
 TEMP tables live in SQLite's temporary file (temp_store FILE), read through a bounded page
 cache, and vanish with the connection: a killed import leaves the ledger as it was, and nothing
 reaches the ledger's own tables until `Ledger.record_import(staging=...)` moves the staged rows
@@ -20,10 +19,11 @@ import sqlite3
 from typing import Iterable, Iterator
 
 _TABLES = (
-    # n: the entry's place in the images list; kind: 0 no url, 1 text, 2 not text (url then
-    # holds its JSON, reported and dropped by the importer); has_url: the url was truthy.
+    # n: the entry's place in its source; kind: 0 no url, 1 text, 2 not text (url then holds
+    # its JSON, reported and dropped by the importer); has_url: the url was truthy; source: what
+    # the source named (a CSV cell, a file path); split: the entry's own split (NULL: the import's).
     "CREATE TEMP TABLE import_images (n INTEGER PRIMARY KEY, image_id TEXT NOT NULL UNIQUE, url TEXT, "
-    "kind INTEGER NOT NULL, has_url INTEGER NOT NULL)",
+    "kind INTEGER NOT NULL, has_url INTEGER NOT NULL, source TEXT, split TEXT)",
     # One row per annotated image (pos = its n in import_images): the first annotation's place
     # and the JSON list of the label codes (the importer's codes of distinct raw values).
     "CREATE TEMP TABLE import_annotations (pos INTEGER PRIMARY KEY, n INTEGER NOT NULL, codes TEXT NOT NULL)",
@@ -68,7 +68,7 @@ class ImportStaging:
 
     # ---- reading the images list -------------------------------------------------------
     def add_images(self, rows: list[list], entries: int) -> set[int]:
-        """Stage [n, image_id, url text, kind, has_url] rows in file order; `entries` is the
+        """Stage [n, image_id, url text, kind, has_url, source, split] rows in file order; `entries` is the
         number of images-list entries read so far. Returns the n of rows whose image_id was
         staged before (earlier in the file or in `rows`): those rows are not staged."""
         self.entries = entries
@@ -78,8 +78,9 @@ class ImportStaging:
         # Rows travel as one JSON array (as Ledger.record_import does); DO NOTHING keeps the
         # first entry of an id, json_each reads in order.
         cur = self.conn.execute(
-            "INSERT INTO import_images(n, image_id, url, kind, has_url) "
-            "SELECT value->>0, value->>1, value->>2, value->>3, value->>4 FROM json_each(?) WHERE true "
+            "INSERT INTO import_images(n, image_id, url, kind, has_url, source, split) "
+            "SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6 "
+            "FROM json_each(?) WHERE true "
             "ON CONFLICT(image_id) DO NOTHING", (payload,))
         self.images_read += cur.rowcount
         self.offered += cur.rowcount
@@ -89,9 +90,10 @@ class ImportStaging:
             "SELECT value->>0 FROM json_each(?) WHERE NOT EXISTS (SELECT 1 FROM import_images s WHERE s.n = value->>0)",
             (payload,))}
 
-    def first_url(self, image_id: str) -> tuple[str | None, int]:
-        """(url text, kind) of the staged entry of `image_id`."""
-        return self.conn.execute("SELECT url, kind FROM import_images WHERE image_id = ?", (image_id,)).fetchone()
+    def first(self, image_id: str) -> tuple[int, str | None, int, str | None]:
+        """(n, url text, kind, source) of the staged entry of `image_id`."""
+        return self.conn.execute("SELECT n, url, kind, source FROM import_images WHERE image_id = ?",
+                                 (image_id,)).fetchone()
 
     # ---- reading the annotations list --------------------------------------------------
     def positions(self, image_ids: list[str]) -> list[int | None]:
@@ -139,9 +141,10 @@ class ImportStaging:
         self.conn.execute("UPDATE import_images SET url = NULL, kind = 0 WHERE n = ?", (pos,))
 
     def splits(self, split: str, same: bool, image_ids: list[str] | None = None) -> list[tuple[str, str]]:
-        """(image_id, split) of staged images the ledger already holds in `split` (same=True)
-        or in another split (same=False); only among `image_ids` when given."""
-        where = "i.split = ?" if same else "i.split != ?"
+        """(image_id, split) of staged images the ledger already holds in their split (same=True)
+        or in another split (same=False); `split` is the split of entries that name none; only
+        among `image_ids` when given."""
+        where = "i.split = coalesce(s.split, ?)" if same else "i.split != coalesce(s.split, ?)"
         if image_ids is None:
             return self.conn.execute(
                 f"SELECT s.image_id, i.split FROM import_images s JOIN main.images i ON i.image_id = s.image_id WHERE {where}",
@@ -149,6 +152,13 @@ class ImportStaging:
         return self.conn.execute(
             "SELECT s.image_id, i.split FROM json_each(?) j JOIN import_images s ON s.image_id = j.value "
             f"JOIN main.images i ON i.image_id = s.image_id WHERE {where}", (json.dumps(image_ids), split)).fetchall()
+
+    def split_counts(self, split: str) -> dict[str, int]:
+        """split -> images staged, when some entry named its own split; else {}."""
+        if not self.conn.execute("SELECT 1 FROM import_images WHERE split IS NOT NULL LIMIT 1").fetchone():
+            return {}
+        return dict(self.conn.execute(
+            "SELECT coalesce(split, ?) AS s, count(*) FROM import_images GROUP BY s ORDER BY s", (split,)).fetchall())
 
     def remove(self, image_ids: list[str]) -> None:
         """Unstage these images (and so their annotations, which join through them)."""
@@ -186,7 +196,7 @@ class ImportStaging:
         its rows: a known id only gains a missing url or path). Returns the rows offered."""
         conn.execute(
             "INSERT INTO images(image_id, split, url, path, status, status_reason, status_rule, status_command, import_id) "
-            "SELECT s.image_id, ?1, s.url, p.path, CASE WHEN a.image_id IS NULL THEN 'active' ELSE 'set_aside' END, "
+            "SELECT s.image_id, coalesce(s.split, ?1), s.url, p.path, CASE WHEN a.image_id IS NULL THEN 'active' ELSE 'set_aside' END, "
             "a.reason, CASE WHEN a.image_id IS NOT NULL THEN 'import' END, ?2, ?3 "
             "FROM import_images s LEFT JOIN import_paths p ON p.n = s.n "
             "LEFT JOIN import_set_aside a ON a.image_id = s.image_id WHERE true ORDER BY s.n "
