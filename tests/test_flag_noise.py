@@ -71,19 +71,32 @@ def test_planted_errors_rank_first(ws, tmp_path):
     assert all(hits[:5]) and np.mean(hits) >= 0.8
     assert sum(hits) >= planted / 2
     kind = dict(zip(keys, flags["kind"]))
-    assert all(kind[k] == "wrong" for k in wrong if k in kind) and all(kind[k] == "missing" for k in missing if k in kind)
+    replaces = dict(zip(keys, flags["replaces"].astype(int)))
+    assert all(kind[k] == "wrong" for k in wrong if k in kind)
+    # the right category of a planted swap is a swap for the wrong one given, never a second category
+    right = dict(zip(missing[:len(wrong)], wrong))
+    found_swaps = [k for k in right if k in kind]
+    assert found_swaps and all(kind[k] == "swap" and replaces[k] == right[k][1] for k in found_swaps)
+    assert all(kind[k] == "missing" and replaces[k] == -1 for k in missing[len(wrong):] if k in kind)
     assert flags["score"].is_monotonic_decreasing
     assert result.images_assessed == 220 and result.probs == str(probs)
-    csv = pd.read_csv(result.csv)
-    assert len(csv) == len(flags) and {"image_id", "label_id", "label", "group", "kind", "score", "prob"} <= set(csv.columns)
+    csv = pd.read_csv(result.csv, keep_default_na=False)
+    assert len(csv) == len(flags) and {"image_id", "label_id", "label", "group", "kind", "score", "prob", "replaces",
+                                       "replaces_label"} <= set(csv.columns)
+    swap = csv[csv["kind"] == "swap"].iloc[0]
+    assert swap["replaces_label"] == ws.taxonomy.labels[int(swap["replaces"])].name
     html = Path(result.html).read_text()
-    assert "data:image/jpeg;base64" in html and "suggested:" in html and "✗" in html
+    assert "data:image/jpeg;base64" in html and "✗" in html
+    import html as html_lib
+    assert html_lib.escape(f"swap: {swap['replaces_label']} -> {swap['label']}") in html
 
 
 def test_apply_is_undone_by_restore(ws, tmp_path):
     probs, wrong, _ = _planted_workspace(ws, tmp_path)
     before = ws.ledger.labels_frame(["train"])
-    result = flag_noise.flag_noise(ws, probs=probs, apply=True, top=30)
+    # --min-score 0: every wrong flag of the top 30 is acted on (the default cut, 0.7, keeps
+    # most of these synthetic flags below it: see test_apply_twice_changes_nothing)
+    result = flag_noise.flag_noise(ws, probs=probs, apply=True, top=30, min_score=0.0)
     dropped = result.flags[result.flags["kind"] == "wrong"]
     assert result.applied and result.labels_dropped == len(dropped) > 0
     assert len(set(wrong) & set(zip(dropped["image_id"], dropped["label_id"].astype(int)))) >= len(wrong) / 2
@@ -100,9 +113,9 @@ def test_bad_input_is_a_clear_error(ws, tmp_path):
     with pytest.raises(IfaError, match="--min-score"):
         flag_noise.flag_noise(ws, probs=probs, min_score=2)
     with pytest.raises(IfaError, match="not both"):
-        flag_noise.flag_noise(ws, probs=probs, apply=True, review=flag_noise.ReviewRequest(["a", "b"], "c"))
+        flag_noise.ReviewRequest(["a", "b"], "c").check(apply=True)
     with pytest.raises(IfaError, match="two --annotators"):
-        flag_noise.flag_noise(ws, probs=probs, review=flag_noise.ReviewRequest(["a"], "c"))
+        flag_noise.ReviewRequest(["a"], "c").check()
     frame = pd.read_parquet(probs).drop(columns=["1", "2"])
     frame.to_parquet(tmp_path / "short.parquet")
     with pytest.raises(IfaError, match="lacks 2 label columns"):
@@ -119,10 +132,13 @@ def test_cli_json_shape(ws, tmp_path):
     res = CliRunner().invoke(app, ["curate", "flag-noise", "--probs", str(probs), "--top", "5", "--workspace", root, "--json"])
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
-    assert set(data) == {"flags", "images_flagged", "probs", "unjudged_classes", "suggestions_dropped"}
-    assert len(data["flags"]) == 5 and data["probs"] == str(probs)
-    assert all(set(f) == {"image_id", "label", "kind", "score"} for f in data["flags"])
-    assert all(isinstance(f["label"], int) and f["kind"] in ("wrong", "missing") for f in data["flags"])
+    assert set(data) == {"flags", "images_flagged", "probs", "min_score", "unjudged_classes", "suggestions_dropped",
+                         "expected_seconds", "seconds"}
+    assert len(data["flags"]) == 5 and data["probs"] == str(probs) and data["min_score"] == 0.7
+    assert data["expected_seconds"] is None and data["seconds"] > 0  # nothing to train, so nothing to time
+    assert all(set(f) == {"image_id", "label", "kind", "score"} | ({"replaces"} if f["kind"] == "swap" else set())
+               for f in data["flags"])
+    assert all(isinstance(f["label"], int) and f["kind"] in ("wrong", "missing", "swap") for f in data["flags"])
     scores = [f["score"] for f in data["flags"]]
     assert scores == sorted(scores, reverse=True)
     assert data["images_flagged"] == len({f["image_id"] for f in data["flags"]})
@@ -141,17 +157,21 @@ def test_demo_step_cross_fits_the_sample(sample_ws):
     assert again.to_dict()["flags"] == out["flags"]
 
 
-def test_review_without_review_rounds_says_so(ws, tmp_path):
+def test_review_request_is_checked_before_any_work(ws, tmp_path):
+    """The CLI starts the review round (flag.py never imports annotation/): a request without
+    a tiebreaker is refused in one line before anything is ranked, written or changed."""
+    import subprocess
+    import sys
+
     probs, _, _ = _planted_workspace(ws, tmp_path)
-    request = flag_noise.ReviewRequest(["a@x.org", "b@x.org"], None)
-    with pytest.raises(IfaError, match="--tiebreaker"):
-        flag_noise.flag_noise(ws, probs=probs, top=5, review=request)
-    try:
-        import ifa.annotation.rounds  # noqa: F401
-    except ImportError:
-        with pytest.raises(IfaError, match="not available"):
-            flag_noise.flag_noise(ws, probs=probs, top=5, review=flag_noise.ReviewRequest(["a@x.org", "b@x.org"], "c@x.org"))
-    assert ws.ledger.dropped_labels(rule=flag_noise.RULE).empty  # nothing changed either way
+    root = str(ws.root)
+    ws.close()
+    res = CliRunner().invoke(app, ["curate", "flag-noise", "--probs", str(probs), "--top", "5", "--review",
+                                   "--annotators", "a@x.org", "b@x.org", "--workspace", root])
+    assert res.exit_code == 1 and isinstance(res.exception, IfaError) and "--tiebreaker" in str(res.exception)
+    assert not list((Path(root) / "reports").glob("flag-noise*"))
+    code = "import sys, ifa.curation.noise.flag; print(any(m.startswith('ifa.annotation') for m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
 
 
 # ---- suggestions that respect the attribute rules; heads on embeddings -----------------------------
@@ -199,18 +219,23 @@ def test_no_suggestion_breaks_a_rule(ws, tmp_path):
     swaps = {(i, BLOUSES) for i in split.image_ids[has(T_SHIRTS)]}
     # without rules the planted rule breakers are suggested (so the check below can fail)
     loose = flag_noise.flag_noise(ws, probs=probs, min_score=0.0, rules=RuleSet([]))
-    loose_missing = set(zip(loose.flags.loc[loose.flags["kind"] == "missing", "image_id"],
-                            loose.flags.loc[loose.flags["kind"] == "missing", "label_id"].astype(int)))
+    loose_sugg = loose.flags[loose.flags["kind"] != "wrong"]
+    loose_missing = set(zip(loose_sugg["image_id"], loose_sugg["label_id"].astype(int)))
     assert len(loose_missing & breakers) >= 40
 
     result = flag_noise.flag_noise(ws, probs=probs, min_score=0.0)
-    missing = result.flags[result.flags["kind"] == "missing"]
+    missing = result.flags[result.flags["kind"] != "wrong"]  # suggestions: missing labels and swaps
     suggested = set(zip(missing["image_id"], missing["label_id"].astype(int)))
     assert not suggested & breakers
     real = set(dropped) & loose_missing
     assert len(real) >= 5 and real <= suggested  # the real missing labels stay
     assert "garment-part-on-lower-body-garment" in result.suggestions_dropped
     assert swaps & loose_missing and swaps & loose_missing <= suggested  # swaps are not second categories
+    kind = dict(zip(zip(missing["image_id"], missing["label_id"].astype(int)), missing["kind"]))
+    assert all(kind[k] == "swap" for k in swaps & suggested)
+    tees = dict(zip(split.image_ids, has(T_SHIRTS)))
+    assert (missing.loc[missing["label_id"] == BLOUSES, "replaces"] == T_SHIRTS).all()
+    assert all(tees[i] for i in missing.loc[missing["label_id"] == BLOUSES, "image_id"])
     assert sum(result.suggestions_dropped.values()) == len(loose_missing) - len(missing)
     # with --top, the list keeps its length: rule breakers give way to the next pairs. N reaches
     # the first rule breaker of the unfiltered ranking (the planted real missing labels, p 0.99,
