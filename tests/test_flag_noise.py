@@ -402,3 +402,70 @@ def test_expected_time_is_said_before_training(sample_ws):
     assert notes and training and notes[0] < training[0]
     assert "220 train photos: expected about" in rec.events[notes[0]]
     assert result.cross_fit["expected_seconds"] > 0
+
+
+# ---- a second apply changes nothing ------------------------------------------------------------------
+_KILLED_AFTER_COMMIT = """
+import os, signal, sys
+from ifa.curation import reports
+reports.write_csv = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)  # the ledger has committed; reports are next
+from ifa.cli.app import app
+app(sys.argv[1:])
+"""
+
+
+def _cli(args: list[str], code: str | None = None):
+    import subprocess
+    import sys
+    cmd = [sys.executable, "-c", code, *args] if code else [sys.executable, "-m", "ifa.cli.app", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+def test_apply_twice_changes_nothing(ws, tmp_path):
+    """Real processes: an apply, a second and a third of the same command and probabilities,
+    then one killed right after its commit and its rerun: only the first drops anything."""
+    probs, _, _ = _planted_workspace(ws, tmp_path)
+    root = str(ws.root)
+    before = ws.ledger.labels_frame(["train"])
+    ws.close()
+    args = ["curate", "flag-noise", "--probs", str(probs), "--top", "40", "--min-score", "0.05", "--apply",
+            "--workspace", root, "--json"]
+    runs = [_cli(args) for _ in range(3)]
+    assert [r.returncode for r in runs] == [0, 0, 0], runs[0].stderr
+    first = json.loads(runs[0].stdout)
+    from ifa.curation.workspace import Workspace
+    with Workspace.open(Path(root)) as w:
+        after = w.ledger.labels_frame(["train"])
+        gone = w.ledger.dropped_labels(rule=flag_noise.RULE)
+    wrong = {(f["image_id"], f["label"]) for f in first["flags"] if f["kind"] == "wrong"}
+    assert len(gone) == len(wrong) == len(before) - len(after) > 0
+    assert [json.loads(r.stdout)["flags"] for r in runs[1:]] == [first["flags"]] * 2  # decided the same
+    # a fresh apply on the restored labels, killed after its commit, then rerun as the README says
+    with Workspace.open(Path(root)) as w:
+        restore.restore(w.ledger, rule=flag_noise.RULE)
+    killed = _cli(args, _KILLED_AFTER_COMMIT)
+    assert killed.returncode == -9
+    with Workspace.open(Path(root)) as w:
+        assert len(w.ledger.dropped_labels(rule=flag_noise.RULE)) == len(wrong)
+    rerun = _cli(args)
+    assert rerun.returncode == 0 and json.loads(rerun.stdout)["flags"] == first["flags"]
+    with Workspace.open(Path(root)) as w:
+        pd.testing.assert_frame_equal(w.ledger.labels_frame(["train"]), after)
+    # without --min-score the cut is the default: a wrong flag under it stays in the list, not dropped
+    low = _cli(["curate", "flag-noise", "--probs", str(probs), "--top", "40", "--workspace", root, "--json"])
+    listed = json.loads(low.stdout)
+    assert listed["min_score"] == 0.7 and any(f["score"] < 0.7 for f in listed["flags"])
+
+
+@pytest.mark.slow
+def test_cross_fit_apply_twice_changes_nothing(ws, tmp_path):
+    """A small CNN cross-fitted on the photos: the second apply trains on the same labels (its
+    own drops count as given), resumes the same fold models and drops nothing more (before,
+    each apply retrained on what the last one left and dropped 20 more)."""
+    _planted_workspace(ws, tmp_path)
+    from ifa.curation.noise.model.config import TrainConfig
+
+    config = TrainConfig(epochs=2, image_size=24)
+    drops = [flag_noise.flag_noise(ws, config=config, folds=2, top=20, min_score=0.0, apply=True).labels_dropped
+             for _ in range(3)]
+    assert drops[0] > 0 and drops[1:] == [0, 0]
