@@ -166,7 +166,7 @@ def test_reports_and_review_file(planted):
     assert csv.name.startswith("check-attributes-") and csv.parent == ws.reports_dir
     import pandas as pd
     table = pd.read_csv(csv, dtype=str, keep_default_na=False)
-    assert list(table.columns) == ["image_id", "split", "rule", "label_ids", "labels", "action"]
+    assert list(table.columns) == ["image_id", "split", "rule", "label_ids", "labels", "action", "decision"]
     assert len(table) == sum(len(v) for v in _expected(p).values())
     row = table[(table["rule"] == "strapless-contradiction")].iloc[0]
     assert (row["image_id"], row["label_ids"], row["action"]) == (p["strapless"], f"{STRAPLESS} {TURTLENECKS}", "set-aside")
@@ -175,7 +175,8 @@ def test_reports_and_review_file(planted):
     assert html.count("data:image/jpeg;base64,") >= 10  # the sample's photos are local: thumbnails
     assert "no local image" in html  # planted-unknown has only a URL
     assert "Strapless with Turtlenecks: A turtleneck is a high collar" in html
-    assert "with any sleeve label or any neckline label" in html and "drops: Short Sleeves" in html  # each pair's why is in the report
+    assert "with any sleeve label or any neckline label" in html  # each pair's why is in the report
+    assert "drops Short Sleeves: no more labels than the side kept (Sneakers)" in html  # and which side went, and why
     review = Path(result.review_files["train"])
     assert review.read_text().split() == [p["gender"]]
 
@@ -351,3 +352,76 @@ def test_streamed_json_is_the_json_of_to_dict(planted, write_json):
     assert text == json.dumps(result.to_dict(), indent=2, ensure_ascii=False)
     clean = attributes.check(ws.ledger, ws.taxonomy, splits=["test"])
     assert "".join(clean.json_chunks()) == json.dumps(clean.to_dict(), indent=2, ensure_ascii=False)
+
+
+SLIPPERS, FEMALE = 172, 66
+
+
+def _shirt_labelled_slippers(ws):
+    """A real T-shirt photo of the sample labelled as Myntra's image 10804 was: Slippers +
+    Collared + its own Short Sleeves (the category is the wrong side); and a real shoe photo
+    labelled Sneakers + Short Sleeves (the sleeve is). Returns (shirt id, shoe id)."""
+    train = _annotations("train")
+    shirt = sorted(i for i, labs in train.items() if labs == [SHORT_SLEEVES, T_SHIRTS])[0]
+    shoe = sorted(i for i, labs in train.items() if not labs)[0]
+    ws.ledger.apply_changes([Change("drop_label", shirt, T_SHIRTS, rule="test-plant")]
+                            + [Change("add_label", shirt, l, rule="test-plant", source="test") for l in (SLIPPERS, COLLARED)]
+                            + [Change("add_label", shoe, l, rule="test-plant", source="test") for l in (SNEAKERS, SHORT_SLEEVES)])
+    return shirt, shoe
+
+
+def _status(ws, image_id: str) -> dict[int, str]:
+    return ws.ledger.image_labels(image_id).set_index("label_id")["status"].to_dict()
+
+
+def test_drop_labels_without_probabilities_sends_the_outnumbered_side_to_review(sample_ws):
+    """Without cross-fitted probabilities, a drop-labels rule never removes more labels than it
+    keeps: the shirt labelled Slippers keeps Collared and Short Sleeves and goes to review;
+    the shoe with one sleeve label loses it. The report says which side and why."""
+    ws = sample_ws
+    shirt, shoe = _shirt_labelled_slippers(ws)
+    result = attributes.run(ws, apply=True)
+    assert _status(ws, shirt) == {SLIPPERS: "active", COLLARED: "active", SHORT_SLEEVES: "active", T_SHIRTS: "dropped"}
+    assert _status(ws, shoe)[SHORT_SLEEVES] == "dropped" and _status(ws, shoe)[SNEAKERS] == "active"
+    queued = review_queue(ws.ledger, rules=["garment-part-on-non-garment"], statuses=("pending",))
+    assert queued["image_id"].tolist() == [shirt]
+    rows = result.hits[result.hits["rule"] == "garment-part-on-non-garment"].set_index("image_id")
+    assert rows.loc[shirt, "decision"].startswith("to review: dropping Collared, Short Sleeves would remove more labels")
+    assert rows.loc[shoe, "decision"].startswith("drops Short Sleeves")
+    again = attributes.check(ws.ledger, ws.taxonomy, apply=True)  # queued, so not hit again
+    assert again.changes == {"set_aside": 0, "drop_label": 0, "review": 0}
+
+
+def test_drop_labels_drops_the_side_the_model_finds_less_likely(sample_ws):
+    """With flag-noise's cross-fitted probabilities in the workspace, the side the model finds
+    less likely goes: Slippers on the shirt, Short Sleeves on the shoe."""
+    from ifa.curation.noise.model.probs import cross_fitted, write_probs
+
+    ws = sample_ws
+    shirt, shoe = _shirt_labelled_slippers(ws)
+    tax = ws.taxonomy
+    ids = ws.ledger.images_frame(["train"])["image_id"].to_numpy()
+    probs = np.full((len(ids), len(tax.label_ids)), 0.05, dtype=np.float32)
+    col = lambda l: tax.column_of([l])[0]  # noqa: E731
+    row = {i: r for r, i in enumerate(ids)}
+    probs[row[shirt], [col(SLIPPERS), col(COLLARED), col(SHORT_SLEEVES)]] = [0.02, 0.81, 0.9]
+    probs[row[shoe], [col(SNEAKERS), col(SHORT_SLEEVES)]] = [0.95, 0.04]
+    write_probs(cross_fitted(ws.root), ids, tax.label_ids, probs)
+    result = attributes.run(ws, apply=True)
+    assert _status(ws, shirt) == {SLIPPERS: "dropped", COLLARED: "active", SHORT_SLEEVES: "active", T_SHIRTS: "dropped"}
+    assert _status(ws, shoe)[SHORT_SLEEVES] == "dropped" and _status(ws, shoe)[SNEAKERS] == "active"
+    rows = result.hits[result.hits["rule"] == "garment-part-on-non-garment"].set_index("image_id")
+    assert rows.loc[shirt, "decision"] == "drops Slippers: the model finds it less likely (p 0.02) than Collared, Short Sleeves (p 0.90)"
+    assert rows.loc[shoe, "decision"] == "drops Short Sleeves: the model finds it less likely (p 0.04) than Sneakers (p 0.95)"
+    assert "drops Slippers: the model finds it less likely" in Path(result.report_html).read_text()
+    assert review_queue(ws.ledger, rules=["garment-part-on-non-garment"], statuses=None).empty
+
+
+def test_male_with_female_is_a_contradiction(sample_ws):
+    ws = sample_ws
+    shirt = sorted(i for i, labs in _annotations("train").items() if labs == [SHORT_SLEEVES, T_SHIRTS])[0]
+    ws.ledger.apply_changes([Change("add_label", shirt, l, rule="test-plant", source="test") for l in (MALE, FEMALE)])
+    result = attributes.check(ws.ledger, ws.taxonomy)
+    row = result.hits[result.hits["rule"] == "gender-contradiction"]
+    assert row["image_id"].tolist() == [shirt] and row["label_ids"].tolist() == [f"{FEMALE} {MALE}"]
+    assert "Male with Female: An item is made for men or for women" in " ".join(result.rules["gender-contradiction"].details)

@@ -17,10 +17,8 @@ from ...workspace import Workspace
 from . import train as trainer
 from .baseline import model_folder, resolve_config, split_inputs, validator
 from .data import Inputs, Split, fingerprint, read_split
-from .probs import write_probs
+from .probs import OOS_FILE, write_probs
 from .config import TrainConfig
-
-OOS_FILE = "oos-probs.parquet"
 
 
 def assign_folds(labels: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
