@@ -469,3 +469,29 @@ def test_cross_fit_apply_twice_changes_nothing(ws, tmp_path):
     drops = [flag_noise.flag_noise(ws, config=config, folds=2, top=20, min_score=0.0, apply=True).labels_dropped
              for _ in range(3)]
     assert drops[0] > 0 and drops[1:] == [0, 0]
+
+
+def test_no_suggestion_gives_an_item_two_genders(ws, tmp_path):
+    """Female items the model takes for Male: Male is never suggested beside Female (Male with
+    Female is a contradiction in the default rules), unless Female is flagged wrong there."""
+    from ifa.curation.attributes.rules import RuleSet
+    from ifa.curation.ledger import Change
+
+    importing.import_imat(ws, split_file("train"), "train", images_dir=IMAGES_DIR)
+    tax = ws.taxonomy
+    MALE, FEMALE = 106, 66
+    ids = read_split(ws.ledger, tax, "train").image_ids
+    ws.ledger.apply_changes([Change("add_label", i, FEMALE if n < 110 else MALE, rule="test-plant", source="test")
+                             for n, i in enumerate(ids)])
+    split = read_split(ws.ledger, tax, "train")
+    rng = np.random.default_rng(5)
+    probs = np.where(split.labels, rng.beta(8, 2, split.labels.shape), rng.beta(1, 40, split.labels.shape))
+    probs[:40, tax.column_of([MALE])[0]] = 0.97  # the model is sure these Female items are Male
+    path = write_probs(tmp_path / "oos.parquet", split.image_ids, tax.label_ids, probs.astype(np.float32))
+    loose = flag_noise.flag_noise(ws, probs=path, min_score=0.0, rules=RuleSet([]))
+    assert (loose.flags["label_id"] == MALE).sum() >= 10  # without the rules, two genders are suggested
+    result = flag_noise.flag_noise(ws, probs=path, min_score=0.0)
+    wrong_female = set(result.flags.loc[(result.flags["kind"] == "wrong") & (result.flags["label_id"] == FEMALE), "image_id"])
+    male = set(result.flags.loc[result.flags["label_id"] == MALE, "image_id"])
+    assert male <= wrong_female
+    assert result.suggestions_dropped.get("gender-contradiction", 0) >= 10
