@@ -19,7 +19,7 @@ from .defaults import describe_seconds
 
 # Batches left out before the rate is measured (the first ones pay for allocation and warm-up),
 # and how much training the rate is measured on before it is stated.
-SKIP_ROWS_BATCHES = 2
+SKIP_BATCHES = 2
 MEASURE_BATCHES = 20
 MEASURE_SHARE = 0.02  # of all training rows, so a long run is timed over more than a blip
 
@@ -62,7 +62,7 @@ class Clock:
         trained = sum(self._done)
         now = time.perf_counter()
         if self._mark is None:
-            if self._batches(trained) >= SKIP_ROWS_BATCHES:
+            if self._batches(trained) >= SKIP_BATCHES:
                 self._mark = (now, trained)
             return
         measured = trained - self._mark[1]
@@ -94,7 +94,10 @@ class Clock:
         return rows // max(self.batch_size, 1)
 
     def _needed(self) -> int:
-        return max(MEASURE_BATCHES * self.batch_size, int(MEASURE_SHARE * sum(self.fold_rows)))
+        """Rows to measure before stating: MEASURE_BATCHES or MEASURE_SHARE, at most a
+        quarter of a small run (so one too short for them still states its time early)."""
+        total = sum(self.fold_rows)
+        return max(min(max(MEASURE_BATCHES * self.batch_size, int(MEASURE_SHARE * total)), total // 4), 1)
 
 
 @dataclass
