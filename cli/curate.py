@@ -139,53 +139,49 @@ def dedup(
     render.dedup_report(result)
 
 
+_ProbsOpt = Annotated[Optional[Path], typer.Option(
+    "--probs", help="Parquet of OUT-OF-SAMPLE probabilities (image_id + one column per label id), e.g. from your own "
+    "cross-validation. Probabilities from a model that trained on these very labels have memorised their errors and "
+    "hide them. Without --probs, ifa cross-fits its baseline model.")]
+_FoldsOpt = Annotated[int, typer.Option("--folds", help="K for cross-fitting: each image is scored by a model trained on the other K-1 folds.")]
+_TopOpt = Annotated[Optional[int], typer.Option("--top", help="Keep only the N most likely errors.")]
+_MinScoreOpt = Annotated[Optional[float], typer.Option("--min-score", help=(
+    f"The cut: flags whose estimated probability of being an error is at least this are acted on (--apply, --review) "
+    f"and, without --top, listed (default {DEFAULT_MIN_SCORE}). --top lists the rest below the cut."))]
+_ApplyOpt = Annotated[bool, typer.Option("--apply", help=(
+    "Drop the wrong labels flagged at or above the cut; swaps and missing labels are never applied. Applying again "
+    "changes nothing (undo: ifa curate restore --rule flag-noise)."))]
+_ReviewOpt = Annotated[bool, typer.Option("--review", help="Send the images flagged at or above the cut to a review round (needs --annotators A B and --tiebreaker C).")]
+_AnnotatorsOpt = Annotated[Optional[tuple[str, str]], typer.Option("--annotators", help="The two annotators of the review round: --annotators A B.")]
+_TiebreakerOpt = Annotated[Optional[str], typer.Option("--tiebreaker", help="Who breaks ties in the review round.")]
+_RunOpt = Annotated[str, typer.Option("--name", help="Folder under <workspace>/models/ for the cross-fitted fold models.")]
+_NoiseRulesOpt = Annotated[Optional[Path], typer.Option(
+    "--rules", help="Attribute rules TOML (as check-attributes): a suggested label that would break one is not shown.",
+    exists=True, dir_okay=False)]
+
+
 @app.command("flag-noise")
 def flag_noise(
-    probs: Annotated[Optional[Path], typer.Option("--probs", help="Parquet of OUT-OF-SAMPLE probabilities (image_id + one column per label id), "
-                                                              "e.g. from your own cross-validation. Probabilities from a model that trained on "
-                                                              "these very labels have memorised their errors and hide them. Without --probs, "
-                                                              "ifa cross-fits its baseline model.")] = None,
-    folds: Annotated[int, typer.Option("--folds", help="K for cross-fitting: each image is scored by a model trained on the other K-1 folds.")] = FLAG_NOISE_FOLDS,
-    top: Annotated[Optional[int], typer.Option("--top", help="Keep only the N most likely errors.")] = None,
-    min_score: Annotated[Optional[float], typer.Option("--min-score", help=f"The cut: flags whose estimated probability of being an error is at least this are acted on (--apply, --review) and, without --top, listed (default {DEFAULT_MIN_SCORE}). --top lists the rest below the cut.")] = None,
-    apply: Annotated[bool, typer.Option("--apply", help="Drop the wrong labels flagged at or above the cut; swaps and missing labels are never applied. Applying again changes nothing (undo: ifa curate restore --rule flag-noise).")] = False,
-    review: Annotated[bool, typer.Option("--review", help="Send the images flagged at or above the cut to a review round (needs --annotators A B and --tiebreaker C).")] = False,
-    annotators: Annotated[Optional[tuple[str, str]], typer.Option("--annotators", help="The two annotators of the review round: --annotators A B.")] = None,
-    tiebreaker: Annotated[Optional[str], typer.Option("--tiebreaker", help="Who breaks ties in the review round.")] = None,
-    run: Annotated[str, typer.Option("--name", help="Folder under <workspace>/models/ for the cross-fitted fold models.")] = DEFAULT_RUN,
-    backbone: model_cli.BackboneOpt = DEFAULT_BACKBONE,
-    loss: model_cli.LossOpt = "bce",
-    epochs: model_cli.EpochsOpt = FLAG_NOISE_EPOCHS,
-    batch_size: model_cli.BatchOpt = 64,
-    lr: model_cli.LrOpt = FLAG_NOISE_LR,
-    image_size: model_cli.ImageSizeOpt = FLAG_NOISE_IMAGE_SIZE,
-    input_size: model_cli.InputSizeOpt = None,
-    seed: model_cli.SeedOpt = 0,
-    weights: model_cli.WeightsOpt = None,
-    features: model_cli.FeaturesOpt = None,
-    device: model_cli.DeviceOpt = "cpu",
-    rules: Annotated[Optional[Path], typer.Option(
-        "--rules", help="Attribute rules TOML (as check-attributes): a suggested label that would break one is not shown.",
-        exists=True, dir_okay=False)] = None,
-    workspace: WorkspaceOpt = DEFAULT_WS,
-    json_out: JsonOpt = False,
+    probs: _ProbsOpt = None, folds: _FoldsOpt = FLAG_NOISE_FOLDS, top: _TopOpt = None, min_score: _MinScoreOpt = None,
+    apply: _ApplyOpt = False, review: _ReviewOpt = False, annotators: _AnnotatorsOpt = None,
+    tiebreaker: _TiebreakerOpt = None, run: _RunOpt = DEFAULT_RUN,
+    backbone: model_cli.BackboneOpt = DEFAULT_BACKBONE, loss: model_cli.LossOpt = "bce",
+    epochs: model_cli.EpochsOpt = FLAG_NOISE_EPOCHS, batch_size: model_cli.BatchOpt = 64, lr: model_cli.LrOpt = FLAG_NOISE_LR,
+    image_size: model_cli.ImageSizeOpt = FLAG_NOISE_IMAGE_SIZE, input_size: model_cli.InputSizeOpt = None,
+    seed: model_cli.SeedOpt = 0, weights: model_cli.WeightsOpt = None, features: model_cli.FeaturesOpt = None,
+    device: model_cli.DeviceOpt = "cpu", rules: _NoiseRulesOpt = None,
+    workspace: WorkspaceOpt = DEFAULT_WS, json_out: JsonOpt = False,
 ) -> None:
     """Rank the train split's (image, label) pairs most likely in error: given labels that
     are likely wrong and absent labels that are likely missing.
 
-    Per-class confident-learning thresholds and noise rates, labels competing within
-    single-label groups; each flag's score is the estimated probability that the label is
-    in error, from probabilities calibrated per class against the given labels (a weak
-    model's are overconfident). A suggestion in a single-label group (category, neckline,
-    sleeve, style) beside the image's label there is a swap (old -> new), never a second
-    label; a suggested label that would break an attribute rule on its image (a neckline on
-    shoes or trousers, Male with Female) is left out. Classes the model cannot tell apart
-    are never flagged: the reports list them. Writes CSVs and an HTML page with thumbnails
-    to reports/. --json prints {"flags": [{"image_id", "label" (label id), "kind":
-    "wrong"|"missing"|"swap", "score", "replaces" (swaps: the label id replaced)}],
-    "images_flagged", "probs", "min_score", "unjudged_classes": [{"label", "name", "group",
-    "images", "lift"}], "suggestions_dropped": {rule: n}, "expected_seconds", "seconds"},
-    most likely error first.
+    Each flag's score is the estimated probability that the label is in error (per-class
+    confident learning on calibrated probabilities). A suggestion in a single-label group
+    beside the image's label there is a swap (old -> new), never a second label; one that
+    would break an attribute rule (a neckline on shoes, Male with Female) is left out.
+    Classes the model cannot tell apart are never flagged: the reports (CSV, HTML with
+    thumbnails, in reports/) list them. --json: flags (image_id, label, kind
+    wrong|missing|swap, score, replaces), min_score, expected_seconds, seconds (README).
 
     Time: without --probs or --features, a small CNN is cross-fitted on the photos
     (4 folds x 6 epochs at 32 px). It times its first batches and states the expected time
