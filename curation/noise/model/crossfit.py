@@ -79,7 +79,8 @@ def out_of_sample(ws: Workspace, config: TrainConfig, folds: int = 5, name: str 
     label_ids = ws.taxonomy.label_ids
     validate = validator(ws, config, label_ids, dev, progress)
     clock = Clock(start if started is None else started,
-                  [config.epochs * int((fold_of != f).sum()) for f in range(folds)], config.batch_size, progress)
+                  [config.epochs * int((fold_of != f).sum()) for f in range(folds)], config.batch_size, progress,
+                  held_out=[int((fold_of == f).sum()) for f in range(folds)])
     probs, histories = fit_folds(root, config, inputs, used.image_ids, used.labels, label_ids, fold_of, dev,
                                  progress, validate, clock)
     path = write_probs(root / OOS_FILE, used.image_ids, label_ids, probs)
@@ -106,8 +107,10 @@ def fit_folds(root: Path, config: TrainConfig, inputs: Inputs, image_ids: np.nda
         histories.append(result.history)
         if clock:
             clock.resumed(f, result.resumed_from * len(fit_rows))
-            clock.fold_finished(f, folds)
         model = trainer.load(Path(result.folder), device).model
-        probs[held] = trainer.predict_probs(model, inputs.subset(held), config, device, progress=progress,
+        probs[held] = trainer.predict_probs(model, inputs.subset(held), config, device,
+                                            progress=clock.watch(f, progress, predicting=True) if clock else progress,
                                             title=f"fold {f + 1}/{folds} out-of-sample")
+        if clock:
+            clock.fold_finished(f, folds)
     return probs, histories
