@@ -517,3 +517,19 @@ def test_no_suggestion_gives_an_item_two_genders(ws, tmp_path):
     male = set(result.flags.loc[result.flags["label_id"] == MALE, "image_id"])
     assert male <= wrong_female
     assert result.suggestions_dropped.get("gender-contradiction", 0) >= 10
+
+
+def test_page_lists_what_it_acts_on_under_the_cut_heading(ws, tmp_path):
+    """--top alone lists flags under the cut too: the page puts them apart, labelled."""
+    import re
+
+    probs, _, _ = _planted_workspace(ws, tmp_path)
+    result = flag_noise.flag_noise(ws, probs=probs, top=30)
+    above, below = int((result.flags["score"] >= 0.7).sum()), int((result.flags["score"] < 0.7).sum())
+    assert above and below and len(result.acted_on) == above
+    page = Path(result.html).read_text()
+    acted = page.index(f"{above:,} likely label errors: score at or above the --min-score cut 0.70")
+    rest = page.index(f"{below:,} flags below the --min-score cut 0.70")
+    scores = [float(s) for s in re.findall(r"max score ([0-9.]+)", page)]
+    cards_above = page[acted:rest].count("max score")
+    assert acted < rest and all(s >= 0.7 for s in scores[:cards_above]) and all(s < 0.7 for s in scores[cards_above:])
