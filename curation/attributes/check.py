@@ -162,8 +162,8 @@ def check(ledger: Ledger, taxonomy: Taxonomy, rules: RuleSet | Sequence[Rule] | 
     Inputs: the ledger and its taxonomy; rules from `load_rules`. Statistical rules compare
     against their reference split even when `splits` leaves it out. probs: out-of-sample
     probabilities (flag-noise's cross-fit): a drop-labels rule drops the side of a hit the
-    model finds less likely; on an image without them, a hit whose culprits outnumber the
-    labels kept goes to review instead (`_sides`).
+    model finds less likely; on an image without them, a hit whose culprits are not fewer
+    than the labels kept goes to review instead (`_sides`).
     Returns a CheckResult; writes no files (see `write_reports` and `run`).
     Raises IfaError for an unknown split; WorkspaceBusy if another command holds the ledger.
     """
@@ -484,8 +484,9 @@ def _sides(rows: pd.DataFrame, hit: np.ndarray, hits: pd.DataFrame, taxonomy: Ta
            probs: Evidence | None) -> _Sides:
     """Which side of each drop-labels hit goes: the culprits (the rule's b side) or the
     context (a side, e.g. the category), whichever the model finds less likely (the larger
-    probability of each side's labels); without probabilities for the image, the culprits,
-    unless they outnumber the labels kept: then the image goes to review, not losing them.
+    probability of each side's labels); without probabilities for the image, the culprits
+    only when they are fewer than the labels kept: otherwise (a tie included) the image goes
+    to review rather than lose them.
 
     rows: the hit's active label rows (label, culprit); hit: (R,) the hit of each row."""
     culprit, label = rows["culprit"].to_numpy(bool), rows["label"].to_numpy(np.int64)
@@ -499,7 +500,7 @@ def _sides(rows: pd.DataFrame, hit: np.ndarray, hits: pd.DataFrame, taxonomy: Ta
     n_b, n_a = np.bincount(local[culprit], minlength=m), np.bincount(local[~culprit], minlength=m)
     judged = np.isfinite(p_a) & np.isfinite(p_b)
     drop_a = judged & (p_a < p_b)
-    review = ~judged & (n_b > n_a)
+    review = ~judged & (n_b >= n_a)  # a tie is no evidence either way: a person decides
     go = np.where(culprit, ~drop_a[local] & ~review[local], drop_a[local])
     names = taxonomy.names(label)
     side_b = [[] for _ in range(m)]
@@ -513,13 +514,13 @@ def _sides(rows: pd.DataFrame, hit: np.ndarray, hits: pd.DataFrame, taxonomy: Ta
 
 def _why(b: str, a: str, p_b: float, p_a: float, review: bool, drop_a: bool) -> str:
     if review:
-        return (f"to review: dropping {b} would remove more labels than it keeps ({a}), and there are no "
-                f"cross-fitted probabilities to say which side is wrong")
+        return (f"to review: dropping {b} would remove as many labels as it keeps ({a}) or more, and there are "
+                f"no cross-fitted probabilities to say which side is wrong")
     if drop_a:
         return f"drops {a}: the model finds it less likely (p {p_a:.2f}) than {b} (p {p_b:.2f})"
     if np.isfinite(p_b) and np.isfinite(p_a):
         return f"drops {b}: the model finds it less likely (p {p_b:.2f}) than {a} (p {p_a:.2f})"
-    return f"drops {b}: no more labels than the side kept ({a}); no cross-fitted probabilities for this image"
+    return f"drops {b}: fewer labels than the side kept ({a}); no cross-fitted probabilities for this image"
 
 
 # ---- the HTML page -------------------------------------------------------------------------------
