@@ -37,6 +37,9 @@ from ..workspace import Workspace
 
 REPORT_NAME = "check-attributes"
 CSV_COLUMNS = ["image_id", "split", "rule", "label_ids", "labels", "action", "decision"]
+# A drop-labels hit is judged by the model only when it finds one side more likely than not: with
+# both sides under this it believes neither (planted wrong categories, benchmarks.flag_noise_judgements).
+MIN_EVIDENCE = 0.5
 CARDS_PER_RULE = 12  # thumbnails per rule in the HTML report: enough to see the pattern
 _JSON_ESCAPE = re.compile(r'[\x00-\x1f\\"]')  # what json.dumps escapes with ensure_ascii=False
 
@@ -484,7 +487,8 @@ def _sides(rows: pd.DataFrame, hit: np.ndarray, hits: pd.DataFrame, taxonomy: Ta
            probs: Evidence | None) -> _Sides:
     """Which side of each drop-labels hit goes: the culprits (the rule's b side) or the
     context (a side, e.g. the category), whichever the model finds less likely (the larger
-    probability of each side's labels); without probabilities for the image, the culprits
+    probability of each side's labels; only when one side reaches MIN_EVIDENCE); without
+    probabilities for the image (or that evidence), the culprits
     only when they are fewer than the labels kept: otherwise (a tie included) the image goes
     to review rather than lose them.
 
@@ -498,7 +502,7 @@ def _sides(rows: pd.DataFrame, hit: np.ndarray, hits: pd.DataFrame, taxonomy: Ta
     np.maximum.at(p_b, local[culprit], np.nan_to_num(p[culprit], nan=-np.inf))
     np.maximum.at(p_a, local[~culprit], np.nan_to_num(p[~culprit], nan=-np.inf))
     n_b, n_a = np.bincount(local[culprit], minlength=m), np.bincount(local[~culprit], minlength=m)
-    judged = np.isfinite(p_a) & np.isfinite(p_b)
+    judged = np.isfinite(p_a) & np.isfinite(p_b) & (np.maximum(p_a, p_b) >= MIN_EVIDENCE)
     drop_a = judged & (p_a < p_b)
     review = ~judged & (n_b >= n_a)  # a tie is no evidence either way: a person decides
     go = np.where(culprit, ~drop_a[local] & ~review[local], drop_a[local])
@@ -507,20 +511,20 @@ def _sides(rows: pd.DataFrame, hit: np.ndarray, hits: pd.DataFrame, taxonomy: Ta
     side_a = [[] for _ in range(m)]
     for k, name, c in zip(local.tolist(), names, culprit.tolist()):
         (side_b if c else side_a)[k].append(name)
-    why = np.array([_why(", ".join(b), ", ".join(a), pb, pa, r, da) for b, a, pb, pa, r, da in
-                    zip(side_b, side_a, p_b, p_a, review, drop_a)], dtype=object)
+    why = np.array([_why(", ".join(b), ", ".join(a), pb, pa, r, da, j) for b, a, pb, pa, r, da, j in
+                    zip(side_b, side_a, p_b, p_a, review, drop_a, judged)], dtype=object)
     return _Sides(np.flatnonzero(go), decided[review], decided, why)
 
 
-def _why(b: str, a: str, p_b: float, p_a: float, review: bool, drop_a: bool) -> str:
+def _why(b: str, a: str, p_b: float, p_a: float, review: bool, drop_a: bool, judged: bool) -> str:
     if review:
-        return (f"to review: dropping {b} would remove as many labels as it keeps ({a}) or more, and there are "
-                f"no cross-fitted probabilities to say which side is wrong")
+        return (f"to review: dropping {b} would remove as many labels as it keeps ({a}) or more, and no "
+                f"cross-fitted probability says which side is wrong")
     if drop_a:
         return f"drops {a}: the model finds it less likely (p {p_a:.2f}) than {b} (p {p_b:.2f})"
-    if np.isfinite(p_b) and np.isfinite(p_a):
+    if judged:
         return f"drops {b}: the model finds it less likely (p {p_b:.2f}) than {a} (p {p_a:.2f})"
-    return f"drops {b}: fewer labels than the side kept ({a}); no cross-fitted probabilities for this image"
+    return f"drops {b}: fewer labels than the side kept ({a}), and no cross-fitted probability says which is wrong"
 
 
 # ---- the HTML page -------------------------------------------------------------------------------
