@@ -450,3 +450,15 @@ def test_male_with_female_is_a_contradiction(sample_ws):
     row = result.hits[result.hits["rule"] == "gender-contradiction"]
     assert row["image_id"].tolist() == [shirt] and row["label_ids"].tolist() == [f"{FEMALE} {MALE}"]
     assert "Male with Female: An item is made for men or for women" in " ".join(result.rules["gender-contradiction"].details)
+
+
+def test_drop_labels_weighs_only_evidence_the_model_believes(sample_ws):
+    """Probabilities under one half on both sides (a model that believes neither) are no
+    evidence: the shoe with one sleeve label goes to review, as without probabilities."""
+    ws = sample_ws
+    shirt, shoe = _shirt_labelled_slippers(ws)
+    evidence = _model_says(ws, {shoe: {SNEAKERS: 0.09, SHORT_SLEEVES: 0.02}})
+    result = attributes.check(ws.ledger, ws.taxonomy, apply=True, probs=evidence)
+    assert _status(ws, shoe)[SHORT_SLEEVES] == "active"
+    rows = result.hits[result.hits["rule"] == "garment-part-on-non-garment"].set_index("image_id")
+    assert rows.loc[shoe, "decision"].startswith("to review")
