@@ -533,3 +533,6 @@ def test_page_lists_what_it_acts_on_under_the_cut_heading(ws, tmp_path):
     scores = [float(s) for s in re.findall(r"max score ([0-9.]+)", page)]
     cards_above = page[acted:rest].count("max score")
     assert acted < rest and all(s >= 0.7 for s in scores[:cards_above]) and all(s < 0.7 for s in scores[cards_above:])
+    default = flag_noise.flag_noise(ws, probs=probs)  # without --top, the cut is also the list's
+    assert len(default.flags) == above and (default.flags["score"] >= 0.7).all()
+    assert "below the --min-score cut" not in Path(default.html).read_text()

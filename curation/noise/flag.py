@@ -159,7 +159,8 @@ def flag_noise(ws: Workspace, *, probs: Path | None = None, config: TrainConfig 
         rates = noise.estimate_rates(labels, matrix, tax.group_index, np.array([g.single for g in tax.groups]))
         task.advance()
         rules = load_rules(None, tax) if rules is None else rules
-        ranked, dropped = rank_within_rules(labels, matrix, tax, rules, rates=rates, top=top, min_score=min_score)
+        listed = cut if min_score is not None or top is None else None  # --top alone lists the best whatever their score
+        ranked, dropped = rank_within_rules(labels, matrix, tax, rules, rates=rates, top=top, min_score=listed)
         task.advance()
         flags, unjudged = _describe(ranked, image_ids, tax), _unjudged(rates, tax)
         task.advance()
