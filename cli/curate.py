@@ -188,55 +188,53 @@ def dedup(
     show(result)
 
 
+_ProbsOpt = Annotated[Optional[Path], typer.Option(
+    "--probs", help="Parquet of OUT-OF-SAMPLE probabilities (image_id + one column per label id), e.g. from your own "
+    "cross-validation. Probabilities from a model that trained on these very labels have memorised their errors and "
+    "hide them. Without --probs, ifa cross-fits its baseline model.")]
+_FoldsOpt = Annotated[int, typer.Option("--folds", help="K for cross-fitting: each image is scored by a model trained on the other K-1 folds.")]
+_TopOpt = Annotated[Optional[int], typer.Option("--top", help="Keep only the N most likely errors.")]
+_MinScoreOpt = Annotated[Optional[float], typer.Option("--min-score", help=(
+    f"The cut: flags whose estimated probability of being an error is at least this are acted on (--apply, --review) "
+    f"and, without --top, listed (default {DEFAULT_MIN_SCORE}). --top lists the rest below the cut."))]
+_ApplyOpt = Annotated[bool, typer.Option("--apply", help=(
+    "Drop the wrong labels flagged at or above the cut; swaps and missing labels are never applied. Applying again "
+    "changes nothing (undo: ifa curate restore --rule flag-noise)."))]
+_ReviewOpt = Annotated[bool, typer.Option("--review", help="Send the images flagged at or above the cut to a review round (needs --annotators A B and --tiebreaker C).")]
+_AnnotatorsOpt = Annotated[Optional[tuple[str, str]], typer.Option("--annotators", help="The two annotators of the review round: --annotators A B.")]
+_TiebreakerOpt = Annotated[Optional[str], typer.Option("--tiebreaker", help="Who breaks ties in the review round.")]
+_RunOpt = Annotated[str, typer.Option("--name", help="Folder under <workspace>/models/ for the cross-fitted fold models.")]
+_NoiseRulesOpt = Annotated[Optional[Path], typer.Option(
+    "--rules", help="Attribute rules TOML (as check-attributes): a suggested label that would break one is not shown.",
+    exists=True, dir_okay=False)]
+
+
 @app.command("flag-noise")
 def flag_noise(
-    probs: Annotated[Optional[Path], typer.Option("--probs", help="Parquet of OUT-OF-SAMPLE probabilities (image_id + one column per label id), "
-                                                              "e.g. from your own cross-validation. Probabilities from a model that trained on "
-                                                              "these very labels have memorised their errors and hide them. Without --probs, "
-                                                              "ifa cross-fits its baseline model.")] = None,
-    folds: Annotated[int, typer.Option("--folds", help="K for cross-fitting: each image is scored by a model trained on the other K-1 folds.")] = FLAG_NOISE_FOLDS,
-    top: Annotated[Optional[int], typer.Option("--top", help="Keep only the N most likely errors.")] = None,
-    min_score: Annotated[Optional[float], typer.Option("--min-score", help=f"Keep flags whose estimated probability of being an error is at least this (default {DEFAULT_MIN_SCORE} without --top).")] = None,
-    apply: Annotated[bool, typer.Option("--apply", help="Drop the flagged wrong labels (undo: ifa curate restore --rule flag-noise).")] = False,
-    review: Annotated[bool, typer.Option("--review", help="Send the flagged images to a review round (needs --annotators A B and --tiebreaker C).")] = False,
-    annotators: Annotated[Optional[tuple[str, str]], typer.Option("--annotators", help="The two annotators of the review round: --annotators A B.")] = None,
-    tiebreaker: Annotated[Optional[str], typer.Option("--tiebreaker", help="Who breaks ties in the review round.")] = None,
-    run: Annotated[str, typer.Option("--name", help="Folder under <workspace>/models/ for the cross-fitted fold models.")] = DEFAULT_RUN,
-    backbone: model_cli.BackboneOpt = DEFAULT_BACKBONE,
-    loss: model_cli.LossOpt = "bce",
-    epochs: model_cli.EpochsOpt = FLAG_NOISE_EPOCHS,
-    batch_size: model_cli.BatchOpt = 64,
-    lr: model_cli.LrOpt = FLAG_NOISE_LR,
-    image_size: model_cli.ImageSizeOpt = FLAG_NOISE_IMAGE_SIZE,
-    input_size: model_cli.InputSizeOpt = None,
-    seed: model_cli.SeedOpt = 0,
-    weights: model_cli.WeightsOpt = None,
-    features: model_cli.FeaturesOpt = None,
-    device: model_cli.DeviceOpt = "cpu",
-    rules: Annotated[Optional[Path], typer.Option(
-        "--rules", help="Attribute rules TOML (as check-attributes): a suggested label that would break one is not shown.",
-        exists=True, dir_okay=False)] = None,
-    workspace: WorkspaceOpt = DEFAULT_WS,
-    json_out: JsonOpt = False,
+    probs: _ProbsOpt = None, folds: _FoldsOpt = FLAG_NOISE_FOLDS, top: _TopOpt = None, min_score: _MinScoreOpt = None,
+    apply: _ApplyOpt = False, review: _ReviewOpt = False, annotators: _AnnotatorsOpt = None,
+    tiebreaker: _TiebreakerOpt = None, run: _RunOpt = DEFAULT_RUN,
+    backbone: model_cli.BackboneOpt = DEFAULT_BACKBONE, loss: model_cli.LossOpt = "bce",
+    epochs: model_cli.EpochsOpt = FLAG_NOISE_EPOCHS, batch_size: model_cli.BatchOpt = 64, lr: model_cli.LrOpt = FLAG_NOISE_LR,
+    image_size: model_cli.ImageSizeOpt = FLAG_NOISE_IMAGE_SIZE, input_size: model_cli.InputSizeOpt = None,
+    seed: model_cli.SeedOpt = 0, weights: model_cli.WeightsOpt = None, features: model_cli.FeaturesOpt = None,
+    device: model_cli.DeviceOpt = "cpu", rules: _NoiseRulesOpt = None,
+    workspace: WorkspaceOpt = DEFAULT_WS, json_out: JsonOpt = False,
 ) -> None:
     """Rank the train split's (image, label) pairs most likely in error: given labels that
     are likely wrong and absent labels that are likely missing.
 
-    Per-class confident-learning thresholds and noise rates, labels competing within
-    single-label groups; each flag's score is the estimated probability that the label is
-    in error, from probabilities calibrated per class against the given labels (a weak
-    model's are overconfident). A suggested (missing) label that would break an attribute rule on its image
-    (a second category, a neckline on shoes or trousers) is left out. Classes the model
-    cannot tell apart are never flagged: the reports list them. Writes CSVs and an HTML page
-    with thumbnails to reports/. --json prints {"flags": [{"image_id", "label" (label id),
-    "kind": "wrong"|"missing", "score"}], "images_flagged", "probs", "unjudged_classes":
-    [{"label", "name", "group", "images", "lift"}], "suggestions_dropped": {rule: n}}, most
-    likely error first.
+    Each flag's score is the estimated probability that the label is in error (per-class
+    confident learning on calibrated probabilities). A suggestion in a single-label group
+    beside the image's label there is a swap (old -> new), never a second label; one that
+    would break an attribute rule (a neckline on shoes, Male with Female) is left out.
+    Classes the model cannot tell apart are never flagged: the reports (CSV, HTML with
+    thumbnails, in reports/) list them. --json: flags (image_id, label, kind
+    wrong|missing|swap, score, replaces), min_score, expected_seconds, seconds (README).
 
     Time: without --probs or --features, a small CNN is cross-fitted on the photos
-    (4 folds x 6 epochs at 32 px); it says its expected time before training starts:
-    3,000 photos take about 1 minute on 2 free CPU cores (measured end to end; 4.5 minutes
-    when the cores are busy). A million photos want --features
+    (4 folds x 6 epochs at 32 px). It times its first batches and states the expected time
+    from them, then updates it after each fold. A million photos want --features
     (embeddings, e.g. from `ifa model embed`, with a linear head) or a GPU (--device cuda).
 
     Example: ifa curate flag-noise --top 500
@@ -245,37 +243,63 @@ def flag_noise(
     """
     from ..curation.noise import flag as flag_lib
     config = model_cli.make_config(backbone, loss, epochs, batch_size, lr, image_size, input_size, seed, weights, features)
-    request = flag_lib.ReviewRequest(list(annotators or []), tiebreaker) if review else None
     if not review and (annotators or tiebreaker):
         raise IfaError("--annotators and --tiebreaker go with --review.")
+    request = flag_lib.ReviewRequest(list(annotators or []), tiebreaker) if review else None
+    if request:
+        request.check(apply)
     from ..curation.attributes.rules import load_rules
     with open_workspace(workspace, "curate flag-noise") as ws:
         result = flag_lib.flag_noise(ws, probs=probs, config=config, folds=folds, run=run, device=device, top=top,
-                                     min_score=min_score, apply=apply, review=request,
-                                     rules=load_rules(rules, ws.taxonomy), progress=render.RichProgress(quiet=json_out))
+                                     min_score=min_score, apply=apply, rules=load_rules(rules, ws.taxonomy),
+                                     progress=render.RichProgress(quiet=json_out))
+        created = _review_round(ws, result, request, json_out) if request else None
     if json_out:
-        render.emit_json(result.to_dict())
-    else:
-        head = result.flags.head(20)
-        rows = [(i, f"{l} ({g})", k, f"{s:.3f}", f"{p:.3f}") for i, l, g, k, s, p in
-                zip(head["image_id"], head["label"], head["group"], head["kind"], head["score"], head["prob"])]
-        render.out.print(render.table(f"{len(result.flags):,} likely label errors on {result.images_flagged:,} of "
-                                      f"{result.images_assessed:,} train images (top 20)",
-                                      ["image", "label", "kind", "score", "model p"], rows))
-        if result.suggestions_dropped:
-            render.out.print(f"{sum(result.suggestions_dropped.values()):,} suggested labels left out: they would break "
-                             + ", ".join(f"{r} ({n})" for r, n in result.suggestions_dropped.items()))
-        if result.unjudged is not None and len(result.unjudged):
-            names = ", ".join(result.unjudged["label"].head(8))
-            more = f" and {len(result.unjudged) - 8} more" if len(result.unjudged) > 8 else ""
-            render.out.print(f"[yellow]{len(result.unjudged)} classes the model could not judge (never flagged): "
-                             f"{names}{more}; see {result.unjudged_csv}[/]")
+        render.emit_json(result.to_dict() | ({"review": created} if created else {}))
+        return
+    _flag_noise_report(result, created)
+
+
+def _review_round(ws, result, request, quiet: bool) -> dict:
+    """Send the images flagged at or above the cut to a review round (only annotation/ talks
+    to Label Studio); the round's description."""
+    images = result.images_to_review()
+    if not images:
+        raise IfaError("No image was flagged at or above the --min-score cut, so there is nothing to review; "
+                       "lower --min-score.")
+    from ..annotation import rounds
+    created = rounds.create_round(ws, split="train", annotators=list(request.annotators), tiebreaker=request.tiebreaker,
+                                  image_ids=images, progress=render.RichProgress(quiet=quiet))
+    return created.to_dict()
+
+
+def _flag_noise_report(result, created: dict | None) -> None:
+    """flag-noise's summary: the top 20 flags (a swap as old -> new), what was left out, the reports."""
+    head = result.flags.head(20)
+    rows = [(i, f"{o} -> {l} ({g})" if k == "swap" else f"{l} ({g})", k, f"{s:.3f}", f"{p:.3f}")
+            for i, l, g, k, s, p, o in zip(head["image_id"], head["label"], head["group"], head["kind"], head["score"],
+                                           head["prob"], head["replaces_label"])]
+    render.out.print(render.table(f"{len(result.acted_on):,} likely label errors (score >= {result.min_score:.2f}) "
+                                  f"and {len(result.flags) - len(result.acted_on):,} below the --min-score cut on "
+                                  f"{result.images_flagged:,} of {result.images_assessed:,} train images (top 20)",
+                                  ["image", "label", "kind", "score", "model p"], rows))
+    if result.suggestions_dropped:
+        render.out.print(f"{sum(result.suggestions_dropped.values()):,} suggested labels left out: they would break "
+                         + ", ".join(f"{r} ({n})" for r, n in result.suggestions_dropped.items()))
+    if result.unjudged is not None and len(result.unjudged):
+        names = ", ".join(result.unjudged["label"].head(8))
+        more = f" and {len(result.unjudged) - 8} more" if len(result.unjudged) > 8 else ""
+        render.out.print(f"[yellow]{len(result.unjudged)} classes the model could not judge (never flagged): "
+                         f"{names}{more}; see {result.unjudged_csv}[/]")
     render.done(f"reports: {render.link(result.csv)}  {render.link(result.html)}")
     render.done(f"out-of-sample probabilities: {result.probs}")
+    if result.expected_seconds is not None:
+        render.done(f"took {result.seconds:,.0f} s (expected {result.expected_seconds:,.0f} s once the first batches were timed)")
     if result.applied:
-        render.done(f"dropped {result.labels_dropped:,} wrong labels (undo: ifa curate restore --rule {result.rule})")
-    elif result.review:
-        render.done(f"review round {result.review['round']}: {result.review['images']:,} images sent to "
-                    + ", ".join(f"{p['email']} ({p['url']})" for p in result.review["projects"]))
-    elif not json_out:
+        render.done(f"dropped {result.labels_dropped:,} wrong labels scoring >= {result.min_score:.2f} "
+                    f"(undo: ifa curate restore --rule {result.rule})")
+    elif created:
+        render.done(f"review round {created['round']}: {created['images']:,} images sent to "
+                    + ", ".join(f"{p['email']} ({p['url']})" for p in created["projects"]))
+    else:
         render.out.print("Nothing changed: --apply drops the flagged wrong labels, --review sends the images to people.")

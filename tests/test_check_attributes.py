@@ -71,6 +71,26 @@ def _hit(result, rule: str) -> set[str]:
     return set(result.hits.loc[result.hits["rule"] == rule, "image_id"])
 
 
+def _model_says(ws, said: dict[str, dict[int, float]]) -> attributes.Evidence:
+    """Cross-fitted probabilities in the workspace (where flag-noise writes them) for the
+    images of `said` (0.05 for their other labels): the evidence a drop-labels rule weighs."""
+    from ifa.curation.noise.model.probs import cross_fitted, write_probs
+
+    tax = ws.taxonomy
+    ids = np.array(list(said))
+    probs = np.full((len(ids), len(tax.label_ids)), 0.05, dtype=np.float32)
+    for r, labels in enumerate(said.values()):
+        for label, p in labels.items():
+            probs[r, tax.column_of([label])[0]] = p
+    return attributes.Evidence(write_probs(cross_fitted(ws.root), ids, tax.label_ids, probs))
+
+
+def _shoes_evidence(ws, p) -> attributes.Evidence:
+    """The model finds the planted shoes' sleeve and neckline less likely than the shoes."""
+    return _model_says(ws, {p["shoe_sleeve"]: {SNEAKERS: 0.95, SHORT_SLEEVES: 0.04},
+                            p["shoe_neckline"]: {HEELS: 0.9, V_NECKS: 0.05}})
+
+
 def _expected(p) -> dict[str, set[str]]:
     return {
         "single-group-conflict": {p["two_categories"]},
@@ -103,7 +123,8 @@ def test_each_planted_violation_hits_exactly_its_images(planted):
     assert by_id.loc[("no-labels", p["val_emptied"]), "split"] == "validation"
     # a dry run changes nothing
     assert ws.ledger.image(p["two_categories"])["status"] == "active"
-    assert result.changes == {"set_aside": 10, "drop_label": 2, "review": 1}
+    # without cross-fitted probabilities a shoe with one sleeve label is a tie: it goes to review
+    assert result.changes == {"set_aside": 10, "drop_label": 0, "review": 3}
 
 
 def test_split_option_limits_the_images_hit(planted):
@@ -118,7 +139,7 @@ def test_split_option_limits_the_images_hit(planted):
 def test_apply_restore_and_rerun(planted):
     ws, p = planted
     led = ws.ledger
-    result = attributes.check(led, ws.taxonomy, apply=True)
+    result = attributes.check(led, ws.taxonomy, apply=True, probs=_shoes_evidence(ws, p))
     assert result.applied and result.changes == {"set_aside": 10, "drop_label": 2, "review": 1}
     assert led.image(p["two_categories"])["status"] == "set_aside"
     assert led.image(p["two_categories"])["status_rule"] == "single-group-conflict"
@@ -161,12 +182,13 @@ def test_apply_restore_and_rerun(planted):
 
 def test_reports_and_review_file(planted):
     ws, p = planted
+    _shoes_evidence(ws, p)
     result = attributes.run(ws, apply=True)
     csv = Path(result.report_csv)
     assert csv.name.startswith("check-attributes-") and csv.parent == ws.reports_dir
     import pandas as pd
     table = pd.read_csv(csv, dtype=str, keep_default_na=False)
-    assert list(table.columns) == ["image_id", "split", "rule", "label_ids", "labels", "action"]
+    assert list(table.columns) == ["image_id", "split", "rule", "label_ids", "labels", "action", "decision"]
     assert len(table) == sum(len(v) for v in _expected(p).values())
     row = table[(table["rule"] == "strapless-contradiction")].iloc[0]
     assert (row["image_id"], row["label_ids"], row["action"]) == (p["strapless"], f"{STRAPLESS} {TURTLENECKS}", "set-aside")
@@ -175,7 +197,8 @@ def test_reports_and_review_file(planted):
     assert html.count("data:image/jpeg;base64,") >= 10  # the sample's photos are local: thumbnails
     assert "no local image" in html  # planted-unknown has only a URL
     assert "Strapless with Turtlenecks: A turtleneck is a high collar" in html
-    assert "with any sleeve label or any neckline label" in html and "drops: Short Sleeves" in html  # each pair's why is in the report
+    assert "with any sleeve label or any neckline label" in html  # each pair's why is in the report
+    assert "drops Short Sleeves: the model finds it less likely (p 0.04) than Sneakers (p 0.95)" in html  # which side, why
     review = Path(result.review_files["train"])
     assert review.read_text().split() == [p["gender"]]
 
@@ -190,7 +213,8 @@ def test_lower_body_garments_have_no_sleeve_or_neckline(sample_ws):
     assert len(skirts) >= 2 and shorts
     ws.ledger.apply_changes([Change("add_label", skirts[0], V_NECKS, rule="test-plant"),
                              Change("add_label", shorts[0], SHORT_SLEEVES, rule="test-plant")])
-    result = attributes.check(ws.ledger, ws.taxonomy, apply=True)
+    evidence = _model_says(ws, {skirts[0]: {SKIRTS: 0.9, V_NECKS: 0.1}, shorts[0]: {165: 0.9, SHORT_SLEEVES: 0.2}})
+    result = attributes.check(ws.ledger, ws.taxonomy, apply=True, probs=evidence)
     assert _hit(result, "garment-part-on-lower-body-garment") == {skirts[0], shorts[0]}
     assert ws.ledger.image_labels(skirts[0]).set_index("label_id").loc[[V_NECKS, SKIRTS], "status"].tolist() == ["dropped", "active"]
     assert ws.ledger.image_labels(shorts[0]).set_index("label_id").loc[SHORT_SLEEVES, "status"] == "dropped"
@@ -221,7 +245,8 @@ def test_rules_file_extends_overrides_and_replaces(planted, tmp_path):
     ws.ledger.apply_changes([Change("add_label", skirt, LONG_SLEEVED, rule="test-plant")])
     ruleset = load_rules(rules, ws.taxonomy)
     assert "rare-label" not in [r.id for r in ruleset] and ruleset.get("gender-contradiction").action == "set-aside"
-    result = attributes.check(ws.ledger, ws.taxonomy, ruleset, apply=True)
+    result = attributes.check(ws.ledger, ws.taxonomy, ruleset, apply=True,
+                              probs=_model_says(ws, {skirt: {SKIRTS: 0.9, LONG_SLEEVED: 0.1}}))
     assert _hit(result, "skirt-with-sleeves") == {skirt}
     assert ws.ledger.image_labels(skirt).set_index("label_id").loc[LONG_SLEEVED, "status"] == "dropped"
     assert ws.ledger.image(p["gender"])["status_rule"] == "gender-contradiction"
@@ -358,6 +383,92 @@ def test_streamed_json_is_the_json_of_to_dict(planted, write_json):
     assert text == json.dumps(result.to_dict(), indent=2, ensure_ascii=False)
     clean = attributes.check(ws.ledger, ws.taxonomy, splits=["test"])
     assert "".join(clean.json_chunks()) == json.dumps(clean.to_dict(), indent=2, ensure_ascii=False)
+
+
+SLIPPERS, FEMALE = 172, 66
+
+
+def _shirt_labelled_slippers(ws):
+    """A real T-shirt photo of the sample labelled as Myntra's image 10804 was: Slippers +
+    Collared + its own Short Sleeves (the category is the wrong side); and a real shoe photo
+    labelled Sneakers + Short Sleeves (the sleeve is). Returns (shirt id, shoe id)."""
+    train = _annotations("train")
+    shirt = sorted(i for i, labs in train.items() if labs == [SHORT_SLEEVES, T_SHIRTS])[0]
+    shoe = sorted(i for i, labs in train.items() if not labs)[0]
+    ws.ledger.apply_changes([Change("drop_label", shirt, T_SHIRTS, rule="test-plant")]
+                            + [Change("add_label", shirt, l, rule="test-plant", source="test") for l in (SLIPPERS, COLLARED)]
+                            + [Change("add_label", shoe, l, rule="test-plant", source="test") for l in (SNEAKERS, SHORT_SLEEVES)])
+    return shirt, shoe
+
+
+def _status(ws, image_id: str) -> dict[int, str]:
+    return ws.ledger.image_labels(image_id).set_index("label_id")["status"].to_dict()
+
+
+def test_drop_labels_without_probabilities_sends_the_outnumbered_side_to_review(sample_ws):
+    """Without cross-fitted probabilities, a drop-labels rule removes only fewer labels than it
+    keeps: the shirt labelled Slippers keeps Collared and Short Sleeves and goes to review, and
+    so does the shoe with one sleeve label (a tie). The report says which side and why."""
+    ws = sample_ws
+    shirt, shoe = _shirt_labelled_slippers(ws)
+    result = attributes.run(ws, apply=True)
+    assert _status(ws, shirt) == {SLIPPERS: "active", COLLARED: "active", SHORT_SLEEVES: "active", T_SHIRTS: "dropped"}
+    assert _status(ws, shoe)[SHORT_SLEEVES] == "active" and _status(ws, shoe)[SNEAKERS] == "active"
+    queued = review_queue(ws.ledger, rules=["garment-part-on-non-garment"], statuses=("pending",))
+    assert set(queued["image_id"]) == {shirt, shoe}
+    rows = result.hits[result.hits["rule"] == "garment-part-on-non-garment"].set_index("image_id")
+    assert rows.loc[shirt, "decision"].startswith("to review: dropping Collared, Short Sleeves would remove as many")
+    assert rows.loc[shoe, "decision"].startswith("to review: dropping Short Sleeves would remove as many labels as it keeps (Sneakers)")
+    assert set(Path(result.review_files["train"]).read_text().split()) == {shirt, shoe}
+    again = attributes.check(ws.ledger, ws.taxonomy, apply=True)  # queued, so not hit again
+    assert again.changes == {"set_aside": 0, "drop_label": 0, "review": 0}
+
+
+def test_drop_labels_drops_the_side_the_model_finds_less_likely(sample_ws):
+    """With flag-noise's cross-fitted probabilities in the workspace, the side the model finds
+    less likely goes: Slippers on the shirt, Short Sleeves on the shoe."""
+    from ifa.curation.noise.model.probs import cross_fitted, write_probs
+
+    ws = sample_ws
+    shirt, shoe = _shirt_labelled_slippers(ws)
+    tax = ws.taxonomy
+    ids = ws.ledger.images_frame(["train"])["image_id"].to_numpy()
+    probs = np.full((len(ids), len(tax.label_ids)), 0.05, dtype=np.float32)
+    col = lambda l: tax.column_of([l])[0]  # noqa: E731
+    row = {i: r for r, i in enumerate(ids)}
+    probs[row[shirt], [col(SLIPPERS), col(COLLARED), col(SHORT_SLEEVES)]] = [0.02, 0.81, 0.9]
+    probs[row[shoe], [col(SNEAKERS), col(SHORT_SLEEVES)]] = [0.95, 0.04]
+    write_probs(cross_fitted(ws.root), ids, tax.label_ids, probs)
+    result = attributes.run(ws, apply=True)
+    assert _status(ws, shirt) == {SLIPPERS: "dropped", COLLARED: "active", SHORT_SLEEVES: "active", T_SHIRTS: "dropped"}
+    assert _status(ws, shoe)[SHORT_SLEEVES] == "dropped" and _status(ws, shoe)[SNEAKERS] == "active"
+    rows = result.hits[result.hits["rule"] == "garment-part-on-non-garment"].set_index("image_id")
+    assert rows.loc[shirt, "decision"] == "drops Slippers: the model finds it less likely (p 0.02) than Collared, Short Sleeves (p 0.90)"
+    assert rows.loc[shoe, "decision"] == "drops Short Sleeves: the model finds it less likely (p 0.04) than Sneakers (p 0.95)"
+    assert "drops Slippers: the model finds it less likely" in Path(result.report_html).read_text()
+    assert review_queue(ws.ledger, rules=["garment-part-on-non-garment"], statuses=None).empty
+
+
+def test_male_with_female_is_a_contradiction(sample_ws):
+    ws = sample_ws
+    shirt = sorted(i for i, labs in _annotations("train").items() if labs == [SHORT_SLEEVES, T_SHIRTS])[0]
+    ws.ledger.apply_changes([Change("add_label", shirt, l, rule="test-plant", source="test") for l in (MALE, FEMALE)])
+    result = attributes.check(ws.ledger, ws.taxonomy)
+    row = result.hits[result.hits["rule"] == "gender-contradiction"]
+    assert row["image_id"].tolist() == [shirt] and row["label_ids"].tolist() == [f"{FEMALE} {MALE}"]
+    assert "Male with Female: An item is made for men or for women" in " ".join(result.rules["gender-contradiction"].details)
+
+
+def test_drop_labels_weighs_only_evidence_the_model_believes(sample_ws):
+    """Probabilities under one half on both sides (a model that believes neither) are no
+    evidence: the shoe with one sleeve label goes to review, as without probabilities."""
+    ws = sample_ws
+    shirt, shoe = _shirt_labelled_slippers(ws)
+    evidence = _model_says(ws, {shoe: {SNEAKERS: 0.09, SHORT_SLEEVES: 0.02}})
+    result = attributes.check(ws.ledger, ws.taxonomy, apply=True, probs=evidence)
+    assert _status(ws, shoe)[SHORT_SLEEVES] == "active"
+    rows = result.hits[result.hits["rule"] == "garment-part-on-non-garment"].set_index("image_id")
+    assert rows.loc[shoe, "decision"].startswith("to review")
 
 
 def test_a_user_rule_cannot_take_a_built_in_id(sample_ws, tmp_path):

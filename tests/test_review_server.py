@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
@@ -336,7 +337,6 @@ def workspace_on_server(label_studio, root, split: str, people: list[str]) -> Wo
 
 def test_flag_noise_sends_its_flags_to_a_review_round(label_studio, tmp_path):
     """flag-noise --review: the flagged train images, and only they, become a round."""
-    from ifa.curation.noise import flag as flag_noise
 
     people = ["noise-a@example.com", "noise-b@example.com", "noise-lead@example.com"]
     ws = workspace_on_server(label_studio, tmp_path / "noise", "train", people)
@@ -358,14 +358,20 @@ def test_flag_noise_sends_its_flags_to_a_review_round(label_studio, tmp_path):
     path = tmp_path / "oos.parquet"
     probs.rename_axis("image_id").reset_index().to_parquet(path)
 
-    result = flag_noise.flag_noise(ws, probs=path, top=6,
-                                   review=flag_noise.ReviewRequest(people[:2], people[2]))
-    flagged = set(result.flags["image_id"])
-    assert flagged == set(swapped["image_id"])
-    store = ReviewStore(ws.ledger)
-    tasks = store.tasks(int(store.round(result.review["round"])["round_id"]), "annotator1")
-    assert set(tasks["image_id"]) == flagged and tasks["ls_task_id"].notna().all()
+    root = str(ws.root)
     ws.close()
+    # the library returns what it flagged; the command starts the round with annotation/'s library
+    # --min-score 0: the whole top 6 is acted on (few planted errors keep these scores under the default cut)
+    res = CliRunner().invoke(app, ["curate", "flag-noise", "--probs", str(path), "--top", "6", "--min-score", "0", "--review", "--annotators",
+                                   people[0], people[1], "--tiebreaker", people[2], "-w", root, "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    flagged = {f["image_id"] for f in data["flags"] if f["score"] >= data["min_score"]}
+    assert flagged == set(swapped["image_id"])
+    with Workspace.open(Path(root)) as ws:
+        store = ReviewStore(ws.ledger)
+        tasks = store.tasks(int(store.round(data["review"]["round"])["round_id"]), "annotator1")
+        assert set(tasks["image_id"]) == flagged and tasks["ls_task_id"].notna().all()
 
 
 def test_a_round_takes_images_off_the_review_queue(label_studio, tmp_path):

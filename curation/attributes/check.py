@@ -36,7 +36,10 @@ from .rules import LabelView, Rule, RuleSet, load_rules
 from ..workspace import Workspace
 
 REPORT_NAME = "check-attributes"
-CSV_COLUMNS = ["image_id", "split", "rule", "label_ids", "labels", "action"]
+CSV_COLUMNS = ["image_id", "split", "rule", "label_ids", "labels", "action", "decision"]
+# A drop-labels hit is judged by the model only when it finds one side more likely than not: with
+# both sides under this it believes neither (planted wrong categories, benchmarks.flag_noise_judgements).
+MIN_EVIDENCE = 0.5
 CARDS_PER_RULE = 12  # thumbnails per rule in the HTML report: enough to see the pattern
 _JSON_ESCAPE = re.compile(r'[\x00-\x1f\\"]')  # what json.dumps escapes with ensure_ascii=False
 
@@ -154,12 +157,16 @@ class CheckResult:
 
 
 def check(ledger: Ledger, taxonomy: Taxonomy, rules: RuleSet | Sequence[Rule] | None = None, *,
-          splits: Sequence[str] | None = None, apply: bool = False, progress: Progress = SILENT) -> CheckResult:
+          splits: Sequence[str] | None = None, apply: bool = False, probs: Evidence | None = None,
+          progress: Progress = SILENT) -> CheckResult:
     """Run `rules` (default: the shipped rules) over the active images of `splits` (default
     all) and, with `apply`, carry out each rule's action in one transaction.
 
     Inputs: the ledger and its taxonomy; rules from `load_rules`. Statistical rules compare
-    against their reference split even when `splits` leaves it out.
+    against their reference split even when `splits` leaves it out. probs: out-of-sample
+    probabilities (flag-noise's cross-fit): a drop-labels rule drops the side of a hit the
+    model finds less likely; on an image without them, a hit whose culprits are not fewer
+    than the labels kept goes to review instead (`_sides`).
     Returns a CheckResult; writes no files (see `write_reports` and `run`).
     Raises IfaError for an unknown split; WorkspaceBusy if another command holds the ledger.
     """
@@ -169,7 +176,7 @@ def check(ledger: Ledger, taxonomy: Taxonomy, rules: RuleSet | Sequence[Rule] | 
 
     arrays = label_arrays(ledger, image_status="active", label_statuses=("active", "quarantined"), progress=progress)
     view = LabelView(arrays, taxonomy)
-    queued = _queued(ledger, view, [r.id for r in ruleset if r.action == "review"])
+    queued = _queued(ledger, view, [r.id for r in ruleset if r.action in ("review", "drop-labels")])
     rows = find_hits(view, ruleset, chosen, queued, progress)
     with progress.task("listing hit images"):
         hits = _per_image(rows, ruleset, view, ledger)
@@ -184,7 +191,8 @@ def check(ledger: Ledger, taxonomy: Taxonomy, rules: RuleSet | Sequence[Rule] | 
         res.images = len(mine)
         counts = mine["split"].value_counts()
         res.by_split = {s: int(counts[s]) for s in SPLITS if s in counts.index}
-    plan = _plan(rows, hits, ruleset)
+    plan = _plan(rows, hits, ruleset, taxonomy, probs)
+    result.hits["decision"] = plan.decisions
     for n, picked in plan.picked.items():
         result.rules[list(ruleset)[n].id].changes = len(picked)
     result.changes = plan.counts()
@@ -204,7 +212,7 @@ def run(ws: Workspace, rules_file: Path | None = None, splits: Sequence[str] | N
     `rules_file`), check, apply when asked, and write the reports. The demo calls this:
     `attributes.run(ws, apply=True)`. Raises IfaError for a bad rules file or split."""
     rules = load_rules(rules_file, ws.taxonomy)
-    result = check(ws.ledger, ws.taxonomy, rules, splits=splits, apply=apply, progress=progress)
+    result = check(ws.ledger, ws.taxonomy, rules, splits=splits, apply=apply, probs=Evidence.of(ws), progress=progress)
     with progress.task("writing reports"):
         write_reports(result, ws)
     return result
@@ -221,7 +229,7 @@ def write_reports(result: CheckResult, ws: Workspace, cards_per_rule: int = CARD
     html_path = csv_path.with_suffix(".html")
     write_page(html_path, "Attribute check", _sections(result, cards_per_rule), _intro(result))
     result.report_html = str(html_path)
-    review_rules = [r.id for r in result.rules.values() if r.action == "review"]
+    review_rules = [r.id for r in result.rules.values() if r.action in ("review", "drop-labels")]
     if result.applied and review_rules:
         pending = review_queue(ws.ledger, rules=review_rules, statuses=("pending",))
         for split, ids in pending.groupby("split", sort=False)["image_id"]:
@@ -344,6 +352,47 @@ def _join_groups(text: np.ndarray, sep: str, code: np.ndarray, keep: np.ndarray,
 
 
 @dataclass
+class Evidence:
+    """Out-of-sample probabilities (a Parquet of image_id + one column per label id, as
+    flag-noise's cross-fit writes them), the evidence a drop-labels rule weighs. Only the
+    rows and columns a check asks about are read, so a million-image file costs little."""
+
+    path: Path
+
+    @classmethod
+    def of(cls, ws: Workspace) -> "Evidence | None":
+        """The workspace's cross-fitted probabilities (`ifa curate flag-noise` without --probs
+        writes them), or None when there are none."""
+        from ..noise.model.probs import cross_fitted
+
+        path = cross_fitted(ws.root)
+        return cls(path) if path.is_file() else None
+
+    def at(self, image_ids: np.ndarray, label_ids: np.ndarray) -> np.ndarray:
+        """float (R,): the probability of each (image, label); NaN where the file has none
+        (or cannot be read: the evidence is then absent, not an error)."""
+        import pyarrow.parquet as pq
+
+        out = np.full(len(image_ids), np.nan)
+        wanted = sorted({str(int(l)) for l in label_ids})
+        try:
+            names = set(pq.ParquetFile(self.path).schema_arrow.names)
+            cols = [c for c in wanted if c in names]
+            table = pq.read_table(self.path, columns=["image_id", *cols],
+                                  filters=[("image_id", "in", sorted(set(map(str, image_ids))))]).to_pandas()
+        except Exception:  # noqa: BLE001 - a damaged or foreign file is no evidence; the count rule decides
+            return out
+        if not len(table) or "image_id" not in names:
+            return out
+        frame = table.drop_duplicates("image_id").set_index("image_id")
+        row = frame.index.get_indexer(np.asarray(image_ids, dtype=str))
+        col = pd.Index(frame.columns).get_indexer([str(int(l)) for l in label_ids])
+        ok = (row >= 0) & (col >= 0)
+        out[ok] = frame.to_numpy(dtype=np.float64)[row[ok], col[ok]]
+        return out
+
+
+@dataclass
 class _Plan:
     """What the rules' actions select, as positions: for each rule with an action, the hits
     (rows of `hits`) it sets aside or queues, or the label rows (of `rows`) it drops.
@@ -353,13 +402,15 @@ class _Plan:
     hits: pd.DataFrame
     ruleset: RuleSet
     picked: dict[int, np.ndarray] = field(default_factory=dict)  # rule index -> hits or label rows
+    queued: dict[int, np.ndarray] = field(default_factory=dict)  # drop-labels rule index -> hits sent to review
+    decisions: np.ndarray | None = None  # per hit: what its rule does there and why
 
     def counts(self) -> dict[str, int]:
         """set_aside: distinct images; drop_label: distinct (image, label); review: (image, rule) items."""
         rules = list(self.ruleset)
         image = self.hits["_image"].to_numpy(np.int64)
         aside = [self.picked[n] for n in self.picked if rules[n].action == "set-aside"]
-        review = [self.picked[n] for n in self.picked if rules[n].action == "review"]
+        review = [self.picked[n] for n in self.picked if rules[n].action == "review"] + list(self.queued.values())
         dropped = [self.picked[n] for n in self.picked if rules[n].action == "drop-labels"]
         pairs = np.zeros((0, 2), dtype=np.int64)
         if dropped:
@@ -382,6 +433,7 @@ class _Plan:
         descriptions = np.array([r.description for r in rules], dtype=object)[hits["_rule"].to_numpy()]
         labels = hits["labels"].to_numpy(dtype=object)
         reason = np.where(labels != "", descriptions + " (" + labels + ")", descriptions)
+        reason = np.where(self.decisions != hits["action"].to_numpy(dtype=object), reason + ": " + self.decisions, reason)
         image_id = hits["image_id"].to_numpy(dtype=object)
         hit_of_row, label = self._hit_of_row(), self.rows["label"].to_numpy()
         for n, sel in self.picked.items():
@@ -395,26 +447,84 @@ class _Plan:
                 h = hit_of_row[sel]
                 changes += [Change("drop_label", iid, lab, reason=why, rule=rule.id) for iid, lab, why in
                             zip(image_id[h].tolist(), label[sel].tolist(), reason[h].tolist())]
+        for n, sel in self.queued.items():
+            reviews.append(pd.DataFrame({"image_id": image_id[sel], "rule": rules[n].id, "reason": reason[sel]}))
         review_items = pd.concat(reviews, ignore_index=True) if reviews else pd.DataFrame(columns=["image_id", "rule", "reason"])
         return changes, review_items
 
 
-def _plan(rows: pd.DataFrame, hits: pd.DataFrame, ruleset: RuleSet) -> _Plan:
+def _plan(rows: pd.DataFrame, hits: pd.DataFrame, ruleset: RuleSet, taxonomy: Taxonomy,
+          probs: Evidence | None = None) -> _Plan:
     """What the rules' actions call for: the hits each set-aside or review rule acts on, and
-    the label rows each drop-labels rule drops."""
-    plan = _Plan(rows, hits, ruleset)
+    the label rows each drop-labels rule drops (or the hits it sends to review, `_sides`)."""
+    plan = _Plan(rows, hits, ruleset, decisions=hits["action"].to_numpy(dtype=object).copy())
     if not len(hits):
         return plan
     rule_of_hit, rule_of_row = hits["_rule"].to_numpy(), rows["_rule"].to_numpy()
+    hit_of_row = plan._hit_of_row()
     for n, rule in enumerate(ruleset):
         if rule.action in ("set-aside", "review"):
             plan.picked[n] = np.flatnonzero(rule_of_hit == n)
         elif rule.action == "drop-labels":
             # Only active labels: a quarantined one is already out of use, and restore would
             # bring it back as active rather than quarantined.
-            plan.picked[n] = np.flatnonzero((rule_of_row == n) & rows["culprit"].to_numpy() & (rows["label"].to_numpy() >= 0)
-                                            & (rows["status"].to_numpy() == 0))
+            usable = np.flatnonzero((rule_of_row == n) & (rows["label"].to_numpy() >= 0) & (rows["status"].to_numpy() == 0))
+            sides = _sides(rows.iloc[usable], hit_of_row[usable], hits, taxonomy, probs)
+            plan.picked[n], plan.queued[n] = usable[sides.drop], sides.review
+            plan.decisions[sides.hits] = sides.why
     return plan
+
+
+@dataclass
+class _Sides:
+    drop: np.ndarray  # positions (into the rows given) of the labels to drop
+    review: np.ndarray  # hits to send to review instead
+    hits: np.ndarray  # the hits decided
+    why: np.ndarray  # per decided hit: which side goes, and why
+
+
+def _sides(rows: pd.DataFrame, hit: np.ndarray, hits: pd.DataFrame, taxonomy: Taxonomy,
+           probs: Evidence | None) -> _Sides:
+    """Which side of each drop-labels hit goes: the culprits (the rule's b side) or the
+    context (a side, e.g. the category), whichever the model finds less likely (the larger
+    probability of each side's labels; only when one side reaches MIN_EVIDENCE); without
+    probabilities for the image (or that evidence), the culprits
+    only when they are fewer than the labels kept: otherwise (a tie included) the image goes
+    to review rather than lose them.
+
+    rows: the hit's active label rows (label, culprit); hit: (R,) the hit of each row."""
+    culprit, label = rows["culprit"].to_numpy(bool), rows["label"].to_numpy(np.int64)
+    decided, local = np.unique(hit, return_inverse=True)
+    m = len(decided)
+    image_id = hits["image_id"].to_numpy(dtype=object)[decided]
+    p = probs.at(image_id[local], label) if probs is not None and len(label) else np.full(len(label), np.nan)
+    p_b, p_a = np.full(m, -np.inf), np.full(m, -np.inf)
+    np.maximum.at(p_b, local[culprit], np.nan_to_num(p[culprit], nan=-np.inf))
+    np.maximum.at(p_a, local[~culprit], np.nan_to_num(p[~culprit], nan=-np.inf))
+    n_b, n_a = np.bincount(local[culprit], minlength=m), np.bincount(local[~culprit], minlength=m)
+    judged = np.isfinite(p_a) & np.isfinite(p_b) & (np.maximum(p_a, p_b) >= MIN_EVIDENCE)
+    drop_a = judged & (p_a < p_b)
+    review = ~judged & (n_b >= n_a)  # a tie is no evidence either way: a person decides
+    go = np.where(culprit, ~drop_a[local] & ~review[local], drop_a[local])
+    names = taxonomy.names(label)
+    side_b = [[] for _ in range(m)]
+    side_a = [[] for _ in range(m)]
+    for k, name, c in zip(local.tolist(), names, culprit.tolist()):
+        (side_b if c else side_a)[k].append(name)
+    why = np.array([_why(", ".join(b), ", ".join(a), pb, pa, r, da, j) for b, a, pb, pa, r, da, j in
+                    zip(side_b, side_a, p_b, p_a, review, drop_a, judged)], dtype=object)
+    return _Sides(np.flatnonzero(go), decided[review], decided, why)
+
+
+def _why(b: str, a: str, p_b: float, p_a: float, review: bool, drop_a: bool, judged: bool) -> str:
+    if review:
+        return (f"to review: dropping {b} would remove as many labels as it keeps ({a}) or more, and no "
+                f"cross-fitted probability says which side is wrong")
+    if drop_a:
+        return f"drops {a}: the model finds it less likely (p {p_a:.2f}) than {b} (p {p_b:.2f})"
+    if judged:
+        return f"drops {b}: the model finds it less likely (p {p_b:.2f}) than {a} (p {p_a:.2f})"
+    return f"drops {b}: fewer labels than the side kept ({a}), and no cross-fitted probability says which is wrong"
 
 
 # ---- the HTML page -------------------------------------------------------------------------------
@@ -438,11 +548,9 @@ def _sections(result: CheckResult, cards_per_rule: int) -> list[Section]:
             # An even spread over the hits, not just the first ones in ledger order.
             pick = np.unique(np.linspace(0, len(mine) - 1, min(cards_per_rule, len(mine))).astype(int))
             sample = mine.iloc[pick]
-            action = {"drop-labels": "drops: {}"}.get(res.action, res.action)
-            cards = [Card(iid, path if isinstance(path, str) else None,
-                          [split, labels or "(no labels)", action.format(culprits)])
-                     for iid, split, labels, path, culprits in
-                     zip(sample["image_id"], sample["split"], sample["labels"], sample["path"], sample["culprits"])]
+            cards = [Card(iid, path if isinstance(path, str) else None, [split, labels or "(no labels)", decision])
+                     for iid, split, labels, path, decision in
+                     zip(sample["image_id"], sample["split"], sample["labels"], sample["path"], sample["decision"])]
             section.rows = [cards[k:k + 6] for k in range(0, len(cards), 6)]
         sections.append(section)
     return sections

@@ -316,14 +316,15 @@ def _listing(names: list[str]) -> str:
     return ", ".join(names) if len(names) <= 6 else f"{', '.join(names[:5])} or {len(names) - 5} more"
 
 
-class _Statistical(RuleKind):
-    """Rules that describe the data rather than judge one image: they only report."""
+class Statistical(RuleKind):
+    """Rules that describe the data rather than judge one image: they only report (and
+    flag-noise's suggestions, judged one image at a time, skip them)."""
 
     actions = ("report",)
 
 
 @kind("rare-label")
-class RareLabel(_Statistical):
+class RareLabel(Statistical):
     """Labels carried by fewer than `min_images` active images of the `reference` split
     (zero included: a label never seen there); every image carrying one is listed."""
 
@@ -346,7 +347,7 @@ class RareLabel(_Statistical):
 
 
 @kind("unseen-pair")
-class UnseenPair(_Statistical):
+class UnseenPair(Statistical):
     """Label pairs that co-occur on images outside the `reference` split but never on a
     reference image, although independence predicts at least `min_expected` reference
     images with both (count_a * count_b / images): absence there is telling, not chance.

@@ -24,27 +24,9 @@ The method, confident learning per class plus a Bayes ranking:
    that already has a given label, a suggested replacement is only as likely as the given
    label is wrong, so its log-odds are averaged with that label's.
 
-Measured on real photos with planted noise (benchmarks/noise_bench.py: myntra-products and
-clothing-cc0, 2,500 train photos each, 8% of labels corrupted under four noise models, one
-out-of-sample probability file per case from an MLP head on small fixed features cross-fitted
-on the noisy labels; 2 shared CPU cores), pair average precision of ifa over cleanlab's per-class
-label quality on the same probabilities:
-
-    noise model (split)              myntra          clothing
-    uniform swaps (tuning)           0.469 / 0.428   0.277 / 0.235
-    missing-label-heavy (tuning)     0.342 / 0.162   0.136 / 0.083
-    frequency-weighted (held out)    0.426 / 0.373   0.258 / 0.219
-    confusion-driven (held out)      0.364 / 0.327   0.254 / 0.228
-
-ifa leads on all eight (ratio 1.10 to 2.11, mean 1.32; held-out mean 1.14; without the
-calibration 1.09 to 1.98, mean 1.28), and on myntra's uniform swaps with the 32 px CNN's
-probabilities (0.403 vs 0.362, 1.11). A second draw (--seed 1: other split, other planted
-errors) gives 1.03 to 2.06, mean 1.30. Issue 6's constants
-(gate 1.5, shrinkage 1000), tuned on frequency-weighted noise only, led there by 1.19 but by
-only 1.02 on the features' uniform swaps and trailed on the CNN's (0.92), where most wrong
-labels land in rare classes the gate silenced (see SHRINK and MIN_LIFT). On fixed
-probabilities of a calibrated model (tests/test_noise.py) ifa leads on every noise model of
-both datasets too.
+Measured against cleanlab's per-class label quality on the same probabilities, on real photos
+with planted noise under four noise models (`python -m benchmarks.noise_bench --quality`; the
+table is in the README's benchmark section): ifa's pair average precision leads on every case.
 Runs in row chunks, so 1,000,000 x 228 probabilities need no copies of the full matrix.
 """
 
@@ -57,59 +39,22 @@ import pandas as pd
 
 EPS = 1e-6
 CHUNK_ROWS = 32_768
-# The constants below were chosen on the TUNING cases of benchmarks/noise_bench.py (uniform swaps
-# and missing-label-heavy noise on myntra and clothing, MLP-on-fixed-features probabilities,
-# plus myntra's uniform swaps under the 32 px CNN: pair AP of ifa over cleanlab's per-class
-# score, the largest mean with every case >= 1.05) and reported on the held-out ones
-# (frequency-weighted and confusion-driven swaps); the grid is `noise_bench --tune`.
-# Pseudo-count pulling each class's noise rates toward the pooled rates. Mean AP ratio on the
-# feature tuning cases (no gate): 1.24 at 100, 1.36 at 1000, 1.42 at 3000, 1.48 at 10,000,
-# 1.51 at 30,000; but the CNN's uniform case fell from 1.107 (1000) and 1.056 (3000) to 0.997
-# (10,000) and 0.95 (30,000): more shrinkage overfits the feature model. Issue 6's value was
-# 1000, measured on frequency-weighted noise only. With the calibration (CALIBRATE) the grid was
-# run again (`noise_bench --tune`, calibrate on and off): the same rule picks the same constants,
-# now mean 1.506, worst 1.096 (10,000 would have a case at 1.047), and the CNN's case is 1.113.
-SHRINK = 3_000.0
-# A class the model cannot tell apart gets no flags when its mean probability on labelled images
-# is under this many times that on the others. Issue 6 used 1.5 (measured on frequency-weighted
-# noise, where such classes hold almost no errors); under uniform swaps a wrong label usually
-# lands in a rare class the model barely learned, and a given label it gives almost no
-# probability is suspicious even there. With the gate at 1.5 the worst tuning case fell to 1.02
-# (1.11 without), the CNN's uniform case to 0.88 (1.06 without), and no tuning case gained from
-# any gate (1.0 or 1.5), so there is none.
-MIN_LIFT = 0.0
-# Log-odds added to every absent (possibly missing) pair's score, to trade missing against wrong
-# labels; the grid tried -1, 0 and +1: +1 raised the mean but let a case fall under 1.05, -1
-# lowered it (1.30 vs 1.42 at shrinkage 3000).
-MISSING_SHIFT = 0.0
-# Per-class calibration of the model's probabilities against the given labels (Platt scaling:
-# p' = sigmoid(a_j logit(p) + b_j), fitted by Newton's method on all rows, with a Gaussian prior
-# of weight CALIBRATION_PRIOR pulling (a_j, b_j) toward (1, 0), i.e. "trust the model as it is").
-# Measured on benchmarks/noise_bench.py: the weak models' low probabilities were overconfident
-# (clothing-cc0: given labels at p < 0.01 are present 1.1% of the time, 3.7x the mean p there;
-# fitted slopes 0.41-0.81, median 0.66-0.70 on clothing, 0.81-0.89 on myntra), so a raw score of
-# 0.8 meant a flag right 0.18 of the time on clothing's wrong labels under missing-heavy noise.
-# With calibration a score means more nearly the same on every case: the default threshold
-# (defaults.DEFAULT_MIN_SCORE, 0.7) keeps precision >= 0.37 on all eight cases (raw scores at 0.8:
-# 0.23 on clothing/missing), and pair AP over cleanlab rose from mean 1.277 to 1.322
-# (myntra/uniform 1.111 -> 1.096, the frequency and confusion cases -0.01 to +0.02, the missing
-# ones +0.13 and +0.18). Prior weight: 0.1 / 1 / 10 gave mean AP ratio 1.326 / 1.322 / 1.300 and
-# the same precision curve within 0.02; 1 is the middle. A per-class slope with a shared one
-# instead (one temperature for all classes) kept only 0.30 on clothing/missing at the same
-# number of flags (0.33 per class): the classes differ.
-CALIBRATE = True
-CALIBRATION_PRIOR = 1.0
+# Each constant below was chosen on the tuning noise models of `python -m benchmarks.noise_bench
+# --quality --tune` (the largest mean pair AP over cleanlab with every case >= 1.05) and checked on
+# the held-out ones; the grid's numbers are in the README's benchmark section.
+SHRINK = 3_000.0  # pseudo-count pulling each class's noise rates to the pooled ones: a small class cannot support its own
+MIN_LIFT = 0.0  # no separability gate: under uniform swaps a wrong label lands in a rare class the gate would silence
+MISSING_SHIFT = 0.0  # log-odds added to absent pairs: +1 or -1 lowered the worst or the mean case
+CALIBRATE = True  # Platt-scale each class first: a weak model's low probabilities are overconfident
+CALIBRATION_PRIOR = 1.0  # weight pulling (slope, intercept) to (1, 0); 0.1-10 gave the same precision curve
 CALIBRATION_BINS = 256  # per class, over the logits of [EPS, 1 - EPS]: bins 0.11 logit wide
 CALIBRATION_STEPS = 50  # Newton steps on the bins (no pass over the rows)
-# A class fitted with a slope under this is one whose own errors dominate its few labels (a
-# model cannot be anti-informative out of sample on a class it learned): keep the model's order
-# there. No class of the benchmark's real cases came under 0.39.
-MIN_SLOPE = 0.3
+MIN_SLOPE = 0.3  # a fitted slope under this means the class's own errors dominate: keep the model's order
 # A class whose probability varies by less than this over all images is one the model
 # gives no evidence about (float32 noise is ~1e-7).
 SPREAD_EPS = 1e-6
 UNSKILLED_PENALTY = 40.0  # log-odds: pushes a pair's score under 1e-17
-KINDS = ("wrong", "missing")
+KINDS = ("wrong", "missing")  # what rank_label_issues returns; flag-noise marks swaps after (suggestions.mark_swaps)
 
 
 @dataclass

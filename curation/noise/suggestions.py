@@ -23,7 +23,7 @@ import pandas as pd
 
 from ...taxonomy import Taxonomy
 from ..attributes.check import find_hits
-from ..attributes.rules import LabelView, RuleSet, _Statistical
+from ..attributes.rules import LabelView, RuleSet, Statistical
 from ..ledger.arrays import LabelArrays
 from ..ledger.schema import SPLITS
 
@@ -38,7 +38,7 @@ class RuleFilter:
 
 def per_image_rules(rules: RuleSet) -> list:
     """The rules that judge one image's labels by themselves (not the statistical ones)."""
-    return [r for r in rules if not isinstance(r.finder, _Statistical)]
+    return [r for r in rules if not isinstance(r.finder, Statistical)]
 
 
 def rule_breaking(rows: np.ndarray, columns: np.ndarray, labels: np.ndarray, wrong_rows: np.ndarray,
@@ -123,7 +123,8 @@ def rank_within_rules(labels: np.ndarray, probs: np.ndarray, taxonomy: Taxonomy,
     ranking has no more), so the rules never shrink the list a user asked for; a swap
     (a suggested category beside a category flagged wrong) passes only when the wrong flag
     is in the list shown too.
-    Returns (the ranked frame as rank_label_issues gives it, {rule id: suggestions dropped})."""
+    Returns (the ranked frame as rank_label_issues gives it, with suggestions that take the
+    place of a given label marked by `mark_swaps`; {rule id: suggestions dropped})."""
     from . import ranking
 
     single = np.array([g.single for g in taxonomy.groups])
@@ -148,7 +149,36 @@ def rank_within_rules(labels: np.ndarray, probs: np.ndarray, taxonomy: Taxonomy,
         kept = kept.head(top)
         rule_of = rule_of[rule_of.index <= (kept.index.max() if len(kept) else -1)]  # count only within the list
     dropped = {str(k): int(v) for k, v in rule_of.dropna().value_counts(sort=False).items()}
-    return kept.reset_index(drop=True), dropped
+    kept = kept.reset_index(drop=True)
+    return mark_swaps(kept, labels, probs, taxonomy), dropped
+
+
+def mark_swaps(ranked: pd.DataFrame, labels: np.ndarray, probs: np.ndarray, taxonomy: Taxonomy) -> pd.DataFrame:
+    """`ranked` with a `replaces` column (the taxonomy column of the given label a suggestion
+    takes the place of, -1 for none) and kind 'swap' for every suggestion in a single-label
+    group where the image already has a label: the ranking scores it in that label's place
+    (`ranking.log_odds`), so it is a swap, never a second label. Of two given labels there
+    (already a conflict), the one the model finds less likely is replaced.
+
+    labels: bool (n, K) given labels; probs: (n, K) the model's probabilities."""
+    out = ranked.copy()
+    replaces = np.full(len(out), -1, dtype=np.int64)
+    rows, cols = out["row"].to_numpy(np.int64), out["column"].to_numpy(np.int64)
+    missing = (out["kind"] == "missing").to_numpy()
+    for g, group in enumerate(taxonomy.groups):
+        if not group.single:
+            continue
+        in_group = np.flatnonzero(taxonomy.group_index == g)
+        sel = np.flatnonzero(missing & np.isin(cols, in_group))
+        if not len(sel):
+            continue
+        given = labels[rows[sel]][:, in_group]
+        p = np.where(given, np.asarray(probs[rows[sel]][:, in_group], dtype=np.float64), np.inf)
+        has = given.any(axis=1)
+        replaces[sel[has]] = in_group[p[has].argmin(axis=1)]
+    out["replaces"] = replaces
+    out.loc[replaces >= 0, "kind"] = "swap"
+    return out
 
 
 def _filter(ranked: pd.DataFrame, labels: np.ndarray, taxonomy: Taxonomy, rules: RuleSet) -> pd.Series:

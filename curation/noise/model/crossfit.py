@@ -12,14 +12,13 @@ import numpy as np
 
 from ....errors import IfaError
 from ....progress import SILENT, Progress
+from ..clock import Clock
 from ...workspace import Workspace
 from . import train as trainer
 from .baseline import model_folder, resolve_config, split_inputs, validator
 from .data import Inputs, Split, fingerprint, read_split
-from .probs import write_probs
+from .probs import OOS_FILE, write_probs
 from .config import TrainConfig
-
-OOS_FILE = "oos-probs.parquet"
 
 
 def assign_folds(labels: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
@@ -53,19 +52,23 @@ class CrossFit:
     histories: list[list[dict]] = field(default_factory=list)
     seconds: float = 0.0
     images_skipped: int = 0
+    expected_seconds: float | None = None  # stated once the first batches were timed (clock.Clock)
 
 
 def out_of_sample(ws: Workspace, config: TrainConfig, folds: int = 5, name: str = "flag-noise", device: str = "cpu",
-                  progress: Progress = SILENT) -> CrossFit:
+                  progress: Progress = SILENT, split: Split | None = None, started: float | None = None) -> CrossFit:
     """Train `folds` models, each on all train images but one fold, and predict the held-out
     fold. Fold models are checkpointed in `<workspace>/models/<name>/fold-<i>/`, so a
     crashed run resumes; when the train labels changed since, they are trained afresh.
-    Writes the probabilities to `<workspace>/models/<name>/oos-probs.parquet`."""
+    split: the train images and labels to fit (default: the ledger's active ones); started:
+    when the caller's clock started (default now): the expected time, measured on the first
+    batches, counts from there. Writes the probabilities to
+    `<workspace>/models/<name>/oos-probs.parquet`."""
     start = time.perf_counter()
     dev = trainer.resolve_device(device)
     root = model_folder(ws, name)
     config = resolve_config(ws, config)
-    split = read_split(ws.ledger, ws.taxonomy, "train")
+    split = split if split is not None else read_split(ws.ledger, ws.taxonomy, "train")
     if len(split) < folds:
         raise IfaError(f"Cross-fitting {folds} folds needs at least {folds} active train images; the workspace has {len(split)}.")
     inputs, mask = split_inputs(ws, split, config, progress)
@@ -75,20 +78,23 @@ def out_of_sample(ws: Workspace, config: TrainConfig, folds: int = 5, name: str 
     fold_of = assign_folds(used.labels, folds, config.seed)
     label_ids = ws.taxonomy.label_ids
     validate = validator(ws, config, label_ids, dev, progress)
+    clock = Clock(start if started is None else started,
+                  [config.epochs * int((fold_of != f).sum()) for f in range(folds)], config.batch_size, progress,
+                  held_out=[int((fold_of == f).sum()) for f in range(folds)])
     probs, histories = fit_folds(root, config, inputs, used.image_ids, used.labels, label_ids, fold_of, dev,
-                                 progress, validate)
+                                 progress, validate, clock)
     path = write_probs(root / OOS_FILE, used.image_ids, label_ids, probs)
     return CrossFit(used.image_ids, probs, fold_of, str(path), histories, round(time.perf_counter() - start, 2),
-                    int((~mask).sum()))
+                    int((~mask).sum()), clock.expected_seconds)
 
 
 def fit_folds(root: Path, config: TrainConfig, inputs: Inputs, image_ids: np.ndarray, labels: np.ndarray,
               label_ids: np.ndarray, fold_of: np.ndarray, device, progress: Progress = SILENT,
-              validate=None) -> tuple[np.ndarray, list[list[dict]]]:
+              validate=None, clock: Clock | None = None) -> tuple[np.ndarray, list[list[dict]]]:
     """The fold loop over arrays (no ledger): for each fold f, fit on the rows whose
     `fold_of` is not f (checkpointed in `root/fold-<f>/`, resumed when the data is the
-    same) and predict the rows of f. Returns (float32 (n, K) out-of-sample probabilities,
-    each fold's training history)."""
+    same) and predict the rows of f; `clock` (optional) times the training. Returns
+    (float32 (n, K) out-of-sample probabilities, each fold's training history)."""
     probs = np.empty(labels.shape, dtype=np.float32)
     histories = []
     folds = int(fold_of.max()) + 1
@@ -96,10 +102,15 @@ def fit_folds(root: Path, config: TrainConfig, inputs: Inputs, image_ids: np.nda
         fit_rows, held = np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)
         key = fingerprint(image_ids[fit_rows], labels[fit_rows])
         result = trainer.fit(root / f"fold-{f}", config, inputs.subset(fit_rows), labels[fit_rows], label_ids,
-                             data_key=key, device=device, progress=progress, validate=validate, on_mismatch="restart",
-                             title=f"fold {f + 1}/{folds}")
+                             data_key=key, device=device, progress=clock.watch(f, progress) if clock else progress,
+                             validate=validate, on_mismatch="restart", title=f"fold {f + 1}/{folds}")
         histories.append(result.history)
+        if clock:
+            clock.resumed(f, result.resumed_from * len(fit_rows))
         model = trainer.load(Path(result.folder), device).model
-        probs[held] = trainer.predict_probs(model, inputs.subset(held), config, device, progress=progress,
+        probs[held] = trainer.predict_probs(model, inputs.subset(held), config, device,
+                                            progress=clock.watch(f, progress, predicting=True) if clock else progress,
                                             title=f"fold {f + 1}/{folds} out-of-sample")
+        if clock:
+            clock.fold_finished(f, folds)
     return probs, histories

@@ -64,12 +64,18 @@ class Split:
         return Split(self.name, self.image_ids[rows], self.paths[rows], self.labels[rows])
 
 
-def read_split(ledger: Ledger, taxonomy: Taxonomy, split: str) -> Split:
-    """Active images of `split` with their active labels (the one read of the ledger)."""
+def read_split(ledger: Ledger, taxonomy: Taxonomy, split: str, undo_rule: str | None = None) -> Split:
+    """Active images of `split` with their active labels (the one read of the ledger).
+    undo_rule: labels that rule dropped count as still given, so a command that judges
+    labels (flag-noise) sees them as they were before its own earlier applies and decides
+    the same again."""
     images = ledger.images_frame([split])
     ids = images["image_id"].astype(str).to_numpy()
     paths = images["path"].fillna("").astype(str).to_numpy()
     labels = ledger.labels_frame([split])
+    if undo_rule is not None:
+        labels = pd.concat([labels[["image_id", "label_id"]],
+                            ledger.dropped_labels(rule=undo_rule)[["image_id", "label_id"]]], ignore_index=True)
     return Split(split, ids, paths, label_matrix(labels, ids, taxonomy))
 
 

@@ -16,6 +16,13 @@ import pyarrow.parquet as pq
 from ....errors import IfaError
 
 ROWS_PER_GROUP = 100_000
+OOS_FILE = "oos-probs.parquet"  # flag-noise's cross-fit writes its out-of-sample probabilities here
+
+
+def cross_fitted(root: Path, run: str = "flag-noise") -> Path:
+    """Where the workspace at `root` keeps the out-of-sample probabilities of the cross-fit
+    `run` (flag-noise's default run: `<workspace>/models/flag-noise/oos-probs.parquet`)."""
+    return Path(root) / "models" / run / OOS_FILE
 
 
 def write_probs(path: Path, image_ids: np.ndarray, label_ids: np.ndarray, probs: np.ndarray) -> Path:
