@@ -25,9 +25,14 @@ from dataclasses import dataclass
 import numpy as np
 
 Z95 = 1.959964  # two-sided 95% normal quantile
-# Weak Beta priors (pseudo-answers) on sensitivity and specificity: enough to keep an
-# annotator with a handful of answers off 0 and 1, small next to a round's hundreds.
-SENS_PRIOR = (2.0, 1.0)
+# Beta priors (pseudo-answers) on sensitivity and specificity. Without gold answers an
+# annotator is presumed to give 90% of the labels that are there, worth 10 answers: in a
+# sparse group (colour is on none of the sample's images) a weak prior lets the EM slide
+# into the fit where labels are present and everyone misses them. Gold replaces the
+# presumption with a weak prior: two people who err the same way must not outvote it
+# (tests/test_review_aggregation.py).
+SENS_PRIOR = (9.0, 1.0)
+SENS_PRIOR_WITH_GOLD = (2.0, 1.0)
 SPEC_PRIOR = (2.0, 1.0)
 # Pseudo-answers pulling a single-label confusion row towards the annotator's accuracy
 # in the group (a one-coin model): most of 106 categories are seen a few times a round.
@@ -167,15 +172,20 @@ def _fit_multi(V, items, workers, by_item, W, truth, gold_mask, prior, iteration
     (posterior (N, C), decision, confidence (N,), Reliability, steps)."""
     Vf = V.astype(np.float64)
     n_votes = by_item.sum(np.ones((len(V), 1)))[:, 0]
-    post = np.where(n_votes[:, None] > 0, by_item.sum(Vf) / np.maximum(n_votes, 1)[:, None], 0.0)
+    share = by_item.sum(Vf) / np.maximum(n_votes, 1)[:, None]
+    # Start from the hard majority (a tie is 0.5): a soft start gives every lone "yes" weight
+    # and can slide into the degenerate fit where labels are present and everyone misses them.
+    post = np.where(n_votes[:, None] > 0, (share > 0.5) + 0.5 * (share == 0.5), 0.0)
     post[gold_mask] = truth[gold_mask]
     base = None
     if prior is not None:
         p = np.clip(prior, *PRIOR_CLIP)
         base = np.log(p / (1 - p))
+    weight = _first_weights(items, gold_mask)
+    has_gold = np.bincount(workers, gold_mask[items], minlength=W) > 0 if len(items) else np.zeros(W, bool)
     steps = 0
     for steps in range(1, iterations + 1):
-        se, sp = _sens_spec(Vf, post[items], workers, W)[:2]
+        se, sp = _sens_spec(Vf, post[items], workers, W, weight if steps == 1 else None, has_gold)[:2]
         pi = (post.sum(0) + 1) / (len(post) + 2)
         logit = np.log(pi / (1 - pi))[None, :] if base is None else np.where(np.isnan(base), np.log(pi / (1 - pi)), base)
         a, b = np.log(se / (1 - sp)), np.log((1 - se) / sp)
@@ -191,14 +201,28 @@ def _fit_multi(V, items, workers, by_item, W, truth, gold_mask, prior, iteration
     return post, decision, conf, _multi_reliability(Vf, post[items], workers, W), steps
 
 
-def _sens_spec(Vf, P, workers, W):
+def _first_weights(items: np.ndarray, gold_mask: np.ndarray) -> np.ndarray | None:
+    """Row weights of the first M-step: only the gold answers where there are any, so
+    the start is what gold says of each annotator, not what the majority says (a
+    majority that errs the same way would otherwise hold the EM where it started)."""
+    on_gold = gold_mask[items] if len(items) else np.zeros(0, bool)
+    return on_gold.astype(np.float64) if on_gold.any() else None
+
+
+def _sens_spec(Vf, P, workers, W, weight=None, has_gold=None):
     """Per annotator: (sensitivity, specificity, soft positives, soft negatives, true
-    positives, true negatives) given the posterior rows P (R, C) of the items answered."""
-    tp = np.bincount(workers, (P * Vf).sum(1), minlength=W)
-    pos = np.bincount(workers, P.sum(1), minlength=W)
-    tn = np.bincount(workers, ((1 - P) * (1 - Vf)).sum(1), minlength=W)
-    neg = np.bincount(workers, (1 - P).sum(1), minlength=W)
-    se = (tp + SENS_PRIOR[0]) / (pos + sum(SENS_PRIOR))
+    positives, true negatives) given the posterior rows P (R, C) of the items answered;
+    weight (R,) scales each row (None: all 1); has_gold (W,) bool picks the weaker
+    sensitivity prior for annotators with gold answers."""
+    w = 1.0 if weight is None else weight
+    tp = np.bincount(workers, (P * Vf).sum(1) * w, minlength=W)
+    pos = np.bincount(workers, P.sum(1) * w, minlength=W)
+    tn = np.bincount(workers, ((1 - P) * (1 - Vf)).sum(1) * w, minlength=W)
+    neg = np.bincount(workers, (1 - P).sum(1) * w, minlength=W)
+    gold = np.zeros(W, bool) if has_gold is None else has_gold
+    a = np.where(gold, SENS_PRIOR_WITH_GOLD[0], SENS_PRIOR[0])
+    b = np.where(gold, SENS_PRIOR_WITH_GOLD[1], SENS_PRIOR[1])
+    se = (tp + a) / (pos + a + b)
     sp = (tn + SPEC_PRIOR[0]) / (neg + sum(SPEC_PRIOR))
     return np.clip(se, 1e-4, 1 - 1e-4), np.clip(sp, 1e-4, 1 - 1e-4), pos, neg, tp, tn
 
@@ -229,9 +253,11 @@ def _fit_single(V, items, workers, by_item, W, truth, gold_mask, prior, iteratio
     post[gold_mask] = gold_rows[gold_mask]
     by_cell = _Segments(workers * K + chosen, W * K)
     model = _single_prior(prior)
+    weight = _first_weights(items, gold_mask)
     steps = 0
     for steps in range(1, iterations + 1):
-        logconf = np.log(_confusion(by_cell.sum(post[items]).reshape(W, K, K).transpose(0, 2, 1), onehot))
+        rows = post[items] if steps > 1 or weight is None else post[items] * weight[:, None]
+        logconf = np.log(_confusion(by_cell.sum(rows).reshape(W, K, K).transpose(0, 2, 1), onehot))
         pi = (post.sum(0) + 1) / (len(post) + K)
         logprior = np.log(pi)[None, :] if model is None else np.log(np.where(np.isnan(model), pi, 0.5 * model + 0.5 * pi))
         logpost = logprior + by_item.sum(logconf[workers, :, chosen])
