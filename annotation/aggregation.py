@@ -28,9 +28,10 @@ Z95 = 1.959964  # two-sided 95% normal quantile
 # Beta priors (pseudo-answers) on sensitivity and specificity. Without gold answers an
 # annotator is presumed to give 90% of the labels that are there, worth 10 answers: in a
 # sparse group (colour is on none of the sample's images) a weak prior lets the EM slide
-# into the fit where labels are present and everyone misses them. Gold replaces the
-# presumption with a weak prior: two people who err the same way must not outvote it
-# (tests/test_review_aggregation.py).
+# into the fit where labels are present and everyone misses them. Gold holding three or
+# more of the group's labels an annotator answered replaces the presumption with a weak
+# prior: two people who err the same way must not outvote it
+# (tests/test_review_aggregation.py, benchmarks/review_cost.py on clothing-cc0).
 SENS_PRIOR = (9.0, 1.0)
 SENS_PRIOR_WITH_GOLD = (2.0, 1.0)
 SPEC_PRIOR = (2.0, 1.0)
@@ -41,6 +42,7 @@ SHRINK = 5.0
 # of 0.95 is outweighed by two careful annotators who disagree with it.
 PRIOR_CLIP = (0.05, 0.95)
 EPS = 1e-9
+SHARPEN_BELOW = 0.2  # see _sharpen
 
 
 @dataclass(frozen=True)
@@ -182,10 +184,13 @@ def _fit_multi(V, items, workers, by_item, W, truth, gold_mask, prior, iteration
         p = np.clip(prior, *PRIOR_CLIP)
         base = np.log(p / (1 - p))
     weight = _first_weights(items, gold_mask)
-    has_gold = np.bincount(workers, gold_mask[items], minlength=W) > 0 if len(items) else np.zeros(W, bool)
+    # Gold anchors sensitivity only through the labels it has: a group gold never holds
+    # (colour on catalogue-less photos) keeps the presumption.
+    gold_present = truth[items].sum(1) * gold_mask[items] if len(items) else np.zeros(0)
+    has_gold = np.bincount(workers, gold_present, minlength=W) >= 3
     steps = 0
     for steps in range(1, iterations + 1):
-        se, sp = _sens_spec(Vf, post[items], workers, W, weight if steps == 1 else None, has_gold)[:2]
+        se, sp = _sens_spec(Vf, _sharpen(post)[items], workers, W, weight if steps == 1 else None, has_gold)[:2]
         pi = (post.sum(0) + 1) / (len(post) + 2)
         logit = np.log(pi / (1 - pi))[None, :] if base is None else np.where(np.isnan(base), np.log(pi / (1 - pi)), base)
         a, b = np.log(se / (1 - sp)), np.log((1 - se) / sp)
@@ -304,3 +309,10 @@ def _single_prior(prior: np.ndarray | None) -> np.ndarray | None:
     none = np.prod(1 - p, axis=1, keepdims=True)
     dist = np.c_[p, none]
     return dist / dist.sum(1, keepdims=True)
+
+
+def _sharpen(post: np.ndarray) -> np.ndarray:
+    """Posteriors for the multi-label M-step with the faint ones cut to 0: hundreds of
+    labels each at a few percent would otherwise add up to "present labels everyone
+    missed" and drag every sensitivity down (review_cost on clothing-cc0, no colour)."""
+    return np.where(post < SHARPEN_BELOW, 0.0, post)

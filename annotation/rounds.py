@@ -33,7 +33,7 @@ from ..curation.workspace import Workspace
 from ..errors import IfaError
 from ..progress import SILENT, Progress
 from ..taxonomy import labeling_config
-from . import assignment
+from . import assignment, prefill
 from .annotators import check_email
 from .client import Client, NotFound, connection_for
 
@@ -70,6 +70,7 @@ class CreateResult:
     images: int
     resumed: bool
     simulated: bool
+    mode: str = "blind"
     projects: list[ProjectInfo] = field(default_factory=list)
     tasks_added: dict[str, int] = field(default_factory=dict)
     tasks_adopted: dict[str, int] = field(default_factory=dict)
@@ -112,7 +113,7 @@ def role_name(role: str) -> str:
 def create_round(ws: Workspace, *, split: str, annotators: Sequence[str],
                  tiebreaker: str | Sequence[str] | None = None, image_ids: Sequence[str] | None = None,
                  name: str | None = None, limit: int | None = None, per_image: int = 2,
-                 gold_ids: Sequence[str] | None = None, gold_rate: float = 0.05,
+                 gold_ids: Sequence[str] | None = None, gold_rate: float = 0.05, mode: str = "blind",
                  client: Client | None = None, progress: Progress = SILENT) -> CreateResult:
     """Create (or finish creating) a review round over `image_ids` of `split` (default:
     every active image of the split) for a pool of annotators, with a pool of
@@ -131,10 +132,14 @@ def create_round(ws: Workspace, *, split: str, annotators: Sequence[str],
     name: the round's name (default `<split>-<n>`, or the latest round of this split
         whose creation was interrupted, which is then finished).
     limit: only the first N images. client: defaults to the workspace's server.
+    mode: `blind` (annotators label from an empty page) or `check` (each task pre-filled
+        with the image's current labels, gold with planted mistakes: `prefill.py`); a
+        resumed round keeps the mode it was created with.
     Raises IfaError for unknown or duplicate annotators, image ids not in the split, gold
     ids not in the workspace, or a server that does not answer (what was done so far
     stays recorded; rerun to finish the same assignment)."""
     check_splits(split)
+    prefill.check_mode(mode)
     emails = [check_email(e) for e in annotators]
     pool = [tiebreaker] if isinstance(tiebreaker, str) else list(tiebreaker or [])
     pool = list(dict.fromkeys(check_email(e) for e in pool))
@@ -167,6 +172,7 @@ def create_round(ws: Workspace, *, split: str, annotators: Sequence[str],
     simulated_users = store.simulated_emails()
     simulated = any(e in simulated_users for e in people)
     round_id = store.create_round(name, split, client.url, simulated)
+    mode = _round_mode(store, round_id, name, mode, resumed)
     if simulated:
         store.set_simulated(round_id)
     recorded = store.projects(round_id)
@@ -202,13 +208,15 @@ def create_round(ws: Workspace, *, split: str, annotators: Sequence[str],
                            per_image, list(gdata), gold_rate)
     data.update(gdata)
     roots = storage_roots(roots | groots)
-    result = CreateResult(name, split, client.url, len(sources) - len(no_source), resumed, simulated)
+    result = CreateResult(name, split, client.url, len(sources) - len(no_source), resumed, simulated, mode)
     config = labeling_config(ws.taxonomy)
+    prefills = _prefills(ws, store, round_id, name, mode, list(sources["image_id"]), gold_labels)
     for role, email in zip(roles, emails):
         user_id = int(users[email]["id"])
-        project_id = ensure_project(client, store, round_id, name, role, email, user_id, roots, config)
+        project_id = ensure_project(client, store, round_id, name, role, email, user_id, roots, config,
+                                    extra=prefill.project_settings(mode))
         mine = {i: data[i] for i in plan.get(role, []) if i in data}
-        added, adopted = import_missing(client, store, round_id, role, project_id, mine, progress)
+        added, adopted = import_missing(client, store, round_id, role, project_id, mine, progress, prefills)
         result.tasks_added[role] = added
         result.tasks_adopted[role] = adopted
         result.projects.append(ProjectInfo(role, email, project_id, f"{client.url}/projects/{project_id}",
@@ -221,6 +229,27 @@ def create_round(ws: Workspace, *, split: str, annotators: Sequence[str],
     store.ledger.append_event("review_tasks", new=str(sum(result.tasks_added.values())),
                               reason=f"tasks created for round {name}: {result.tasks_added}", rule=f"review:{name}")
     return result
+
+
+def _round_mode(store: ReviewStore, round_id: int, name: str, mode: str, resumed: bool) -> str:
+    """Record the mode of a new round; a resumed round keeps the one it was created with."""
+    if not resumed:
+        store.set_mode(round_id, mode)
+    return str(store.round(name).get("mode") or "blind")
+
+
+def _prefills(ws: Workspace, store: ReviewStore, round_id: int, name: str, mode: str, images: list[str],
+              gold_labels: dict[str, list[int]]) -> dict[str, dict] | None:
+    """Check mode's task fields per image: the current labels, or for gold the trusted ones
+    with planted mistakes (recorded once, so a rerun shows the same); None in blind mode."""
+    if mode != "check":
+        return None
+    if gold_labels:
+        store.set_gold_prefill(round_id, [(p.image_id, p.shown, p.mistakes) for p in (
+            prefill.plant(i, tuple(ls), ws.taxonomy, name) for i, ls in gold_labels.items())])
+    shown = {i: s for i, (s, _) in store.gold_prefill(round_id).items()}
+    current = {i: tuple(ls) for i, ls in store.labels_of(images).items()}
+    return prefill.predictions(current, shown, ws.taxonomy)
 
 
 def plan_assignment(store: ReviewStore, round_id: int, name: str, roles: list[str], images: list[str],

@@ -170,6 +170,9 @@ def create(
         "--images-from", help="Only these images: a text file of ids (one per line) or a CSV with image_id.")] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Round name (default <split>-<n>).")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Only the first N images.")] = None,
+    mode: Annotated[str, typer.Option(
+        "--mode", help="blind: label from an empty page; check: edit the image's current labels, pre-filled "
+                       "(gold pre-filled with planted mistakes).")] = "blind",
     url: UrlOpt = None, token: TokenOpt = None, workspace: WorkspaceOpt = DEFAULT_WS, json_out: JsonOpt = False,
 ) -> None:
     """Create a review round: one project per annotator, each image to --per-image of them.
@@ -184,7 +187,7 @@ def create(
     with open_workspace(workspace, "review create") as ws:
         result = rounds.create_round(ws, split=split, annotators=list(annotators), tiebreaker=list(tiebreaker),
                                      image_ids=ids, name=name, limit=limit, per_image=per_image, gold_ids=gold_ids,
-                                     gold_rate=gold_rate, client=_client(ws, url, token),
+                                     gold_rate=gold_rate, mode=mode, client=_client(ws, url, token),
                                      progress=render.RichProgress(quiet=json_out))
     if json_out:
         render.emit_json(result.to_dict())

@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from ifa.annotation import consensus, finalize, rounds, server, simulate, state, status, sync, tiebreak
+from ifa.annotation import consensus, finalize, prefill, rounds, server, simulate, state, status, sync, tiebreak
+from ifa.annotation.answers import parse_result
 from ifa.annotation.client import Client, Connection
 from ifa.annotation.quality import by_group
 from ifa.cli.app import app
@@ -34,6 +35,7 @@ from ifa.sample import IMAGES_DIR, split_file
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 ROUND = "cost-1"
+CHECK = "check-1"
 POOL = {"c1": "careful", "c2": "careful", "c3": "careful", "sloppy": "careless"}
 
 
@@ -185,6 +187,53 @@ def test_cli_wiring(rc):
     assert res.exit_code != 0 and "--when" in res.output and "Traceback" not in res.output
     res = runner.invoke(app, ["review", "status", "-w", str(rc.ws.root), "--round", ROUND, "--json"])
     assert res.exit_code == 0 and "reliability" in json.loads(res.stdout)["annotators"][0]
+
+
+def test_check_mode_prefills_and_syncs_the_edited_answer(rc):
+    ids, gold = rc.ids[:6], rc.gold[:4]
+    with pytest.raises(IfaError, match="--mode"):
+        rounds.create_round(rc.ws, split="validation", annotators=[rc.emails["c1"], rc.emails["c2"]],
+                            tiebreaker=rc.emails["tb1"], image_ids=ids, name=CHECK, mode="guess", client=rc.client)
+    made = rounds.create_round(rc.ws, split="validation", annotators=[rc.emails["c1"], rc.emails["c2"]],
+                               tiebreaker=rc.emails["tb1"], image_ids=ids, gold_ids=gold, gold_rate=0.5, name=CHECK,
+                               mode="check", client=rc.client)
+    assert made.mode == "check"
+    rid = int(rc.store.round(CHECK)["round_id"])
+    planted = rc.store.gold_prefill(rid)
+    assert set(planted) == set(gold)
+    assert all(shown != rc.truth[i] and mistakes for i, (shown, mistakes) in planted.items())
+    view = state.load(rc.store, CHECK)
+    for role, proj in view.projects.items():
+        if role in view.tiebreak_roles:
+            continue
+        settings = rc.client.get(f"api/projects/{proj['ls_project_id']}/", "reading a check-mode project")
+        assert settings["show_collab_predictions"] and settings["model_version"] == prefill.PREFILL_VERSION
+        mine = view.tasks[view.tasks["role"] == role]
+        for image_id, task in zip(mine["image_id"], mine["ls_task_id"]):
+            data = rc.client.get(f"api/tasks/{int(task)}/", "reading a check-mode task")
+            (pred,) = data["predictions"]
+            shown = parse_result(pred["result"], rc.tax).labels
+            assert pred["model_version"] == prefill.PREFILL_VERSION
+            assert shown == (planted[image_id][0] if image_id in gold else rc.truth[image_id])
+    black = next(x for x in rc.tax.group("color").label_ids if rc.tax.labels[x].name == "Black")
+    role_of = {view.email(r): r for r in view.annotator_roles}
+
+    def checker(image_id, current):  # edits the pre-fill: the truth, plus a colour on round images
+        return (list(current) if image_id in gold else sorted({*current, black})), False
+
+    def accepter(image_id, current):  # submits the pre-fill unchanged
+        return list(planted[image_id][0] if image_id in gold else current), False
+
+    simulate.answer_role(rc.ws, rc.client.url, rc.sims["c1"], role_of[rc.emails["c1"]], checker, CHECK)
+    simulate.answer_role(rc.ws, rc.client.url, rc.sims["c2"], role_of[rc.emails["c2"]], accepter, CHECK)
+    sync.sync_round(rc.ws, CHECK, rc.client)
+    view = state.load(rc.store, CHECK)
+    edited = view.answers[role_of[rc.emails["c1"]]]
+    assert all(edited[i].labels == tuple(sorted({*rc.truth[i], black})) for i in ids)
+    st = status.status(rc.ws, CHECK)
+    assert st.mode == "check"
+    gold_acc = {a["email"]: a["gold"]["accuracy"] for a in st.annotators}
+    assert gold_acc[rc.emails["c1"]] == 1.0 and gold_acc[rc.emails["c2"]] == 0.0
 
 
 def current_labels(rc) -> dict[str, set[int]]:

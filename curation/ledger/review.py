@@ -459,3 +459,16 @@ class ReviewStore:
         """image_id -> the groups its tie-breaker must answer (images recorded only)."""
         rows = self.ledger.query("SELECT image_id, groups FROM review_tiebreak_groups WHERE round_id = ?", (round_id,))
         return {r[0]: tuple(json.loads(r[1])) for r in rows}
+
+    def set_gold_prefill(self, round_id: int, rows: Iterable[tuple[str, Sequence[int], Sequence[str]]]) -> None:
+        """Record check-mode gold pre-fills: (image_id, label ids shown, mistakes planted);
+        one recorded before stays (its tasks already show it)."""
+        with self.ledger.transaction() as conn:
+            conn.executemany(
+                "INSERT OR IGNORE INTO review_gold_prefill(round_id, image_id, shown, mistakes) VALUES (?,?,?,?)",
+                ((round_id, str(i), json.dumps(sorted(int(x) for x in shown)), json.dumps(list(m))) for i, shown, m in rows))
+
+    def gold_prefill(self, round_id: int) -> dict[str, tuple[tuple[int, ...], tuple[str, ...]]]:
+        """image_id -> (label ids shown, mistakes planted) of the round's check-mode gold."""
+        rows = self.ledger.query("SELECT image_id, shown, mistakes FROM review_gold_prefill WHERE round_id = ?", (round_id,))
+        return {r[0]: (tuple(json.loads(r[1])), tuple(json.loads(r[2]))) for r in rows}

@@ -361,6 +361,16 @@ CREATE TABLE review_tiebreak_groups (
     PRIMARY KEY (round_id, image_id)
 ) WITHOUT ROWID;
 
+-- Check mode: what a gold task was pre-filled with (its trusted labels with mistakes
+-- planted), so gold measures checking, not accepting.
+CREATE TABLE review_gold_prefill (
+    round_id INTEGER NOT NULL REFERENCES review_rounds(round_id),
+    image_id TEXT NOT NULL,
+    shown    TEXT NOT NULL,                    -- JSON list of the label ids pre-filled
+    mistakes TEXT NOT NULL,                    -- JSON list of what was planted, e.g. "dropped Black"
+    PRIMARY KEY (round_id, image_id)
+) WITHOUT ROWID;
+
 CREATE TABLE review_decisions_v10 (
     round_id   INTEGER NOT NULL REFERENCES review_rounds(round_id),
     image_id   TEXT NOT NULL,
