@@ -227,7 +227,7 @@ def _write_report(ws: Workspace, result: FinalizeResult, undecided: dict[str, st
             w.writerow([d.image_id, d.outcome, d.decided_by, "|".join(taxonomy.names(d.labels)),
                         "|".join(taxonomy.names(d.added)), "|".join(taxonomy.names(d.dropped)), int(d.set_aside),
                         verb if changed else "no change", d.note, "" if d.posterior is None else d.posterior,
-                        "; ".join(f"{g}: {src}" for g, src in d.sources.items())])
+                        "discard" if d.outcome == "discarded" else "; ".join(f"{g}: {src}" for g, src in d.sources.items())])
         for image_id, reason in sorted(undecided.items()):
             w.writerow([image_id, "undecided", "", "", "", "", 0, "left alone", reason])
     return path
