@@ -344,12 +344,27 @@ V9_DEDUP_FLAT_BORDERS = """
 DELETE FROM image_hashes;
 """
 
+# `ifa curate check-images`: per-file picture statistics, kept while the file (path, size,
+# mtime) and the statistics' version are unchanged, so a rerun decodes nothing unchanged.
+V10_IMAGE_STATS = """
+CREATE TABLE image_stats (
+    image_pk   INTEGER PRIMARY KEY REFERENCES images(pk),
+    path       TEXT NOT NULL,
+    bytes      INTEGER NOT NULL,
+    mtime_ns   INTEGER NOT NULL,
+    version    INTEGER NOT NULL,      -- image_checks.statistics.VERSION that measured it
+    stats      BLOB,                  -- float32 values in STAT_NAMES order; NULL when unreadable
+    thumb_hash BLOB,                  -- 256-bit difference hash of the whole picture
+    reason     TEXT                   -- why the file could not be measured, else NULL
+);
+"""
+
 # Review that spends fewer human answers: a round's mode (blind: annotators label from an
 # empty page; check: they edit the current labels), the rule that chose its tie-breaks
 # (any difference, or only groups whose aggregated posterior is below min_confidence),
 # the groups each tie-break task asks, and decisions that may come from the aggregation,
 # with their posterior and each group's source.
-V10_REVIEW_COST = """
+V11_REVIEW_COST = """
 ALTER TABLE review_rounds ADD COLUMN mode TEXT NOT NULL DEFAULT 'blind';
 ALTER TABLE review_rounds ADD COLUMN tiebreak_when TEXT;
 ALTER TABLE review_rounds ADD COLUMN min_confidence REAL;
@@ -371,7 +386,7 @@ CREATE TABLE review_gold_prefill (
     PRIMARY KEY (round_id, image_id)
 ) WITHOUT ROWID;
 
-CREATE TABLE review_decisions_v10 (
+CREATE TABLE review_decisions_v11 (
     round_id   INTEGER NOT NULL REFERENCES review_rounds(round_id),
     image_id   TEXT NOT NULL,
     outcome    TEXT NOT NULL CHECK (outcome IN ('agreed', 'tiebreak', 'discarded', 'aggregated')),
@@ -382,11 +397,11 @@ CREATE TABLE review_decisions_v10 (
     sources    TEXT,                           -- JSON {group: agreement|aggregation|tie-break}
     PRIMARY KEY (round_id, image_id)
 ) WITHOUT ROWID;
-INSERT INTO review_decisions_v10(round_id, image_id, outcome, labels, decided_by, time)
+INSERT INTO review_decisions_v11(round_id, image_id, outcome, labels, decided_by, time)
     SELECT round_id, image_id, outcome, labels, decided_by, time FROM review_decisions;
 DROP TABLE review_decisions;
-ALTER TABLE review_decisions_v10 RENAME TO review_decisions;
+ALTER TABLE review_decisions_v11 RENAME TO review_decisions;
 """
 
 MIGRATIONS: list[str] = [V1_FOUNDATION, V2_FETCHES, V3_REVIEW_QUEUE, V4_HASHES, V5_REVIEW, V6_RAW_LABEL_NAMES,
-                         V7_DEDUP_SIGNATURES, V8_REVIEW_POOL, V9_DEDUP_FLAT_BORDERS, V10_REVIEW_COST]
+                         V7_DEDUP_SIGNATURES, V8_REVIEW_POOL, V9_DEDUP_FLAT_BORDERS, V10_IMAGE_STATS, V11_REVIEW_COST]
