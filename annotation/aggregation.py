@@ -137,7 +137,7 @@ def answers_to_tell(estimate: float, reference: float, answered: float, z: float
 
 def aggregate(votes: np.ndarray, items: np.ndarray, workers: np.ndarray, n_items: int, n_workers: int,
               groups: list[GroupColumns], gold: np.ndarray | None = None, gold_mask: np.ndarray | None = None,
-              prior: np.ndarray | None = None, iterations: int = 50, tol: float = 1e-3) -> Aggregate:
+              prior: np.ndarray | None = None, iterations: int = 50, tol: float = 1e-4) -> Aggregate:
     """Weigh every answer by its annotator's per-group reliability (EM, gold-anchored).
 
     votes: (R, L) bool, one row per valid, non-discarding answer; items: (R,) int in
@@ -145,7 +145,8 @@ def aggregate(votes: np.ndarray, items: np.ndarray, workers: np.ndarray, n_items
     groups: `group_columns(taxonomy)`. gold: (N, L) bool truth, used on rows of
     `gold_mask` (N,) bool: those items' posteriors are fixed to it, so they anchor each
     annotator's reliability. prior: (N, L) float model probabilities, NaN where none.
-    Returns an Aggregate. Raises ValueError when shapes disagree."""
+    Each group's EM stops when no annotator parameter or label rate moves by `tol`, or
+    after `iterations` steps. Returns an Aggregate. Raises ValueError when shapes disagree."""
     votes = np.asarray(votes, dtype=bool)
     items, workers = np.asarray(items, np.int64), np.asarray(workers, np.int64)
     if votes.ndim != 2 or len(items) != len(votes) or len(workers) != len(votes):
@@ -188,7 +189,7 @@ def _fit_multi(V, items, workers, by_item, W, truth, gold_mask, prior, iteration
     # (colour on catalogue-less photos) keeps the presumption.
     gold_present = truth[items].sum(1) * gold_mask[items] if len(items) else np.zeros(0)
     has_gold = np.bincount(workers, gold_present, minlength=W) >= 3
-    steps = 0
+    steps, prev = 0, None
     for steps in range(1, iterations + 1):
         se, sp = _sens_spec(Vf, _sharpen(post)[items], workers, W, weight if steps == 1 else None, has_gold)[:2]
         pi = (post.sum(0) + 1) / (len(post) + 2)
@@ -197,10 +198,10 @@ def _fit_multi(V, items, workers, by_item, W, truth, gold_mask, prior, iteration
         llr = by_item.sum(b[workers][:, None] + Vf * (a - b)[workers][:, None])
         new = 1 / (1 + np.exp(-(logit + llr)))
         new[gold_mask] = truth[gold_mask]
-        delta = np.abs(new - post).max() if new.size else 0.0
-        post = new
-        if delta < tol:
+        post, params = new, np.r_[se, sp, pi]
+        if prev is not None and np.abs(params - prev).max() < tol:
             break
+        prev = params
     decision = post > 0.5
     conf = np.prod(np.where(decision, post, 1 - post), axis=1) if post.shape[1] else np.ones(len(post))
     return post, decision, conf, _multi_reliability(Vf, post[items], workers, W), steps
@@ -259,7 +260,7 @@ def _fit_single(V, items, workers, by_item, W, truth, gold_mask, prior, iteratio
     by_cell = _Segments(workers * K + chosen, W * K)
     model = _single_prior(prior)
     weight = _first_weights(items, gold_mask)
-    steps = 0
+    steps, prev = 0, None
     for steps in range(1, iterations + 1):
         rows = post[items] if steps > 1 or weight is None else post[items] * weight[:, None]
         logconf = np.log(_confusion(by_cell.sum(rows).reshape(W, K, K).transpose(0, 2, 1), onehot))
@@ -270,10 +271,10 @@ def _fit_single(V, items, workers, by_item, W, truth, gold_mask, prior, iteratio
         new = np.exp(logpost)
         new /= new.sum(1, keepdims=True)
         new[gold_mask] = gold_rows[gold_mask]
-        delta = np.abs(new - post).max() if new.size else 0.0
-        post = new
-        if delta < tol:
+        post, params = new, np.r_[np.exp(logconf).ravel(), pi]
+        if prev is not None and np.abs(params - prev).max() < tol:
             break
+        prev = params
     best = post.argmax(1)
     decision = np.zeros((len(post), C), bool)
     has = best < C

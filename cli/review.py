@@ -377,8 +377,7 @@ def reassign(
     from ..annotation import reassign as reassign_lib
     with open_workspace(workspace, "review reassign") as ws:
         result = reassign_lib.reassign(ws, round_name, from_email, to_email, _client(ws, url, token),
-                                       progress=render.RichProgress(quiet=json_out), when=when,
-                                       min_confidence=min_confidence, prior=prior)
+                                       progress=render.RichProgress(quiet=json_out))
     if json_out:
         render.emit_json(result.to_dict())
         return

@@ -433,7 +433,8 @@ class ReviewStore:
         df = self.ledger.frame(
             f"SELECT {', '.join(cols)} FROM review_decisions WHERE round_id = ? ORDER BY image_id", (round_id,), columns=cols)
         df["labels"] = [json.loads(x) for x in df["labels"]]
-        df["sources"] = [json.loads(x) if x else {} for x in df["sources"]]
+        df["sources"] = [json.loads(x) if isinstance(x, str) and x else {} for x in df["sources"]]
+        df["posterior"] = [None if x is None or x != x else float(x) for x in df["posterior"]]
         return df
 
     # ---- review cost: mode, tie-break rule, the groups each tie-break asks -------------------------
