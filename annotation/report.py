@@ -156,7 +156,7 @@ def _plot_accuracy(rows: list[dict], flagged: dict, path: Path) -> Path:
         bars = ax.bar(xs, [max(v, 0.01) if v is not None else 0 for v in values], width, label=label)
         ax.bar_label(bars, ["n/a" if v is None else f"{v:.2f}" for v in values], fontsize=6, padding=1)
     ax.set_xticks(range(len(people)), names, rotation=45, ha="right")
-    ax.set_ylim(0, 1.12)
+    ax.set_ylim(0, 1.3)  # room above the bars for the legend
     ax.legend(fontsize=7, loc="upper right", ncols=3)
     _title(ax, fig, "per annotator ((!) = flagged)")
     fig.tight_layout()
