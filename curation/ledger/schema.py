@@ -359,12 +359,24 @@ CREATE TABLE image_stats (
 );
 """
 
+# `ifa browse` (ledger/browse.py): keyset pages of any slice. Each index ends in the image's
+# key, so a slice filtered by a label, a status or a rule comes out in pk order without a sort.
+V11_BROWSE_INDEXES = """
+CREATE INDEX IF NOT EXISTS labels_label_status ON labels(label_id, status, image_pk);
+CREATE INDEX IF NOT EXISTS labels_status_rule ON labels(status_rule, image_pk) WHERE status_rule IS NOT NULL;
+CREATE INDEX IF NOT EXISTS labels_other_sources ON labels(source) WHERE source != 'import';
+CREATE INDEX IF NOT EXISTS images_split ON images(split);
+CREATE INDEX IF NOT EXISTS images_status ON images(status);
+CREATE INDEX IF NOT EXISTS images_status_rule ON images(status_rule) WHERE status_rule IS NOT NULL;
+CREATE INDEX IF NOT EXISTS images_duplicate_of ON images(status_reason) WHERE status_rule = 'duplicate';
+"""
+
 # Review that spends fewer human answers: a round's mode (blind: annotators label from an
 # empty page; check: they edit the current labels), the rule that chose its tie-breaks
 # (any difference, or only groups whose aggregated posterior is below min_confidence),
 # the groups each tie-break task asks, and decisions that may come from the aggregation,
 # with their posterior and each group's source.
-V11_REVIEW_COST = """
+V12_REVIEW_COST = """
 ALTER TABLE review_rounds ADD COLUMN mode TEXT NOT NULL DEFAULT 'blind';
 ALTER TABLE review_rounds ADD COLUMN tiebreak_when TEXT;
 ALTER TABLE review_rounds ADD COLUMN min_confidence REAL;
@@ -386,7 +398,7 @@ CREATE TABLE review_gold_prefill (
     PRIMARY KEY (round_id, image_id)
 ) WITHOUT ROWID;
 
-CREATE TABLE review_decisions_v11 (
+CREATE TABLE review_decisions_v12 (
     round_id   INTEGER NOT NULL REFERENCES review_rounds(round_id),
     image_id   TEXT NOT NULL,
     outcome    TEXT NOT NULL CHECK (outcome IN ('agreed', 'tiebreak', 'discarded', 'aggregated')),
@@ -397,11 +409,12 @@ CREATE TABLE review_decisions_v11 (
     sources    TEXT,                           -- JSON {group: agreement|aggregation|tie-break}
     PRIMARY KEY (round_id, image_id)
 ) WITHOUT ROWID;
-INSERT INTO review_decisions_v11(round_id, image_id, outcome, labels, decided_by, time)
+INSERT INTO review_decisions_v12(round_id, image_id, outcome, labels, decided_by, time)
     SELECT round_id, image_id, outcome, labels, decided_by, time FROM review_decisions;
 DROP TABLE review_decisions;
-ALTER TABLE review_decisions_v11 RENAME TO review_decisions;
+ALTER TABLE review_decisions_v12 RENAME TO review_decisions;
 """
 
 MIGRATIONS: list[str] = [V1_FOUNDATION, V2_FETCHES, V3_REVIEW_QUEUE, V4_HASHES, V5_REVIEW, V6_RAW_LABEL_NAMES,
-                         V7_DEDUP_SIGNATURES, V8_REVIEW_POOL, V9_DEDUP_FLAT_BORDERS, V10_IMAGE_STATS, V11_REVIEW_COST]
+                         V7_DEDUP_SIGNATURES, V8_REVIEW_POOL, V9_DEDUP_FLAT_BORDERS, V10_IMAGE_STATS,
+                         V11_BROWSE_INDEXES, V12_REVIEW_COST]
