@@ -329,21 +329,15 @@ def embed(ws: Workspace, onnx: Path, *, input_size: int = 224, mean: Sequence[fl
     Returns an EmbedResult (the Parquet written: image_id, sha256, vector). Raises IfaError
     for a bad option, a model whose shapes do not fit, or a workspace without files."""
     start = time.perf_counter()
-    mean = tuple(IMAGENET_MEAN if not mean else mean)
-    std = tuple(IMAGENET_STD if not std else std)
-    if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-        raise IfaError("--mean and --std take three numbers each (R G B), and --std must be positive.")
-    if batch < 1:
-        raise IfaError("--batch must be at least 1.")
+    mean, std = _normalisation(mean, std, batch)
     check_splits(splits)
     onnx = Path(onnx)
     model = open_model(onnx, input_size, device)
     model_sha = model_sha256(onnx)
     folder = store_folder(ws, onnx, model_sha, input_size, mean, std)
-    folder.mkdir(parents=True, exist_ok=True)
     meta = {"model": str(onnx.resolve()), "model_sha256": model_sha, "input_size": input_size, "mean": list(mean),
             "std": list(std), "dim": model.dim}
-    (folder / "model.json").write_text(json.dumps(meta, indent=1))
+    _write_model_json(ws, folder, meta)
 
     images = ws.ledger.images_frame(list(splits) if splits else None)
     has_file = images["path"].notna() & (images["path"].astype(str) != "")
@@ -379,6 +373,24 @@ def embed(ws: Workspace, onnx: Path, *, input_size: int = 224, mean: Sequence[fl
     os.replace(tmp, latest)
     return EmbedResult(str(path), str(onnx), model_sha, model.dim, device, len(ids), embedded, reused, without_file,
                        unreadable, round(time.perf_counter() - start, 2))
+
+
+def _normalisation(mean, std, batch: int) -> tuple[tuple, tuple]:
+    """The per-channel mean and std (ImageNet's when not given); IfaError for bad options."""
+    mean = tuple(IMAGENET_MEAN if not mean else mean)
+    std = tuple(IMAGENET_STD if not std else std)
+    if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+        raise IfaError("--mean and --std take three numbers each (R G B), and --std must be positive.")
+    if batch < 1:
+        raise IfaError("--batch must be at least 1.")
+    return mean, std
+
+
+def _write_model_json(ws: Workspace, folder: Path, meta: dict) -> None:
+    """Create the model's folder and write its model.json; IfaError when either is a link."""
+    ws.no_links(folder / "model.json")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.json").write_text(json.dumps(meta, indent=1))
 
 
 def latest_embeddings(ws: Workspace) -> Path:
