@@ -1,7 +1,10 @@
 """`ifa review finalize`: decisions become the images' labels.
 
-Per image: a valid tie-break answer decides (the third annotator has the last word);
-otherwise two agreeing answers decide; otherwise the image stays undecided and untouched.
+Per image: a valid tie-break answer decides the groups the tie-breaker was asked (the
+third annotator has the last word; all groups under `--when any`), the answers weighed by
+reliability (`consensus.py`) decide the rest; otherwise two agreeing answers decide; in a
+round tie-broken with `--when uncertain`, answers that differ only in groups nobody doubts
+take the aggregated decision; otherwise the image stays undecided and untouched.
 A decision's labels replace the image's active labels (add_label with source
 `review:<round>`, drop_label for the rest); a discard sets the image aside with the
 reason. Everything goes through `Ledger.apply_changes` in one transaction with the
@@ -13,24 +16,29 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
 
 from ..curation import reports
 from ..curation.ledger import Change
 from ..curation.ledger.review import ReviewStore
 from ..curation.workspace import Workspace
-from . import state
+from . import consensus, state
 
 
 @dataclass
 class ImageDecision:
     image_id: str
-    outcome: str          # agreed | tiebreak | discarded
-    decided_by: str       # 'agreement' or the tie-breaker's email
+    outcome: str          # agreed | tiebreak | aggregated | discarded
+    decided_by: str       # 'agreement', 'aggregation' or the tie-breaker's email
     labels: list[int]
     added: list[int] = field(default_factory=list)
     dropped: list[int] = field(default_factory=list)
     set_aside: bool = False
     note: str = ""
+    posterior: float | None = None  # P(every group the aggregation decided is right)
+    sources: dict[str, str] = field(default_factory=dict)  # group -> agreement | aggregation | tie-break
 
 
 @dataclass
@@ -56,42 +64,104 @@ class FinalizeResult:
         return d
 
 
-def decide(view: state.RoundView) -> tuple[dict[str, tuple[str, str, tuple[int, ...]]], dict[str, str]]:
-    """(decisions {image_id: (outcome, decided_by, labels)}, undecided {image_id: reason})."""
+@dataclass(frozen=True)
+class Decided:
+    """One image's decision: outcome (agreed | tiebreak | aggregated | discarded), who
+    decided ('agreement', 'aggregation' or the tie-breaker's email), the labels, the
+    posterior that every group the aggregation decided is right (None when it decided
+    none), and each group's source (agreement, aggregation, tie-break)."""
+
+    outcome: str
+    decided_by: str
+    labels: tuple[int, ...]
+    posterior: float | None = None
+    sources: dict[str, str] = field(default_factory=dict)
+
+
+def decide(view: state.RoundView, weighed: consensus.Consensus | None = None,
+           asked: dict[str, tuple[str, ...]] | None = None) -> tuple[dict[str, Decided], dict[str, str]]:
+    """(decisions {image_id: Decided}, undecided {image_id: reason}). A tie-breaker's valid
+    answer decides the groups it was asked (`asked`, default all); the other groups, and
+    images whose answers differ but were never sent because no group was in doubt (a round
+    tie-broken with `--when uncertain`), take the aggregated decision of `weighed`."""
+    asked = asked or {}
+    uncertain_rule = view.round.get("tiebreak_when") == "uncertain" and weighed is not None
     decisions, undecided = {}, {}
     for image_id in view.images:
         tb_role = view.tiebreak_of.get(image_id)
         tb = view.answers.get(tb_role, {}).get(image_id) if tb_role else None
         outcome = view.outcome(image_id)
         if tb is not None and tb.valid:
-            decisions[image_id] = ("discarded" if tb.discard else "tiebreak", view.email(tb_role),
-                                   () if tb.discard else tb.labels)
+            decisions[image_id] = _from_tiebreak(view, weighed, image_id, tb, asked.get(image_id))
         elif outcome == state.AGREED:
-            decisions[image_id] = ("agreed", "agreement", view.image_answers(image_id)[0].labels)
+            decisions[image_id] = _agreed(view, weighed, image_id)
         elif outcome == state.DISCARDED:
-            decisions[image_id] = ("discarded", "agreement", ())
+            decisions[image_id] = Decided("discarded", "agreement", ())
         elif outcome == state.WAITING:
             undecided[image_id] = "waiting for an annotator"
         elif tb is not None:
             undecided[image_id] = f"tie-break answer invalid ({'; '.join(tb.problems)})"
         elif tb_role is not None:
             undecided[image_id] = "waiting for the tie-breaker"
+        elif uncertain_rule and all(a is not None and a.valid and not a.discard for a in view.image_answers(image_id)):
+            decisions[image_id] = _aggregated(weighed, image_id)
         else:
             undecided[image_id] = "disagreement not yet sent: run `ifa review tiebreak`"
     return decisions, undecided
 
 
-def finalize(ws: Workspace, round_name: str | None = None, apply: bool = False) -> FinalizeResult:
+def _agreed(view: state.RoundView, weighed: consensus.Consensus | None, image_id: str) -> Decided:
+    labels = view.image_answers(image_id)[0].labels
+    if weighed is None:
+        return Decided("agreed", "agreement", labels)
+    conf = weighed.confidence(image_id)
+    return Decided("agreed", "agreement", labels, None, {g: "agreement" for g in conf})
+
+
+def _aggregated(weighed: consensus.Consensus, image_id: str) -> Decided:
+    conf = weighed.confidence(image_id)
+    return Decided("aggregated", "aggregation", weighed.labels(image_id), round(float(np.prod(list(conf.values()))), 4),
+                   {g: "aggregation" for g in conf})
+
+
+def _from_tiebreak(view: state.RoundView, weighed: consensus.Consensus | None, image_id: str, tb,
+                   groups: tuple[str, ...] | None) -> Decided:
+    who = view.email(view.tiebreak_of[image_id])
+    if tb.discard:
+        return Decided("discarded", who, ())
+    if weighed is None or groups is None:
+        return Decided("tiebreak", who, tb.labels)
+    conf = weighed.confidence(image_id)
+    rest = [g for g in conf if g not in groups]
+    labels = tuple(sorted({*_in_groups(tb.labels, groups, weighed), *weighed.labels(image_id, rest)}))
+    posterior = round(float(np.prod([conf[g] for g in rest])), 4) if rest else None
+    return Decided("tiebreak", who, labels, posterior, {g: "tie-break" if g in groups else "aggregation" for g in conf})
+
+
+def _in_groups(labels, groups, weighed: consensus.Consensus) -> list[int]:
+    wanted = {int(x) for g in weighed.groups if g.name in groups for x in weighed.label_ids[g.columns]}
+    return [int(x) for x in labels if int(x) in wanted]
+
+
+def weigh(ws: Workspace, view: state.RoundView, prior: Path | None) -> consensus.Consensus | None:
+    """The round's answers weighed by reliability (None before any answer)."""
+    return consensus.weigh(view, ws.taxonomy, consensus.load_prior(ws, prior)) if len(view.annotations) else None
+
+
+def finalize(ws: Workspace, round_name: str | None = None, apply: bool = False, prior: Path | None = None) -> FinalizeResult:
     """Turn the round's decisions into label changes; apply them with `apply=True`
-    (otherwise only report). Always writes `reports/review-finalize-<round>-<time>.csv`.
-    Raises IfaError when there is no such round."""
+    (otherwise only report). Answers are weighed by reliability (`consensus.weigh`, with
+    `prior` or the latest flag-noise probabilities as the model's vote) for the groups no
+    tie-breaker answered. Always writes `reports/review-finalize-<round>-<time>.csv` with
+    each decision's posterior and sources. Raises IfaError when there is no such round
+    or the prior file does not fit the workspace."""
     store = ReviewStore(ws.ledger)
     view = state.load(store, round_name)
     taxonomy = ws.taxonomy
     rule = f"review:{view.name}"
     simulated = bool(view.round["simulated"])
     tag = "SIMULATED review" if simulated else "review"
-    decisions, undecided = decide(view)
+    decisions, undecided = decide(view, weigh(ws, view, prior), store.tiebreak_groups(view.round_id))
 
     images = store.image_sources(view.round_id).set_index("image_id")
     current: dict[str, set[int]] = {}
@@ -101,9 +171,10 @@ def finalize(ws: Workspace, round_name: str | None = None, apply: bool = False) 
 
     result = FinalizeResult(view.name, apply, simulated)
     changes: list[Change] = []
-    for image_id, (outcome, who, final) in sorted(decisions.items()):
-        d = ImageDecision(image_id, outcome, who, list(final))
-        by = "both annotators" if who == "agreement" else f"tie-breaker {who}"
+    for image_id, dec in sorted(decisions.items()):
+        outcome, who, final = dec.outcome, dec.decided_by, dec.labels
+        d = ImageDecision(image_id, outcome, who, list(final), posterior=dec.posterior, sources=dict(dec.sources))
+        by = BY.get(who, f"tie-breaker {who}")
         status = images.at[image_id, "status"] if image_id in images.index else None
         if outcome == "discarded":
             if status == "active":
@@ -121,7 +192,7 @@ def finalize(ws: Workspace, round_name: str | None = None, apply: bool = False) 
             changes += [Change("drop_label", image_id, lid, reason=f"{tag} {view.name}: not in the answer of {by}",
                                rule=rule) for lid in d.dropped]
         result.decisions.append(d)
-    result.decided = dict(Counter(x[0] for x in decisions.values()))
+    result.decided = dict(Counter(x.outcome for x in decisions.values()))
     result.undecided = dict(Counter(undecided.values()))
     result.labels_added = sum(len(d.added) for d in result.decisions)
     result.labels_dropped = sum(len(d.dropped) for d in result.decisions)
@@ -131,23 +202,29 @@ def finalize(ws: Workspace, round_name: str | None = None, apply: bool = False) 
     if apply:
         with ws.ledger.transaction():
             store.record_decisions(view.round_id, [
-                {"image_id": i, "outcome": o, "labels": list(l), "decided_by": w} for i, (o, w, l) in decisions.items()])
+                {"image_id": i, "outcome": x.outcome, "labels": list(x.labels), "decided_by": x.decided_by,
+                 "posterior": x.posterior, "sources": x.sources or None} for i, x in decisions.items()])
             ws.ledger.apply_changes(changes)
             store.mark_finalized(view.round_id)
     result.report = str(_write_report(ws, result, undecided, taxonomy))
     return result
 
 
+BY = {"agreement": "both annotators", "aggregation": "the answers weighed by each annotator's reliability"}
+
+
 def _write_report(ws: Workspace, result: FinalizeResult, undecided: dict[str, str], taxonomy):
     path = ws.report_path(f"review-finalize-{result.round}", "csv")
     verb = "applied" if result.applied else "would apply"
     with reports.open_csv(path) as w:
-        w.writerow(["image_id", "outcome", "decided_by", "final_labels", "added", "dropped", "set_aside", "status", "note"])
+        w.writerow(["image_id", "outcome", "decided_by", "final_labels", "added", "dropped", "set_aside", "status", "note",
+                    "posterior", "sources"])
         for d in result.decisions:
             changed = bool(d.added or d.dropped or d.set_aside)
             w.writerow([d.image_id, d.outcome, d.decided_by, "|".join(taxonomy.names(d.labels)),
                         "|".join(taxonomy.names(d.added)), "|".join(taxonomy.names(d.dropped)), int(d.set_aside),
-                        verb if changed else "no change", d.note])
+                        verb if changed else "no change", d.note, "" if d.posterior is None else d.posterior,
+                        "discard" if d.outcome == "discarded" else "; ".join(f"{g}: {src}" for g, src in d.sources.items())])
         for image_id, reason in sorted(undecided.items()):
             w.writerow([image_id, "undecided", "", "", "", "", 0, "left alone", reason])
     return path

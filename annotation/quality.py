@@ -213,12 +213,15 @@ def confused_by_group(view: state.RoundView, taxonomy: Taxonomy, top: int = 5) -
 
 def throughput(view: state.RoundView) -> pd.DataFrame:
     """Counted answers per annotator email and hour (from Label Studio's created_at):
-    columns email, hour (UTC, pandas Timestamp), answers."""
+    columns email, hour (UTC, pandas Timestamp: the bin's start), answers. A round whose
+    answers all fall within 12 hours is binned per minute instead, so its chart shows
+    its own pace rather than one dot per person."""
     ann = view.annotations
     ann = ann[ann["by_annotator"] == 1]
     if ann.empty:
         return pd.DataFrame(columns=["email", "hour", "answers"])
     emails = {r: view.email(r) for r in view.projects}
-    hours = pd.to_datetime(ann["created_at"], utc=True, errors="coerce", format="ISO8601").dt.floor("h")
+    times = pd.to_datetime(ann["created_at"], utc=True, errors="coerce", format="ISO8601")
+    hours = times.dt.floor("h" if times.max() - times.min() > pd.Timedelta(hours=12) else "min")
     df = pd.DataFrame({"email": ann["role"].map(emails), "hour": hours}).dropna()
     return df.groupby(["email", "hour"]).size().rename("answers").reset_index()

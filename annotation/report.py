@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import html
 import statistics
+import textwrap
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from pathlib import Path
+
+import numpy as np
 
 from ..curation.ledger.review import ReviewStore
 from ..curation import reports
 from ..curation.reports.html import thumbnail_uri
 from ..curation.workspace import Workspace
-from . import quality, state
+from . import aggregation, quality, state
 
 # An annotator is flagged when a rate is this far below the pool's median: the gap a
 # random answerer leaves on the sample (gold accuracy ~0.0 vs ~0.8, agreement ~0.05 vs
@@ -37,30 +41,48 @@ class ReportResult:
     annotators: list[dict] = field(default_factory=list)
     flagged: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
+    undecided: dict[str, list[str]] = field(default_factory=dict)  # far below, too few answers to tell
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def flag_careless(rows: list[dict], gap: float = FLAG_GAP, min_answers: int = 3) -> dict[str, list[str]]:
-    """{email: reasons} for annotators whose gold accuracy or overall agreement is `gap`
-    or more below the median of the pool (annotator roles only). A rate over fewer than
-    `min_answers` answers is not judged (one unlucky answer is not carelessness)."""
-    out: dict[str, list[str]] = {}
+    """{email: reasons} for annotators whose gold accuracy or overall agreement has a 95%
+    interval lying wholly below the pool's median (annotator roles only; the median of
+    the interval centres, so that three right answers out of three do not make a
+    perfect yardstick). A rate `gap` or more below the median whose interval still holds
+    it is not flagged; `undecided` says how many more answers would tell. A rate over
+    fewer than `min_answers` answers is not judged."""
+    return _flags(rows, gap, min_answers)[0]
+
+
+def undecided(rows: list[dict], gap: float = FLAG_GAP, min_answers: int = 3) -> dict[str, list[str]]:
+    """{email: notes} for rates far below the median that too few answers cannot yet tell
+    from it: `gold accuracy 0.67 over 3 answers: 12 more would tell`."""
+    return _flags(rows, gap, min_answers)[1]
+
+
+def _flags(rows: list[dict], gap: float, min_answers: int) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    flagged: dict[str, list[str]] = {}
+    pending: dict[str, list[str]] = {}
     people = [r for r in rows if not r["role"].startswith("tiebreak")]
-    for label, get in (("gold accuracy", lambda r: r["gold"]["accuracy"] if r["gold"]["answered"] >= min_answers
-                        else None),
-                       ("agreement", lambda r: r["agreement"]["overall"] if r["agreement"]["compared"] >= min_answers
-                        else None)):
-        values = [get(r) for r in people if get(r) is not None]
-        if len(values) < 3:  # a median of two says nothing about who is off
+    for label, get in (("gold accuracy", lambda r: (r["gold"]["accuracy"], r["gold"]["answered"])),
+                       ("agreement", lambda r: (r["agreement"]["overall"], r["agreement"]["compared"]))):
+        rates = {r["email"]: get(r) for r in people if get(r)[0] is not None and get(r)[1] >= min_answers}
+        if len(rates) < 3:  # a median of two says nothing about who is off
             continue
-        median = statistics.median(values)
-        for r in people:
-            v = get(r)
-            if v is not None and v <= median - gap:
-                out.setdefault(r["email"], []).append(f"{label} {v:.2f} vs pool median {median:.2f}")
-    return out
+        bounds = {e: aggregation.wilson(np.array(v * n), np.array(n)) for e, (v, n) in rates.items()}
+        median = statistics.median((lo + hi) / 2 for _, lo, hi in bounds.values())
+        for email, (v, n) in rates.items():
+            _, low, high = bounds[email]
+            if high < median:
+                flagged.setdefault(email, []).append(f"{label} {v:.2f} over {n} (95% up to {float(high):.2f}) "
+                                                     f"vs pool median {median:.2f}")
+            elif v <= median - gap:
+                more = aggregation.answers_to_tell(v, median, n)
+                pending.setdefault(email, []).append(f"{label} {v:.2f} over {n}: {more} more answers would tell")
+    return flagged, pending
 
 
 def report(ws: Workspace, round_name: str | None = None, top_pairs: int = 5) -> ReportResult:
@@ -76,7 +98,7 @@ def report(ws: Workspace, round_name: str | None = None, top_pairs: int = 5) -> 
     vs_final = quality.accuracy_vs_decisions(view, store.decisions(view.round_id))
     for r in rows:
         r["accuracy_vs_final"] = vs_final.get(r["email"], {"answered": 0, "accuracy": None})
-    flagged = flag_careless(rows)
+    flagged, notes = _flags(rows, FLAG_GAP, 3)
     matrix, shared = quality.agreement_matrix(view)
     confused = quality.confused_by_group(view, taxonomy, top=top_pairs)
     through = quality.throughput(view)
@@ -87,8 +109,8 @@ def report(ws: Workspace, round_name: str | None = None, top_pairs: int = 5) -> 
             _plot_accuracy(rows, flagged, Path(f"{stem}-accuracy.png")),
             _plot_throughput(through, Path(f"{stem}-throughput.png"))]
     paths = store.image_sources(view.round_id).set_index("image_id")["path"].to_dict()
-    reports.write_text(path, _page(view, rows, flagged, matrix, shared, confused, pngs, paths, ws.root))
-    return ReportResult(view.name, str(path), [str(p) for p in pngs], rows, flagged, time.perf_counter() - start)
+    reports.write_text(path, _page(view, rows, flagged, matrix, shared, confused, pngs, paths, ws.root, notes))
+    return ReportResult(view.name, str(path), [str(p) for p in pngs], rows, flagged, time.perf_counter() - start, notes)
 
 
 # ---- plots --------------------------------------------------------------------------------------
@@ -118,7 +140,7 @@ def _plot_matrix(matrix, shared, path: Path) -> Path:
             v = matrix.iat[i, j]
             if v == v:
                 ax.text(j, i, f"{v:.2f}\n({shared.iat[i, j]})", ha="center", va="center", fontsize=7)
-    ax.set_title("agreement (share of shared images with the same answer)")
+    _title(ax, fig, "agreement (share of shared images with the same answer)")
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     _save(fig, path)
@@ -136,12 +158,14 @@ def _plot_accuracy(rows: list[dict], flagged: dict, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(2 + 0.9 * max(len(people), 2), 3.5))
     width = 0.27
     for k, (label, values) in enumerate(series):
-        ax.bar([i + (k - 1) * width for i in range(len(people))], [v if v is not None else 0 for v in values],
-               width, label=label)
+        xs = [i + (k - 1) * width for i in range(len(people))]
+        # A zero keeps a sliver of a bar and its value, so it reads as 0, not as missing.
+        bars = ax.bar(xs, [max(v, 0.01) if v is not None else 0 for v in values], width, label=label)
+        ax.bar_label(bars, ["n/a" if v is None else f"{v:.2f}" for v in values], fontsize=6, padding=1)
     ax.set_xticks(range(len(people)), names, rotation=45, ha="right")
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=8)
-    ax.set_title("per annotator ((!) = flagged)")
+    ax.set_ylim(0, 1.3)  # room above the bars for the legend
+    ax.legend(fontsize=7, loc="upper right", ncols=3)
+    _title(ax, fig, "per annotator ((!) = flagged)")
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
@@ -153,10 +177,14 @@ def _plot_throughput(through, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(8, 3.5))
     for email, part in through.groupby("email"):
         part = part.sort_values("hour")
-        ax.plot(part["hour"], part["answers"].cumsum(), marker=".", label=email.split("@")[0])
+        ax.step(part["hour"], part["answers"].cumsum(), where="post", marker=".", label=email.split("@")[0])
     ax.set_ylabel("answers (cumulative)")
-    ax.set_title("throughput over time (per hour, UTC)")
+    _title(ax, fig, "throughput over the round's time span (UTC)")
     if len(through):
+        # The round's own span: a single time per annotator otherwise autoscales to years.
+        first, last = through["hour"].min(), through["hour"].max()
+        pad = max((last - first) * 0.05, timedelta(minutes=5))
+        ax.set_xlim(first - pad, last + pad)
         ax.legend(fontsize=7)
     fig.autofmt_xdate()
     fig.tight_layout()
@@ -165,12 +193,31 @@ def _plot_throughput(through, path: Path) -> Path:
     return path
 
 
+def _title(ax, fig, text: str) -> None:
+    """A title wrapped to the figure's width, so a narrow figure does not cut it off."""
+    chars = max(20, int(fig.get_figwidth() * 10))
+    ax.set_title("\n".join(textwrap.wrap(text, chars)), fontsize=10)
+
+
 # ---- page ---------------------------------------------------------------------------------------
+def _mode(view) -> str:
+    return str(view.round.get("mode") or "blind")
+
+
+def _flag_lines(flagged: dict[str, list[str]], notes: dict[str, list[str]]) -> str:
+    """The page's verdict: who is flagged (or that no one stands out), and whose rate is far
+    below the pool but rests on too few answers to tell."""
+    def listing(d):
+        return "; ".join(f"{html.escape(k)} ({html.escape(', '.join(v))})" for k, v in d.items())
+    out = f"<p><b>Flagged:</b> {listing(flagged)}</p>" if flagged else "<p>No annotator stands out from the pool.</p>"
+    return out + (f"<p><b>Too few answers to tell:</b> {listing(notes)}</p>" if notes else "")
+
+
 def _pct(v) -> str:
     return "n/a" if v is None else f"{v:.0%}"
 
 
-def _page(view, rows, flagged, matrix, shared, confused, pngs, paths, root: Path) -> str:
+def _page(view, rows, flagged, matrix, shared, confused, pngs, paths, root: Path, notes: dict | None = None) -> str:
     e = html.escape
     css = ("body{font-family:system-ui,sans-serif;margin:2em;color:#222} table{border-collapse:collapse;margin:1em 0}"
            "td,th{border:1px solid #ddd;padding:4px 8px;font-size:13px;text-align:right} th{background:#f4f4f4}"
@@ -180,12 +227,9 @@ def _page(view, rows, flagged, matrix, shared, confused, pngs, paths, root: Path
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>review {e(view.name)}</title>"
              f"<style>{css}</style></head><body><h1>Review round {e(view.name)}{sim}</h1>",
              f"<p>{len(view.images):,} images of the {e(str(view.round['split']))} split, {len(view.gold):,} gold "
-             f"images, {len(view.annotator_roles)} annotators, {len(view.tiebreak_roles)} tie-break projects.</p>"]
-    if flagged:
-        parts.append("<p><b>Flagged:</b> " + "; ".join(f"{e(k)} ({e(', '.join(v))})" for k, v in flagged.items())
-                     + "</p>")
-    else:
-        parts.append("<p>No annotator stands out from the pool.</p>")
+             f"images, {len(view.annotator_roles)} annotators, {len(view.tiebreak_roles)} tie-break projects; "
+             f"{e(_mode(view))} mode.</p>"]
+    parts.append(_flag_lines(flagged, notes or {}))
     parts += _annotator_tables(rows, flagged)
     parts.append(f"<img src='{e(pngs[1].name)}' alt='accuracy per annotator'>")
     parts += _matrix_table(matrix, shared, pngs[0])

@@ -30,7 +30,7 @@ from ..curation.workspace import Workspace
 from ..errors import IfaError
 from ..progress import SILENT, Progress
 from ..taxonomy import labeling_config
-from . import assignment, state
+from . import assignment, prefill, state
 from .annotators import check_email, check_people
 from .client import Client, connection_for
 from .files import REFUSED, task_data
@@ -58,6 +58,7 @@ class CreateResult:
     images: int
     resumed: bool
     simulated: bool
+    mode: str = "blind"
     projects: list[ProjectInfo] = field(default_factory=list)
     tasks_added: dict[str, int] = field(default_factory=dict)
     tasks_adopted: dict[str, int] = field(default_factory=dict)
@@ -104,12 +105,14 @@ class RoundSettings:
     per_image: int = 2
     gold_ids: list[str] | None = None
     gold_rate: float = 0.05
+    mode: str = "blind"
 
     def check(self) -> RoundSettings:
         """A copy with the emails normalised. Raises IfaError for an unknown split, fewer
         than two distinct annotators, --per-image outside 2..annotators, or a gold rate
-        outside (0, 1]."""
+        outside (0, 1], or an unknown mode."""
         check_splits(self.split)
+        prefill.check_mode(self.mode)
         emails = [check_email(e) for e in self.annotators]
         if len(emails) < 2 or len(set(emails)) != len(emails):
             raise IfaError("A round needs two or more different annotators (--annotators A B [C ...]).")
@@ -134,12 +137,13 @@ class _Recorded:
     roles: list[str]
     gold: dict[str, list[int]]
     skipped: dict[str, list[str]]
+    mode: str = "blind"
 
 
 def create_round(ws: Workspace, *, split: str, annotators: Sequence[str],
                  tiebreaker: str | Sequence[str] | None = None, image_ids: Sequence[str] | None = None,
                  name: str | None = None, limit: int | None = None, per_image: int = 2,
-                 gold_ids: Sequence[str] | None = None, gold_rate: float = 0.05,
+                 gold_ids: Sequence[str] | None = None, gold_rate: float = 0.05, mode: str = "blind",
                  client: Client | None = None, progress: Progress = SILENT) -> CreateResult:
     """Create (or finish creating) a review round over `image_ids` of `split` (default:
     every active image of the split) for a pool of annotators, with a pool of
@@ -158,12 +162,15 @@ def create_round(ws: Workspace, *, split: str, annotators: Sequence[str],
     name: the round's name (default `<split>-<n>`, or the latest round of this split
         whose creation was interrupted, which is then finished).
     limit: only the first N images. client: defaults to the workspace's server.
+    mode: `blind` (annotators label from an empty page) or `check` (each task pre-filled
+        with the image's current labels, gold with planted mistakes: `prefill.py`); a
+        resumed round keeps the mode it was created with.
     Raises IfaError for unknown or duplicate annotators, image ids not in the split, gold
     ids not in the workspace, or a server that does not answer (what was done so far
     stays recorded; rerun to finish the same assignment)."""
     pool = [tiebreaker] if isinstance(tiebreaker, str) else list(tiebreaker or [])
     settings = RoundSettings(split, list(annotators), pool, None if image_ids is None else list(image_ids), name,
-                             limit, per_image, None if gold_ids is None else list(gold_ids), gold_rate).check()
+                             limit, per_image, None if gold_ids is None else list(gold_ids), gold_rate, mode).check()
     client = client or Client(connection_for(ws.root))
     store = ReviewStore(ws.ledger)
     users = check_people(client, settings.annotators, settings.tiebreakers, per_image=settings.per_image)
@@ -185,6 +192,7 @@ def _record_round(ws: Workspace, store: ReviewStore, settings: RoundSettings, se
     simulated_users = store.simulated_emails()
     simulated = any(e in simulated_users for e in [*settings.annotators, *settings.tiebreakers])
     round_id = store.create_round(name, settings.split, server, simulated)
+    mode = _round_mode(store, round_id, name, settings.mode, resumed)
     if simulated:
         store.set_simulated(round_id)
     roles = [annotator_role(k) for k in range(len(settings.annotators))]
@@ -193,7 +201,7 @@ def _record_round(ws: Workspace, store: ReviewStore, settings: RoundSettings, se
     store.add_images(round_id, images)
     if gold:
         store.set_gold(round_id, gold)
-    return _Recorded(round_id, name, resumed, simulated, roles, gold, skipped)
+    return _Recorded(round_id, name, resumed, simulated, roles, gold, skipped, mode)
 
 
 def _check_same_annotators(store: ReviewStore, round_id: int, name: str, roles: list[str], emails: list[str]) -> None:
@@ -230,15 +238,17 @@ def _fill_projects(ws: Workspace, store: ReviewStore, client: Client, rnd: _Reco
     plan = plan_assignment(store, rnd.round_id, rnd.name, rnd.roles, [i for i in sources["image_id"] if i in files.data],
                            settings.per_image, list(gold_files.data), settings.gold_rate)
     result = CreateResult(rnd.name, settings.split, client.url, len(sources) - len(files.missing) - len(files.refused),
-                          rnd.resumed, rnd.simulated, gold=len(rnd.gold), skipped={k: v for k, v in skipped.items() if v})
+                          rnd.resumed, rnd.simulated, rnd.mode, gold=len(rnd.gold),
+                          skipped={k: v for k, v in skipped.items() if v})
     files = files.merged(gold_files)
     config = labeling_config(ws.taxonomy)
+    prefills = _prefills(ws, store, rnd.round_id, rnd.name, rnd.mode, list(sources["image_id"]), rnd.gold)
     for role, email in zip(rnd.roles, settings.annotators):
         project_id = ensure_project(client, store, rnd.round_id, rnd.name, role, email, users[email], files.roots,
-                                    config)
+                                    config, extra=prefill.project_settings(rnd.mode))
         mine = {i: files.data[i] for i in plan.get(role, []) if i in files.data}
         result.tasks_added[role], result.tasks_adopted[role] = import_missing(
-            client, store, rnd.round_id, role, project_id, mine, progress)
+            client, store, rnd.round_id, role, project_id, mine, progress, prefills)
         result.projects.append(ProjectInfo(role, email, project_id, f"{client.url}/projects/{project_id}",
                                            store.task_counts(rnd.round_id).get(role, 0)))
     return result
@@ -252,6 +262,27 @@ def _finish(store: ReviewStore, rnd: _Recorded, result: CreateResult) -> None:
     store.ledger.append_event("review_tasks", new=str(sum(result.tasks_added.values())),
                               reason=f"tasks created for round {rnd.name}: {result.tasks_added}",
                               rule=f"review:{rnd.name}")
+
+
+def _round_mode(store: ReviewStore, round_id: int, name: str, mode: str, resumed: bool) -> str:
+    """Record the mode of a new round; a resumed round keeps the one it was created with."""
+    if not resumed:
+        store.set_mode(round_id, mode)
+    return str(store.round(name).get("mode") or "blind")
+
+
+def _prefills(ws: Workspace, store: ReviewStore, round_id: int, name: str, mode: str, images: list[str],
+              gold_labels: dict[str, list[int]]) -> dict[str, dict] | None:
+    """Check mode's task fields per image: the current labels, or for gold the trusted ones
+    with planted mistakes (recorded once, so a rerun shows the same); None in blind mode."""
+    if mode != "check":
+        return None
+    if gold_labels:
+        store.set_gold_prefill(round_id, [(p.image_id, p.shown, p.mistakes) for p in (
+            prefill.plant(i, tuple(ls), ws.taxonomy, name) for i, ls in gold_labels.items())])
+    shown = {i: s for i, (s, _) in store.gold_prefill(round_id).items()}
+    current = {i: tuple(ls) for i, ls in store.labels_of(images).items()}
+    return prefill.predictions(current, shown, ws.taxonomy)
 
 
 def plan_assignment(store: ReviewStore, round_id: int, name: str, roles: list[str], images: list[str],

@@ -192,3 +192,61 @@ def careless_chooser(taxonomy: Taxonomy, seed: int) -> Chooser:
         return sorted(out), False
 
     return choose
+
+
+# Error models of the review benchmark and tests: per group, the chance that an answer to
+# that group is wrong. A careful person slips on 5% of groups; a careless one answers half
+# the groups at random; a colour-blind one gets most colours wrong.
+CAREFUL = 0.05
+ERROR_TABLES: dict[str, dict[str, float]] = {
+    "careful": {},
+    "careless": {"*": 0.5},
+    "colour-blind": {"color": 0.7},
+}
+
+
+def error_rate(table: dict[str, float], group: str) -> float:
+    """The table's error rate for `group` (its "*" entry, else CAREFUL, where unnamed)."""
+    return table.get(group, table.get("*", CAREFUL))
+
+
+def slip(truth: tuple[int, ...], taxonomy: Taxonomy, table: dict[str, float], rng: np.random.Generator,
+         groups: Iterable[str] | None = None) -> list[int]:
+    """An answer to `truth` with errors per group drawn from `table` (see ERROR_TABLES):
+    a wrong single-label group gets another label or none; a wrong multi-label group loses,
+    swaps or gains one label. `groups`: only these groups are answered (a tie-breaker's
+    partial task); the others are left out of the answer."""
+    wanted = set(taxonomy.group_names if groups is None else groups)
+    out: list[int] = []
+    for group in taxonomy.groups:
+        if group.name not in wanted:
+            continue
+        mine = [int(x) for x in truth if taxonomy.labels[int(x)].group == group.name]
+        if rng.random() < error_rate(table, group.name):
+            mine = _wrong(mine, np.array(group.label_ids), group.single, rng)
+        out.extend(mine)
+    return sorted(set(out))
+
+
+def _wrong(mine: list[int], ids: np.ndarray, single: bool, rng: np.random.Generator) -> list[int]:
+    others = ids[~np.isin(ids, mine)]
+    if single:
+        return [] if mine and (rng.random() < 0.2 or not len(others)) else [int(rng.choice(others))]
+    move = (rng.integers(3) if len(others) else 0) if mine else 2
+    if move == 0:  # drop one
+        return [x for x in mine if x != mine[int(rng.integers(len(mine)))]]
+    if move == 1:  # swap one
+        k = int(rng.integers(len(mine)))
+        return [*mine[:k], int(rng.choice(others)), *mine[k + 1:]]
+    return [*mine, int(rng.choice(others))]  # add one
+
+
+def table_chooser(taxonomy: Taxonomy, table: dict[str, float], seed: int, truth: dict | None = None) -> Chooser:
+    """An annotator with per-group error rates from `table`, answering `truth[image_id]`
+    (default: the image's current labels). Deterministic per (seed, image)."""
+    def choose(image_id: str, current: tuple[int, ...]) -> tuple[list[int], bool]:
+        rng = np.random.default_rng([seed, zlib.crc32(image_id.encode()), 11])
+        known = truth.get(image_id, current) if truth is not None else current
+        return slip(tuple(known), taxonomy, table, rng), False
+
+    return choose

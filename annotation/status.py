@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..curation.ledger.review import ReviewStore
 from ..curation.workspace import Workspace
-from . import agreement, quality, state
+from . import agreement, consensus, quality, state
 
 
 @dataclass
@@ -18,11 +19,14 @@ class StatusResult:
     """round, images, done {email: answers counted}, agreement {group: {...}} over the
     images two annotators answered validly without discarding (`compared` of them; the
     first two answers of each image, pooled over the round), pending [{image_id,
-    annotator, project_id, task_id}] tasks still to answer (gold tasks too), outcomes
+    annotator, project_id, task_id, and for a tie-break task groups: the groups to answer}]
+    tasks still to answer (gold tasks too), outcomes
     {agreed, discarded, disagree, waiting}, tiebreak progress, most confused label pairs,
     annotators [{email, role, assigned, done, pending, gold {answered, accuracy, groups},
-    agreement {overall, <group>...}, median_seconds}] (see `quality.annotators`), gold
-    (gold images in the round)."""
+    agreement {overall, <group>...}, median_seconds, reliability {<group>: {estimate,
+    low, high, answers, sensitivity..., specificity...}}, reliability_flags {<group>: {median,
+    below, answers_to_tell}}}] (see `quality.annotators`, `consensus.reliability`), gold
+    (gold images in the round), mode (blind or check)."""
 
     round: str
     split: str
@@ -40,6 +44,7 @@ class StatusResult:
     pending: list[dict] = field(default_factory=list)
     annotators: list[dict] = field(default_factory=list)
     gold: int = 0
+    mode: str = "blind"
 
     def to_dict(self) -> dict:
         return {
@@ -47,13 +52,15 @@ class StatusResult:
             "images": self.images, "done": self.done, "roles": self.roles, "compared": self.compared,
             "agreement": self.agreement, "confused": self.confused, "outcomes": self.outcomes,
             "tiebreak": self.tiebreak, "decided": self.decided, "pending": self.pending,
-            "annotators": self.annotators, "gold": self.gold,
+            "annotators": self.annotators, "gold": self.gold, "mode": self.mode,
         }
 
 
-def status(ws: Workspace, round_name: str | None = None, top_confused: int = 10) -> StatusResult:
-    """Progress and agreement of the round (latest when None). Raises IfaError when the
-    workspace has no such round."""
+def status(ws: Workspace, round_name: str | None = None, top_confused: int = 10, prior: Path | None = None) -> StatusResult:
+    """Progress and agreement of the round (latest when None), each annotator's
+    reliability per group with 95% intervals (`consensus.reliability`; prior: the model's
+    probabilities, default the latest flag-noise cross-fit) and the groups each pending
+    tie-break task asks. Raises IfaError when the workspace has no such round."""
     store = ReviewStore(ws.ledger)
     view = state.load(store, round_name)
     taxonomy = ws.taxonomy
@@ -100,12 +107,36 @@ def status(ws: Workspace, round_name: str | None = None, top_confused: int = 10)
     out.decided = len(store.decisions(view.round_id))
     out.gold = len(view.gold)
     out.annotators = quality.annotators(view, taxonomy)
+    out.mode = str(view.round.get("mode") or "blind")
+    out.tiebreak["when"] = view.round.get("tiebreak_when") or "any"
+    weighed = reliability(ws, view, prior)
+    for a in out.annotators:
+        a.update(weighed.get(a["email"], {}))
+    out.pending = pending(view, store.tiebreak_groups(view.round_id), taxonomy.group_names)
+    return out
 
+
+def reliability(ws: Workspace, view: state.RoundView, prior: Path | None) -> dict[str, dict]:
+    """Per annotator email: {reliability, reliability_flags} (`consensus.reliability`,
+    `consensus.flags`); empty before any answer."""
+    if not len(view.annotations):
+        return {}
+    table = consensus.reliability(consensus.weigh(view, ws.taxonomy, consensus.load_prior(ws, prior)), view)
+    marks = consensus.flags(table)
+    return {e: {"reliability": table[e], "reliability_flags": marks.get(e, {})} for e in table}
+
+
+def pending(view: state.RoundView, asked: dict[str, tuple[str, ...]], every: tuple[str, ...]) -> list[dict]:
+    """Tasks still to answer: {image_id, annotator, project_id, task_id}, and for a
+    tie-break task `groups`, the groups to answer (`asked`, else every group)."""
+    out = []
     for role, project in view.projects.items():
         answers = view.answers.get(role, {})
         rows = view.tasks[view.tasks["role"] == role]
         todo = rows[~rows["image_id"].isin(list(answers))]
         email, pid = project.email, project.ls_project_id
-        out.pending.extend({"image_id": i, "annotator": email, "project_id": pid, "task_id": int(t)}
-                           for i, t in zip(todo["image_id"], todo["ls_task_id"]))
+        tb = role in view.tiebreak_roles
+        out.extend({"image_id": i, "annotator": email, "project_id": pid, "task_id": int(t),
+                    **({"groups": list(asked.get(i, every))} if tb else {})}
+                   for i, t in zip(todo["image_id"], todo["ls_task_id"]))
     return out

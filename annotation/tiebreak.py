@@ -1,4 +1,9 @@
-"""`ifa review tiebreak`: send every disagreement to a tie-breaker of the pool.
+"""`ifa review tiebreak`: send every disagreement (or only the groups in doubt) to a tie-breaker of the pool.
+
+With `--when uncertain`, a group goes to a tie-breaker only where the answers weighed by
+each annotator's reliability (`consensus.py`) leave its posterior below --min-confidence;
+the task names those groups and only they are read from the tie-breaker's answer. The
+default, `any`, is the paper's rule described below.
 
 An image needs the tie-breaker when both annotators have answered and the answers do not
 agree (`state.compare`: a label differs in any group, one discarded, one answer invalid
@@ -15,7 +20,9 @@ arrive: images that already have a tie-break task are skipped.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Sequence
 from xml.etree import ElementTree as ET
 
@@ -24,7 +31,7 @@ from ..curation.workspace import Workspace
 from ..errors import IfaError
 from ..progress import SILENT, Progress
 from ..taxonomy import Taxonomy, labeling_config
-from . import assignment, state
+from . import assignment, consensus, state
 from .annotators import check_email, check_people
 from .answers import Answer, describe, to_result
 from .client import Client, connection_for
@@ -41,7 +48,8 @@ NO_PREFILL = "none: both answers are shown as text"
 
 @dataclass
 class TiebreakResult:
-    """disagreements: images that need a tie-breaker (so far); added: tie-break tasks
+    """disagreements: images that need a tie-breaker (so far; under `when` uncertain,
+    images with a group in doubt); groups: the groups they must answer; added: tie-break tasks
     created by this call; waiting: images still missing an annotator's answer.
     tiebreaker/project_id/url: the pool's first tie-breaker and their project;
     pool: per tie-breaker email {role, project_id, url, tasks, added}."""
@@ -58,6 +66,8 @@ class TiebreakResult:
     waiting: int = 0
     images: list[str] = field(default_factory=list)
     pool: dict[str, dict] = field(default_factory=dict)
+    when: str = "any"
+    groups: int = 0  # groups the tie-breakers must answer, over all tie-break tasks so far
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -76,15 +86,27 @@ def tiebreak_config(taxonomy: Taxonomy) -> str:
     return ET.tostring(view, encoding="unicode")
 
 
+def ask_line(groups: Sequence[str] | None, taxonomy: Taxonomy) -> str:
+    """The first line of a tie-break task: which groups to answer (the others are decided)."""
+    if not groups or set(groups) == set(taxonomy.group_names):
+        return "Answer every group."
+    return f"Answer only: {', '.join(groups)} (the other groups are decided; anything chosen there is ignored)."
+
+
 def tiebreak(ws: Workspace, round_name: str | None = None, tiebreaker: str | Sequence[str] | None = None,
-             client: Client | None = None, progress: Progress = SILENT) -> TiebreakResult:
+             client: Client | None = None, progress: Progress = SILENT, when: str = "any",
+             min_confidence: float = consensus.DEFAULT_MIN_CONFIDENCE, prior: Path | None = None) -> TiebreakResult:
     """Create (or extend) the round's tie-break projects with one task per disagreement.
 
     Each disagreement goes to one tie-breaker of the pool who did not annotate that image,
     the least loaded first (`assignment.pick_tiebreakers`); each tie-breaker works in a
     project of their own (roles tiebreak, tiebreak2, ...).
     tiebreaker: an email or a list (the pool); needed the first time unless the round was
-    created with one (it is recorded then). Raises IfaError when no tie-breaker is known,
+    created with one (it is recorded then). when: `any` sends every image whose answers
+    differ, all groups; `uncertain` only the groups whose aggregated posterior is below
+    min_confidence (`consensus.groups_to_ask`; prior: the model's probabilities, default
+    the latest flag-noise cross-fit). The groups asked are recorded per image and named in
+    the task. Raises IfaError for a bad rule, when no tie-breaker is known,
     when no one in the pool may take an image, or the server does not answer."""
     store = ReviewStore(ws.ledger)
     view = state.load(store, round_name)
@@ -93,16 +115,17 @@ def tiebreak(ws: Workspace, round_name: str | None = None, tiebreaker: str | Seq
     pool = list(dict.fromkeys(check_email(e) for e in given)) if given else _recorded_pool(view)
     users = check_people(client, [view.email(r) for r in view.annotator_roles], pool, per_image=view.per_image)
     role_of = _roles(view, pool)
-    by_outcome: dict[str, list[str]] = {}
-    for image_id in view.images:
-        by_outcome.setdefault(view.outcome(image_id), []).append(image_id)
-    disagree = by_outcome.get(state.DISAGREE, [])
+    out = TiebreakResult(view.name, pool[0], None, None, when=when)
+    asked = consensus.groups_to_ask(ws, view, when, min_confidence, prior)
+    counts = Counter(view.outcome(i) for i in view.images)
+    out.agreed, out.discarded, out.waiting = counts[state.AGREED], counts[state.DISCARDED], counts[state.WAITING]
+    out.images = disagree = list(asked)
+    out.disagreements = len(disagree)
     have = set(view.tiebreak_of)
-    out = TiebreakResult(view.name, pool[0], None, None, len(disagree), already=len(have & set(disagree)),
-                         agreed=len(by_outcome.get(state.AGREED, [])),
-                         discarded=len(by_outcome.get(state.DISCARDED, [])),
-                         waiting=len(by_outcome.get(state.WAITING, [])), images=disagree)
+    out.already = len(have & set(disagree))
     new = [i for i in disagree if i not in have]
+    groups_of = _record_asked(store, view, when, min_confidence, {i: asked[i] for i in new})
+    out.groups = sum(len(groups_of.get(i, ws.taxonomy.group_names)) for i in disagree)
     loads = {view.email(r): int((view.tasks["role"] == r).sum()) for r in view.tiebreak_roles}
     chosen = assignment.pick_tiebreakers({i: {view.email(r) for r in view.annotators_of[i]} for i in new}, pool,
                                          loads, seed=view.name)
@@ -110,7 +133,8 @@ def tiebreak(ws: Workspace, round_name: str | None = None, tiebreaker: str | Seq
         mine = [i for i in new if chosen[i] == email]
         if not mine and role_of[email] not in view.projects:
             continue
-        project_id, added = _send(ws, store, client, view, role_of[email], email, users[email], mine, progress)
+        project_id, added = _send(ws, store, client, view, role_of[email], email, users[email], mine, groups_of,
+                                  progress)
         out.added += added
         url = f"{client.url}/projects/{project_id}"
         out.pool[email] = {"role": role_of[email], "project_id": project_id, "url": url,
@@ -135,9 +159,10 @@ def _roles(view: state.RoundView, pool: list[str]) -> dict[str, str]:
 
 
 def _send(ws: Workspace, store: ReviewStore, client: Client, view: state.RoundView, role: str, email: str,
-          user_id: int, images: list[str], progress: Progress) -> tuple[int, int]:
+          user_id: int, images: list[str], groups_of: dict[str, tuple[str, ...]], progress: Progress) -> tuple[int, int]:
     """Make the tie-breaker's project and import a task per image, showing both earlier
-    answers; returns (project id, tasks added)."""
+    answers and the groups to answer (`groups_of`, else every group); returns (project id,
+    tasks added)."""
     taxonomy = ws.taxonomy
     sources = store.image_sources(view.round_id)
     files = task_data(ws, sources[sources["image_id"].isin(images)], client.conn)
@@ -145,7 +170,8 @@ def _send(ws: Workspace, store: ReviewStore, client: Client, view: state.RoundVi
     for image_id, data in files.data.items():
         roles = view.annotators_of[image_id]
         labelled = [(f"annotator {n}", view.email(r), view.answers[r][image_id]) for n, r in enumerate(roles, 1)]
-        data[ANSWERS_FIELD] = "\n".join(f"{who} ({e}): {describe(a, taxonomy)}" for who, e, a in labelled)
+        data[ANSWERS_FIELD] = "\n".join([ask_line(groups_of.get(image_id), taxonomy)]
+                                        + [f"{who} ({e}): {describe(a, taxonomy)}" for who, e, a in labelled])
         extra[image_id] = {"predictions": [_prediction(f"{who}: {e}", a, taxonomy) for who, e, a in labelled]}
     project_id = ensure_project(client, store, view.round_id, view.name, role, email, user_id, files.roots,
                                 tiebreak_config(taxonomy), extra={"model_version": NO_PREFILL})
@@ -154,6 +180,14 @@ def _send(ws: Workspace, store: ReviewStore, client: Client, view: state.RoundVi
         ws.ledger.append_event("review_tiebreak", new=str(added), reason=f"{added} disagreements of round "
                                f"{view.name} sent to {email}", rule=f"review:{view.name}")
     return project_id, added
+
+
+def _record_asked(store: ReviewStore, view: state.RoundView, when: str, min_confidence: float,
+                  new: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+    """Record the rule and the groups the new tasks ask; returns every recorded image's groups."""
+    store.set_tiebreak_rule(view.round_id, when, min_confidence if when == "uncertain" else None)
+    store.set_tiebreak_groups(view.round_id, new)
+    return store.tiebreak_groups(view.round_id)
 
 
 def _prediction(model_version: str, answer: Answer, taxonomy: Taxonomy) -> dict:

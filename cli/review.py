@@ -26,6 +26,9 @@ UrlOpt = Annotated[Optional[str], typer.Option("--url", envvar=ENV_URL, show_env
 TokenOpt = Annotated[Optional[str], typer.Option("--token", envvar=ENV_TOKEN, show_envvar=True,
                                                  help="API token for --url (Account & Settings > Access Token).")]
 RoundOpt = Annotated[Optional[str], typer.Option("--round", "-r", help="Round name (default: the latest round).")]
+PriorOpt = Annotated[Optional[Path], typer.Option(
+    "--prior", help="Model probabilities (Parquet: image_id + one column per label id) weighed as one more vote "
+                    "(default: the latest flag-noise cross-fit, if any).")]
 
 
 class ManyValuesCommand(TyperCommand):
@@ -167,6 +170,9 @@ def create(
         "--images-from", help="Only these images: a text file of ids (one per line) or a CSV with image_id.")] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Round name (default <split>-<n>).")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Only the first N images.")] = None,
+    mode: Annotated[str, typer.Option(
+        "--mode", help="blind: label from an empty page; check: edit the image's current labels, pre-filled "
+                       "(gold pre-filled with planted mistakes).")] = "blind",
     url: UrlOpt = None, token: TokenOpt = None, workspace: WorkspaceOpt = DEFAULT_WS, json_out: JsonOpt = False,
 ) -> None:
     """Create a review round: one project per annotator, each image to --per-image of them.
@@ -181,7 +187,7 @@ def create(
     with open_workspace(workspace, "review create") as ws:
         result = rounds.create_round(ws, split=split, annotators=list(annotators), tiebreaker=list(tiebreaker),
                                      image_ids=ids, name=name, limit=limit, per_image=per_image, gold_ids=gold_ids,
-                                     gold_rate=gold_rate, client=_client(ws, url, token),
+                                     gold_rate=gold_rate, mode=mode, client=_client(ws, url, token),
                                      progress=render.RichProgress(quiet=json_out))
     if json_out:
         render.emit_json(result.to_dict())
@@ -227,14 +233,15 @@ def sync(round_name: RoundOpt = None,
 
 # ---- status ----------------------------------------------------------------------------------
 @app.command("status")
-def status(round_name: RoundOpt = None, workspace: WorkspaceOpt = DEFAULT_WS, json_out: JsonOpt = False) -> None:
+def status(round_name: RoundOpt = None, prior: PriorOpt = None, workspace: WorkspaceOpt = DEFAULT_WS,
+           json_out: JsonOpt = False) -> None:
     """Progress per annotator and agreement so far (from the last sync).
 
     Example: ifa review status --json
     """
     from ..annotation import status as status_lib
     with open_workspace(workspace, "review status") as ws:
-        result = status_lib.status(ws, round_name)
+        result = status_lib.status(ws, round_name, prior=prior)
     if json_out:
         render.emit_json(result.to_dict())
         return
@@ -278,9 +285,15 @@ def tiebreak(
     round_name: RoundOpt = None,
     tiebreaker: Annotated[Optional[list[str]], typer.Option(
         "--tiebreaker", help="Tie-breaker(s): T [U ...] (default: the pool named at create).")] = None,
+    when: Annotated[str, typer.Option(
+        "--when", help="any: every image whose answers differ, all groups (the paper's rule); uncertain: only the "
+                       "groups whose posterior, weighing each annotator's reliability, is below --min-confidence.")] = "any",
+    min_confidence: Annotated[float, typer.Option(
+        "--min-confidence", help="With --when uncertain: a group below this posterior goes to a tie-breaker.")] = 0.95,
+    prior: PriorOpt = None,
     url: UrlOpt = None, token: TokenOpt = None, workspace: WorkspaceOpt = DEFAULT_WS, json_out: JsonOpt = False,
 ) -> None:
-    """Send every disagreement to the tie-breaker, who sees both answers.
+    """Send disagreements (or only the groups in doubt) to a tie-breaker, who sees both answers.
 
     Run `ifa review sync` first; rerun as more answers come in.
 
@@ -289,19 +302,21 @@ def tiebreak(
     from ..annotation import tiebreak as tiebreak_lib
     with open_workspace(workspace, "review tiebreak") as ws:
         result = tiebreak_lib.tiebreak(ws, round_name, list(tiebreaker) if tiebreaker else None, _client(ws, url, token),
-                                       progress=render.RichProgress(quiet=json_out))
+                                       progress=render.RichProgress(quiet=json_out), when=when,
+                                       min_confidence=min_confidence, prior=prior)
     if json_out:
         render.emit_json(result.to_dict())
         return
-    render.done(f"round {result.round}: {result.disagreements:,} disagreements, {result.added:,} new tie-break tasks for "
+    what = "disagreements" if result.when == "any" else f"images with a group in doubt ({result.groups:,} groups)"
+    render.done(f"round {result.round}: {result.disagreements:,} {what}, {result.added:,} new tie-break tasks for "
                 + ", ".join(f"{e} ({p['added']:,} at {p['url']})" for e, p in result.pool.items()))
     render.out.print(f"  agreed {result.agreed:,} · both discarded {result.discarded:,} · waiting for an annotator {result.waiting:,}")
 
 
 # ---- finalize --------------------------------------------------------------------------------
 @app.command("finalize")
-def finalize(round_name: RoundOpt = None, apply: ApplyOpt = False, workspace: WorkspaceOpt = DEFAULT_WS,
-             json_out: JsonOpt = False) -> None:
+def finalize(round_name: RoundOpt = None, apply: ApplyOpt = False, prior: PriorOpt = None,
+             workspace: WorkspaceOpt = DEFAULT_WS, json_out: JsonOpt = False) -> None:
     """Make the round's decisions the images' labels; discards are set aside.
 
     Labels get source review:<round>. Without --apply, only reports.
@@ -311,7 +326,7 @@ def finalize(round_name: RoundOpt = None, apply: ApplyOpt = False, workspace: Wo
     """
     from ..annotation import finalize as finalize_lib
     with open_workspace(workspace, "review finalize") as ws:
-        result = finalize_lib.finalize(ws, round_name, apply=apply)
+        result = finalize_lib.finalize(ws, round_name, apply=apply, prior=prior)
     if json_out:
         render.emit_json(result.to_dict())
         return

@@ -122,10 +122,11 @@ class ReviewStore:
 
     def rounds(self) -> pd.DataFrame:
         """round_id, name, split, server, tiebreaker, simulated, created, complete, finalized,
-        tiebreakers (JSON list or None), per_image, gold_rate, images (oldest first)."""
+        tiebreakers (JSON list or None), per_image, gold_rate, mode, tiebreak_when, min_confidence,
+        images (oldest first)."""
         return self.ledger.frame(
             "SELECT r.round_id, r.name, r.split, r.server, r.tiebreaker, r.simulated, r.created, r.complete, r.finalized, "
-            "r.tiebreakers, r.per_image, r.gold_rate, "
+            "r.tiebreakers, r.per_image, r.gold_rate, r.mode, r.tiebreak_when, r.min_confidence, "
             "(SELECT count(*) FROM review_images i WHERE i.round_id = r.round_id) AS images "
             "FROM review_rounds r ORDER BY r.round_id"
         )
@@ -421,24 +422,68 @@ class ReviewStore:
 
     # ---- decisions --------------------------------------------------------------------------------
     def record_decisions(self, round_id: int, rows: Sequence[dict]) -> int:
-        """Upsert final decisions: dicts with image_id, outcome, labels (ids), decided_by.
-        A decision that is unchanged keeps its time. Returns rows inserted or changed."""
+        """Upsert final decisions: dicts with image_id, outcome, labels (ids), decided_by,
+        and optionally posterior (float) and sources ({group: source}). A decision that is
+        unchanged keeps its time. Returns rows inserted or changed."""
         stamp = now()
         with self.ledger.transaction() as conn:
             cur = conn.executemany(
-                "INSERT INTO review_decisions(round_id, image_id, outcome, labels, decided_by, time) VALUES (?,?,?,?,?,?) "
+                "INSERT INTO review_decisions(round_id, image_id, outcome, labels, decided_by, time, posterior, sources) "
+                "VALUES (?,?,?,?,?,?,?,?) "
                 "ON CONFLICT(round_id, image_id) DO UPDATE SET outcome = excluded.outcome, labels = excluded.labels, "
-                "decided_by = excluded.decided_by, time = excluded.time "
+                "decided_by = excluded.decided_by, time = excluded.time, posterior = excluded.posterior, "
+                "sources = excluded.sources "
                 "WHERE review_decisions.outcome != excluded.outcome OR review_decisions.labels != excluded.labels "
-                "OR review_decisions.decided_by != excluded.decided_by",
+                "OR review_decisions.decided_by != excluded.decided_by "
+                "OR review_decisions.sources IS NOT excluded.sources",
                 ((round_id, str(r["image_id"]), r["outcome"], json.dumps(sorted(int(x) for x in r["labels"])),
-                  r["decided_by"], stamp) for r in rows),
+                  r["decided_by"], stamp, r.get("posterior"),
+                  json.dumps(r["sources"], sort_keys=True) if r.get("sources") is not None else None) for r in rows),
             )
             return int(cur.rowcount)
 
     def decisions(self, round_id: int) -> pd.DataFrame:
+        cols = ["image_id", "outcome", "labels", "decided_by", "time", "posterior", "sources"]
         df = self.ledger.frame(
-            "SELECT image_id, outcome, labels, decided_by, time FROM review_decisions WHERE round_id = ? ORDER BY image_id",
-            (round_id,), columns=["image_id", "outcome", "labels", "decided_by", "time"])
+            f"SELECT {', '.join(cols)} FROM review_decisions WHERE round_id = ? ORDER BY image_id", (round_id,), columns=cols)
         df["labels"] = [json.loads(x) for x in df["labels"]]
+        df["sources"] = [json.loads(x) if isinstance(x, str) and x else {} for x in df["sources"]]
+        df["posterior"] = [None if x is None or x != x else float(x) for x in df["posterior"]]
         return df
+
+    # ---- review cost: mode, tie-break rule, the groups each tie-break asks -------------------------
+    def set_mode(self, round_id: int, mode: str) -> None:
+        with self.ledger.transaction() as conn:
+            conn.execute("UPDATE review_rounds SET mode = ? WHERE round_id = ?", (mode, round_id))
+
+    def set_tiebreak_rule(self, round_id: int, when: str, min_confidence: float | None) -> None:
+        """Record how the round's tie-breaks are chosen (`any` or `uncertain`)."""
+        with self.ledger.transaction() as conn:
+            conn.execute("UPDATE review_rounds SET tiebreak_when = ?, min_confidence = ? WHERE round_id = ?",
+                         (when, min_confidence, round_id))
+
+    def set_tiebreak_groups(self, round_id: int, groups: dict[str, Sequence[str]]) -> None:
+        """Record the groups each image's tie-breaker must answer; an image recorded before
+        keeps its groups (its task already shows them)."""
+        with self.ledger.transaction() as conn:
+            conn.executemany(
+                "INSERT OR IGNORE INTO review_tiebreak_groups(round_id, image_id, groups) VALUES (?,?,?)",
+                ((round_id, str(i), json.dumps(list(g))) for i, g in groups.items()))
+
+    def tiebreak_groups(self, round_id: int) -> dict[str, tuple[str, ...]]:
+        """image_id -> the groups its tie-breaker must answer (images recorded only)."""
+        rows = self.ledger.query("SELECT image_id, groups FROM review_tiebreak_groups WHERE round_id = ?", (round_id,))
+        return {r[0]: tuple(json.loads(r[1])) for r in rows}
+
+    def set_gold_prefill(self, round_id: int, rows: Iterable[tuple[str, Sequence[int], Sequence[str]]]) -> None:
+        """Record check-mode gold pre-fills: (image_id, label ids shown, mistakes planted);
+        one recorded before stays (its tasks already show it)."""
+        with self.ledger.transaction() as conn:
+            conn.executemany(
+                "INSERT OR IGNORE INTO review_gold_prefill(round_id, image_id, shown, mistakes) VALUES (?,?,?,?)",
+                ((round_id, str(i), json.dumps(sorted(int(x) for x in shown)), json.dumps(list(m))) for i, shown, m in rows))
+
+    def gold_prefill(self, round_id: int) -> dict[str, tuple[tuple[int, ...], tuple[str, ...]]]:
+        """image_id -> (label ids shown, mistakes planted) of the round's check-mode gold."""
+        rows = self.ledger.query("SELECT image_id, shown, mistakes FROM review_gold_prefill WHERE round_id = ?", (round_id,))
+        return {r[0]: (tuple(json.loads(r[1])), tuple(json.loads(r[2]))) for r in rows}

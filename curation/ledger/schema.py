@@ -371,6 +371,50 @@ CREATE INDEX IF NOT EXISTS images_status_rule ON images(status_rule) WHERE statu
 CREATE INDEX IF NOT EXISTS images_duplicate_of ON images(status_reason) WHERE status_rule = 'duplicate';
 """
 
+# Review that spends fewer human answers: a round's mode (blind: annotators label from an
+# empty page; check: they edit the current labels), the rule that chose its tie-breaks
+# (any difference, or only groups whose aggregated posterior is below min_confidence),
+# the groups each tie-break task asks, and decisions that may come from the aggregation,
+# with their posterior and each group's source.
+V12_REVIEW_COST = """
+ALTER TABLE review_rounds ADD COLUMN mode TEXT NOT NULL DEFAULT 'blind';
+ALTER TABLE review_rounds ADD COLUMN tiebreak_when TEXT;
+ALTER TABLE review_rounds ADD COLUMN min_confidence REAL;
+
+CREATE TABLE review_tiebreak_groups (
+    round_id INTEGER NOT NULL REFERENCES review_rounds(round_id),
+    image_id TEXT NOT NULL,
+    groups   TEXT NOT NULL,                    -- JSON list of the group names to answer
+    PRIMARY KEY (round_id, image_id)
+) WITHOUT ROWID;
+
+-- Check mode: what a gold task was pre-filled with (its trusted labels with mistakes
+-- planted), so gold measures checking, not accepting.
+CREATE TABLE review_gold_prefill (
+    round_id INTEGER NOT NULL REFERENCES review_rounds(round_id),
+    image_id TEXT NOT NULL,
+    shown    TEXT NOT NULL,                    -- JSON list of the label ids pre-filled
+    mistakes TEXT NOT NULL,                    -- JSON list of what was planted, e.g. "dropped Black"
+    PRIMARY KEY (round_id, image_id)
+) WITHOUT ROWID;
+
+CREATE TABLE review_decisions_v12 (
+    round_id   INTEGER NOT NULL REFERENCES review_rounds(round_id),
+    image_id   TEXT NOT NULL,
+    outcome    TEXT NOT NULL CHECK (outcome IN ('agreed', 'tiebreak', 'discarded', 'aggregated')),
+    labels     TEXT NOT NULL,                  -- JSON list of label ids
+    decided_by TEXT NOT NULL,                  -- 'agreement', 'aggregation' or the tie-breaker's email
+    time       TEXT NOT NULL,
+    posterior  REAL,                           -- P(every aggregated group is right); NULL: none aggregated
+    sources    TEXT,                           -- JSON {group: agreement|aggregation|tie-break}
+    PRIMARY KEY (round_id, image_id)
+) WITHOUT ROWID;
+INSERT INTO review_decisions_v12(round_id, image_id, outcome, labels, decided_by, time)
+    SELECT round_id, image_id, outcome, labels, decided_by, time FROM review_decisions;
+DROP TABLE review_decisions;
+ALTER TABLE review_decisions_v12 RENAME TO review_decisions;
+"""
+
 MIGRATIONS: list[str] = [V1_FOUNDATION, V2_FETCHES, V3_REVIEW_QUEUE, V4_HASHES, V5_REVIEW, V6_RAW_LABEL_NAMES,
                          V7_DEDUP_SIGNATURES, V8_REVIEW_POOL, V9_DEDUP_FLAT_BORDERS, V10_IMAGE_STATS,
-                         V11_BROWSE_INDEXES]
+                         V11_BROWSE_INDEXES, V12_REVIEW_COST]
