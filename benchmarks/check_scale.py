@@ -3,7 +3,7 @@
     python -m benchmarks.check_scale                # from the repo root; builds the ledger once (~80 s)
     python -m benchmarks.check_scale --images 200000 --loop-sample 20000
 
-Target (issue 3): the check of 1M images in <= 20 s on the 2-core dev machine, vectorised.
+Target: the check of 1M images in <= 20 s on the 2-core dev machine, vectorised.
 
 The ledger holds `synthetic.label_pairs` labels (5.8 per image, Table 1 group shares) split
 like the real dataset (train 95.2%, validation 0.9%, test 3.7%, all labelled), plus planted
@@ -16,7 +16,7 @@ shoe category, Neutral with Male, ...), so every rule has work.
 Commands as a script runs them (benchmarks/cli_timing.py): `ifa curate check-attributes
 --json`, the same without --json (table + reports) and `ifa stats --json`, each a
 subprocess whose stdout is read to the end, beside the library call it wraps
-(`attributes.run`, `stats.compute`). Targets (issue 17): <= 20 s, <= 12 s and <= 6 s at 1M.
+(`attributes.run`, `stats.compute`). Targets: <= 20 s, <= 12 s and <= 6 s at 1M.
 
 Peers, in the same run:
 - reading: the foundation's `Ledger.labels_frame` (one Python row per label) against

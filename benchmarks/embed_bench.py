@@ -34,7 +34,7 @@ Needs the test extra (onnx, onnxscript: the export) and, for the cleanlab column
 Measured (2 cores shared with other jobs, load average ~12): ONNX Runtime 7.0 vs torch eager
 4.4 images/s (1.59x); 1M cross-fit 693 s wall but 231 CPU s (the process had a third of a
 core), peak 3.27 GiB, AP of the flagged pairs 0.642, pair AP 0.955 vs cleanlab 0.949; the demo:
-0 suggestions breaking a rule (1 without the filter). Details in the note of issue 14.
+0 suggestions breaking a rule (1 without the filter).
 """
 
 from __future__ import annotations

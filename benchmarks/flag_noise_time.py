@@ -39,7 +39,7 @@ from ifa.taxonomy import Taxonomy
 from . import noise_data
 
 OUT = Path(__file__).resolve().parent / "out"
-TARGET_SECONDS = 300.0  # issue 16: 3,000 photos in <= 5 min on 2 cores
+TARGET_SECONDS = 300.0  # 3,000 photos in <= 5 min on 2 cores
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -86,7 +86,7 @@ def main() -> None:
     ap.add_argument("--dataset", nargs="+", default=["myntra"], choices=list(noise_data.DATASETS))
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--options", default="", help='other flag-noise options, e.g. "--epochs 10 --image-size 64 --folds 5" '
-                    "(the defaults before issue 16), to check the rate behind the stated time")
+                    "(the earlier defaults), to check the rate behind the stated time")
     args = ap.parse_args()
     rows = []
     for name in args.dataset:

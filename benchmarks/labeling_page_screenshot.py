@@ -74,7 +74,7 @@ MEASURE = """(() => {
 
 
 def flat_config(taxonomy: Taxonomy) -> str:
-    """The peer: the layout ifa generated before issue 13 (everything stacked in one column)."""
+    """The peer: the layout ifa generated before (everything stacked in one column)."""
     view = ET.Element("View")
     ET.SubElement(view, "Image", name="image", value="$image", zoom="true")
     for group in taxonomy.groups:

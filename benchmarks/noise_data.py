@@ -63,9 +63,9 @@ class Noise:
 
 
 # The noise models the benchmark and the tests plant: (share of swaps, drops, additions) and how
-# a replacement or added label is drawn. "frequency": by label frequency (the benchmark of
-# issue 6); "uniform": any label of the group alike (issue 16's hidden set: most land in rare
-# classes the model barely learned); "confusion": the look-alike classes, by the model's own
+# a replacement or added label is drawn. "frequency": by label frequency (plausible
+# noise); "uniform": any label of the group alike (most land in rare classes the model barely
+# learned); "confusion": the look-alike classes, by the model's own
 # confusion (the hardest to see: the model half-believes the wrong label); "missing": mostly
 # dropped labels.
 NOISE_MODELS: dict[str, tuple[tuple[float, float, float], str]] = {

@@ -3,7 +3,7 @@
     python -m benchmarks.review_scale                    # ~4-6 min on the 2-core dev machine
     python -m benchmarks.review_scale --test 5000 --sync 2000 --pairs 20000   # quick look
 
-Targets (issues 5 and 13):
+Targets:
 - create a round over 39,706 images (the paper's test split) for a pool of 10 annotators,
   two per image, gold 5%: ten projects, 79,412 tasks plus ~3,970 gold tasks, every task
   id in the ledger, in <= 60 s;
@@ -20,7 +20,7 @@ Peers, in the same run:
 - sync: the SDK's straightforward listing, `tasks.list(project, fields="all")`, timed on
   the first tasks of the project and extrapolated linearly (`--full-peers` runs it all);
 - rerun of sync: a full listing of every annotated task (`sync_round(full=True)`, what
-  every sync did before issue 13);
+  every sync did before the incremental sync);
 - agreement: sklearn's `cohen_kappa_score` looped per single-label group and per label of
   the multi-label groups on all pairs (results must match ifa's), and nltk's
   `AnnotationTask.alpha` with `masi_distance` on a sample (it is quadratic in the pairs;

@@ -185,9 +185,8 @@ def flag_noise(
     likely error first.
 
     Time: without --probs or --features, a small CNN is cross-fitted on the photos
-    (4 folds x 6 epochs at 32 px); it says its expected time before training starts:
-    3,000 photos take about 1 minute on 2 free CPU cores (measured end to end; 4.5 minutes
-    when the cores are busy). A million photos want --features
+    (4 folds x 6 epochs at 32 px); it says its expected time before training starts.
+    A million photos want --features
     (embeddings, e.g. from `ifa model embed`, with a linear head) or a GPU (--device cuda).
 
     Example: ifa curate flag-noise --top 500

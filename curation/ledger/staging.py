@@ -1,4 +1,4 @@
-"""TEMP tables that hold a challenge-file import while it is read (issue 17c).
+"""TEMP tables that hold a challenge-file import while it is read.
 
 The importer streams the JSON and stages it here chunk by chunk, so it keeps no Python object
 per image: at 5M images the id -> position dict, url list and label codes it kept instead
