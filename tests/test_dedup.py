@@ -17,9 +17,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image, ImageEnhance
-from typer.testing import CliRunner
 
-from ifa.cli.app import app
 from ifa.curation.dedup import run as dedup
 from ifa.curation import executors
 from ifa.curation.ingest import importing
@@ -27,6 +25,7 @@ from ifa.curation.restore import restore
 from ifa.curation.workspace import Workspace
 from ifa.errors import IfaError
 from ifa.sample import IMAGES_DIR
+from ifa.tests.support.dedup import clusters_of
 
 PHOTOS = sorted(IMAGES_DIR.glob("*.jpg"))
 READABLE = 15  # files that decode: 18 files less trunc, empty and text (nofile has no file)
@@ -89,10 +88,6 @@ def dup_ws(tmp_path: Path):
     ws = make_workspace(tmp_path)
     yield ws
     ws.close()
-
-
-def clusters_of(result: dedup.DedupResult) -> dict[str, set[str]]:
-    return {c.keep: {m.image_id for m in c.members} for c in result.clusters}
 
 
 EXPECTED = {
@@ -246,14 +241,11 @@ def test_unreachable_scheduler_is_an_error(dup_ws, monkeypatch):
         dedup.run(dup_ws, scheduler="tcp://127.0.0.1:9")
 
 
-def test_cli_json_shape_and_apply(tmp_path: Path):
+def test_cli_json_shape_and_apply(tmp_path: Path, cli):
     ws = make_workspace(tmp_path)
     root = str(ws.root)
     ws.close()
-    runner = CliRunner()
-    out = runner.invoke(app, ["curate", "dedup", "--workspace", root, "--workers", "1", "--json"])
-    assert out.exit_code == 0, out.output
-    data = json.loads(out.stdout)
+    data = cli.json("curate", "dedup", "--workspace", root, "--workers", "1", "--json")
     assert set(data) == {"images_hashed", "unreadable", "clusters", "cross_split", "label_conflicts", "applied"}
     assert data["images_hashed"] == READABLE and data["applied"] is False
     assert data["cross_split"] == 3 and data["label_conflicts"] == 1
@@ -261,12 +253,12 @@ def test_cli_json_shape_and_apply(tmp_path: Path):
     assert all(set(c) == {"keep", "members"} for c in data["clusters"])
     assert all(set(m) == {"image_id", "split", "distance"} for c in data["clusters"] for m in c["members"])
     assert {c["keep"] for c in data["clusters"]} == set(EXPECTED)
-    applied = runner.invoke(app, ["curate", "dedup", "--workspace", root, "--workers", "1", "--apply"])
+    applied = cli("curate", "dedup", "--workspace", root, "--workers", "1", "--apply")
     assert applied.exit_code == 0, applied.output
     assert "report:" in applied.stdout and "would set aside" not in applied.stdout
-    back = runner.invoke(app, ["curate", "restore", "--rule", "duplicate", "--workspace", root, "--json"])
+    back = cli("curate", "restore", "--rule", "duplicate", "--workspace", root, "--json")
     assert back.exit_code == 0 and len(json.loads(back.stdout)["images"]) == 7
-    bad = runner.invoke(app, ["curate", "dedup", "--workspace", root, "--threshold", "99"])
+    bad = cli("curate", "dedup", "--workspace", root, "--threshold", "99")
     assert bad.exit_code != 0
 
 

@@ -19,6 +19,7 @@ from ifa.curation.dedup import run as dedup
 from ifa.curation.ingest import importing
 from ifa.curation.restore import restore
 from ifa.curation.workspace import Workspace
+from ifa.tests.support.dedup import clusters_of
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MYNTRA = sorted((DATA / "myntra-products" / "images").glob("*.jpg"))
@@ -62,10 +63,6 @@ def workspace_of(root: Path, folder: Path) -> Workspace:
     ws = Workspace.init(root / "ws", command="test")
     importing.import_folder(ws, folder, "train")
     return ws
-
-
-def clusters_of(result) -> dict[str, set[str]]:
-    return {c.keep: {m.image_id for m in c.members} for c in result.clusters}
 
 
 @needs_data
