@@ -66,6 +66,30 @@ def compute(ledger: Ledger, taxonomy: Taxonomy, splits: Sequence[str] | None = N
     made and neither pandas nor pyarrow is loaded, so `ifa stats` starts fast and reads 1M
     images' labels in a couple of seconds. Raises IfaError for an unknown split."""
     check_splits(splits)
+    rows = _label_rows(ledger, taxonomy, splits, as_imported)
+    present = [s for k, s in enumerate(SPLITS) if np.any(rows.image_split == k)] if splits is None else list(splits)
+    out = Stats()
+    unreadable = {} if as_imported else unreadable_active(ledger, present)
+    for split in present:
+        out.splits[split] = _split_stats(rows, SPLITS.index(split), taxonomy, unreadable.get(split, 0))
+    return out
+
+
+@dataclass
+class _LabelRows:
+    """One row per label (image position, label id, group or -1) and the (image, group) pairs."""
+
+    image_split: np.ndarray  # int8 per image: position in SPLITS
+    image_index: np.ndarray  # per label row: its image's position
+    label_id: np.ndarray
+    per_image: np.ndarray  # labels per image
+    known: np.ndarray  # per row: the taxonomy knows the id
+    group_of_row: np.ndarray  # per row: group position, -1 when unknown
+    pair_image: np.ndarray  # (image, group) pairs, an image once per group it carries
+    pair_group: np.ndarray
+
+
+def _label_rows(ledger: Ledger, taxonomy: Taxonomy, splits: Sequence[str] | None, as_imported: bool) -> _LabelRows:
     if as_imported:  # export's datasheet: label_table knows which images the import set aside
         from .ledger.arrays import label_table
 
@@ -76,57 +100,56 @@ def compute(ledger: Ledger, taxonomy: Taxonomy, splits: Sequence[str] | None = N
     else:
         arrays = label_arrays(ledger, splits, image_status="active", label_statuses=("active",))
         image_split, image_index, label_id = arrays.split, arrays.row_image, arrays.label_id
-    per_image = np.bincount(image_index, minlength=len(image_split))
     col = taxonomy.column_of(label_id)  # -1: an id the taxonomy lacks
     known = col >= 0
     group_of_row = np.where(known, taxonomy.group_index[np.clip(col, 0, None)], -1)
-    # (image, group) pairs once for all splits: an image counts once per group it carries.
     n_groups = len(taxonomy.groups)
     pairs = np.unique(image_index[known] * n_groups + group_of_row[known])
-    pair_image, pair_group = pairs // n_groups, pairs % n_groups
-    present = [s for k, s in enumerate(SPLITS) if np.any(image_split == k)] if splits is None else list(splits)
-    out = Stats()
-    unreadable = {} if as_imported else unreadable_active(ledger, present)
-    for split in present:
-        in_split = image_split == SPLITS.index(split)
-        rows = in_split[image_index]
-        n_images = int(in_split.sum())
-        counts = per_image[in_split]
-        hist = np.bincount(counts) if n_images else np.zeros(1, dtype=np.int64)
-        # images per label, most frequent first, ties by label id (np.unique sorts the ids)
-        ids, per_label = np.unique(label_id[rows], return_counts=True)
-        order = np.argsort(-per_label, kind="stable")
-        ids, per_label = ids[order], per_label[order]
-        labels_in_group = np.bincount(group_of_row[rows & known], minlength=n_groups)
-        images_with_group = np.bincount(pair_group[in_split[pair_image]], minlength=n_groups)
-        groups = {
-            g.name: GroupStats(
-                classes=len(g.label_ids), cardinality=g.cardinality, labels=int(labels_in_group[gi]),
-                images=int(images_with_group[gi]),
-                percent_images=round(100.0 * images_with_group[gi] / n_images, 1) if n_images else 0.0,
-            )
-            for gi, g in enumerate(taxonomy.groups)
-        }
-        # Labels of the taxonomy that no image carries belong to the long tail too.
-        all_counts = np.zeros(len(taxonomy.label_ids), dtype=np.int64)
-        used = taxonomy.column_of(ids)
-        all_counts[used[used >= 0]] = per_label[used >= 0]
-        out.splits[split] = SplitStats(
-            images=n_images,
-            labels=int(rows.sum()),
-            labels_per_image={
-                "min": int(counts.min()) if n_images else 0,
-                "mean": round(float(counts.mean()), 3) if n_images else 0.0,
-                "max": int(counts.max()) if n_images else 0,
-            },
-            histogram={int(k): int(v) for k, v in enumerate(hist) if v},
-            groups=groups,
-            images_per_label=dict(zip(ids.tolist(), per_label.tolist())),
-            labels_under_500=int((all_counts < RARE_BELOW).sum()),
-            labels_over_10k=int((all_counts > FREQUENT_ABOVE).sum()),
-            unreadable_files=unreadable.get(split, 0),
+    return _LabelRows(image_split, image_index, label_id, np.bincount(image_index, minlength=len(image_split)),
+                      known, group_of_row, pairs // n_groups, pairs % n_groups)
+
+
+def _split_stats(r: _LabelRows, code: int, taxonomy: Taxonomy, unreadable: int) -> SplitStats:
+    """One split's statistics (its position in SPLITS is `code`)."""
+    n_groups = len(taxonomy.groups)
+    in_split = r.image_split == code
+    rows = in_split[r.image_index]
+    n_images = int(in_split.sum())
+    counts = r.per_image[in_split]
+    hist = np.bincount(counts) if n_images else np.zeros(1, dtype=np.int64)
+    # images per label, most frequent first, ties by label id (np.unique sorts the ids)
+    ids, per_label = np.unique(r.label_id[rows], return_counts=True)
+    order = np.argsort(-per_label, kind="stable")
+    ids, per_label = ids[order], per_label[order]
+    labels_in_group = np.bincount(r.group_of_row[rows & r.known], minlength=n_groups)
+    images_with_group = np.bincount(r.pair_group[in_split[r.pair_image]], minlength=n_groups)
+    groups = {
+        g.name: GroupStats(
+            classes=len(g.label_ids), cardinality=g.cardinality, labels=int(labels_in_group[gi]),
+            images=int(images_with_group[gi]),
+            percent_images=round(100.0 * images_with_group[gi] / n_images, 1) if n_images else 0.0,
         )
-    return out
+        for gi, g in enumerate(taxonomy.groups)
+    }
+    # Labels of the taxonomy that no image carries belong to the long tail too.
+    all_counts = np.zeros(len(taxonomy.label_ids), dtype=np.int64)
+    used = taxonomy.column_of(ids)
+    all_counts[used[used >= 0]] = per_label[used >= 0]
+    return SplitStats(
+        images=n_images,
+        labels=int(rows.sum()),
+        labels_per_image={
+            "min": int(counts.min()) if n_images else 0,
+            "mean": round(float(counts.mean()), 3) if n_images else 0.0,
+            "max": int(counts.max()) if n_images else 0,
+        },
+        histogram={int(k): int(v) for k, v in enumerate(hist) if v},
+        groups=groups,
+        images_per_label=dict(zip(ids.tolist(), per_label.tolist())),
+        labels_under_500=int((all_counts < RARE_BELOW).sum()),
+        labels_over_10k=int((all_counts > FREQUENT_ABOVE).sum()),
+        unreadable_files=unreadable,
+    )
 
 
 def write_plots(stats: Stats, out_dir: Path, stamp: str) -> list[str]:
