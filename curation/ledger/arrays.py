@@ -75,37 +75,8 @@ def label_arrays(ledger: Ledger, splits: Sequence[str] | None = None, image_stat
     for s in label_statuses:
         if s not in LABEL_STATUSES:
             raise ValueError(f"unknown label status {s!r}")
-    where, params = [], []
-    if splits:
-        where.append(f"split IN ({','.join('?' * len(splits))})")
-        params += list(splits)
-    if image_status is not None:
-        where.append("status = ?")
-        params.append(image_status)
-    case = " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(SPLITS))
-    text = ledger.query(f"SELECT group_concat((pk << 2) | (CASE split {case} END)) FROM images "
-                        f"{'WHERE ' + ' AND '.join(where) if where else ''}", params)[0][0]
-    packed_images = np.fromstring(text, dtype=np.int64, sep=",") if text else np.zeros(0, dtype=np.int64)
-    packed_images.sort()
-    image_pk, split = packed_images >> 2, (packed_images & 3).astype(np.int8)
-
-    status_case = " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(LABEL_STATUSES))
-    fits = f"label_id >= 0 AND label_id < {1 << _LABEL_BITS}"
-    sql = (f"SELECT group_concat(CASE WHEN {fits} THEN (image_pk << {_LABEL_BITS + _STATUS_BITS}) | "
-           f"(label_id << {_STATUS_BITS}) | (CASE status {status_case} END) END), "
-           f"group_concat(CASE WHEN NOT ({fits}) THEN image_pk || ',' || label_id || ',' || (CASE status {status_case} END) END) "
-           f"FROM labels WHERE image_pk > ? AND image_pk <= ? AND status IN ({','.join('?' * len(label_statuses))})"
-           + (f" AND source IN ({','.join('?' * len(sources))})" if sources else ""))
-    top = int(image_pk[-1]) if len(image_pk) else 0
-    chunks, odd = [], []
-    with progress.task("reading labels", total=top) as task:
-        for lo in range(0, top, _CHUNK_PKS):
-            packed_text, odd_text = ledger.query(sql, (lo, lo + _CHUNK_PKS, *label_statuses, *(sources or ())))[0]
-            if packed_text:
-                chunks.append(np.fromstring(packed_text, dtype=np.int64, sep=","))
-            if odd_text:
-                odd.append(np.fromstring(odd_text, dtype=np.int64, sep=",").reshape(-1, 3))
-            task.advance(min(_CHUNK_PKS, top - lo))
+    image_pk, split = _selected_images(ledger, splits, image_status)
+    chunks, odd = _packed_labels(ledger, image_pk, label_statuses, sources, progress)
     packed = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int64)
     # The primary key (image_pk, label_id) scan yields rows in order; sort only if not.
     in_order = not odd and bool(np.all(packed[1:] >= packed[:-1]))
@@ -127,6 +98,48 @@ def label_arrays(ledger: Ledger, splits: Sequence[str] | None = None, image_stat
         order = np.lexsort((label_id, pos))
         pos, label_id, status = pos[order], label_id[order], status[order]
     return LabelArrays(image_pk, split, pos, label_id, status)
+
+
+def _selected_images(ledger: Ledger, splits: Sequence[str] | None,
+                     image_status: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """(image pks sorted, their split codes) of the selected images, read as one packed string."""
+    where, params = [], []
+    if splits:
+        where.append(f"split IN ({','.join('?' * len(splits))})")
+        params += list(splits)
+    if image_status is not None:
+        where.append("status = ?")
+        params.append(image_status)
+    case = " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(SPLITS))
+    text = ledger.query(f"SELECT group_concat((pk << 2) | (CASE split {case} END)) FROM images "
+                        f"{'WHERE ' + ' AND '.join(where) if where else ''}", params)[0][0]
+    packed_images = np.fromstring(text, dtype=np.int64, sep=",") if text else np.zeros(0, dtype=np.int64)
+    packed_images.sort()
+    return packed_images >> 2, (packed_images & 3).astype(np.int8)
+
+
+def _packed_labels(ledger: Ledger, image_pk: np.ndarray, label_statuses: Sequence[str], sources: Sequence[str] | None,
+                   progress: Progress) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The label rows of images up to the last selected pk, chunk by chunk: packed integers
+    (pk, label id, status), and (n, 3) arrays of the rows whose id does not fit the packing."""
+    status_case = " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(LABEL_STATUSES))
+    fits = f"label_id >= 0 AND label_id < {1 << _LABEL_BITS}"
+    sql = (f"SELECT group_concat(CASE WHEN {fits} THEN (image_pk << {_LABEL_BITS + _STATUS_BITS}) | "
+           f"(label_id << {_STATUS_BITS}) | (CASE status {status_case} END) END), "
+           f"group_concat(CASE WHEN NOT ({fits}) THEN image_pk || ',' || label_id || ',' || (CASE status {status_case} END) END) "
+           f"FROM labels WHERE image_pk > ? AND image_pk <= ? AND status IN ({','.join('?' * len(label_statuses))})"
+           + (f" AND source IN ({','.join('?' * len(sources))})" if sources else ""))
+    top = int(image_pk[-1]) if len(image_pk) else 0
+    chunks, odd = [], []
+    with progress.task("reading labels", total=top) as task:
+        for lo in range(0, top, _CHUNK_PKS):
+            packed_text, odd_text = ledger.query(sql, (lo, lo + _CHUNK_PKS, *label_statuses, *(sources or ())))[0]
+            if packed_text:
+                chunks.append(np.fromstring(packed_text, dtype=np.int64, sep=","))
+            if odd_text:
+                odd.append(np.fromstring(odd_text, dtype=np.int64, sep=",").reshape(-1, 3))
+            task.advance(min(_CHUNK_PKS, top - lo))
+    return chunks, odd
 
 
 def image_rows(ledger: Ledger, pks: np.ndarray) -> pd.DataFrame:
