@@ -11,6 +11,7 @@ and this module must not make `ifa --help` load torch or the Label Studio SDK.
 from __future__ import annotations
 
 import html
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -194,18 +195,29 @@ def run_demo(root: Path = DEFAULT_DEMO_WORKSPACE, progress: Progress = SILENT, k
 
 
 def _write_summary(ws: Workspace, result: DemoResult) -> Path:
-    """One HTML page: each step's result, with links to the reports it wrote."""
+    """One HTML page: each step's result, and a link to every report the demo wrote. Links are
+    relative to the page, so they open wherever the workspace is, and from any browser."""
+    out = ws.report_path("demo-summary", "html")
+    written = sorted(p for p in ws.reports_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+    if result.export and (Path(result.export) / "DATASHEET.md").exists():
+        written.append(Path(result.export) / "DATASHEET.md")
+
+    def href(path: Path) -> str:
+        return html.escape(Path(os.path.relpath(path.resolve(), out.parent.resolve())).as_posix())
+
     rows = []
     for s in result.steps:
         text = html.escape(s.summary)
         for word in s.summary.split():
-            if word.endswith((".html", ".md")) and Path(word).exists():
-                text = text.replace(html.escape(word), f"<a href='file://{html.escape(word)}'>{html.escape(Path(word).name)}</a>")
+            if word.endswith((".html", ".md", ".csv")) and Path(word).exists():
+                text = text.replace(html.escape(word), f"<a href='{href(Path(word))}'>{html.escape(Path(word).name)}</a>")
         rows.append(f"<tr><td><b>{html.escape(s.name)}</b></td><td>{s.seconds:.0f} s</td><td>{text}</td></tr>")
+    links = "".join(f"<li><a href='{href(p)}'>{html.escape(p.name)}</a></li>" for p in written)
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>ifa demo</title><style>"
             "body{font-family:system-ui,sans-serif;margin:2em}td{padding:6px 10px;vertical-align:top;border-bottom:1px solid #eee}"
             "</style></head><body><h1>ifa demo on the bundled sample</h1>"
             "<p>310 CC0 clothing photos with planted duplicates, confused attributes and noisy labels. "
             "The review round's annotators are SIMULATED.</p>"
-            f"<table>{''.join(rows)}</table><p>Export: {html.escape(result.export)}</p></body></html>")
-    return reports.write_text(ws.report_path("demo-summary", "html"), page)
+            f"<table>{''.join(rows)}</table><p>Export: {html.escape(result.export)}</p>"
+            f"<h2>Every report the demo wrote</h2><ul>{links}</ul></body></html>")
+    return reports.write_text(out, page)

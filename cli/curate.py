@@ -86,10 +86,56 @@ def check_attributes(
     else:
         render.done(f"dry run, would do: {what}; rerun with --apply to apply")
     # soft_wrap: a path cut across lines cannot be copied
-    render.out.print(f"report: {result.report_csv}\nreport: {result.report_html}", soft_wrap=True)
+    render.out.print(f"report: {render.link(result.report_csv)}\nreport: {render.link(result.report_html)}", soft_wrap=True)
     for split_name, path in result.review_files.items():
         render.out.print(f"pending review ({split_name}): {path}\n  next: ifa review create --split {split_name} "
                          f"--images-from {path}", soft_wrap=True)
+
+
+@app.command("check-images")
+def check_images(
+    split: SplitsOpt = None,
+    rules: Annotated[Optional[Path], typer.Option(
+        "--rules", help="A rules TOML that extends the defaults (same id: overrides; `extend = false`: replaces them).",
+        exists=True, dir_okay=False)] = None,
+    placeholders: Annotated[Optional[Path], typer.Option(
+        "--placeholders", help="A folder of known placeholder pictures: any image showing one of them is a placeholder.",
+        exists=True, file_okay=False)] = None,
+    apply: ApplyOpt = False,
+    workers: Annotated[Optional[int], typer.Option(help="Local processes for decoding (default: all CPUs).")] = None,
+    scheduler: Annotated[Optional[str], typer.Option(help="Decode on a Dask cluster instead: tcp://HOST:PORT "
+                                                          "(its workers must see the same image paths).")] = None,
+    workspace: WorkspaceOpt = DEFAULT_WS,
+    json_out: JsonOpt = False,
+) -> None:
+    """Find pictures that are not product photos: placeholders, blank, tiny, odd-shaped, grey, blurred.
+
+    Each picture is decoded once and its statistics cached in the ledger (a rerun decodes
+    only new or changed files). The default rules (curation/image_checks/rules.toml) set
+    aside placeholders shared by many ids, blank frames, pictures under 32 px, banners over
+    4:1 and heavy letterboxes, and report greyscale and blurred pictures. Without --apply
+    nothing changes. Reports: reports/check-images-*.csv and .html, worst first.
+    Undo: ifa curate restore --rule RULE_ID.
+
+    Example: ifa curate check-images --split train --placeholders ./known-placeholders --apply
+    """
+    from ..curation.image_checks import check as image_checks
+    with open_workspace(workspace, "curate check-images") as ws:
+        result = image_checks.run(ws, split, rules, apply, placeholders, workers, scheduler,
+                                  render.RichProgress(quiet=json_out))
+    if json_out:
+        render.emit_json(result.to_dict())
+        return
+    rows = [(rule_id, r.action, f"{r.images:,}", r.test) for rule_id, r in result.rules.items()]
+    render.out.print(render.table(f"Image check: {result.images_checked:,} images", ["rule", "action", "images", "test"], rows))
+    render.done(f"{result.measured:,} pictures measured, {result.cached:,} from cache, {result.unreadable:,} unreadable, "
+                f"{result.without_file:,} without a local file")
+    to_set_aside = sum(r.images for r in result.rules.values() if r.action == "set-aside")
+    if result.applied:
+        render.done(f"applied: {result.set_aside:,} images set aside; undo with `ifa curate restore --rule RULE_ID`")
+    elif to_set_aside:
+        render.done(f"dry run: set-aside rules found {to_set_aside:,} images; rerun with --apply to set them aside")
+    render.out.print(f"report: {result.report_csv}\nreport: {result.report_html}", soft_wrap=True)
 
 
 @app.command("dedup")
@@ -220,7 +266,7 @@ def flag_noise(
             more = f" and {len(result.unjudged) - 8} more" if len(result.unjudged) > 8 else ""
             render.out.print(f"[yellow]{len(result.unjudged)} classes the model could not judge (never flagged): "
                              f"{names}{more}; see {result.unjudged_csv}[/]")
-    render.done(f"reports: {result.csv}  {result.html}")
+    render.done(f"reports: {render.link(result.csv)}  {render.link(result.html)}")
     render.done(f"out-of-sample probabilities: {result.probs}")
     if result.applied:
         render.done(f"dropped {result.labels_dropped:,} wrong labels (undo: ifa curate restore --rule {result.rule})")

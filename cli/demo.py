@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -32,12 +34,22 @@ def demo(
         render.emit_json(result.to_dict())
         return
     render.out.print(f"\n[bold]Demo finished[/] in {sum(s.seconds for s in result.steps):.0f} s.", soft_wrap=True)
-    render.out.print(f"  summary report: {result.report}", soft_wrap=True)
+    render.out.print(f"  summary report: {render.link(result.report)}", soft_wrap=True)
     render.out.print(f"  cleaned export: {result.export}", soft_wrap=True)
-    render.out.print(f"  workspace:      {result.workspace}  (try: ifa stats -w {workspace})", soft_wrap=True)
+    render.out.print(f"  workspace:      {result.workspace}  (try: {_ifa()} stats -w {workspace})", soft_wrap=True)
     if result.server:
         s = result.server
         render.out.print(f"  Label Studio:   {s['url']}  login {s['email']} / {s['password']}  (stop: {s['stop']})", soft_wrap=True)
+
+
+def _ifa() -> str:
+    """How this shell reaches the `ifa` that is running: `ifa` when it is on PATH, else its path
+    (a venv that is not activated), so the hint works as pasted."""
+    running = Path(sys.argv[0])
+    on_path = shutil.which("ifa")
+    if running.name == "ifa" and not (on_path and Path(on_path).resolve() == running.resolve()):
+        return str(running)
+    return "ifa"
 
 
 app = single_command(demo)

@@ -40,7 +40,7 @@ def export(
         return
     rows = [(s, f"{v['images']:,}", f"{v['labels']:,}", v["file"]) for s, v in result.splits.items()]
     render.out.print(render.table(f"exported to {result.out_dir}", ["split", "images", "labels", "file"], rows))
-    render.out.print(f"changes: {result.changes:,} rows in changes.csv; datasheet: {result.datasheet}")
+    render.out.print(f"changes: {result.changes:,} rows in changes.csv; datasheet: {render.link(result.datasheet)}", soft_wrap=True)
     if result.unreadable_files:
         render.out.print(f"[yellow]{sum(result.unreadable_files.values()):,} exported images have a file known to be "
                          f"unreadable[/] ({', '.join(f'{k}: {v:,}' for k, v in result.unreadable_files.items())}); "

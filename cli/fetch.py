@@ -48,7 +48,7 @@ def fetch(
             render.out.print(f"{result.not_retried:,} of them failed in an earlier run; `ifa fetch --retry-failed` tries them again.")
     if result.without_url:
         render.out.print(f"{result.without_url:,} images have neither a local file nor a URL; nothing can fetch them.")
-    render.out.print(f"report: {result.report}")
+    render.out.print(f"report: {render.link(result.report)}", soft_wrap=True)
 
 
 fetch.__doc__ = (

@@ -45,7 +45,7 @@ def history(
         render.out.print(render.table("Changes recorded in the ledger",
                                       ["apply", "time (UTC)", "command", "events", "images", "changes", "rules"], rows))
     if written:
-        render.out.print(f"report: {written}")
+        render.out.print(f"report: {render.link(written)}", soft_wrap=True)
 
 
 app = single_command(history)

@@ -96,4 +96,4 @@ def _render(result, json_out: bool) -> None:
     if result.problems:
         rows = [(k, f"{v:,}", result.actions.get(k) or importing.PROBLEMS.get(k, "")) for k, v in sorted(result.problems.items())]
         render.out.print(render.table("Problems found", ["problem", "#", "action"], rows))
-    render.out.print(f"report: {result.report}")
+    render.out.print(f"report: {render.link(result.report)}", soft_wrap=True)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Callable, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from ..curation.ledger import SPLITS
 from ..curation.workspace import DEFAULT_WORKSPACE, ENV_VAR, Workspace
@@ -33,9 +34,21 @@ def open_workspace(root: Path, command: str, read_only: bool = False) -> Workspa
 _APP_SETTINGS = dict(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
 
 
+class _WholeHelpGroup(TyperGroup):
+    """Lists each command with its whole first line of help, wrapped: click cuts it at 45
+    characters with '...', hiding what the command does."""
+
+    def format_commands(self, ctx, formatter) -> None:
+        rows = [(name, cmd.get_short_help_str(limit=1000)) for name in self.list_commands(ctx)
+                if (cmd := self.get_command(ctx, name)) is not None and not cmd.hidden]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
 def command_group(help: str) -> typer.Typer:
     """A group of commands (`ifa curate ...`, `ifa review ...`)."""
-    return typer.Typer(help=help, no_args_is_help=True, **_APP_SETTINGS)
+    return typer.Typer(cls=_WholeHelpGroup, help=help, no_args_is_help=True, **_APP_SETTINGS)
 
 
 def single_command(fn: Callable) -> typer.Typer:

@@ -17,7 +17,6 @@ from ..progress import SILENT
 if TYPE_CHECKING:
     from rich.console import Console  # rich.progress and rich.table load when something is drawn, not at start-up
     from rich.progress import Progress
-    from rich.table import Table
 
 _CONSOLES = {"out": {}, "err": {"stderr": True}}
 
@@ -68,14 +67,41 @@ def emit_json_text(chunks: Iterable[str]) -> None:
     write("\n")
 
 
-def table(title: str, columns: Iterable[str], rows: Iterable[Iterable[Any]], **kwargs) -> Table:
+def link(path: str | Path) -> str:
+    """A report's path as an absolute file:// URL, which a terminal or browser opens from anywhere."""
+    return Path(path).resolve().as_uri()
+
+
+def table(title: str, columns: Iterable[str], rows: Iterable[Iterable[Any]], **kwargs):
+    """A rich table of `rows` under `columns`. Every word of a cell keeps its own line, so an
+    id, rule id, URL or path is never cut: other words wrap first, and when the longest words
+    of all columns cannot stand side by side in the terminal, each row is printed as
+    `column: value` lines instead."""
     from rich.table import Table
+    columns = list(columns)
+    cells = [["" if v is None else str(v) for v in row] for row in rows]
+    widest = [max([len(w) for w in col.split()] + [len(w) for row in cells for w in row[i].split()] + [1])
+              for i, col in enumerate(columns)]
+    if sum(widest) + 3 * len(columns) + 1 > _console("out").width:
+        return _records(title, columns, cells)
     t = Table(title=title, title_justify="left", **kwargs)
-    for col in columns:
-        t.add_column(col, justify="right" if col.startswith(("#", "%")) or col in ("images", "labels") else "left")
-    for row in rows:
-        t.add_row(*("" if v is None else str(v) for v in row))
+    for col, width in zip(columns, widest):
+        t.add_column(col, min_width=width, overflow="fold",
+                     justify="right" if col.startswith(("#", "%")) or col in ("images", "labels") else "left")
+    for row in cells:
+        t.add_row(*row)
     return t
+
+
+def _records(title: str, columns: list[str], cells: list[list[str]]):
+    """`table`'s narrow-terminal form: a row per block, `column: value` a line, nothing cut."""
+    from rich.console import Group
+    from rich.text import Text
+    lines = [Text(title, style="italic")]
+    for row in cells:
+        lines.append(Text(""))
+        lines += [Text(f"{col or '-'}: {value}", overflow="fold") for col, value in zip(columns, row) if value]
+    return Group(*lines)
 
 
 class _RichTask:
@@ -185,4 +211,4 @@ def dedup_report(result) -> None:
         _console("out").print(f"[yellow]note:[/] {note}")
     if not result.applied and (result.set_aside or result.unreadable_set_aside):
         _console("out").print("Nothing changed. Run again with --apply to set the duplicates aside.")
-    _console("out").print(f"report: {result.report_html}\npairs:  {result.report_csv}")
+    _console("out").print(f"report: {link(result.report_html)}\npairs:  {link(result.report_csv)}", soft_wrap=True)

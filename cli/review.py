@@ -320,7 +320,7 @@ def finalize(round_name: RoundOpt = None, apply: ApplyOpt = False, workspace: Wo
                 f"{result.labels_added:,} labels added, {result.labels_dropped:,} dropped, "
                 f"{result.images_set_aside:,} images set aside, on {result.changed_images:,} images")
     render.out.print(f"  decided {result.decided} · undecided {result.undecided or 0}")
-    render.out.print(f"  report: {result.report}")
+    render.out.print(f"  report: {render.link(result.report)}", soft_wrap=True)
 
 
 # ---- report ------------------------------------------------------------------------------------

@@ -54,7 +54,7 @@ def stats(
             render.out.print(f"  [yellow]{s.unreadable_files:,} active images have a file known to be unreadable[/] "
                              "(empty, not an image, truncated...; `ifa show ID` says which and why)")
     for p in result.plots:
-        render.out.print(f"plot: {p}")
+        render.out.print(f"plot: {render.link(p)}", soft_wrap=True)
 
 
 app = single_command(stats)

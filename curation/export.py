@@ -369,8 +369,12 @@ def datasheet(ledger: Ledger, taxonomy: Taxonomy, before: stats_lib.Stats, after
                          f"{gb.images if gb else 0:,} → {ga.images:,} | {gb.percent_images if gb else 0:.1f} → {ga.percent_images:.1f} |")
         lines.append(f"\nLong tail: {a.labels_under_500} labels with fewer than 500 images, {a.labels_over_10k} with more than 10K "
                      f"(before: {b.labels_under_500 if b else '-'} and {b.labels_over_10k if b else '-'}).")
-    if plots:
+    unlabelled = [name for name, a in after.splits.items() if not a.labels]
+    if plots or unlabelled:
         lines += ["", "## Plots", ""] + [f"![{p}](plots/{p})" for p in plots]
+    if unlabelled:
+        lines.append(f"\nNo plots for {', '.join(unlabelled)}: {'it has' if len(unlabelled) == 1 else 'they have'} "
+                     "no labels (the challenge's test split is published without them).")
 
     lines += ["", "## Duplicates and leakage removed", ""]
     dup = ledger.set_aside_images(rule="duplicate")

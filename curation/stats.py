@@ -154,7 +154,8 @@ def _split_stats(r: _LabelRows, code: int, taxonomy: Taxonomy, unreadable: int) 
 
 def write_plots(stats: Stats, out_dir: Path, stamp: str) -> list[str]:
     """Fig. 2 (labels per image) and Fig. 3 (images per label, log scale) style PNGs, one
-    pair per split. Returns the files written."""
+    pair per split that has labels (a split without any, such as the challenge's test split,
+    would draw empty axes). Returns the files written."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display: write files only
@@ -162,6 +163,8 @@ def write_plots(stats: Stats, out_dir: Path, stamp: str) -> list[str]:
 
     written: list[str] = []
     for split, s in stats.splits.items():
+        if not s.labels:
+            continue
         fig, ax = plt.subplots(figsize=(6, 3.5))
         ax.bar(list(s.histogram), list(s.histogram.values()), color="#4472c4")
         ax.set(xlabel="labels per image", ylabel="images", title=f"{split}: labels per image (Fig. 2)")

@@ -344,5 +344,20 @@ V9_DEDUP_FLAT_BORDERS = """
 DELETE FROM image_hashes;
 """
 
+# `ifa curate check-images`: per-file picture statistics, kept while the file (path, size,
+# mtime) and the statistics' version are unchanged, so a rerun decodes nothing unchanged.
+V10_IMAGE_STATS = """
+CREATE TABLE image_stats (
+    image_pk   INTEGER PRIMARY KEY REFERENCES images(pk),
+    path       TEXT NOT NULL,
+    bytes      INTEGER NOT NULL,
+    mtime_ns   INTEGER NOT NULL,
+    version    INTEGER NOT NULL,      -- image_checks.statistics.VERSION that measured it
+    stats      BLOB,                  -- float32 values in STAT_NAMES order; NULL when unreadable
+    thumb_hash BLOB,                  -- 256-bit difference hash of the whole picture
+    reason     TEXT                   -- why the file could not be measured, else NULL
+);
+"""
+
 MIGRATIONS: list[str] = [V1_FOUNDATION, V2_FETCHES, V3_REVIEW_QUEUE, V4_HASHES, V5_REVIEW, V6_RAW_LABEL_NAMES,
-                         V7_DEDUP_SIGNATURES, V8_REVIEW_POOL, V9_DEDUP_FLAT_BORDERS]
+                         V7_DEDUP_SIGNATURES, V8_REVIEW_POOL, V9_DEDUP_FLAT_BORDERS, V10_IMAGE_STATS]
