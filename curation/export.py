@@ -352,8 +352,15 @@ def datasheet(ledger: Ledger, taxonomy: Taxonomy, before: stats_lib.Stats, after
     lines = [f"# Datasheet: {Path(result.out_dir).name}", "",
              f"Exported {stamp:%Y-%m-%d %H:%M} UTC by ifa {__version__} in format `{result.format}`. "
              "Only active images and labels are exported; `changes.csv` lists every change and its reason.", ""]
-    lines += ["## Splits", "", "| split | images before | images after | labels before | labels after | labels per image after (min / mean / max) |",
-              "| --- | ---: | ---: | ---: | ---: | --- |"]
+    lines += _splits_section(before, after) + _plots_section(after, plots) + _duplicates_section(ledger)
+    lines += _unreadable_section(result) + _rules_section(ledger, changes)
+    return "\n".join(lines) + "\n"
+
+
+def _splits_section(before: stats_lib.Stats, after: stats_lib.Stats) -> list[str]:
+    """The datasheet's splits table and each split's Table 1, before and after."""
+    lines = ["## Splits", "", "| split | images before | images after | labels before | labels after | labels per image after (min / mean / max) |",
+             "| --- | ---: | ---: | ---: | ---: | --- |"]
     for name, a in after.splits.items():
         b = before.splits.get(name)
         lpi = a.labels_per_image
@@ -369,14 +376,22 @@ def datasheet(ledger: Ledger, taxonomy: Taxonomy, before: stats_lib.Stats, after
                          f"{gb.images if gb else 0:,} → {ga.images:,} | {gb.percent_images if gb else 0:.1f} → {ga.percent_images:.1f} |")
         lines.append(f"\nLong tail: {a.labels_under_500} labels with fewer than 500 images, {a.labels_over_10k} with more than 10K "
                      f"(before: {b.labels_under_500 if b else '-'} and {b.labels_over_10k if b else '-'}).")
+    return lines
+
+
+def _plots_section(after: stats_lib.Stats, plots: list[str]) -> list[str]:
+    lines: list[str] = []
     unlabelled = [name for name, a in after.splits.items() if not a.labels]
     if plots or unlabelled:
         lines += ["", "## Plots", ""] + [f"![{p}](plots/{p})" for p in plots]
     if unlabelled:
         lines.append(f"\nNo plots for {', '.join(unlabelled)}: {'it has' if len(unlabelled) == 1 else 'they have'} "
                      "no labels (the challenge's test split is published without them).")
+    return lines
 
-    lines += ["", "## Duplicates and leakage removed", ""]
+
+def _duplicates_section(ledger: Ledger) -> list[str]:
+    lines = ["", "## Duplicates and leakage removed", ""]
     dup = ledger.set_aside_images(rule="duplicate")
     if len(dup):
         split_of = ledger.image_splits(dup["image_id"].tolist())
@@ -388,14 +403,21 @@ def datasheet(ledger: Ledger, taxonomy: Taxonomy, before: stats_lib.Stats, after
                      f"{int(leak.sum()):,} of them were copies of an image in another split (leakage removed).")
     else:
         lines.append("No image is set aside as a duplicate.")
-    if result.unreadable_files:
-        lines += ["", "## Unreadable files", "",
-                  f"{sum(result.unreadable_files.values()):,} exported active images have a file dedup could not decode ("
-                  + ", ".join(f"{k}: {v:,}" for k, v in result.unreadable_files.items())
-                  + "); `ifa show ID` says why. `ifa curate dedup --apply` sets them aside."]
+    return lines
 
-    lines += ["", "## Changes in effect, by rule", "",
-              "Rules of `ifa curate check-attributes`, `duplicate` (dedup), noise flags and review rounds (`review:<round>`).", ""]
+
+def _unreadable_section(result: ExportResult) -> list[str]:
+    if not result.unreadable_files:
+        return []
+    return ["", "## Unreadable files", "",
+            f"{sum(result.unreadable_files.values()):,} exported active images have a file dedup could not decode ("
+            + ", ".join(f"{k}: {v:,}" for k, v in result.unreadable_files.items())
+            + "); `ifa show ID` says why. `ifa curate dedup --apply` sets them aside."]
+
+
+def _rules_section(ledger: Ledger, changes: pd.DataFrame) -> list[str]:
+    lines = ["", "## Changes in effect, by rule", "",
+             "Rules of `ifa curate check-attributes`, `duplicate` (dedup), noise flags and review rounds (`review:<round>`).", ""]
     in_effect = _in_effect(ledger)
     if len(in_effect):
         lines += ["| rule | command | images set aside | labels dropped | labels added |", "| --- | --- | ---: | ---: | ---: |"]
@@ -404,9 +426,8 @@ def datasheet(ledger: Ledger, taxonomy: Taxonomy, before: stats_lib.Stats, after
     else:
         lines.append("No change is in effect: the export equals the import.")
     counts = changes["change"].value_counts()
-    lines += ["", "## Change log", "", f"`changes.csv`: {len(changes):,} changes ("
-              + (", ".join(f"{k}: {v:,}" for k, v in counts.items()) or "none") + ")."]
-    return "\n".join(lines) + "\n"
+    return lines + ["", "## Change log", "", f"`changes.csv`: {len(changes):,} changes ("
+                    + (", ".join(f"{k}: {v:,}" for k, v in counts.items()) or "none") + ")."]
 
 
 def _in_effect(ledger: Ledger) -> pd.DataFrame:
