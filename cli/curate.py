@@ -145,7 +145,7 @@ def dedup(
     threshold: Annotated[Optional[int], typer.Option(help="Largest Hamming distance (bits of 64) that makes a "
                                                           "candidate pair; default 8 for phash.")] = None,
     min_similarity: Annotated[Optional[float], typer.Option("--min-similarity", help="Verification score (0-1) a "
-                                                            "candidate pair needs to count as a copy; default 0.93. "
+                                                            "candidate pair needs to count as a copy; default 0.96. "
                                                             "Higher: fewer, surer copies.")] = None,
     exact_only: Annotated[bool, typer.Option("--exact-only", help="Only identical files (sha256); decodes nothing.")] = False,
     keep: Annotated[Optional[str], typer.Option(help="Keep policy, rules in order "
@@ -161,7 +161,9 @@ def dedup(
 
     Two stages: hashes within --threshold make candidate pairs; each is verified by
     comparing small colour thumbnails of the two pictures (borders trimmed), and only
-    pairs scoring --min-similarity or more are copies. An image is set aside only as a
+    pairs scoring --min-similarity or more are copies. Pairs whose colour or
+    single-label labels differ are set aside only when their pixels match; otherwise
+    the report lists them as possible copies and nothing is done. An image is set aside only as a
     copy of its cluster's kept image itself, never through a chain of near neighbours.
 
     Keep policy: test beats validation beats train, then more pixels, then the larger
@@ -182,7 +184,8 @@ def dedup(
     if json_out:
         render.emit_json(result.to_dict())
         return
-    render.dedup_report(result)
+    from .dedup_report import show
+    show(result)
 
 
 @app.command("flag-noise")

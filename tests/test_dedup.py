@@ -246,7 +246,8 @@ def test_cli_json_shape_and_apply(tmp_path: Path, cli):
     root = str(ws.root)
     ws.close()
     data = cli.json("curate", "dedup", "--workspace", root, "--workers", "1", "--json")
-    assert set(data) == {"images_hashed", "unreadable", "clusters", "cross_split", "label_conflicts", "applied"}
+    assert set(data) == {"images_hashed", "unreadable", "clusters", "cross_split", "label_conflicts", "possible_copies",
+                         "applied"}
     assert data["images_hashed"] == READABLE and data["applied"] is False
     assert data["cross_split"] == 3 and data["label_conflicts"] == 1
     assert all(set(u) == {"image_id", "reason"} for u in data["unreadable"])

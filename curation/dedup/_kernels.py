@@ -1,5 +1,5 @@
-"""Compiled inner loops (numba): the candidate check of `pairs.pairs_within` and the
-exact LANCZOS resize of `hashing`. Kept in their own module so importing ifa does not pay
+"""Compiled inner loops (numba): the candidate check of `pairs.pairs_within`, the
+verification score of `verify`, the trim of `hashing`. Kept in their own module so importing ifa does not pay
 for numba; each compiles once and is cached on disk."""
 
 from __future__ import annotations
@@ -125,10 +125,130 @@ def resize_into(src, out, x_first, x_weights, y_first, y_weights):
             out[yy, xx] = 0 if ss <= 0 else (255 if v > 255 else v)
 
 
+@njit(inline="always")
+def _linear(c):
+    x = c / 255.0
+    return ((x + 0.055) / 1.055) ** 2.4 if x > 0.04045 else x / 12.92
+
+
+@njit(inline="always")
+def _lab_f(t):
+    return np.cbrt(t) if t > 0.008856 else 7.787 * t + 16.0 / 116.0
+
+
+@njit(nogil=True)
+def _to_lab(rgb, out):
+    """verify.to_lab for (n, 3) float64 RGB into out (n, 3)."""
+    for q in range(rgb.shape[0]):
+        r, g, b = _linear(rgb[q, 0]), _linear(rgb[q, 1]), _linear(rgb[q, 2])
+        fx = _lab_f((0.4124 * r + 0.3576 * g + 0.1805 * b) / 0.9505)
+        fy = _lab_f(0.2126 * r + 0.7152 * g + 0.0722 * b)
+        fz = _lab_f((0.0193 * r + 0.1192 * g + 0.9505 * b) / 1.089)
+        out[q, 0] = 116.0 * fy - 16.0
+        out[q, 1] = 500.0 * (fx - fy)
+        out[q, 2] = 200.0 * (fy - fz)
+
+
+@njit(nogil=True)
+def _least_squares(a, b, clipped, low, high):
+    """verify._least_squares for one pair of rows: (gain in low..high, mean a, mean b)."""
+    n, s_a, s_b, s_aa, s_ab = 0, 0.0, 0.0, 0.0, 0.0
+    for v in range(a.shape[0]):
+        x, y = np.float64(a[v]), np.float64(b[v])
+        if x < clipped and y < clipped:
+            n += 1
+            s_a += x
+            s_b += y
+            s_aa += x * x
+            s_ab += x * y
+    m = max(n, 1)
+    ma, mb = s_a / m, s_b / m
+    var = s_aa - 2.0 * ma * s_a + n * ma * ma
+    cov = s_ab - ma * s_b - mb * s_a + n * ma * mb
+    gain = cov / max(var, 1e-3) if var > 1e-3 else 1.0
+    return min(max(gain, low), high), ma, mb
+
+
+@njit(nogil=True)
+def _fit(a, b, clipped, max_gain, slack):
+    """verify._fit for one pair: a, b (V,) float64. Returns (gain, offset)."""
+    gain, ma, mb = _least_squares(a, b, clipped, 1.0 / max_gain, max_gain)
+    pivot = (1.0 - gain) * a.sum() / a.shape[0]
+    offset = min(max(mb - gain * ma, min(0.0, pivot) - slack), max(0.0, pivot) + slack)
+    return gain, offset
+
+
+@njit(nogil=True)
+def _outside(x, y, side, err):
+    """verify._outside for one pair, (side^2, 3) Lab each; err (side^2,) takes the maximum."""
+    for r in range(side):
+        for c in range(side):
+            q = r * side + c
+            d = np.zeros(3)
+            for ch in range(3):
+                lo, hi = 1e9, -1e9
+                for dr in range(-1, 2):
+                    for dc in range(-1, 2):
+                        rr, cc = min(max(r + dr, 0), side - 1), min(max(c + dc, 0), side - 1)
+                        v = x[rr * side + cc, ch]
+                        lo, hi = min(lo, v), max(hi, v)
+                d[ch] = max(0.0, max(y[q, ch] - hi, lo - y[q, ch]))
+            err[q] = max(err[q], max(d[0], np.sqrt(d[1] * d[1] + d[2] * d[2])))
+
+
+@njit(nogil=True)
+def _best_block(err, side, windows):
+    """The smallest, over windows (k, side^2) bool, of the largest 2x2-block mean of err outside the window."""
+    best = 1e9
+    for k in range(windows.shape[0]):
+        worst = 0.0
+        for r in range(side - 1):
+            for c in range(side - 1):
+                s = 0.0
+                for q in (r * side + c, r * side + c + 1, (r + 1) * side + c, (r + 1) * side + c + 1):
+                    if not windows[k, q]:
+                        s += err[q]
+                worst = max(worst, s / 4.0)
+        best = min(best, worst)
+    return best
+
+
+@njit(nogil=True, cache=True)
+def colour_scores(signatures, pairs, windows, params, out):
+    """verify.similarity's score for each pair (see `verify._score`, the numpy reference it
+    is tested against). signatures: (N, 3 * side^2) uint8. pairs: (P, 2) int64.
+    windows: (k, side^2) bool. params: clipped, max gain, offset slack. out: (P,) float32."""
+    n_val = signatures.shape[1]
+    n_pix = n_val // 3
+    side = int(round(np.sqrt(n_pix)))
+    a, b = np.empty(n_val), np.empty(n_val)
+    pred, lab_a, lab_b, err = np.empty((n_pix, 3)), np.empty((n_pix, 3)), np.empty((n_pix, 3)), np.empty(n_pix)
+    for p in range(pairs.shape[0]):
+        i, j = pairs[p, 0], pairs[p, 1]
+        s_i, s_j = 0.0, 0.0
+        for v in range(n_val):
+            s_i += signatures[i, v]
+            s_j += signatures[j, v]
+        if s_i > s_j:
+            i, j = j, i  # fit the brighter (j) from the darker (i)
+        for v in range(n_val):
+            a[v], b[v] = signatures[i, v], signatures[j, v]
+        gain, offset = _fit(a, b, params[0], params[1], params[2])
+        for v in range(n_val):
+            pred[v // 3, v % 3] = min(max(gain * a[v] + offset, 0.0), 255.0)
+            lab_b[v // 3, v % 3] = b[v]
+        _to_lab(pred, lab_a)
+        _to_lab(lab_b.copy(), lab_b)
+        err[:] = 0.0
+        _outside(lab_a, lab_b, side, err)
+        _outside(lab_b, lab_a, side, err)
+        out[p] = min(max(1.0 - _best_block(err, side, windows) / 100.0, 0.0), 1.0)
+
+
 @njit(nogil=True, cache=True)
 def residual_scores(signatures, pairs, clipped, percentile, out):
-    """verify.similarity's score for each pair (see `verify._score`, the numpy reference it
-    is tested against): 1 - the `percentile` of the per-pixel largest channel error after
+    """verify.similarity's shape check for each pair (see `verify._residual`, the numpy reference
+    it is tested against): 1 - the `percentile` of the per-pixel largest channel error after
     fitting the brighter thumbnail from the darker with one gain and offset, / 255.
     One pass for the fit's sums, one for the errors; the percentile's two order
     statistics come from a small sorted buffer of the largest errors, not a full sort.
@@ -151,27 +271,7 @@ def residual_scores(signatures, pairs, clipped, percentile, out):
             sb += signatures[j, v]
         if sa > sb:  # fit the brighter (b) from the darker (a)
             i, j = j, i
-        n = 0
-        s_a = 0.0
-        s_b = 0.0
-        s_aa = 0.0
-        s_ab = 0.0
-        for v in range(n_val):
-            x = np.float64(signatures[i, v])
-            y = np.float64(signatures[j, v])
-            if x < clipped and y < clipped:
-                n += 1
-                s_a += x
-                s_b += y
-                s_aa += x * x
-                s_ab += x * y
-        m = max(n, 1)
-        ma = s_a / m
-        mb = s_b / m
-        var = s_aa - 2.0 * ma * s_a + n * ma * ma
-        cov = s_ab - ma * s_b - mb * s_a + n * ma * mb
-        gain = cov / var if var > 1e-3 else 1.0
-        gain = min(max(gain, 0.7), 1.5)
+        gain, ma, mb = _least_squares(signatures[i], signatures[j], clipped, 0.7, 1.5)
         offset = mb - gain * ma
         for t in range(keep):
             best[t] = -1.0

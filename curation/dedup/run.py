@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -33,7 +34,7 @@ from ...errors import IfaError
 from ...progress import SILENT, Progress
 from .. import executors, reports
 from ..reports import html as report_html
-from . import hashing, pairs, verify
+from . import hashing, pairs, recheck, verify
 from ..ledger import Change, FileInfo, check_splits
 from ..ledger import hashes as store
 from ..ledger.hashes import DedupColumns
@@ -125,6 +126,7 @@ class Member:
     bytes: int | None = None
     labels: list[int] = field(default_factory=list)
     path: str | None = None
+    labels_differ: str = ""  # what differs from the kept image's labels (colour, single-label groups), and why it is a copy
 
 
 @dataclass
@@ -160,6 +162,9 @@ class DedupResult:
     cross_split: int = 0  # validation/test images with a duplicate in train
     cross_split_by_split: dict[str, int] = field(default_factory=dict)
     label_conflicts: int = 0
+    possible_copies: list[recheck.LabelDifference] = field(default_factory=list)  # verified, labels differ: action none
+    redecoded_pairs: int = 0  # near misses compared again on their re-decoded whole pictures
+    redecode_seconds: float = 0.0
     set_aside: list[tuple[str, str]] = field(default_factory=list)  # (image_id, kept id) that go/went
     restored: list[str] = field(default_factory=list)  # kept images an earlier dedup had set aside
     unreadable_set_aside: list[str] = field(default_factory=list)  # unreadable files set aside (rule unreadable-file)
@@ -171,7 +176,8 @@ class DedupResult:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        """The --json shape: images_hashed, unreadable, clusters, cross_split, label_conflicts, applied."""
+        """The --json shape: images_hashed, unreadable, clusters, cross_split, label_conflicts,
+        possible_copies (verified, labels differ, left alone), applied."""
         return {
             "images_hashed": self.images_hashed,
             "unreadable": [{"image_id": u["image_id"], "reason": u["reason"]} for u in self.unreadable],
@@ -179,6 +185,8 @@ class DedupResult:
                                                       for m in c.members]} for c in self.clusters],
             "cross_split": self.cross_split,
             "label_conflicts": self.label_conflicts,
+            "possible_copies": [{"image_a": p.image_a, "image_b": p.image_b, "similarity": p.similarity,
+                                 "labels_differ": p.differs} for p in self.possible_copies],
             "applied": self.applied,
         }
 
@@ -204,22 +212,11 @@ def run(ws: Workspace, *, splits: Sequence[str] | None = None, method: str = "ph
     Returns a DedupResult. Raises IfaError for a bad split, method, threshold, similarity
     or keep policy, or an unreachable scheduler.
     """
-    splits = _check_splits(splits)
-    if method not in hashing.METHODS:
-        raise IfaError(f"Unknown hash method {method!r}; choose one of {', '.join(hashing.METHODS)}.")
-    threshold = DEFAULT_THRESHOLD[method] if threshold is None else int(threshold)
-    if not 0 <= threshold <= 32:
-        raise IfaError(f"--threshold must be between 0 and 32 bits (of 64), got {threshold}.")
-    min_similarity = DEFAULT_MIN_SIMILARITY if min_similarity is None else float(min_similarity)
-    if not 0.0 <= min_similarity <= 1.0:
-        raise IfaError(f"--min-similarity must be between 0 and 1, got {min_similarity}.")
-    if workers is not None and workers < 1:
-        raise IfaError(f"--workers must be at least 1, got {workers}.")
+    splits, threshold, min_similarity = _settings(splits, method, threshold, min_similarity, workers)
     policy = parse_keep(keep)
     result = DedupResult(method=None if exact_only else method, threshold=threshold, keep_policy=policy,
                          min_similarity=min_similarity)
     ledger = ws.ledger
-
     failed = _fingerprint(ws, splits, () if exact_only else (method,), workers, scheduler, result, progress)
     result.skipped_no_file = store.images_without_file(ledger, splits)
     frame = store.dedup_frame(ledger, splits, None if exact_only else method)
@@ -232,25 +229,59 @@ def run(ws: Workspace, *, splits: Sequence[str] | None = None, method: str = "ph
 
     with progress.task("pairing and verifying", total=None):
         found = _find(frame, policy, threshold, min_similarity, exact_only)
+        result.redecoded_pairs, result.redecode_seconds = found.redecoded, found.redecode_seconds
+        result.possible_copies = _check_labels(ledger, ws.taxonomy, frame, found, min_similarity)
     result.exact_pairs, result.candidate_pairs = len(found.exact), len(found.near)
     result.verified_pairs = int(found.ok.sum())
     result.pairs = result.exact_pairs + result.candidate_pairs
-    _cross_split(frame, found, result)
-    _build_clusters(ledger, frame, found, result)
-    _unreadable_changes(frame, failed, result)
-    looked_at = len(frame["pk"])
-    if looked_at and len(result.set_aside) > WARN_SET_ASIDE_SHARE * looked_at:
-        result.warnings.append(
-            f"{len(result.set_aside):,} of the {looked_at:,} images looked at ({len(result.set_aside) / looked_at:.0%}, "
-            f"over {WARN_SET_ASIDE_SHARE:.0%}) are copies to set aside: look at the report before trusting that")
-    large = [c for c in result.clusters if c.large]
-    if large:
-        result.warnings.append(f"{len(large):,} clusters have more than {LARGE_CLUSTER} members (largest "
-                               f"{max(len(c.members) for c in large):,}): check them first; a higher "
-                               f"--min-similarity splits them")
+    result.cross_split_by_split = _cross_split(frame, found)
+    result.cross_split = sum(result.cross_split_by_split.values())
+    result.clusters, result.set_aside, result.restored = _build_clusters(ledger, ws.taxonomy, frame, found)
+    result.label_conflicts = sum(c.label_conflict for c in result.clusters)
+    result.unreadable_set_aside, result.unreadable_restored = _unreadable_changes(frame, failed)
+    result.warnings = _warnings(result, len(frame["pk"]))
     for line in result.warnings:
         progress.note(f"warning: {line}")
+    if apply:
+        ledger.apply_changes(_changes(result))
+        result.applied = True
+    if report:
+        _write_reports(ws, frame, found, result)
+    return result
 
+
+def _settings(splits, method: str, threshold: int | None, min_similarity: float | None,
+              workers: int | None) -> tuple[list[str] | None, int, float]:
+    """The checked splits, threshold and min_similarity (defaults filled in). Raises IfaError."""
+    splits = _check_splits(splits)
+    if method not in hashing.METHODS:
+        raise IfaError(f"Unknown hash method {method!r}; choose one of {', '.join(hashing.METHODS)}.")
+    threshold = DEFAULT_THRESHOLD[method] if threshold is None else int(threshold)
+    if not 0 <= threshold <= 32:
+        raise IfaError(f"--threshold must be between 0 and 32 bits (of 64), got {threshold}.")
+    min_similarity = DEFAULT_MIN_SIMILARITY if min_similarity is None else float(min_similarity)
+    if not 0.0 <= min_similarity <= 1.0:
+        raise IfaError(f"--min-similarity must be between 0 and 1, got {min_similarity}.")
+    if workers is not None and workers < 1:
+        raise IfaError(f"--workers must be at least 1, got {workers}.")
+    return splits, threshold, min_similarity
+
+
+def _warnings(result: DedupResult, looked_at: int) -> list[str]:
+    """What the summary says first: a set-aside share over WARN_SET_ASIDE_SHARE, large clusters."""
+    out = []
+    if looked_at and len(result.set_aside) > WARN_SET_ASIDE_SHARE * looked_at:
+        out.append(f"{len(result.set_aside):,} of the {looked_at:,} images looked at ({len(result.set_aside) / looked_at:.0%}, "
+                   f"over {WARN_SET_ASIDE_SHARE:.0%}) are copies to set aside: look at the report before trusting that")
+    large = [c for c in result.clusters if c.large]
+    if large:
+        out.append(f"{len(large):,} clusters have more than {LARGE_CLUSTER} members (largest "
+                   f"{max(len(c.members) for c in large):,}): check them first; a higher --min-similarity splits them")
+    return out
+
+
+def _changes(result: DedupResult) -> list[Change]:
+    """The ledger changes of an applied run: copies and unreadable files aside, kept ones back."""
     changes = [Change("set_aside", iid, reason=f"duplicate-of:{kept}", rule=RULE) for iid, kept in result.set_aside]
     changes += [Change("restore_image", iid, reason="kept copy of a duplicate cluster", rule=RULE) for iid in result.restored]
     reasons = {u["image_id"]: u["reason"] for u in result.unreadable}
@@ -258,12 +289,7 @@ def run(ws: Workspace, *, splits: Sequence[str] | None = None, method: str = "ph
                 for iid in result.unreadable_set_aside]
     changes += [Change("restore_image", iid, reason="the file is readable now", rule=UNREADABLE_RULE)
                 for iid in result.unreadable_restored]
-    if apply:
-        ledger.apply_changes(changes)
-        result.applied = True
-    if report:
-        _write_reports(ws, frame, found, result)
-    return result
+    return changes
 
 
 def _check_splits(splits: Sequence[str] | None) -> list[str] | None:
@@ -277,16 +303,8 @@ def _fingerprint(ws: Workspace, splits, methods: tuple[str, ...], workers, sched
     """Hash what the cache lacks; save each batch as it finishes. Returns {pk: (reason,
     detail)} for files that could not be read at all (those are not cached)."""
     ledger = ws.ledger
-    cands = store.dedup_candidates(ledger, splits, methods)
-    cached = [cands[f"cached_{m}"] for m in methods]
-    jobs = [
-        hashing.FileJob(int(pk), path, _int(size), _int(mtime), sha, tuple(m for m, c in zip(methods, flags) if c),
-                        bool(unreadable), bool(need_size))
-        for pk, path, size, mtime, sha, unreadable, need_size, *flags in zip(
-            cands["pk"], cands["path"], cands["known_bytes"], cands["known_mtime_ns"], cands["known_sha256"],
-            cands["known_unreadable"], cands["need_size"], *cached)
-        if path is not None
-    ]
+    cands = store.dedup_candidates(ledger, splits, methods, verify.SIGNATURE_BYTES)
+    jobs = _jobs(cands, methods)
     ids = {int(pk): iid for pk, iid, path in zip(cands["pk"], cands["image_id"], cands["path"]) if path is not None}
     paths = {job.key: job.path for job in jobs}
     n_workers = 1 if scheduler is None and workers == 1 else (workers or executors.default_workers())
@@ -311,6 +329,19 @@ def _fingerprint(ws: Workspace, splits, methods: tuple[str, ...], workers, sched
                 _save_batch(ledger, batch, results, ids, paths, failed, result)
                 task.advance(len(batch))
     return failed
+
+
+def _jobs(cands: dict[str, list], methods: tuple[str, ...]) -> list[hashing.FileJob]:
+    """One FileJob per candidate with a local file, with what the cache knows of it."""
+    cached = [cands[f"cached_{m}"] for m in methods]
+    return [
+        hashing.FileJob(int(pk), path, _int(size), _int(mtime), sha, tuple(m for m, c in zip(methods, flags) if c),
+                        bool(unreadable), bool(need_size))
+        for pk, path, size, mtime, sha, unreadable, need_size, *flags in zip(
+            cands["pk"], cands["path"], cands["known_bytes"], cands["known_mtime_ns"], cands["known_sha256"],
+            cands["known_unreadable"], cands["need_size"], *cached)
+        if path is not None
+    ]
 
 
 # Batches per worker (up to executors' 1,000 files a batch): 3,000 photos on 2 workers make
@@ -380,8 +411,10 @@ class Found:
     rank: (n,) keep-policy position of each row (0 is kept first). group: (n,) identical
     files share a group; head: (G,) the best row of each group. exact: (E, 2) rows
     (head, other member) of identical files. near: (P, 2) head rows of different groups
-    whose hashes are within the threshold; distance, similarity, ok: per near pair.
-    leader: (n,) the kept row of each row's cluster (itself when it is kept or alone)."""
+    whose hashes are within the threshold; distance, similarity, ok: per near pair
+    (similarity: the signatures' score; a near miss re-decoded and passing on its whole
+    pictures is ok too). leader: (n,) the kept row of each row's cluster (itself when it
+    is kept or alone): set by `cluster` once the labels are checked."""
 
     rank: np.ndarray
     group: np.ndarray
@@ -394,6 +427,15 @@ class Found:
     leader: np.ndarray
     signatures: np.ndarray
     has_signature: np.ndarray
+    redecoded: int = 0
+    redecode_seconds: float = 0.0
+
+    def cluster(self) -> None:
+        """Clusters of groups: a kept group takes the groups verified directly against it."""
+        n_groups = len(self.head)
+        group_leader = (pairs.leader_clusters(self.rank[self.head], self.group[self.near[self.ok]]) if n_groups
+                        else np.zeros(0, dtype=np.int64))
+        self.leader = self.head[group_leader[self.group]] if len(self.rank) else np.zeros(0, dtype=np.int64)
 
 
 def _find(frame: Table, policy: tuple[str, ...], k: int, min_similarity: float, exact_only: bool) -> Found:
@@ -422,11 +464,54 @@ def _find(frame: Table, policy: tuple[str, ...], k: int, min_similarity: float, 
     hashes = frame["hash"].astype(np.uint64)
     distance = pairs.distances(hashes, near).astype(np.int64)
     similarity = verify.similarity(signatures, near)
+    started = time.perf_counter()
+    ok, redecoded = _second_look(frame, near, similarity, min_similarity)
+    found = Found(rank, group, head, exact, near, distance, similarity, ok, np.arange(n), signatures, has_sig,
+                  redecoded, time.perf_counter() - started)
+    found.cluster()
+    return found
+
+
+def _second_look(frame: Table, near: np.ndarray, similarity: np.ndarray, min_similarity: float) -> tuple[np.ndarray, int]:
+    """(P,) ok per candidate pair, and how many near misses were re-decoded: a pair scoring
+    within recheck.NEAR_BAND under min_similarity whose pictures have the same shape is
+    compared again on its whole re-decoded pictures (`recheck.whole_similarity`)."""
     ok = similarity >= min_similarity
-    # Clusters of groups: a kept group takes the groups verified directly against it.
-    group_leader = pairs.leader_clusters(rank[head], group[near[ok]]) if n_groups else np.zeros(0, dtype=np.int64)
-    leader = head[group_leader[group]] if n else np.zeros(0, dtype=np.int64)
-    return Found(rank, group, head, exact, near, distance, similarity, ok, leader, signatures, has_sig)
+    a, b = near[:, 0], near[:, 1]
+    w, h = _numbers(frame["width"]), _numbers(frame["height"])
+    miss = np.flatnonzero(~ok & (similarity >= min_similarity - recheck.NEAR_BAND)
+                          & recheck.same_shape(w[a], h[a], w[b], h[b]))
+    if len(miss):
+        path = frame["path"]
+        whole = recheck.whole_similarity(path[a[miss]].tolist(), path[b[miss]].tolist())
+        ok[miss] = np.nan_to_num(whole, nan=0.0) >= min_similarity
+    return ok, len(miss)
+
+
+def _check_labels(ledger, taxonomy, frame: Table, found: Found,
+                  min_similarity: float) -> list[recheck.LabelDifference]:
+    """Verified pairs whose labels differ in colour or a single-label group: unless their
+    pixels match they are no copies (`found.ok` cleared, clusters made again) and are
+    returned as possible copies, action none."""
+    rows = np.flatnonzero(found.ok)
+    if not len(rows):
+        return []
+    ids = frame["image_id"]
+    a, b = found.near[rows, 0], found.near[rows, 1]
+    labels = store.active_labels(ledger, np.unique(np.concatenate([ids[a], ids[b]])))
+    possible = []
+    for r, i, j in zip(rows.tolist(), a.tolist(), b.tolist()):
+        differs = recheck.differing_labels(labels.get(ids[i], []), labels.get(ids[j], []), taxonomy)
+        if differs and found.similarity[r] < min_similarity:
+            differs += "; verified on the re-decoded whole pictures"
+        pixels = recheck.pixel_difference(frame["path"][i], frame["path"][j]) if differs else 0.0
+        if differs and not pixels < recheck.PIXELS_MATCH:
+            found.ok[r] = False
+            possible.append(recheck.LabelDifference(ids[i], ids[j], round(float(found.similarity[r]), 3), differs,
+                                                    round(pixels, 1), frame["path"][i], frame["path"][j]))
+    if possible:
+        found.cluster()
+    return possible
 
 
 def _file_groups(sha256: np.ndarray) -> np.ndarray:
@@ -445,13 +530,13 @@ def _file_groups(sha256: np.ndarray) -> np.ndarray:
     return group
 
 
-def _cross_split(frame: Table, found: Found, result: DedupResult) -> None:
-    """Validation/test images with a duplicate in train: an identical file in train, or
-    a verified copy (a pair that passed, in whatever cluster it ended) in train."""
-    result.cross_split_by_split = {"validation": 0, "test": 0}
+def _cross_split(frame: Table, found: Found) -> dict[str, int]:
+    """{"validation": n, "test": n}: images of those splits with a duplicate in train: an
+    identical file in train, or a verified copy (a pair that passed, in whatever cluster
+    it ended) in train."""
     n = len(frame["pk"])
     if not n:
-        return
+        return {"validation": 0, "test": 0}
     split = frame["split"]
     is_train = split == "train"
     group_train = np.bincount(found.group[is_train], minlength=len(found.head)) > 0
@@ -460,20 +545,47 @@ def _cross_split(frame: Table, found: Found, result: DedupResult) -> None:
     np.logical_or.at(reach, ga, group_train[gb])
     np.logical_or.at(reach, gb, group_train[ga])
     has_train = reach[found.group]  # counted for validation/test rows only, never train themselves
-    for name in ("validation", "test"):
-        result.cross_split_by_split[name] = int((has_train & (split == name)).sum())
-    result.cross_split = sum(result.cross_split_by_split.values())
+    return {name: int((has_train & (split == name)).sum()) for name in ("validation", "test")}
 
 
-def _build_clusters(ledger, frame: Table, found: Found, result: DedupResult) -> None:
+def _build_clusters(ledger, taxonomy, frame: Table, found: Found) -> tuple[list[Cluster], list[tuple[str, str]], list[str]]:
+    """(clusters, set aside as (image id, kept id), kept images to restore) from found.leader:
+    clusters sorted large first, then cross-split, then label conflicts, then by size."""
     n = len(frame["pk"])
-    if not n:
-        return
-    sizes = np.bincount(found.leader, minlength=n)
-    in_cluster = sizes[found.leader] > 1
-    rows = np.flatnonzero(in_cluster)
+    sizes = np.bincount(found.leader, minlength=n) if n else np.zeros(0, dtype=np.int64)
+    rows = np.flatnonzero(sizes[found.leader] > 1) if n else np.zeros(0, dtype=np.int64)
     if not len(rows):
-        return
+        return [], [], []
+    rows, keep_rows, distance, similarity = _member_rows(frame, found, rows)
+    ids = frame["image_id"]
+    label_sets = store.active_labels(ledger, ids[rows])
+    clusters: list[Cluster] = []
+    set_aside: list[tuple[str, str]] = []
+    restored: list[str] = []
+    for part in np.split(np.arange(len(rows)), np.flatnonzero(np.diff(keep_rows)) + 1):
+        ms = [Member(ids[r], frame["split"][r], None if d < 0 else int(d), bool(r == k),
+                     None if np.isnan(x) else round(float(x), 3),
+                     _int(frame["width"][r]), _int(frame["height"][r]), _int(frame["bytes"][r]),
+                     label_sets.get(ids[r], []), frame["path"][r])
+              for r, k, d, x in zip(rows[part].tolist(), keep_rows[part].tolist(), distance[part].tolist(),
+                                    similarity[part].tolist())]
+        _note_label_differences(ms, taxonomy)
+        labelled = {tuple(m.labels) for m in ms if m.labels}
+        in_train = [m.split == "train" for m in ms]
+        clusters.append(Cluster(ms[0].image_id, ms, any(in_train) and not all(in_train), len(labelled) > 1))
+        for m, r in zip(ms, rows[part].tolist()):
+            status, rule = frame["status"][r], frame["status_rule"][r]
+            if not m.kept and status == "active":
+                set_aside.append((m.image_id, ms[0].image_id))
+            elif m.kept and status == "set_aside" and rule == RULE:
+                restored.append(m.image_id)
+    clusters.sort(key=lambda c: (not c.large, not c.cross_split, not c.label_conflict, -len(c.members), c.keep))
+    return clusters, set_aside, restored
+
+
+def _member_rows(frame: Table, found: Found, rows: np.ndarray):
+    """The rows in clusters with their kept row, hash distance (-1: unknown) and score
+    against it (nan: unknown), ordered by cluster, the kept image first."""
     keep_rows = found.leader[rows]
     hashes = frame["hash"].astype(np.uint64)
     has_hash = frame["has_hash"]
@@ -484,45 +596,34 @@ def _build_clusters(ledger, frame: Table, found: Found, result: DedupResult) -> 
     usable = found.has_signature[rows] & found.has_signature[keep_rows]
     similarity = np.where(same_file, 1.0, np.where(usable, sim, np.nan))
     by = np.lexsort([found.rank[rows], keep_rows])  # by cluster (its kept row), kept image first
-    rows, keep_rows, distance, similarity = rows[by], keep_rows[by], distance[by], similarity[by]
-
-    ids = frame["image_id"]
-    label_sets = store.active_labels(ledger, ids[rows])
-    clusters: list[Cluster] = []
-    bounds = np.flatnonzero(np.diff(keep_rows)) + 1
-    for part in np.split(np.arange(len(rows)), bounds):
-        ms = [Member(ids[r], frame["split"][r], None if d < 0 else int(d), bool(r == k),
-                     None if np.isnan(x) else round(float(x), 3),
-                     _int(frame["width"][r]), _int(frame["height"][r]), _int(frame["bytes"][r]),
-                     label_sets.get(ids[r], []), frame["path"][r])
-              for r, k, d, x in zip(rows[part].tolist(), keep_rows[part].tolist(), distance[part].tolist(),
-                                    similarity[part].tolist())]
-        labelled = {tuple(m.labels) for m in ms if m.labels}
-        in_train = [m.split == "train" for m in ms]
-        clusters.append(Cluster(ms[0].image_id, ms, any(in_train) and not all(in_train), len(labelled) > 1))
-        for m, r in zip(ms, rows[part].tolist()):
-            status, rule = frame["status"][r], frame["status_rule"][r]
-            if not m.kept and status == "active":
-                result.set_aside.append((m.image_id, ms[0].image_id))
-            elif m.kept and status == "set_aside" and rule == RULE:
-                result.restored.append(m.image_id)
-    clusters.sort(key=lambda c: (not c.large, not c.cross_split, not c.label_conflict, -len(c.members), c.keep))
-    result.clusters = clusters
-    result.label_conflicts = sum(c.label_conflict for c in clusters)
+    return rows[by], keep_rows[by], distance[by], similarity[by]
 
 
-def _unreadable_changes(frame: Table, failed: dict, result: DedupResult) -> None:
-    """Files known to be unreadable (their content failed to decode: empty, not an image,
-    truncated, decompression bomb) go aside under rule unreadable-file; one set aside so
-    whose file reads now comes back. Missing files and I/O errors are not judged."""
+def _note_label_differences(members: list[Member], taxonomy) -> None:
+    """Each member whose colour or single-label-group labels differ from the kept image's
+    says what differs and why it is still a copy (only identical files and matching
+    pixels get here: `_check_labels` took the others out)."""
+    kept = members[0]
+    for m in members[1:]:
+        differs = recheck.differing_labels(kept.labels, m.labels, taxonomy)
+        if differs:
+            why = "identical file" if m.distance == 0 and m.similarity == 1.0 else \
+                f"similarity {m.similarity}, pixels match (64x64 grey differ by < {recheck.PIXELS_MATCH:g} levels)"
+            m.labels_differ = f"labels differ ({differs}); a copy: {why}"
+
+
+def _unreadable_changes(frame: Table, failed: dict) -> tuple[list[str], list[str]]:
+    """(ids to set aside, ids to restore) under rule unreadable-file: files known to be
+    unreadable (their content failed to decode: empty, not an image, truncated,
+    decompression bomb) go aside; one set aside so whose file reads now comes back.
+    Missing files and I/O errors are not judged."""
     has_reason = np.array([r is not None for r in frame["reason"]], dtype=bool)
     known_bad = has_reason & ~np.isin(frame["pk"], np.fromiter(failed, dtype=np.int64, count=len(failed)))
     active = frame["status"] == "active"
     by_rule = (frame["status"] == "set_aside") & (frame["status_rule"] == UNREADABLE_RULE)
     readable = np.array([s is not None for s in frame["sha256"]], dtype=bool) & ~has_reason
     ids = frame["image_id"]
-    result.unreadable_set_aside = ids[known_bad & active].tolist()
-    result.unreadable_restored = ids[by_rule & readable].tolist()
+    return ids[known_bad & active].tolist(), ids[by_rule & readable].tolist()
 
 
 # ---- reports -----------------------------------------------------------------------------------------
@@ -536,6 +637,10 @@ def _write_reports(ws: Workspace, frame: Table, found: Found, result: DedupResul
     dist = np.concatenate([np.zeros(len(found.exact), dtype=np.int64), found.distance])
     sim = np.concatenate([np.ones(len(found.exact)), found.similarity.astype(np.float64)])
     ok = np.concatenate([np.ones(len(found.exact), dtype=bool), found.ok])
+    held = {(p.image_a, p.image_b) for p in result.possible_copies}
+    held_back = np.array([(x, y) in held for x, y in zip(ids[edges[:, 0]], ids[edges[:, 1]])], dtype=bool) \
+        if held and len(edges) else np.zeros(len(edges), dtype=bool)
+    verdict = np.where(ok, "copy", np.where(held_back, "possible copy, labels differ", "different"))
     with reports.open_text(csv_path) as fh:
         w = csv.writer(fh)
         w.writerow(["image_a", "split_a", "image_b", "split_b", "kind", "distance", "similarity", "verdict",
@@ -545,7 +650,7 @@ def _write_reports(ws: Workspace, frame: Table, found: Found, result: DedupResul
             together = found.leader[a] == found.leader[b]
             w.writerows(zip(ids[a], split[a], ids[b], split[b], kind[i:i + 100_000], dist[i:i + 100_000].tolist(),
                             [f"{x:.3f}" for x in sim[i:i + 100_000]],
-                            np.where(ok[i:i + 100_000], "copy", "different"),
+                            verdict[i:i + 100_000],
                             np.where(together, keep_id[a], "")))
     result.report_csv = str(csv_path)
     result.report_html = str(report_html.write_page(html_path, "Duplicates", _sections(result), _intro(result)))
@@ -558,7 +663,9 @@ def _intro(result: DedupResult) -> str:
     warn = "".join(f"Warning: {w}. " for w in result.warnings)
     return (warn + f"{result.images_considered:,} images considered ({how}); {len(result.clusters):,} clusters; "
             f"{result.cross_split:,} validation/test images have a duplicate in train; "
-            f"{result.label_conflicts:,} clusters carry conflicting labels; {len(result.unreadable):,} unreadable; "
+            f"{result.label_conflicts:,} clusters carry conflicting labels; {len(result.possible_copies):,} possible "
+            f"copies whose colour or single-label groups differ were left alone; "
+            f"{result.redecoded_pairs:,} near misses re-decoded; {len(result.unreadable):,} unreadable; "
             f"{len(result.skipped_no_file):,} without a local file. Keep policy: {', '.join(result.keep_policy)}. "
             f"{'Applied' if result.applied else 'Not applied (run with --apply)'}.")
 
@@ -569,7 +676,7 @@ def _sections(result: DedupResult) -> list[report_html.Section]:
                  f"{m.width}x{m.height} · {(m.bytes or 0) / 1024:.0f} KB",
                  "distance " + ("-" if m.distance is None else str(m.distance)) + " · similarity "
                  + ("-" if m.similarity is None else f"{m.similarity:.3f}"),
-                 "labels " + (" ".join(map(str, m.labels)) or "-")]
+                 "labels " + (" ".join(map(str, m.labels)) or "-")] + ([m.labels_differ] if m.labels_differ else [])
         return report_html.Card(m.image_id, m.path, lines)
 
     groups = [
@@ -590,9 +697,27 @@ def _sections(result: DedupResult) -> list[report_html.Section]:
         more = f" Showing {len(shown):,} of {len(clusters):,}; the pairs CSV lists all." if len(shown) < len(clusters) else ""
         sections.append(report_html.Section(f"{title} ({len(clusters):,})", text + more,
                                             [[card(m) for m in c.members[:12]] for c in shown]))
+    sections.append(_possible_copies_section(result))
     bad = result.unreadable[:MAX_HTML_CLUSTERS]
     sections.append(report_html.Section(
         f"Unreadable images ({len(result.unreadable):,})", "Recorded with a reason; they are not hashed.",
         [[report_html.Card(u["image_id"], None, [u["reason"], u.get("detail", "")[:120]]) for u in bad[i:i + 6]]
          for i in range(0, len(bad), 6)]))
     return sections
+
+
+def _possible_copies_section(result: DedupResult) -> report_html.Section:
+    """Verified pairs whose colour or single-label-group labels differ and whose pixels do
+    not match: shown side by side, nothing done."""
+    shown = result.possible_copies[:MAX_HTML_CLUSTERS]
+    paths = {m.image_id: m.path for c in result.clusters for m in c.members}
+    rows = [[report_html.Card(p.image_a, paths.get(p.image_a, p.path_a), [
+                "possible copies, labels differ: action none", p.differs]),
+             report_html.Card(p.image_b, paths.get(p.image_b, p.path_b), [
+                f"similarity {p.similarity:.3f}", f"64x64 grey differ by {p.pixel_difference:.1f} levels (copies: < "
+                f"{recheck.PIXELS_MATCH:g})"])] for p in shown]
+    more = f" Showing {len(shown):,} of {len(result.possible_copies):,}." if len(shown) < len(result.possible_copies) else ""
+    return report_html.Section(
+        f"Possible copies, labels differ ({len(result.possible_copies):,})",
+        "The verifier passed these pairs, but their colour or a single-label group differs and their pixels do not "
+        "match: likely the same shoot of another item. Nothing is set aside; check the labels." + more, rows)

@@ -1,24 +1,30 @@
 """The second stage of dedup: is a candidate pair (hashes within --threshold) a copy?
 
-A perceptual hash alone cannot tell two catalogue photos apart when the items share a
-silhouette on white: on 3,000 Myntra product photos 10,203 pairs lie within phash
-distance 6, and about 10 of them are copies. So every candidate pair is verified with a
-per-image signature: an 8x8 RGB thumbnail (192 bytes) of the picture after its uniform
+A perceptual hash cannot tell two catalogue photos apart when they come from one shoot:
+on 3,000 Myntra product photos 2,779 pairs lie within trimmed-phash distance 8, and most
+are the same pose in another colour. So every candidate pair is verified with a
+per-image signature: a 12x12 RGB thumbnail (432 bytes) of the picture after its uniform
 borders are trimmed, stored in the hash cache beside the hash and made in the same
 decode pass.
 
-The score of a pair: fit the brighter thumbnail from the darker one with one gain and
-offset shared by the three channels (fitted on pixels neither image has clipped, then
-clipped like a brightened photo is), take each pixel's largest channel error, and
-report 1 - (90th percentile of those errors) / 255. A copy keeps its colours up to a
-global brightness change, so its error is small everywhere but at a small overlay (the
-10% of pixels the percentile ignores); a different product of the same shape differs in
-colour, which no shared gain can undo. Normalised correlation, the usual choice, is
-dominated by the silhouette on white and does not see the colour: measured on 2,000
-product and 1,000 CC0 photos with 7 transformed copies of 300 of them
-(benchmarks/dedup_bench.py, README table), correlation of 16x16 grey thumbnails at 0.97
-let 103 distinct photos pair with another while finding 87% of brightened copies; this
-score at 0.93 lets 23 pair and finds 79-90%.
+The score of a pair asks "is one a brightness/contrast change of the other, up to a
+small overlay at an edge?", and looks at every place, not a percentile:
+1. Fit the brighter thumbnail from the darker with one gain and offset shared by the
+   three channels, limited to what a brightness or contrast change can do (gain within
+   1/1.2..1.2; offset between 0 and (1 - gain) x the darker picture's mean, the pivot of
+   a contrast change): lifting a black item to charcoal on white is not a contrast change.
+2. Compare in CIELAB (perceptual: a navy or brown item differs from a black one by its
+   chroma even where the RGB levels are close); each pixel's error is its distance from
+   the range its 3x3 neighbourhood spans in the other picture (a sub-pixel shift of the
+   box costs nothing at an edge, a flat region must match), the larger of lightness and
+   chroma, both directions.
+3. Average the errors over 2x2 blocks and take the largest: one region of another colour
+   (briefs on a model, a sock's pattern) decides. One window at a corner (4x4) or along
+   a side (2 lines) may be left out first: a text box, badge or watermark there is a copy.
+
+similarity = 1 - error / 100 (CIELAB units). Chosen on 3,000 product + 1,000 CC0 photos
+with 12 transforms of 150 of them and 200 recoloured product photos
+(benchmarks/dedup_bench.py; the README's verifier table).
 """
 
 from __future__ import annotations
@@ -29,30 +35,44 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from PIL import Image
 
-SIDE = 8  # signature thumbnail side
-SIGNATURE_BYTES = SIDE * SIDE * 3  # 192 bytes: 1M images stay under 256 MB in the cache
-DEFAULT_MIN_SIMILARITY = 0.93  # a 90th-percentile error of 18 grey levels (calibrated: module docstring)
+SIDE = 12  # signature thumbnail side
+SIGNATURE_BYTES = SIDE * SIDE * 3  # 432 bytes: 1M images stay under 512 MB in the cache
+DEFAULT_MIN_SIMILARITY = 0.96  # a largest 2x2-block error of 4 CIELAB units (README's verifier table)
+# The shape check beside the colour check: the 90th percentile of the RGB residual after one
+# gain (the verifier before this one) must be under 20 levels (0.92), scored as 0.92 +
+# SHAPE_SHIFT = 0.96. The colour score alone forgives what its 3x3 tolerance spans: two black
+# shoes of another cut, checks vs plain (README verifier table).
 PERCENTILE = 90
+SHAPE_SHIFT = 0.04
 CLIPPED = 250  # a channel value at or above this is treated as clipped (not used to fit the gain)
-CHUNK = 1 << 16  # pairs scored at once: 64k x 192 x 8 bytes x ~6 arrays stay under 0.6 GiB
-# From this many pairs on, the compiled kernel (numba, threads) scores them: ~70x faster
-# than the numpy reference `_score` (benchmarks/dedup_bench.py, section 3), which small
-# runs keep so they need no compilation.
-KERNEL_MIN = 20_000
+MAX_GAIN = 1.2  # brightness/contrast changes of +-15% and a little more; the gain stays in 1/1.2..1.2
+OFFSET_SLACK = 4.0  # grey levels the fitted offset may stray past a contrast change's
+CORNER = 4  # a corner window left out for an overlay: 4x4 of 12x12 (11% of the picture)
+STRIP = 2  # a side window: 2 lines of 12 (an overlay along the bottom up to ~10%, blurred by the box filter)
+CHUNK = 1 << 12  # pairs scored at once by the numpy reference
+# From this many pairs on, the compiled kernel (numba, threads) scores them; small runs keep
+# the numpy reference `_score` so they need no compilation.
+KERNEL_MIN = 2_000
 
 
 def signature(rgb: np.ndarray, box: tuple[float, float, float, float] | None = None) -> bytes:
     """The verification signature of an RGB picture ((h, w, 3) uint8) or of its part
     box = (top, bottom, left, right) (fractions of a pixel allowed: the trimmed box): its
     SIDE x SIDE box-filtered thumbnail, row-major RGB bytes (SIGNATURE_BYTES long)."""
+    return thumbnail(rgb, box, SIDE).tobytes()
+
+
+def thumbnail(rgb: np.ndarray, box: tuple[float, float, float, float] | None, side: int) -> np.ndarray:
+    """(side, side, 3) uint8 box-filtered thumbnail of `rgb` or of its box (top, bottom, left, right)."""
     area = None if box is None else (box[2], box[0], box[3], box[1])
-    thumb = Image.fromarray(np.ascontiguousarray(rgb), "RGB").resize((SIDE, SIDE), Image.Resampling.BOX, box=area)
-    return thumb.tobytes()
+    im = Image.fromarray(np.ascontiguousarray(rgb), "RGB").resize((side, side), Image.Resampling.BOX, box=area)
+    return np.asarray(im)
 
 
 def as_array(signatures: list[bytes | None]) -> tuple[np.ndarray, np.ndarray]:
     """Signatures as an (N, SIGNATURE_BYTES) uint8 array and an (N,) bool "present" mask
-    (a missing or wrongly sized signature is all zeros and absent)."""
+    (a missing or wrongly sized signature, e.g. one cached by an older version, is all
+    zeros and absent)."""
     out = np.zeros((len(signatures), SIGNATURE_BYTES), dtype=np.uint8)
     present = np.zeros(len(signatures), dtype=bool)
     for i, s in enumerate(signatures):
@@ -65,37 +85,80 @@ def as_array(signatures: list[bytes | None]) -> tuple[np.ndarray, np.ndarray]:
 def similarity(signatures: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     """The verification score of each pair, in [0, 1] (1: the same picture).
 
-    signatures: (N, SIGNATURE_BYTES) uint8. pairs: (P, 2) indices into it.
+    signatures: (N, 3 * side * side) uint8 thumbnails (SIGNATURE_BYTES, or larger square
+    ones for a re-decoded pair). pairs: (P, 2) indices into it.
     Returns (P,) float32. See the module docstring for what the score measures."""
     pairs = np.ascontiguousarray(np.asarray(pairs, dtype=np.int64).reshape(-1, 2))
     out = np.empty(len(pairs), dtype=np.float32)
+    side = int(round((signatures.shape[1] // 3) ** 0.5))
     if len(pairs) < KERNEL_MIN:
+        lab = to_lab(signatures.reshape(len(signatures), side, side, 3).astype(np.float64))
         for lo in range(0, len(pairs), CHUNK):
             p = pairs[lo:lo + CHUNK]
-            out[lo:lo + CHUNK] = _score(signatures[p[:, 0]].astype(np.float64), signatures[p[:, 1]].astype(np.float64))
+            a, b = signatures[p[:, 0]].astype(np.float64), signatures[p[:, 1]].astype(np.float64)
+            shape = _residual(a.copy(), b.copy()) + SHAPE_SHIFT
+            out[lo:lo + CHUNK] = np.minimum(_score(a, b, lab[p[:, 0]], lab[p[:, 1]], side), shape)
         return out
     from . import _kernels  # numba compiles on first use (cached on disk); keep imports light
 
     sigs = np.ascontiguousarray(signatures, dtype=np.uint8)
-    blocks = [(lo, min(lo + CHUNK, len(pairs))) for lo in range(0, len(pairs), CHUNK)]
+    wins = np.ascontiguousarray(windows(side).reshape(9, side * side))
+    params = np.array([CLIPPED, MAX_GAIN, OFFSET_SLACK], dtype=np.float64)
+    blocks = [(lo, min(lo + CHUNK * 4, len(pairs))) for lo in range(0, len(pairs), CHUNK * 4)]
+
+    shape = np.empty(len(pairs), dtype=np.float32)
 
     def work(block: tuple[int, int]) -> None:
         lo, hi = block
-        _kernels.residual_scores(sigs, pairs[lo:hi], float(CLIPPED), float(PERCENTILE), out[lo:hi])
+        _kernels.colour_scores(sigs, pairs[lo:hi], wins, params, out[lo:hi])
+        _kernels.residual_scores(sigs, pairs[lo:hi], float(CLIPPED), float(PERCENTILE), shape[lo:hi])
 
     with ThreadPoolExecutor(max_workers=max(1, min(len(blocks), _cpus()))) as pool:
         list(pool.map(work, blocks))
-    return out
+    return np.minimum(out, shape + np.float32(SHAPE_SHIFT))
 
 
 def _cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def _score(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The numpy reference of the score: a, b (P, SIGNATURE_BYTES) float64, changed in place."""
-    swap = a.mean(axis=1) > b.mean(axis=1)  # fit the brighter (b) from the darker (a)
-    a[swap], b[swap] = b[swap], a[swap].copy()
+def to_lab(rgb: np.ndarray) -> np.ndarray:
+    """sRGB values (any shape ending in 3, 0..255 float) -> CIELAB (D65), same shape."""
+    x = rgb / 255.0
+    x = np.where(x > 0.04045, ((x + 0.055) / 1.055) ** 2.4, x / 12.92)
+    xyz = x @ _RGB_TO_XYZ.T
+    f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16.0 / 116.0)
+    return np.stack([116.0 * f[..., 1] - 16.0, 500.0 * (f[..., 0] - f[..., 1]), 200.0 * (f[..., 1] - f[..., 2])], -1)
+
+
+# sRGB (linear) to XYZ, each row divided by the D65 white's X, Y, Z.
+_RGB_TO_XYZ = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]) \
+    / np.array([0.9505, 1.0, 1.089])[:, None]
+
+
+def windows(side: int) -> np.ndarray:
+    """(9, side, side) bool: no window, the four corners (CORNER/12 of the side), the four
+    sides (STRIP/12 of it): the regions an overlay may occupy."""
+    c, s = max(1, round(side * CORNER / 12)), max(1, round(side * STRIP / 12))
+    out = np.zeros((9, side, side), dtype=bool)
+    for k, (r, q) in enumerate([(0, 0), (0, side - c), (side - c, 0), (side - c, side - c)]):
+        out[1 + k, r:r + c, q:q + c] = True
+    out[5, :s], out[6, -s:], out[7, :, :s], out[8, :, -s:] = True, True, True, True
+    return out
+
+
+def _fit(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Gain and offset (P,) that best predict b from a (P, V), limited to a brightness or
+    contrast change (module docstring, step 1)."""
+    gain, ma, mb = _least_squares(a, b, 1 / MAX_GAIN, MAX_GAIN)
+    pivot = (1 - gain) * a.mean(axis=1)
+    offset = np.clip(mb - gain * ma, np.minimum(0, pivot) - OFFSET_SLACK, np.maximum(0, pivot) + OFFSET_SLACK)
+    return gain, offset
+
+
+def _least_squares(a: np.ndarray, b: np.ndarray, low: float, high: float) -> tuple[np.ndarray, ...]:
+    """(gain clipped to low..high, mean of a, mean of b) of the least-squares line b ~ a
+    over the values neither has clipped; a, b (P, V)."""
     m = (a < CLIPPED) & (b < CLIPPED)
     n = np.maximum(m.sum(axis=1), 1)
     ma = (a * m).sum(axis=1) / n
@@ -103,8 +166,43 @@ def _score(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     da = (a - ma[:, None]) * m
     var = (da * da).sum(axis=1)
     cov = (da * (b - mb[:, None])).sum(axis=1)
-    gain = np.clip(np.where(var > 1e-3, cov / np.maximum(var, 1e-3), 1.0), 0.7, 1.5)
-    offset = mb - gain * ma
-    pred = np.clip(gain[:, None] * a + offset[:, None], 0, 255)
+    return np.clip(np.where(var > 1e-3, cov / np.maximum(var, 1e-3), 1.0), low, high), ma, mb
+
+
+def _outside(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """(P, s, s): how far each Lab pixel of y lies outside the range of x's 3x3 neighbourhood,
+    the larger of lightness and chroma."""
+    s = x.shape[1]
+    pad = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+    near = np.stack([pad[:, i:i + s, j:j + s] for i in range(3) for j in range(3)])
+    d = np.maximum(0, np.maximum(y - near.max(axis=0), near.min(axis=0) - y))
+    return np.maximum(d[..., 0], np.hypot(d[..., 1], d[..., 2]))
+
+
+def _score(a: np.ndarray, b: np.ndarray, lab_a: np.ndarray, lab_b: np.ndarray, side: int) -> np.ndarray:
+    """The numpy reference of the score. a, b: (P, 3 * side^2) float64 RGB; lab_a, lab_b
+    their (P, side, side, 3) CIELAB."""
+    swap = a.mean(axis=1) > b.mean(axis=1)  # fit the brighter (b) from the darker (a)
+    a, b = np.where(swap[:, None], b, a), np.where(swap[:, None], a, b)
+    lab_b = np.where(swap[:, None, None, None], lab_a, lab_b)
+    gain, offset = _fit(a, b)
+    pred = to_lab(np.clip(gain[:, None] * a + offset[:, None], 0, 255).reshape(len(a), side, side, 3))
+    err = np.maximum(_outside(pred, lab_b), _outside(lab_b, pred))
+    best = np.full(len(a), np.inf)
+    for w in windows(side):
+        e = np.where(w[None], 0.0, err)
+        blocks = (e[:, 1:, 1:] + e[:, :-1, 1:] + e[:, 1:, :-1] + e[:, :-1, :-1]) / 4
+        best = np.minimum(best, blocks.reshape(len(a), -1).max(axis=1))
+    return np.clip(1.0 - best / 100.0, 0.0, 1.0).astype(np.float32)
+
+
+def _residual(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The shape check's numpy reference: 1 - (PERCENTILE-th percentile of each pixel's
+    largest channel error after fitting the brighter from the darker with one gain and
+    offset) / 255. a, b (P, V) float64, changed in place."""
+    swap = a.mean(axis=1) > b.mean(axis=1)
+    a[swap], b[swap] = b[swap], a[swap].copy()
+    gain, ma, mb = _least_squares(a, b, 0.7, 1.5)
+    pred = np.clip(gain[:, None] * a + (mb - gain * ma)[:, None], 0, 255)
     err = np.abs(pred - b).reshape(len(a), -1, 3).max(axis=2)
     return (1.0 - np.percentile(err, PERCENTILE, axis=1) / 255.0).astype(np.float32)

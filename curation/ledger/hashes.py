@@ -23,19 +23,23 @@ _DEDUP_RULES = (DEDUP_RULE, UNREADABLE_RULE)
 _CANDIDATE = "(i.status = 'active' OR i.status_rule IN (?, ?))"
 
 
-def dedup_candidates(ledger: Ledger, splits: Sequence[str] | None, methods: Sequence[str]) -> dict[str, list]:
+def dedup_candidates(ledger: Ledger, splits: Sequence[str] | None, methods: Sequence[str],
+                     signature_bytes: int | None = None) -> dict[str, list]:
     """The images to fingerprint, with what the cache knows about each file, as
     {column: list of values, one per image}.
 
     Columns: pk, image_id, split, path (None when the image has no local file),
     known_bytes, known_mtime_ns, known_sha256 (the fingerprint last read from the same
     path, or None), need_size (the ledger lacks width/height), known_unreadable, and one
-    bool column `cached_<method>` per method (a hash exists for the known sha256)."""
+    bool column `cached_<method>` per method (a hash exists for the known sha256, with a
+    signature of `signature_bytes` when given: one of another size, cached by an older
+    version of the verifier, is made again)."""
+    size = "IS NOT NULL" if signature_bytes is None else f"= {int(signature_bytes)}"
     where, params = _where(splits, None, prefix="i.")
     where += (" AND " if where else "WHERE ") + _CANDIDATE
     cached = "".join(
         f", EXISTS(SELECT 1 FROM image_hashes h WHERE h.image_pk = i.pk AND h.method = '{_method_sql(m)}' "
-        f"AND h.sha256 = f.sha256 AND h.signature IS NOT NULL) AS cached_{_method_sql(m)}"
+        f"AND h.sha256 = f.sha256 AND length(h.signature) {size}) AS cached_{_method_sql(m)}"
         for m in methods
     )
     table = ledger.columns(

@@ -1,0 +1,121 @@
+"""Second looks at a few pairs, from their files: near misses of the verifier, and
+verified pairs whose labels say they are different items.
+
+- A near miss (a score just under --min-similarity) is re-decoded and compared on the
+  whole pictures, untrimmed, at WHOLE_SIDE, against the same --min-similarity: a brightened catalogue shot clips its light
+  parts to the white background and its trimmed box shrinks, so its 12x12 signature
+  is misaligned with its original's; the whole frames are not (README verifier table).
+- Two images whose labels differ in colour or in a single-label group (another
+  category, neckline, sleeve or style) are set aside as copies only when their pixels
+  match: mean absolute difference under PIXELS_MATCH grey levels on 64x64 thumbnails.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from ...taxonomy import Taxonomy
+from . import hashing, verify
+
+NEAR_BAND = 0.04  # a pair scoring within this under --min-similarity is re-decoded (README verifier table)
+WHOLE_SIDE = 24  # the whole pictures are compared at 24x24 (the item is a part of the frame)
+ASPECT_TOLERANCE = 0.03  # whole frames compare only when their shapes agree (log ratio)
+PIXELS_MATCH = 3.0  # grey levels, 64x64 thumbnails: the same picture, whatever the labels say
+COLOUR_GROUP = "color"
+
+
+@dataclass
+class LabelDifference:
+    """A verified pair whose labels differ in colour or a single-label group.
+
+    differs: "color: Black vs Blue; category: ..." (label names); pixel_difference: the
+    mean absolute grey difference on 64x64 thumbnails (nan when a file does not read)."""
+
+    image_a: str
+    image_b: str
+    similarity: float
+    differs: str
+    pixel_difference: float
+    path_a: str | None = None
+    path_b: str | None = None
+
+    @property
+    def pixels_match(self) -> bool:
+        return self.pixel_difference < PIXELS_MATCH
+
+
+def whole_similarity(paths_a: Sequence[str], paths_b: Sequence[str]) -> np.ndarray:
+    """The verification score of each pair of files compared as whole pictures
+    (re-decoded, untrimmed, WHOLE_SIDE x WHOLE_SIDE); nan where a file does not decode.
+    Each distinct file is decoded once. Returns (P,) float32."""
+    files = list(dict.fromkeys([*paths_a, *paths_b]))
+    index = {p: i for i, p in enumerate(files)}
+    thumbs = np.zeros((len(files), WHOLE_SIDE * WHOLE_SIDE * 3), dtype=np.uint8)
+    readable = np.zeros(len(files), dtype=bool)
+    for i, path in enumerate(files):
+        try:
+            with open(path, "rb") as fh:
+                rgb, _, _ = hashing.decode_rgb(fh.read())
+        except (OSError, hashing.Unreadable):
+            continue
+        thumbs[i] = verify.thumbnail(rgb, None, WHOLE_SIDE).reshape(-1)
+        readable[i] = True
+    pairs = np.array([[index[a], index[b]] for a, b in zip(paths_a, paths_b)], dtype=np.int64).reshape(-1, 2)
+    out = verify.similarity(thumbs, pairs)
+    out[~(readable[pairs[:, 0]] & readable[pairs[:, 1]])] = np.nan
+    return out
+
+
+def same_shape(width_a, height_a, width_b, height_b) -> np.ndarray:
+    """(P,) bool: the two full-size pictures have the same aspect ratio (within ASPECT_TOLERANCE)."""
+    wa, ha, wb, hb = (np.asarray(x, dtype=np.float64) for x in (width_a, height_a, width_b, height_b))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.abs(np.log((wa / ha) / (wb / hb)))
+    return np.nan_to_num(ratio, nan=np.inf) < ASPECT_TOLERANCE
+
+
+def pixel_difference(path_a: str, path_b: str) -> float:
+    """Mean absolute difference of the two files' 64x64 grey thumbnails (nan when one
+    does not open): under PIXELS_MATCH they are the same picture."""
+    try:
+        return float(np.abs(_grey64(path_a) - _grey64(path_b)).mean())
+    except Exception:  # noqa: BLE001 - a file that does not open is not the same picture
+        return float("nan")
+
+
+def _grey64(path: str) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with Image.open(path) as im:
+            return np.asarray(im.convert("L").resize((64, 64)), dtype=np.float64)
+
+
+def differing_labels(labels_a: Iterable[int], labels_b: Iterable[int], taxonomy: Taxonomy) -> str:
+    """What differs between two label sets in colour or a single-label group, as
+    "color: Black vs Blue" (groups joined by "; "), or "" when nothing does. A group
+    only one image carries is not a difference (a missing label is not another label)."""
+    a, b = _by_group(labels_a, taxonomy), _by_group(labels_b, taxonomy)
+    parts = []
+    for group in taxonomy.groups:
+        if not (group.single or group.name == COLOUR_GROUP) or group.name not in a or group.name not in b:
+            continue
+        if a[group.name] != b[group.name]:
+            parts.append(f"{group.name}: {_names(a[group.name], taxonomy)} vs {_names(b[group.name], taxonomy)}")
+    return "; ".join(parts)
+
+
+def _by_group(labels: Iterable[int], taxonomy: Taxonomy) -> dict[str, frozenset[int]]:
+    out: dict[str, set[int]] = {}
+    for label in labels:
+        if label in taxonomy.labels:
+            out.setdefault(taxonomy.labels[label].group, set()).add(label)
+    return {g: frozenset(ids) for g, ids in out.items()}
+
+
+def _names(ids: frozenset[int], taxonomy: Taxonomy) -> str:
+    return "+".join(sorted(taxonomy.labels[i].name for i in ids))
