@@ -284,7 +284,7 @@ def test_small_and_extreme_pictures_hash(tmp_path: Path, size, fmt):
 
 
 def test_unreadable_files_go_aside_under_their_own_rule(tmp_path: Path):
-    from tests.test_dedup import make_workspace  # the scenario with trunc, empty and text files
+    from ifa.tests.support.dedup import make_workspace  # the scenario with trunc, empty and text files
 
     ws = make_workspace(tmp_path)
     try:
