@@ -175,16 +175,17 @@ def scale(n: int) -> None:
         ws.ledger.record_files(FileInfo(i, f"/x/{pk}.jpg", "0" * 64, 1, 224, 224) for i, pk in zip(ids, pks))
         save_stats(ws.ledger, ((pk, f"/x/{pk}.jpg", 1, 1, VERSION, stats[k].tobytes(), thumbs[k].tobytes(), None)
                                for k, pk in enumerate(pks)))
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         stats_candidates(ws.ledger, None, ["placeholder"], VERSION)
         got = read_stats(ws.ledger, None, ["placeholder"], VERSION)
         values = np.frombuffer(b"".join(got["stats"]), np.float32).reshape(n, -1)
         thumb = np.array(got["thumb_hash"], dtype=object)
-        read = time.perf_counter() - start
-        start = time.perf_counter()
+        read, read_cpu = time.perf_counter() - start, time.process_time() - cpu
+        start, cpu = time.perf_counter(), time.process_time()
         hits = {r.id: r.find(values, thumb) for r in image_rules.load_rules()}
-        evaluate = time.perf_counter() - start
-    print(f"{n:,} images: read from the cache {read:.1f} s, rules {evaluate:.1f} s, placeholder hits "
+        evaluate, evaluate_cpu = time.perf_counter() - start, time.process_time() - cpu
+    print(f"{n:,} images: read from the cache {read:.1f} s ({read_cpu:.1f} s CPU), rules {evaluate:.1f} s "
+          f"({evaluate_cpu:.1f} s CPU), placeholder hits "
           f"{int(hits['placeholder'].sum()):,} (planted {n // 1000:,}); load {os.getloadavg()[0]:.1f}")
 
 

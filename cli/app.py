@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                          "independently; gold questions measure each of them; a tie-breaker settles disagreements."),
     "history": ("history", "What past commands changed, read from the ledger's event log alone."),
     "export": ("export", "Export the cleaned splits, changes.csv and DATASHEET.md."),
+    "browse": ("browse", "The dataset in a browser: facets, image pages, actions into the ledger."),
     "demo": ("demo", "Run the labeling process end to end on 310 bundled CC0 clothing photos."),
 }
 

@@ -359,5 +359,18 @@ CREATE TABLE image_stats (
 );
 """
 
+# `ifa browse` (ledger/browse.py): keyset pages of any slice. Each index ends in the image's
+# key, so a slice filtered by a label, a status or a rule comes out in pk order without a sort.
+V11_BROWSE_INDEXES = """
+CREATE INDEX IF NOT EXISTS labels_label_status ON labels(label_id, status, image_pk);
+CREATE INDEX IF NOT EXISTS labels_status_rule ON labels(status_rule, image_pk) WHERE status_rule IS NOT NULL;
+CREATE INDEX IF NOT EXISTS labels_other_sources ON labels(source) WHERE source != 'import';
+CREATE INDEX IF NOT EXISTS images_split ON images(split);
+CREATE INDEX IF NOT EXISTS images_status ON images(status);
+CREATE INDEX IF NOT EXISTS images_status_rule ON images(status_rule) WHERE status_rule IS NOT NULL;
+CREATE INDEX IF NOT EXISTS images_duplicate_of ON images(status_reason) WHERE status_rule = 'duplicate';
+"""
+
 MIGRATIONS: list[str] = [V1_FOUNDATION, V2_FETCHES, V3_REVIEW_QUEUE, V4_HASHES, V5_REVIEW, V6_RAW_LABEL_NAMES,
-                         V7_DEDUP_SIGNATURES, V8_REVIEW_POOL, V9_DEDUP_FLAT_BORDERS, V10_IMAGE_STATS]
+                         V7_DEDUP_SIGNATURES, V8_REVIEW_POOL, V9_DEDUP_FLAT_BORDERS, V10_IMAGE_STATS,
+                         V11_BROWSE_INDEXES]
