@@ -11,7 +11,6 @@ undoes it and finalizing twice changes nothing.
 
 from __future__ import annotations
 
-import csv
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
@@ -143,8 +142,7 @@ def finalize(ws: Workspace, round_name: str | None = None, apply: bool = False) 
 def _write_report(ws: Workspace, result: FinalizeResult, undecided: dict[str, str], taxonomy):
     path = ws.report_path(f"review-finalize-{result.round}", "csv")
     verb = "applied" if result.applied else "would apply"
-    with reports.open_text(path) as fh:
-        w = csv.writer(fh)
+    with reports.open_csv(path) as w:
         w.writerow(["image_id", "outcome", "decided_by", "final_labels", "added", "dropped", "set_aside", "status", "note"])
         for d in result.decisions:
             changed = bool(d.added or d.dropped or d.set_aside)

@@ -16,6 +16,7 @@ ever gets a second task.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import re
@@ -26,6 +27,7 @@ from urllib.parse import quote
 
 import pandas as pd
 
+from ..curation import reports
 from ..curation.ledger import check_splits, id_list
 from ..curation.ledger.review import ReviewStore, annotator_role, is_tiebreak
 from ..curation.ledger.review_queue import set_review_status
@@ -86,13 +88,15 @@ def read_image_ids(path: Path) -> list[str]:
     path = Path(path)
     if not path.exists():
         raise IfaError(f"{path} does not exist.")
-    text = path.read_text(encoding="utf-8-sig")
+    with open(path, encoding="utf-8-sig", newline="") as fh:  # keep a CR inside a quoted id
+        text = fh.read()
     first = text.splitlines()[0] if text.strip() else ""
     if "," in first or first.strip().lower() == "image_id":
-        rows = list(csv.DictReader(text.splitlines()))
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))  # a quoted id may hold a line break
         if not rows or "image_id" not in rows[0]:
             raise IfaError(f"{path} looks like a CSV but has no image_id column (it has: {first}).")
-        ids = [r["image_id"].strip() for r in rows if (r.get("image_id") or "").strip()]
+        # reports' ids were written for spreadsheets: '=x is the id =x
+        ids = [reports.from_spreadsheet(r["image_id"].strip()) for r in rows if (r.get("image_id") or "").strip()]
     else:
         ids = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     if not ids:

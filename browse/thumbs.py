@@ -37,12 +37,25 @@ def thumbnail(root: Path, image_id: str, path: str | None, sha256: str | None, s
     except OSError:
         pass
     data = _make(path, size)
-    if data is not None:
+    if data is not None and _cacheable(root, target):
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_bytes(data)
         os.replace(tmp, target)  # two requests for one thumbnail: either write wins whole
     return data
+
+
+def _cacheable(root: Path, target: Path) -> bool:
+    """Whether the thumbnail may be cached at `target`: not when a folder on the way (thumbs/
+    and below) is a link, which would carry the write outside the workspace; it is served
+    uncached then."""
+    from ..curation.workspace import refuse_links
+    from ..errors import IfaError
+    try:
+        refuse_links(root, target)
+    except IfaError:
+        return False
+    return True
 
 
 def _make(path: str, size: int) -> bytes | None:

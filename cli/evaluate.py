@@ -28,7 +28,7 @@ def evaluate(
     """
     from ..curation import evaluation
     with open_workspace(workspace, "eval", read_only=True) as ws:
-        result = evaluation.evaluate(ws.ledger, ws.taxonomy, evaluation.read_predictions(predictions), split)
+        result = evaluation.evaluate(ws.ledger, ws.taxonomy, predictions, split)
     if json_out:
         render.emit_json(result.to_dict())
         return

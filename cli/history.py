@@ -31,8 +31,8 @@ def history(
     """
     from ..curation import history as history_lib
     with open_workspace(workspace, "history") as ws:
-        result = history_lib.history(ws.ledger, rule=rule, command=command, since=since, apply=apply)
-        written = str(history_lib.write_report(ws.ledger, result, ws.taxonomy, csv)) if csv else None
+        result, path = history_lib.run(ws.ledger, ws.taxonomy, csv, rule=rule, command=command, since=since, apply=apply)
+        written = str(path) if path else None
     if json_out:
         render.emit_json(result.to_dict() | ({"csv": written} if written else {}))
         return

@@ -92,7 +92,7 @@ def _write_csv(split: SplitExport, taxonomy: Taxonomy, out: Path) -> Path:
     frame["label_ids"] = [" ".join(map(str, labs)) for labs in split.label_ids]
     frame["labels"] = ["|".join(taxonomy.names(labs)) for labs in split.label_ids]
     path = out / f"{split.name}.csv"
-    frame.to_csv(path, index=False)
+    frame.to_csv(path, index=False, lineterminator=reports.CSV_LINE_END)  # data: exact, never neutralised
     return path
 
 
@@ -163,6 +163,8 @@ def export(ws: Workspace, out_dir: Path | None = None, fmt: str = "imat", splits
     check_splits(splits)
     stamp = datetime.now(timezone.utc)
     out = Path(out_dir) if out_dir else ws.exports_dir / f"export-{time_stamp(stamp)}"
+    ws.no_links(ws.exports_dir)
+    ws.no_links(out)
     _check_destination(out)
     for folder in dict.fromkeys([out.parent, ws.exports_dir]):
         for line in recover_interrupted(folder):
@@ -175,7 +177,8 @@ def export(ws: Workspace, out_dir: Path | None = None, fmt: str = "imat", splits
     tmp.mkdir()
     (tmp / IN_PROGRESS).touch()
     try:
-        result = _write_all(ws, tmp, out, fmt, splits, include_set_aside, keys, stamp, progress)
+        with ws.ledger.snapshot():  # split files, changes.csv and DATASHEET: the ledger at one instant
+            result = _write_all(ws, tmp, out, fmt, splits, include_set_aside, keys, stamp, progress)
         (tmp / IN_PROGRESS).unlink()
         _swap_into_place(tmp, out)
     except BaseException:
@@ -187,6 +190,9 @@ def export(ws: Workspace, out_dir: Path | None = None, fmt: str = "imat", splits
 def _check_destination(out: Path) -> None:
     """IfaError unless `out` is a folder (or can become one) whose parent can be written:
     the export is built beside it and renamed into place."""
+    if out.is_symlink():  # --overwrite would replace the link, not what it points to, and strand a copy
+        raise IfaError(f"{out} is a link (to {os.readlink(out)}); export to the real folder {os.path.realpath(out)} "
+                       "or to a new one.")
     if out.exists() and not out.is_dir():
         raise IfaError(f"{out} is a file; give the export a folder (new, or empty, or with --overwrite).")
     parent = Path(os.path.abspath(out)).parent
@@ -214,7 +220,7 @@ def _write_all(ws: Workspace, tmp: Path, out: Path, fmt: str, splits, include_se
                                          "file": str(out / path.name)}
             task.advance()
     changes = changes_frame(ledger, taxonomy, [s.name for s in gathered])
-    changes.to_csv(tmp / "changes.csv", index=False)
+    reports.frame_for_people(changes).to_csv(tmp / "changes.csv", index=False, lineterminator=reports.CSV_LINE_END)
     result.changes = len(changes)
     (tmp / "plots").mkdir()
     before = stats_lib.compute(ledger, taxonomy, [s.name for s in gathered], as_imported=True)
@@ -353,7 +359,15 @@ def datasheet(ledger: Ledger, taxonomy: Taxonomy, before: stats_lib.Stats, after
              f"Exported {stamp:%Y-%m-%d %H:%M} UTC by ifa {__version__} in format `{result.format}`. "
              "Only active images and labels are exported; `changes.csv` lists every change and its reason.", ""]
     lines += _splits_section(before, after) + _plots_section(after, plots) + _duplicates_section(ledger)
-    lines += _unreadable_section(result) + _rules_section(ledger, changes)
+    if result.unreadable_files:
+        lines += ["", "## Unreadable files", "",
+                  f"{sum(result.unreadable_files.values()):,} exported active images have a file dedup could not decode ("
+                  + ", ".join(f"{k}: {v:,}" for k, v in result.unreadable_files.items())
+                  + "); `ifa show ID` says why. `ifa curate dedup --apply` sets them aside."]
+    lines += _rules_section(ledger)
+    counts = changes["change"].value_counts()
+    lines += ["", "## Change log", "", f"`changes.csv`: {len(changes):,} changes ("
+              + (", ".join(f"{k}: {v:,}" for k, v in counts.items()) or "none") + ")."]
     return "\n".join(lines) + "\n"
 
 
@@ -380,6 +394,7 @@ def _splits_section(before: stats_lib.Stats, after: stats_lib.Stats) -> list[str
 
 
 def _plots_section(after: stats_lib.Stats, plots: list[str]) -> list[str]:
+    """The datasheet's plots, and which splits have none (no labels)."""
     lines: list[str] = []
     unlabelled = [name for name, a in after.splits.items() if not a.labels]
     if plots or unlabelled:
@@ -391,6 +406,7 @@ def _plots_section(after: stats_lib.Stats, plots: list[str]) -> list[str]:
 
 
 def _duplicates_section(ledger: Ledger) -> list[str]:
+    """The datasheet's duplicates, and the copies of another split's image (leakage)."""
     lines = ["", "## Duplicates and leakage removed", ""]
     dup = ledger.set_aside_images(rule="duplicate")
     if len(dup):
@@ -406,16 +422,8 @@ def _duplicates_section(ledger: Ledger) -> list[str]:
     return lines
 
 
-def _unreadable_section(result: ExportResult) -> list[str]:
-    if not result.unreadable_files:
-        return []
-    return ["", "## Unreadable files", "",
-            f"{sum(result.unreadable_files.values()):,} exported active images have a file dedup could not decode ("
-            + ", ".join(f"{k}: {v:,}" for k, v in result.unreadable_files.items())
-            + "); `ifa show ID` says why. `ifa curate dedup --apply` sets them aside."]
-
-
-def _rules_section(ledger: Ledger, changes: pd.DataFrame) -> list[str]:
+def _rules_section(ledger: Ledger) -> list[str]:
+    """The datasheet's table of changes in effect, by rule."""
     lines = ["", "## Changes in effect, by rule", "",
              "Rules of `ifa curate check-attributes`, `duplicate` (dedup), noise flags and review rounds (`review:<round>`).", ""]
     in_effect = _in_effect(ledger)
@@ -425,9 +433,7 @@ def _rules_section(ledger: Ledger, changes: pd.DataFrame) -> list[str]:
             lines.append(f"| {row.rule} | {row.command} | {row.set_aside:,} | {row.dropped:,} | {row.added:,} |")
     else:
         lines.append("No change is in effect: the export equals the import.")
-    counts = changes["change"].value_counts()
-    return lines + ["", "## Change log", "", f"`changes.csv`: {len(changes):,} changes ("
-                    + (", ".join(f"{k}: {v:,}" for k, v in counts.items()) or "none") + ")."]
+    return lines
 
 
 def _in_effect(ledger: Ledger) -> pd.DataFrame:

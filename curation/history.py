@@ -98,6 +98,17 @@ def history(ledger: Ledger, *, rule: str | None = None, command: str | None = No
     return History(applies, events)
 
 
+def run(ledger: Ledger, taxonomy: Taxonomy, csv: Path | None = None, **select) -> tuple[History, Path | None]:
+    """What `ifa history` does: `history(ledger, **select)` and, with `csv`, its per-image
+    report written there, both read in one snapshot of the ledger (an apply committed
+    meanwhile is in neither or both). Returns the History and the CSV written (or None).
+    Raises IfaError as `history` does."""
+    with ledger.snapshot():
+        result = history(ledger, **select)
+        frame = report_frame(ledger, result, taxonomy) if csv else None
+    return result, (reports.write_csv(Path(csv), frame) if frame is not None else None)
+
+
 def report_frame(ledger: Ledger, result: History, taxonomy: Taxonomy) -> pd.DataFrame:
     """The per-image report of the applies in `result`: one row per event (change, image,
     label, old and new state, reason, rule), and for an import one row per problem it
@@ -126,8 +137,11 @@ def report_frame(ledger: Ledger, result: History, taxonomy: Taxonomy) -> pd.Data
 
 
 def write_report(ledger: Ledger, result: History, taxonomy: Taxonomy, path: Path) -> Path:
-    """Write `report_frame` as CSV to `path` (atomically); returns the path."""
-    return reports.write_csv(Path(path), report_frame(ledger, result, taxonomy))
+    """Write `report_frame` as CSV to `path` (atomically, cells neutralised for
+    spreadsheets); returns the path."""
+    with ledger.snapshot():
+        frame = report_frame(ledger, result, taxonomy)
+    return reports.write_csv(Path(path), frame)
 
 
 def _apply_ids(events: pd.DataFrame) -> pd.Series:

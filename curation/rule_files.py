@@ -10,6 +10,32 @@ from pathlib import Path
 from ..errors import IfaError
 
 
+# The rules ifa's own commands write (import, fetch, dedup, flag-noise, browse, review rounds,
+# restore): a user rule under one of these ids would mix its changes with theirs, and that
+# command would then undo them (dedup --apply restores every readable "unreadable-file" image).
+RESERVED_IDS = frozenset({"import", "fetch", "duplicate", "unreadable-file", "flag-noise", "browse"})
+RESERVED_PREFIXES = ("import:", "review:", "undo:")
+
+
+def refuse_reserved(path: Path, n: int, rule_id, others: frozenset = frozenset(), owner: str = "") -> None:
+    """IfaError, one line naming the rule, when rule `n` of the user's rules file `path`
+    takes an id that ifa's own commands write (`RESERVED_IDS`, `RESERVED_PREFIXES`) or one of
+    `others`, the default rule ids of another command (`owner`)."""
+    if not isinstance(rule_id, str):
+        return
+    if rule_id in RESERVED_IDS or rule_id.startswith(RESERVED_PREFIXES):
+        raise IfaError(f"{path}, rule {n}: id {rule_id!r} is reserved for ifa's own commands (reserved: "
+                       f"{', '.join(sorted(RESERVED_IDS))} and ids beginning {', '.join(RESERVED_PREFIXES)}); pick another.")
+    if rule_id in others:
+        raise IfaError(f"{path}, rule {n}: id {rule_id!r} is a rule of {owner}; pick another, so that "
+                       f"`ifa curate restore --rule {rule_id}` undoes only one command's changes.")
+
+
+def rule_ids(path: Path) -> frozenset:
+    """The ids of the rules in a defaults file (another command's, for `refuse_reserved`)."""
+    return frozenset(r["id"] for r in read_rule_file(path)["rule"])
+
+
 def read_rule_file(path: Path) -> dict:
     """The parsed TOML file with its `rule` list checked. Raises IfaError naming the file."""
     try:
@@ -36,6 +62,10 @@ def merged_specs(defaults: Path, user: Path | None) -> list[dict]:
     specs = {r["id"]: {**r, "_source": str(defaults)} for r in read_rule_file(defaults)["rule"]}
     if user is not None:
         data = read_rule_file(user)
+        from .attributes.rules import DEFAULT_RULES as ATTRIBUTE_RULES  # the other rules command's ids
+        attribute_ids = rule_ids(ATTRIBUTE_RULES)
+        for n, r in enumerate(data["rule"], 1):
+            refuse_reserved(user, n, r["id"], attribute_ids, "`ifa curate check-attributes`")
         if data.get("extend", True) is False:
             specs = {}
         for r in data["rule"]:

@@ -15,7 +15,13 @@ def describe(ledger: Ledger, taxonomy: Taxonomy, image_id: str) -> dict:
     unreadable, else None), labels [{label, label_id, group, source, status,
     status_reason}] in taxonomy group order, and events (oldest first). A label kept as
     raw text at import (an unknown name such as 'Banana Hat') has label_id None, its text
-    as label and group 'unknown'. Raises IfaError for an unknown id."""
+    as label and group 'unknown'. Read in one snapshot of the ledger. Raises IfaError for
+    an unknown id."""
+    with ledger.snapshot():
+        return _describe(ledger, taxonomy, image_id)
+
+
+def _describe(ledger: Ledger, taxonomy: Taxonomy, image_id: str) -> dict:
     image = ledger.image(image_id)
     if image is None:
         raise IfaError(f"The workspace has no image {image_id!r}.")

@@ -60,69 +60,58 @@ class Stats:
 
 def compute(ledger: Ledger, taxonomy: Taxonomy, splits: Sequence[str] | None = None, as_imported: bool = False) -> Stats:
     """Statistics per split present in the ledger (or the given splits): of today's active
-    images and labels, or with as_imported=True of the dataset as it was imported.
+    images and labels, or with as_imported=True of the dataset as it was imported. The
+    ledger is read in one snapshot: a commit meanwhile never mixes two states.
 
     Today's statistics read only integer arrays (`label_arrays`): no image id string is
     made and neither pandas nor pyarrow is loaded, so `ifa stats` starts fast and reads 1M
     images' labels in a couple of seconds. Raises IfaError for an unknown split."""
     check_splits(splits)
-    rows = _label_rows(ledger, taxonomy, splits, as_imported)
-    present = [s for k, s in enumerate(SPLITS) if np.any(rows.image_split == k)] if splits is None else list(splits)
+    with ledger.snapshot():
+        image_split, image_index, label_id = _read_rows(ledger, splits, as_imported)
+        present = [s for k, s in enumerate(SPLITS) if np.any(image_split == k)] if splits is None else list(splits)
+        unreadable = {} if as_imported else unreadable_active(ledger, present)
+    per_image = np.bincount(image_index, minlength=len(image_split))
+    col = taxonomy.column_of(label_id)  # -1: an id the taxonomy lacks
+    known = col >= 0
+    group_of_row = np.where(known, taxonomy.group_index[np.clip(col, 0, None)], -1)
+    # (image, group) pairs once for all splits: an image counts once per group it carries.
+    n_groups = len(taxonomy.groups)
+    pairs = np.unique(image_index[known] * n_groups + group_of_row[known])
+    pair_image, pair_group = pairs // n_groups, pairs % n_groups
     out = Stats()
-    unreadable = {} if as_imported else unreadable_active(ledger, present)
     for split in present:
-        out.splits[split] = _split_stats(rows, SPLITS.index(split), taxonomy, unreadable.get(split, 0))
+        in_split = image_split == SPLITS.index(split)
+        rows = in_split[image_index]
+        images_with_group = np.bincount(pair_group[in_split[pair_image]], minlength=n_groups)
+        labels_in_group = np.bincount(group_of_row[rows & known], minlength=n_groups)
+        out.splits[split] = _split_stats(taxonomy, per_image[in_split], label_id[rows], labels_in_group,
+                                         images_with_group, unreadable.get(split, 0))
     return out
 
 
-@dataclass
-class _LabelRows:
-    """One row per label (image position, label id, group or -1) and the (image, group) pairs."""
-
-    image_split: np.ndarray  # int8 per image: position in SPLITS
-    image_index: np.ndarray  # per label row: its image's position
-    label_id: np.ndarray
-    per_image: np.ndarray  # labels per image
-    known: np.ndarray  # per row: the taxonomy knows the id
-    group_of_row: np.ndarray  # per row: group position, -1 when unknown
-    pair_image: np.ndarray  # (image, group) pairs, an image once per group it carries
-    pair_group: np.ndarray
-
-
-def _label_rows(ledger: Ledger, taxonomy: Taxonomy, splits: Sequence[str] | None, as_imported: bool) -> _LabelRows:
+def _read_rows(ledger: Ledger, splits: Sequence[str] | None, as_imported: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per image its split code; per label row its image's position and its label id."""
     if as_imported:  # export's datasheet: label_table knows which images the import set aside
         from .ledger.arrays import label_table
 
         table = label_table(ledger, splits, as_imported=True)
         code = {s: i for i, s in enumerate(SPLITS)}
         image_split = np.array([code[s] for s in table.images["split"].tolist()], dtype=np.int8)
-        image_index, label_id = table.image_index, table.label_id
-    else:
-        arrays = label_arrays(ledger, splits, image_status="active", label_statuses=("active",))
-        image_split, image_index, label_id = arrays.split, arrays.row_image, arrays.label_id
-    col = taxonomy.column_of(label_id)  # -1: an id the taxonomy lacks
-    known = col >= 0
-    group_of_row = np.where(known, taxonomy.group_index[np.clip(col, 0, None)], -1)
-    n_groups = len(taxonomy.groups)
-    pairs = np.unique(image_index[known] * n_groups + group_of_row[known])
-    return _LabelRows(image_split, image_index, label_id, np.bincount(image_index, minlength=len(image_split)),
-                      known, group_of_row, pairs // n_groups, pairs % n_groups)
+        return image_split, table.image_index, table.label_id
+    arrays = label_arrays(ledger, splits, image_status="active", label_statuses=("active",))
+    return arrays.split, arrays.row_image, arrays.label_id
 
 
-def _split_stats(r: _LabelRows, code: int, taxonomy: Taxonomy, unreadable: int) -> SplitStats:
-    """One split's statistics (its position in SPLITS is `code`)."""
-    n_groups = len(taxonomy.groups)
-    in_split = r.image_split == code
-    rows = in_split[r.image_index]
-    n_images = int(in_split.sum())
-    counts = r.per_image[in_split]
+def _split_stats(taxonomy: Taxonomy, counts: np.ndarray, label_id: np.ndarray, labels_in_group: np.ndarray,
+                 images_with_group: np.ndarray, unreadable: int) -> SplitStats:
+    """One split's statistics from its images' label counts and its label rows' ids."""
+    n_images = len(counts)
     hist = np.bincount(counts) if n_images else np.zeros(1, dtype=np.int64)
     # images per label, most frequent first, ties by label id (np.unique sorts the ids)
-    ids, per_label = np.unique(r.label_id[rows], return_counts=True)
+    ids, per_label = np.unique(label_id, return_counts=True)
     order = np.argsort(-per_label, kind="stable")
     ids, per_label = ids[order], per_label[order]
-    labels_in_group = np.bincount(r.group_of_row[rows & r.known], minlength=n_groups)
-    images_with_group = np.bincount(r.pair_group[in_split[r.pair_image]], minlength=n_groups)
     groups = {
         g.name: GroupStats(
             classes=len(g.label_ids), cardinality=g.cardinality, labels=int(labels_in_group[gi]),
@@ -137,7 +126,7 @@ def _split_stats(r: _LabelRows, code: int, taxonomy: Taxonomy, unreadable: int) 
     all_counts[used[used >= 0]] = per_label[used >= 0]
     return SplitStats(
         images=n_images,
-        labels=int(rows.sum()),
+        labels=len(label_id),
         labels_per_image={
             "min": int(counts.min()) if n_images else 0,
             "mean": round(float(counts.mean()), 3) if n_images else 0.0,

@@ -22,6 +22,29 @@ def time_stamp(moment: datetime | None = None) -> str:
     return (moment or datetime.now(timezone.utc)).strftime("%Y%m%d-%H%M%S")
 
 
+def refuse_links(base: Path, path: Path) -> Path:
+    """`path` when neither it nor any folder between `base` and it is a symbolic link.
+
+    ifa writes, renames and sweeps its own temp files under the paths it checks with this
+    (reports/, exports/, images/.partial, caches, embeddings): a link among them would carry
+    a write or a clean-up to wherever it points, outside the workspace. `base` itself may be
+    a link (a workspace, or its images/, kept on another disk); a `path` outside `base` is
+    not checked (an export folder the user named). Raises IfaError naming the first link."""
+    base, path = Path(os.path.abspath(base)), Path(os.path.abspath(path))
+    try:
+        parts = path.relative_to(base).parts
+    except ValueError:
+        return path
+    current = base
+    for part in parts:
+        current = current / part
+        if current.is_symlink():
+            raise IfaError(f"{current} is a link (to {os.readlink(current)}); ifa does not write through links inside a "
+                           "workspace, so that nothing outside it is written or deleted. Replace the link with a real "
+                           "folder or file (or remove it) and run this again.")
+    return path
+
+
 def default_root() -> Path:
     return Path(os.environ.get(ENV_VAR) or DEFAULT_WORKSPACE)
 
@@ -125,8 +148,15 @@ class Workspace:
         return Taxonomy.default()
 
     # ---- outputs ------------------------------------------------------------------------------
+    def no_links(self, path: Path) -> Path:
+        """`path`, checked for writing: IfaError when it or a folder between the workspace
+        root and it is a link (see `refuse_links`)."""
+        return refuse_links(self.root, path)
+
     def report_path(self, name: str, ext: str) -> Path:
-        """A fresh `reports/<name>-<UTC time>.<ext>`; never overwrites an earlier report."""
+        """A fresh `reports/<name>-<UTC time>.<ext>`; never overwrites an earlier report.
+        Raises IfaError when reports/ is a link or cannot be written."""
+        self.no_links(self.reports_dir)
         try:
             self.reports_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

@@ -242,6 +242,13 @@ def test_rules_file_extends_overrides_and_replaces(planted, tmp_path):
     ('[[rule]]\nid = "x"\nkind = "no-labels"\ndescription = "d"\naction = "report"\nmin_images = 3\n', "unknown key(s) min_images"),
     ('[[rule]]\nid = "x"\nkind = "no-labels"\ndescription = "d"\naction = "report"\n[[rule]]\nid = "x"\n', "appears twice"),
     ('[[rule]]\nid = "import"\n', "reserved"),
+    ('[[rule]]\nid = "duplicate"\nkind = "no-labels"\ndescription = "d"\naction = "set-aside"\n', "rule 1: id 'duplicate' is reserved"),
+    ('[[rule]]\nid = "flag-noise"\n', "id 'flag-noise' is reserved"),
+    ('[[rule]]\nid = "fetch"\n', "id 'fetch' is reserved"),
+    ('[[rule]]\nid = "review:r1"\n', "id 'review:r1' is reserved"),
+    ('[[rule]]\nid = "blurry"\n', "id 'blurry' is a rule of `ifa curate check-images`"),
+    ('[[rule]]\nid = "unseen-pair"\nmin_expected = nan\n', "min_expected must be a finite number >= 0, not nan"),
+    ('[[rule]]\nid = "unseen-pair"\nmin_expected = inf\n', "min_expected must be a finite number >= 0, not inf"),
     ('[[rule]\nid = "x"\n', "not valid TOML"),
     ('rules = 3\n', "unknown top-level key"),
     ('[[rule]]\nid = "single-group-conflict"\ngroups = ["colour"]\n', "unknown group 'colour'"),
@@ -344,3 +351,26 @@ def test_streamed_json_is_the_json_of_to_dict(planted, write_json):
     assert text == json.dumps(result.to_dict(), indent=2, ensure_ascii=False)
     clean = attributes.check(ws.ledger, ws.taxonomy, splits=["test"])
     assert "".join(clean.json_chunks()) == json.dumps(clean.to_dict(), indent=2, ensure_ascii=False)
+
+
+def test_a_user_rule_cannot_take_a_built_in_id(sample_ws, tmp_path):
+    """A rule named `unreadable-file` once set 18 images aside that `curate dedup --apply`
+    then silently restored: such a rules file is refused in one line naming the rule."""
+    import os
+    import subprocess
+    import sys
+
+    from ifa.curation.workspace import Workspace
+
+    before = sample_ws.ledger.query("SELECT status, count(*) FROM images GROUP BY status")
+    sample_ws.close()
+    rules = tmp_path / "r.toml"
+    rules.write_text('[[rule]]\nid = "unreadable-file"\nkind = "no-labels"\ndescription = "d"\naction = "set-aside"\n')
+    proc = subprocess.run([sys.executable, "-m", "ifa.cli.app", "curate", "check-attributes", "--rules", str(rules),
+                           "--apply", "--workspace", str(sample_ws.root)], capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": "400"})
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "'unreadable-file' is reserved" in lines[0], proc.stderr
+    with Workspace.open(sample_ws.root) as ws:
+        assert ws.ledger.query("SELECT status, count(*) FROM images GROUP BY status") == before

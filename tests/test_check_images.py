@@ -150,3 +150,12 @@ def test_a_placeholder_dedup_kept_once_still_goes(planted_ws):
     assert result.rules["placeholder"].images == len(planted["placeholder"])
     assert all(ws.ledger.query("SELECT status FROM images WHERE image_id = ?", (i,))[0][0] == "set_aside"
                for i in planted["placeholder"])
+
+
+def test_a_user_image_rule_cannot_take_a_built_in_or_attribute_rule_id(tmp_path):
+    for rid, says in {"unreadable-file": "'unreadable-file' is reserved", "duplicate": "'duplicate' is reserved",
+                      "review:r1": "'review:r1' is reserved", "no-labels": "'no-labels' is a rule of `ifa curate check-attributes`"}.items():
+        path = tmp_path / "r.toml"
+        path.write_text(f'[[rule]]\nid = "{rid}"\nkind = "threshold"\nwhen = [{{stat = "spread", below = 1}}]\n')
+        with pytest.raises(IfaError, match=says):
+            image_rules.load_rules(path)

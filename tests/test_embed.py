@@ -155,3 +155,16 @@ def test_cli_embed_json_and_errors(sample_ws, models, cli):
               "-w", str(sample_ws.root))
     # the console entry point prints an IfaError as one line; under CliRunner it is the exception
     assert bad.exit_code == 1 and isinstance(bad.exception, IfaError) and "--input-size 64" in str(bad.exception)
+
+
+def test_a_linked_model_json_is_refused_and_not_written_through(copied_ws, models, tmp_path):
+    ws = copied_ws
+    first = embed.embed(ws, models["good"], input_size=SIZE, workers=2)
+    model_json = Path(first.path).parent / "model.json"
+    elsewhere = tmp_path / "someone-elses.json"
+    elsewhere.write_text("keep me")
+    model_json.unlink()
+    model_json.symlink_to(elsewhere)
+    with pytest.raises(IfaError, match="model.json is a link"):
+        embed.embed(ws, models["good"], input_size=SIZE, workers=2)
+    assert elsewhere.read_text() == "keep me"

@@ -86,3 +86,59 @@ def test_cli_eval_json(truth_ws, tmp_path, cli):
     data = cli.json("eval", long_csv(tmp_path), "--workspace", truth_ws.root, "--json")
     assert set(data) >= {"precision", "recall", "f1", "images", "groups"}
     assert data["f1"] == pytest.approx(0.25)
+
+
+def test_repeated_image_rows_are_refused_naming_them(truth_ws, tmp_path):
+    # Every image given twice used to count as 16 predictions per image (recall doubled).
+    sub = tmp_path / "sub.csv"
+    sub.write_text("image_id,label_id\nA,1 2\nB,4\nA,20 3\nX,1\nX,2\nB,4\n")
+    with pytest.raises(IfaError, match=r"2 images have more than one row \(first: A, B\)"):
+        evaluation.evaluate(truth_ws.ledger, truth_ws.taxonomy, sub)
+    long = tmp_path / "long.csv"
+    long.write_text("image_id,label_id,score\nA,1,0.9\nA,2,0.8\nA,1,0.7\n")
+    with pytest.raises(IfaError, match=r"give a label on more than one row \(first: A\)"):
+        evaluation.read_predictions(long)
+    probs = pd.DataFrame({"image_id": ["A", "B", "A"], "1": [0.9, 0.1, 0.2], "3": [0.1, 0.2, 0.9]})
+    probs.to_parquet(tmp_path / "p.parquet")
+    with pytest.raises(IfaError, match=r"1 images have more than one row \(first: A\)"):
+        evaluation.evaluate(truth_ws.ledger, truth_ws.taxonomy, tmp_path / "p.parquet")
+
+
+_PEAK = """
+import sys
+from pathlib import Path
+from ifa.curation import evaluation
+from ifa.curation.workspace import Workspace
+with Workspace.open(Path(sys.argv[1])) as ws:
+    r = evaluation.evaluate(ws.ledger, ws.taxonomy, Path(sys.argv[2]))
+# VmHWM, not ru_maxrss: after fork and exec ru_maxrss still holds the parent's peak
+hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
+print(r.images, r.unknown_images, r.predicted, hwm // 1024)
+"""
+
+
+@pytest.mark.slow
+def test_eval_reads_only_the_splits_rows_so_memory_does_not_follow_the_file(truth_ws, tmp_path):
+    """A probabilities Parquet of 150,000 images of which 3 are in the split: the peak must
+    be near that of a 1,500-image file (read whole, it took ~+500 MB more)."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    truth_ws.close()
+    rng = np.random.default_rng(0)
+    peaks = {}
+    for rows in (1_500, 150_000):
+        path = tmp_path / f"p{rows}.parquet"
+        ids = ["A", "B", "C"] + [f"other-{i}" for i in range(rows - 3)]
+        # one row group, as pandas' to_parquet writes a file of up to 1M rows
+        pq.write_table(pa.table({"image_id": pa.array(ids)} | {str(i): pa.array(rng.random(rows, dtype=np.float32))
+                                                               for i in range(1, 229)}), path)
+        out = subprocess.run([sys.executable, "-c", _PEAK, str(truth_ws.root), str(path)], capture_output=True, text=True,
+                             check=True).stdout.split()
+        assert out[:3] == ["3", str(rows - 3), "24"]
+        peaks[rows] = int(out[3])
+    assert peaks[150_000] - peaks[1_500] < 50, peaks

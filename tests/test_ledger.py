@@ -113,3 +113,26 @@ def test_second_writer_gets_workspace_busy(sample_ws, tmp_path):
     finally:
         holder.wait(10)
     assert sample_ws.ledger.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_a_full_disk_says_so_and_leaves_the_ledger_unchanged(sample_ws):
+    """SQLite ends the transaction itself on SQLITE_FULL; the ROLLBACK after it used to
+    replace "database or disk is full" by "cannot rollback - no transaction is active"."""
+    from ifa.curation.ledger import Change
+    from ifa.errors import IfaError
+
+    ledger = sample_ws.ledger
+    ids = [r[0] for r in ledger.query("SELECT image_id FROM images")]
+    state = ledger.query("SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM labels)")
+    (pages,) = ledger.query("PRAGMA page_count")[0]
+    ledger.conn.execute(f"PRAGMA max_page_count = {pages}")  # SQLite's own SQLITE_FULL, as on a full disk
+    many = [Change("add_label", i, lab, reason="r" * 200, rule="fill") for i in ids for lab in range(100, 180)]
+    with pytest.raises(IfaError) as err:
+        ledger.apply_changes(many)
+    message = str(err.value)
+    assert "database or disk is full" in message and str(sample_ws.root) in message
+    assert "the ledger is unchanged" in message and "rollback" not in message and "\n" not in message
+    assert not ledger.conn.in_transaction
+    assert ledger.query("SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM labels)") == state
+    ledger.conn.execute("PRAGMA max_page_count = 1073741823")
+    assert ledger.apply_changes(many[:1])["add_label"] == 1  # the connection is usable again

@@ -14,6 +14,7 @@ rule with a new id is added, a rule with a default's id overrides the keys it se
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -28,13 +29,15 @@ from ...taxonomy import Taxonomy
 from ...taxonomy.labels import DATA
 from ..ledger.arrays import LABEL_STATUSES, LabelArrays
 from ..ledger.schema import SPLITS
+from ..rule_files import refuse_reserved, rule_ids
 
 DEFAULT_RULES = DATA.parent / "rules.toml"
 ACTIONS = ("set-aside", "drop-labels", "review", "report")
 SEVERITIES = ("error", "warning", "info")
 COMMON_KEYS = {"id", "kind", "description", "severity", "action", "splits", "enabled"}
 # `restore --rule import` also brings back labels quarantined at import; a rule may not take that name.
-RESERVED_IDS = {"import"}
+# check-images' rules set images aside under their own ids: a user rule here may not take one.
+IMAGE_RULES = Path(__file__).parents[1] / "image_checks" / "rules.toml"
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -352,8 +355,8 @@ class UnseenPair(_Statistical):
     params = {"reference": "train", "min_expected": 5.0}
 
     def setup(self, reference, min_expected) -> None:
-        if not isinstance(min_expected, (int, float)) or min_expected < 0:
-            raise IfaError(f"{self.where}: min_expected must be a number >= 0.")
+        if not isinstance(min_expected, (int, float)) or not math.isfinite(min_expected) or min_expected < 0:
+            raise IfaError(f"{self.where}: min_expected must be a finite number >= 0, not {min_expected!r}.")
         self.reference, self.min_expected = self.split_name(reference, "reference"), float(min_expected)
 
     def find(self, view: LabelView) -> Hits:
@@ -519,12 +522,12 @@ def _read(path: Path) -> dict:
     seen: set[str] = set()
     for n, r in enumerate(rules, start=1):
         rid = r.get("id")
+        if path != DEFAULT_RULES:
+            refuse_reserved(path, n, rid, rule_ids(IMAGE_RULES), "`ifa curate check-images`")
         if not isinstance(rid, str) or not _ID.match(rid):
             raise IfaError(f"{path}, rule {n}: id must be letters, digits, '-', '_' or '.', e.g. id = \"my-rule\".")
         if rid in seen:
             raise IfaError(f"{path}: rule id {rid!r} appears twice.")
-        if rid in RESERVED_IDS:
-            raise IfaError(f"{path}: rule id {rid!r} is reserved; pick another.")
         seen.add(rid)
     data["rule"] = rules
     return data

@@ -21,7 +21,6 @@ are skipped (listed, not errors); `ifa fetch` or `import --images` gives them on
 
 from __future__ import annotations
 
-import csv
 import os
 import time
 from dataclasses import dataclass, field
@@ -641,8 +640,7 @@ def _write_reports(ws: Workspace, frame: Table, found: Found, result: DedupResul
     held_back = np.array([(x, y) in held for x, y in zip(ids[edges[:, 0]], ids[edges[:, 1]])], dtype=bool) \
         if held and len(edges) else np.zeros(len(edges), dtype=bool)
     verdict = np.where(ok, "copy", np.where(held_back, "possible copy, labels differ", "different"))
-    with reports.open_text(csv_path) as fh:
-        w = csv.writer(fh)
+    with reports.open_csv(csv_path) as w:
         w.writerow(["image_a", "split_a", "image_b", "split_b", "kind", "distance", "similarity", "verdict",
                     "cluster_keep"])
         for i in range(0, len(edges), 100_000):

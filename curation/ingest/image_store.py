@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ..workspace import refuse_links
 from .downloader import FetchError
 
 REASONS: dict[str, tuple[bool, str]] = {
@@ -106,7 +107,7 @@ class ImageStore:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root).resolve()
-        self.partial = self.root / ".partial"
+        self.partial = refuse_links(self.root, self.root / ".partial")  # its files are deleted: never through a link
 
     def path_for(self, sha256: str, ext: str) -> Path:
         return self.root / sha256[:2] / sha256[2:4] / f"{sha256}.{ext}"
@@ -139,9 +140,10 @@ class ImageStore:
         if not self.partial.is_dir():
             return 0
         n = 0
-        for p in self.partial.iterdir():
-            p.unlink(missing_ok=True)
-            n += 1
+        for p in self.partial.glob("*.tmp"):  # only what put() writes there
+            if p.is_file() and not p.is_symlink():
+                p.unlink(missing_ok=True)
+                n += 1
         return n
 
     @staticmethod

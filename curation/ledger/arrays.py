@@ -67,7 +67,8 @@ def label_arrays(ledger: Ledger, splits: Sequence[str] | None = None, image_stat
                  progress: Progress = SILENT) -> LabelArrays:
     """Every image (of `splits`, with `image_status`; None for any) and its labels whose
     status is in `label_statuses` (and whose source is in `sources`, when given). Images
-    without labels are included (they have no rows).
+    without labels are included (they have no rows). Images and labels are read in one
+    snapshot of the ledger, so a commit meanwhile never mixes two states.
     Raises ValueError for an unknown split or status."""
     for s in splits or ():
         if s not in SPLITS:
@@ -75,34 +76,22 @@ def label_arrays(ledger: Ledger, splits: Sequence[str] | None = None, image_stat
     for s in label_statuses:
         if s not in LABEL_STATUSES:
             raise ValueError(f"unknown label status {s!r}")
-    image_pk, split = _selected_images(ledger, splits, image_status)
-    chunks, odd = _packed_labels(ledger, image_pk, label_statuses, sources, progress)
-    packed = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int64)
-    # The primary key (image_pk, label_id) scan yields rows in order; sort only if not.
-    in_order = not odd and bool(np.all(packed[1:] >= packed[:-1]))
-    pk = packed >> (_LABEL_BITS + _STATUS_BITS)
-    label_id = (packed >> _STATUS_BITS) & ((1 << _LABEL_BITS) - 1)
-    status = (packed & ((1 << _STATUS_BITS) - 1)).astype(np.int8)
-    if odd:
-        extra = np.concatenate(odd)
-        pk, label_id = np.concatenate([pk, extra[:, 0]]), np.concatenate([label_id, extra[:, 1]])
-        status = np.concatenate([status, extra[:, 2].astype(np.int8)])
+    with ledger.snapshot():
+        image_pk, split = _image_keys(ledger, splits, image_status)
+        pk, label_id, status, in_order = _label_rows(ledger, int(image_pk[-1]) if len(image_pk) else 0,
+                                                     label_statuses, sources, progress)
     pos = np.minimum(np.searchsorted(image_pk, pk), max(len(image_pk) - 1, 0))
-    if len(image_pk):
-        keep = image_pk[pos] == pk  # drops labels of images outside the selection
-        if not keep.all():
-            pos, label_id, status = pos[keep], label_id[keep], status[keep]
-    else:
-        pos, label_id, status = pos[:0], label_id[:0], status[:0]
+    keep = image_pk[pos] == pk if len(image_pk) else np.zeros(len(pk), dtype=bool)
+    if not keep.all():  # drops labels of images outside the selection
+        pos, label_id, status = pos[keep], label_id[keep], status[keep]
     if not in_order:
         order = np.lexsort((label_id, pos))
         pos, label_id, status = pos[order], label_id[order], status[order]
     return LabelArrays(image_pk, split, pos, label_id, status)
 
 
-def _selected_images(ledger: Ledger, splits: Sequence[str] | None,
-                     image_status: str | None) -> tuple[np.ndarray, np.ndarray]:
-    """(image pks sorted, their split codes) of the selected images, read as one packed string."""
+def _image_keys(ledger: Ledger, splits: Sequence[str] | None, image_status: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """The selected images' pks (sorted, int64) and split codes (int8)."""
     where, params = [], []
     if splits:
         where.append(f"split IN ({','.join('?' * len(splits))})")
@@ -118,10 +107,10 @@ def _selected_images(ledger: Ledger, splits: Sequence[str] | None,
     return packed_images >> 2, (packed_images & 3).astype(np.int8)
 
 
-def _packed_labels(ledger: Ledger, image_pk: np.ndarray, label_statuses: Sequence[str], sources: Sequence[str] | None,
-                   progress: Progress) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """The label rows of images up to the last selected pk, chunk by chunk: packed integers
-    (pk, label id, status), and (n, 3) arrays of the rows whose id does not fit the packing."""
+def _label_rows(ledger: Ledger, top: int, label_statuses: Sequence[str], sources: Sequence[str] | None,
+                progress: Progress) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """(image pk, label id, status code) of every label row of an image pk up to `top`,
+    and whether they came sorted by (pk, label id)."""
     status_case = " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(LABEL_STATUSES))
     fits = f"label_id >= 0 AND label_id < {1 << _LABEL_BITS}"
     sql = (f"SELECT group_concat(CASE WHEN {fits} THEN (image_pk << {_LABEL_BITS + _STATUS_BITS}) | "
@@ -129,7 +118,6 @@ def _packed_labels(ledger: Ledger, image_pk: np.ndarray, label_statuses: Sequenc
            f"group_concat(CASE WHEN NOT ({fits}) THEN image_pk || ',' || label_id || ',' || (CASE status {status_case} END) END) "
            f"FROM labels WHERE image_pk > ? AND image_pk <= ? AND status IN ({','.join('?' * len(label_statuses))})"
            + (f" AND source IN ({','.join('?' * len(sources))})" if sources else ""))
-    top = int(image_pk[-1]) if len(image_pk) else 0
     chunks, odd = [], []
     with progress.task("reading labels", total=top) as task:
         for lo in range(0, top, _CHUNK_PKS):
@@ -139,7 +127,17 @@ def _packed_labels(ledger: Ledger, image_pk: np.ndarray, label_statuses: Sequenc
             if odd_text:
                 odd.append(np.fromstring(odd_text, dtype=np.int64, sep=",").reshape(-1, 3))
             task.advance(min(_CHUNK_PKS, top - lo))
-    return chunks, odd
+    packed = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int64)
+    # The primary key (image_pk, label_id) scan yields rows in order; sort only if not.
+    in_order = not odd and bool(np.all(packed[1:] >= packed[:-1]))
+    pk = packed >> (_LABEL_BITS + _STATUS_BITS)
+    label_id = (packed >> _STATUS_BITS) & ((1 << _LABEL_BITS) - 1)
+    status = (packed & ((1 << _STATUS_BITS) - 1)).astype(np.int8)
+    if odd:
+        extra = np.concatenate(odd)
+        pk, label_id = np.concatenate([pk, extra[:, 0]]), np.concatenate([label_id, extra[:, 1]])
+        status = np.concatenate([status, extra[:, 2].astype(np.int8)])
+    return pk, label_id, status, in_order
 
 
 def image_rows(ledger: Ledger, pks: np.ndarray) -> pd.DataFrame:
@@ -189,6 +187,20 @@ def label_table(ledger: Ledger, splits: Sequence[str] | None = None, image_statu
     as_imported=True ignores today's statuses and gives the dataset as it was imported:
     every image but those the import itself set aside, and the imported labels that were
     not quarantined (the "before" of a datasheet)."""
+    with ledger.snapshot():  # the images' rows must be those the arrays were read with
+        arrays, images = _table_parts(ledger, splits, image_status, label_statuses, as_imported)
+    image_index, label_id = arrays.row_image, arrays.label_id
+    if as_imported:  # images set aside by the import never were part of the dataset
+        kept = (images["status_rule"] != "import").to_numpy()
+        arrays = arrays.subset(np.flatnonzero(kept))
+        images = images[kept].reset_index(drop=True)
+        image_index, label_id = arrays.row_image, arrays.label_id
+    return LabelTable(images.drop(columns="status_rule"), image_index, label_id)
+
+
+def _table_parts(ledger: Ledger, splits: Sequence[str] | None, image_status: str | None,
+                 label_statuses: Sequence[str], as_imported: bool) -> tuple[LabelArrays, "pd.DataFrame"]:
+    """`label_table`'s arrays and its frame of image rows (with status_rule), read as they are."""
     if as_imported:
         arrays = label_arrays(ledger, splits, None, ("active", "dropped"), sources=("import",))
     else:
@@ -204,12 +216,6 @@ def label_table(ledger: Ledger, splits: Sequence[str] | None = None, image_statu
         f"{'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY pk)", params)
     import pandas as pd
 
-    images = pd.DataFrame({c: json.loads(v) for c, v in zip(cols, row)})
+    images = pd.DataFrame({c: json.loads(v) for c, v in zip(cols, row)}, columns=list(cols))
     images["pk"] = images["pk"].astype(np.int64)
-    image_index, label_id = arrays.row_image, arrays.label_id
-    if as_imported:  # images set aside by the import never were part of the dataset
-        kept = (images["status_rule"] != "import").to_numpy()
-        arrays = arrays.subset(np.flatnonzero(kept))
-        images = images[kept].reset_index(drop=True)
-        image_index, label_id = arrays.row_image, arrays.label_id
-    return LabelTable(images.drop(columns="status_rule"), image_index, label_id)
+    return arrays, images

@@ -178,16 +178,58 @@ class Ledger:
         self._depth = 1
         try:
             yield self.conn
-        except BaseException:
+        except BaseException as exc:
             self._depth = 0
-            self.conn.execute("ROLLBACK")
+            self._rollback()
+            if isinstance(exc, sqlite3.OperationalError) and _is_full(exc):
+                raise self._full(exc) from None
             raise
         self._depth = 0
         try:
             self.conn.execute("COMMIT")
         except sqlite3.OperationalError as exc:
+            self._rollback()
+            raise (self._full(exc) if _is_full(exc) else self._busy(exc)) from exc
+
+    def _rollback(self) -> None:
+        """ROLLBACK when a transaction is still open: SQLite ends one itself on some errors
+        (a full disk), and a second ROLLBACK's "no transaction is active" would hide them."""
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+
+    def _full(self, exc: sqlite3.OperationalError) -> IfaError:
+        return IfaError(f"The disk holding {self.path.parent} is full (SQLite: {exc}); the ledger is unchanged. "
+                        "Free some space there (or move the workspace to a larger disk) and run this again.")
+
+    @contextmanager
+    def snapshot(self) -> Iterator["Ledger"]:
+        """Every read inside the block sees the ledger at one instant, whatever other
+        processes commit meanwhile: one read transaction (WAL gives it snapshot isolation,
+        and writers are not blocked). Commands that read the ledger to write an output
+        (export, stats, history, reports) read inside one, so a file they write never mixes
+        two states. Nested uses, and uses inside `transaction()`, join the outer block."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self
+            finally:
+                self._depth -= 1
+            return
+        self.conn.execute("BEGIN")
+        try:
+            self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # the first read fixes the snapshot
+        except sqlite3.OperationalError as exc:
             self.conn.execute("ROLLBACK")
             raise self._busy(exc) from exc
+        self._depth = 1
+        try:
+            yield self
+        except BaseException:
+            self._depth = 0
+            self.conn.execute("ROLLBACK")
+            raise
+        self._depth = 0
+        self.conn.execute("COMMIT")  # ends the read (a joined transaction's TEMP tables are all it may hold)
 
     def migrate(self) -> int:
         """Apply the migrations this ledger lacks; returns the schema version."""
@@ -667,6 +709,11 @@ def _check_ledger_file(path: Path) -> None:
     if path.exists() and path.stat().st_size == 0:
         raise IfaError(f"{path} is empty (0 bytes): the ledger's contents are gone (a failed copy, a full disk?). "
                        "Restore it from a backup; or, to start over, delete it and run `ifa init`.")
+
+
+def _is_full(exc: sqlite3.OperationalError) -> bool:
+    """SQLITE_FULL: the disk (or the ledger's max_page_count) has no room for the write."""
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "database or disk is full" in str(exc)
 
 
 def _writable(path: Path) -> bool:

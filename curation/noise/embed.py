@@ -329,45 +329,16 @@ def embed(ws: Workspace, onnx: Path, *, input_size: int = 224, mean: Sequence[fl
     Returns an EmbedResult (the Parquet written: image_id, sha256, vector). Raises IfaError
     for a bad option, a model whose shapes do not fit, or a workspace without files."""
     start = time.perf_counter()
-    mean, std = _check_options(mean, std, batch)
+    mean, std = _normalisation(mean, std, batch)
     check_splits(splits)
     onnx = Path(onnx)
     model = open_model(onnx, input_size, device)
     model_sha = model_sha256(onnx)
     folder = store_folder(ws, onnx, model_sha, input_size, mean, std)
-    folder.mkdir(parents=True, exist_ok=True)
     meta = {"model": str(onnx.resolve()), "model_sha256": model_sha, "input_size": input_size, "mean": list(mean),
             "std": list(std), "dim": model.dim}
-    (folder / "model.json").write_text(json.dumps(meta, indent=1))
+    _write_model_json(ws, folder, meta)
 
-    ids, jobs, without_file = _pending(ws, splits, folder)
-    n_workers = 1 if scheduler is None and workers == 1 else (workers or executors.default_workers())
-    size = DECODE_BATCH if scheduler else executors.batch_size(len(jobs), n_workers, largest=DECODE_BATCH)
-    with progress.task(f"embedding with {onnx.name}", total=len(jobs)) as task:
-        batches = executors.run_batches(decode_batch, executors.chunks(jobs, size), (input_size,),
-                                        workers=n_workers, scheduler=scheduler)
-        embedded, unchanged, unreadable = _embed_batches(batches, model, folder, onnx.name, batch, mean, std, task)
-    path = consolidate(folder, model.dim)
-    _point_latest(ws, path, meta)
-    return EmbedResult(str(path), str(onnx), model_sha, model.dim, device, len(ids), embedded,
-                       len(ids) - len(jobs) + unchanged, without_file, unreadable, round(time.perf_counter() - start, 2))
-
-
-def _check_options(mean: Sequence[float] | None, std: Sequence[float] | None,
-                   batch: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """The normalisation to use (ImageNet's where not given). Raises IfaError for a bad one or a bad batch."""
-    mean = tuple(IMAGENET_MEAN if not mean else mean)
-    std = tuple(IMAGENET_STD if not std else std)
-    if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-        raise IfaError("--mean and --std take three numbers each (R G B), and --std must be positive.")
-    if batch < 1:
-        raise IfaError("--batch must be at least 1.")
-    return mean, std
-
-
-def _pending(ws: Workspace, splits: Sequence[str] | None, folder: Path) -> tuple[list[str], list[tuple], int]:
-    """The images with a file, the (image id, path, stored sha) jobs still to embed, and how
-    many images have no file."""
     images = ws.ledger.images_frame(list(splits) if splits else None)
     has_file = images["path"].notna() & (images["path"].astype(str) != "")
     without_file = int((~has_file).sum())
@@ -377,35 +348,49 @@ def _pending(ws: Workspace, splits: Sequence[str] | None, folder: Path) -> tuple
     ledger_sha = images["sha256"].tolist()
     jobs = [(i, p, known.get(i)) for i, p, s in zip(ids, images["path"].astype(str), ledger_sha)
             if not (isinstance(s, str) and known.get(i) == s)]  # the ledger vouches the file is the one embedded
-    return ids, jobs, without_file
-
-
-def _embed_batches(batches, model: OnnxModel, folder: Path, name: str, batch: int, mean, std,
-                   task) -> tuple[int, int, list[str]]:
-    """Run the model over decoded batches, writing one Parquet part per batch. Returns
-    (embedded, unchanged files, unreadable ids). Raises IfaError for non-finite vectors."""
-    embedded, unchanged, unreadable = 0, 0, []
-    for _jobs, (b_ids, b_shas, status, pixels) in batches:
-        ok = [k for k, s in enumerate(status) if s == "ok"]
-        unchanged += sum(s == "unchanged" for s in status)
-        unreadable += [b_ids[k] for k, s in enumerate(status) if s == "unreadable"]
-        if ok:
-            vectors = np.concatenate([run_model(model, preprocess(pixels[lo:lo + batch], mean, std))
-                                      for lo in range(0, len(pixels), batch)])
-            if not np.isfinite(vectors).all():
-                raise IfaError(f"{name} returned NaN or infinite values; check --mean/--std and the export.")
-            _write_part(folder, [b_ids[k] for k in ok], [b_shas[k] for k in ok], vectors, model.dim)
-            embedded += len(ok)
-        task.advance(len(status))
-    return embedded, unchanged, unreadable
-
-
-def _point_latest(ws: Workspace, path: Path, meta: dict) -> None:
-    """Record `path` as the workspace's latest embeddings (atomically)."""
+    reused = len(ids) - len(jobs)
+    embedded, unreadable = 0, []
+    n_workers = 1 if scheduler is None and workers == 1 else (workers or executors.default_workers())
+    size = DECODE_BATCH if scheduler else executors.batch_size(len(jobs), n_workers, largest=DECODE_BATCH)
+    with progress.task(f"embedding with {onnx.name}", total=len(jobs)) as task:
+        for _jobs, (b_ids, b_shas, status, pixels) in executors.run_batches(
+                decode_batch, executors.chunks(jobs, size), (input_size,), workers=n_workers, scheduler=scheduler):
+            ok = [k for k, s in enumerate(status) if s == "ok"]
+            reused += sum(s == "unchanged" for s in status)
+            unreadable += [b_ids[k] for k, s in enumerate(status) if s == "unreadable"]
+            if ok:
+                vectors = np.concatenate([run_model(model, preprocess(pixels[lo:lo + batch], mean, std))
+                                          for lo in range(0, len(pixels), batch)])
+                if not np.isfinite(vectors).all():
+                    raise IfaError(f"{onnx.name} returned NaN or infinite values; check --mean/--std and the export.")
+                _write_part(folder, [b_ids[k] for k in ok], [b_shas[k] for k in ok], vectors, model.dim)
+                embedded += len(ok)
+            task.advance(len(status))
+    path = consolidate(folder, model.dim)
     latest = ws.root / EMBED_DIR / LATEST
     tmp = latest.with_suffix(".tmp")
     tmp.write_text(json.dumps({"path": str(path.relative_to(ws.root)), **meta}, indent=1))
     os.replace(tmp, latest)
+    return EmbedResult(str(path), str(onnx), model_sha, model.dim, device, len(ids), embedded, reused, without_file,
+                       unreadable, round(time.perf_counter() - start, 2))
+
+
+def _normalisation(mean, std, batch: int) -> tuple[tuple, tuple]:
+    """The per-channel mean and std (ImageNet's when not given); IfaError for bad options."""
+    mean = tuple(IMAGENET_MEAN if not mean else mean)
+    std = tuple(IMAGENET_STD if not std else std)
+    if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+        raise IfaError("--mean and --std take three numbers each (R G B), and --std must be positive.")
+    if batch < 1:
+        raise IfaError("--batch must be at least 1.")
+    return mean, std
+
+
+def _write_model_json(ws: Workspace, folder: Path, meta: dict) -> None:
+    """Create the model's folder and write its model.json; IfaError when either is a link."""
+    ws.no_links(folder / "model.json")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.json").write_text(json.dumps(meta, indent=1))
 
 
 def latest_embeddings(ws: Workspace) -> Path:

@@ -17,6 +17,7 @@ commit and the rename, `ifa history` rebuilds what the apply did from the event 
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 from contextlib import contextmanager
@@ -62,10 +63,13 @@ def dead_temps(folder: Path) -> list[tuple[Path, str, int]]:
     return sorted(out)
 
 
-def sweep_dead_temps(folder: Path) -> list[Path]:
-    """Remove the temp files that killed report writers left in `folder`; returns them."""
+def sweep_dead_temps(folder: Path, name: str | None = None) -> list[Path]:
+    """Remove the temp files that killed report writers left in `folder` (only those of
+    the file `name`, when given); returns them."""
     removed = []
-    for path, _, _ in dead_temps(folder):
+    for path, of, _ in dead_temps(folder):
+        if name is not None and of != name:
+            continue
         if path.is_file() or path.is_symlink():
             path.unlink(missing_ok=True)
             removed.append(path)
@@ -77,9 +81,14 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temp path to write; on a clean exit it is renamed to `path` (atomic on one
     file system), on an exception it is removed and `path` is left as it was."""
     path = Path(path)
+    if _is_reports_folder(path.parent):
+        from ..workspace import refuse_links  # reports/ as a link would carry the sweep elsewhere
+        refuse_links(path.parent.parent, path.parent)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if _is_reports_folder(path.parent):  # never sweep a folder of the user's (--csv FILE)
+    if _is_reports_folder(path.parent):  # never sweep a folder of the user's (--csv FILE) ...
         sweep_dead_temps(path.parent)
+    else:  # ... but the temps a killed writer of this very file left there
+        sweep_dead_temps(path.parent, path.name)
     tmp = temp_name(path)
     try:
         yield tmp
@@ -100,11 +109,67 @@ def write_text(path: Path, text: str) -> Path:
     return Path(path)
 
 
+# RFC 4180 line ends: the csv module then quotes a cell holding a CR as well as one holding
+# an LF; with "\n" ends a bare CR went out unquoted and csv readers split the row there.
+CSV_LINE_END = "\r\n"
+# OWASP's CSV injection advice: a spreadsheet runs a cell beginning with one of these as a
+# formula, so cells of CSVs for people get a leading apostrophe (data exports stay exact).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def for_spreadsheet(value):
+    """`value` as a cell of a CSV people open in a spreadsheet: text that begins with
+    = + - @, a tab or a CR gets a leading apostrophe, so it shows as text and never runs as
+    a formula; anything else (numbers, other text, None) is returned as it is."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def from_spreadsheet(value: str) -> str:
+    """The text `for_spreadsheet` was given: for reading back an id from a CSV for people
+    (`ifa review create --images-from` a check-attributes or flag-noise report)."""
+    if value.startswith("'") and value[1:].startswith(_FORMULA_START):
+        return value[1:]
+    return value
+
+
+def frame_for_people(frame: "pd.DataFrame") -> "pd.DataFrame":
+    """A copy of `frame` with `for_spreadsheet` applied to every text column."""
+    out = frame.copy()
+    for name in out.columns:
+        if out[name].dtype.kind in "OSU" or str(out[name].dtype) in ("string", "str"):
+            out[name] = out[name].map(for_spreadsheet)
+    return out
+
+
 def write_csv(path: Path, frame: "pd.DataFrame") -> Path:
-    """Write a frame as CSV (no index) to `path` atomically; returns `path`."""
+    """Write a frame as a report CSV for people (no index, cells through `for_spreadsheet`,
+    RFC 4180 quoting) to `path` atomically; returns `path`."""
     with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False)
+        frame_for_people(frame).to_csv(tmp, index=False, lineterminator=CSV_LINE_END)
     return Path(path)
+
+
+class _PeopleCsv:
+    """A csv writer whose cells go through `for_spreadsheet` (see `open_csv`)."""
+
+    def __init__(self, fh):
+        self._writer = csv.writer(fh, lineterminator=CSV_LINE_END)
+
+    def writerow(self, row) -> None:
+        self._writer.writerow([for_spreadsheet(v) for v in row])
+
+    def writerows(self, rows) -> None:
+        self._writer.writerows([for_spreadsheet(v) for v in row] for row in rows)
+
+
+@contextmanager
+def open_csv(path: Path) -> Iterator[_PeopleCsv]:
+    """A csv writer for a report CSV for people at `path` (cells through `for_spreadsheet`,
+    RFC 4180 quoting), written atomically as `open_text` does."""
+    with open_text(path) as fh:
+        yield _PeopleCsv(fh)
 
 
 @contextmanager

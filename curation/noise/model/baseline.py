@@ -32,7 +32,7 @@ def models_dir(ws: Workspace) -> Path:
 
 
 def cache_dir(ws: Workspace) -> Path:
-    return ws.root / "cache"
+    return ws.no_links(ws.root / "cache")
 
 
 def model_folder(ws: Workspace, name: str) -> Path:

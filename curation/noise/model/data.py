@@ -26,6 +26,7 @@ from ....progress import SILENT, Progress
 from ....taxonomy import Taxonomy
 from ... import executors
 from ...ledger import Ledger
+from ...workspace import refuse_links
 from ..pixels import decode
 from .probs import open_parquet
 
@@ -160,8 +161,10 @@ def pixel_inputs(cache_dir: Path, split: Split, size: int, progress: Progress = 
         raise IfaError(f"None of the {len(split):,} active {split.name} images has a local file: "
                        "fetch them first (`ifa fetch`) or train on --features.")
     folder = Path(cache_dir) / f"pixels-{size}"
-    folder.mkdir(parents=True, exist_ok=True)
     data, meta_path = folder / f"{split.name}.u8", folder / f"{split.name}.json"
+    for path in (data, meta_path):  # the cache is rewritten in place: never through a link
+        refuse_links(cache_dir, path)
+    folder.mkdir(parents=True, exist_ok=True)
     ids, paths = split.image_ids[has_file], split.paths[has_file]
     key = fingerprint(ids, paths)
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
