@@ -3,7 +3,7 @@
     python -m benchmarks.check_scale                # from the repo root; builds the ledger once (~80 s)
     python -m benchmarks.check_scale --images 200000 --loop-sample 20000
 
-Target (issue 3): the check of 1M images in <= 20 s on the 2-core dev machine, vectorised.
+Target: the check of 1M images in <= 20 s on the 2-core dev machine, vectorised.
 
 The ledger holds `synthetic.label_pairs` labels (5.8 per image, Table 1 group shares) split
 like the real dataset (train 95.2%, validation 0.9%, test 3.7%, all labelled), plus planted
@@ -16,7 +16,7 @@ shoe category, Neutral with Male, ...), so every rule has work.
 Commands as a script runs them (benchmarks/cli_timing.py): `ifa curate check-attributes
 --json`, the same without --json (table + reports) and `ifa stats --json`, each a
 subprocess whose stdout is read to the end, beside the library call it wraps
-(`attributes.run`, `stats.compute`). Targets (issue 17): <= 20 s, <= 12 s and <= 6 s at 1M.
+(`attributes.run`, `stats.compute`). Targets: <= 20 s, <= 12 s and <= 6 s at 1M.
 
 Peers, in the same run:
 - reading: the foundation's `Ledger.labels_frame` (one Python row per label) against
@@ -37,10 +37,10 @@ import tempfile
 import time
 from collections import Counter
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from .cli_timing import run_cli
 from .synthetic import label_pairs
@@ -112,65 +112,101 @@ def build(root: Path, n: int, seed: int = 0) -> Path:
 
 
 # ---- the peer: the same rules as a per-image Python loop -----------------------------------------
+@dataclass
+class _LoopView:
+    """The label rows regrouped per image, as a per-image loop reads them."""
+
+    labels_of: list[list[tuple[int, int]]]  # per image: (label id, status code)
+    split_of: list[str]
+    known: dict
+    group_of: dict[int, int]  # label id -> group position
+    single: set[int]  # group positions of single-label groups
+    ids: list  # per group position: its label ids
+
+    def active_known(self, i: int) -> list[int]:
+        return sorted(lab for lab, st in self.labels_of[i] if st == 0 and lab in self.known)
+
+
+def _loop_view(arrays: LabelArrays, taxonomy: Taxonomy) -> _LoopView:
+    labels_of: list[list[tuple[int, int]]] = [[] for _ in range(arrays.n_images)]
+    for i, lab, st in zip(arrays.row_image.tolist(), arrays.label_id.tolist(), arrays.status.tolist()):
+        labels_of[i].append((lab, st))
+    group_pos = {g.name: k for k, g in enumerate(taxonomy.groups)}
+    return _LoopView(labels_of, [SPLITS[c] for c in arrays.split.tolist()], taxonomy.labels,
+                     {lid: group_pos[lab.group] for lid, lab in taxonomy.labels.items()},
+                     {k for k, g in enumerate(taxonomy.groups) if g.single}, taxonomy.label_ids)
+
+
+@dataclass
+class _Reference:
+    """Label counts and co-occurring pairs on a rule's reference split."""
+
+    size: int
+    counts: Counter
+    pairs: set[tuple[int, int]]
+
+
+def _reference(view: _LoopView, split: str) -> _Reference:
+    ref = [i for i in range(len(view.labels_of)) if view.split_of[i] == split]
+    counts = Counter(lab for i in ref for lab in view.active_known(i))
+    pairs = {(x, y) for i in ref for k, x in enumerate(view.active_known(i)) for y in view.active_known(i)[k + 1:]}
+    return _Reference(len(ref), counts, pairs)
+
+
+def _loop_single_group(view: _LoopView, i: int, f, ref) -> bool:
+    per_group = Counter(view.group_of[lab] for lab in view.active_known(i) if view.group_of[lab] in f.group_ids)
+    return any(c > 1 for c in per_group.values())
+
+
+def _loop_unknown(view: _LoopView, i: int, f, ref) -> bool:
+    return any(lab not in view.known and st in f.codes for lab, st in view.labels_of[i])
+
+
+def _loop_no_labels(view: _LoopView, i: int, f, ref) -> bool:
+    return not any(st == 0 for _, st in view.labels_of[i])
+
+
+def _loop_contradiction(view: _LoopView, i: int, f, ref) -> bool:
+    labs = set(view.active_known(i))
+    return any(labs & set(view.ids[a].tolist()) and labs & set(view.ids[b].tolist()) for a, b, _ in f.pairs)
+
+
+def _loop_rare(view: _LoopView, i: int, f, ref: _Reference) -> bool:
+    return bool(ref.size) and any(ref.counts[lab] < f.min_images for lab in view.active_known(i))
+
+
+def _loop_unseen(view: _LoopView, i: int, f, ref: _Reference) -> bool:
+    if not ref.size or view.split_of[i] == f.reference:
+        return False
+    labs = view.active_known(i)
+    for k, x in enumerate(labs):
+        for y in labs[k + 1:]:
+            same_single = view.group_of[x] == view.group_of[y] and view.group_of[x] in view.single
+            if ((x, y) not in ref.pairs and not same_single
+                    and ref.counts[x] * ref.counts[y] / ref.size >= f.min_expected):
+                return True
+    return False
+
+
+# rule kind -> does image i break it (written from the kinds' documented meaning, not rules.py)
+_LOOP_RULES = {"single-group-conflict": _loop_single_group, "unknown-label": _loop_unknown,
+               "no-labels": _loop_no_labels, "contradiction": _loop_contradiction,
+               "rare-label": _loop_rare, "unseen-pair": _loop_unseen}
+
+
 def loop_check(arrays: LabelArrays, taxonomy: Taxonomy, ruleset: RuleSet, splits=SPLITS) -> dict[str, set[int]]:
     """Each rule of `ruleset` evaluated image by image in plain Python; returns rule id ->
     positions of the images hit. Written independently of rules.py's array code, from the
     rule kinds' documented meaning, so it doubles as a check of that code."""
-    n = arrays.n_images
-    labels_of: list[list[tuple[int, int]]] = [[] for _ in range(n)]
-    for i, lab, st in zip(arrays.row_image.tolist(), arrays.label_id.tolist(), arrays.status.tolist()):
-        labels_of[i].append((lab, st))
-    split_of = [SPLITS[c] for c in arrays.split.tolist()]
-    known = taxonomy.labels
-    group_pos = {g.name: k for k, g in enumerate(taxonomy.groups)}
-    group_of = {lid: group_pos[lab.group] for lid, lab in known.items()}
-    single = {k for k, g in enumerate(taxonomy.groups) if g.single}
-    ids = taxonomy.label_ids
-
-    def active_known(i):
-        return sorted(lab for lab, st in labels_of[i] if st == 0 and lab in known)
-
+    view = _loop_view(arrays, taxonomy)
     out: dict[str, set[int]] = {}
     for rule in ruleset:
-        f, hit = rule.finder, set()
+        if rule.kind not in _LOOP_RULES:
+            raise ValueError(f"the loop peer does not know kind {rule.kind!r}")
+        breaks, f = _LOOP_RULES[rule.kind], rule.finder
+        ref = _reference(view, f.reference) if rule.kind in ("rare-label", "unseen-pair") else None
         allowed = set(rule.splits) & set(splits)
-        if rule.kind in ("rare-label", "unseen-pair"):
-            ref = [i for i in range(n) if split_of[i] == f.reference]
-            counts = Counter(lab for i in ref for lab in active_known(i))
-            ref_pairs = {(x, y) for i in ref for k, x in enumerate(active_known(i)) for y in active_known(i)[k + 1:]}
-        for i in range(n):
-            if split_of[i] not in allowed:
-                continue
-            labs = active_known(i)
-            if rule.kind == "single-group-conflict":
-                per_group = Counter(group_of[lab] for lab in labs if group_of[lab] in f.group_ids)
-                if any(c > 1 for c in per_group.values()):
-                    hit.add(i)
-            elif rule.kind == "unknown-label":
-                if any(lab not in known and st in f.codes for lab, st in labels_of[i]):
-                    hit.add(i)
-            elif rule.kind == "no-labels":
-                if not any(st == 0 for _, st in labels_of[i]):
-                    hit.add(i)
-            elif rule.kind == "contradiction":
-                for a, b, _ in f.pairs:
-                    if set(labs) & set(ids[a].tolist()) and set(labs) & set(ids[b].tolist()):
-                        hit.add(i)
-            elif rule.kind == "rare-label":
-                if ref and any(counts[lab] < f.min_images for lab in labs):
-                    hit.add(i)
-            elif rule.kind == "unseen-pair":
-                if not ref or split_of[i] == f.reference:
-                    continue
-                for k, x in enumerate(labs):
-                    for y in labs[k + 1:]:
-                        same_single = group_of[x] == group_of[y] and group_of[x] in single
-                        if ((x, y) not in ref_pairs and not same_single
-                                and counts[x] * counts[y] / len(ref) >= f.min_expected):
-                            hit.add(i)
-            else:
-                raise ValueError(f"the loop peer does not know kind {rule.kind!r}")
-        out[rule.id] = hit
+        out[rule.id] = {i for i in range(arrays.n_images) if view.split_of[i] in allowed and breaks(view, i, f, ref)}
     return out
 
 
@@ -305,7 +341,7 @@ def _print_commands(rows: list[tuple[str, ...]]) -> None:
         print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |")
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=0)
@@ -316,8 +352,71 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-frame-peer", action="store_true", help="skip the labels_frame read (16-20 s, 2.7 GB at 1M)")
     parser.add_argument("--skip-commands", action="store_true", help="skip timing the commands as subprocesses")
     parser.add_argument("--commands-only", action="store_true", help="only the commands and their library calls")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
+
+def _apply_on_copy(root: Path, workdir: Path) -> dict:
+    import shutil
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        copy = Path(tmp) / "ws"
+        shutil.copytree(root, copy)
+        return _in_child(_apply, str(copy))
+
+
+@dataclass
+class _LoopRun:
+    """The loop peer and the vectorised rules on the same random sample of images."""
+
+    sampled: int
+    scale: float  # full set / sample
+    loop_s: float
+    vec_s: float
+    mismatched: list[str]
+    rules: int
+
+
+def _loop_peer(db: str, loop_sample: int, seed: int) -> _LoopRun:
+    tax = Taxonomy.default()
+    rules = load_rules(None, tax)
+    with Ledger(Path(db)) as ledger:
+        arrays = label_arrays(ledger)
+    sample = np.sort(np.random.default_rng(seed).choice(arrays.n_images, min(loop_sample, arrays.n_images),
+                                                        replace=False))
+    small = arrays.subset(sample)
+    t = time.perf_counter()
+    loop = loop_check(small, tax, rules)
+    loop_s = time.perf_counter() - t
+    t = time.perf_counter()
+    vec = vector_hits(small, tax, rules)
+    vec_small_s = time.perf_counter() - t
+    return _LoopRun(small.n_images, arrays.n_images / small.n_images, loop_s, vec_small_s,
+                    [r for r in loop if loop[r] != vec[r]], len(rules))
+
+
+def _table(check: dict, read: tuple, frame: tuple | None, applied: dict | None, peer: _LoopRun) -> list[tuple[str, str, str]]:
+    read_s, _, read_mb = read
+    steps = check["steps"]
+    return [
+        ("read labels from the ledger", f"{read_s:.1f} s, peak {read_mb:,.0f} MB (label_arrays)",
+         f"{frame[0]:.1f} s, peak {frame[2]:,.0f} MB (Ledger.labels_frame)" if frame else "skipped"),
+        (f"run {peer.rules} rules", f"{steps.get('checking rules', 0):.1f} s (vectorised)",
+         f"{peer.loop_s * peer.scale:.0f} s (per-image loop: {peer.loop_s:.1f} s on {peer.sampled:,} images "
+         f"x {peer.scale:.0f})"),
+        ("list hit images (ids, label names)", f"{steps.get('listing hit images', 0):.1f} s", ""),
+        ("check() end to end, dry run", f"{check['check']:.1f} s (target <= 20 s), peak {check['peak_mb']:,.0f} MB", ""),
+        ("reports (CSV + HTML)", f"{check['reports']:.1f} s", ""),
+        *([] if applied is None else [
+            ("check --apply (one transaction)", f"{applied['apply']:.1f} s: " + ", ".join(
+                f"{v:,} {k}" for k, v in applied["changes"].items()), ""),
+            ("rerun after --apply", f"{applied['rerun']:.1f} s: " + ", ".join(
+                f"{v:,} {k}" for k, v in applied["rerun_changes"].items()), "")]),
+        (f"same hits on the {peer.sampled:,}-image sample", "yes" if not peer.mismatched else f"NO: {peer.mismatched}",
+         f"vectorised {peer.vec_s:.2f} s vs loop {peer.loop_s:.1f} s"),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
     root = args.workdir / f"check-{args.images}-{args.seed}"
     start = time.perf_counter()
     _in_child(build, root, args.images, args.seed)
@@ -329,59 +428,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.commands_only:
         _print_commands(cli_rows or [])
         return 0
-    read_s, n_rows, read_mb = _in_child(_read_arrays, db)
-    applied = None
-    if not args.skip_apply:
-        import shutil
-        with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
-            copy = Path(tmp) / "ws"
-            shutil.copytree(root, copy)
-            applied = _in_child(_apply, str(copy))
+    read = _in_child(_read_arrays, db)
+    applied = None if args.skip_apply else _apply_on_copy(root, args.workdir)
     frame = None if args.skip_frame_peer else _in_child(_read_frame, db)
+    peer = _loop_peer(db, args.loop_sample, args.seed)
 
-    # The loop peer and the equality check, on the same random sample of images.
-    tax = Taxonomy.default()
-    rules = load_rules(None, tax)
-    with Ledger(Path(db)) as ledger:
-        arrays = label_arrays(ledger)
-    sample = np.sort(np.random.default_rng(args.seed).choice(arrays.n_images, min(args.loop_sample, arrays.n_images),
-                                                             replace=False))
-    small = arrays.subset(sample)
-    t = time.perf_counter()
-    loop = loop_check(small, tax, rules)
-    loop_s = time.perf_counter() - t
-    t = time.perf_counter()
-    vec = vector_hits(small, tax, rules)
-    vec_small_s = time.perf_counter() - t
-    mismatched = [r for r in loop if loop[r] != vec[r]]
-    scale = arrays.n_images / small.n_images
-
-    steps = check["steps"]
-    print(f"\n{check['images']:,} images, {n_rows:,} label rows (active + quarantined); "
+    print(f"\n{check['images']:,} images, {read[1]:,} label rows (active + quarantined); "
           f"{check['flagged']:,} images flagged; machine: 2 cores, shared with other engineers' jobs\n")
-    table = [
-        ("read labels from the ledger", f"{read_s:.1f} s, peak {read_mb:,.0f} MB (label_arrays)",
-         f"{frame[0]:.1f} s, peak {frame[2]:,.0f} MB (Ledger.labels_frame)" if frame else "skipped"),
-        (f"run {len(rules)} rules", f"{steps.get('checking rules', 0):.1f} s (vectorised)",
-         f"{loop_s * scale:.0f} s (per-image loop: {loop_s:.1f} s on {small.n_images:,} images x {scale:.0f})"),
-        ("list hit images (ids, label names)", f"{steps.get('listing hit images', 0):.1f} s", ""),
-        ("check() end to end, dry run", f"{check['check']:.1f} s (target <= 20 s), peak {check['peak_mb']:,.0f} MB", ""),
-        ("reports (CSV + HTML)", f"{check['reports']:.1f} s", ""),
-        *([] if applied is None else [
-            ("check --apply (one transaction)", f"{applied['apply']:.1f} s: " + ", ".join(
-                f"{v:,} {k}" for k, v in applied["changes"].items()), ""),
-            ("rerun after --apply", f"{applied['rerun']:.1f} s: " + ", ".join(
-                f"{v:,} {k}" for k, v in applied["rerun_changes"].items()), "")]),
-        (f"same hits on the {small.n_images:,}-image sample", "yes" if not mismatched else f"NO: {mismatched}",
-         f"vectorised {vec_small_s:.2f} s vs loop {loop_s:.1f} s"),
-    ]
+    table = _table(check, read, frame, applied, peer)
     widths = [max(len(r[k]) for r in table + [("step", "ifa", "peer")]) for k in range(3)]
     for row in [("step", "ifa", "peer"), tuple("-" * w for w in widths), *table]:
         print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |")
     print("\nimages hit per rule:", ", ".join(f"{k} {v:,}" for k, v in check["rules"].items()))
     _print_commands(cli_rows or [])
     idle = applied is None or not any(applied["rerun_changes"].values())
-    return 1 if mismatched or not idle else 0
+    return 1 if peer.mismatched or not idle else 0
 
 
 if __name__ == "__main__":

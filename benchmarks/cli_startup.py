@@ -7,7 +7,7 @@ Each command runs as a user runs it (the console script, a fresh process each ti
 table shows the median of --runs wall times and the ratio to the baseline measured in the
 same run, interleaved so a busy machine slows both alike.
 
-Targets (issue 11): `ifa --help` <= 2x the baseline; `ifa show ID` on a small workspace
+Targets: `ifa --help` <= 2x the baseline; `ifa show ID` on a small workspace
 <= 3x; `ifa stats` on the 310-image sample <= 4x.
 """
 

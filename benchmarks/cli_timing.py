@@ -33,9 +33,7 @@ class CommandRun:
 # The command runs under this small shim, which waits for it and writes its rusage. Linux keeps
 # the peak RSS of the address space a process had before exec (signal->maxrss), and Python
 # starts children by vfork + exec: a command started straight from this process reported
-# this process's peak when that was higher. After writing the 1M / 5M JSON in-process, the
-# benchmark's own peak (0.39 / 1.79 GiB) was reported as the import's (issue 17c: the import
-# itself peaked at 0.25 GiB at 1M, measured with /usr/bin/time -v). The shim is ~10 MB.
+# this process's peak when that was higher (the README's import section says by how much).
 _SHIM = """
 import json, os, subprocess, sys
 proc = subprocess.Popen(sys.argv[2:])

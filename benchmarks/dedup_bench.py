@@ -15,7 +15,7 @@
    (set aside as a copy of another photo; originals that are the same photo, mean
    absolute difference < 3 on 64x64 grey, count as one). Copies found: the copy shares a
    cluster with another image of its photo. Rows: imagehash.phash at 6 with connected
-   components (ifa before issue 12), ifa's candidate stage alone, ifa with normalised
+   components (ifa's earlier pairing), ifa's candidate stage alone, ifa with normalised
    correlation of 16x16 grey, ifa with the verifier's signatures alone and as the
    command decides (near misses re-decoded), imagededup PHash (its default 10 and 6).
    `--sweep 0.9 0.91` adds rows for other --min-similarity values.
@@ -295,7 +295,7 @@ def keep_order(sizes: np.ndarray, nbytes: np.ndarray) -> np.ndarray:
 
 
 def kept_connected(codes: np.ndarray, k: int, order: np.ndarray) -> np.ndarray:
-    """Hash pairs within k as connected components (ifa before issue 12, and the usual
+    """Hash pairs within k as connected components (ifa's earlier pairing, and the usual
     imagehash recipe); the first member by `order` is kept."""
     labels = pairs.clusters(len(codes), pairs.pairs_within(codes, k))
     rank = np.empty(len(order), dtype=np.int64)

@@ -43,7 +43,7 @@ from . import noise_data
 from .flag_noise_judgements import judge_flags
 
 OUT = Path(__file__).resolve().parent / "out"
-TARGET_SECONDS = 300.0  # issue 16: 3,000 photos in <= 5 min on 2 cores
+TARGET_SECONDS = 300.0  # 3,000 photos in <= 5 min on 2 cores
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -97,7 +97,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--busy", action="store_true", help="run a busy loop on one core meanwhile")
     ap.add_argument("--options", default="", help='other flag-noise options, e.g. "--epochs 10 --image-size 64 --folds 5" '
-                    "(the defaults before issue 16), to check the rate behind the stated time")
+                    "(the earlier defaults), to check the rate behind the stated time")
     args = ap.parse_args()
     rows = []
     for name in args.dataset:

@@ -15,9 +15,8 @@ peak RSS is its own:
                of label ids, plus changes.csv, the datasheet (stats before and after) and plots
   peer         what a user would write by hand: pandas json_normalize + explode + to_sql
                (no validation, no quarantine, no idempotence)
-Targets: issue 2, N = 1,000,000 imports in <= 90 s with peak RSS <= 3 GiB; issue 17, the
-import streams the JSON (ijson) so 1M and 5M peak <= 1.5 GiB, 5M in <= 5 min, and
-`ifa stats --json` at 1M in <= 6 s.
+Targets: N = 1,000,000 imports in <= 90 s; the import streams the JSON (ijson) so 1M and 5M
+peak <= 1.5 GiB, 5M in <= 5 min, and `ifa stats --json` at 1M in <= 6 s.
 """
 
 from __future__ import annotations

@@ -75,7 +75,7 @@ MEASURE = """(() => {
 
 
 def flat_config(taxonomy: Taxonomy) -> str:
-    """The peer: the layout ifa generated before issue 13 (everything stacked in one column)."""
+    """The peer: the layout ifa generated before (everything stacked in one column)."""
     view = ET.Element("View")
     ET.SubElement(view, "Image", name="image", value="$image", zoom="true")
     for group in taxonomy.groups:
@@ -150,6 +150,60 @@ class Browser:
             self.proc.wait(timeout=20)
 
 
+def _make_tasks(ws: Workspace, client: Client, state) -> dict[str, tuple[int, int]]:
+    """One task in two projects, ifa's labeling config and the flat peer's. Returns role ->
+    (project id, task id)."""
+    store = ReviewStore(ws.ledger)
+    image_id = ws.ledger.images_frame(["validation"])["image_id"].iloc[3]
+    rid = store.create_round("screenshot", "validation", client.url)
+    store.add_images(rid, [image_id])
+    files = task_data(ws, store.image_sources(rid), client.conn)
+    me = client.whoami()
+    tasks = {}
+    for role, config in (("annotator1", labeling_config(ws.taxonomy)), ("annotator2", flat_config(ws.taxonomy))):
+        pid = projects.ensure_project(client, store, rid, "screenshot", role, state.admin_email, int(me["id"]),
+                                      files.roots, config)
+        projects.import_missing(client, store, rid, role, pid, files.data)
+        tasks[role] = (pid, int(store.tasks(rid, role)["ls_task_id"].iloc[0]))
+    return tasks
+
+
+def _measure(browser: Browser, url: str, tasks: dict[str, tuple[int, int]], out: Path) -> dict[str, tuple]:
+    """Open each task's labeling page, screenshot it and measure its layout (and ifa's
+    category filter after typing "dre"). Returns label -> (measures, categories left, PNG)."""
+    rows = {}
+    for role, label in (("annotator1", "ifa (side by side + filter)"), ("annotator2", "flat layout (peer)")):
+        pid, task = tasks[role]
+        browser.open(f"{url}/projects/{pid}/data?task={task}",
+                     "document.querySelectorAll('.lsf-choice').length > 200")
+        shot = browser.screenshot(out / f"labeling-page-{'ifa' if role == 'annotator1' else 'flat'}.png")
+        m = json.loads(browser.evaluate(MEASURE))
+        if m["filter"]:
+            browser.evaluate("(() => { const i = document.querySelector('input[placeholder*=\"category\"]');"
+                             "i.focus(); return true; })()")
+            browser.call("Input.insertText", text="dre")
+            time.sleep(1.0)
+            filtered = json.loads(browser.evaluate(MEASURE))["visible_categories"]
+            browser.screenshot(out / "labeling-page-ifa-filtered.png")
+        else:
+            filtered = None
+        rows[label] = (m, filtered, shot)
+    return rows
+
+
+def _print_rows(rows: dict[str, tuple], chromium: str) -> None:
+    print()
+    print(f"{'layout':32} {'side by side':>12} {'content px':>10} {'category px':>11} {'categories shown':>16} "
+          f"{'after typing dre':>16}  screenshot")
+    for label, (m, filtered, shot) in rows.items():
+        img, cat = m["image"], m["category"]
+        side = bool(img and cat and img[2] <= cat[0] + 1)
+        height = m["category_seen"]
+        print(f"{label:32} {str(side):>12} {m['content_height']:>10} {height:>11} {m['visible_categories']:>16} "
+              f"{'' if filtered is None else filtered:>16}  {shot}")
+    print(f"\nscreen {WIDTH}x{HEIGHT}; Chromium {subprocess.run([chromium, '--version'], capture_output=True, text=True).stdout.strip()}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out"), help="where the PNGs go")
@@ -164,55 +218,18 @@ def main() -> None:
     browser = None
     try:
         client = Client(connection_for(ws.root))
-        store = ReviewStore(ws.ledger)
-        image_id = ws.ledger.images_frame(["validation"])["image_id"].iloc[3]
-        rid = store.create_round("screenshot", "validation", client.url)
-        store.add_images(rid, [image_id])
-        files = task_data(ws, store.image_sources(rid), client.conn)
-        data, roots = files.data, files.roots
-        me = client.whoami()
-        tasks = {}
-        for role, config in (("annotator1", labeling_config(ws.taxonomy)), ("annotator2", flat_config(ws.taxonomy))):
-            pid = projects.ensure_project(client, store, rid, "screenshot", role, state.admin_email, int(me["id"]), roots,
-                                        config)
-            projects.import_missing(client, store, rid, role, pid, data)
-            tasks[role] = (pid, int(store.tasks(rid, role)["ls_task_id"].iloc[0]))
+        tasks = _make_tasks(ws, client, state)
         session = log_in(client.url, state.admin_email, state.admin_password)
         browser = Browser(args.chromium, tmp / "chromium-profile")
         for cookie in session.cookies.jar:
             browser.call("Network.setCookie", name=cookie.name, value=cookie.value, domain="127.0.0.1", path="/")
-        rows = {}
-        for role, label in (("annotator1", "ifa (side by side + filter)"), ("annotator2", "flat layout (peer)")):
-            pid, task = tasks[role]
-            browser.open(f"{client.url}/projects/{pid}/data?task={task}",
-                         "document.querySelectorAll('.lsf-choice').length > 200")
-            shot = browser.screenshot(args.out / f"labeling-page-{'ifa' if role == 'annotator1' else 'flat'}.png")
-            m = json.loads(browser.evaluate(MEASURE))
-            if m["filter"]:
-                browser.evaluate("(() => { const i = document.querySelector('input[placeholder*=\"category\"]');"
-                                 "i.focus(); return true; })()")
-                browser.call("Input.insertText", text="dre")
-                time.sleep(1.0)
-                filtered = json.loads(browser.evaluate(MEASURE))["visible_categories"]
-                browser.screenshot(args.out / "labeling-page-ifa-filtered.png")
-            else:
-                filtered = None
-            rows[label] = (m, filtered, shot)
+        rows = _measure(browser, client.url, tasks, args.out)
     finally:
         if browser is not None:
             browser.close()
         server.stop(root)
         ws.close()
-    print()
-    print(f"{'layout':32} {'side by side':>12} {'content px':>10} {'category px':>11} {'categories shown':>16} "
-          f"{'after typing dre':>16}  screenshot")
-    for label, (m, filtered, shot) in rows.items():
-        img, cat = m["image"], m["category"]
-        side = bool(img and cat and img[2] <= cat[0] + 1)
-        height = m["category_seen"]
-        print(f"{label:32} {str(side):>12} {m['content_height']:>10} {height:>11} {m['visible_categories']:>16} "
-              f"{'' if filtered is None else filtered:>16}  {shot}")
-    print(f"\nscreen {WIDTH}x{HEIGHT}; Chromium {subprocess.run([args.chromium, '--version'], capture_output=True, text=True).stdout.strip()}")
+    _print_rows(rows, args.chromium)
 
 
 if __name__ == "__main__":

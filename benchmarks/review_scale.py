@@ -3,7 +3,7 @@
     python -m benchmarks.review_scale                    # ~4-6 min on the 2-core dev machine
     python -m benchmarks.review_scale --test 5000 --sync 2000 --pairs 20000   # quick look
 
-Targets (issues 5 and 13):
+Targets:
 - create a round over 39,706 images (the paper's test split) for a pool of 10 annotators,
   two per image, gold 5%: ten projects, 79,412 tasks plus ~3,970 gold tasks, every task
   id in the ledger, in <= 60 s;
@@ -20,7 +20,7 @@ Peers, in the same run:
 - sync: the SDK's straightforward listing, `tasks.list(project, fields="all")`, timed on
   the first tasks of the project and extrapolated linearly (`--full-peers` runs it all);
 - rerun of sync: a full listing of every annotated task (`sync_round(full=True)`, what
-  every sync did before issue 13);
+  every sync did before the incremental sync);
 - agreement: sklearn's `cohen_kappa_score` looped per single-label group and per label of
   the multi-label groups on all pairs (results must match ifa's), and nltk's
   `AnnotationTask.alpha` with `masi_distance` on a sample (it is quadratic in the pairs;
@@ -132,10 +132,10 @@ def bench_create(ws: Workspace, client: Client, peer_sample: int, pool: int, gol
 
 
 # ---- 2. sync ------------------------------------------------------------------------------------
-def bench_sync(ws: Workspace, client: Client, n: int, peer_tasks: int, full_peer: bool, pool: int) -> dict:
-    """A pool round over n validation images, two per image, whose 2n annotations are
-    imported with the tasks (annotator 1 of each image gives the current labels, the
-    other swaps 15% of them), then synced."""
+def _sync_round(ws: Workspace, client: Client, n: int, pool: int) -> tuple[list[str], dict, dict, dict[str, int], float]:
+    """A pool round over n validation images whose tasks are imported with their two
+    annotations. Returns (image ids, first answers, second answers, role -> project id,
+    setup seconds)."""
     store = ReviewStore(ws.ledger)
     rid = store.create_round("bench-sync", "validation", client.url)
     store.set_pool(rid, TIEBREAKERS, 2, None)
@@ -162,30 +162,18 @@ def bench_sync(ws: Workspace, client: Client, n: int, peer_tasks: int, full_peer
                                       "completed_by": users[email], "lead_time": 9.0}]} for i in mine}
         projects.import_missing(client, store, rid, role, pid, {i: data[i] for i in mine}, extra=extra)
         project_of[role] = pid
-    setup = time.perf_counter() - setup
+    return ids, first, second, project_of, time.perf_counter() - setup
 
-    start = time.perf_counter()
-    res = sync.sync_round(ws, "bench-sync", client)
-    seconds = time.perf_counter() - start
-    empty = sum(not first[i] for i in ids) + sum(not second[i] for i in ids)  # a synthetic image may have no labels
-    assert res.new == 2 * n and res.invalid == empty and res.wrong_annotator == 0, res
-    start = time.perf_counter()
-    again = sync.sync_round(ws, "bench-sync", client)
-    rerun = time.perf_counter() - start
-    assert again.new == again.updated == 0, again  # fetched: only what the 1 s safety margin re-reads
-    start = time.perf_counter()
-    full = sync.sync_round(ws, "bench-sync", client, full=True)
-    full_rerun = time.perf_counter() - start
-    assert full.new == full.updated == 0 and full.fetched == 2 * n
-    start = time.perf_counter()
-    st = status.status(ws, "bench-sync")
-    status_s = time.perf_counter() - start
-    start = time.perf_counter()
-    rep = review_report.report(ws, "bench-sync")
-    report_s = time.perf_counter() - start
 
-    # Peer: the SDK's plain listing with annotations.
-    take = 2 * n if full_peer else min(peer_tasks, n)
+def _timed(fn, *args, **kwargs):
+    """(fn's result, wall seconds it took)."""
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return result, time.perf_counter() - start
+
+
+def _sdk_listing(client: Client, project_of: dict[str, int], take: int, full_peer: bool) -> tuple[float, int]:
+    """The peer: the SDK's plain listing with annotations. Returns (seconds, tasks listed)."""
     start = time.perf_counter()
     got = 0
     for pid in project_of.values():
@@ -195,11 +183,28 @@ def bench_sync(ws: Workspace, client: Client, n: int, peer_tasks: int, full_peer
                 break
         if not full_peer and got >= take:
             break
-    peer = (time.perf_counter() - start) / got * 2 * n
+    return time.perf_counter() - start, got
+
+
+def bench_sync(ws: Workspace, client: Client, n: int, peer_tasks: int, full_peer: bool, pool: int) -> dict:
+    """A pool round over n validation images, two per image, whose 2n annotations are
+    imported with the tasks (annotator 1 of each image gives the current labels, the
+    other swaps 15% of them), then synced."""
+    ids, first, second, project_of, setup = _sync_round(ws, client, n, pool)
+    res, seconds = _timed(sync.sync_round, ws, "bench-sync", client)
+    empty = sum(not first[i] for i in ids) + sum(not second[i] for i in ids)  # a synthetic image may have no labels
+    assert res.new == 2 * n and res.invalid == empty and res.wrong_annotator == 0, res
+    again, rerun = _timed(sync.sync_round, ws, "bench-sync", client)
+    assert again.new == again.updated == 0, again  # fetched: only what the 1 s safety margin re-reads
+    full, full_rerun = _timed(sync.sync_round, ws, "bench-sync", client, full=True)
+    assert full.new == full.updated == 0 and full.fetched == 2 * n
+    st, status_s = _timed(status.status, ws, "bench-sync")
+    rep, report_s = _timed(review_report.report, ws, "bench-sync")
+    peer_s, got = _sdk_listing(client, projects, 2 * n if full_peer else min(peer_tasks, n), full_peer)
     return {"images": n, "annotations": res.new, "seconds": seconds, "rerun_seconds": rerun,
             "rerun_fetched": again.fetched,
             "full_rerun_seconds": full_rerun, "setup_seconds": setup, "status_seconds": status_s,
-            "report_seconds": report_s, "report": rep.html, "peer_seconds": peer, "peer_tasks": got,
+            "report_seconds": report_s, "report": rep.html, "peer_seconds": peer_s / got * 2 * n, "peer_tasks": got,
             "category_kappa": st.agreement["category"]["kappa"]}
 
 

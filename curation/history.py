@@ -26,7 +26,7 @@ from ..errors import IfaError
 from ..taxonomy import Taxonomy
 from . import reports
 from .ledger import Ledger
-from .ledger import history as store
+from .ledger import history as ledger_history
 
 # event kind -> what the report's `change` column says
 CHANGES = {"set_aside": "set aside", "restored": "restored", "label_dropped": "label dropped",
@@ -75,7 +75,7 @@ def history(ledger: Ledger, *, rule: str | None = None, command: str | None = No
         only the apply with this id.
     Returns a History. Raises IfaError for a `since` that is not a date or time.
     """
-    events = store.events(ledger, _since(since) if since else None)
+    events = ledger_history.events(ledger, _since(since) if since else None)
     events["apply"] = _apply_ids(events)
     if command:
         events = events[events["command"].str.contains(command, case=False, regex=False)]
@@ -124,7 +124,7 @@ def report_frame(ledger: Ledger, result: History, taxonomy: Taxonomy) -> pd.Data
         "old": ev["old"], "new": ev["new"], "reason": ev["reason"], "rule": ev["rule"], "action": "",
     }, columns=REPORT_COLUMNS)
     imports = {a.import_id: a for a in result.applies if a.import_id is not None}
-    issues = store.import_issues(ledger, list(imports))
+    issues = ledger_history.import_issues(ledger, list(imports))
     if len(issues):
         of = issues["import_id"].map(imports)
         rows = pd.concat([rows, pd.DataFrame({

@@ -10,6 +10,7 @@ import pytest
 from ifa.curation.ingest import importing
 from ifa.curation.workspace import Workspace
 from ifa.sample import IMAGES_DIR, split_file
+from ifa.tests.support.cli import Cli
 
 
 @pytest.fixture
@@ -25,6 +26,13 @@ def sample_ws(ws: Workspace):
     for split in ("train", "validation", "test"):
         importing.import_imat(ws, split_file(split), split, images_dir=IMAGES_DIR)
     return ws
+
+
+@pytest.fixture
+def cli() -> Cli:
+    """`ifa` commands run in this process: cli(*args) gives click's Result, cli.ok(*args)
+    asserts success, cli.json(*args) asserts success and parses stdout (tests/support/cli.py)."""
+    return Cli()
 
 
 @pytest.fixture

@@ -300,18 +300,11 @@ def test_default_rules_name_real_labels():
             assert len(why) > 20
 
 
-def test_cli_check_attributes_json_apply_and_restore(tmp_path):
-    from typer.testing import CliRunner
-
-    from ifa.cli.app import app
+def test_cli_check_attributes_json_apply_and_restore(tmp_path, cli):
     from ifa.sample import IMAGES_DIR
 
-    runner = CliRunner()
-
     def run(*args):
-        out = runner.invoke(app, [*args, "--workspace", str(tmp_path / "ws")])
-        assert out.exit_code == 0, out.output
-        return out
+        return cli.ok(*args, "--workspace", str(tmp_path / "ws"))
 
     run("init")
     for split in ("train", "validation", "test"):
@@ -329,7 +322,7 @@ def test_cli_check_attributes_json_apply_and_restore(tmp_path):
     assert "0 images set aside" in text.output and "check-attributes-" in text.output
     restored = json.loads(run("curate", "restore", "--rule", "no-labels", "--json").stdout)
     assert len(restored["images"]) == 10 and restored["reviews"] == []
-    bad = runner.invoke(app, ["curate", "check-attributes", "--split", "dev", "--workspace", str(tmp_path / "ws")])
+    bad = cli("curate", "check-attributes", "--split", "dev", "--workspace", str(tmp_path / "ws"))
     assert bad.exit_code != 0
 
 

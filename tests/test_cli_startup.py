@@ -10,10 +10,9 @@ import subprocess
 import sys
 
 import typer
-from typer.testing import CliRunner
 
-from ifa import cli
-from ifa.cli.app import COMMANDS, app
+from ifa import cli as cli_package
+from ifa.cli.app import COMMANDS
 
 # The list, plus numpy: each of these costs 60 ms to 1.5 s at every start.
 HEAVY = ("torch", "pandas", "numpy", "label_studio_sdk", "numba", "sklearn", "dask", "matplotlib", "scipy",
@@ -48,7 +47,7 @@ def test_a_command_loads_only_its_own_module():
 
 
 def test_every_command_module_is_registered_with_its_own_summary():
-    modules = {m.name for m in pkgutil.iter_modules(cli.__path__)
+    modules = {m.name for m in pkgutil.iter_modules(cli_package.__path__)
                if hasattr(importlib.import_module(f"ifa.cli.{m.name}"), "app") and m.name != "app"}
     assert modules == {module for module, _ in COMMANDS.values()}
     for name, (module, summary) in COMMANDS.items():
@@ -57,20 +56,20 @@ def test_every_command_module_is_registered_with_its_own_summary():
         assert first_paragraph == summary, name
 
 
-def test_top_level_help_lists_every_command():
-    result = CliRunner().invoke(app, ["--help"])
+def test_top_level_help_lists_every_command(cli):
+    result = cli("--help")
     assert result.exit_code == 0
     for name in COMMANDS:
         assert f"  {name} " in result.output
 
 
-def test_flags_show_no_value_placeholder():
-    result = CliRunner().invoke(app, ["review", "serve", "--help"])
+def test_flags_show_no_value_placeholder(cli):
+    result = cli("review", "serve", "--help")
     assert result.exit_code == 0
     assert "<bool>" not in result.output
     assert "--stop " in result.output and "--port <int>" in result.output
 
 
-def test_unknown_command_is_a_usage_error():
-    result = CliRunner().invoke(app, ["frobnicate"])
+def test_unknown_command_is_a_usage_error(cli):
+    result = cli("frobnicate")
     assert result.exit_code == 2 and "No such command" in result.output

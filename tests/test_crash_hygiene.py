@@ -22,9 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
-from ifa.cli.app import app
 from ifa.curation import executors, export, history, reports
 from ifa.curation.attributes import check as attributes
 from ifa.curation.ingest import importing
@@ -307,7 +305,7 @@ def test_killed_import_leaves_no_untrue_report_and_reruns_equal(ws, tmp_path, re
     assert leftovers(ws.reports_dir) == []
 
 
-def test_rerun_of_a_completed_import_records_nothing(ws, tmp_path):
+def test_rerun_of_a_completed_import_records_nothing(ws, tmp_path, cli):
     source = problem_input(tmp_path)
     first = importing.import_imat(ws, source, "train")
     assert first.set_aside == 1 and first.problems and first.import_id == 1
@@ -319,7 +317,7 @@ def test_rerun_of_a_completed_import_records_nothing(ws, tmp_path):
     assert again.problems == {}
     assert (len(ws.ledger.imports_frame()), len(ws.ledger.events_frame()),
             ws.ledger.query("SELECT count(*) FROM import_issues")[0][0]) == counts
-    result = CliRunner().invoke(app, ["import", "imat", str(source), "--split", "train", "--workspace", str(ws.root)])
+    result = cli("import", "imat", str(source), "--split", "train", "--workspace", str(ws.root))
     assert result.exit_code == 0 and "nothing new" in result.output
 
 
@@ -361,7 +359,7 @@ def applied_state(ws: Workspace) -> tuple:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("where", ["before-commit", "report-written"])
-def test_killed_check_attributes_report_is_absent_or_whole_and_rebuildable(sample_ws, tmp_path, where):
+def test_killed_check_attributes_report_is_absent_or_whole_and_rebuildable(sample_ws, tmp_path, where, cli):
     ws = sample_ws
     reference = Workspace.init(tmp_path / "reference", command="curate check-attributes")
     for split in ("train", "validation", "test"):
@@ -385,8 +383,8 @@ def test_killed_check_attributes_report_is_absent_or_whole_and_rebuildable(sampl
         hits = ref_csv[ref_csv["rule"].isin(set_aside_rules)]
         got = rebuilt[rebuilt["change"] == "set aside"]
         assert len(got) and set(zip(got["image_id"], got["rule"])) == set(zip(hits["image_id"], hits["rule"]))
-        assert CliRunner().invoke(app, ["history", "--command", "check-attributes", "--csv", str(tmp_path / "r.csv"),
-                                        "--workspace", str(ws.root)]).exit_code == 0
+        assert cli("history", "--command", "check-attributes", "--csv", str(tmp_path / "r.csv"),
+                   "--workspace", str(ws.root)).exit_code == 0
         assert len(pd.read_csv(tmp_path / "r.csv")) == len(rebuilt)
     else:
         assert applied_state(ws) != applied_state(reference)
@@ -536,7 +534,7 @@ def test_report_writes_are_atomic_and_sweep_dead_writers(tmp_path):
     assert (folder / "r.csv").read_text() == "whole\n"
 
 
-def test_history_filters_and_errors(sample_ws, tmp_path):
+def test_history_filters_and_errors(sample_ws, tmp_path, cli):
     ws = sample_ws
     image = ws.ledger.images_frame(["train"])["image_id"].iloc[0]
     label = int(ws.ledger.image_labels(image)["label_id"].iloc[0])
@@ -551,7 +549,7 @@ def test_history_filters_and_errors(sample_ws, tmp_path):
     assert len(history.history(ws.ledger, apply=mine.applies[0].apply).applies) == 1
     with pytest.raises(IfaError, match="--since"):
         history.history(ws.ledger, since="yesterday")
-    result = CliRunner().invoke(app, ["history", "--rule", "my-rule", "--json", "--workspace", str(ws.root)])
+    result = cli("history", "--rule", "my-rule", "--json", "--workspace", str(ws.root))
     assert result.exit_code == 0 and json.loads(result.output)["applies"][0]["rules"] == {"my-rule": 1}
 
 

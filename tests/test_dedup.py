@@ -10,78 +10,17 @@ The scenario (ids -> what the file is):
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageEnhance
-from typer.testing import CliRunner
 
-from ifa.cli.app import app
 from ifa.curation.dedup import run as dedup
 from ifa.curation import executors
-from ifa.curation.ingest import importing
 from ifa.curation.restore import restore
-from ifa.curation.workspace import Workspace
 from ifa.errors import IfaError
-from ifa.sample import IMAGES_DIR
-
-PHOTOS = sorted(IMAGES_DIR.glob("*.jpg"))
-READABLE = 15  # files that decode: 18 files less trunc, empty and text (nofile has no file)
-
-
-def _jpeg(im: Image.Image, **kw) -> bytes:
-    buf = io.BytesIO()
-    im.convert("RGB").save(buf, "JPEG", **kw)
-    return buf.getvalue()
-
-
-def _half(im: Image.Image) -> Image.Image:
-    return im.resize((im.width // 2, im.height // 2), Image.Resampling.LANCZOS)
-
-
-def build_files(folder: Path) -> dict[str, dict[str, list[str]]]:
-    """Write the scenario's files; returns {split: {image_id: labels}}."""
-    folder.mkdir(parents=True, exist_ok=True)
-    p = [Image.open(path) for path in PHOTOS[:10]]
-    files = {
-        "a": PHOTOS[0].read_bytes(), "a-copy": PHOTOS[0].read_bytes(),
-        "b": PHOTOS[1].read_bytes(),
-        "c-big": PHOTOS[2].read_bytes(), "c-small": _jpeg(_half(p[2]), quality=90),
-        "d1": _jpeg(p[3], quality=95), "d2": _jpeg(p[3], quality=60),
-        "9": PHOTOS[4].read_bytes(), "10": PHOTOS[4].read_bytes(),
-        "e": PHOTOS[5].read_bytes(),
-        "trunc": PHOTOS[6].read_bytes()[:5000], "empty": b"", "text": b"not an image\n" * 20,
-        "v-a": _jpeg(p[0], quality=50), "v-f": PHOTOS[7].read_bytes(),
-        "t-a": _jpeg(_half(p[0]), quality=90), "t-b": _jpeg(ImageEnhance.Brightness(p[1].convert("RGB")).enhance(1.2), quality=90),
-        "t-g": PHOTOS[8].read_bytes(),
-    }
-    for name, data in files.items():
-        (folder / f"{name}.jpg").write_bytes(data)
-    labels = {
-        "train": {"a": ["91"], "a-copy": ["91"], "b": ["38"], "c-big": ["49"], "c-small": ["49"], "d1": ["91"],
-                  "d2": ["38"], "9": ["49"], "10": ["49"], "e": ["91"], "trunc": ["91"], "empty": ["91"],
-                  "text": ["91"], "nofile": ["91"]},
-        "validation": {"v-a": ["91"], "v-f": ["38"]},
-        "test": {"t-a": [], "t-b": [], "t-g": []},
-    }
-    return labels
-
-
-def make_workspace(root: Path) -> Workspace:
-    folder = root / "images-in"
-    labels = build_files(folder)
-    ws = Workspace.init(root / "ws", command="test")
-    for split, images in labels.items():
-        doc = {"images": [{"imageId": i, "url": f"https://example.invalid/{i}.jpg"} for i in images]}
-        if split != "test":
-            doc["annotations"] = [{"imageId": i, "labelId": l} for i, l in images.items()]
-        path = root / f"{split}.json"
-        path.write_text(json.dumps(doc))
-        importing.import_imat(ws, path, split, images_dir=folder)
-    return ws
+from ifa.tests.support.dedup import READABLE, clusters_of, make_workspace
 
 
 @pytest.fixture
@@ -89,10 +28,6 @@ def dup_ws(tmp_path: Path):
     ws = make_workspace(tmp_path)
     yield ws
     ws.close()
-
-
-def clusters_of(result: dedup.DedupResult) -> dict[str, set[str]]:
-    return {c.keep: {m.image_id for m in c.members} for c in result.clusters}
 
 
 EXPECTED = {
@@ -246,14 +181,11 @@ def test_unreachable_scheduler_is_an_error(dup_ws, monkeypatch):
         dedup.run(dup_ws, scheduler="tcp://127.0.0.1:9")
 
 
-def test_cli_json_shape_and_apply(tmp_path: Path):
+def test_cli_json_shape_and_apply(tmp_path: Path, cli):
     ws = make_workspace(tmp_path)
     root = str(ws.root)
     ws.close()
-    runner = CliRunner()
-    out = runner.invoke(app, ["curate", "dedup", "--workspace", root, "--workers", "1", "--json"])
-    assert out.exit_code == 0, out.output
-    data = json.loads(out.stdout)
+    data = cli.json("curate", "dedup", "--workspace", root, "--workers", "1", "--json")
     assert set(data) == {"images_hashed", "unreadable", "clusters", "cross_split", "label_conflicts", "possible_copies",
                          "applied"}
     assert data["images_hashed"] == READABLE and data["applied"] is False
@@ -262,12 +194,12 @@ def test_cli_json_shape_and_apply(tmp_path: Path):
     assert all(set(c) == {"keep", "members"} for c in data["clusters"])
     assert all(set(m) == {"image_id", "split", "distance"} for c in data["clusters"] for m in c["members"])
     assert {c["keep"] for c in data["clusters"]} == set(EXPECTED)
-    applied = runner.invoke(app, ["curate", "dedup", "--workspace", root, "--workers", "1", "--apply"])
+    applied = cli("curate", "dedup", "--workspace", root, "--workers", "1", "--apply")
     assert applied.exit_code == 0, applied.output
     assert "report:" in applied.stdout and "would set aside" not in applied.stdout
-    back = runner.invoke(app, ["curate", "restore", "--rule", "duplicate", "--workspace", root, "--json"])
+    back = cli("curate", "restore", "--rule", "duplicate", "--workspace", root, "--json")
     assert back.exit_code == 0 and len(json.loads(back.stdout)["images"]) == 7
-    bad = runner.invoke(app, ["curate", "dedup", "--workspace", root, "--threshold", "99"])
+    bad = cli("curate", "dedup", "--workspace", root, "--threshold", "99")
     assert bad.exit_code != 0
 
 

@@ -20,6 +20,7 @@ from ifa.curation.dedup import run as dedup
 from ifa.curation.ingest import importing
 from ifa.curation.restore import restore
 from ifa.curation.workspace import Workspace
+from ifa.tests.support.dedup import clusters_of
 
 # ../shared/data beside the clone (as CI has it); IFA_SHARED_DATA points elsewhere (a worktree).
 DATA = Path(os.environ.get("IFA_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -64,10 +65,6 @@ def workspace_of(root: Path, folder: Path) -> Workspace:
     ws = Workspace.init(root / "ws", command="test")
     importing.import_folder(ws, folder, "train")
     return ws
-
-
-def clusters_of(result) -> dict[str, set[str]]:
-    return {c.keep: {m.image_id for m in c.members} for c in result.clusters}
 
 
 @needs_data
@@ -287,7 +284,7 @@ def test_small_and_extreme_pictures_hash(tmp_path: Path, size, fmt):
 
 
 def test_unreadable_files_go_aside_under_their_own_rule(tmp_path: Path):
-    from tests.test_dedup import make_workspace  # the scenario with trunc, empty and text files
+    from ifa.tests.support.dedup import make_workspace  # the scenario with trunc, empty and text files
 
     ws = make_workspace(tmp_path)
     try:

@@ -4,7 +4,6 @@ embeds only changed files, models of the wrong shape fail with one clear sentenc
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -13,9 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from torch import nn
-from typer.testing import CliRunner
 
-from ifa.cli.app import app
 from ifa.curation.ingest import importing
 from ifa.curation.noise import embed
 from ifa.curation.noise.model.data import read_features
@@ -149,16 +146,13 @@ def test_features_embeddings_without_embeddings_says_what_to_run(sample_ws):
         embed.resolve_features(sample_ws, "embeddings")
 
 
-def test_cli_embed_json_and_errors(sample_ws, models):
-    runner = CliRunner()
+def test_cli_embed_json_and_errors(sample_ws, models, cli):
     args = ["model", "embed", "--onnx", str(models["good"]), "--input-size", str(SIZE), "--workers", "1",
             "--split", "validation", "-w", str(sample_ws.root)]
-    out = runner.invoke(app, args + ["--json"])
-    assert out.exit_code == 0, out.output
-    data = json.loads(out.stdout)
+    data = cli.json(*args, "--json")
     assert data["dim"] == 16 and data["images_embedded"] == data["images"] > 0 and Path(data["path"]).exists()
-    bad = runner.invoke(app, ["model", "embed", "--onnx", str(models["fixed64"]), "--input-size", str(SIZE),
-                              "-w", str(sample_ws.root)])
+    bad = cli("model", "embed", "--onnx", str(models["fixed64"]), "--input-size", str(SIZE),
+              "-w", str(sample_ws.root))
     # the console entry point prints an IfaError as one line; under CliRunner it is the exception
     assert bad.exit_code == 1 and isinstance(bad.exception, IfaError) and "--input-size 64" in str(bad.exception)
 

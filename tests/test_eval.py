@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
-from ifa.cli.app import app
 from ifa.curation import evaluation
 from ifa.curation.ingest import importing
 from ifa.errors import IfaError
@@ -84,11 +81,9 @@ def test_bad_prediction_files(truth_ws, tmp_path):
         evaluation.read_predictions(bad)
 
 
-def test_cli_eval_json(truth_ws, tmp_path):
+def test_cli_eval_json(truth_ws, tmp_path, cli):
     truth_ws.close()
-    result = CliRunner().invoke(app, ["eval", str(long_csv(tmp_path)), "--workspace", str(truth_ws.root), "--json"])
-    assert result.exit_code == 0, result.output
-    data = json.loads(result.stdout)
+    data = cli.json("eval", long_csv(tmp_path), "--workspace", truth_ws.root, "--json")
     assert set(data) >= {"precision", "recall", "f1", "images", "groups"}
     assert data["f1"] == pytest.approx(0.25)
 

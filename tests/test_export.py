@@ -7,9 +7,7 @@ import json
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from typer.testing import CliRunner
 
-from ifa.cli.app import app
 from ifa.curation import export
 from ifa.curation.ingest import importing
 from ifa.curation.ledger import Change
@@ -117,10 +115,8 @@ def test_failed_export_leaves_nothing_and_existing_folder_is_refused(curated, tm
                                                                                   "train.parquet", "validation.parquet"]
 
 
-def test_cli_export_json(curated, tmp_path):
+def test_cli_export_json(curated, tmp_path, cli):
     ws = curated[0]
     ws.close()
-    r = CliRunner().invoke(app, ["export", str(tmp_path / "o"), "--workspace", str(ws.root), "--json", "--split", "test"])
-    assert r.exit_code == 0, r.output
-    data = json.loads(r.stdout)
+    data = cli.json("export", tmp_path / "o", "--workspace", ws.root, "--json", "--split", "test")
     assert list(data["splits"]) == ["test"] and data["splits"]["test"]["images"] == 45

@@ -18,10 +18,8 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
 from ifa.benchmarks.webserver import HostileServer
-from ifa.cli.app import app
 from ifa.curation.ingest import fetch, importing
 from ifa.curation.ingest.downloader import Backoff, parse_retry_after
 from ifa.curation.ingest.fetch import FetchSettings, fetch_images
@@ -217,19 +215,16 @@ def test_backoff_and_retry_after():
     assert 50 < parse_retry_after(time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 60))) <= 60
 
 
-def test_cli_json(tmp_path, files):
+def test_cli_json(tmp_path, files, cli):
     ws_dir = str(tmp_path / "ws")
-    runner = CliRunner()
-    assert runner.invoke(app, ["init", "--workspace", ws_dir]).exit_code == 0
+    assert cli("init", "--workspace", ws_dir).exit_code == 0
     with HostileServer(files) as srv:
         urls = {"ok": srv.url(f"img/{PHOTOS[0].name}"), "missing": srv.url("status/404")}
         (tmp_path / "t.json").write_text(json.dumps({"images": [{"imageId": k, "url": v} for k, v in urls.items()]}))
-        assert runner.invoke(app, ["import", "imat", str(tmp_path / "t.json"), "--split", "test", "-w", ws_dir]).exit_code == 0
-        res = runner.invoke(app, ["fetch", "-w", ws_dir, "--json", "--timeout", "2", "--retries", "1", "--backoff", "0.05"])
-    assert res.exit_code == 0, res.output
-    data = json.loads(res.stdout)
+        assert cli("import", "imat", str(tmp_path / "t.json"), "--split", "test", "-w", ws_dir).exit_code == 0
+        data = cli.json("fetch", "-w", ws_dir, "--json", "--timeout", "2", "--retries", "1", "--backoff", "0.05")
     assert (data["fetched"], data["skipped"], data["failed"]) == (1, 0, {"http-404": 1})
-    bad = runner.invoke(app, ["fetch", "-w", ws_dir, "--concurrency", "0"])
+    bad = cli("fetch", "-w", ws_dir, "--concurrency", "0")
     assert bad.exit_code != 0
 
 

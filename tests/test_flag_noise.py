@@ -9,9 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
-from ifa.cli.app import app
 from ifa.curation.noise import flag as flag_noise
 from ifa.curation.ingest import importing
 from ifa.curation import restore
@@ -125,13 +123,11 @@ def test_bad_input_is_a_clear_error(ws, tmp_path):
         flag_noise.flag_noise(ws, probs=tmp_path / "other.parquet")
 
 
-def test_cli_json_shape(ws, tmp_path):
+def test_cli_json_shape(ws, tmp_path, cli):
     probs, wrong, _ = _planted_workspace(ws, tmp_path)
     root = str(ws.root)
     ws.close()
-    res = CliRunner().invoke(app, ["curate", "flag-noise", "--probs", str(probs), "--top", "5", "--workspace", root, "--json"])
-    assert res.exit_code == 0, res.output
-    data = json.loads(res.stdout)
+    data = cli.json("curate", "flag-noise", "--probs", str(probs), "--top", "5", "--workspace", root, "--json")
     assert set(data) == {"flags", "images_flagged", "probs", "min_score", "unjudged_classes", "suggestions_dropped",
                          "expected_seconds", "seconds"}
     assert len(data["flags"]) == 5 and data["probs"] == str(probs) and data["min_score"] == 0.7
@@ -157,7 +153,7 @@ def test_demo_step_cross_fits_the_sample(sample_ws):
     assert again.to_dict()["flags"] == out["flags"]
 
 
-def test_review_request_is_checked_before_any_work(ws, tmp_path):
+def test_review_request_is_checked_before_any_work(ws, tmp_path, cli):
     """The CLI starts the review round (flag.py never imports annotation/): a request without
     a tiebreaker is refused in one line before anything is ranked, written or changed."""
     import subprocess
@@ -166,8 +162,8 @@ def test_review_request_is_checked_before_any_work(ws, tmp_path):
     probs, _, _ = _planted_workspace(ws, tmp_path)
     root = str(ws.root)
     ws.close()
-    res = CliRunner().invoke(app, ["curate", "flag-noise", "--probs", str(probs), "--top", "5", "--review",
-                                   "--annotators", "a@x.org", "b@x.org", "--workspace", root])
+    res = cli("curate", "flag-noise", "--probs", str(probs), "--top", "5", "--review",
+              "--annotators", "a@x.org", "b@x.org", "--workspace", root)
     assert res.exit_code == 1 and isinstance(res.exception, IfaError) and "--tiebreaker" in str(res.exception)
     assert not list((Path(root) / "reports").glob("flag-noise*"))
     code = "import sys, ifa.curation.noise.flag; print(any(m.startswith('ifa.annotation') for m in sys.modules))"
@@ -313,7 +309,7 @@ def test_heads_on_embeddings_find_planted_swaps(ws, tmp_path):
 
 
 @pytest.mark.slow
-def test_flag_noise_on_the_workspace_embeddings(sample_ws, tmp_path):
+def test_flag_noise_on_the_workspace_embeddings(sample_ws, tmp_path, cli):
     """End to end through the CLI: embed the photos with a real ONNX model exported here,
     then `--features embeddings` cross-fits MLP heads on them."""
     import torch
@@ -333,14 +329,11 @@ def test_flag_noise_on_the_workspace_embeddings(sample_ws, tmp_path):
                       dynamic_shapes=({0: torch.export.Dim("batch")},), external_data=False)
     root = str(sample_ws.root)
     sample_ws.close()
-    runner = CliRunner()
-    out = runner.invoke(app, ["model", "embed", "--onnx", str(onnx), "--input-size", "32", "--workers", "1", "-w", root, "--json"])
+    out = cli("model", "embed", "--onnx", str(onnx), "--input-size", "32", "--workers", "1", "-w", root, "--json")
     assert out.exit_code == 0, out.output
     assert json.loads(out.stdout)["images_embedded"] == 310
-    res = runner.invoke(app, ["curate", "flag-noise", "--features", "embeddings", "--backbone", "mlp", "--loss", "weighted-bce",
-                              "--folds", "3", "--epochs", "3", "--top", "10", "-w", root, "--json"])
-    assert res.exit_code == 0, res.output
-    data = json.loads(res.stdout)
+    data = cli.json("curate", "flag-noise", "--features", "embeddings", "--backbone", "mlp", "--loss", "weighted-bce",
+                    "--folds", "3", "--epochs", "3", "--top", "10", "-w", root, "--json")
     assert len(data["flags"]) <= 10 and data["probs"].endswith("oos-probs.parquet")
     assert len(pd.read_parquet(data["probs"])) == 220
     # the report names the classes the heads could not judge, and none of them is flagged
@@ -348,7 +341,7 @@ def test_flag_noise_on_the_workspace_embeddings(sample_ws, tmp_path):
     assert not unjudged & {f["label"] for f in data["flags"]}
 
 
-def test_default_cross_fit_fits_in_five_minutes_and_help_says_what_scales():
+def test_default_cross_fit_fits_in_five_minutes_and_help_says_what_scales(cli):
     from ifa.curation.noise import defaults
     d = flag_noise.DEFAULT_CONFIG
     assert (d.epochs, d.image_size, d.backbone) == (defaults.FLAG_NOISE_EPOCHS, defaults.FLAG_NOISE_IMAGE_SIZE, "small-cnn")
@@ -359,7 +352,7 @@ def test_default_cross_fit_fits_in_five_minutes_and_help_says_what_scales():
     assert 45 <= defaults.expected_cross_fit_seconds(3000, d.epochs, defaults.FLAG_NOISE_FOLDS, d.image_size) <= 65
     assert 330 <= defaults.expected_cross_fit_seconds(3000, 10, 5, 64) <= 450
     assert "h" in defaults.describe_seconds(defaults.expected_cross_fit_seconds(1_000_000, d.epochs, 4, d.image_size))
-    res = CliRunner().invoke(app, ["curate", "flag-noise", "--help"], env={"COLUMNS": "200"})
+    res = cli("curate", "flag-noise", "--help", env={"COLUMNS": "200"})
     assert res.exit_code == 0
     text = " ".join(res.output.split())
     assert "million photos want --features" in text and "expected time" in text

@@ -129,7 +129,7 @@ def test_folder_import(ws):
 @pytest.mark.slow
 def test_killed_import_leaves_ledger_intact_and_rerun_finishes(ws, tmp_path):
     """SIGKILL an import mid-write: the ledger is as it was; a rerun imports everything once."""
-    from benchmarks.synthetic import write_challenge
+    from ifa.benchmarks.synthetic import write_challenge
 
     big = write_challenge(tmp_path / "big.json", 150_000, seed=1)
     env = {**os.environ, "IFA_WORKSPACE": str(ws.root)}

@@ -14,9 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from ifa.cli.app import app
 from ifa.curation import evaluation
 from ifa.curation.noise.model import backbones, baseline, crossfit, train as trainer
 from ifa.curation.noise.model.config import TrainConfig
@@ -163,16 +161,13 @@ def test_folds_are_stratified():
         crossfit.assign_folds(labels, 1)
 
 
-def test_cli_train_and_predict(sample_ws, tmp_path):
-    runner = CliRunner()
+def test_cli_train_and_predict(sample_ws, tmp_path, cli):
     ws = str(sample_ws.root)
     sample_ws.close()
-    res = runner.invoke(app, ["model", "train", "--epochs", "1", "--image-size", "32", "--workspace", ws, "--json"])
-    assert res.exit_code == 0, res.output
-    data = json.loads(res.stdout)
+    data = cli.json("model", "train", "--epochs", "1", "--image-size", "32", "--workspace", ws, "--json")
     assert data["epochs_done"] == 1 and data["images"] == 220 and "val_f1" in data
     out = tmp_path / "probs.parquet"
-    res = runner.invoke(app, ["model", "predict", "--split", "validation", "--out", str(out), "--workspace", ws])
+    res = cli("model", "predict", "--split", "validation", "--out", str(out), "--workspace", ws)
     assert res.exit_code == 0, res.output
-    res = runner.invoke(app, ["eval", str(out), "--split", "validation", "--workspace", ws, "--json"])
+    res = cli("eval", str(out), "--split", "validation", "--workspace", ws, "--json")
     assert res.exit_code == 0 and json.loads(res.stdout)["images"] == 45

@@ -19,20 +19,13 @@ import json
 import time
 from collections import Counter
 from pathlib import Path
-from types import SimpleNamespace
 
 import httpx
 import pytest
-from typer.testing import CliRunner
 
 from ifa.annotation import finalize, reassign, report, rounds, server, simulate, state, status, sync, tiebreak
-from ifa.annotation.client import Client, Connection
-from ifa.cli.app import app
-from ifa.curation.ingest import importing
-from ifa.curation.ledger.review import ReviewStore
-from ifa.curation.workspace import Workspace
 from ifa.errors import IfaError
-from ifa.sample import IMAGES_DIR, split_file
+from ifa.tests.support.review import labels_before, review_setting
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 ROUND = "pool-1"
@@ -42,20 +35,13 @@ GOLD_RATE = 0.25
 
 @pytest.fixture(scope="module")
 def pool(label_studio, tmp_path_factory):
-    root = label_studio
-    st = server.read_state(root)
-    ws = Workspace.init(tmp_path_factory.mktemp("pool") / "ws", command="test")
-    importing.import_imat(ws, split_file("validation"), "validation", images_dir=IMAGES_DIR)
-    client = Client(Connection(st.url, st.token, embedded_root=root), retries=2, backoff=0.2)
-    sims = {k: simulate.annotator(ws, client, simulate.email(f"pool-{k}"), secrets_dir=root)
-            for k in [*POOL, "p6", "tb1", "tb2"]}
-    labels = ws.ledger.labels_frame(["validation"])
-    labelled = sorted(set(labels["image_id"]))
-    ids, gold = labelled[:33], labelled[33:45]  # the sample's validation split has 45 labelled images
-    before = {i: set(labels.loc[labels["image_id"] == i, "label_id"].astype(int)) for i in ids + gold}
-    yield SimpleNamespace(ws=ws, root=root, client=client, sims=sims, ids=ids, gold=gold, before=before,
-                          store=ReviewStore(ws.ledger), tax=ws.taxonomy, emails={k: s.email for k, s in sims.items()})
-    ws.close()
+    s = review_setting(label_studio, tmp_path_factory.mktemp("pool"), [*POOL, "p6", "tb1", "tb2"], email_prefix="pool-")
+    labelled = sorted(set(s.labels["image_id"]))
+    s.ids, s.gold = labelled[:33], labelled[33:45]  # the sample's validation split has 45 labelled images
+    s.before = labels_before(s.labels, s.ids + s.gold)
+    s.emails = {k: sim.email for k, sim in s.sims.items()}
+    yield s
+    s.ws.close()
 
 
 def rid(p) -> int:
@@ -234,9 +220,8 @@ def test_finalize_never_changes_gold_labels(pool):
     assert decided == set(p.ids) and decided.isdisjoint(p.gold)
 
 
-def test_cli_pool_wiring(pool, tmp_path):
+def test_cli_pool_wiring(pool, tmp_path, cli):
     p = pool
-    runner = CliRunner()
     st = server.read_state(p.root)
     env = {"IFA_LS_URL": st.url, "IFA_LS_TOKEN": st.token}
     ws = str(p.ws.root)
@@ -245,25 +230,23 @@ def test_cli_pool_wiring(pool, tmp_path):
     gold = tmp_path / "gold.txt"
     gold.write_text("\n".join(p.gold[:3]) + "\n")
     a = [p.emails[k] for k in ("p1", "p3", "p4")]
-    out = runner.invoke(app, ["review", "create", "-w", ws, "--split", "validation", "--images-from", str(ids),
-                              "--annotators", *a, "--tiebreaker", p.emails["tb1"], p.emails["tb2"], "--gold", str(gold),
-                              "--gold-rate", "0.05", "--name", "cli-pool", "--json"], env=env)
-    assert out.exit_code == 0, out.output
-    made = json.loads(out.stdout)
+    made = cli.json("review", "create", "-w", ws, "--split", "validation", "--images-from", str(ids),
+                    "--annotators", *a, "--tiebreaker", p.emails["tb1"], p.emails["tb2"], "--gold", str(gold),
+                    "--gold-rate", "0.05", "--name", "cli-pool", "--json", env=env)
     assert made["images"] == 6 and made["gold"] == 3 and len(made["projects"]) == 3
     assert sum(made["tasks_added"].values()) == 6 * 2 + 3  # two per image, one gold each
-    out = runner.invoke(app, ["review", "status", "-w", ws, "--round", "cli-pool", "--json"])
+    out = cli("review", "status", "-w", ws, "--round", "cli-pool", "--json")
     data = json.loads(out.stdout)
     assert [x["email"] for x in data["annotators"]] == a and data["pending"][0].keys() == {
         "image_id", "annotator", "project_id", "task_id"}
     assert len(data["pending"]) == 15 and data["gold"] == 3
-    out = runner.invoke(app, ["review", "reassign", "-w", ws, "--round", "cli-pool", "--from", a[0], "--to",
-                              p.emails["p6"], "--json"], env=env)
+    out = cli("review", "reassign", "-w", ws, "--round", "cli-pool", "--from", a[0], "--to",
+              p.emails["p6"], "--json", env=env)
     assert out.exit_code == 0, out.output
     assert json.loads(out.stdout)["moved"] >= 1
-    out = runner.invoke(app, ["review", "report", "-w", ws, "--round", "cli-pool"])
+    out = cli("review", "report", "-w", ws, "--round", "cli-pool")
     assert out.exit_code == 0 and "report" in out.output
-    out = runner.invoke(app, ["review", "create", "-w", ws, "--split", "validation", "--annotators", a[0],
-                              "--tiebreaker", p.emails["tb1"]], env=env)
+    out = cli("review", "create", "-w", ws, "--split", "validation", "--annotators", a[0],
+              "--tiebreaker", p.emails["tb1"], env=env)
     # The console entry point (cli.app.main) prints an IfaError as one line; here it arrives as the exception.
     assert isinstance(out.exception, IfaError) and "two or more" in str(out.exception)

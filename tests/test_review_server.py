@@ -25,22 +25,20 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import httpx
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
 from ifa.annotation import finalize, rounds, server, simulate, status, sync, tiebreak
 from ifa.annotation.client import Client, Connection
-from ifa.cli.app import app
 from ifa.curation.ingest import importing
 from ifa.curation.ledger.review import ReviewStore
 from ifa.curation.restore import restore
 from ifa.curation.workspace import Workspace
 from ifa.errors import IfaError
 from ifa.sample import IMAGES_DIR, split_file
+from ifa.tests.support.review import labels_before, review_setting
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 ROUND = "r1"
@@ -48,18 +46,11 @@ ROUND = "r1"
 
 @pytest.fixture(scope="module")
 def rv(label_studio, tmp_path_factory):
-    root = label_studio
-    state = server.read_state(root)
-    ws = Workspace.init(tmp_path_factory.mktemp("review") / "ws", command="test")
-    importing.import_imat(ws, split_file("validation"), "validation", images_dir=IMAGES_DIR)
-    client = Client(Connection(state.url, state.token, embedded_root=root), retries=2, backoff=0.2)
-    sims = {k: simulate.annotator(ws, client, simulate.email(k), secrets_dir=root) for k in ("ann1", "ann2", "third")}
-    ids = ws.ledger.images_frame(["validation"])["image_id"].tolist()[:8]
-    labels = ws.ledger.labels_frame(["validation"])
-    before = {i: set(labels.loc[labels["image_id"] == i, "label_id"].astype(int)) for i in ids}
-    yield SimpleNamespace(ws=ws, root=root, client=client, sims=sims, ids=ids, before=before,
-                          store=ReviewStore(ws.ledger), tax=ws.taxonomy)
-    ws.close()
+    s = review_setting(label_studio, tmp_path_factory.mktemp("review"), ("ann1", "ann2", "third"))
+    s.ids = s.ws.ledger.images_frame(["validation"])["image_id"].tolist()[:8]
+    s.before = labels_before(s.labels, s.ids)
+    yield s
+    s.ws.close()
 
 
 def lid(rv, group, name):
@@ -261,29 +252,26 @@ def current_labels(rv) -> dict[str, set[int]]:
     return {i: set(labels.loc[labels["image_id"] == i, "label_id"].astype(int)) for i in rv.ids}
 
 
-def test_cli_wiring(rv, tmp_path):
-    runner = CliRunner()
+def test_cli_wiring(rv, tmp_path, cli):
     state = server.read_state(rv.root)
     env = {"IFA_LS_URL": state.url, "IFA_LS_TOKEN": state.token}
     ws = str(rv.ws.root)
-    out = runner.invoke(app, ["review", "status", "-w", ws, "--json"])
-    assert out.exit_code == 0, out.output
-    data = json.loads(out.stdout)
+    data = cli.json("review", "status", "-w", ws, "--json")
     assert {"round", "images", "done", "agreement", "pending"} <= set(data) and data["round"] == ROUND
     assert data["pending"][0].keys() == {"image_id", "annotator", "project_id", "task_id"}
-    out = runner.invoke(app, ["review", "sync", "-w", ws, "--json"], env=env)
+    out = cli("review", "sync", "-w", ws, "--json", env=env)
     assert out.exit_code == 0, out.output
     assert json.loads(out.stdout)["new"] == 0
     ids = tmp_path / "ids.csv"
     ids.write_text("image_id\n" + "\n".join(rv.ids[:2]) + "\n")
     a1, a2, tb = (rv.sims[k].email for k in ("ann1", "ann2", "third"))
-    out = runner.invoke(app, ["review", "create", "-w", ws, "--split", "validation", "--images-from", str(ids),
-                              "--annotators", a1, a2, "--tiebreaker", tb, "--name", "cli", "--json"], env=env)
+    out = cli("review", "create", "-w", ws, "--split", "validation", "--images-from", str(ids),
+              "--annotators", a1, a2, "--tiebreaker", tb, "--name", "cli", "--json", env=env)
     assert out.exit_code == 0, out.output
     assert json.loads(out.stdout)["tasks_added"] == {"annotator1": 2, "annotator2": 2}
-    out = runner.invoke(app, ["review", "finalize", "-w", ws, "--round", "cli"])
+    out = cli("review", "finalize", "-w", ws, "--round", "cli")
     assert out.exit_code == 0 and "would apply" in out.output
-    out = runner.invoke(app, ["review", "annotators", "list", "-w", ws, "--json"], env=env)
+    out = cli("review", "annotators", "list", "-w", ws, "--json", env=env)
     assert any(a["simulated"] and "cli:annotator1" in a["rounds"] for a in json.loads(out.stdout)["annotators"])
 
 
@@ -335,7 +323,7 @@ def workspace_on_server(label_studio, root, split: str, people: list[str]) -> Wo
     return ws
 
 
-def test_flag_noise_sends_its_flags_to_a_review_round(label_studio, tmp_path):
+def test_flag_noise_sends_its_flags_to_a_review_round(label_studio, tmp_path, cli):
     """flag-noise --review: the flagged train images, and only they, become a round."""
 
     people = ["noise-a@example.com", "noise-b@example.com", "noise-lead@example.com"]
@@ -362,10 +350,8 @@ def test_flag_noise_sends_its_flags_to_a_review_round(label_studio, tmp_path):
     ws.close()
     # the library returns what it flagged; the command starts the round with annotation/'s library
     # --min-score 0: the whole top 6 is acted on (few planted errors keep these scores under the default cut)
-    res = CliRunner().invoke(app, ["curate", "flag-noise", "--probs", str(path), "--top", "6", "--min-score", "0", "--review", "--annotators",
-                                   people[0], people[1], "--tiebreaker", people[2], "-w", root, "--json"])
-    assert res.exit_code == 0, res.output
-    data = json.loads(res.stdout)
+    data = cli.json("curate", "flag-noise", "--probs", str(path), "--top", "6", "--min-score", "0", "--review",
+                    "--annotators", people[0], people[1], "--tiebreaker", people[2], "-w", root, "--json")
     flagged = {f["image_id"] for f in data["flags"] if f["score"] >= data["min_score"]}
     assert flagged == set(swapped["image_id"])
     with Workspace.open(Path(root)) as ws:

@@ -4,29 +4,18 @@ from __future__ import annotations
 
 import json
 
-from typer.testing import CliRunner
-
-from ifa.cli.app import app
 from ifa.sample import IMAGES_DIR, split_file
 
-runner = CliRunner()
 
 
-def run(*args: str):
-    result = runner.invoke(app, list(args))
-    assert result.exit_code == 0, result.output
-    return result
-
-
-def test_init_import_stats_show(tmp_path):
+def test_init_import_stats_show(tmp_path, cli):
     ws = str(tmp_path / "ws")
-    run("init", "--workspace", ws)
-    out = run("import", "imat", str(split_file("validation")), "--split", "validation", "--images", str(IMAGES_DIR),
-              "--workspace", ws, "--json")
-    data = json.loads(out.stdout)
+    cli.ok("init", "--workspace", ws)
+    data = cli.json("import", "imat", split_file("validation"), "--split", "validation", "--images", IMAGES_DIR,
+                    "--workspace", ws, "--json")
     assert data["images_added"] == 45 and data["problems"] == {}
-    stats = json.loads(run("stats", "--workspace", ws, "--json").stdout)
+    stats = cli.json("stats", "--workspace", ws, "--json")
     assert stats["splits"]["validation"]["images"] == 45
     first = json.loads(split_file("validation").read_text())["images"][0]["imageId"]
-    shown = json.loads(run("show", first, "--workspace", ws, "--json").stdout)
+    shown = cli.json("show", first, "--workspace", ws, "--json")
     assert shown["split"] == "validation" and shown["labels"]

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from typer.testing import CliRunner
-
-from ifa.cli.app import app
 from ifa.curation.ingest import importing
 from ifa.curation import stats
 from ifa.curation.ledger import Change
@@ -32,11 +28,9 @@ def test_stats_count_only_active(ws, write_json):
     assert s.labels_under_500 == 228 and s.labels_over_10k == 0
 
 
-def test_cli_stats_json_shape_and_plots(sample_ws):
+def test_cli_stats_json_shape_and_plots(sample_ws, cli):
     sample_ws.close()
-    r = CliRunner().invoke(app, ["stats", "--workspace", str(sample_ws.root), "--json", "--plots"])
-    assert r.exit_code == 0, r.output
-    data = json.loads(r.stdout)
+    data = cli.json("stats", "--workspace", sample_ws.root, "--json", "--plots")
     train = data["splits"]["train"]
     assert train["images"] == 220 and set(train["labels_per_image"]) == {"min", "mean", "max"}
     assert set(train["groups"]["category"]) >= {"classes", "cardinality", "labels", "images"}

@@ -36,6 +36,7 @@ from ..reports import html as report_html
 from . import hashing, pairs, recheck, verify
 from ..ledger import Change, FileInfo, check_splits
 from ..ledger import hashes as store
+from ..ledger.hashes import DedupColumns
 from ..workspace import Workspace
 
 RULE = store.DEDUP_RULE
@@ -57,7 +58,7 @@ MAX_HTML_CLUSTERS = 300  # thumbnails of more than this make a page no one scrol
 # What dedup decides on: `store.dedup_frame`'s {column: array}, one row per image. Plain
 # numpy, no pandas: importing pandas was ~0.4 s of a ~1.5 s cold command on 3,000 photos
 # (python -X importtime; benchmarks/dedup_bench.py section 4).
-Table = dict[str, np.ndarray]
+Table = DedupColumns
 
 
 # ---- keep policy -------------------------------------------------------------------------------

@@ -1,4 +1,11 @@
-"""The workspace ledger (SQLite). The only code in ifa that writes SQL lives here."""
+"""The workspace ledger (SQLite). The only code in ifa that writes SQL lives here.
+
+One API shape: the `Ledger` object owns the connection, transactions, migrations, the event
+log and the core tables (imports, images, labels); every other family of tables is a module
+here, named for it, of plain functions that take the ledger first (`fetches.record(ledger,
+...)`, `hashes.save_fingerprints(ledger, ...)`). Rows that leave are dataclasses, typed
+column sets, arrays or frames. (review.py's ReviewStore class is the exception for now.)
+"""
 
 # What a damaged, locked or read-only ledger raises past the checks in core.py; the CLI turns it
 # into one line (cli/failures.py) without touching SQLite itself.

@@ -7,7 +7,7 @@ in. Hashes are stored as signed 64-bit integers (SQLite's INTEGER) and handed ou
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence, TypedDict
 
 from .core import FileInfo, Ledger, _where, now
 
@@ -91,7 +91,28 @@ def save_fingerprints(ledger: Ledger, *, stats: Iterable[tuple[int, str, int, in
         )
 
 
-def dedup_frame(ledger: Ledger, splits: Sequence[str] | None, method: str | None) -> dict[str, np.ndarray]:
+class DedupColumns(TypedDict):
+    """`dedup_frame`'s columns, one numpy array each, one row per candidate image with a
+    local path (object arrays hold text, bytes and values that may be None)."""
+
+    pk: np.ndarray  # int64
+    image_id: np.ndarray
+    split: np.ndarray
+    path: np.ndarray
+    status: np.ndarray
+    status_rule: np.ndarray
+    sha256: np.ndarray  # None if never read
+    bytes: np.ndarray
+    width: np.ndarray  # None if unknown
+    height: np.ndarray
+    hash: np.ndarray  # uint64; 0 where has_hash is False
+    signature: np.ndarray  # bytes or None
+    reason: np.ndarray  # why the current file could not be hashed, else None
+    detail: np.ndarray
+    has_hash: np.ndarray  # bool
+
+
+def dedup_frame(ledger: Ledger, splits: Sequence[str] | None, method: str | None) -> DedupColumns:
     """What dedup decides on, one row per candidate image with a local path, as
     {column: numpy array} (object arrays for text, bytes and values that may be None).
 
@@ -111,7 +132,7 @@ def dedup_frame(ledger: Ledger, splits: Sequence[str] | None, method: str | None
         f"LEFT JOIN unreadable_files u ON u.image_pk = i.pk AND u.sha256 = f.sha256 {where} ORDER BY i.pk",
         [method or "", *params, *_DEDUP_RULES],
     )
-    out: dict[str, np.ndarray] = {}
+    out: DedupColumns = {}  # type: ignore[typeddict-item]  # filled column by column below
     for name, values in table.items():
         out[name] = np.empty(len(values), dtype=object)
         out[name][:] = values  # element-wise: a column of bytes or tuples stays one object per row

@@ -115,20 +115,9 @@ def fit(folder: Path, config: TrainConfig, inputs: Inputs, labels: np.ndarray, l
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     state = {"config": asdict(config), "data_key": data_key, "label_ids": [int(i) for i in label_ids],
              "feature_dim": feature_dim, "input_kind": inputs.kind, "history": [], "epochs_done": 0}
-    ckpt_path = folder / CHECKPOINT
-    if ckpt_path.exists() and not restart:
-        saved = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        same = saved["data_key"] == data_key and saved["label_ids"] == state["label_ids"] and \
-            TrainConfig(**saved["config"]).resumable_with(config)
-        if same:
-            model.load_state_dict(saved["model"])
-            optimizer.load_state_dict(saved["optimizer"])
-            state.update(history=saved["history"], epochs_done=saved["epochs_done"])
-        elif on_mismatch == "error":
-            raise IfaError(f"{folder} holds a model trained with other settings or data; pass --restart to "
-                           "train it afresh, or choose another --name.")
-        else:
-            progress.note(f"{folder.name}: settings or data changed since its checkpoint; training afresh.")
+    history, epochs_done = _resume(folder, model, optimizer, state, config, restart=restart,
+                                   on_mismatch=on_mismatch, progress=progress)
+    state.update(history=history, epochs_done=epochs_done)
     resumed_from = state["epochs_done"]
     if resumed_from:
         progress.note(f"{title}: resuming after epoch {resumed_from} of {config.epochs}.")
@@ -139,26 +128,7 @@ def fit(folder: Path, config: TrainConfig, inputs: Inputs, labels: np.ndarray, l
     with deterministic(), progress.task(title, total=max(0, config.epochs - resumed_from) * n) as task:
         for epoch in range(resumed_from, config.epochs):
             start = time.perf_counter()
-            seed = config.seed * 1_000_003 + epoch
-            gen = torch.Generator().manual_seed(seed)
-            torch.manual_seed(seed)  # dropout draws
-            order = torch.randperm(n, generator=gen).numpy()
-            model.train()
-            total, seen = 0.0, 0
-            for first in range(0, n, config.batch_size):
-                rows = order[first:first + config.batch_size]
-                if len(rows) < 2 and n > 1:  # batch norm cannot learn from a batch of one
-                    continue
-                x = _prepare(inputs, rows, config, device, gen)
-                y = torch.from_numpy(labels[rows]).to(device=device, dtype=torch.float32)
-                loss = loss_fn(model(x), y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += loss.item() * len(rows)
-                seen += len(rows)
-                task.advance(len(rows))
-                task.update(description=f"{title} epoch {epoch + 1}/{config.epochs} loss {total / seen:.4f}")
+            total, seen = _epoch(model, optimizer, loss_fn, inputs, labels, config, device, epoch, task, title)
             f1 = validate(model) if validate else None
             state["history"].append({"epoch": epoch + 1, "loss": round(total / max(seen, 1), 6),
                                      "val_f1": None if f1 is None else round(f1, 6),
@@ -168,6 +138,55 @@ def fit(folder: Path, config: TrainConfig, inputs: Inputs, labels: np.ndarray, l
             shown = "" if f1 is None else f", validation F1 {f1:.4f}"
             progress.note(f"{title} epoch {epoch + 1}/{config.epochs}: loss {total / max(seen, 1):.4f}{shown}")
     return FitResult(str(folder), state["epochs_done"], resumed_from, state["history"])
+
+
+def _resume(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict, config: TrainConfig, *,
+            restart: bool, on_mismatch: str, progress: Progress) -> tuple[list[dict], int]:
+    """Load `folder`'s checkpoint into `model` and `optimizer` when it was made with the same
+    settings and data as `state` describes. Returns (history, epochs done): empty when
+    starting afresh. Raises IfaError for a mismatching checkpoint when on_mismatch="error"."""
+    ckpt_path = folder / CHECKPOINT
+    if not ckpt_path.exists() or restart:
+        return [], 0
+    saved = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    same = saved["data_key"] == state["data_key"] and saved["label_ids"] == state["label_ids"] and \
+        TrainConfig(**saved["config"]).resumable_with(config)
+    if same:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        return saved["history"], saved["epochs_done"]
+    if on_mismatch == "error":
+        raise IfaError(f"{folder} holds a model trained with other settings or data; pass --restart to "
+                       "train it afresh, or choose another --name.")
+    progress.note(f"{folder.name}: settings or data changed since its checkpoint; training afresh.")
+    return [], 0
+
+
+def _epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: nn.Module, inputs: Inputs,
+           labels: np.ndarray, config: TrainConfig, device: torch.device, epoch: int, task, title: str) -> tuple[float, int]:
+    """One pass over the training rows in this epoch's seeded order. Returns (summed loss, rows seen)."""
+    n = len(inputs)
+    seed = config.seed * 1_000_003 + epoch
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)  # dropout draws
+    order = torch.randperm(n, generator=gen).numpy()
+    model.train()
+    total, seen = 0.0, 0
+    for first in range(0, n, config.batch_size):
+        rows = order[first:first + config.batch_size]
+        if len(rows) < 2 and n > 1:  # batch norm cannot learn from a batch of one
+            continue
+        x = _prepare(inputs, rows, config, device, gen)
+        y = torch.from_numpy(labels[rows]).to(device=device, dtype=torch.float32)
+        loss = loss_fn(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.item() * len(rows)
+        seen += len(rows)
+        task.advance(len(rows))
+        task.update(description=f"{title} epoch {epoch + 1}/{config.epochs} loss {total / seen:.4f}")
+    return total, seen
 
 
 def _prepare(inputs: Inputs, rows: np.ndarray, config: TrainConfig, device: torch.device,
