@@ -41,13 +41,16 @@ def restore(
     extra += f"; dropped again {len(result.unadded):,} labels it had added" if result.unadded else ""
     render.done(f"{verb} {len(result.images):,} images and {len(result.labels):,} labels{extra}")
 
+# check-attributes and check-images read rules files the same way (curation/rule_files.py).
+RulesOpt = Annotated[Optional[Path], typer.Option(
+    "--rules", help="A rules TOML that extends the defaults (same id: overrides; `extend = false`: replaces them).",
+    exists=True, dir_okay=False)]
+
 
 @app.command("check-attributes")
 def check_attributes(
     split: SplitsOpt = None,
-    rules: Annotated[Optional[Path], typer.Option(
-        "--rules", help="A rules TOML that extends the defaults (same id: overrides; `extend = false`: replaces them).",
-        exists=True, dir_okay=False)] = None,
+    rules: RulesOpt = None,
     apply: ApplyOpt = False,
     workspace: WorkspaceOpt = DEFAULT_WS,
     json_out: JsonOpt = False,
@@ -95,9 +98,7 @@ def check_attributes(
 @app.command("check-images")
 def check_images(
     split: SplitsOpt = None,
-    rules: Annotated[Optional[Path], typer.Option(
-        "--rules", help="A rules TOML that extends the defaults (same id: overrides; `extend = false`: replaces them).",
-        exists=True, dir_okay=False)] = None,
+    rules: RulesOpt = None,
     placeholders: Annotated[Optional[Path], typer.Option(
         "--placeholders", help="A folder of known placeholder pictures: any image showing one of them is a placeholder.",
         exists=True, file_okay=False)] = None,

@@ -4,8 +4,10 @@ defaults a user's file extends (new ids), overrides (keys of an existing id) or 
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
+from typing import Callable
 
 from ..errors import IfaError
 
@@ -36,40 +38,60 @@ def rule_ids(path: Path) -> frozenset:
     return frozenset(r["id"] for r in read_rule_file(path)["rule"])
 
 
-def read_rule_file(path: Path) -> dict:
-    """The parsed TOML file with its `rule` list checked. Raises IfaError naming the file."""
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def read_rule_file(path: Path, reserved: Callable[[int, object], None] | None = None) -> dict:
+    """The parsed TOML file with its `extend` flag and `rule` list checked (ids well formed
+    and distinct; `reserved(n, id)` may refuse an id). Raises IfaError naming the file."""
+    path = Path(path)
     try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise IfaError(f"Rules file not found: {path}.") from None
+        raise IfaError(f"Rules file {path} does not exist.") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise IfaError(f"Cannot read the rules file {path}: {exc}.") from None
     except tomllib.TOMLDecodeError as exc:
-        raise IfaError(f"{path} is not valid TOML: {exc}.") from None
+        raise IfaError(f"Rules file {path} is not valid TOML: {exc}.") from None
+    unknown = set(data) - {"extend", "rule"}
+    if unknown:
+        raise IfaError(f"{path}: unknown top-level key(s) {', '.join(sorted(unknown))}; "
+                       "a rules file holds `extend = true|false` and [[rule]] tables.")
+    if "extend" in data and not isinstance(data["extend"], bool):
+        raise IfaError(f"{path}: extend must be true or false.")
     rules = data.get("rule", [])
     if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
-        raise IfaError(f"{path}: rules are [[rule]] tables.")
-    for k, r in enumerate(rules, 1):
-        if not isinstance(r.get("id"), str) or not r["id"]:
-            raise IfaError(f"{path}: rule {k} has no id.")
+        raise IfaError(f"{path}: write each rule as a [[rule]] table.")
+    seen: set[str] = set()
+    for n, r in enumerate(rules, start=1):
+        rid = r.get("id")
+        if reserved is not None:
+            reserved(n, rid)
+        if not isinstance(rid, str) or not _ID.match(rid):
+            raise IfaError(f"{path}, rule {n}: id must be letters, digits, '-', '_' or '.', e.g. id = \"my-rule\".")
+        if rid in seen:
+            raise IfaError(f"{path}: rule id {rid!r} appears twice.")
+        seen.add(rid)
     data["rule"] = rules
     return data
 
 
-def merged_specs(defaults: Path, user: Path | None) -> list[dict]:
-    """The enabled rule specs of `defaults` as extended by `user`; each carries `_source`,
-    the file that last set it."""
+def merged_specs(defaults: Path, user: Path | None, others: frozenset = frozenset(),
+                 owner: str = "") -> tuple[list[dict], list[str]]:
+    """The rule specs of `defaults` as extended by the user's file (a rule with a new id is
+    added, one with a default's id overrides the keys it sets, `extend = false` keeps only
+    the user's), without those switched off (`enabled = false`); each spec carries
+    `_source`, the file that last set it. A user rule may not take a reserved id nor one of
+    `others` (another command's default ids, `owner`). Returns (specs, files read)."""
     specs = {r["id"]: {**r, "_source": str(defaults)} for r in read_rule_file(defaults)["rule"]}
+    sources = [str(defaults)]
     if user is not None:
-        data = read_rule_file(user)
-        from .attributes.rules import DEFAULT_RULES as ATTRIBUTE_RULES  # the other rules command's ids
-        attribute_ids = rule_ids(ATTRIBUTE_RULES)
-        for n, r in enumerate(data["rule"], 1):
-            refuse_reserved(user, n, r["id"], attribute_ids, "`ifa curate check-attributes`")
+        data = read_rule_file(user, lambda n, rid: refuse_reserved(user, n, rid, others, owner))
         if data.get("extend", True) is False:
-            specs = {}
+            specs, sources = {}, []
+        sources.append(str(user))
         for r in data["rule"]:
             base = specs.get(r["id"])
             same_kind = base is not None and ("kind" not in r or r["kind"] == base["kind"])
             specs[r["id"]] = {**(base if same_kind else {}), **r, "_source": str(user)}
-    return [s for s in specs.values() if s.get("enabled", True) is not False]
+    return [s for s in specs.values() if s.get("enabled", True) is not False], sources

@@ -15,8 +15,6 @@ rule with a new id is added, a rule with a default's id overrides the keys it se
 from __future__ import annotations
 
 import math
-import re
-import tomllib
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -29,7 +27,7 @@ from ...taxonomy import Taxonomy
 from ...taxonomy.labels import DATA
 from ..ledger.arrays import LABEL_STATUSES, LabelArrays
 from ..ledger.schema import SPLITS
-from ..rule_files import refuse_reserved, rule_ids
+from ..rule_files import merged_specs, rule_ids
 
 DEFAULT_RULES = DATA.parent / "rules.toml"
 ACTIONS = ("set-aside", "drop-labels", "review", "report")
@@ -38,7 +36,6 @@ COMMON_KEYS = {"id", "kind", "description", "severity", "action", "splits", "ena
 # `restore --rule import` also brings back labels quarantined at import; a rule may not take that name.
 # check-images' rules set images aside under their own ids: a user rule here may not take one.
 IMAGE_RULES = Path(__file__).parents[1] / "image_checks" / "rules.toml"
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 # ---- the shared mechanism: a label table view and hits ---------------------------------------
@@ -470,27 +467,13 @@ def load_rules(path: Path | None = None, taxonomy: Taxonomy | None = None) -> Ru
     """The default rules, extended (or replaced, with `extend = false`) by the file at
     `path`. Raises IfaError naming the file, rule and key for anything malformed:
     unreadable TOML, an unknown kind/action/severity/split/label/group, a duplicate id,
-    an action the kind cannot take."""
+    an action the kind cannot take, an id ifa's own commands or check-images use."""
     taxonomy = taxonomy or Taxonomy.default()
-    defaults = _read(DEFAULT_RULES)
-    specs: dict[str, dict] = {r["id"]: {**r, "_source": str(DEFAULT_RULES)} for r in defaults["rule"]}
-    sources = [str(DEFAULT_RULES)]
-    if path is not None:
-        user = _read(Path(path))
-        if user.get("extend", True) is False:
-            specs, sources = {}, []
-        sources.append(str(path))
-        for r in user["rule"]:
-            base = specs.get(r["id"])
-            if base is not None and ("kind" not in r or r["kind"] == base["kind"]):
-                specs[r["id"]] = {**base, **r, "_source": str(path)}
-            else:
-                specs[r["id"]] = {**r, "_source": str(path)}
+    specs, sources = merged_specs(DEFAULT_RULES, None if path is None else Path(path), rule_ids(IMAGE_RULES),
+                                  "`ifa curate check-images`")
     out = RuleSet([], sources)
     custom_taxonomy = taxonomy is not Taxonomy.default()
-    for spec in specs.values():
-        if spec.get("enabled", True) is False:
-            continue
+    for spec in specs:
         from_defaults = spec["_source"] == str(DEFAULT_RULES)
         try:
             out.rules.append(_compile(spec, taxonomy))
@@ -502,36 +485,6 @@ def load_rules(path: Path | None = None, taxonomy: Taxonomy | None = None) -> Ru
                 continue
             raise
     return out
-
-
-def _read(path: Path) -> dict:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise IfaError(f"Rules file {path} does not exist.") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise IfaError(f"Rules file {path} is not valid TOML: {exc}.") from None
-    unknown = set(data) - {"extend", "rule"}
-    if unknown:
-        raise IfaError(f"{path}: unknown top-level key(s) {', '.join(sorted(unknown))}; "
-                       "a rules file holds `extend = true|false` and [[rule]] tables.")
-    if "extend" in data and not isinstance(data["extend"], bool):
-        raise IfaError(f"{path}: extend must be true or false.")
-    rules = data.get("rule", [])
-    if not isinstance(rules, list):
-        raise IfaError(f"{path}: write each rule as a [[rule]] table.")
-    seen: set[str] = set()
-    for n, r in enumerate(rules, start=1):
-        rid = r.get("id")
-        if path != DEFAULT_RULES:
-            refuse_reserved(path, n, rid, rule_ids(IMAGE_RULES), "`ifa curate check-images`")
-        if not isinstance(rid, str) or not _ID.match(rid):
-            raise IfaError(f"{path}, rule {n}: id must be letters, digits, '-', '_' or '.', e.g. id = \"my-rule\".")
-        if rid in seen:
-            raise IfaError(f"{path}: rule id {rid!r} appears twice.")
-        seen.add(rid)
-    data["rule"] = rules
-    return data
 
 
 def _compile(spec: dict, taxonomy: Taxonomy) -> Rule:

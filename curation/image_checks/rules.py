@@ -4,20 +4,18 @@ over the statistics of every image at once."""
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ...errors import IfaError
-from ..rule_files import merged_specs
+from ..rule_files import merged_specs, rule_ids
 from .statistics import STAT_NAMES
 
 DEFAULT_RULES = Path(__file__).with_name("rules.toml")
 ACTIONS = ("set-aside", "report")
 KINDS = ("threshold", "shared-picture")
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 @dataclass(frozen=True)
@@ -107,13 +105,14 @@ def _bits_apart(rows: np.ndarray, row: np.ndarray) -> np.ndarray:
 def load_rules(path: Path | None = None) -> list[ImageRule]:
     """The default rules extended by the file at `path` (see rules.toml). Raises IfaError
     naming the file, rule and key for anything malformed."""
-    return [_compile(spec) for spec in merged_specs(DEFAULT_RULES, path)]
+    from ..attributes.rules import DEFAULT_RULES as ATTRIBUTE_RULES  # the other rules command's ids
+
+    specs, _ = merged_specs(DEFAULT_RULES, path, rule_ids(ATTRIBUTE_RULES), "`ifa curate check-attributes`")
+    return [_compile(spec) for spec in specs]
 
 
 def _compile(spec: dict) -> ImageRule:
     where = f"{spec['_source']}: rule {spec['id']!r}"
-    if not _ID.match(spec["id"]):
-        raise IfaError(f"{where}: an id is letters, digits, '.', '_' and '-'.")
     kind, action = spec.get("kind"), spec.get("action", "report")
     if kind not in KINDS:
         raise IfaError(f"{where}: kind must be one of {', '.join(KINDS)}, not {kind!r}.")
