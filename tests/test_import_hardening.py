@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -87,10 +86,25 @@ def test_nul_in_an_id_is_a_problem_naming_the_entry_and_other_characters_are_kep
     assert r.problems == {"bad-id": 1} and "line 2" in Path(r.report).read_text() and ws.ledger.image("c")
 
 
+# The child reports its own peak (VmHWM) as it exits: RUSAGE_CHILDREN's ru_maxrss is the
+# largest of every child this test process ever waited for, so it depended on test order.
+_MEASURED = """
+import atexit, sys
+def _peak():
+    hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
+    sys.stderr.write(f"\\npeak-kib {hwm}\\n")
+atexit.register(_peak)
+sys.argv = ["ifa", *sys.argv[1:]]
+from ifa.cli.app import main
+main()
+"""
+
+
 def _run_measured(*argv: str) -> tuple[subprocess.CompletedProcess, float]:
-    """Run the CLI in a child and return it with the children's peak RSS in MiB so far."""
-    done = _cli(*argv)
-    return done, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    """Run the CLI in a child and return it with the child's own peak RSS in MiB."""
+    done = subprocess.run([sys.executable, "-c", _MEASURED, *argv], capture_output=True, text=True)
+    peak = next(int(line.split()[1]) for line in done.stderr.splitlines() if line.startswith("peak-kib "))
+    return done, peak / 1024
 
 
 def test_deep_json_is_refused_in_one_line_in_bounded_memory(tmp_path):

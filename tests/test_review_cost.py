@@ -207,7 +207,7 @@ def test_check_mode_prefills_and_syncs_the_edited_answer(rc):
     for role, proj in view.projects.items():
         if role in view.tiebreak_roles:
             continue
-        settings = rc.client.get(f"api/projects/{proj['ls_project_id']}/", "reading a check-mode project")
+        settings = rc.client.get(f"api/projects/{proj.ls_project_id}/", "reading a check-mode project")
         assert settings["show_collab_predictions"] and settings["model_version"] == prefill.PREFILL_VERSION
         mine = view.tasks[view.tasks["role"] == role]
         for image_id, task in zip(mine["image_id"], mine["ls_task_id"]):
