@@ -159,3 +159,33 @@ def test_a_user_image_rule_cannot_take_a_built_in_or_attribute_rule_id(tmp_path)
         path.write_text(f'[[rule]]\nid = "{rid}"\nkind = "threshold"\nwhen = [{{stat = "spread", below = 1}}]\n')
         with pytest.raises(IfaError, match=says):
             image_rules.load_rules(path)
+
+
+def test_dedups_decode_pass_fills_the_statistics_cache(planted_ws):
+    """One decode serves both commands: after `ifa curate dedup`, check-images decodes
+    nothing, and its statistics equal those of its own decode."""
+    from ifa.curation.dedup import run as dedup
+
+    ws, planted = planted_ws
+    dedup.run(ws, workers=1)
+    after_dedup = check.run(ws, workers=1)
+    assert after_dedup.measured == 0 and after_dedup.cached == len(REAL) + sum(map(len, planted.values()))
+    own = check.run(ws, workers=1)  # cached again: same findings
+    assert own.rules == after_dedup.rules and own.flagged == after_dedup.flagged
+    folder = ws.root.parent / "photos"
+    fresh = check.measure_batch([(0, str(folder / "letterbox.jpg"))])[0]
+    stored = ws.ledger.query("SELECT s.stats FROM image_stats s JOIN images i ON i.pk = s.image_pk "
+                             "WHERE i.image_id = 'letterbox'")[0][0]
+    assert stored == fresh.stats
+
+
+def test_compiled_statistics_equal_the_numpy_reference(planted_ws):
+    from ifa.curation.dedup import hashing
+    from ifa.curation.image_checks import statistics
+
+    folder = planted_ws[0].root.parent / "photos"
+    for path in sorted(folder.glob("*.jpg")):
+        rgb, width, height = hashing.decode_rgb(path.read_bytes())
+        fast, slow = statistics.measure_rgb(rgb, width, height), statistics.measure_rgb_reference(rgb, width, height)
+        assert np.allclose(fast.values, slow.values, rtol=1e-5, atol=1e-4), (path.name, fast.values, slow.values)
+        assert fast.thumb_hash == slow.thumb_hash

@@ -276,12 +276,14 @@ def method(name: str) -> HashMethod:
 # ---- the one decode path ----------------------------------------------------------------------
 class Decoded(NamedTuple):
     """A decoded, trimmed picture: `grey` (mode 'L', what every method hashes), `signature`
-    (verify.SIGNATURE_BYTES), and the full-size image's width and height as displayed."""
+    (verify.SIGNATURE_BYTES), the full-size image's width and height as displayed, and
+    with_stats, check-images' statistics of the same decode (image_checks.statistics)."""
 
     grey: Image.Image
     signature: bytes
     width: int
     height: int
+    stats: object | None = None  # image_checks.statistics.ImageStats
 
 
 def decode(data: bytes, trim: bool = True) -> tuple[Image.Image, int, int]:
@@ -294,21 +296,27 @@ def decode(data: bytes, trim: bool = True) -> tuple[Image.Image, int, int]:
     return d.grey, d.width, d.height
 
 
-def prepare(data: bytes, trim: bool = True) -> Decoded:
-    """One decode of image bytes: the trimmed grey picture and the verification signature.
+def prepare(data: bytes, trim: bool = True, with_stats: bool = False) -> Decoded:
+    """One decode of image bytes: the trimmed grey picture and the verification signature
+    (with_stats: and check-images' statistics, so one decode serves both commands).
     trim=False keeps the borders (to compare with imagehash on the whole picture).
     Raises Unreadable with a reason."""
     rgb, width, height = decode_rgb(data)
     grey = grey_of(rgb)
     h, w = grey.shape
     box = trim_box(grey) if trim else (0, h, 0, w)
+    stats = None
+    if with_stats:
+        from ..image_checks.statistics import measure_rgb  # it imports this module
+
+        stats = measure_rgb(rgb, width, height, grey, box if trim else None)
     if box == (0, h, 0, w):  # nothing trimmed: the exact pixels (what imagehash hashes)
-        return Decoded(Image.fromarray(grey, "L"), verify.signature(rgb), width, height)
+        return Decoded(Image.fromarray(grey, "L"), verify.signature(rgb), width, height, stats)
     top, bottom, left, right = edges = refine_box(grey, box)
     # Pillow resamples a fractional box (left, top, right, bottom) at about its own size.
     size = (max(1, round(right - left)), max(1, round(bottom - top)))
     picture = Image.fromarray(grey, "L").resize(size, Image.Resampling.BILINEAR, box=(left, top, right, bottom))
-    return Decoded(picture, verify.signature(rgb, edges), width, height)
+    return Decoded(picture, verify.signature(rgb, edges), width, height, stats)
 
 
 def refine_box(grey: np.ndarray, box: tuple[int, int, int, int]) -> tuple[float, float, float, float]:
@@ -630,6 +638,7 @@ class FileResult(NamedTuple):
     read: bool = False
     decoded: bool = False
     signature: bytes | None = None
+    picture_stats: object | None = None  # image_checks.statistics.ImageStats, when decoded now
 
 
 def hash_batch(jobs: Sequence[FileJob], methods: Sequence[str]) -> list[FileResult]:
@@ -648,7 +657,7 @@ def hash_batch(jobs: Sequence[FileJob], methods: Sequence[str]) -> list[FileResu
         result, picture, todo = _one_file(job, methods)
         if picture is not None:
             decoded.append((len(out), picture.grey, todo))
-            result = result._replace(signature=picture.signature)
+            result = result._replace(signature=picture.signature, picture_stats=picture.stats)
         out.append(result)
     for name in methods:
         members = [(i, p) for i, p, todo in decoded if name in todo]
@@ -687,7 +696,7 @@ def _one_file(job: FileJob, methods: tuple[str, ...]) -> tuple[FileResult, Decod
         width, height = _header_size(data) if job.need_size else (None, None)
         return FileResult(job.key, width=width, height=height, hashes={}, read=True, **stat), None, ()
     try:
-        picture = prepare(data)
+        picture = prepare(data, with_stats=True)
     except Unreadable as exc:
         return fail(exc.reason, exc.detail, **stat)
     # A decode serves every method: the signature and the hashes come from one picture.

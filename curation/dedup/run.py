@@ -36,7 +36,9 @@ from ..reports import html as report_html
 from . import hashing, pairs, recheck, verify
 from ..ledger import Change, FileInfo, check_splits
 from ..ledger import hashes as store
+from ..image_checks.statistics import VERSION as STATS_VERSION
 from ..ledger.hashes import DedupColumns
+from ..ledger.image_stats import save_stats as save_picture_stats
 from ..workspace import Workspace
 
 RULE = store.DEDUP_RULE
@@ -371,7 +373,7 @@ def _unchanged(job: hashing.FileJob) -> bool:
 
 def _save_batch(ledger, batch, results, ids: dict, paths: dict, failed: dict, result: DedupResult) -> None:
     """Store one batch of `hash_batch` results (one transaction) and count them."""
-    stats, hashes, bad, files = [], [], [], []
+    stats, hashes, bad, files, pictures = [], [], [], [], []
     known_bad = {job.key for job in batch if job.known_unreadable}
     for r in results:
         if r.sha256 is None:
@@ -383,9 +385,14 @@ def _save_batch(ledger, batch, results, ids: dict, paths: dict, failed: dict, re
             bad.append((r.key, r.sha256, r.reason, r.detail))
         if r.read:
             files.append(FileInfo(ids[r.key], paths[r.key], r.sha256, r.bytes, r.width, r.height))
+        if r.picture_stats is not None:
+            pictures.append((r.key, paths[r.key], r.bytes, r.mtime_ns, STATS_VERSION,
+                             r.picture_stats.values.tobytes(), r.picture_stats.thumb_hash, None))
         result.images_hashed += bool(r.decoded)
         result.images_cached += not r.decoded and not r.reason and r.key not in known_bad
-    store.save_fingerprints(ledger, stats=stats, hashes=hashes, unreadable=bad, files=files)
+    with ledger.transaction():  # one transaction: the hash cache and check-images' statistics
+        store.save_fingerprints(ledger, stats=stats, hashes=hashes, unreadable=bad, files=files)
+        save_picture_stats(ledger, pictures)
 
 
 def _int(v) -> int | None:

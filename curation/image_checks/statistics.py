@@ -33,20 +33,41 @@ def measure(data: bytes) -> ImageStats:
     return measure_rgb(rgb, width, height)
 
 
-def measure_rgb(rgb: np.ndarray, width: int, height: int) -> ImageStats:
-    """The statistics of a decoded (h, w, 3) uint8 picture whose full size is width x height."""
+def measure_rgb(rgb: np.ndarray, width: int, height: int, grey: np.ndarray | None = None,
+                box: tuple[int, int, int, int] | None = None) -> ImageStats:
+    """The statistics of a decoded (h, w, 3) uint8 picture whose full size is width x height;
+    dedup's decode passes the grey picture and trim box it already has. One compiled pass
+    (`_kernels.picture_stats`), tested equal to `measure_rgb_reference`."""
+    from . import _kernels  # numba loads when a picture is measured, not with `import ifa`
+
+    grey = hashing.grey_of(rgb) if grey is None else grey
+    box = _box(grey) if box is None else box
+    measured = _kernels.picture_stats(np.ascontiguousarray(rgb), np.ascontiguousarray(grey), *box)
+    values = np.concatenate([_size(width, height), measured]).astype(np.float32)
+    return ImageStats(values, thumb_hash(grey))
+
+
+def measure_rgb_reference(rgb: np.ndarray, width: int, height: int) -> ImageStats:
+    """`measure_rgb` in numpy: the definition of each statistic, and what the kernel is tested against."""
     grey = hashing.grey_of(rgb)
     h, w = grey.shape
-    top, bottom, left, right = hashing.trim_box(grey) if min(h, w) >= 3 else (0, h, 0, w)
+    top, bottom, left, right = _box(grey)
     inside = grey[top:bottom, left:right]
     border = h * w - inside.size
     border_level = (float(grey.sum(dtype=np.int64)) - float(inside.sum(dtype=np.int64))) / border if border else -1.0
-    values = np.array([
-        width, height, min(width, height), max(width, height) / max(1, min(width, height)),
+    values = np.concatenate([_size(width, height), [
         float(grey.mean()), float(grey.std()), colourfulness(rgb), entropy(grey), sharpness(inside),
-        border / float(h * w), border_level,
-    ], dtype=np.float32)
+        border / float(h * w), border_level]]).astype(np.float32)
     return ImageStats(values, thumb_hash(grey))
+
+
+def _box(grey: np.ndarray) -> tuple[int, int, int, int]:
+    h, w = grey.shape
+    return hashing.trim_box(grey) if min(h, w) >= 3 else (0, h, 0, w)
+
+
+def _size(width: int, height: int) -> list[float]:
+    return [width, height, min(width, height), max(width, height) / max(1, min(width, height))]
 
 
 def colourfulness(rgb: np.ndarray) -> float:
