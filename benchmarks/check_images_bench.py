@@ -29,6 +29,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -203,11 +204,13 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="ci-bench-") as tmp:
         folder = Path(tmp) / "images"
         folder.mkdir()
-        for p in sources:  # links keep the real photos' bytes; ids are dataset-file
-            os.symlink(p, folder / f"{p.parent.parent.name}-{p.name}")
+        for p in sources:  # copies, not links: import refuses a link out of the folder; ids are dataset-file
+            shutil.copyfile(p, folder / f"{p.parent.parent.name}-{p.name}")
         planted = plant(folder, real_photos(6000, args.seed + 1), args.per_kind, args.seed)
         files = sorted(folder.iterdir())
         result, ifa_wall, ifa_cpu = run_ifa(folder, args.workers)
+        if result["images_checked"] != len(files):
+            sys.exit(f"ifa checked {result['images_checked']:,} of the {len(files):,} files: the import left some out")
         issues, cv_wall, cv_cpu = run_cleanvision(files, Path(tmp) / "cleanvision.pkl")
     ifa_rules = {f["image_id"]: set(f["rules"]) for f in result["flagged"]}
     real_ids = [f"{p.parent.parent.name}-{p.stem}" for p in sources]
