@@ -136,7 +136,7 @@ def check_images(
         render.done(f"applied: {result.set_aside:,} images set aside; undo with `ifa curate restore --rule RULE_ID`")
     elif to_set_aside:
         render.done(f"dry run: set-aside rules found {to_set_aside:,} images; rerun with --apply to set them aside")
-    render.out.print(f"report: {result.report_csv}\nreport: {result.report_html}", soft_wrap=True)
+    render.out.print(f"report: {render.link(result.report_csv)}\nreport: {render.link(result.report_html)}", soft_wrap=True)
 
 
 @app.command("dedup")
