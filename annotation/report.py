@@ -47,23 +47,13 @@ class ReportResult:
         return asdict(self)
 
 
-def flag_careless(rows: list[dict], gap: float = FLAG_GAP, min_answers: int = 3) -> dict[str, list[str]]:
-    """{email: reasons} for annotators whose gold accuracy or overall agreement has a 95%
-    interval lying wholly below the pool's median (annotator roles only; the median of
-    the interval centres, so that three right answers out of three do not make a
-    perfect yardstick). A rate `gap` or more below the median whose interval still holds
-    it is not flagged; `undecided` says how many more answers would tell. A rate over
-    fewer than `min_answers` answers is not judged."""
-    return _flags(rows, gap, min_answers)[0]
-
-
-def undecided(rows: list[dict], gap: float = FLAG_GAP, min_answers: int = 3) -> dict[str, list[str]]:
-    """{email: notes} for rates far below the median that too few answers cannot yet tell
-    from it: `gold accuracy 0.67 over 3 answers: 12 more would tell`."""
-    return _flags(rows, gap, min_answers)[1]
-
-
 def _flags(rows: list[dict], gap: float, min_answers: int) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """({email: reasons} flagged, {email: notes} undecided). Flagged: an annotator whose gold
+    accuracy or overall agreement has a 95% interval lying wholly below the pool's median
+    (annotator roles only; the median of the interval centres, so that three right answers
+    out of three do not make a perfect yardstick). Undecided: a rate `gap` or more below the
+    median whose interval still holds it, with how many more answers would tell. A rate
+    over fewer than `min_answers` answers is not judged."""
     flagged: dict[str, list[str]] = {}
     pending: dict[str, list[str]] = {}
     people = [r for r in rows if not r["role"].startswith("tiebreak")]
