@@ -208,7 +208,7 @@ def _write_summary(ws: Workspace, result: DemoResult) -> Path:
     rows = []
     for s in result.steps:
         text = html.escape(s.summary)
-        for word in s.summary.split():
+        for word in (w.rstrip(";,:") for w in s.summary.split()):  # a path may end a clause
             if word.endswith((".html", ".md", ".csv")) and Path(word).exists():
                 text = text.replace(html.escape(word), f"<a href='{href(Path(word))}'>{html.escape(Path(word).name)}</a>")
         rows.append(f"<tr><td><b>{html.escape(s.name)}</b></td><td>{s.seconds:.0f} s</td><td>{text}</td></tr>")
