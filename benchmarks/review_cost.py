@@ -242,6 +242,28 @@ def clicks(data: Path, images: int = 30, seed: int = 0) -> dict:
     return out
 
 
+def live_and_offline(data: Path, images: int, gold_rate: float, min_confidence: float, seed: int,
+                     workdir: Path | None) -> dict:
+    """The live round (review_live.live) and the offline run on the same images, printed as one table."""
+    import tempfile
+
+    from .review_live import live
+
+    folder = Path(workdir or tempfile.mkdtemp(prefix="review-live-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    res = live(data, images, gold_rate, min_confidence, seed, folder)
+    offline = run(data, images, gold_rate, min_confidence, seed)
+    print(f"\n{data}  images={images} gold={res['gold']} seed={seed}  (setup {res['setup_seconds']} s wall; "
+          f"{res['posted']} answers posted, {res['mismatched_pool'] + res['mismatched_after']} synced differently)")
+    print(f"{'rule':26} {'prec':>7} {'recall':>7} {'errors':>7} {'tb img':>7} {'tb grp':>7} {'ans/img':>8} {'LS ann':>7}")
+    rows = res["outcomes"] + [o for o in offline["outcomes"] if o["rule"] in ("agg+tiebreak-any", "agg+tiebreak-uncertain",
+                                                                             "majority+tiebreak")]
+    for o in rows:
+        print(f"{o['rule']:26} {o['precision']:7.4f} {o['recall']:7.4f} {o['errors']:7d} {o['tiebreak_images']:7d} "
+              f"{o['tiebreak_groups']:7d} {o['group_answers_per_image']:8.2f} {o.get('annotations', ''):>7}")
+    return {"live": res, "offline": offline}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, action="append", default=[])
@@ -252,7 +274,16 @@ def main() -> None:
     ap.add_argument("--min-confidence", type=float, default=0.95)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--live", action="store_true",
+                    help="run the round on a real Label Studio this starts (benchmarks/review_live.py), beside the offline run")
+    ap.add_argument("--workdir", type=Path, help="with --live: where the workspaces and the server go (default: a temp folder)")
     args = ap.parse_args()
+    if args.live:
+        results = [live_and_offline(d, args.images, args.gold_rate, args.min_confidence, s, args.workdir)
+                   for d in args.data for s in range(args.seeds)]
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=1))
+        return
     if args.scale:
         print(json.dumps(scale(args.scale)))
         return
