@@ -86,6 +86,17 @@ def annotator(ws: Workspace, client: Client, address: str, secrets_dir: Path | N
     return SimulatedAnnotator(address, int(user["id"]), token)
 
 
+def password(secrets_dir: Path, url: str, address: str) -> str:
+    """The password `annotator` chose for a simulated annotator on the server at `url`
+    (to log in to the web page as them). Raises IfaError when it is not in the book."""
+    book_path = Path(secrets_dir) / SECRETS_FILE
+    book = json.loads(book_path.read_text()) if book_path.exists() else {}
+    found = book.get(f"{url} {address.lower()}")
+    if found is None:
+        raise IfaError(f"No simulated password for {address} on {url} in {book_path}.")
+    return found
+
+
 def _save(path: Path, book: dict) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:

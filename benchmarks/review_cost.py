@@ -288,8 +288,14 @@ def main() -> None:
         print(json.dumps(scale(args.scale)))
         return
     if args.clicks:
+        import tempfile
+
+        from .review_clicks import clicks_live
+
+        folder = Path(args.workdir or tempfile.mkdtemp(prefix="review-clicks-"))
+        folder.mkdir(parents=True, exist_ok=True)
         for d in args.data:
-            print(json.dumps(clicks(d, args.clicks)))
+            print(json.dumps(clicks_live(d, args.clicks, 0, folder)))
         return
     results = [run(d, args.images, args.gold_rate, args.min_confidence, s) for d in args.data for s in range(args.seeds)]
     for res in results:
