@@ -51,7 +51,7 @@ KLM_CLICK, KLM_KEY, KLM_DECIDE = 1.3, 0.28, 1.35
 # The page's state: per Choices control (taxonomy group order, then discard) the label
 # names and whether each is selected and visible to a person (inside the window and every
 # scroll box around it).
-READ = """
+READ = r"""
 const seen = el => {
   let r = el.getBoundingClientRect();
   if (r.width === 0 || r.height === 0 || r.bottom <= 0 || r.top >= innerHeight) return false;
@@ -148,16 +148,19 @@ class Page:
         for c in session_cookies:
             self.driver.add_cookie({"name": c.name, "value": c.value, "path": "/"})
 
-    def open(self, project_id: int, task_id: int) -> None:
-        self.driver.get(f"{self.url}/projects/{project_id}/data?task={task_id}")
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            state_ = self.read()
-            if sum(len(c) for c in state_) > 200:
-                time.sleep(1.0)  # the pre-fill lands just after the controls render
-                return
-            time.sleep(0.3)
-        raise RuntimeError(f"task {task_id} did not render")
+    def open(self, project_id: int, task_id: int, shots: Path, tries: int = 3) -> None:
+        """Load the task's labeling page (again, up to `tries` times: on a loaded machine the
+        data manager sometimes never renders the task); the reloads are not counted."""
+        for _ in range(tries):
+            self.driver.get(f"{self.url}/projects/{project_id}/data?task={task_id}")
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if sum(len(c) for c in self.read()) > 200:
+                    time.sleep(1.0)  # the pre-fill lands just after the controls render
+                    return
+                time.sleep(0.3)
+            self.screenshot(shots / f"not-rendered-task-{task_id}.png")
+        raise RuntimeError(f"task {task_id} did not render (see {shots})")
 
     def read(self) -> list[list]:
         return self.driver.execute_script(READ)
@@ -273,7 +276,7 @@ def run_mode(page: Page, client, ws: Workspace, round_name: str, email: str, ans
     mine = view.tasks[view.tasks["role"] == role]
     effort, fallbacks = Effort(), 0
     for n, (image_id, task_id) in enumerate(zip(mine["image_id"], mine["ls_task_id"])):
-        page.open(pid, int(task_id))
+        page.open(pid, int(task_id), shots)
         names = lambda labels: {g: {tax.labels[x].name for x in ids} for g, ids in by_group(labels, tax).items()}  # noqa: E731
         shown, want = page.selected(groups), names(answer[image_id])
         promised = names(current[image_id]) if mode == "check" else {g: set() for g in groups}

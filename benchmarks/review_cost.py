@@ -15,8 +15,12 @@ every queue, careful tie-breakers. The same answers are decided by:
 Reported: label-level precision, recall and errors (false + missed labels) against the
 truth over the round's images, groups a tie-breaker answered, human group answers per
 image. Offline (no server): the decisions are the library's own functions on arrays.
+`--live` runs the same round through a real Label Studio beside it (review_live.py);
+`--clicks N` measures check vs blind mode in a browser on the real page (review_clicks.py).
 
     python -m benchmarks.review_cost --data ../shared/data/myntra-products --images 600
+    python -m benchmarks.review_cost --live --data ../shared/data/myntra-products --seeds 1
+    python -m benchmarks.review_cost --clicks 30 --data ../shared/data/myntra-products
 """
 
 from __future__ import annotations
@@ -207,41 +211,6 @@ def scale(n_images: int, seed: int = 0) -> dict:
             "iterations": agg.iterations}
 
 
-# Keystroke-level model (Card, Moran and Newell): seconds per operator.
-KLM_CLICK, KLM_KEY, KLM_DECIDE = 1.3, 0.28, 1.35
-FILTER_KEYS = 3  # category, material and pattern sit under a filter field: ~3 letters find a label
-FILTERED = ("category", "material", "pattern")
-
-
-def clicks(data: Path, images: int = 30, seed: int = 0) -> dict:
-    """Operations a scripted annotator needs per image on the labeling page, blind (select
-    every label of the answer) vs check (toggle only the labels where the answer differs
-    from the pre-filled current labels), both then Submit; the answer is the truth and the
-    current labels are the truth through the benchmark's careful error model (a wrong
-    group in twenty). Counted from the page's controls, not
-    measured in a browser: a choice is one click, a filtered group adds FILTER_KEYS
-    keystrokes per label, every group is one decision."""
-    tax = Taxonomy.default()
-    ids, labels = read_truth(data, tax)
-    rng = np.random.default_rng(seed)
-    group_of = {int(x): tax.labels[int(x)].group for x in tax.label_ids}
-    totals = {"blind": [0, 0], "check": [0, 0]}  # clicks, keystrokes
-    for k in rng.choice(len(ids), size=images, replace=False):
-        truth = labels[k]
-        current = set(simulate.slip(truth, tax, simulate.ERROR_TABLES["careful"], rng))
-        answer = set(truth)
-        for mode, toggled in (("blind", answer), ("check", answer ^ current)):
-            totals[mode][0] += len(toggled) + 1
-            totals[mode][1] += FILTER_KEYS * sum(group_of[x] in FILTERED for x in toggled)
-    out = {"data": str(data), "images": images}
-    for mode, (c, keys) in totals.items():
-        seconds = (c * KLM_CLICK + keys * KLM_KEY) / images + len(tax.groups) * KLM_DECIDE
-        out[mode] = {"clicks_per_image": round(c / images, 2), "keys_per_image": round(keys / images, 2),
-                     "klm_seconds_per_image": round(seconds, 1)}
-    out["check_clicks_vs_blind"] = round(totals["check"][0] / totals["blind"][0], 3)
-    return out
-
-
 def live_and_offline(data: Path, images: int, gold_rate: float, min_confidence: float, seed: int,
                      workdir: Path | None) -> dict:
     """The live round (review_live.live) and the offline run on the same images, printed as one table."""
@@ -268,7 +237,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, action="append", default=[])
     ap.add_argument("--scale", type=int, help="only time aggregating this many images x 2 answers x 228 labels")
-    ap.add_argument("--clicks", type=int, help="only count blind vs check operations on this many images per --data")
+    ap.add_argument("--clicks", type=int, help="only measure blind vs check clicks in headless Chromium on this many images "
+                    "per --data (benchmarks/review_clicks.py)")
     ap.add_argument("--images", type=int, default=600)
     ap.add_argument("--gold-rate", type=float, default=0.05)
     ap.add_argument("--min-confidence", type=float, default=0.95)
@@ -276,7 +246,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--live", action="store_true",
                     help="run the round on a real Label Studio this starts (benchmarks/review_live.py), beside the offline run")
-    ap.add_argument("--workdir", type=Path, help="with --live: where the workspaces and the server go (default: a temp folder)")
+    ap.add_argument("--workdir", type=Path, help="with --live or --clicks: where the workspaces, the server and the screenshots go (default: a temp folder)")
     args = ap.parse_args()
     if args.live:
         results = [live_and_offline(d, args.images, args.gold_rate, args.min_confidence, s, args.workdir)
