@@ -130,7 +130,7 @@ def picks(data: Path, n: int, seed: int, taxonomy: Taxonomy) -> tuple[dict, dict
 class Page:
     """The labeling page in headless Chromium, driven like a person, counting what it costs."""
 
-    def __init__(self, url: str, session_cookies, profile: Path):
+    def __init__(self, url: str, email: str, password: str, profile: Path):
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
 
@@ -144,9 +144,23 @@ class Page:
         self.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
                                     {"width": WIDTH, "height": HEIGHT, "deviceScaleFactor": 1, "mobile": False})
         self.url = url
-        self.driver.get(f"{url}/user/login")
-        for c in session_cookies:
-            self.driver.add_cookie({"name": c.name, "value": c.value, "path": "/"})
+        self.log_in(email, password)
+
+    def log_in(self, email: str, password: str) -> None:
+        """The login form, as a person fills it (not counted: once per session)."""
+        self.driver.get(f"{self.url}/user/login")
+        deadline = time.monotonic() + 90
+        while not self.driver.find_elements("css selector", "input[name=email]"):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the login page did not render")
+            time.sleep(0.3)
+        self.driver.find_element("css selector", "input[name=email]").send_keys(email)
+        self.driver.find_element("css selector", "input[name=password]").send_keys(password)
+        self.driver.find_element("css selector", "button[type=submit], input[type=submit]").click()
+        while "/user/login" in self.driver.current_url:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{email} could not log in to {self.url}")
+            time.sleep(0.3)
 
     def open(self, project_id: int, task_id: int, shots: Path, tries: int = 3) -> None:
         """Load the task's labeling page (again, up to `tries` times: on a loaded machine the
@@ -315,8 +329,6 @@ def clicks_live(data: Path, n: int, seed: int, workdir: Path, root: Path | None 
     """Blind and check rounds over n images on a real Label Studio (`root`, else one started
     here), answered in headless Chromium; returns per mode the operations per image and
     the answers read back by sync that differ from the answer (0 expected)."""
-    from ifa.annotation.annotators import log_in
-
     tax = Taxonomy.default()
     current, answer = picks(data, n, seed, tax)
     tag = secrets.token_hex(3)
@@ -334,9 +346,7 @@ def clicks_live(data: Path, n: int, seed: int, workdir: Path, root: Path | None 
         for mode in ("blind", "check"):
             rounds.create_round(ws, split="validation", annotators=[me.email, other.email], image_ids=list(answer),
                                 name=f"clicks-{mode}-{tag}", mode=mode, client=client)
-        password = simulate.password(root, client.url, me.email)
-        session = log_in(client.url, me.email, password)
-        page = Page(client.url, session.cookies.jar, workdir / f"chromium-{tag}")
+        page = Page(client.url, me.email, simulate.password(root, client.url, me.email), workdir / f"chromium-{tag}")
         out = {"data": str(data), "images": n, "screenshots": str(workdir)}
         efforts = {}
         for mode in ("blind", "check"):

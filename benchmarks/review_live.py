@@ -133,8 +133,8 @@ def answer_tiebreaks(ws: Workspace, client: Client, round_name: str, sims: dict,
         mine = simulate.slip(truth[image_id], ws.taxonomy, careful, rng, groups=asked.get(image_id) or None)
         # "None" in every group asked is an empty annotation, which sync counts as invalid and
         # the page refuses (enable_empty_annotation off): the tie-breaker labels the rest too,
-        # which finalize ignores outside the groups asked.
-        return (mine or simulate.slip(truth[image_id], ws.taxonomy, careful, rng)), False
+        # which finalize ignores outside the groups asked (and looks again if that slips to nothing).
+        return (mine or simulate.slip(truth[image_id], ws.taxonomy, careful, rng) or list(truth[image_id])), False
 
     for name in TIEBREAKERS:
         who = sims[name]
