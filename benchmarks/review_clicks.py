@@ -200,14 +200,14 @@ class Page:
             self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", field or self.choice(k, name))
             time.sleep(0.2)
         if not self._visible(k, name) and field is not None:
-            field.click()
+            self._fresh(lambda: self.filter_field(group).click())
             effort.clicks += 1
-            if field.get_attribute("value"):
-                field.send_keys(Keys.CONTROL, "a")
-                field.send_keys(Keys.BACKSPACE)
+            if self._fresh(lambda: self.filter_field(group).get_attribute("value")):
+                self._fresh(lambda: self.filter_field(group).send_keys(Keys.CONTROL, "a"))
+                self._fresh(lambda: self.filter_field(group).send_keys(Keys.BACKSPACE))
                 effort.keys += 3
             for letter in name:
-                field.send_keys(letter)
+                self._fresh(lambda: self.filter_field(group).send_keys(letter))
                 effort.keys += 1
                 time.sleep(0.15)
                 if self._visible(k, name):
@@ -216,7 +216,7 @@ class Page:
             effort.scrolls += 1  # inside its box, or the column
             self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", self.choice(k, name))
             time.sleep(0.2)
-        self.choice(k, name).click()
+        self._fresh(lambda: self.choice(k, name).click())
         effort.clicks += 1
         time.sleep(0.1)
 
@@ -233,6 +233,18 @@ class Page:
                 effort.scrolls += 1
                 self.driver.execute_script("arguments[0].scrollIntoView({block: 'nearest'})", self.choice(k, name))
                 time.sleep(0.2)
+
+    @staticmethod
+    def _fresh(act, tries: int = 5):
+        """Run `act`, finding its element again when React re-rendered it meanwhile."""
+        from selenium.common.exceptions import StaleElementReferenceException
+
+        for _ in range(tries - 1):
+            try:
+                return act()
+            except StaleElementReferenceException:
+                time.sleep(0.3)
+        return act()
 
     def _visible(self, k: int, name: str) -> bool:
         return any(n == name and seen for n, _, seen in self.read()[k])
