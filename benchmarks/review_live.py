@@ -33,23 +33,18 @@ from ifa.curation.ledger.review import ReviewStore
 from ifa.curation.workspace import Workspace
 from ifa.taxonomy import Taxonomy
 
+from .review_cost import POOL, Outcome, read_truth
+
 TIEBREAKERS = ("tb1", "tb2")
 
 
 @dataclass
-class LiveOutcome:
-    """One tie-break rule's round on the real server: what a tie-breaker answered, the
-    labels left after finalize against the truth, and what the people spent."""
+class LiveOutcome(Outcome):
+    """One tie-break rule's round on the real server (review_cost.Outcome's columns: the
+    labels left after finalize against the truth, what the tie-breakers answered), plus the
+    Label Studio annotations of the whole round (gold and tie-breaks included)."""
 
-    rule: str
-    precision: float
-    recall: float
-    errors: int
-    tiebreak_images: int
-    tiebreak_groups: int
-    group_answers_per_image: float
-    annotations: int  # Label Studio annotations of the whole round (gold and tie-breaks included)
-    seconds: float
+    annotations: int = 0
 
 
 @dataclass
@@ -68,8 +63,6 @@ class Submitted:
 
 def pick(data: Path, images: int, gold_rate: float, seed: int, taxonomy: Taxonomy):
     """The offline run's sample (`review_cost.run`, same seed): (round ids, gold ids, truth {id: labels})."""
-    from .review_cost import read_truth
-
     ids, labels = read_truth(data, taxonomy)
     rng = np.random.default_rng(seed)
     n_gold = max(1, round(gold_rate * images))
@@ -101,8 +94,6 @@ def import_truth(ws: Workspace, data: Path, truth: dict) -> None:
 
 def people(ws: Workspace, client: Client, root: Path, tag: str) -> dict[str, simulate.SimulatedAnnotator]:
     """The pool (review_cost.POOL's kinds, in order) and the tie-breakers, as simulated users."""
-    from .review_cost import POOL
-
     names = [f"{kind}-{k}" for k, kind in enumerate(POOL)] + list(TIEBREAKERS)
     return {n: simulate.annotator(ws, client, simulate.email(f"live-{tag}-{n}"), secrets_dir=root) for n in names}
 
@@ -110,8 +101,6 @@ def people(ws: Workspace, client: Client, root: Path, tag: str) -> dict[str, sim
 def answer_pool(ws: Workspace, client: Client, round_name: str, sims: dict, truth: dict, seed: int,
                 submitted: Submitted) -> None:
     """Every annotator of the pool answers their queue through the API, with their kind's error table."""
-    from .review_cost import POOL
-
     view = state.load(ReviewStore(ws.ledger), round_name)
     role_of = {view.email(r): r for r in view.annotator_roles}
     for k, kind in enumerate(POOL):
@@ -174,7 +163,7 @@ def run_rule(ws: Workspace, client: Client, round_name: str, rule: str, min_conf
     annotations = len(ReviewStore(ws.ledger).annotations(state.load(ReviewStore(ws.ledger), round_name).round_id))
     n = len(round_ids)
     return LiveOutcome(f"live {rule}", round(p, 4), round(r, 4), e, sent.disagreements, sent.groups,
-                       round(16 + sent.groups / n, 3), annotations, round(time.perf_counter() - t0, 1))
+                       round(16 + sent.groups / n, 3), round(time.perf_counter() - t0, 1), annotations)
 
 
 def client_for(root: Path) -> Client:
