@@ -66,6 +66,15 @@ def test_resize_is_pillows_lanczos_horizontal_pass_first():
             assert np.array_equal(got, np.asarray(want)), (pic.shape, size)
 
 
+def test_compiled_grey_is_pillows_l_conversion():
+    rng = np.random.default_rng(1)
+    pictures = [hashing.decode_rgb(p.read_bytes())[0] for p in PHOTOS[:20]]
+    pictures += [rng.integers(0, 256, shape, dtype=np.uint8) for shape in [(1, 1, 3), (7, 300, 3), (64, 65, 3)]]
+    pictures.append(np.full((9, 9, 3), 255, dtype=np.uint8))
+    for rgb in pictures:
+        assert np.array_equal(hashing.grey_of(rgb), np.asarray(Image.fromarray(rgb, "RGB").convert("L"))), rgb.shape
+
+
 def test_fast_jpeg_decode_matches_pillow_draft(monkeypatch):
     datas = [p.read_bytes() for p in PHOTOS[:25]]
     fast = [hashing.decode(d) for d in datas]

@@ -125,6 +125,16 @@ def resize_into(src, out, x_first, x_weights, y_first, y_weights):
             out[yy, xx] = 0 if ss <= 0 else (255 if v > 255 else v)
 
 
+@njit(nogil=True, cache=True)
+def grey_into(rgb, out):
+    """out (h, w) uint8 = Pillow's "L" of rgb (h, w, 3) uint8: (19595 R + 38470 G + 7471 B + 2^15) >> 16."""
+    h, w = out.shape
+    for i in range(h):
+        for j in range(w):
+            out[i, j] = (np.uint32(rgb[i, j, 0]) * np.uint32(19595) + np.uint32(rgb[i, j, 1]) * np.uint32(38470)
+                         + np.uint32(rgb[i, j, 2]) * np.uint32(7471) + np.uint32(0x8000)) >> np.uint32(16)
+
+
 @njit(inline="always")
 def _linear(c):
     x = c / 255.0
