@@ -187,8 +187,10 @@ def test_cli_json_shape_and_apply(tmp_path: Path, cli):
     ws.close()
     data = cli.json("curate", "dedup", "--workspace", root, "--workers", "1", "--json")
     assert set(data) == {"images_hashed", "unreadable", "clusters", "cross_split", "label_conflicts", "possible_copies",
-                         "applied"}
+                         "redecoded_pairs", "redecode_seconds", "applied"}
     assert data["images_hashed"] == READABLE and data["applied"] is False
+    # What the near misses cost is part of the output (the README's speed table reads it).
+    assert isinstance(data["redecoded_pairs"], int) and data["redecode_seconds"] >= 0
     assert data["cross_split"] == 3 and data["label_conflicts"] == 1
     assert all(set(u) == {"image_id", "reason"} for u in data["unreadable"])
     assert all(set(c) == {"keep", "members"} for c in data["clusters"])
