@@ -118,8 +118,8 @@ class HashMethod:
         """pixels: (B, height, width) uint8. Returns (B, 64) bool, row-major as imagehash."""
         raise NotImplementedError
 
-    def hash_pictures(self, pictures: Sequence[Image.Image]) -> np.ndarray:
-        """Hashes of grey pictures from `decode`, as (B,) uint64 (first bit = MSB, so
+    def hash_pictures(self, pictures: Sequence[Image.Image | np.ndarray]) -> np.ndarray:
+        """Hashes of grey pictures from `decode` or `prepare` (mode 'L' or (h, w) uint8), as (B,) uint64 (first bit = MSB, so
         the value equals int(str(imagehash_hash), 16))."""
         if not pictures:
             return np.zeros(0, dtype=np.uint64)
@@ -284,11 +284,11 @@ def method(name: str) -> HashMethod:
 
 # ---- the one decode path ----------------------------------------------------------------------
 class Decoded(NamedTuple):
-    """A decoded, trimmed picture: `grey` (mode 'L', what every method hashes), `signature`
+    """A decoded, trimmed picture: `grey` ((h, w) uint8, what every method hashes), `signature`
     (verify.SIGNATURE_BYTES), the full-size image's width and height as displayed, and
     with_stats, check-images' statistics of the same decode (image_checks.statistics)."""
 
-    grey: Image.Image
+    grey: np.ndarray
     signature: bytes
     width: int
     height: int
@@ -302,7 +302,7 @@ def decode(data: bytes, trim: bool = True) -> tuple[Image.Image, int, int]:
     Returns (picture in mode 'L', width, height), width and height being the full-size
     image's as displayed (after EXIF rotation). Raises Unreadable with a reason."""
     d = prepare(data, trim)
-    return d.grey, d.width, d.height
+    return Image.fromarray(d.grey, "L"), d.width, d.height
 
 
 def prepare(data: bytes, trim: bool = True, with_stats: bool = False) -> Decoded:
@@ -320,12 +320,12 @@ def prepare(data: bytes, trim: bool = True, with_stats: bool = False) -> Decoded
 
         stats = measure_rgb(rgb, width, height, grey, box if trim else None)
     if box == (0, h, 0, w):  # nothing trimmed: the exact pixels (what imagehash hashes)
-        return Decoded(Image.fromarray(grey, "L"), verify.signature(rgb), width, height, stats)
+        return Decoded(grey, verify.signature(rgb), width, height, stats)
     top, bottom, left, right = edges = refine_box(grey, box)
     # Pillow resamples a fractional box (left, top, right, bottom) at about its own size.
     size = (max(1, round(right - left)), max(1, round(bottom - top)))
     picture = Image.fromarray(grey, "L").resize(size, Image.Resampling.BILINEAR, box=(left, top, right, bottom))
-    return Decoded(picture, verify.signature(rgb, edges), width, height, stats)
+    return Decoded(np.asarray(picture), verify.signature(rgb, edges), width, height, stats)
 
 
 def refine_box(grey: np.ndarray, box: tuple[int, int, int, int]) -> tuple[float, float, float, float]:
@@ -655,20 +655,22 @@ class FileResult(NamedTuple):
     picture_stats: object | None = None  # image_checks.statistics.ImageStats, when decoded now
 
 
-def hash_batch(jobs: Sequence[FileJob], methods: Sequence[str]) -> list[FileResult]:
+def hash_batch(jobs: Sequence[FileJob], methods: Sequence[str], with_stats: bool = True) -> list[FileResult]:
     """Fingerprint and hash a batch of files; never raises for a bad file.
 
     A file whose size and mtime match its fingerprint and whose hashes are all cached is
     not read at all; one whose sha256 is unchanged is not decoded. `methods` may be empty
     (exact duplicates only): then only the sha256 and the header's size are taken.
+    with_stats: a decoded file also gets check-images' statistics (`picture_stats`; what
+    the command caches); False only to time the hashing alone.
     Returns one FileResult per job, in order."""
     methods = tuple(methods)
     for name in methods:
         method(name)  # fail fast on a typo, before any file is touched
     out: list[FileResult | None] = []
-    decoded: list[tuple[int, Image.Image, tuple[str, ...]]] = []
+    decoded: list[tuple[int, np.ndarray, tuple[str, ...]]] = []
     for job in jobs:
-        result, picture, todo = _one_file(job, methods)
+        result, picture, todo = _one_file(job, methods, with_stats)
         if picture is not None:
             decoded.append((len(out), picture.grey, todo))
             result = result._replace(signature=picture.signature, picture_stats=picture.stats)
@@ -681,7 +683,8 @@ def hash_batch(jobs: Sequence[FileJob], methods: Sequence[str]) -> list[FileResu
     return out  # type: ignore[return-value]
 
 
-def _one_file(job: FileJob, methods: tuple[str, ...]) -> tuple[FileResult, Decoded | None, tuple[str, ...]]:
+def _one_file(job: FileJob, methods: tuple[str, ...],
+              with_stats: bool = True) -> tuple[FileResult, Decoded | None, tuple[str, ...]]:
     def fail(reason: str, detail: str = "", **kw) -> tuple[FileResult, None, tuple]:
         fields = dict(bytes=None, mtime_ns=None, sha256=None, width=None, height=None) | kw
         return FileResult(job.key, hashes={}, reason=reason, detail=detail, **fields), None, ()
@@ -710,7 +713,7 @@ def _one_file(job: FileJob, methods: tuple[str, ...]) -> tuple[FileResult, Decod
         width, height = _header_size(data) if job.need_size else (None, None)
         return FileResult(job.key, width=width, height=height, hashes={}, read=True, **stat), None, ()
     try:
-        picture = prepare(data, with_stats=True)
+        picture = prepare(data, with_stats=with_stats)
     except Unreadable as exc:
         return fail(exc.reason, exc.detail, **stat)
     # A decode serves every method: the signature and the hashes come from one picture.
