@@ -19,11 +19,10 @@ machines and file formats:
    hash, Haar wavelet hash), vectorised over a batch: on a picture already at the
    method's size the bits equal imagehash's (tested).
 
-Measured on 300+300 real JPEGs, one core, 2-core machine shared (load ~10,
-benchmarks/dedup_bench.py): with colour decode, trimming, the fractional box and the
-signature, 2.39 ms per 400x534 photo against imagehash.phash's 4.82 ms (2.0x), 1.14
-against 1.62 ms per 224x224 product photo (1.4x). (Grey, untrimmed, at 1/4 scale it was
-4.4x.) The decode is the largest single cost left (~30%, cProfile).
+Speed per core against imagehash.phash: the README's dedup speed table
+(benchmarks/dedup_bench.py section 1). The reduced decode is the largest single cost
+(cProfile: 20% of a 224x224 photo, 40% of a 400x534 one), then check-images' statistics,
+the signature and the compiled passes (grey, trim, LANCZOS).
 
 A file that cannot be hashed never stops a run: `hash_batch` returns it with a reason
 (REASONS). `hash_batch` is the unit of parallel work, for a local process pool or a Dask
