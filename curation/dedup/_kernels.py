@@ -166,8 +166,9 @@ def _to_lab(rgb, out):
 @njit(nogil=True)
 def _to_lab_levels(values, linear, out):
     """`_to_lab` of (3 n,) uint8 RGB levels, their linearisation looked up in `linear`
-    (`_linear` of each of the 256 levels, so the same numbers): `_linear`'s power was
-    two thirds of a pair's time, and a picture has at most 256 levels."""
+    (`_linear` of each of the 256 levels, so the same numbers without a power per value;
+    with the two changes in `_outside` and `_linear_levels` a pair costs 38 CPU us, not 51,
+    benchmarks/dedup_bench.py section 3)."""
     for q in range(out.shape[0]):
         _lab_of_linear(linear[values[3 * q]], linear[values[3 * q + 1]], linear[values[3 * q + 2]], out, q)
 
@@ -218,7 +219,7 @@ def _outside(x, y, side, err):
     for r in range(side):
         for c in range(side):
             q = r * side + c
-            d0 = d1 = d2 = 0.0  # scalars: an array here was a heap allocation per pixel, half the pair's time
+            d0 = d1 = d2 = 0.0  # scalars, not an array: no heap allocation per pixel
             for ch in range(3):
                 lo, hi = 1e9, -1e9
                 for dr in range(-1, 2):
