@@ -139,6 +139,23 @@ def _from_tiebreak(view: state.RoundView, weighed: consensus.Consensus | None, i
     return Decided("tiebreak", who, labels, posterior, {g: "tie-break" if g in groups else "aggregation" for g in conf})
 
 
+def _current(store: ReviewStore, round_id: int) -> dict[str, set[int]]:
+    current: dict[str, set[int]] = {}
+    for image_id, label_id in store.active_labels(round_id).itertuples(index=False):
+        current.setdefault(image_id, set()).add(int(label_id))
+    return current
+
+
+def _within_checks(view: state.RoundView, decisions: dict[str, Decided], current: dict[str, set[int]],
+                   taxonomy) -> dict[str, Decided]:
+    """The decisions with a short check's images kept to the groups it asked (`within_check`)."""
+    out = dict(decisions)
+    for image_id, groups in view.check_groups.items():
+        if image_id in out and out[image_id].outcome != "discarded":
+            out[image_id] = within_check(out[image_id], current.get(image_id, set()), groups, taxonomy)
+    return out
+
+
 def within_check(dec: Decided, have: set[int], groups: tuple[str, ...], taxonomy) -> Decided:
     """A short check's decision: the decided labels in the groups it asked, the image's
     current labels in every other group (whatever the answers held there)."""
@@ -175,16 +192,12 @@ def finalize(ws: Workspace, round_name: str | None = None, apply: bool = False, 
     decisions, undecided = decide(view, weigh(ws, view, prior), store.tiebreak_groups(view.round_id))
 
     images = store.image_sources(view.round_id).set_index("image_id")
-    current: dict[str, set[int]] = {}
-    for image_id, label_id in store.active_labels(view.round_id).itertuples(index=False):
-        current.setdefault(image_id, set()).add(int(label_id))
+    current = _current(store, view.round_id)
     known = set(int(x) for x in taxonomy.label_ids)
 
     result = FinalizeResult(view.name, apply, simulated)
     changes: list[Change] = []
-    for image_id, groups in view.check_groups.items():
-        if image_id in decisions and decisions[image_id].outcome != "discarded":
-            decisions[image_id] = within_check(decisions[image_id], current.get(image_id, set()), groups, taxonomy)
+    decisions = _within_checks(view, decisions, current, taxonomy)
     for image_id, dec in sorted(decisions.items()):
         outcome, who, final = dec.outcome, dec.decided_by, dec.labels
         d = ImageDecision(image_id, outcome, who, list(final), posterior=dec.posterior, sources=dict(dec.sources))

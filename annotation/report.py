@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import statistics
 import textwrap
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -191,7 +192,12 @@ def _title(ax, fig, text: str) -> None:
 
 # ---- page ---------------------------------------------------------------------------------------
 def _mode(view) -> str:
-    return str(view.round.get("mode") or "blind")
+    """The round's mode; for a short check, also the groups it asks and on how many images."""
+    mode = str(view.round.get("mode") or "blind")
+    if not view.check_groups:
+        return mode
+    counts = Counter(g for gs in view.check_groups.values() for g in gs)
+    return f"{mode} (a short check asking only {', '.join(f'{g} on {n:,} images' for g, n in counts.items())})"
 
 
 def _flag_lines(flagged: dict[str, list[str]], notes: dict[str, list[str]]) -> str:

@@ -116,7 +116,7 @@ def status(ws: Workspace, round_name: str | None = None, top_confused: int = 10,
     for a in out.annotators:
         a.update(weighed.get(a["email"], {}))
     out.pending = pending(view, store.tiebreak_groups(view.round_id), taxonomy.group_names)
-    out.checked = dict(Counter(g for gs in view.check_groups.values() for g in gs))
+    out.checked = checked_counts(view)
     return out
 
 
@@ -128,6 +128,11 @@ def reliability(ws: Workspace, view: state.RoundView, prior: Path | None) -> dic
     table = consensus.reliability(consensus.weigh_cached(ws, view, prior), view)
     marks = consensus.flags(table)
     return {e: {"reliability": table[e], "reliability_flags": marks.get(e, {})} for e in table}
+
+
+def checked_counts(view: state.RoundView) -> dict[str, int]:
+    """A short check's groups: group -> images it asks (empty for any other round)."""
+    return dict(Counter(g for gs in view.check_groups.values() for g in gs))
 
 
 def pending(view: state.RoundView, asked: dict[str, tuple[str, ...]], every: tuple[str, ...]) -> list[dict]:

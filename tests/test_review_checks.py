@@ -11,7 +11,8 @@ run in file order and build on each other:
                          recomputed only when a synced answer changes it
   tiebreak            -> under --when uncertain the tie-breaker's page (headless Chromium)
                          shows no choices of the groups not asked; a blind page shows all
-  finalize            -> only the flagged groups change; restore undoes it
+  finalize            -> only the flagged groups change (the report names the check);
+                         restore undoes it
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 import pytest
 
 from ifa.annotation import rounds, server, simulate, state, status, sync, tiebreak
+from ifa.annotation import report as review_report
 from ifa.annotation.answers import parse_result
 from ifa.annotation.annotators import log_in
 from ifa.annotation.client import Client, Connection
@@ -194,6 +196,8 @@ def test_finalize_changes_only_the_flagged_groups(sc):
         assert set(now[image_id]) == set(sc.clean[image_id]), image_id  # category fixed, nothing else touched
         assert black not in now[image_id] or black in sc.clean[image_id]
     assert all(set(now[i]) == sc.before[i] for i in sc.before if i not in sc.planted)
+    page = Path(review_report.report(sc.ws, sc.round).html).read_text()
+    assert f"check (a short check asking only category on {SWAPS:,} images)" in page
     restore(sc.ws.ledger, rule=f"review:{sc.round}", apply=True)
     assert {i: set(ls) for i, ls in current(sc.ws).items()} == sc.before
 

@@ -466,14 +466,19 @@ class ReviewStore:
     def set_tiebreak_groups(self, round_id: int, groups: dict[str, Sequence[str]]) -> None:
         """Record the groups each image's tie-breaker must answer; an image recorded before
         keeps its groups (its task already shows them)."""
-        with self.ledger.transaction() as conn:
-            conn.executemany(
-                "INSERT OR IGNORE INTO review_tiebreak_groups(round_id, image_id, groups) VALUES (?,?,?)",
-                ((round_id, str(i), json.dumps(list(g))) for i, g in groups.items()))
+        self._add_groups("review_tiebreak_groups", round_id, groups)
 
     def tiebreak_groups(self, round_id: int) -> dict[str, tuple[str, ...]]:
         """image_id -> the groups its tie-breaker must answer (images recorded only)."""
-        rows = self.ledger.query("SELECT image_id, groups FROM review_tiebreak_groups WHERE round_id = ?", (round_id,))
+        return self._groups("review_tiebreak_groups", round_id)
+
+    def _add_groups(self, table: str, round_id: int, groups: dict[str, Sequence[str]]) -> None:
+        with self.ledger.transaction() as conn:
+            conn.executemany(f"INSERT OR IGNORE INTO {table}(round_id, image_id, groups) VALUES (?,?,?)",
+                             ((round_id, str(i), json.dumps(list(g))) for i, g in groups.items()))
+
+    def _groups(self, table: str, round_id: int) -> dict[str, tuple[str, ...]]:
+        rows = self.ledger.query(f"SELECT image_id, groups FROM {table} WHERE round_id = ?", (round_id,))
         return {r[0]: tuple(json.loads(r[1])) for r in rows}
 
     def set_gold_prefill(self, round_id: int, rows: Iterable[tuple[str, Sequence[int], Sequence[str]]]) -> None:
@@ -493,15 +498,11 @@ class ReviewStore:
     def set_check_groups(self, round_id: int, groups: dict[str, Sequence[str]]) -> None:
         """Record the groups each image's annotators are asked in a short check; an image
         recorded before keeps its groups (its tasks already show them)."""
-        with self.ledger.transaction() as conn:
-            conn.executemany(
-                "INSERT OR IGNORE INTO review_check_groups(round_id, image_id, groups) VALUES (?,?,?)",
-                ((round_id, str(i), json.dumps(list(g))) for i, g in groups.items()))
+        self._add_groups("review_check_groups", round_id, groups)
 
     def check_groups(self, round_id: int) -> dict[str, tuple[str, ...]]:
         """image_id -> the groups a short check asks (empty for any other round)."""
-        rows = self.ledger.query("SELECT image_id, groups FROM review_check_groups WHERE round_id = ?", (round_id,))
-        return {r[0]: tuple(json.loads(r[1])) for r in rows}
+        return self._groups("review_check_groups", round_id)
 
     # ---- the aggregation's cache -----------------------------------------------------------------
     def cached_aggregate(self, round_id: int) -> tuple[str, str, int, bytes] | None:
