@@ -126,6 +126,8 @@ def test_status_names_the_groups_and_caches_the_aggregation(sc):
     annotators = {sc.sims["a"].email, sc.sims["b"].email}
     mine = [p for p in st.pending if p["annotator"] in annotators]
     assert len(mine) == 2 * SWAPS and all(p["groups"] == ["category"] for p in mine)
+    shown = Cli().ok("review", "status", "--round", sc.round, "--workspace", str(sc.ws.root)).stdout
+    assert "check mode" in shown and f"a short check: its tasks ask only category ({SWAPS} images)" in shown
     black = next(x for x in sc.tax.group("color").label_ids if sc.tax.labels[x].name == "Black")
     odd = sorted(sc.planted)[0]
 
