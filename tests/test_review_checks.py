@@ -169,13 +169,17 @@ def test_tiebreak_page_shows_only_the_groups_asked(sc):
                                 image_ids=[sorted(sc.planted)[1]], name=f"{sc.round}-blind", client=sc.client)
     blind_view = state.load(sc.store, blind.round)
     blind_task = int(blind_view.tasks["ls_task_id"].iloc[0])
+    check_task = int(view.tasks.loc[view.tasks["role"] == "annotator1", "ls_task_id"].iloc[0])
     pages = {"tiebreak": (view.projects[tb_role].ls_project_id, tb_task),
+             "check": (view.projects["annotator1"].ls_project_id, check_task),
              "blind": (blind_view.projects["annotator1"].ls_project_id, blind_task)}
     seen = choices_on_pages(sc, pages)
     names = {g: {sc.tax.labels[x].name for x in sc.tax.group(g).label_ids} for g in sc.tax.group_names}
-    # The tie-breaker's page holds the categories and the discard choice, nothing of the other groups.
-    assert names["category"] <= seen["tiebreak"] and len(names["category"]) + 1 == len(seen["tiebreak"])
-    assert all(not (names[g] & seen["tiebreak"]) for g in sc.tax.group_names if g != "category")
+    # The tie-breaker's page and the short check's hold the categories and the discard
+    # choice, nothing of the other groups.
+    for page in ("tiebreak", "check"):
+        assert names["category"] <= seen[page] and len(names["category"]) + 1 == len(seen[page])
+        assert all(not (names[g] & seen[page]) for g in sc.tax.group_names if g != "category")
     # A blind page is as before: every group's choices.
     assert all(names[g] <= seen["blind"] for g in sc.tax.group_names)
 
@@ -223,9 +227,11 @@ def choices_on_pages(sc, pages: dict[str, tuple[int, int]]) -> dict[str, set[str
             driver.add_cookie({"name": c.name, "value": c.value, "path": "/"})
         for name, (project, task) in pages.items():
             driver.get(f"{sc.client.url}/projects/{project}/data?task={task}")
-            deadline = time.monotonic() + 120
+            deadline = time.monotonic() + 300  # the frontend is slow to start on a loaded 2-core machine
             while not driver.execute_script("return document.querySelectorAll('.lsf-choice').length > 1"):
-                assert time.monotonic() < deadline, f"the {name} page did not render"
+                if time.monotonic() > deadline:
+                    driver.save_screenshot(str(sc.shots / f"labeling-{name}-not-rendered.png"))
+                    raise AssertionError(f"the {name} page did not render (screenshot in {sc.shots})")
                 time.sleep(0.5)
             time.sleep(2)
             driver.save_screenshot(str(sc.shots / f"labeling-{name}.png"))
