@@ -98,7 +98,8 @@ def to_bytes(agg: Aggregate) -> bytes:
     decision and confidence are stored exactly) so that 50,000 images cache in a few MB."""
     arrays = {"posterior": agg.posterior.astype(np.float16), "decision": np.packbits(agg.decision, axis=1),
               "shape": np.array(agg.decision.shape), "confidence": agg.confidence,
-              "groups": np.array(list(agg.reliability)), "iterations": np.array([agg.iterations[g] for g in agg.reliability])}
+              "groups": np.array(list(agg.reliability)),
+              "iterations": np.array([agg.iterations[g] for g in agg.reliability])}
     for g, rel in agg.reliability.items():
         for name in _REL_FIELDS:
             value = getattr(rel, name)

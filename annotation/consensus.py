@@ -167,7 +167,8 @@ def groups_to_ask(ws: Workspace, view: state.RoundView, when: str = "any",
     have all answered. `any` (the paper's rule): every group of every image whose answers
     differ. `uncertain`: only the groups whose aggregated posterior is below
     min_confidence, on any image; an image with an invalid or discarding answer (but not
-    discarded by all) needs all its groups. In a short check, only the groups it asked. Raises IfaError for a bad rule or prior file."""
+    discarded by all) needs all its groups. In a short check, only the groups it asked.
+    Raises IfaError for a bad rule or prior file."""
     check_rule(when, min_confidence)
     every = tuple(ws.taxonomy.group_names)
     checked = view.check_groups  # a short check asks its own groups only, tie-break included

@@ -107,6 +107,7 @@ def asked_fields(taxonomy: Taxonomy, groups: Iterable[str] | None) -> dict[str, 
     for group in taxonomy.groups:
         on = group.name in wanted
         out[f"{HEADER_FIELD}{group.name}"] = group.name.capitalize() + ("" if on else NOT_ASKED)
-        out[f"{CHOICES_FIELD}{group.name}"] = [{"value": taxonomy.labels[x].name} for x in group.label_ids] if on else []
+        options = [{"value": taxonomy.labels[x].name} for x in group.label_ids]
+        out[f"{CHOICES_FIELD}{group.name}"] = options if on else []
     out[f"{CHOICES_FIELD}{DISCARD_CONTROL}"] = [{"value": DISCARD_CHOICE}]
     return out

@@ -77,7 +77,8 @@ def sc(label_studio, tmp_path_factory):
             for k in ("a", "b", "tb")}
     before = {i: set(ls) for i, ls in current(ws).items()}
     yield SimpleNamespace(ws=ws, st=st, client=client, sims=sims, tax=tax, clean=clean, planted=planted, probs=probs,
-                          store=ReviewStore(ws.ledger), before=before, shots=Path(os.environ.get("IFA_SCREENSHOTS", folder)),
+                          store=ReviewStore(ws.ledger), before=before,
+                          shots=Path(os.environ.get("IFA_SCREENSHOTS", folder)),
                           env={"IFA_LS_URL": st.url, "IFA_LS_TOKEN": st.token})
     ws.close()
 
@@ -98,9 +99,9 @@ def role_of(sc, key: str) -> str:
 
 def test_flag_noise_review_sends_a_short_check(sc):
     # The probabilities are a perfect model's, so every planted swap scores low but above noise.
-    out = Cli().json("curate", "flag-noise", "--probs", str(sc.probs), "--min-score", "0.01", "--review", "--annotators", sc.sims["a"].email,
-                     sc.sims["b"].email, "--tiebreaker", sc.sims["tb"].email, "--workspace", str(sc.ws.root), "--json",
-                     env=sc.env)
+    out = Cli().json("curate", "flag-noise", "--probs", str(sc.probs), "--min-score", "0.01", "--review",
+                     "--annotators", sc.sims["a"].email, sc.sims["b"].email, "--tiebreaker", sc.sims["tb"].email,
+                     "--workspace", str(sc.ws.root), "--json", env=sc.env)
     sc.round = out["review"]["round"]
     view = round_view(sc)
     assert view.round["mode"] == "check" and set(view.images) == set(sc.planted)
