@@ -213,7 +213,7 @@ def _record_round(ws: Workspace, store: ReviewStore, settings: RoundSettings, se
     store.add_images(round_id, images)
     if gold:
         store.set_gold(round_id, gold)
-    if settings.asked is not None and not resumed:
+    if settings.asked is not None:  # a rerun keeps the groups recorded first (their tasks show them)
         store.set_check_groups(round_id, prefill.check_asked(settings.asked, images, ws.taxonomy))
     return _Recorded(round_id, name, resumed, simulated, roles, gold, skipped, mode, store.check_groups(round_id))
 
