@@ -27,6 +27,11 @@ from .answers import to_result
 
 MODES = ("blind", "check")
 PREFILL_VERSION = "current labels"  # the prediction's model_version, and the project's
+CHECK_INSTRUCTIONS = (
+    "<p>Check the labels shown in the groups that offer choices: the model doubts them. Untick a label that "
+    "does not apply to the main fashion item, tick one that is missing, and submit (an empty answer means none "
+    "applies). The groups marked <i>not asked</i> keep their labels.</p>"
+)
 
 
 @dataclass(frozen=True)
@@ -45,11 +50,13 @@ def check_mode(mode: str) -> str:
     return mode
 
 
-def project_settings(mode: str) -> dict:
-    """Label Studio project settings for an annotator's project in this mode."""
-    if mode == "check":
-        return {"show_collab_predictions": True, "model_version": PREFILL_VERSION}
-    return {}
+def project_settings(mode: str, short: bool = False) -> dict:
+    """Label Studio project settings for an annotator's project in this mode (`short`: a
+    short check, where an empty answer is allowed and the instructions say what to check)."""
+    if mode != "check":
+        return {}
+    out = {"show_collab_predictions": True, "model_version": PREFILL_VERSION}
+    return {**out, "enable_empty_annotation": True, "expert_instruction": CHECK_INSTRUCTIONS} if short else out
 
 
 def plant(image_id: str, labels: tuple[int, ...], taxonomy: Taxonomy, seed: str) -> Planted:

@@ -261,7 +261,7 @@ def _fill_projects(ws: Workspace, store: ReviewStore, client: Client, rnd: _Reco
         for image_id, data in files.data.items():
             data.update(asked_fields(ws.taxonomy, rnd.asked.get(image_id)))
     prefills = _prefills(ws, store, rnd, list(sources["image_id"]))
-    settings_extra = {**prefill.project_settings(rnd.mode), **({"enable_empty_annotation": True} if rnd.asked else {})}
+    settings_extra = prefill.project_settings(rnd.mode, short=bool(rnd.asked))
     for role, email in zip(rnd.roles, settings.annotators):
         project_id = ensure_project(client, store, rnd.round_id, rnd.name, role, email, users[email], files.roots,
                                     config, extra=settings_extra)

@@ -111,6 +111,7 @@ def test_flag_noise_review_sends_a_short_check(sc):
     for role in view.annotator_roles:
         project = sc.client.get(f"api/projects/{view.projects[role].ls_project_id}/", "reading the project")
         assert f'value="${CHOICES_FIELD}category"' in project["label_config"]
+        assert project["enable_empty_annotation"] and "not asked" in project["expert_instruction"]
         for image_id, task in zip(*view.tasks.loc[view.tasks["role"] == role, ["image_id", "ls_task_id"]].T.values):
             data = sc.client.get(f"api/tasks/{int(task)}/", "reading a short-check task")
             offered = {g for g in sc.tax.group_names if data["data"][f"{CHOICES_FIELD}{g}"]}
