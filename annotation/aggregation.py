@@ -171,7 +171,8 @@ def answers_to_tell(estimate: float, reference: float, answered: float, z: float
 
 def aggregate(votes: np.ndarray, items: np.ndarray, workers: np.ndarray, n_items: int, n_workers: int,
               groups: list[GroupColumns], gold: np.ndarray | None = None, gold_mask: np.ndarray | None = None,
-              prior: np.ndarray | None = None, iterations: int = 50, tol: float = 1e-4) -> Aggregate:
+              prior: np.ndarray | None = None, iterations: int = 50, tol: float = 1e-4,
+              asked: np.ndarray | None = None) -> Aggregate:
     """Weigh every answer by its annotator's per-group reliability (EM, gold-anchored).
 
     votes: (R, L) bool, one row per valid, non-discarding answer; items: (R,) int in
@@ -179,8 +180,11 @@ def aggregate(votes: np.ndarray, items: np.ndarray, workers: np.ndarray, n_items
     groups: `group_columns(taxonomy)`. gold: (N, L) bool truth, used on rows of
     `gold_mask` (N,) bool: those items' posteriors are fixed to it, so they anchor each
     annotator's reliability. prior: (N, L) float model probabilities, NaN where none.
-    Each group's EM stops when no annotator parameter or label rate moves by `tol`, or
-    after `iterations` steps. Returns an Aggregate. Raises ValueError when shapes disagree."""
+    asked: (R, G) bool, the groups each row was asked (a short check asks only some; None:
+    all): a group is fitted on the rows that were asked it, so an empty group nobody was
+    asked does not count as an answer. Each group's EM stops when no annotator parameter
+    or label rate moves by `tol`, or after `iterations` steps. Returns an Aggregate.
+    Raises ValueError when shapes disagree."""
     votes = np.asarray(votes, dtype=bool)
     items, workers = np.asarray(items, np.int64), np.asarray(workers, np.int64)
     if votes.ndim != 2 or len(items) != len(votes) or len(workers) != len(votes):
@@ -194,7 +198,9 @@ def aggregate(votes: np.ndarray, items: np.ndarray, workers: np.ndarray, n_items
         cols = g.columns
         gprior = None if prior is None else np.asarray(prior, float)[:, cols]
         fit = _fit_single if g.single else _fit_multi
-        post, decision, conf, rel, steps = fit(votes[:, cols], items, workers, by_item, n_workers,
+        rows = slice(None) if asked is None or asked[:, k].all() else np.asarray(asked[:, k], bool)
+        segments = by_item if isinstance(rows, slice) else _Segments(items[rows], n_items)
+        post, decision, conf, rel, steps = fit(votes[rows][:, cols], items[rows], workers[rows], segments, n_workers,
                                                gold[:, cols], gold_mask, gprior, iterations, tol)
         out.posterior[:, cols] = post
         out.decision[:, cols] = decision

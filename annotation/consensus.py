@@ -84,12 +84,14 @@ class _Inputs:
     worker_of: np.ndarray
     truth: np.ndarray
     gold_mask: np.ndarray
+    asked: np.ndarray | None = None  # (R, G): the groups each row was asked; None: all (not a short check)
 
     def key(self, label_ids: np.ndarray, prior: str) -> str:
         """A hash of everything the aggregation depends on (`prior`: the prior's identity)."""
         h = hashlib.sha256(f"{CACHE_VERSION}\n{prior}\n{json.dumps([self.items, self.roles])}".encode())
         for a in (np.asarray(label_ids, np.int64), np.packbits(self.votes, axis=1), self.item_of, self.worker_of,
-                  np.packbits(self.truth, axis=1), self.gold_mask):
+                  np.packbits(self.truth, axis=1), self.gold_mask,
+                  np.zeros(0, bool) if self.asked is None else np.packbits(self.asked, axis=1)):
             h.update(np.ascontiguousarray(a).tobytes())
             h.update(str(a.shape).encode())
         return h.hexdigest()
@@ -110,13 +112,25 @@ def _inputs(view: state.RoundView, taxonomy: Taxonomy) -> _Inputs:
                 worker_of.append(w)
     truth = _matrix([[cols[int(x)] for x in view.gold.get(i, ()) if int(x) in cols] for i in items], len(cols))
     return _Inputs(items, roles, _matrix(rows, len(cols)), np.array(item_of, np.int64), np.array(worker_of, np.int64),
-                   truth, np.array([i in view.gold for i in items], bool))
+                   truth, np.array([i in view.gold for i in items], bool), _asked_rows(view, taxonomy, items, item_of))
+
+
+def _asked_rows(view: state.RoundView, taxonomy: Taxonomy, items: list[str], item_of: list[int]) -> np.ndarray | None:
+    """(R, G) bool: the groups a short check asked each answer row's image; None elsewhere."""
+    if not view.check_groups:
+        return None
+    names = list(taxonomy.group_names)
+    per_item = np.ones((len(items), len(names)), bool)
+    for k, image_id in enumerate(items):
+        if image_id in view.check_groups:
+            per_item[k] = [g in view.check_groups[image_id] for g in names]
+    return per_item[np.asarray(item_of, np.int64)]
 
 
 def _aggregate(inputs: _Inputs, taxonomy: Taxonomy, prior) -> aggregation.Aggregate:
     return aggregation.aggregate(inputs.votes, inputs.item_of, inputs.worker_of, len(inputs.items), len(inputs.roles),
                                  aggregation.group_columns(taxonomy), gold=inputs.truth, gold_mask=inputs.gold_mask,
-                                 prior=_prior_rows(prior, inputs.items, len(taxonomy.label_ids)))
+                                 prior=_prior_rows(prior, inputs.items, len(taxonomy.label_ids)), asked=inputs.asked)
 
 
 def weigh(view: state.RoundView, taxonomy: Taxonomy, prior: tuple[np.ndarray, np.ndarray] | None = None) -> Consensus:
