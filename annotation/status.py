@@ -88,19 +88,7 @@ def status(ws: Workspace, round_name: str | None = None, top_confused: int = 10,
     outcomes = Counter(view.outcome(i) for i in view.images)
     out.outcomes = {k: outcomes.get(k, 0) for k in (state.AGREED, state.DISCARDED, state.DISAGREE, state.WAITING)}
 
-    first: list[tuple[int, ...]] = []
-    second: list[tuple[int, ...]] = []
-    for image_id in view.images:
-        pair = [a for a in view.image_answers(image_id)[:2] if a is not None]
-        if len(pair) == 2 and all(a.valid and not a.discard for a in pair):
-            first.append(pair[0].labels)
-            second.append(pair[1].labels)
-    out.compared = len(first)
-    if first:
-        A = agreement.label_matrix(first, taxonomy)
-        B = agreement.label_matrix(second, taxonomy)
-        out.agreement = agreement.group_agreement(A, B, taxonomy)
-        out.confused = agreement.confused_pairs(A, B, taxonomy, top=top_confused).to_dict("records")
+    out.compared, out.agreement, out.confused = pair_agreement(view, taxonomy, top_confused)
 
     tb_tasks = view.tasks[view.tasks["role"].isin(view.tiebreak_roles)]
     done_tb = sum(1 for r, i in zip(tb_tasks["role"], tb_tasks["image_id"]) if i in view.answers.get(r, {}))
@@ -128,6 +116,27 @@ def reliability(ws: Workspace, view: state.RoundView, prior: Path | None) -> dic
     table = consensus.reliability(consensus.weigh_cached(ws, view, prior), view)
     marks = consensus.flags(table)
     return {e: {"reliability": table[e], "reliability_flags": marks.get(e, {})} for e in table}
+
+
+def pair_agreement(view: state.RoundView, taxonomy, top_confused: int) -> tuple[int, dict[str, dict], list[dict]]:
+    """(images compared, agreement per group, most confused pairs) over each image's first
+    two valid, non-discarding answers; a short check's groups not asked are left out
+    (their empty answers agree trivially)."""
+    first: list[tuple[int, ...]] = []
+    second: list[tuple[int, ...]] = []
+    for image_id in view.images:
+        pair = [a for a in view.image_answers(image_id)[:2] if a is not None]
+        if len(pair) == 2 and all(a.valid and not a.discard for a in pair):
+            first.append(pair[0].labels)
+            second.append(pair[1].labels)
+    if not first:
+        return 0, {}, []
+    A = agreement.label_matrix(first, taxonomy)
+    B = agreement.label_matrix(second, taxonomy)
+    groups = agreement.group_agreement(A, B, taxonomy)
+    if view.check_groups:
+        groups = {g: a for g, a in groups.items() if g in checked_counts(view)}
+    return len(first), groups, agreement.confused_pairs(A, B, taxonomy, top=top_confused).to_dict("records")
 
 
 def checked_counts(view: state.RoundView) -> dict[str, int]:

@@ -152,6 +152,9 @@ def test_status_names_the_groups_and_caches_the_aggregation(sc):
     sync.sync_round(sc.ws, sc.round, sc.client)
     status.status(sc.ws, sc.round)
     assert sc.store.cached_aggregate(rid)[2] == first[2] + 1  # a new synced answer: computed again
+    st = status.status(sc.ws, sc.round)
+    assert set(st.agreement) == {"category"}  # the groups not asked are neither compared nor weighed
+    assert all(r["answers"] == 0 for a in st.annotators for g, r in a["reliability"].items() if g != "category")
     # The colour ticked outside the check is not part of the answer that counts.
     view = round_view(sc)
     assert all(black not in a.labels for a in view.answers[role_of(sc, "a")].values())
@@ -206,6 +209,8 @@ def test_finalize_changes_only_the_flagged_groups(sc):
     assert all(set(now[i]) == sc.before[i] for i in sc.before if i not in sc.planted)
     page = Path(review_report.report(sc.ws, sc.round).html).read_text()
     assert f"check (a short check asking only category on {SWAPS:,} images)" in page
+    per_group = page.split("Per group")[1].split("</table>")[0]
+    assert "<th>category</th>" in per_group and "<th>color</th>" not in per_group
     restore(sc.ws.ledger, rule=f"review:{sc.round}", apply=True)
     assert {i: set(ls) for i, ls in current(sc.ws).items()} == sc.before
 
