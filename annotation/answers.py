@@ -96,10 +96,27 @@ def parse_result(result: list[dict] | None, taxonomy: Taxonomy, was_cancelled: b
     return Answer(tuple(sorted(labels)), discard, tuple(problems))
 
 
-def to_result(label_ids: Iterable[int], taxonomy: Taxonomy, discard: bool = False) -> list[dict]:
-    """The Label Studio result that selects these labels (and the discard choice)."""
+def restrict(answer: Answer, groups: Iterable[str], taxonomy: Taxonomy) -> Answer:
+    """The answer read in `groups` only (a short check asks only those): labels of other
+    groups and problems naming them are dropped, and an empty answer is valid (none of
+    the asked labels applies)."""
+    keep = set(groups)
+    others = [g for g in taxonomy.group_names if g not in keep]
+    labels = tuple(x for x in answer.labels if taxonomy.labels[x].group in keep)
+    problems = tuple(p for p in answer.problems if p != "empty answer" and not any(
+        p == f"several choices in single-label group {g}" or p.startswith(f"unknown choice in {g}:") for g in others))
+    return Answer(labels, answer.discard, problems)
+
+
+def to_result(label_ids: Iterable[int], taxonomy: Taxonomy, discard: bool = False,
+              groups: Iterable[str] | None = None) -> list[dict]:
+    """The Label Studio result that selects these labels (of `groups` only, when given)
+    and the discard choice."""
     by_group: dict[str, list[str]] = {}
+    keep = None if groups is None else set(groups)
     for lid in sorted(int(i) for i in label_ids):
+        if keep is not None and taxonomy.labels[lid].group not in keep:
+            continue
         lab = taxonomy.labels[lid]
         by_group.setdefault(lab.group, []).append(lab.name)
     regions = [_region(g, names) for g in taxonomy.group_names if (names := by_group.get(g))]

@@ -2,16 +2,20 @@
 aggregation (`aggregation.aggregate`) run over them, the result read back per image and
 group. Tie-break (which groups a tie-breaker must answer), finalize (the aggregated
 decision where no tie-breaker answered) and status (each annotator's reliability) share
-this one reading, so they cannot disagree about a posterior.
+this one reading, so they cannot disagree about a posterior; the result is cached in the
+ledger (`weigh_cached`), so a second status does not rerun the EM.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..curation.ledger.review import ReviewStore
 from ..curation.workspace import Workspace
 from ..errors import IfaError
 from ..taxonomy import Taxonomy
@@ -19,6 +23,7 @@ from . import aggregation, state
 
 WHEN = ("any", "uncertain")  # any difference (the paper's rule) | only groups in doubt
 DEFAULT_MIN_CONFIDENCE = 0.95
+CACHE_VERSION = 1  # bump when the aggregation's method changes: cached results are then recomputed
 
 
 @dataclass
@@ -67,10 +72,32 @@ def check_rule(when: str, min_confidence: float) -> None:
         raise IfaError(f"--min-confidence {min_confidence} must be above 0 and below 1 (e.g. 0.95).")
 
 
-def weigh(view: state.RoundView, taxonomy: Taxonomy, prior: tuple[np.ndarray, np.ndarray] | None = None) -> Consensus:
-    """Aggregate the round's counted, valid, non-discarding answers of its annotators (not
-    its tie-breakers) with the gold images' trusted labels as anchors. prior: (image ids,
-    (n, L) probabilities in `taxonomy.label_ids` order) or None."""
+@dataclass
+class _Inputs:
+    """What the aggregation reads from a round: the items (images, gold last), annotator
+    roles, one vote row per counted answer, the gold truth."""
+
+    items: list[str]
+    roles: list[str]
+    votes: np.ndarray
+    item_of: np.ndarray
+    worker_of: np.ndarray
+    truth: np.ndarray
+    gold_mask: np.ndarray
+    asked: np.ndarray | None = None  # (R, G): the groups each row was asked; None: all (not a short check)
+
+    def key(self, label_ids: np.ndarray, prior: str) -> str:
+        """A hash of everything the aggregation depends on (`prior`: the prior's identity)."""
+        h = hashlib.sha256(f"{CACHE_VERSION}\n{prior}\n{json.dumps([self.items, self.roles])}".encode())
+        for a in (np.asarray(label_ids, np.int64), np.packbits(self.votes, axis=1), self.item_of, self.worker_of,
+                  np.packbits(self.truth, axis=1), self.gold_mask,
+                  np.zeros(0, bool) if self.asked is None else np.packbits(self.asked, axis=1)):
+            h.update(np.ascontiguousarray(a).tobytes())
+            h.update(str(a.shape).encode())
+        return h.hexdigest()
+
+
+def _inputs(view: state.RoundView, taxonomy: Taxonomy) -> _Inputs:
     roles = view.annotator_roles
     images = set(view.images)
     items = [*view.images, *[g for g in view.gold if g not in images]]
@@ -83,14 +110,69 @@ def weigh(view: state.RoundView, taxonomy: Taxonomy, prior: tuple[np.ndarray, np
                 rows.append([cols[x] for x in answer.labels if x in cols])
                 item_of.append(index[image_id])
                 worker_of.append(w)
-    votes = _matrix(rows, len(cols))
     truth = _matrix([[cols[int(x)] for x in view.gold.get(i, ()) if int(x) in cols] for i in items], len(cols))
-    gold_mask = np.array([i in view.gold for i in items], bool)
-    groups = aggregation.group_columns(taxonomy)
-    matrix = _prior_rows(prior, items, len(cols))
-    result = aggregation.aggregate(votes, np.array(item_of, np.int64), np.array(worker_of, np.int64), len(items),
-                                   len(roles), groups, gold=truth, gold_mask=gold_mask, prior=matrix)
-    return Consensus(items, roles, groups, np.asarray(taxonomy.label_ids), result)
+    return _Inputs(items, roles, _matrix(rows, len(cols)), np.array(item_of, np.int64), np.array(worker_of, np.int64),
+                   truth, np.array([i in view.gold for i in items], bool), _asked_rows(view, taxonomy, items, item_of))
+
+
+def _asked_rows(view: state.RoundView, taxonomy: Taxonomy, items: list[str], item_of: list[int]) -> np.ndarray | None:
+    """(R, G) bool: the groups a short check asked each answer row's image; None elsewhere."""
+    if not view.check_groups:
+        return None
+    names = list(taxonomy.group_names)
+    per_item = np.ones((len(items), len(names)), bool)
+    for k, image_id in enumerate(items):
+        if image_id in view.check_groups:
+            per_item[k] = [g in view.check_groups[image_id] for g in names]
+    return per_item[np.asarray(item_of, np.int64)]
+
+
+def _aggregate(inputs: _Inputs, taxonomy: Taxonomy, prior) -> aggregation.Aggregate:
+    return aggregation.aggregate(inputs.votes, inputs.item_of, inputs.worker_of, len(inputs.items), len(inputs.roles),
+                                 aggregation.group_columns(taxonomy), gold=inputs.truth, gold_mask=inputs.gold_mask,
+                                 prior=_prior_rows(prior, inputs.items, len(taxonomy.label_ids)), asked=inputs.asked)
+
+
+def weigh(view: state.RoundView, taxonomy: Taxonomy, prior: tuple[np.ndarray, np.ndarray] | None = None) -> Consensus:
+    """Aggregate the round's counted, valid, non-discarding answers of its annotators (not
+    its tie-breakers) with the gold images' trusted labels as anchors. prior: (image ids,
+    (n, L) probabilities in `taxonomy.label_ids` order) or None."""
+    inputs = _inputs(view, taxonomy)
+    return Consensus(inputs.items, inputs.roles, aggregation.group_columns(taxonomy), np.asarray(taxonomy.label_ids),
+                     _aggregate(inputs, taxonomy, prior))
+
+
+def weigh_cached(ws: Workspace, view: state.RoundView, prior: Path | None = None) -> Consensus:
+    """`weigh` with the model's prior of `load_prior(ws, prior)`, cached in the ledger: the
+    result is recomputed only when the round's counted answers, its gold or the prior file
+    (path, size, modification time) changed since it was stored, so status, tiebreak and
+    finalize share one computation. Raises IfaError for a prior file that does not fit."""
+    store = ReviewStore(ws.ledger)
+    inputs = _inputs(view, ws.taxonomy)
+    key = inputs.key(ws.taxonomy.label_ids, _prior_identity(ws, prior))
+    hit = store.cached_aggregate(view.round_id)
+    if hit is not None and hit[0] == key:
+        result = aggregation.from_bytes(hit[3])
+    else:
+        result = _aggregate(inputs, ws.taxonomy, load_prior(ws, prior))
+        if not ws.ledger.read_only:  # a status on a read-only workspace computes without caching
+            store.cache_aggregate(view.round_id, key, aggregation.to_bytes(result))
+    return Consensus(inputs.items, inputs.roles, aggregation.group_columns(ws.taxonomy),
+                     np.asarray(ws.taxonomy.label_ids), result)
+
+
+def _prior_identity(ws: Workspace, path: Path | None) -> str:
+    """The prior file `load_prior` would read, as path, size and modification time."""
+    found = Path(path) if path is not None else _latest_prior(ws)
+    if found is None or not found.exists():
+        return "none" if path is None else str(path)  # a missing --prior fails in load_prior
+    st = found.stat()
+    return f"{found.resolve()} {st.st_size} {st.st_mtime_ns}"
+
+
+def _latest_prior(ws: Workspace) -> Path | None:
+    latest = ws.root / "models" / "flag-noise" / "oos-probs.parquet"  # crossfit.OOS_FILE of flag-noise
+    return latest if latest.exists() else None
 
 
 def groups_to_ask(ws: Workspace, view: state.RoundView, when: str = "any",
@@ -99,20 +181,22 @@ def groups_to_ask(ws: Workspace, view: state.RoundView, when: str = "any",
     have all answered. `any` (the paper's rule): every group of every image whose answers
     differ. `uncertain`: only the groups whose aggregated posterior is below
     min_confidence, on any image; an image with an invalid or discarding answer (but not
-    discarded by all) needs all its groups. Raises IfaError for a bad rule or prior file."""
+    discarded by all) needs all its groups. In a short check, only the groups it asked.
+    Raises IfaError for a bad rule or prior file."""
     check_rule(when, min_confidence)
     every = tuple(ws.taxonomy.group_names)
+    checked = view.check_groups  # a short check asks its own groups only, tie-break included
     if when == "any":
-        return {i: every for i in view.images if view.outcome(i) == state.DISAGREE}
-    weighed = weigh(view, ws.taxonomy, load_prior(ws, prior))
+        return {i: checked.get(i, every) for i in view.images if view.outcome(i) == state.DISAGREE}
+    weighed = weigh_cached(ws, view, prior)
     out: dict[str, tuple[str, ...]] = {}
     for image_id in view.images:
         outcome = view.outcome(image_id)
         if outcome in (state.WAITING, state.DISCARDED):
             continue
         if any(not a.valid or a.discard for a in view.image_answers(image_id)):
-            out[image_id] = every
-        elif doubt := weighed.uncertain(image_id, min_confidence):
+            out[image_id] = checked.get(image_id, every)
+        elif doubt := [g for g in weighed.uncertain(image_id, min_confidence) if g in checked.get(image_id, every)]:
             out[image_id] = tuple(doubt)
     return out
 
@@ -145,10 +229,9 @@ def load_prior(ws: Workspace, path: Path | None) -> tuple[np.ndarray, np.ndarray
     from ..curation.noise.model.probs import read_probs
 
     if path is None:
-        latest = ws.root / "models" / "flag-noise" / "oos-probs.parquet"  # crossfit.OOS_FILE of flag-noise
-        if not latest.exists():
+        path = _latest_prior(ws)
+        if path is None:
             return None
-        path = latest
     return read_probs(Path(path), ws.taxonomy.label_ids)
 
 

@@ -7,7 +7,8 @@ round tie-broken with `--when uncertain`, answers that differ only in groups nob
 take the aggregated decision; otherwise the image stays undecided and untouched.
 A decision's labels replace the image's active labels (add_label with source
 `review:<round>`, drop_label for the rest); a discard sets the image aside with the
-reason. Everything goes through `Ledger.apply_changes` in one transaction with the
+reason. A short check (`view.check_groups`) changes only the groups it asked: the
+image's other labels stay as they are. Everything goes through `Ledger.apply_changes` in one transaction with the
 decisions, under rule `review:<round>`, so `ifa curate restore --rule review:<round>`
 undoes it and finalizing twice changes nothing.
 """
@@ -15,7 +16,7 @@ undoes it and finalizing twice changes nothing.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -138,6 +139,33 @@ def _from_tiebreak(view: state.RoundView, weighed: consensus.Consensus | None, i
     return Decided("tiebreak", who, labels, posterior, {g: "tie-break" if g in groups else "aggregation" for g in conf})
 
 
+def _current(store: ReviewStore, round_id: int) -> dict[str, set[int]]:
+    current: dict[str, set[int]] = {}
+    for image_id, label_id in store.active_labels(round_id).itertuples(index=False):
+        current.setdefault(image_id, set()).add(int(label_id))
+    return current
+
+
+def _within_checks(view: state.RoundView, decisions: dict[str, Decided], current: dict[str, set[int]],
+                   taxonomy) -> dict[str, Decided]:
+    """The decisions with a short check's images kept to the groups it asked (`within_check`)."""
+    out = dict(decisions)
+    for image_id, groups in view.check_groups.items():
+        if image_id in out and out[image_id].outcome != "discarded":
+            out[image_id] = within_check(out[image_id], current.get(image_id, set()), groups, taxonomy)
+    return out
+
+
+def within_check(dec: Decided, have: set[int], groups: tuple[str, ...], taxonomy) -> Decided:
+    """A short check's decision: the decided labels in the groups it asked, the image's
+    current labels in every other group (whatever the answers held there)."""
+    known = {int(x) for x in taxonomy.label_ids}
+    kept = {x for x in have if x in known and taxonomy.labels[x].group not in groups}
+    asked = {int(x) for x in dec.labels if taxonomy.labels[int(x)].group in groups}
+    return replace(dec, labels=tuple(sorted(kept | asked)),
+                   sources={g: src for g, src in dec.sources.items() if g in groups})
+
+
 def _in_groups(labels, groups, weighed: consensus.Consensus) -> list[int]:
     wanted = {int(x) for g in weighed.groups if g.name in groups for x in weighed.label_ids[g.columns]}
     return [int(x) for x in labels if int(x) in wanted]
@@ -145,7 +173,7 @@ def _in_groups(labels, groups, weighed: consensus.Consensus) -> list[int]:
 
 def weigh(ws: Workspace, view: state.RoundView, prior: Path | None) -> consensus.Consensus | None:
     """The round's answers weighed by reliability (None before any answer)."""
-    return consensus.weigh(view, ws.taxonomy, consensus.load_prior(ws, prior)) if len(view.annotations) else None
+    return consensus.weigh_cached(ws, view, prior) if len(view.annotations) else None
 
 
 def finalize(ws: Workspace, round_name: str | None = None, apply: bool = False, prior: Path | None = None) -> FinalizeResult:
@@ -164,13 +192,12 @@ def finalize(ws: Workspace, round_name: str | None = None, apply: bool = False, 
     decisions, undecided = decide(view, weigh(ws, view, prior), store.tiebreak_groups(view.round_id))
 
     images = store.image_sources(view.round_id).set_index("image_id")
-    current: dict[str, set[int]] = {}
-    for image_id, label_id in store.active_labels(view.round_id).itertuples(index=False):
-        current.setdefault(image_id, set()).add(int(label_id))
+    current = _current(store, view.round_id)
     known = set(int(x) for x in taxonomy.label_ids)
 
     result = FinalizeResult(view.name, apply, simulated)
     changes: list[Change] = []
+    decisions = _within_checks(view, decisions, current, taxonomy)
     for image_id, dec in sorted(decisions.items()):
         outcome, who, final = dec.outcome, dec.decided_by, dec.labels
         d = ImageDecision(image_id, outcome, who, list(final), posterior=dec.posterior, sources=dict(dec.sources))

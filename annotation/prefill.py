@@ -7,6 +7,11 @@ prelabel" is on); what they submit, edited or not, is the answer. A gold task is
 pre-filled with its trusted labels plus planted mistakes (a label dropped, swapped or
 added in one or two groups, recorded in the ledger), so gold measures whether someone
 checks: an annotator who submits pre-fills unchanged scores low on gold.
+
+A short check (`curate flag-noise --review`) is a check-mode round that asks each image
+only some groups (the flagged ones): its page offers choices in those groups only
+(`taxonomy.asked_config`), the pre-fill holds their current labels, its answers count in
+those groups only, and finalize keeps the image's other labels as they are.
 """
 
 from __future__ import annotations
@@ -22,6 +27,11 @@ from .answers import to_result
 
 MODES = ("blind", "check")
 PREFILL_VERSION = "current labels"  # the prediction's model_version, and the project's
+CHECK_INSTRUCTIONS = (
+    "<p>Check the labels shown in the groups that offer choices: the model doubts them. Untick a label that "
+    "does not apply to the main fashion item, tick one that is missing, and submit (an empty answer means none "
+    "applies). The groups marked <i>not asked</i> keep their labels.</p>"
+)
 
 
 @dataclass(frozen=True)
@@ -40,11 +50,13 @@ def check_mode(mode: str) -> str:
     return mode
 
 
-def project_settings(mode: str) -> dict:
-    """Label Studio project settings for an annotator's project in this mode."""
-    if mode == "check":
-        return {"show_collab_predictions": True, "model_version": PREFILL_VERSION}
-    return {}
+def project_settings(mode: str, short: bool = False) -> dict:
+    """Label Studio project settings for an annotator's project in this mode (`short`: a
+    short check, where an empty answer is allowed and the instructions say what to check)."""
+    if mode != "check":
+        return {}
+    out = {"show_collab_predictions": True, "model_version": PREFILL_VERSION}
+    return {**out, "enable_empty_annotation": True, "expert_instruction": CHECK_INSTRUCTIONS} if short else out
 
 
 def plant(image_id: str, labels: tuple[int, ...], taxonomy: Taxonomy, seed: str) -> Planted:
@@ -77,10 +89,25 @@ def plant(image_id: str, labels: tuple[int, ...], taxonomy: Taxonomy, seed: str)
 
 
 def predictions(current: dict[str, tuple[int, ...]], shown_gold: dict[str, tuple[int, ...]],
-                taxonomy: Taxonomy) -> dict[str, dict]:
+                taxonomy: Taxonomy, asked: dict[str, tuple[str, ...]] | None = None) -> dict[str, dict]:
     """Per image id, the task fields that pre-fill it: {"predictions": [...]}, with the
-    current labels (or, for gold, the planted labels shown)."""
+    current labels (or, for gold, the planted labels shown); in a short check (`asked`:
+    image -> groups) only the labels of the groups asked, the only ones its page offers."""
     out = {}
     for image_id, labels in {**current, **shown_gold}.items():
-        out[image_id] = {"predictions": [{"model_version": PREFILL_VERSION, "result": to_result(labels, taxonomy)}]}
+        result = to_result(labels, taxonomy, groups=(asked or {}).get(image_id))
+        out[image_id] = {"predictions": [{"model_version": PREFILL_VERSION, "result": result}]}
     return out
+
+
+def check_asked(asked: dict[str, tuple[str, ...]], images: list[str], taxonomy: Taxonomy) -> dict[str, tuple[str, ...]]:
+    """A short check's groups per image, in the taxonomy's order, for the round's `images`.
+    Raises IfaError for an unknown group or an image given no group."""
+    order = {g: k for k, g in enumerate(taxonomy.group_names)}
+    unknown = sorted({g for gs in asked.values() for g in gs if g not in order})
+    if unknown:
+        raise IfaError(f"Unknown groups to check: {', '.join(unknown)}; the groups are {', '.join(order)}.")
+    empty = [i for i in images if i in asked and not asked[i]]
+    if empty:
+        raise IfaError(f"{len(empty)} images are given no group to check; name at least one group per image.")
+    return {i: tuple(sorted(set(asked[i]), key=order.__getitem__)) for i in images if i in asked}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import statistics
 import textwrap
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -191,7 +192,12 @@ def _title(ax, fig, text: str) -> None:
 
 # ---- page ---------------------------------------------------------------------------------------
 def _mode(view) -> str:
-    return str(view.round.get("mode") or "blind")
+    """The round's mode; for a short check, also the groups it asks and on how many images."""
+    mode = str(view.round.get("mode") or "blind")
+    if not view.check_groups:
+        return mode
+    counts = Counter(g for gs in view.check_groups.values() for g in gs)
+    return f"{mode} (a short check asking only {', '.join(f'{g} on {n:,} images' for g, n in counts.items())})"
 
 
 def _flag_lines(flagged: dict[str, list[str]], notes: dict[str, list[str]]) -> str:
@@ -220,7 +226,7 @@ def _page(view, rows, flagged, matrix, shared, confused, pngs, paths, root: Path
              f"images, {len(view.annotator_roles)} annotators, {len(view.tiebreak_roles)} tie-break projects; "
              f"{e(_mode(view))} mode.</p>"]
     parts.append(_flag_lines(flagged, notes or {}))
-    parts += _annotator_tables(rows, flagged)
+    parts += _annotator_tables(rows, flagged, _asked_groups(view))
     parts.append(f"<img src='{e(pngs[1].name)}' alt='accuracy per annotator'>")
     parts += _matrix_table(matrix, shared, pngs[0])
     parts += _confused_table(confused, paths, root)
@@ -229,7 +235,12 @@ def _page(view, rows, flagged, matrix, shared, confused, pngs, paths, root: Path
     return "".join(parts)
 
 
-def _annotator_tables(rows, flagged) -> list[str]:
+def _asked_groups(view) -> set[str] | None:
+    """The groups a short check asked (its other groups were not answered); None for any other round."""
+    return {g for gs in view.check_groups.values() for g in gs} if view.check_groups else None
+
+
+def _annotator_tables(rows, flagged, asked: set[str] | None = None) -> list[str]:
     e = html.escape
     parts = ["<h2>Annotators</h2><table><tr><th class='l'>annotator</th><th class='l'>role</th><th>assigned</th>"
              "<th>done</th><th>gold answered</th><th>gold accuracy</th><th>agreement</th><th>accuracy vs final</th>"
@@ -242,7 +253,7 @@ def _annotator_tables(rows, flagged) -> list[str]:
                      f"<td>{_pct(r['gold']['accuracy'])}</td><td>{_pct(r['agreement']['overall'])}</td>"
                      f"<td>{_pct(r['accuracy_vs_final']['accuracy'])}</td><td>{med}</td></tr>")
     parts.append("</table>")
-    groups = [g for g in view_groups(rows)]
+    groups = [g for g in view_groups(rows) if asked is None or g in asked]
     parts.append("<h3>Per group: gold accuracy / agreement</h3><table><tr><th class='l'>annotator</th>"
                  + "".join(f"<th>{e(g)}</th>" for g in groups) + "</tr>")
     for r in rows:

@@ -16,6 +16,7 @@ ever gets a second task.
 from __future__ import annotations
 
 import csv
+from collections import Counter
 import io
 import re
 from dataclasses import asdict, dataclass, field, replace
@@ -29,7 +30,7 @@ from ..curation.ledger.review_queue import set_review_status
 from ..curation.workspace import Workspace
 from ..errors import IfaError
 from ..progress import SILENT, Progress
-from ..taxonomy import labeling_config
+from ..taxonomy import asked_config, asked_fields, labeling_config
 from . import assignment, prefill, state
 from .annotators import check_email, check_people
 from .client import Client, connection_for
@@ -64,6 +65,7 @@ class CreateResult:
     tasks_adopted: dict[str, int] = field(default_factory=dict)
     gold: int = 0
     skipped: dict[str, list[str]] = field(default_factory=dict)
+    asked: dict[str, int] = field(default_factory=dict)  # a short check: group -> images asked it
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -106,6 +108,7 @@ class RoundSettings:
     gold_ids: list[str] | None = None
     gold_rate: float = 0.05
     mode: str = "blind"
+    asked: dict[str, tuple[str, ...]] | None = None  # a short check: image -> the groups to answer
 
     def check(self) -> RoundSettings:
         """A copy with the emails normalised. Raises IfaError for an unknown split, fewer
@@ -113,6 +116,9 @@ class RoundSettings:
         outside (0, 1], or an unknown mode."""
         check_splits(self.split)
         prefill.check_mode(self.mode)
+        if self.asked is not None and self.mode != "check":
+            raise IfaError("A short check (only some groups asked per image) pre-fills the current labels: use "
+                           "--mode check.")
         emails = [check_email(e) for e in self.annotators]
         if len(emails) < 2 or len(set(emails)) != len(emails):
             raise IfaError("A round needs two or more different annotators (--annotators A B [C ...]).")
@@ -138,13 +144,15 @@ class _Recorded:
     gold: dict[str, list[int]]
     skipped: dict[str, list[str]]
     mode: str = "blind"
+    asked: dict[str, tuple[str, ...]] = field(default_factory=dict)  # a short check's groups per image
 
 
 def create_round(ws: Workspace, *, split: str, annotators: Sequence[str],
                  tiebreaker: str | Sequence[str] | None = None, image_ids: Sequence[str] | None = None,
                  name: str | None = None, limit: int | None = None, per_image: int = 2,
                  gold_ids: Sequence[str] | None = None, gold_rate: float = 0.05, mode: str = "blind",
-                 client: Client | None = None, progress: Progress = SILENT) -> CreateResult:
+                 asked: dict[str, Sequence[str]] | None = None, client: Client | None = None,
+                 progress: Progress = SILENT) -> CreateResult:
     """Create (or finish creating) a review round over `image_ids` of `split` (default:
     every active image of the split) for a pool of annotators, with a pool of
     tie-breakers named for the later tie-break. Plain data in, so other commands (e.g.
@@ -165,12 +173,16 @@ def create_round(ws: Workspace, *, split: str, annotators: Sequence[str],
     mode: `blind` (annotators label from an empty page) or `check` (each task pre-filled
         with the image's current labels, gold with planted mistakes: `prefill.py`); a
         resumed round keeps the mode it was created with.
+    asked: a short check (check mode only): image id -> the groups its annotators answer;
+        the page offers only those, the pre-fill holds their current labels, answers count
+        in them only and finalize keeps the image's other labels (`prefill.py`).
     Raises IfaError for unknown or duplicate annotators, image ids not in the split, gold
     ids not in the workspace, or a server that does not answer (what was done so far
     stays recorded; rerun to finish the same assignment)."""
     pool = [tiebreaker] if isinstance(tiebreaker, str) else list(tiebreaker or [])
     settings = RoundSettings(split, list(annotators), pool, None if image_ids is None else list(image_ids), name,
-                             limit, per_image, None if gold_ids is None else list(gold_ids), gold_rate, mode).check()
+                             limit, per_image, None if gold_ids is None else list(gold_ids), gold_rate, mode,
+                             None if asked is None else {str(i): tuple(g) for i, g in asked.items()}).check()
     client = client or Client(connection_for(ws.root))
     store = ReviewStore(ws.ledger)
     users = check_people(client, settings.annotators, settings.tiebreakers, per_image=settings.per_image)
@@ -201,7 +213,9 @@ def _record_round(ws: Workspace, store: ReviewStore, settings: RoundSettings, se
     store.add_images(round_id, images)
     if gold:
         store.set_gold(round_id, gold)
-    return _Recorded(round_id, name, resumed, simulated, roles, gold, skipped, mode)
+    if settings.asked is not None:  # a rerun keeps the groups recorded first (their tasks show them)
+        store.set_check_groups(round_id, prefill.check_asked(settings.asked, images, ws.taxonomy))
+    return _Recorded(round_id, name, resumed, simulated, roles, gold, skipped, mode, store.check_groups(round_id))
 
 
 def _check_same_annotators(store: ReviewStore, round_id: int, name: str, roles: list[str], emails: list[str]) -> None:
@@ -239,13 +253,18 @@ def _fill_projects(ws: Workspace, store: ReviewStore, client: Client, rnd: _Reco
                            settings.per_image, list(gold_files.data), settings.gold_rate)
     result = CreateResult(rnd.name, settings.split, client.url, len(sources) - len(files.missing) - len(files.refused),
                           rnd.resumed, rnd.simulated, rnd.mode, gold=len(rnd.gold),
-                          skipped={k: v for k, v in skipped.items() if v})
+                          skipped={k: v for k, v in skipped.items() if v},
+                          asked=dict(Counter(g for gs in rnd.asked.values() for g in gs)))
     files = files.merged(gold_files)
-    config = labeling_config(ws.taxonomy)
-    prefills = _prefills(ws, store, rnd.round_id, rnd.name, rnd.mode, list(sources["image_id"]), rnd.gold)
+    config = asked_config(ws.taxonomy) if rnd.asked else labeling_config(ws.taxonomy)
+    if rnd.asked:  # the page of a short check offers the asked groups only (every group on gold)
+        for image_id, data in files.data.items():
+            data.update(asked_fields(ws.taxonomy, rnd.asked.get(image_id)))
+    prefills = _prefills(ws, store, rnd, list(sources["image_id"]))
+    settings_extra = prefill.project_settings(rnd.mode, short=bool(rnd.asked))
     for role, email in zip(rnd.roles, settings.annotators):
         project_id = ensure_project(client, store, rnd.round_id, rnd.name, role, email, users[email], files.roots,
-                                    config, extra=prefill.project_settings(rnd.mode))
+                                    config, extra=settings_extra)
         mine = {i: files.data[i] for i in plan.get(role, []) if i in files.data}
         result.tasks_added[role], result.tasks_adopted[role] = import_missing(
             client, store, rnd.round_id, role, project_id, mine, progress, prefills)
@@ -271,18 +290,18 @@ def _round_mode(store: ReviewStore, round_id: int, name: str, mode: str, resumed
     return str(store.round(name).get("mode") or "blind")
 
 
-def _prefills(ws: Workspace, store: ReviewStore, round_id: int, name: str, mode: str, images: list[str],
-              gold_labels: dict[str, list[int]]) -> dict[str, dict] | None:
-    """Check mode's task fields per image: the current labels, or for gold the trusted ones
-    with planted mistakes (recorded once, so a rerun shows the same); None in blind mode."""
-    if mode != "check":
+def _prefills(ws: Workspace, store: ReviewStore, rnd: _Recorded, images: list[str]) -> dict[str, dict] | None:
+    """Check mode's task fields per image: the current labels (of the groups asked, in a
+    short check), or for gold the trusted ones with planted mistakes (recorded once, so a
+    rerun shows the same); None in blind mode."""
+    if rnd.mode != "check":
         return None
-    if gold_labels:
-        store.set_gold_prefill(round_id, [(p.image_id, p.shown, p.mistakes) for p in (
-            prefill.plant(i, tuple(ls), ws.taxonomy, name) for i, ls in gold_labels.items())])
-    shown = {i: s for i, (s, _) in store.gold_prefill(round_id).items()}
+    if rnd.gold:
+        store.set_gold_prefill(rnd.round_id, [(p.image_id, p.shown, p.mistakes) for p in (
+            prefill.plant(i, tuple(ls), ws.taxonomy, rnd.name) for i, ls in rnd.gold.items())])
+    shown = {i: s for i, (s, _) in store.gold_prefill(rnd.round_id).items()}
     current = {i: tuple(ls) for i, ls in store.labels_of(images).items()}
-    return prefill.predictions(current, shown, ws.taxonomy)
+    return prefill.predictions(current, shown, ws.taxonomy, rnd.asked)
 
 
 def plan_assignment(store: ReviewStore, round_id: int, name: str, roles: list[str], images: list[str],

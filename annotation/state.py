@@ -38,6 +38,7 @@ class RoundView:
     gold: dict[str, tuple[int, ...]] = field(default_factory=dict)
     annotators_of: dict[str, tuple[str, ...]] = field(default_factory=dict)
     tiebreak_of: dict[str, str] = field(default_factory=dict)
+    check_groups: dict[str, tuple[str, ...]] = field(default_factory=dict)  # a short check: image -> groups asked
 
     @property
     def round_id(self) -> int:
@@ -81,7 +82,8 @@ def load(store: ReviewStore, round_name: str | None = None) -> RoundView:
     rnd = store.round(round_name)
     rid = int(rnd["round_id"])
     ann = store.annotations(rid)
-    view = RoundView(rnd, store.projects(rid), store.images(rid), store.tasks(rid), ann, gold=store.gold(rid))
+    view = RoundView(rnd, store.projects(rid), store.images(rid), store.tasks(rid), ann, gold=store.gold(rid),
+                     check_groups=store.check_groups(rid))
     counted = ann[ann["by_annotator"] == 1].sort_values(["updated_at", "ls_annotation_id"])
     for role in view.projects:
         rows = counted[counted["role"] == role]

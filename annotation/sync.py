@@ -9,7 +9,8 @@ marked deleted after a complete listing of its project no longer shows it.
 
 Every result is validated against the taxonomy (`answers.parse_result`) and against the
 role: an annotation by anyone but the project's annotator is stored, flagged, and not
-counted (open-source Label Studio lets every member open every project).
+counted (open-source Label Studio lets every member open every project). In a short check
+only the groups asked of the image count (`answers.restrict`); the raw result is kept.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from ..curation.ledger.review import ProjectRow, ReviewStore
 from ..curation.workspace import Workspace
 from ..progress import SILENT, Progress
 from ..taxonomy import Taxonomy
-from .answers import parse_result
+from .answers import parse_result, restrict
 from .client import LS_TIME, PAGE_SIZE, Client, connection_for
 
 
@@ -77,7 +78,8 @@ def sync_round(ws: Workspace, round_name: str | None = None, client: Client | No
     round_id = int(rnd["round_id"])
     client = client or Client(connection_for(ws.root))
     result = SyncResult(rnd["name"], client.url)
-    pages = _Pages(client, store, round_id, set(store.images(round_id)), ws.taxonomy, result, page_size)
+    pages = _Pages(client, store, round_id, set(store.images(round_id)), ws.taxonomy, result, page_size,
+                   store.check_groups(round_id))
     projects = store.projects(round_id)
     # Tasks saved while we list may be missed by this listing; the next sync starts from the
     # server's clock before this one began (1 s margin for a request still committing).
@@ -115,6 +117,7 @@ class _Pages:
     taxonomy: Taxonomy
     result: SyncResult
     page_size: int
+    asked: dict[str, tuple[str, ...]]  # a short check: image -> the groups its answers are read in
 
     def read(self, project: ProjectRow, counts: RoleCounts, bar, **listing) -> set[int]:
         """Store every annotation of the listed tasks, one transaction per page; returns
@@ -145,7 +148,8 @@ class _Pages:
             if image_id is None:
                 self.result.ignored += 1
                 continue
-            rows.append(_row(ann, task, project.role, image_id, project.ls_user_id, self.taxonomy, self.result))
+            rows.append(_row(ann, task, project.role, image_id, project.ls_user_id, self.taxonomy, self.result,
+                             self.asked.get(image_id)))
         return rows
 
 
@@ -183,12 +187,15 @@ def _sync_everything(pages: _Pages, project: ProjectRow, counts: RoleCounts, pro
     return pages.store.mark_deleted(pages.round_id, project.role, seen)
 
 
-def _row(ann: dict, task: dict, role: str, image_id: str, annotator_id: int, taxonomy, result: SyncResult) -> dict:
+def _row(ann: dict, task: dict, role: str, image_id: str, annotator_id: int, taxonomy, result: SyncResult,
+         asked: tuple[str, ...] | None = None) -> dict:
     completed_by = ann.get("completed_by")
     if isinstance(completed_by, dict):  # an expanded user
         completed_by = completed_by.get("id")
     by_annotator = completed_by is not None and int(completed_by) == annotator_id
     answer = parse_result(ann.get("result"), taxonomy, bool(ann.get("was_cancelled")))
+    if asked is not None:  # a short check counts the groups it asked, whatever else was chosen
+        answer = restrict(answer, asked, taxonomy)
     if not by_annotator:
         result.wrong_annotator += 1
     elif answer.problems == ("skipped",):

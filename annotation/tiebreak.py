@@ -2,8 +2,9 @@
 
 With `--when uncertain`, a group goes to a tie-breaker only where the answers weighed by
 each annotator's reliability (`consensus.py`) leave its posterior below --min-confidence;
-the task names those groups and only they are read from the tie-breaker's answer. The
-default, `any`, is the paper's rule described below.
+the task names those groups, its page shows choices for those groups only (the
+taxonomy's `asked_config`: the other groups show no choices) and only they are read from
+the tie-breaker's answer. The default, `any`, is the paper's rule described below.
 
 An image needs the tie-breaker when both annotators have answered and the answers do not
 agree (`state.compare`: a label differs in any group, one discarded, one answer invalid
@@ -30,7 +31,7 @@ from ..curation.ledger.review import ReviewStore, tiebreak_role
 from ..curation.workspace import Workspace
 from ..errors import IfaError
 from ..progress import SILENT, Progress
-from ..taxonomy import Taxonomy, labeling_config
+from ..taxonomy import DISCARD_CONTROL, Taxonomy, asked_config, asked_fields
 from . import assignment, consensus, state
 from .annotators import check_email, check_people
 from .answers import Answer, describe, to_result
@@ -74,8 +75,9 @@ class TiebreakResult:
 
 
 def tiebreak_config(taxonomy: Taxonomy) -> str:
-    """The round's labeling config with the two earlier answers shown above the image."""
-    view = ET.fromstring(labeling_config(taxonomy))
+    """The round's labeling config, its choices per task (`asked_config`: only the groups
+    asked), with the two earlier answers shown above the controls."""
+    view = ET.fromstring(asked_config(taxonomy))
     header = ET.Element("Header", value="Earlier answers (decide, or discard if there is no clear fashion item)")
     text = ET.Element("Text", name=ANSWERS_FIELD, value=f"${ANSWERS_FIELD}")
     # Above the controls, beside the photo (the root View lays photo and controls side by side).
@@ -170,9 +172,11 @@ def _send(ws: Workspace, store: ReviewStore, client: Client, view: state.RoundVi
     for image_id, data in files.data.items():
         roles = view.annotators_of[image_id]
         labelled = [(f"annotator {n}", view.email(r), view.answers[r][image_id]) for n, r in enumerate(roles, 1)]
-        data[ANSWERS_FIELD] = "\n".join([ask_line(groups_of.get(image_id), taxonomy)]
+        groups = groups_of.get(image_id)
+        data[ANSWERS_FIELD] = "\n".join([ask_line(groups, taxonomy)]
                                         + [f"{who} ({e}): {describe(a, taxonomy)}" for who, e, a in labelled])
-        extra[image_id] = {"predictions": [_prediction(f"{who}: {e}", a, taxonomy) for who, e, a in labelled]}
+        data.update(asked_fields(taxonomy, groups))
+        extra[image_id] = {"predictions": [_prediction(f"{who}: {e}", a, taxonomy, groups) for who, e, a in labelled]}
     project_id = ensure_project(client, store, view.round_id, view.name, role, email, user_id, files.roots,
                                 tiebreak_config(taxonomy), extra={"model_version": NO_PREFILL})
     added, _ = import_missing(client, store, view.round_id, role, project_id, files.data, progress, extra)
@@ -190,10 +194,14 @@ def _record_asked(store: ReviewStore, view: state.RoundView, when: str, min_conf
     return store.tiebreak_groups(view.round_id)
 
 
-def _prediction(model_version: str, answer: Answer, taxonomy: Taxonomy) -> dict:
-    # Only the valid part of an invalid answer is shown as a prediction (an unknown choice
-    # would not render); the text above the image names the problem.
-    return {"model_version": model_version, "result": to_result(answer.labels, taxonomy, answer.discard)}
+def _prediction(model_version: str, answer: Answer, taxonomy: Taxonomy, groups: Sequence[str] | None) -> dict:
+    # Only the valid part of an invalid answer, in the groups asked, is shown as a
+    # prediction (a choice the page does not offer would not render); the text above the
+    # image gives the whole answer and names any problem.
+    result = to_result(answer.labels, taxonomy, answer.discard)
+    if groups is not None:
+        result = [r for r in result if r["from_name"] in groups or r["from_name"] == DISCARD_CONTROL]
+    return {"model_version": model_version, "result": result}
 
 
 def _recorded_pool(view: state.RoundView) -> list[str]:

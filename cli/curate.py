@@ -201,7 +201,10 @@ _MinScoreOpt = Annotated[Optional[float], typer.Option("--min-score", help=(
 _ApplyOpt = Annotated[bool, typer.Option("--apply", help=(
     "Drop the wrong labels flagged at or above the cut; swaps and missing labels are never applied. Applying again "
     "changes nothing (undo: ifa curate restore --rule flag-noise)."))]
-_ReviewOpt = Annotated[bool, typer.Option("--review", help="Send the images flagged at or above the cut to a review round (needs --annotators A B and --tiebreaker C).")]
+_ReviewOpt = Annotated[bool, typer.Option("--review", help=(
+    "Send each image flagged at or above the cut to a short check (needs --annotators A B and --tiebreaker C): its "
+    "current labels pre-filled and only the flagged groups asked; finalize changes nothing else "
+    "(undo: ifa curate restore --rule review:<round>)."))]
 _AnnotatorsOpt = Annotated[Optional[tuple[str, str]], typer.Option("--annotators", help="The two annotators of the review round: --annotators A B.")]
 _TiebreakerOpt = Annotated[Optional[str], typer.Option("--tiebreaker", help="Who breaks ties in the review round.")]
 _RunOpt = Annotated[str, typer.Option("--name", help="Folder under <workspace>/models/ for the cross-fitted fold models.")]
@@ -262,15 +265,16 @@ def flag_noise(
 
 
 def _review_round(ws, result, request, quiet: bool) -> dict:
-    """Send the images flagged at or above the cut to a review round (only annotation/ talks
-    to Label Studio); the round's description."""
-    images = result.images_to_review()
-    if not images:
+    """Send the images flagged at or above the cut to a short check of their flagged groups
+    (only annotation/ talks to Label Studio); the round's description."""
+    asked = result.groups_to_review()
+    if not asked:
         raise IfaError("No image was flagged at or above the --min-score cut, so there is nothing to review; "
                        "lower --min-score.")
     from ..annotation import rounds
     created = rounds.create_round(ws, split="train", annotators=list(request.annotators), tiebreaker=request.tiebreaker,
-                                  image_ids=images, progress=render.RichProgress(quiet=quiet))
+                                  image_ids=list(asked), mode="check", asked=asked,
+                                  progress=render.RichProgress(quiet=quiet))
     return created.to_dict()
 
 
@@ -300,7 +304,8 @@ def _flag_noise_report(result, created: dict | None) -> None:
         render.done(f"dropped {result.labels_dropped:,} wrong labels scoring >= {result.min_score:.2f} "
                     f"(undo: ifa curate restore --rule {result.rule})")
     elif created:
-        render.done(f"review round {created['round']}: {created['images']:,} images sent to "
+        render.done(f"review round {created['round']}: {created['images']:,} images sent as a short check ("
+                    + ", ".join(f"{g} {n:,}" for g, n in created["asked"].items()) + ") to "
                     + ", ".join(f"{p['email']} ({p['url']})" for p in created["projects"]))
     else:
         render.out.print("Nothing changed: --apply drops the flagged wrong labels, --review sends the images to people.")

@@ -245,7 +245,8 @@ def status(round_name: RoundOpt = None, prior: PriorOpt = None, workspace: Works
     if json_out:
         render.emit_json(result.to_dict())
         return
-    title = f"round {result.round} ({result.split}, {result.images:,} images)" + (" — SIMULATED annotators" if result.simulated else "")
+    title = (f"round {result.round} ({result.split}, {result.images:,} images, {result.mode} mode)"
+             + (" — SIMULATED annotators" if result.simulated else ""))
     rows = [(role, _sim(r["email"], r["simulated"]), f"{r['done']:,}/{r['tasks']:,}", r["skipped"], r["invalid"],
              r["wrong_annotator"], "" if r["lead_time_median_s"] is None else f"{r['lead_time_median_s']:.0f} s")
             for role, r in result.roles.items()]
@@ -254,6 +255,9 @@ def status(round_name: RoundOpt = None, prior: PriorOpt = None, workspace: Works
     render.out.print(f"  agreed {o['agreed']:,} · both discarded {o['discarded']:,} · disagree {o['disagree']:,} · "
                      f"waiting {o['waiting']:,} · tie-break {result.tiebreak['done']}/{result.tiebreak['tasks']} · "
                      f"decided {result.decided:,}")
+    if result.checked:
+        render.out.print("  a short check: its tasks ask only " + ", ".join(f"{g} ({n:,} images)"
+                                                                         for g, n in result.checked.items()))
     if result.agreement:
         rows = []
         for g, a in result.agreement.items():

@@ -123,3 +123,43 @@ def test_wilson_and_answers_to_tell():
     # One miss in three gold answers tells nothing against a 0.9 median; a dozen more would.
     assert 10 < aggregation.answers_to_tell(2 / 3, 0.9, 3) < 20
     assert aggregation.answers_to_tell(0.3, 0.9, 100) == 0
+
+
+def test_the_cached_form_reads_back_the_same_decisions():
+    """What the ledger caches (`to_bytes`) reads back with the same decisions, confidence and
+    reliability; the posterior within float16's precision."""
+    rng = np.random.default_rng(3)
+    truth = [tuple(sorted(rng.choice(TAX.label_ids, size=4, replace=False))) for _ in range(60)]
+    votes = matrix([t for t in truth for _ in range(2)])
+    votes ^= rng.random(votes.shape) < 0.01
+    items = np.repeat(np.arange(60), 2)
+    workers = np.tile([0, 1], 60)
+    agg = aggregation.aggregate(votes, items, workers, 60, 2, GROUPS)
+    back = aggregation.from_bytes(aggregation.to_bytes(agg))
+    assert np.array_equal(back.decision, agg.decision) and np.array_equal(back.confidence, agg.confidence)
+    assert np.abs(back.posterior - agg.posterior).max() < 1e-3 and back.iterations == agg.iterations
+    for g, rel in agg.reliability.items():
+        for name in ("estimate", "low", "high", "answers", "sensitivity", "specificity"):
+            a, b = getattr(rel, name), getattr(back.reliability[g], name)
+            assert (a is None and b is None) or np.array_equal(a, b, equal_nan=True)
+
+
+def test_a_group_not_asked_is_not_an_answer():
+    """In a short check the rows of an image not asked a group hold nothing there: fitted
+    on the rows asked only, that group's empty answers neither count as answers nor make
+    the annotators look reliable; a group asked of no row has no estimate."""
+    rng = np.random.default_rng(5)
+    truth = [tuple(sorted(rng.choice(TAX.label_ids, size=5, replace=False))) for _ in range(40)]
+    votes = matrix([t for t in truth for _ in range(2)])
+    items, workers = np.repeat(np.arange(40), 2), np.tile([0, 1], 40)
+    names = list(TAX.group_names)
+    asked = np.zeros((80, len(names)), bool)
+    asked[:, names.index("category")] = True
+    asked[:40, names.index("color")] = True  # color asked of the first 20 images only
+    votes[40:, [c for g in GROUPS if g.name == "color" for c in g.columns]] = False  # their pages offered none
+    agg = aggregation.aggregate(votes, items, workers, 40, 2, GROUPS, asked=asked)
+    assert list(agg.reliability["category"].answers) == [40, 40]
+    assert list(agg.reliability["color"].answers) == [20, 20]
+    assert np.isnan(agg.reliability["pattern"].estimate).all() and list(agg.reliability["pattern"].answers) == [0, 0]
+    full = aggregation.aggregate(votes, items, workers, 40, 2, GROUPS)
+    assert list(full.reliability["pattern"].answers) == [40, 40]

@@ -122,6 +122,20 @@ def test_parse_result_validates_against_the_taxonomy():
         [{"from_name": DISCARD_CONTROL, "to_name": "image", "type": "choices", "value": {"choices": [DISCARD_CHOICE]}}], TAX)
 
 
+def test_a_short_check_reads_only_the_groups_it_asked():
+    """`answers.restrict`: labels and problems of groups not asked are dropped; an empty
+    answer is valid (none of the asked labels applies); problems in asked groups stay."""
+    both = answers.parse_result(answers.to_result(names(("category", "Dresses"), ("color", "Black")), TAX), TAX)
+    assert answers.restrict(both, ["category"], TAX).labels == tuple(names(("category", "Dresses")))
+    two = [{"from_name": "sleeve", "to_name": "image", "type": "choices",
+            "value": {"choices": ["Sleeveless", "Short Sleeves"]}}]
+    assert answers.restrict(answers.parse_result(two, TAX), ["category"], TAX).valid
+    assert not answers.restrict(answers.parse_result(two, TAX), ["sleeve"], TAX).valid
+    empty = answers.restrict(answers.parse_result([], TAX), ["color"], TAX)
+    assert empty.valid and empty.labels == ()
+    assert answers.restrict(answers.parse_result([], TAX, was_cancelled=True), ["color"], TAX).problems == ("skipped",)
+
+
 def test_compare_answers():
     x, y = Answer((1, 2)), Answer((1, 3))
     assert state.compare(x, Answer((1, 2))) == state.AGREED

@@ -83,3 +83,23 @@ def test_custom_taxonomy_errors_name_the_problem(tmp_path):
     groups.write_text("group,cardinality\nplace,single\n")
     with pytest.raises(IfaError, match="group 'animal' is not in"):
         Taxonomy.load(labels, groups)
+
+
+def test_asked_config_reads_each_group_from_the_task():
+    """A page asking only some groups: every group's choices and header come from the
+    task, so a group not asked has none; the blind config is unchanged."""
+    from ifa.taxonomy import asked_config, asked_fields
+
+    tax = Taxonomy.default()
+    root = ET.fromstring(asked_config(tax))
+    controls = {c.get("name"): c for c in root.iter("Choices")}
+    assert list(controls) == [*PAPER_GROUPS, "discard"] and not root.findall(".//Choice")
+    assert {c.get("value") for c in controls.values()} == {f"$choices_{g}" for g in [*PAPER_GROUPS, "discard"]}
+    fields = asked_fields(tax, ["color", "sleeve"])
+    offered = {g: [o["value"] for o in fields[f"choices_{g}"]] for g in PAPER_GROUPS}
+    assert {g for g, names in offered.items() if names} == {"color", "sleeve"}
+    assert offered["color"] == [tax.labels[x].name for x in tax.group("color").label_ids]
+    assert fields["header_color"] == "Color" and fields["header_category"].startswith("Category: not asked")
+    assert fields["choices_discard"] == [{"value": DISCARD_CHOICE}]
+    every = asked_fields(tax, None)  # a tie-break under --when any asks every group
+    assert all(every[f"choices_{g}"] and every[f"header_{g}"] == g.capitalize() for g in PAPER_GROUPS)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Sequence
 
@@ -465,14 +466,19 @@ class ReviewStore:
     def set_tiebreak_groups(self, round_id: int, groups: dict[str, Sequence[str]]) -> None:
         """Record the groups each image's tie-breaker must answer; an image recorded before
         keeps its groups (its task already shows them)."""
-        with self.ledger.transaction() as conn:
-            conn.executemany(
-                "INSERT OR IGNORE INTO review_tiebreak_groups(round_id, image_id, groups) VALUES (?,?,?)",
-                ((round_id, str(i), json.dumps(list(g))) for i, g in groups.items()))
+        self._add_groups("review_tiebreak_groups", round_id, groups)
 
     def tiebreak_groups(self, round_id: int) -> dict[str, tuple[str, ...]]:
         """image_id -> the groups its tie-breaker must answer (images recorded only)."""
-        rows = self.ledger.query("SELECT image_id, groups FROM review_tiebreak_groups WHERE round_id = ?", (round_id,))
+        return self._groups("review_tiebreak_groups", round_id)
+
+    def _add_groups(self, table: str, round_id: int, groups: dict[str, Sequence[str]]) -> None:
+        with self.ledger.transaction() as conn:
+            conn.executemany(f"INSERT OR IGNORE INTO {table}(round_id, image_id, groups) VALUES (?,?,?)",
+                             ((round_id, str(i), json.dumps(list(g))) for i, g in groups.items()))
+
+    def _groups(self, table: str, round_id: int) -> dict[str, tuple[str, ...]]:
+        rows = self.ledger.query(f"SELECT image_id, groups FROM {table} WHERE round_id = ?", (round_id,))
         return {r[0]: tuple(json.loads(r[1])) for r in rows}
 
     def set_gold_prefill(self, round_id: int, rows: Iterable[tuple[str, Sequence[int], Sequence[str]]]) -> None:
@@ -487,3 +493,29 @@ class ReviewStore:
         """image_id -> (label ids shown, mistakes planted) of the round's check-mode gold."""
         rows = self.ledger.query("SELECT image_id, shown, mistakes FROM review_gold_prefill WHERE round_id = ?", (round_id,))
         return {r[0]: (tuple(json.loads(r[1])), tuple(json.loads(r[2]))) for r in rows}
+
+    # ---- short checks: the groups each image is asked --------------------------------------------
+    def set_check_groups(self, round_id: int, groups: dict[str, Sequence[str]]) -> None:
+        """Record the groups each image's annotators are asked in a short check; an image
+        recorded before keeps its groups (its tasks already show them)."""
+        self._add_groups("review_check_groups", round_id, groups)
+
+    def check_groups(self, round_id: int) -> dict[str, tuple[str, ...]]:
+        """image_id -> the groups a short check asks (empty for any other round)."""
+        return self._groups("review_check_groups", round_id)
+
+    # ---- the aggregation's cache -----------------------------------------------------------------
+    def cached_aggregate(self, round_id: int) -> tuple[str, str, int, bytes] | None:
+        """(key, computed_at, computations, result bytes) of the round's cached aggregation, or None."""
+        rows = self.ledger.query(
+            "SELECT key, computed_at, computations, result FROM review_aggregates WHERE round_id = ?", (round_id,))
+        return (str(rows[0][0]), str(rows[0][1]), int(rows[0][2]), bytes(rows[0][3])) if rows else None
+
+    def cache_aggregate(self, round_id: int, key: str, result: bytes) -> None:
+        """Store the round's aggregation under `key` (replacing the old one) and count the computation."""
+        with self.ledger.transaction() as conn:
+            conn.execute(
+                "INSERT INTO review_aggregates(round_id, key, computed_at, computations, result) VALUES (?,?,?,1,?) "
+                "ON CONFLICT(round_id) DO UPDATE SET key = excluded.key, computed_at = excluded.computed_at, "
+                "computations = review_aggregates.computations + 1, result = excluded.result",
+                (round_id, key, now(), sqlite3.Binary(result)))

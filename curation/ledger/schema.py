@@ -415,6 +415,26 @@ DROP TABLE review_decisions;
 ALTER TABLE review_decisions_v12 RENAME TO review_decisions;
 """
 
+# A short check (flag-noise --review): the groups each image's annotators are asked, the
+# rest of its labels kept whatever they answer; and each round's aggregation, cached
+# under a key of what it read (answers, gold, prior), so status does not rerun the EM.
+V13_REVIEW_CHECKS = """
+CREATE TABLE review_check_groups (
+    round_id INTEGER NOT NULL REFERENCES review_rounds(round_id),
+    image_id TEXT NOT NULL,
+    groups   TEXT NOT NULL,                    -- JSON list of the group names asked
+    PRIMARY KEY (round_id, image_id)
+) WITHOUT ROWID;
+
+CREATE TABLE review_aggregates (
+    round_id     INTEGER PRIMARY KEY REFERENCES review_rounds(round_id),
+    key          TEXT NOT NULL,                -- hash of the inputs the result was computed from
+    computed_at  TEXT NOT NULL,
+    computations INTEGER NOT NULL,             -- times it was computed for this round
+    result       BLOB NOT NULL                 -- numpy .npz of the aggregation's arrays
+);
+"""
+
 MIGRATIONS: list[str] = [V1_FOUNDATION, V2_FETCHES, V3_REVIEW_QUEUE, V4_HASHES, V5_REVIEW, V6_RAW_LABEL_NAMES,
                          V7_DEDUP_SIGNATURES, V8_REVIEW_POOL, V9_DEDUP_FLAT_BORDERS, V10_IMAGE_STATS,
-                         V11_BROWSE_INDEXES, V12_REVIEW_COST]
+                         V11_BROWSE_INDEXES, V12_REVIEW_COST, V13_REVIEW_CHECKS]

@@ -91,6 +91,16 @@ class FlagNoiseResult:
         """The images with a flag at or above the cut, most suspicious first."""
         return list(dict.fromkeys(self.acted_on["image_id"]))
 
+    def groups_to_review(self) -> dict[str, tuple[str, ...]]:
+        """Per image with a flag at or above the cut (most suspicious first), the groups of
+        its flags: what a short check asks people (the image's other groups are kept)."""
+        out: dict[str, list[str]] = {}
+        for image_id, group in zip(self.acted_on["image_id"], self.acted_on["group"]):
+            mine = out.setdefault(image_id, [])
+            if group not in mine:
+                mine.append(group)
+        return {i: tuple(g) for i, g in out.items()}
+
     def unjudged_list(self) -> list[dict]:
         if self.unjudged is None:
             return []
