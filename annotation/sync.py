@@ -19,7 +19,7 @@ import time
 from datetime import datetime, timedelta
 from dataclasses import asdict, dataclass, field
 
-from ..curation.ledger.review import ProjectRow, ReviewStore
+from ..curation.ledger.review import ProjectRow, ReviewStore, is_tiebreak
 from ..curation.workspace import Workspace
 from ..progress import SILENT, Progress
 from ..taxonomy import Taxonomy
@@ -79,7 +79,7 @@ def sync_round(ws: Workspace, round_name: str | None = None, client: Client | No
     client = client or Client(connection_for(ws.root))
     result = SyncResult(rnd["name"], client.url)
     pages = _Pages(client, store, round_id, set(store.images(round_id)), ws.taxonomy, result, page_size,
-                   store.check_groups(round_id))
+                   store.check_groups(round_id), _partial_tiebreaks(store, round_id, ws.taxonomy))
     projects = store.projects(round_id)
     # Tasks saved while we list may be missed by this listing; the next sync starts from the
     # server's clock before this one began (1 s margin for a request still committing).
@@ -118,6 +118,7 @@ class _Pages:
     result: SyncResult
     page_size: int
     asked: dict[str, tuple[str, ...]]  # a short check: image -> the groups its answers are read in
+    tiebreak_asked: dict[str, tuple[str, ...]]  # image -> the groups its tie-breaker was asked, when not all
 
     def read(self, project: ProjectRow, counts: RoleCounts, bar, **listing) -> set[int]:
         """Store every annotation of the listed tasks, one transaction per page; returns
@@ -148,8 +149,8 @@ class _Pages:
             if image_id is None:
                 self.result.ignored += 1
                 continue
-            rows.append(_row(ann, task, project.role, image_id, project.ls_user_id, self.taxonomy, self.result,
-                             self.asked.get(image_id)))
+            asked = (self.tiebreak_asked.get(image_id) if is_tiebreak(project.role) else None) or self.asked.get(image_id)
+            rows.append(_row(ann, task, project.role, image_id, project.ls_user_id, self.taxonomy, self.result, asked))
         return rows
 
 
@@ -187,6 +188,14 @@ def _sync_everything(pages: _Pages, project: ProjectRow, counts: RoleCounts, pro
     return pages.store.mark_deleted(pages.round_id, project.role, seen)
 
 
+def _partial_tiebreaks(store: ReviewStore, round_id: int, taxonomy: Taxonomy) -> dict[str, tuple[str, ...]]:
+    """image -> the groups its tie-breaker was asked, for tasks asking fewer than all groups
+    (`--when uncertain`): only those count, and an empty answer there means none applies
+    (pattern on a plain shirt), not an unanswered task."""
+    every = len(taxonomy.group_names)
+    return {i: g for i, g in store.tiebreak_groups(round_id).items() if len(g) < every}
+
+
 def _row(ann: dict, task: dict, role: str, image_id: str, annotator_id: int, taxonomy, result: SyncResult,
          asked: tuple[str, ...] | None = None) -> dict:
     completed_by = ann.get("completed_by")
@@ -194,7 +203,7 @@ def _row(ann: dict, task: dict, role: str, image_id: str, annotator_id: int, tax
         completed_by = completed_by.get("id")
     by_annotator = completed_by is not None and int(completed_by) == annotator_id
     answer = parse_result(ann.get("result"), taxonomy, bool(ann.get("was_cancelled")))
-    if asked is not None:  # a short check counts the groups it asked, whatever else was chosen
+    if asked is not None:  # a short check or a partial tie-break counts the groups it asked, whatever else was chosen
         answer = restrict(answer, asked, taxonomy)
     if not by_annotator:
         result.wrong_annotator += 1

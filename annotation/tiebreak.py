@@ -178,12 +178,19 @@ def _send(ws: Workspace, store: ReviewStore, client: Client, view: state.RoundVi
         data.update(asked_fields(taxonomy, groups))
         extra[image_id] = {"predictions": [_prediction(f"{who}: {e}", a, taxonomy, groups) for who, e, a in labelled]}
     project_id = ensure_project(client, store, view.round_id, view.name, role, email, user_id, files.roots,
-                                tiebreak_config(taxonomy), extra={"model_version": NO_PREFILL})
+                                tiebreak_config(taxonomy), extra={"model_version": NO_PREFILL,
+                                                                  "enable_empty_annotation": _may_be_empty(groups_of, taxonomy)})
     added, _ = import_missing(client, store, view.round_id, role, project_id, files.data, progress, extra)
     if added:
         ws.ledger.append_event("review_tiebreak", new=str(added), reason=f"{added} disagreements of round "
                                f"{view.name} sent to {email}", rule=f"review:{view.name}")
     return project_id, added
+
+
+def _may_be_empty(groups_of: dict[str, tuple[str, ...]], taxonomy: Taxonomy) -> bool:
+    # A task asking only some groups may rightly be answered with nothing (no pattern on a
+    # plain shirt); asking all eight, an empty answer is a slip the page should refuse.
+    return any(len(g) < len(taxonomy.group_names) for g in groups_of.values())
 
 
 def _record_asked(store: ReviewStore, view: state.RoundView, when: str, min_confidence: float,

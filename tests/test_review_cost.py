@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
+import httpx
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -173,6 +174,32 @@ def test_finalize_takes_the_tiebreak_only_where_asked(rc):
     assert current_labels(rc) == after
     restore(rc.ws.ledger, rule=f"review:{ROUND}")
     assert current_labels(rc) == before
+
+
+def test_an_empty_tiebreak_answer_means_none_of_the_groups_asked(rc):
+    # Asked only pattern on a plain shirt, the right answer is nothing: the page must accept
+    # it, sync must count it, and finalize must decide those groups empty.
+    view = state.load(rc.store, ROUND)
+    asked = rc.store.tiebreak_groups(view.round_id)
+    image_id = next(i for i in sorted(view.tiebreak_of) if len(asked[i]) < 8)
+    role = view.tiebreak_of[image_id]
+    project = rc.store.projects(view.round_id)[role]
+    assert rc.client.get(f"api/projects/{project.ls_project_id}/", "reading a tie-break project")[
+        "enable_empty_annotation"]
+    notes = rc.store.annotations(view.round_id)
+    ann = int(notes.loc[(notes["role"] == role) & (notes["image_id"] == image_id), "ls_annotation_id"].iloc[0])
+    who = next(s for s in rc.sims.values() if s.email == view.email(role))
+    r = httpx.patch(f"{rc.client.url}/api/annotations/{ann}/", json={"result": []},
+                    headers={"Authorization": f"Token {who.token}"}, timeout=60)
+    assert r.status_code < 300, r.text
+    assert sync.sync_round(rc.ws, ROUND, rc.client).updated >= 1
+    view = state.load(rc.store, ROUND)
+    answer = view.answers[role][image_id]
+    assert answer.valid and answer.labels == ()
+    decided, _ = finalize.decide(view, consensus.weigh(view, rc.tax), asked)
+    final = by_group(decided[image_id].labels, rc.tax)
+    assert all(not final[g] for g in asked[image_id])
+    assert all(decided[image_id].sources[g] == "tie-break" for g in asked[image_id])
 
 
 def test_cli_wiring(rc):
