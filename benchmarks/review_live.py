@@ -119,11 +119,12 @@ def answer_tiebreaks(ws: Workspace, client: Client, round_name: str, sims: dict,
 
     def inner(image_id, current):
         rng = np.random.default_rng([seed, len(image_id), sum(map(ord, image_id)), 13])
-        mine = simulate.slip(truth[image_id], ws.taxonomy, careful, rng, groups=asked.get(image_id) or None)
-        # "None" in every group asked is an empty annotation, which sync counts as invalid and
-        # the page refuses (enable_empty_annotation off): the tie-breaker labels the rest too,
-        # which finalize ignores outside the groups asked (and looks again if that slips to nothing).
-        return (mine or simulate.slip(truth[image_id], ws.taxonomy, careful, rng) or list(truth[image_id])), False
+        groups = asked.get(image_id)
+        mine = simulate.slip(truth[image_id], ws.taxonomy, careful, rng, groups=groups or None)
+        if mine or (groups and len(groups) < len(ws.taxonomy.group_names)):
+            return mine, False  # nothing in the groups asked is a valid answer: none applies
+        # Asked all eight (`any`), an empty answer is a slip sync counts invalid: look again.
+        return (simulate.slip(truth[image_id], ws.taxonomy, careful, rng) or list(truth[image_id])), False
 
     for name in TIEBREAKERS:
         who = sims[name]
