@@ -43,7 +43,9 @@ ANSWERS_FIELD = "answers"
 # Label Studio pre-fills the labeling stream with the predictions whose model_version is the
 # project's (Task.get_predictions_for_prelabeling), and sets the project's to the last one
 # imported when it is empty: that would pre-fill annotator 2's answer for the tie-breaker.
-# A model_version no prediction has keeps the stream neutral; the answers are shown as text.
+# Label Studio 1.23 pre-fills the last prediction even when none has the project's version,
+# so each task also carries an empty prediction of this version: the page starts with
+# nothing ticked, and both answers are shown as tabs and as text.
 NO_PREFILL = "none: both answers are shown as text"
 
 
@@ -176,7 +178,8 @@ def _send(ws: Workspace, store: ReviewStore, client: Client, view: state.RoundVi
         data[ANSWERS_FIELD] = "\n".join([ask_line(groups, taxonomy)]
                                         + [f"{who} ({e}): {describe(a, taxonomy)}" for who, e, a in labelled])
         data.update(asked_fields(taxonomy, groups))
-        extra[image_id] = {"predictions": [_prediction(f"{who}: {e}", a, taxonomy, groups) for who, e, a in labelled]}
+        extra[image_id] = {"predictions": [*(_prediction(f"{who}: {e}", a, taxonomy, groups) for who, e, a in labelled),
+                                           {"model_version": NO_PREFILL, "result": []}]}
     project_id = ensure_project(client, store, view.round_id, view.name, role, email, user_id, files.roots,
                                 tiebreak_config(taxonomy), extra={"model_version": NO_PREFILL,
                                                                   "enable_empty_annotation": _may_be_empty(groups_of, taxonomy)})

@@ -29,7 +29,6 @@ import pytest
 from ifa.annotation import rounds, server, simulate, state, status, sync, tiebreak
 from ifa.annotation import report as review_report
 from ifa.annotation.answers import parse_result
-from ifa.annotation.annotators import log_in
 from ifa.annotation.client import Client, Connection
 from ifa.curation.ingest import importing
 from ifa.curation.ledger.review import ReviewStore
@@ -179,6 +178,9 @@ def test_tiebreak_page_shows_only_the_groups_asked(sc):
              "check": (view.projects["annotator1"].ls_project_id, check_task),
              "blind": (blind_view.projects["annotator1"].ls_project_id, blind_task)}
     seen = choices_on_pages(sc, pages)
+    # The tie-breaker starts from nothing ticked (both answers are tabs and text beside it);
+    # the short check starts from the image's current labels.
+    assert seen["tiebreak:ticked"] == set() and seen["check:ticked"] and seen["blind:ticked"] == set()
     names = {g: {sc.tax.labels[x].name for x in sc.tax.group(g).label_ids} for g in sc.tax.group_names}
     # The tie-breaker's page and the short check's hold the categories and the discard
     # choice, nothing of the other groups.
@@ -215,6 +217,20 @@ def test_finalize_changes_only_the_flagged_groups(sc):
     assert {i: set(ls) for i, ls in current(sc.ws).items()} == sc.before
 
 
+def form_log_in(driver, url: str, email: str, password: str) -> None:
+    driver.get(f"{url}/user/login")
+    deadline = time.monotonic() + 120
+    while not driver.find_elements("css selector", "input[name=email]"):
+        assert time.monotonic() < deadline, "the login page did not render"
+        time.sleep(0.3)
+    driver.find_element("css selector", "input[name=email]").send_keys(email)
+    driver.find_element("css selector", "input[name=password]").send_keys(password)
+    driver.find_element("css selector", "button[type=submit], input[type=submit]").click()
+    while "/user/login" in driver.current_url:
+        assert time.monotonic() < deadline, f"{email} could not log in"
+        time.sleep(0.3)
+
+
 def choices_on_pages(sc, pages: dict[str, tuple[int, int]]) -> dict[str, set[str]]:
     """Open each task's labeling page in headless Chromium as the admin; a screenshot of
     each; returns the choice names each page's DOM holds."""
@@ -225,13 +241,12 @@ def choices_on_pages(sc, pages: dict[str, tuple[int, int]]) -> dict[str, set[str
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1440,900"):
         opts.add_argument(flag)
     opts.binary_location = "/usr/bin/chromium"
-    session = log_in(sc.client.url, sc.st.admin_email, sc.st.admin_password)
     driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
     out = {}
     try:
-        driver.get(f"{sc.client.url}/health/")
-        for c in session.cookies.jar:
-            driver.add_cookie({"name": c.name, "value": c.value, "path": "/"})
+        # The login form, as a person fills it: a session cookie copied in from another
+        # client did not always take, and the page then showed the login form instead.
+        form_log_in(driver, sc.client.url, sc.st.admin_email, sc.st.admin_password)
         for name, (project, task) in pages.items():
             driver.get(f"{sc.client.url}/projects/{project}/data?task={task}")
             deadline = time.monotonic() + 300  # the frontend is slow to start on a loaded 2-core machine
@@ -246,6 +261,10 @@ def choices_on_pages(sc, pages: dict[str, tuple[int, int]]) -> dict[str, set[str
             texts = driver.execute_script(
                 "return [...document.querySelectorAll('.lsf-choice')].map(e => e.innerText)")
             out[name] = {t.split("[")[0].strip() for t in texts}
+            ticked = driver.execute_script(
+                "return [...document.querySelectorAll('.lsf-choice')].filter(e => e.querySelector('input:checked'))"
+                ".map(e => e.innerText)")
+            out[f"{name}:ticked"] = {t.split("[")[0].strip() for t in ticked}
     finally:
         driver.quit()
     return out
