@@ -49,10 +49,32 @@ class LabelDifference:
         return self.pixel_difference < PIXELS_MATCH
 
 
-def whole_similarity(paths_a: Sequence[str], paths_b: Sequence[str]) -> np.ndarray:
+def second_look(paths: np.ndarray, width: np.ndarray, height: np.ndarray, near: np.ndarray, similarity: np.ndarray,
+                overlay: np.ndarray, min_similarity: float) -> tuple[np.ndarray, int]:
+    """Which candidate pairs are copies, and how many were re-decoded.
+
+    paths, width, height: (n,) per image (width/height of the full picture, 0 when unknown).
+    near: (P, 2) candidate pairs; similarity: (P,) their signatures' score; overlay: (P,)
+    found by an overlay code (`run.candidate_pairs`). A pair is a copy when its score is >= min_similarity;
+    one that is not, a near miss (within NEAR_BAND) or an overlay candidate, whose
+    pictures have the same shape, is compared again on its whole re-decoded pictures
+    (`whole_similarity`). Returns ((P,) bool, pairs re-decoded)."""
+    ok = similarity >= min_similarity
+    a, b = near[:, 0], near[:, 1]
+    miss = np.flatnonzero(~ok & ((similarity >= min_similarity - NEAR_BAND) | overlay)
+                          & same_shape(width[a], height[a], width[b], height[b]))
+    if len(miss):
+        whole = whole_similarity(paths[a[miss]].tolist(), paths[b[miss]].tolist(), overlay[miss])
+        ok[miss] = np.nan_to_num(whole, nan=0.0) >= min_similarity
+    return ok, len(miss)
+
+
+def whole_similarity(paths_a: Sequence[str], paths_b: Sequence[str], boxes: np.ndarray | None = None) -> np.ndarray:
     """The verification score of each pair of files compared as whole pictures
     (re-decoded, untrimmed, WHOLE_SIDE x WHOLE_SIDE); nan where a file does not decode.
-    Each distinct file is decoded once. Returns (P,) float32."""
+    boxes: (P,) bool, pairs (of pictures without a border) that may differ by a text box
+    of up to 10% of the frame (verify.similarity's `whole`). Each distinct file is decoded
+    once. Returns (P,) float32."""
     files = list(dict.fromkeys([*paths_a, *paths_b]))
     index = {p: i for i, p in enumerate(files)}
     thumbs = np.zeros((len(files), WHOLE_SIDE * WHOLE_SIDE * 3), dtype=np.uint8)
@@ -66,7 +88,10 @@ def whole_similarity(paths_a: Sequence[str], paths_b: Sequence[str]) -> np.ndarr
         thumbs[i] = verify.thumbnail(rgb, None, WHOLE_SIDE).reshape(-1)
         readable[i] = True
     pairs = np.array([[index[a], index[b]] for a, b in zip(paths_a, paths_b)], dtype=np.int64).reshape(-1, 2)
-    out = verify.similarity(thumbs, pairs)
+    boxes = np.zeros(len(pairs), dtype=bool) if boxes is None else np.asarray(boxes, dtype=bool)
+    out = np.empty(len(pairs), dtype=np.float32)
+    for wide in (False, True):
+        out[boxes == wide] = verify.similarity(thumbs, pairs[boxes == wide], whole=wide)
     out[~(readable[pairs[:, 0]] & readable[pairs[:, 1]])] = np.nan
     return out
 
