@@ -325,8 +325,9 @@ def kept_command(paths: list[Path], codes: np.ndarray, overlay: np.ndarray, sign
     how many pairs were re-decoded and the CPU seconds that took."""
     from ifa.curation.dedup import recheck, run
 
-    cand, by_overlay = run.candidate_pairs(codes, *overlay, k)
-    sim = verify.similarity(signatures, cand)
+    cand, by_overlay = run.candidate_pairs(codes, overlay[0], k)
+    by_overlay &= ((overlay[1][cand[:, 0]] | overlay[1][cand[:, 1]]) & verify.OPEN_FRAME) > 0
+    sim = verify.pair_scores(signatures, cand, overlay[1])
     t = time.process_time()
     ok, redecoded = recheck.second_look(np.array([str(p) for p in paths], dtype=object), sizes[:, 0], sizes[:, 1],
                                         cand, sim, by_overlay, min_similarity)
@@ -392,7 +393,7 @@ def quality(n_products: int, n_cc0: int, n_copied: int, k: int, min_similarity: 
         results = [r for lo in range(0, len(jobs), 500) for r in hashing.hash_batch(jobs[lo:lo + 500], ("phash",))]
         codes = np.array([r.hashes["phash"] for r in results], dtype=np.uint64)
         signatures, _ = verify.as_array([r.signature for r in results])
-        overlay = verify.overlay_codes([r.signature for r in results])  # (codes, open frame)
+        overlay = verify.overlay_codes([r.signature for r in results])  # (codes, flags)
         sizes = np.array([r.width * r.height for r in results], dtype=np.float64)
         shapes = np.array([(r.width, r.height) for r in results], dtype=np.float64)
         nbytes = np.array([r.bytes for r in results], dtype=np.float64)

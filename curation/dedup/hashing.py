@@ -88,7 +88,7 @@ MIN_TRIMMED = 8  # never trim a side below this many pixels (a flat picture stay
 # `text_boxes`: chosen on 60 product and 60 CC0 photos with a box added (it found none in
 # their originals with the ring rule; 18 of 60 CC0 originals without it, corners of sky or wall).
 TEXT_BOX_RING, TEXT_BOX_AREA, TEXT_BOX_FLAT, TEXT_BOX_EDGE = 0.6, 0.15, 0.75, 0.6
-# `overlay_codes`' regions (top, bottom, left, right as fractions of the whole picture): each
+# `overlay_codes`' regions (top, bottom, left, right as fractions of the picture): each
 # corner, a little over a quarter (a box up to half the side wide rings ~5% further in the
 # 32x32 LANCZOS resize), and the bottom strip. 0.50 lost 1 in 5 CC0 corner-box copies, 0.55
 # none, 0.60 made 2.6x the candidate pairs (measured on the shared photos, 40 copies each).
@@ -310,39 +310,56 @@ def decode(data: bytes, trim: bool = True) -> tuple[Image.Image, int, int]:
 def prepare(data: bytes, trim: bool = True, with_stats: bool = False) -> Decoded:
     """One decode of image bytes: the trimmed grey picture and the verification signature
     (with_stats: and check-images' statistics, so one decode serves both commands).
-    trim=False keeps the borders (to compare with imagehash on the whole picture).
+    trim=False keeps the borders and any text box (to compare with imagehash on the whole picture).
     Raises Unreadable with a reason."""
     rgb, width, height = decode_rgb(data)
     grey = grey_of(rgb)
     h, w = grey.shape
-    box = trim_box(without_text_boxes(grey)) if trim else (0, h, 0, w)
+    clean_rgb, clean = without_text_boxes(rgb, grey) if trim else (rgb, grey)
+    box = trim_box(clean) if trim else (0, h, 0, w)
     stats = None
     if with_stats:
         from ..image_checks.statistics import measure_rgb  # it imports this module
 
         stats = measure_rgb(rgb, width, height, grey, box if trim else None)
-    codes, open_frame = overlay_codes(grey), not has_border(grey)
+    flags = (0 if has_border(grey) else verify.OPEN_FRAME) | (verify.TEXT_BOX if clean is not grey else 0)
     if box == (0, h, 0, w):  # nothing trimmed: the exact pixels (what imagehash hashes)
-        return Decoded(Image.fromarray(grey, "L"), verify.signature(rgb, None, codes, open_frame), width, height, stats)
-    top, bottom, left, right = edges = refine_box(grey, box)
+        codes = overlay_codes(clean, clean)
+        return Decoded(Image.fromarray(clean, "L"), verify.signature(clean_rgb, None, codes, flags),
+                       width, height, stats)
+    top, bottom, left, right = edges = refine_box(clean, box)
     # Pillow resamples a fractional box (left, top, right, bottom) at about its own size.
     size = (max(1, round(right - left)), max(1, round(bottom - top)))
-    picture = Image.fromarray(grey, "L").resize(size, Image.Resampling.BILINEAR, box=(left, top, right, bottom))
-    return Decoded(picture, verify.signature(rgb, edges, codes, open_frame), width, height, stats)
+    picture = Image.fromarray(clean, "L").resize(size, Image.Resampling.BILINEAR, box=(left, top, right, bottom))
+    codes = overlay_codes(np.asarray(picture), clean)
+    return Decoded(picture, verify.signature(clean_rgb, edges, codes, flags), width, height, stats)
 
 
-def without_text_boxes(grey: np.ndarray) -> np.ndarray:
-    """`grey` with each text box (`text_boxes`) filled with the border's grey, so trimming
-    sees the border the box covers: a box touching two sides made them non-flat and the
-    copy kept its whole frame (trimmed like its original: 0 -> 42 of 60 product photos with a
-    box in a corner, 26 -> 35 with one along the bottom). Returns grey itself when there is none."""
+def without_text_boxes(rgb: np.ndarray, grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rgb, grey) with each text box (`text_boxes`) painted in the border's colour: a box
+    touching two sides made them non-flat and the copy kept its whole frame, and what of it
+    lies inside the trimmed box moved its hash (trimmed like their original: 0 -> 42 of 60
+    product photos with a box in a corner, 26 -> 35 with one along the bottom). The
+    arrays themselves when there is none."""
     background, boxes = text_boxes(grey)
     if not boxes:
-        return grey
-    out = grey.copy()
+        return rgb, grey
+    ring = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
+    colour = np.median(ring, axis=0).round().astype(np.uint8)
+    rgb, grey = rgb.copy(), grey.copy()
     for top, bottom, left, right in boxes:
-        out[top:bottom, left:right] = background
-    return out
+        rgb[top:bottom, left:right], grey[top:bottom, left:right] = colour, background
+    return rgb, grey
+
+
+def trimmed(rgb: np.ndarray) -> tuple[np.ndarray, tuple[float, float, float, float] | None]:
+    """(rgb without its text boxes, the box `prepare` trims it to as (top, bottom, left,
+    right), fractions of a pixel, or None when nothing is trimmed). rgb: (h, w, 3) uint8
+    from `decode_rgb`."""
+    clean_rgb, clean = without_text_boxes(rgb, grey_of(rgb))
+    h, w = clean.shape
+    box = trim_box(clean)
+    return clean_rgb, None if box == (0, h, 0, w) else refine_box(clean, box)
 
 
 def has_border(grey: np.ndarray) -> bool:
@@ -395,20 +412,34 @@ def _corner_box(v: np.ndarray, background: int) -> tuple[int, int] | None:
     return (bh, bw) if sharp else None
 
 
-def overlay_codes(grey: np.ndarray) -> np.ndarray:
-    """The phash of the whole, untrimmed picture once per OVERLAY_REGIONS region, the region
-    filled with the mean grey of the rest: a copy with a text box, badge or banner in that
-    region hashes as its original does. grey: (h, w) uint8. Returns (verify.OVERLAY_CODES,) uint64."""
+def overlay_codes(trimmed: np.ndarray, whole: np.ndarray) -> np.ndarray:
+    """The phash of the trimmed picture once per OVERLAY_REGIONS region, the region filled
+    with the mean grey of the rest, then the same of the whole picture's bottom strip: a
+    copy with a text box, badge or banner in that region hashes as its original does (a
+    banner along the bottom of a photo without a border is trimmed away: its copy's
+    trimmed bottom code meets its original's whole one). trimmed, whole: (h, w) uint8.
+    Returns (verify.OVERLAY_CODES,) uint64."""
+    pictures = [_filled(trimmed, region) for region in OVERLAY_REGIONS] + [_filled(whole, OVERLAY_REGIONS[-1])]
+    by_shape: dict[tuple[int, int], list[int]] = {}
+    for i, p in enumerate(pictures):
+        by_shape.setdefault(p.shape, []).append(i)
+    out = np.zeros(len(pictures), dtype=np.uint64)
+    phash = METHODS["phash"]
+    for idx in by_shape.values():
+        out[idx] = pack(phash.bits(resize_lanczos([pictures[i] for i in idx], phash.size)))
+    return out
+
+
+def _filled(grey: np.ndarray, region: tuple[float, float, float, float]) -> np.ndarray:
+    """grey with region (top, bottom, left, right fractions) filled with the mean of the rest."""
     h, w = grey.shape
-    x = grey.astype(np.float64)
-    filled = np.repeat(x[None], len(OVERLAY_REGIONS), axis=0)
-    for k, (t, b, l, r) in enumerate(OVERLAY_REGIONS):
-        rows, cols = slice(round(t * h), round(b * h)), slice(round(l * w), round(r * w))
-        inside = np.zeros((h, w), dtype=bool)
-        inside[rows, cols] = True
-        filled[k][inside] = x[~inside].mean() if (~inside).any() else 0.0
-    pictures = [np.round(f).astype(np.uint8) for f in filled]
-    return pack(METHODS["phash"].bits(resize_lanczos(pictures, METHODS["phash"].size)))
+    t, b, l, r = region
+    inside = np.zeros((h, w), dtype=bool)
+    inside[round(t * h):round(b * h), round(l * w):round(r * w)] = True
+    out = grey.copy()
+    if (~inside).any():
+        out[inside] = round(float(grey[~inside].mean()))
+    return out
 
 
 def refine_box(grey: np.ndarray, box: tuple[int, int, int, int]) -> tuple[float, float, float, float]:

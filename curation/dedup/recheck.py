@@ -55,29 +55,32 @@ def second_look(paths: np.ndarray, width: np.ndarray, height: np.ndarray, near: 
 
     paths, width, height: (n,) per image (width/height of the full picture, 0 when unknown).
     near: (P, 2) candidate pairs; similarity: (P,) their signatures' score; overlay: (P,)
-    found by an overlay code (`run.candidate_pairs`). A pair is a copy when its score is >= min_similarity;
-    one that is not, a near miss (within NEAR_BAND) or an overlay candidate, whose
-    pictures have the same shape, is compared again on its whole re-decoded pictures
-    (`whole_similarity`). Returns ((P,) bool, pairs re-decoded)."""
+    found by an overlay code alone, one of the two without a border (`run.candidate_pairs`).
+    A pair is a copy when its score is >= min_similarity. A near miss (within NEAR_BAND)
+    whose pictures have the same shape is compared again on its whole re-decoded pictures,
+    an overlay candidate on its re-decoded trimmed pictures, allowing a text box
+    (`redecoded_similarity`). Returns ((P,) bool, pairs re-decoded)."""
     ok = similarity >= min_similarity
     a, b = near[:, 0], near[:, 1]
-    miss = np.flatnonzero(~ok & ((similarity >= min_similarity - NEAR_BAND) | overlay)
-                          & same_shape(width[a], height[a], width[b], height[b]))
+    close = (similarity >= min_similarity - NEAR_BAND) & same_shape(width[a], height[a], width[b], height[b])
+    miss = np.flatnonzero(~ok & (close | overlay))
     if len(miss):
-        whole = whole_similarity(paths[a[miss]].tolist(), paths[b[miss]].tolist(), overlay[miss])
-        ok[miss] = np.nan_to_num(whole, nan=0.0) >= min_similarity
+        again = redecoded_similarity(paths[a[miss]].tolist(), paths[b[miss]].tolist(), overlay[miss])
+        ok[miss] = np.nan_to_num(again, nan=0.0) >= min_similarity
     return ok, len(miss)
 
 
-def whole_similarity(paths_a: Sequence[str], paths_b: Sequence[str], boxes: np.ndarray | None = None) -> np.ndarray:
-    """The verification score of each pair of files compared as whole pictures
-    (re-decoded, untrimmed, WHOLE_SIDE x WHOLE_SIDE); nan where a file does not decode.
-    boxes: (P,) bool, pairs (of pictures without a border) that may differ by a text box
-    of up to 10% of the frame (verify.similarity's `whole`). Each distinct file is decoded
-    once. Returns (P,) float32."""
+def redecoded_similarity(paths_a: Sequence[str], paths_b: Sequence[str], boxes: np.ndarray | None = None) -> np.ndarray:
+    """The verification score of each pair of files re-decoded and compared at WHOLE_SIDE x
+    WHOLE_SIDE: as whole, untrimmed pictures, or (boxes: (P,) bool) the best of their whole
+    and trimmed pictures each, allowing a text box of up to 10% of the picture
+    (verify.similarity's `whole`).
+    nan where a file does not decode. Each distinct file is decoded once. Returns (P,) float32."""
+    boxes = np.zeros(len(paths_a), dtype=bool) if boxes is None else np.asarray(boxes, dtype=bool)
     files = list(dict.fromkeys([*paths_a, *paths_b]))
     index = {p: i for i, p in enumerate(files)}
-    thumbs = np.zeros((len(files), WHOLE_SIDE * WHOLE_SIDE * 3), dtype=np.uint8)
+    boxed = {p for pa, pb, x in zip(paths_a, paths_b, boxes.tolist()) if x for p in (pa, pb)}
+    thumbs = np.zeros((2 * len(files), WHOLE_SIDE * WHOLE_SIDE * 3), dtype=np.uint8)  # whole, then trimmed
     readable = np.zeros(len(files), dtype=bool)
     for i, path in enumerate(files):
         try:
@@ -86,14 +89,24 @@ def whole_similarity(paths_a: Sequence[str], paths_b: Sequence[str], boxes: np.n
         except (OSError, hashing.Unreadable):
             continue
         thumbs[i] = verify.thumbnail(rgb, None, WHOLE_SIDE).reshape(-1)
+        thumbs[len(files) + i] = verify.thumbnail(*hashing.trimmed(rgb), WHOLE_SIDE).reshape(-1) \
+            if path in boxed else thumbs[i]
         readable[i] = True
     pairs = np.array([[index[a], index[b]] for a, b in zip(paths_a, paths_b)], dtype=np.int64).reshape(-1, 2)
-    boxes = np.zeros(len(pairs), dtype=bool) if boxes is None else np.asarray(boxes, dtype=bool)
     out = np.empty(len(pairs), dtype=np.float32)
-    for wide in (False, True):
-        out[boxes == wide] = verify.similarity(thumbs, pairs[boxes == wide], whole=wide)
+    out[~boxes] = verify.similarity(thumbs, pairs[~boxes])
+    # A banner along a side of a photo without a border is trimmed away: its whole picture
+    # is what meets the other's trimmed one (and a copy's pad, trimmed, meets the whole).
+    n = len(files)
+    views = [verify.similarity(thumbs, pairs[boxes] + [da, db], whole=True) for da in (0, n) for db in (0, n)]
+    out[boxes] = np.max(views, axis=0) if views else np.zeros(0, dtype=np.float32)
     out[~(readable[pairs[:, 0]] & readable[pairs[:, 1]])] = np.nan
     return out
+
+
+def whole_similarity(paths_a: Sequence[str], paths_b: Sequence[str]) -> np.ndarray:
+    """`redecoded_similarity` of whole pictures. Returns (P,) float32."""
+    return redecoded_similarity(paths_a, paths_b)
 
 
 def same_shape(width_a, height_a, width_b, height_b) -> np.ndarray:

@@ -448,22 +448,22 @@ class Found:
         self.leader = self.head[group_leader[self.group]] if len(self.rank) else np.zeros(0, dtype=np.int64)
 
 
-def candidate_pairs(hashes: np.ndarray, overlay_codes: np.ndarray, open_frame: np.ndarray,
-                    k: int) -> tuple[np.ndarray, np.ndarray]:
+def candidate_pairs(hashes: np.ndarray, overlay_codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Candidate pairs: hashes within k bits, or (a copy with a text box over one region)
-    two pictures without a border whose overlay codes of one region are within
-    OVERLAY_THRESHOLD bits. On a plain background the whole picture's codes pair most
-    photos of a shoot (4,500 pairs among 3,000 product photos); trimming finds those copies.
+    overlay codes of one region within OVERLAY_THRESHOLD bits; the last code (the whole
+    picture's bottom strip) meets the one before it (the trimmed picture's).
 
-    hashes: (n,) uint64. overlay_codes, open_frame: `verify.overlay_codes`.
-    Returns ((P, 2) int64 pairs, (P,) bool: found by an overlay code alone)."""
+    hashes: (n,) uint64. overlay_codes: (n, verify.OVERLAY_CODES) uint64 (`verify.overlay_codes`).
+    Returns ((P, 2) int64 pairs, (P,) bool: found by an overlay code alone; the command
+    re-decodes those where a picture has no border, `recheck.second_look`)."""
+    n = len(hashes)
     near = pairs.pairs_within(hashes, k).astype(np.int64)
-    rows = np.flatnonzero(open_frame)
-    codes = [np.ascontiguousarray(overlay_codes[rows, m]) for m in range(overlay_codes.shape[1])]
+    columns = [overlay_codes[:, m] for m in range(overlay_codes.shape[1] - 2)] + \
+        [np.concatenate([overlay_codes[:, -2], overlay_codes[:, -1]])]
     more = np.concatenate([np.zeros((0, 2), dtype=np.int64),
-                           *(rows[pairs.pairs_within(c, OVERLAY_THRESHOLD)].astype(np.int64) for c in codes)])
-    more = np.unique(np.sort(more, axis=1), axis=0)
-    n = max(len(hashes), 1)
+                           *(pairs.pairs_within(np.ascontiguousarray(c), OVERLAY_THRESHOLD).astype(np.int64) % max(n, 1)
+                             for c in columns)])
+    more = np.unique(np.sort(more[more[:, 0] != more[:, 1]], axis=1), axis=0)
     ordered = np.sort(near, axis=1)
     more = more[~np.isin(more[:, 0] * n + more[:, 1], ordered[:, 0] * n + ordered[:, 1])]
     return np.concatenate([near, more]), np.concatenate([np.zeros(len(near), bool), np.ones(len(more), bool)])
@@ -488,14 +488,15 @@ def _find(frame: Table, policy: tuple[str, ...], k: int, min_similarity: float, 
     signatures, has_sig = verify.as_array(frame["signature"].tolist() if "signature" in frame else [None] * n)
     near, overlay = np.zeros((0, 2), dtype=np.int64), np.zeros(0, dtype=bool)
     hashes = frame["hash"].astype(np.uint64)
+    codes, flags = verify.overlay_codes(frame["signature"].tolist() if "signature" in frame else [None] * n)
     if not exact_only and n_groups:
         usable = head[frame["has_hash"][head] & has_sig[head]]
         if len(usable):
-            codes, open_frame = verify.overlay_codes(frame["signature"][usable].tolist())
-            found, overlay = candidate_pairs(hashes[usable], codes, open_frame, k)
+            found, overlay = candidate_pairs(hashes[usable], codes[usable], k)
             near = usable[found]
+            overlay &= ((flags[near[:, 0]] | flags[near[:, 1]]) & verify.OPEN_FRAME) > 0
     distance = pairs.distances(hashes, near).astype(np.int64)
-    similarity = verify.similarity(signatures, near)
+    similarity = verify.pair_scores(signatures, near, flags)
     started = time.perf_counter()
     w, h = _numbers(frame["width"]), _numbers(frame["height"])
     ok, redecoded = recheck.second_look(frame["path"], w, h, near, similarity, overlay, min_similarity)

@@ -37,14 +37,17 @@ from PIL import Image
 
 SIDE = 12  # signature thumbnail side
 THUMB_BYTES = SIDE * SIDE * 3  # 432 bytes
-# The whole picture's phash with one overlay region filled (OVERLAY_REGIONS): a copy with a
-# text box there hashes like its original, whatever the box did to the trimmed picture.
-OVERLAY_CODES = 5
+# The trimmed picture's phash with one overlay region filled (hashing.OVERLAY_REGIONS: each
+# corner, the bottom strip), and the whole picture's with its bottom strip filled: a copy
+# with a text box there hashes like its original (hashing.overlay_codes).
+OVERLAY_CODES = 6
 # The first byte of every signature. The hash cache keeps a signature (and the hash made with
 # it) only while this matches: change it whenever the trim, a hash or the signature changes.
 VERSION = 2
-HEADER = 2  # VERSION, then 1 when the picture has no border (hashing.has_border): overlay codes pair those only
-SIGNATURE_BYTES = HEADER + THUMB_BYTES + 8 * OVERLAY_CODES  # 474 bytes: 1M images stay under 512 MB in the cache
+HEADER = 2  # VERSION, then the picture's flags:
+OPEN_FRAME = 1  # it has no border (hashing.has_border)
+TEXT_BOX = 2  # a text box was painted over (hashing.without_text_boxes)
+SIGNATURE_BYTES = HEADER + THUMB_BYTES + 8 * OVERLAY_CODES  # 482 bytes: 1M images stay under 512 MB in the cache
 DEFAULT_MIN_SIMILARITY = 0.96  # a largest 2x2-block error of 4 CIELAB units (README's verifier table)
 # The shape check beside the colour check: the 90th percentile of the RGB residual after one
 # gain (the verifier before this one) must be under 20 levels (0.92), scored as 0.92 +
@@ -66,14 +69,14 @@ KERNEL_MIN = 2_000
 
 
 def signature(rgb: np.ndarray, box: tuple[float, float, float, float] | None = None,
-              overlay_codes: np.ndarray | None = None, open_frame: bool = False) -> bytes:
-    """The verification signature of an RGB picture ((h, w, 3) uint8): VERSION, open_frame
-    (no border), the SIDE x SIDE box-filtered thumbnail of its part box = (top, bottom,
-    left, right) (fractions of a pixel allowed: the trimmed box; None: all of it) as
-    row-major RGB bytes, then the OVERLAY_CODES uint64 `overlay_codes`
+              overlay_codes: np.ndarray | None = None, flags: int = 0) -> bytes:
+    """The verification signature of an RGB picture ((h, w, 3) uint8): VERSION, flags
+    (OPEN_FRAME, TEXT_BOX), the SIDE x SIDE box-filtered thumbnail of its part box = (top,
+    bottom, left, right) (fractions of a pixel allowed: the trimmed box; None: all of it)
+    as row-major RGB bytes, then the OVERLAY_CODES uint64 `overlay_codes`
     (hashing.overlay_codes; zeros when None). SIGNATURE_BYTES long."""
     codes = np.zeros(OVERLAY_CODES, dtype=np.uint64) if overlay_codes is None else overlay_codes
-    return (bytes([VERSION, int(open_frame)]) + thumbnail(rgb, box, SIDE).tobytes()
+    return (bytes([VERSION, flags]) + thumbnail(rgb, box, SIDE).tobytes()
             + np.asarray(codes, dtype="<u8").tobytes())
 
 
@@ -103,15 +106,28 @@ def as_array(signatures: list[bytes | None]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def overlay_codes(signatures: list[bytes | None]) -> tuple[np.ndarray, np.ndarray]:
-    """((N, OVERLAY_CODES) uint64 overlay hashes, (N,) bool open frame: the picture has no
-    border) of each signature (zeros and False where absent or made by another version)."""
+    """((N, OVERLAY_CODES) uint64 overlay hashes, (N,) uint8 flags: OPEN_FRAME, TEXT_BOX) of
+    each signature (zeros where absent or made by another version)."""
     out = np.zeros((len(signatures), OVERLAY_CODES), dtype=np.uint64)
-    open_frame = np.zeros(len(signatures), dtype=bool)
+    flags = np.zeros(len(signatures), dtype=np.uint8)
     for i, s in enumerate(signatures):
         if current(s):
             out[i] = np.frombuffer(s, dtype="<u8", count=OVERLAY_CODES, offset=HEADER + THUMB_BYTES)
-            open_frame[i] = s[1] == 1
-    return out, open_frame
+            flags[i] = s[1]
+    return out, flags
+
+
+def pair_scores(signatures: np.ndarray, pairs: np.ndarray, flags: np.ndarray) -> np.ndarray:
+    """`similarity` of each pair, or, where either picture had a text box painted over
+    (flags TEXT_BOX), the better of that and the score allowing a box of up to 10% (`whole`):
+    what the box hid of the item is missing from that picture's trimmed thumbnail.
+    signatures: (N, THUMB_BYTES); pairs: (P, 2); flags: (N,) uint8. Returns (P,) float32."""
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    out = similarity(signatures, pairs)
+    boxed = np.flatnonzero((flags[pairs[:, 0]] | flags[pairs[:, 1]]) & TEXT_BOX)
+    if len(boxed):
+        out[boxed] = np.maximum(out[boxed], similarity(signatures, pairs[boxed], whole=True))
+    return out
 
 
 def similarity(signatures: np.ndarray, pairs: np.ndarray, whole: bool = False) -> np.ndarray:
