@@ -141,7 +141,7 @@ def _pad(im: Image.Image, i: int) -> Image.Image:
     return out
 
 
-def _box(im: Image.Image, where: str, dark: bool, area: float = 0.08) -> Image.Image:
+def text_box(im: Image.Image, where: str, dark: bool, area: float = 0.08) -> Image.Image:
     """A light or dark box with text, `area` of the picture, in a corner ("tl", "tr", "bl", "br") or along the bottom."""
     im = im.copy()
     w, h = im.size
@@ -191,8 +191,8 @@ TRANSFORMS = {
     "brightness -15%": lambda im, i: _save(ImageEnhance.Brightness(im).enhance(0.85)),
     "contrast +15%": lambda im, i: _save(ImageEnhance.Contrast(im).enhance(1.15)),
     "contrast -15%": lambda im, i: _save(ImageEnhance.Contrast(im).enhance(0.85)),
-    "box in a corner": lambda im, i: _save(_box(im, ["tl", "tr", "bl", "br"][i % 4], i % 2 == 1)),
-    "box along the bottom": lambda im, i: _save(_box(im, "bottom", i % 2 == 0)),
+    "box in a corner": lambda im, i: _save(text_box(im, ["tl", "tr", "bl", "br"][i % 4], i % 2 == 1)),
+    "box along the bottom": lambda im, i: _save(text_box(im, "bottom", i % 2 == 0)),
     "crop 3-5%/side": lambda im, i: _save(_crop(im, 0.03 + 0.01 * (i % 3))),
     "pad 10%": lambda im, i: _save(_pad(im, i)),
     "recoloured (never a copy)": lambda im, i: _save(recolour(im, i)),
