@@ -187,8 +187,10 @@ def test_cli_json_shape_and_apply(tmp_path: Path, cli):
     ws.close()
     data = cli.json("curate", "dedup", "--workspace", root, "--workers", "1", "--json")
     assert set(data) == {"images_hashed", "unreadable", "clusters", "cross_split", "label_conflicts", "possible_copies",
-                         "applied"}
+                         "redecoded_pairs", "redecode_seconds", "applied"}
     assert data["images_hashed"] == READABLE and data["applied"] is False
+    # What the near misses cost is part of the output (the README's speed table reads it).
+    assert isinstance(data["redecoded_pairs"], int) and data["redecode_seconds"] >= 0
     assert data["cross_split"] == 3 and data["label_conflicts"] == 1
     assert all(set(u) == {"image_id", "reason"} for u in data["unreadable"])
     assert all(set(c) == {"keep", "members"} for c in data["clusters"])
@@ -209,3 +211,17 @@ def test_a_file_deleted_after_hashing_is_reported_and_pairs_with_nothing(dup_ws)
     r = dedup.run(dup_ws, workers=1, report=False)
     assert {"image_id": "a-copy", "reason": "missing-file"} in [{k: u[k] for k in ("image_id", "reason")} for u in r.unreadable]
     assert clusters_of(r)["t-a"] == {"t-a", "v-a", "a"}
+
+
+def test_label_lookup_leaves_no_transaction_open(dup_ws):
+    # active_labels fills a temp table inside a savepoint: released whether or not the
+    # caller holds a transaction, and the same labels either way.
+    from ifa.curation.ledger import hashes as store
+
+    ledger = dup_ws.ledger
+    ids = ["d1", "d2", "a", "no-such-id"]
+    first = store.active_labels(ledger, ids)
+    assert first and not ledger.conn.in_transaction
+    with ledger.transaction():
+        assert store.active_labels(ledger, ids) == first
+    assert not ledger.conn.in_transaction and store.active_labels(ledger, ids) == first

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
 
-from ifa.curation.dedup import hashing, pairs
+from ifa.curation.dedup import hashing, pairs, verify
 from ifa.sample import IMAGES_DIR
 
 PHOTOS = sorted(IMAGES_DIR.glob("*.jpg"))
@@ -64,6 +64,38 @@ def test_resize_is_pillows_lanczos_horizontal_pass_first():
             im = Image.fromarray(pic)
             want = im.resize((size[0], im.height), Image.Resampling.LANCZOS).resize(size, Image.Resampling.LANCZOS)
             assert np.array_equal(got, np.asarray(want)), (pic.shape, size)
+
+
+def test_compiled_grey_is_pillows_l_conversion():
+    rng = np.random.default_rng(1)
+    pictures = [hashing.decode_rgb(p.read_bytes())[0] for p in PHOTOS[:20]]
+    pictures += [rng.integers(0, 256, shape, dtype=np.uint8) for shape in [(1, 1, 3), (7, 300, 3), (64, 65, 3)]]
+    pictures.append(np.full((9, 9, 3), 255, dtype=np.uint8))
+    for rgb in pictures:
+        assert np.array_equal(hashing.grey_of(rgb), np.asarray(Image.fromarray(rgb, "RGB").convert("L"))), rgb.shape
+
+
+# What the decode path gave for the first 60 bundled photos before it was made faster (the
+# compiled grey, LANCZOS and statistics passes): digests of every product `hash_batch`
+# caches. A speed change must leave them alone; a change of what is measured changes them
+# on purpose (and the cache's version). Tied to the pinned decoders (simplejpeg, Pillow).
+# "signature" is its thumbnail; "overlay" the version, flags and overlay codes around it.
+GOLDEN = {"phash": "abbb4afdbaf98a60", "dhash": "22888b5d0e2023b0", "signature": "17c0c9fb4db9301a",
+          "overlay": "28801836f3ac59f5", "stats": "d577f02f426941c3", "thumb_hash": "13aaed916104a94e"}
+
+
+def test_decode_products_are_unchanged_by_the_faster_passes():
+    import hashlib
+
+    rs = hashing.hash_batch([hashing.FileJob(i, str(p)) for i, p in enumerate(PHOTOS[:60])], ("phash", "dhash"))
+    parts = {"phash": [r.hashes["phash"].to_bytes(8, "big") for r in rs],
+             "dhash": [r.hashes["dhash"].to_bytes(8, "big") for r in rs],
+             "signature": [r.signature[verify.HEADER:verify.HEADER + verify.THUMB_BYTES] for r in rs],
+             "overlay": [r.signature[:verify.HEADER] + r.signature[verify.HEADER + verify.THUMB_BYTES:] for r in rs],
+             "stats": [r.picture_stats.values.tobytes() for r in rs],
+             "thumb_hash": [r.picture_stats.thumb_hash for r in rs]}
+    got = {name: hashlib.sha256(b"".join(p)).hexdigest()[:16] for name, p in parts.items()}
+    assert got == GOLDEN
 
 
 def test_fast_jpeg_decode_matches_pillow_draft(monkeypatch):

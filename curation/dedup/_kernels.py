@@ -125,6 +125,16 @@ def resize_into(src, out, x_first, x_weights, y_first, y_weights):
             out[yy, xx] = 0 if ss <= 0 else (255 if v > 255 else v)
 
 
+@njit(nogil=True, cache=True)
+def grey_into(rgb, out):
+    """out (h, w) uint8 = Pillow's "L" of rgb (h, w, 3) uint8: (19595 R + 38470 G + 7471 B + 2^15) >> 16."""
+    h, w = out.shape
+    for i in range(h):
+        for j in range(w):
+            out[i, j] = (np.uint32(rgb[i, j, 0]) * np.uint32(19595) + np.uint32(rgb[i, j, 1]) * np.uint32(38470)
+                         + np.uint32(rgb[i, j, 2]) * np.uint32(7471) + np.uint32(0x8000)) >> np.uint32(16)
+
+
 @njit(inline="always")
 def _linear(c):
     x = c / 255.0
@@ -136,17 +146,42 @@ def _lab_f(t):
     return np.cbrt(t) if t > 0.008856 else 7.787 * t + 16.0 / 116.0
 
 
+@njit(inline="always")
+def _lab_of_linear(r, g, b, out, q):
+    fx = _lab_f((0.4124 * r + 0.3576 * g + 0.1805 * b) / 0.9505)
+    fy = _lab_f(0.2126 * r + 0.7152 * g + 0.0722 * b)
+    fz = _lab_f((0.0193 * r + 0.1192 * g + 0.9505 * b) / 1.089)
+    out[q, 0] = 116.0 * fy - 16.0
+    out[q, 1] = 500.0 * (fx - fy)
+    out[q, 2] = 200.0 * (fy - fz)
+
+
 @njit(nogil=True)
 def _to_lab(rgb, out):
     """verify.to_lab for (n, 3) float64 RGB into out (n, 3)."""
     for q in range(rgb.shape[0]):
-        r, g, b = _linear(rgb[q, 0]), _linear(rgb[q, 1]), _linear(rgb[q, 2])
-        fx = _lab_f((0.4124 * r + 0.3576 * g + 0.1805 * b) / 0.9505)
-        fy = _lab_f(0.2126 * r + 0.7152 * g + 0.0722 * b)
-        fz = _lab_f((0.0193 * r + 0.1192 * g + 0.9505 * b) / 1.089)
-        out[q, 0] = 116.0 * fy - 16.0
-        out[q, 1] = 500.0 * (fx - fy)
-        out[q, 2] = 200.0 * (fy - fz)
+        _lab_of_linear(_linear(rgb[q, 0]), _linear(rgb[q, 1]), _linear(rgb[q, 2]), out, q)
+
+
+@njit(nogil=True)
+def _to_lab_levels(values, linear, out):
+    """`_to_lab` of (3 n,) uint8 RGB levels, their linearisation looked up in `linear`
+    (`_linear` of each of the 256 levels, so the same numbers without a power per value;
+    with the two changes in `_outside` and `_linear_levels` a pair costs 38 CPU us, not 51,
+    benchmarks/dedup_bench.py section 3)."""
+    for q in range(out.shape[0]):
+        _lab_of_linear(linear[values[3 * q]], linear[values[3 * q + 1]], linear[values[3 * q + 2]], out, q)
+
+
+@njit(nogil=True)
+def _linear_levels(levels, gain, offset, linear, stamp, p):
+    """linear[c] = _linear(clip(gain * c + offset)) for each level c in `levels` ((V,) uint8),
+    computed once per level for pair p (stamp[c] == p marks it done)."""
+    for v in range(levels.shape[0]):
+        c = levels[v]
+        if stamp[c] != p:
+            stamp[c] = p
+            linear[c] = _linear(min(max(gain * np.float64(c) + offset, 0.0), 255.0))
 
 
 @njit(nogil=True)
@@ -190,7 +225,7 @@ def _outside(x, y, side, err):
     for r in range(side):
         for c in range(side):
             q = r * side + c
-            d = np.zeros(3)
+            d0 = d1 = d2 = 0.0  # scalars, not an array: no heap allocation per pixel
             for ch in range(3):
                 lo, hi = 1e9, -1e9
                 for dr in range(-1, 2):
@@ -198,8 +233,14 @@ def _outside(x, y, side, err):
                         rr, cc = min(max(r + dr, 0), side - 1), min(max(c + dc, 0), side - 1)
                         v = x[rr * side + cc, ch]
                         lo, hi = min(lo, v), max(hi, v)
-                d[ch] = max(0.0, max(y[q, ch] - hi, lo - y[q, ch]))
-            err[q] = max(err[q], max(d[0], np.sqrt(d[1] * d[1] + d[2] * d[2])))
+                d = max(0.0, max(y[q, ch] - hi, lo - y[q, ch]))
+                if ch == 0:
+                    d0 = d
+                elif ch == 1:
+                    d1 = d
+                else:
+                    d2 = d
+            err[q] = max(err[q], max(d0, np.sqrt(d1 * d1 + d2 * d2)))
 
 
 @njit(nogil=True)
@@ -226,7 +267,11 @@ def colour_scores(signatures, pairs, windows, params, whole, out):
     n_pix = n_val // 3
     side = int(round(np.sqrt(n_pix)))
     a, b = np.empty(n_val), np.empty(n_val)
-    pred, lab_a, lab_b, err = np.empty((n_pix, 3)), np.empty((n_pix, 3)), np.empty((n_pix, 3)), np.empty(n_pix)
+    lab_a, lab_b, err = np.empty((n_pix, 3)), np.empty((n_pix, 3)), np.empty(n_pix)
+    fitted, stamp = np.empty(256), np.full(256, -1, dtype=np.int64)
+    linear = np.empty(256)
+    for c in range(256):
+        linear[c] = _linear(np.float64(c))
     skip = np.zeros(n_pix, dtype=np.bool_)
     res = np.empty(n_pix)
     for p in range(pairs.shape[0]):
@@ -239,7 +284,6 @@ def colour_scores(signatures, pairs, windows, params, whole, out):
             i, j = j, i  # fit the brighter (j) from the darker (i)
         for v in range(n_val):
             a[v], b[v] = signatures[i, v], signatures[j, v]
-            lab_b[v // 3, v % 3] = b[v]
         skip[:] = False
         gain, offset = _fit(a, b, params[0], params[1], params[2], skip)
         if whole:
@@ -252,10 +296,9 @@ def colour_scores(signatures, pairs, windows, params, whole, out):
             for q in range(n_pix):
                 skip[q] = res[q] > cut
             gain, offset = _fit(a, b, params[0], params[1], params[2], skip)
-        for v in range(n_val):
-            pred[v // 3, v % 3] = min(max(gain * a[v] + offset, 0.0), 255.0)
-        _to_lab(pred, lab_a)
-        _to_lab(lab_b.copy(), lab_b)
+        _linear_levels(signatures[i], gain, offset, fitted, stamp, p)
+        _to_lab_levels(signatures[i], fitted, lab_a)  # the fitted prediction of j from i
+        _to_lab_levels(signatures[j], linear, lab_b)
         err[:] = 0.0
         _outside(lab_a, lab_b, side, err)
         _outside(lab_b, lab_a, side, err)

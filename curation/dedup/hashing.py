@@ -19,11 +19,10 @@ machines and file formats:
    hash, Haar wavelet hash), vectorised over a batch: on a picture already at the
    method's size the bits equal imagehash's (tested).
 
-Measured on 300+300 real JPEGs, one core, 2-core machine shared (load ~10,
-benchmarks/dedup_bench.py): with colour decode, trimming, the fractional box and the
-signature, 2.39 ms per 400x534 photo against imagehash.phash's 4.82 ms (2.0x), 1.14
-against 1.62 ms per 224x224 product photo (1.4x). (Grey, untrimmed, at 1/4 scale it was
-4.4x.) The decode is the largest single cost left (~30%, cProfile).
+Speed per core against imagehash.phash: the README's dedup speed table
+(benchmarks/dedup_bench.py section 1). The reduced decode is the largest single cost
+(cProfile: 20% of a 224x224 photo, 40% of a 400x534 one), then check-images' statistics,
+the signature and the compiled passes (grey, trim, LANCZOS).
 
 A file that cannot be hashed never stops a run: `hash_batch` returns it with a reason
 (REASONS). `hash_batch` is the unit of parallel work, for a local process pool or a Dask
@@ -129,9 +128,9 @@ class HashMethod:
         """pixels: (B, height, width) uint8. Returns (B, 64) bool, row-major as imagehash."""
         raise NotImplementedError
 
-    def hash_pictures(self, pictures: Sequence[Image.Image]) -> np.ndarray:
-        """Hashes of grey pictures from `decode`, as (B,) uint64 (first bit = MSB, so
-        the value equals int(str(imagehash_hash), 16))."""
+    def hash_pictures(self, pictures: Sequence[Image.Image | np.ndarray]) -> np.ndarray:
+        """Hashes of grey pictures from `decode` or `prepare` (mode 'L' or (h, w) uint8), as
+        (B,) uint64 (first bit = MSB, so the value equals int(str(imagehash_hash), 16))."""
         if not pictures:
             return np.zeros(0, dtype=np.uint64)
         return pack(self.bits(resize_lanczos([np.asarray(p) for p in pictures], self.size)))
@@ -208,28 +207,37 @@ def resize_lanczos(pictures: Sequence[np.ndarray], size: tuple[int, int]) -> np.
     (B, height, width) float64 array of integer grey levels.
 
     Pillow's own fixed-point weights and rounding (22 fraction bits, round and clip to
-    0..255 after each pass), horizontal pass first, done as matrix products over every
-    picture of the same shape at once: exact, since every partial sum is an integer
-    below 2^53. Bit for bit what Pillow gives when it also runs the horizontal pass first
-    (tested); Pillow sometimes runs the vertical pass first, which moves a grey level by
-    one in a few pixels of ~4% of pictures. A fixed order keeps hashes independent of
-    Pillow's internals, and the batch is faster: ~0.005 ms a picture instead of Pillow's
-    0.05-0.09 ms, which recomputes its weights on every call."""
+    0..255 after each pass), horizontal pass first, one compiled pass a picture over each
+    output pixel's taps only (`_kernels.resize_into`). Bit for bit what Pillow gives when
+    it also runs the horizontal pass first (tested); Pillow sometimes runs the vertical
+    pass first, which moves a grey level by one in a few pixels of ~4% of pictures. A
+    fixed order keeps hashes independent of Pillow's internals. The same sums as dense
+    matrix products (BLAS) cost 0.68 CPU ms a 134x100 photo, OpenBLAS's threads spinning,
+    against 0.12 here (benchmarks/dedup_bench.py throughput)."""
+    from . import _kernels  # numba compiles once (cached on disk); keep `import ifa` light
+
     width, height = size
     out = np.empty((len(pictures), height, width), dtype=np.float64)
-    shapes: dict[tuple[int, int], list[int]] = {}
     for i, pic in enumerate(pictures):
-        shapes.setdefault(pic.shape, []).append(i)
-    for (h, w), idx in shapes.items():
-        x = np.stack([pictures[i] for i in idx]).astype(np.float64)
-        x = _fixed_point_round(x @ _lanczos_matrix(w, width).T)
-        out[idx] = _fixed_point_round(_lanczos_matrix(h, height) @ x)
+        h, w = pic.shape
+        x_first, x_weights = _lanczos_taps(w, width)
+        y_first, y_weights = _lanczos_taps(h, height)
+        _kernels.resize_into(np.ascontiguousarray(pic, dtype=np.uint8), out[i], x_first, x_weights, y_first, y_weights)
     return out
 
 
-def _fixed_point_round(sums: np.ndarray) -> np.ndarray:
-    # Pillow: (2^21 + sum) >> 22, clipped to 0..255.
-    return np.clip(np.floor((sums + (1 << 21)) / (1 << 22)), 0, 255)
+@lru_cache(maxsize=4096)
+def _lanczos_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """`_lanczos_matrix` as each output's first input and its run of weights: ((out_size,)
+    int64, (out_size, longest run) int64, zero-padded)."""
+    m = _lanczos_matrix(in_size, out_size).astype(np.int64)
+    nonzero = m != 0
+    first = np.where(nonzero.any(axis=1), nonzero.argmax(axis=1), 0)
+    end = np.where(nonzero.any(axis=1), in_size - nonzero[:, ::-1].argmax(axis=1), first)
+    weights = np.zeros((out_size, max(1, int((end - first).max(initial=1)))), dtype=np.int64)
+    for row, (lo, hi) in enumerate(zip(first.tolist(), end.tolist())):
+        weights[row, :hi - lo] = m[row, lo:hi]
+    return first.astype(np.int64), weights
 
 
 @lru_cache(maxsize=4096)
@@ -286,11 +294,11 @@ def method(name: str) -> HashMethod:
 
 # ---- the one decode path ----------------------------------------------------------------------
 class Decoded(NamedTuple):
-    """A decoded, trimmed picture: `grey` (mode 'L', what every method hashes), `signature`
+    """A decoded, trimmed picture: `grey` ((h, w) uint8, what every method hashes), `signature`
     (verify.SIGNATURE_BYTES), the full-size image's width and height as displayed, and
     with_stats, check-images' statistics of the same decode (image_checks.statistics)."""
 
-    grey: Image.Image
+    grey: np.ndarray
     signature: bytes
     width: int
     height: int
@@ -304,7 +312,7 @@ def decode(data: bytes, trim: bool = True) -> tuple[Image.Image, int, int]:
     Returns (picture in mode 'L', width, height), width and height being the full-size
     image's as displayed (after EXIF rotation). Raises Unreadable with a reason."""
     d = prepare(data, trim)
-    return d.grey, d.width, d.height
+    return Image.fromarray(d.grey, "L"), d.width, d.height
 
 
 def prepare(data: bytes, trim: bool = True, with_stats: bool = False) -> Decoded:
@@ -325,14 +333,14 @@ def prepare(data: bytes, trim: bool = True, with_stats: bool = False) -> Decoded
     flags = (0 if has_border(grey) else verify.OPEN_FRAME) | (verify.TEXT_BOX if clean is not grey else 0)
     if box == (0, h, 0, w):  # nothing trimmed: the exact pixels (what imagehash hashes)
         codes = overlay_codes(clean, clean)
-        return Decoded(Image.fromarray(clean, "L"), verify.signature(clean_rgb, None, codes, flags),
-                       width, height, stats)
+        return Decoded(clean, verify.signature(clean_rgb, None, codes, flags), width, height, stats)
     top, bottom, left, right = edges = refine_box(clean, box)
     # Pillow resamples a fractional box (left, top, right, bottom) at about its own size.
     size = (max(1, round(right - left)), max(1, round(bottom - top)))
     picture = Image.fromarray(clean, "L").resize(size, Image.Resampling.BILINEAR, box=(left, top, right, bottom))
-    codes = overlay_codes(np.asarray(picture), clean)
-    return Decoded(picture, verify.signature(clean_rgb, edges, codes, flags), width, height, stats)
+    hashed = np.asarray(picture)
+    return Decoded(hashed, verify.signature(clean_rgb, edges, overlay_codes(hashed, clean), flags), width, height,
+                   stats)
 
 
 def without_text_boxes(rgb: np.ndarray, grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -501,9 +509,14 @@ def refine_box_reference(grey: np.ndarray, box: tuple[int, int, int, int]) -> tu
 
 def grey_of(rgb: np.ndarray) -> np.ndarray:
     """(h, w, 3) uint8 RGB -> (h, w) uint8 grey with Pillow's "L" weights and rounding
-    (ITU-R 601-2 luma in 16-bit fixed point), as imagehash's convert("L") computes it."""
-    x = rgb.astype(np.uint32)
-    return ((x[..., 0] * 19595 + x[..., 1] * 38470 + x[..., 2] * 7471 + 0x8000) >> 16).astype(np.uint8)
+    (ITU-R 601-2 luma in 16-bit fixed point), as imagehash's convert("L") computes it.
+    Compiled: 0.026 CPU ms a 112x112 decode against numpy's 0.065 (tested equal to Pillow's)."""
+    from . import _kernels  # numba compiles once (cached on disk); keep `import ifa` light
+
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    out = np.empty(rgb.shape[:2], dtype=np.uint8)
+    _kernels.grey_into(rgb, out)
+    return out
 
 
 def trim_box(grey: np.ndarray, tolerance: int = BORDER_TOLERANCE, mass: float = BORDER_MASS) -> tuple[int, int, int, int]:
@@ -772,20 +785,22 @@ class FileResult(NamedTuple):
     picture_stats: object | None = None  # image_checks.statistics.ImageStats, when decoded now
 
 
-def hash_batch(jobs: Sequence[FileJob], methods: Sequence[str]) -> list[FileResult]:
+def hash_batch(jobs: Sequence[FileJob], methods: Sequence[str], with_stats: bool = True) -> list[FileResult]:
     """Fingerprint and hash a batch of files; never raises for a bad file.
 
     A file whose size and mtime match its fingerprint and whose hashes are all cached is
     not read at all; one whose sha256 is unchanged is not decoded. `methods` may be empty
     (exact duplicates only): then only the sha256 and the header's size are taken.
+    with_stats: a decoded file also gets check-images' statistics (`picture_stats`; what
+    the command caches); False only to time the hashing alone.
     Returns one FileResult per job, in order."""
     methods = tuple(methods)
     for name in methods:
         method(name)  # fail fast on a typo, before any file is touched
     out: list[FileResult | None] = []
-    decoded: list[tuple[int, Image.Image, tuple[str, ...]]] = []
+    decoded: list[tuple[int, np.ndarray, tuple[str, ...]]] = []
     for job in jobs:
-        result, picture, todo = _one_file(job, methods)
+        result, picture, todo = _one_file(job, methods, with_stats)
         if picture is not None:
             decoded.append((len(out), picture.grey, todo))
             result = result._replace(signature=picture.signature, picture_stats=picture.stats)
@@ -798,7 +813,8 @@ def hash_batch(jobs: Sequence[FileJob], methods: Sequence[str]) -> list[FileResu
     return out  # type: ignore[return-value]
 
 
-def _one_file(job: FileJob, methods: tuple[str, ...]) -> tuple[FileResult, Decoded | None, tuple[str, ...]]:
+def _one_file(job: FileJob, methods: tuple[str, ...],
+              with_stats: bool = True) -> tuple[FileResult, Decoded | None, tuple[str, ...]]:
     def fail(reason: str, detail: str = "", **kw) -> tuple[FileResult, None, tuple]:
         fields = dict(bytes=None, mtime_ns=None, sha256=None, width=None, height=None) | kw
         return FileResult(job.key, hashes={}, reason=reason, detail=detail, **fields), None, ()
@@ -827,7 +843,7 @@ def _one_file(job: FileJob, methods: tuple[str, ...]) -> tuple[FileResult, Decod
         width, height = _header_size(data) if job.need_size else (None, None)
         return FileResult(job.key, width=width, height=height, hashes={}, read=True, **stat), None, ()
     try:
-        picture = prepare(data, with_stats=True)
+        picture = prepare(data, with_stats=with_stats)
     except Unreadable as exc:
         return fail(exc.reason, exc.detail, **stat)
     # A decode serves every method: the signature and the hashes come from one picture.

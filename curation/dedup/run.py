@@ -182,7 +182,8 @@ class DedupResult:
 
     def to_dict(self) -> dict:
         """The --json shape: images_hashed, unreadable, clusters, cross_split, label_conflicts,
-        possible_copies (verified, labels differ, left alone), applied."""
+        possible_copies (verified, labels differ, left alone), redecoded_pairs and
+        redecode_seconds (near misses compared again on their files), applied."""
         return {
             "images_hashed": self.images_hashed,
             "unreadable": [{"image_id": u["image_id"], "reason": u["reason"]} for u in self.unreadable],
@@ -192,6 +193,8 @@ class DedupResult:
             "label_conflicts": self.label_conflicts,
             "possible_copies": [{"image_a": p.image_a, "image_b": p.image_b, "similarity": p.similarity,
                                  "labels_differ": p.differs} for p in self.possible_copies],
+            "redecoded_pairs": self.redecoded_pairs,
+            "redecode_seconds": round(self.redecode_seconds, 3),
             "applied": self.applied,
         }
 

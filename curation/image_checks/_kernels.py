@@ -36,18 +36,20 @@ def _whole(rgb, grey):
     h, w = grey.shape
     n = h * w
     hist = np.zeros(256, np.int64)
-    total = srg = srg2 = syb = syb2 = 0.0
+    # Integer sums (yb doubled): exact, as the float sums of integers and halves they replace.
+    n_grey = n_rg = n_rg2 = n_yb = n_yb2 = 0
     for i in range(h):
         for j in range(w):
             v = grey[i, j]
             hist[v] += 1
-            total += v
-            r, g, b = float(rgb[i, j, 0]), float(rgb[i, j, 1]), float(rgb[i, j, 2])
-            rg, yb = r - g, 0.5 * (r + g) - b
-            srg += rg
-            srg2 += rg * rg
-            syb += yb
-            syb2 += yb * yb
+            n_grey += np.int64(v)
+            r, g, b = np.int64(rgb[i, j, 0]), np.int64(rgb[i, j, 1]), np.int64(rgb[i, j, 2])
+            rg, yb = r - g, r + g - 2 * b
+            n_rg += rg
+            n_rg2 += rg * rg
+            n_yb += yb
+            n_yb2 += yb * yb
+    total, srg, srg2, syb, syb2 = float(n_grey), float(n_rg), float(n_rg2), n_yb / 2.0, n_yb2 / 4.0
     mean = total / n
     var = 0.0
     for i in range(h):
@@ -66,23 +68,29 @@ def _whole(rgb, grey):
 @njit(cache=True)
 def _inside(grey, top, bottom, left, right):
     """Inside the trim box: sharpness (the Laplacian's standard deviation over the mean
-    absolute gradient + 1; 0 under 3 pixels a side) and the grey sum."""
+    absolute gradient + 1; 0 under 3 pixels a side) and the grey sum. Every sum is of
+    integers (exact in int64 and float64 alike), so the loops are split per term, with no
+    branch per pixel: 0.05 CPU ms less a 112x112 picture than one loop testing each
+    pixel's place, the same values."""
     ih, iw = bottom - top, right - left
-    inside = sl = sl2 = down = across = 0.0
+    inside = down = across = sl = sl2 = 0
     for i in range(top, bottom):
         for j in range(left, right):
-            inside += grey[i, j]
-            if i + 1 < bottom:
-                down += abs(float(grey[i + 1, j]) - grey[i, j])
-            if j + 1 < right:
-                across += abs(float(grey[i, j + 1]) - grey[i, j])
-            if top < i < bottom - 1 and left < j < right - 1:
-                lap = (float(grey[i, j - 1]) + grey[i, j + 1] + grey[i - 1, j] + grey[i + 1, j]) - 4.0 * grey[i, j]
-                sl += lap
-                sl2 += lap * lap
+            inside += np.int64(grey[i, j])
+        for j in range(left, right - 1):
+            across += abs(np.int64(grey[i, j + 1]) - np.int64(grey[i, j]))
+    for i in range(top, bottom - 1):
+        for j in range(left, right):
+            down += abs(np.int64(grey[i + 1, j]) - np.int64(grey[i, j]))
+    for i in range(top + 1, bottom - 1):
+        for j in range(left + 1, right - 1):
+            lap = (np.int64(grey[i, j - 1]) + np.int64(grey[i, j + 1]) + np.int64(grey[i - 1, j])
+                   + np.int64(grey[i + 1, j])) - 4 * np.int64(grey[i, j])
+            sl += lap
+            sl2 += lap * lap
     if ih < 3 or iw < 3:
-        return 0.0, inside
+        return 0.0, float(inside)
     m = (ih - 2) * (iw - 2)
-    lap_std = math.sqrt(max(sl2 / m - (sl / m) ** 2, 0.0))
-    grad = down / ((ih - 1) * iw) + across / (ih * (iw - 1))
-    return lap_std / (grad + 1.0), inside
+    lap_std = math.sqrt(max(float(sl2) / m - (float(sl) / m) ** 2, 0.0))
+    grad = float(down) / ((ih - 1) * iw) + float(across) / (ih * (iw - 1))
+    return lap_std / (grad + 1.0), float(inside)

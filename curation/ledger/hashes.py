@@ -155,14 +155,20 @@ def active_labels(ledger: Ledger, image_ids: Iterable[str]) -> dict[str, list[in
     """Active labels of the given images: {image_id: sorted label ids} (images without an
     active label are left out)."""
     conn = ledger.conn
-    conn.execute("CREATE TEMP TABLE IF NOT EXISTS wanted_images (image_id TEXT PRIMARY KEY)")
-    conn.execute("DELETE FROM wanted_images")
-    conn.executemany("INSERT OR IGNORE INTO wanted_images VALUES (?)", ((str(i),) for i in image_ids))
-    rows = ledger.query(
-        "SELECT i.image_id, l.label_id FROM wanted_images w JOIN images i ON i.image_id = w.image_id "
-        "JOIN labels l ON l.image_pk = i.pk AND l.status = 'active' ORDER BY i.pk, l.label_id"
-    )
-    conn.execute("DELETE FROM wanted_images")
+    # One savepoint around the temp table's rows: in autocommit each insert was its own
+    # transaction, 0.9-1.5 s for 12,000 ids against 0.05 s (dedup of 20,000 photos).
+    conn.execute("SAVEPOINT wanted_images")
+    try:
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS wanted_images (image_id TEXT PRIMARY KEY)")
+        conn.execute("DELETE FROM wanted_images")
+        conn.executemany("INSERT OR IGNORE INTO wanted_images VALUES (?)", ((str(i),) for i in image_ids))
+        rows = ledger.query(
+            "SELECT i.image_id, l.label_id FROM wanted_images w JOIN images i ON i.image_id = w.image_id "
+            "JOIN labels l ON l.image_pk = i.pk AND l.status = 'active' ORDER BY i.pk, l.label_id"
+        )
+        conn.execute("DELETE FROM wanted_images")
+    finally:
+        conn.execute("RELEASE wanted_images")
     labels: dict[str, list[int]] = {}
     for image_id, label_id in rows:
         labels.setdefault(image_id, []).append(int(label_id))
