@@ -12,8 +12,10 @@ machines and file formats:
    pictures become 8-bit RGB (16-bit by its high byte, not by clipping).
 3. Uniform borders (white, black, any flat colour: padding, letterboxing, the plain
    background around a product) are trimmed (`trim_box`), so a padded copy and its
-   original hash the same picture.
-4. The trimmed picture gives the verification signature (`verify.signature`) and, as
+   original hash the same picture; a text box at a corner of a picture with a border is
+   painted in the border's colour first (`without_text_boxes`).
+4. The trimmed picture gives the verification signature (`verify.signature`, with the
+   `overlay_codes` that pair copies with a text box) and, as
    grey (Pillow's "L" weights), every hash: each method resizes it (LANCZOS, Pillow's
    weights: `resize_lanczos`) and computes imagehash's algorithm (phash, dhash, average
    hash, Haar wavelet hash), vectorised over a batch: on a picture already at the

@@ -5,7 +5,7 @@ on 3,000 Myntra product photos 2,779 pairs lie within trimmed-phash distance 8, 
 are the same pose in another colour. So every candidate pair is verified with a
 per-image signature: a 12x12 RGB thumbnail (432 bytes) of the picture after its uniform
 borders are trimmed, stored in the hash cache beside the hash and made in the same
-decode pass.
+decode pass (with a version byte, the picture's flags and its overlay codes: 482 bytes).
 
 The score of a pair asks "is one a brightness/contrast change of the other, up to a
 small overlay at an edge?", and looks at every place, not a percentile:
