@@ -436,10 +436,10 @@ def overlay_codes(trimmed: np.ndarray, whole: np.ndarray) -> np.ndarray:
     trimmed bottom code meets its original's whole one). trimmed, whole: (h, w) uint8.
     Returns (verify.OVERLAY_CODES,) uint64."""
     phash = METHODS["phash"]
-    # Filled at phash's 32x32 after Pillow's BOX filter, not before a LANCZOS resize: these codes
-    # need not equal imagehash's, and filling and resizing each copy put 1-4 ms on a photo's decode.
-    trimmed_small, whole_small = (np.asarray(Image.fromarray(p, "L").resize(phash.size, Image.Resampling.BOX),
-                                             dtype=np.float64).reshape(-1) for p in (trimmed, whole))
+    # Filled at phash's 32x32 after one resize of each picture, not before a resize of each
+    # filled copy (1-4 ms a photo). LANCZOS, not Pillow's BOX: box copies found 0.75 / 0.88 in
+    # a corner and 0.68 / 0.68 along the bottom against 0.72 / 0.88 and 0.62 / 0.57, same cost.
+    trimmed_small, whole_small = (resize_lanczos([p], phash.size)[0].reshape(-1) for p in (trimmed, whole))
     masks = _overlay_masks(phash.size)
     x = np.stack([trimmed_small] * len(OVERLAY_REGIONS) + [whole_small])
     inside = np.concatenate([masks, masks[-1:]])
