@@ -25,6 +25,10 @@ from . import hashing, verify
 NEAR_BAND = 0.04  # a pair scoring within this under --min-similarity is re-decoded (README verifier table)
 WHOLE_SIDE = 24  # the whole pictures are compared at 24x24 (the item is a part of the frame)
 ASPECT_TOLERANCE = 0.03  # whole frames compare only when their shapes agree (log ratio)
+# Re-decoded whole pictures pass the shape check only with a 90th-percentile residual under
+# 0.07 x 255 levels (signatures: 0.08): two black shoes of another cut scored 0.927 there
+# (benchmarks/dedup_bench.py quality set: 4 of 10 pairs of different photos passing, 7 of 178 copies).
+WHOLE_SHAPE_SHIFT = 0.03
 PIXELS_MATCH = 3.0  # grey levels, 64x64 thumbnails: the same picture, whatever the labels say
 COLOUR_GROUP = "color"
 
@@ -94,7 +98,7 @@ def redecoded_similarity(paths_a: Sequence[str], paths_b: Sequence[str], boxes: 
         readable[i] = True
     pairs = np.array([[index[a], index[b]] for a, b in zip(paths_a, paths_b)], dtype=np.int64).reshape(-1, 2)
     out = np.empty(len(pairs), dtype=np.float32)
-    out[~boxes] = verify.similarity(thumbs, pairs[~boxes])
+    out[~boxes] = verify.similarity(thumbs, pairs[~boxes], shape_shift=WHOLE_SHAPE_SHIFT)
     # A banner along a side of a photo without a border is trimmed away: its whole picture
     # is what meets the other's trimmed one (and a copy's pad, trimmed, meets the whole).
     n = len(files)

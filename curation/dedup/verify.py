@@ -130,13 +130,15 @@ def pair_scores(signatures: np.ndarray, pairs: np.ndarray, flags: np.ndarray) ->
     return out
 
 
-def similarity(signatures: np.ndarray, pairs: np.ndarray, whole: bool = False) -> np.ndarray:
+def similarity(signatures: np.ndarray, pairs: np.ndarray, whole: bool = False,
+               shape_shift: float = SHAPE_SHIFT) -> np.ndarray:
     """The verification score of each pair, in [0, 1] (1: the same picture).
 
     signatures: (N, 3 * side * side) uint8 thumbnails (THUMB_BYTES, or larger square
     ones for a re-decoded pair). pairs: (P, 2) indices into it. whole: the thumbnails are
     of whole, untrimmed frames, where a text box in a corner may also be a wide or a tall
-    one (`windows`). Returns (P,) float32. See the module docstring for what the score measures."""
+    one (`windows`). shape_shift: what the shape check's score is raised by before the
+    smaller of the two decides (SHAPE_SHIFT; less is stricter). Returns (P,) float32. See the module docstring for what the score measures."""
     pairs = np.ascontiguousarray(np.asarray(pairs, dtype=np.int64).reshape(-1, 2))
     out = np.empty(len(pairs), dtype=np.float32)
     side = int(round((signatures.shape[1] // 3) ** 0.5))
@@ -146,7 +148,7 @@ def similarity(signatures: np.ndarray, pairs: np.ndarray, whole: bool = False) -
         for lo in range(0, len(pairs), CHUNK):
             p = pairs[lo:lo + CHUNK]
             a, b = signatures[p[:, 0]].astype(np.float64), signatures[p[:, 1]].astype(np.float64)
-            shape = _residual(a.copy(), b.copy(), whole) + SHAPE_SHIFT
+            shape = _residual(a.copy(), b.copy(), whole) + shape_shift
             out[lo:lo + CHUNK] = np.minimum(_score(a, b, lab[p[:, 0]], lab[p[:, 1]], side, regions, whole), shape)
         return out
     from . import _kernels  # numba compiles on first use (cached on disk); keep imports light
@@ -168,7 +170,7 @@ def similarity(signatures: np.ndarray, pairs: np.ndarray, whole: bool = False) -
 
     with ThreadPoolExecutor(max_workers=max(1, min(len(blocks), _cpus()))) as pool:
         list(pool.map(work, blocks))
-    return np.minimum(out, shape + np.float32(SHAPE_SHIFT))
+    return np.minimum(out, shape + np.float32(shape_shift))
 
 
 def _cpus() -> int:
