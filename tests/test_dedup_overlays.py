@@ -78,3 +78,21 @@ def test_a_new_signature_version_hashes_every_file_again(tmp_path: Path, monkeyp
         assert dedup.run(ws, workers=1, report=False).images_hashed == 0
     finally:
         ws.close()
+
+
+@needs_data
+def test_overlay_codes_come_from_phashs_own_32x32_picture():
+    # One LANCZOS resize of the trimmed picture serves phash and the overlay codes; a filled
+    # region's code is the phash of that picture with the region painted in the rest's mean.
+    import numpy as np
+
+    from ifa.curation.dedup import hashing
+
+    for path in [MYNTRA / f"{p}.jpg" for p in PRODUCTS[:3]] + CC0[:3]:
+        d = hashing.prepare(path.read_bytes())
+        assert np.array_equal(d.small, hashing.resize_lanczos([d.grey], (32, 32))[0])
+        codes = verify.overlay_codes([d.signature])[0][0]
+        inside = np.zeros((32, 32), dtype=bool)
+        inside[round(0.85 * 32):] = True
+        filled = np.where(inside, d.small[~inside].mean(), d.small)
+        assert int(codes[4]) == int(hashing.pack(hashing.METHODS["phash"].bits(filled[None]))[0]), path.name

@@ -137,6 +137,13 @@ class HashMethod:
             return np.zeros(0, dtype=np.uint64)
         return pack(self.bits(resize_lanczos([np.asarray(p) for p in pictures], self.size)))
 
+    def hash_decoded(self, pictures: Sequence[Decoded]) -> np.ndarray:
+        """`hash_pictures` of `prepare`'s pictures, from their 32x32 `small` where that is
+        this method's size (the same resize, made once). Returns (B,) uint64."""
+        if self.size == (32, 32) and pictures and all(p.small is not None for p in pictures):
+            return pack(self.bits(np.stack([p.small for p in pictures])))
+        return self.hash_pictures([p.grey for p in pictures])
+
 
 METHODS: dict[str, HashMethod] = {}
 
@@ -298,13 +305,16 @@ def method(name: str) -> HashMethod:
 class Decoded(NamedTuple):
     """A decoded, trimmed picture: `grey` ((h, w) uint8, what every method hashes), `signature`
     (verify.SIGNATURE_BYTES), the full-size image's width and height as displayed, and
-    with_stats, check-images' statistics of the same decode (image_checks.statistics)."""
+    with_stats, check-images' statistics of the same decode (image_checks.statistics), and
+    `small`, grey resized to 32x32 as phash resizes it ((32, 32) float64, `resize_lanczos`):
+    the overlay codes are made from it and the 32x32 methods hash it without resizing again."""
 
     grey: np.ndarray
     signature: bytes
     width: int
     height: int
     stats: object | None = None  # image_checks.statistics.ImageStats
+    small: np.ndarray | None = None
 
 
 def decode(data: bytes, trim: bool = True) -> tuple[Image.Image, int, int]:
@@ -325,33 +335,41 @@ def prepare(data: bytes, trim: bool = True, with_stats: bool = False) -> Decoded
     rgb, width, height = decode_rgb(data)
     grey = grey_of(rgb)
     h, w = grey.shape
-    clean_rgb, clean = without_text_boxes(rgb, grey) if trim else (rgb, grey)
+    ring = _ring(grey)  # the border test and the text boxes' background, computed once
+    clean_rgb, clean = without_text_boxes(rgb, grey, ring) if trim else (rgb, grey)
     box = trim_box(clean) if trim else (0, h, 0, w)
     stats = None
     if with_stats:
         from ..image_checks.statistics import measure_rgb  # it imports this module
 
         stats = measure_rgb(rgb, width, height, grey, box if trim else None)
-    flags = (0 if has_border(grey) else verify.OPEN_FRAME) | (verify.TEXT_BOX if clean is not grey else 0)
-    if box == (0, h, 0, w):  # nothing trimmed: the exact pixels (what imagehash hashes)
-        codes = overlay_codes(clean, clean)
-        return Decoded(clean, verify.signature(clean_rgb, None, codes, flags), width, height, stats)
-    top, bottom, left, right = edges = refine_box(clean, box)
-    # Pillow resamples a fractional box (left, top, right, bottom) at about its own size.
+    open_frame = not ring[1]
+    flags = (verify.OPEN_FRAME if open_frame else 0) | (verify.TEXT_BOX if clean is not grey else 0)
+    edges = None if box == (0, h, 0, w) else refine_box(clean, box)
+    hashed = clean if edges is None else _cut_out(clean, edges)  # nothing trimmed: what imagehash hashes
+    small = resize_lanczos([hashed], METHODS["phash"].size)[0]
+    # The whole picture's code is the trimmed one's when nothing was trimmed.
+    whole = None if edges is None else resize_lanczos([clean], METHODS["phash"].size)[0]
+    codes = overlay_codes(small, whole)
+    return Decoded(hashed, verify.signature(clean_rgb, edges, codes, flags), width, height, stats, small)
+
+
+def _cut_out(grey: np.ndarray, edges: tuple[float, float, float, float]) -> np.ndarray:
+    """The trimmed box (top, bottom, left, right; fractions of a pixel) of grey, resampled
+    at about its own size (Pillow resamples a fractional box so)."""
+    top, bottom, left, right = edges
     size = (max(1, round(right - left)), max(1, round(bottom - top)))
-    picture = Image.fromarray(clean, "L").resize(size, Image.Resampling.BILINEAR, box=(left, top, right, bottom))
-    hashed = np.asarray(picture)
-    return Decoded(hashed, verify.signature(clean_rgb, edges, overlay_codes(hashed, clean), flags), width, height,
-                   stats)
+    return np.asarray(Image.fromarray(grey, "L").resize(size, Image.Resampling.BILINEAR, box=(left, top, right, bottom)))
 
 
-def without_text_boxes(rgb: np.ndarray, grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def without_text_boxes(rgb: np.ndarray, grey: np.ndarray,
+                       ring: tuple[int, bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(rgb, grey) with each text box (`text_boxes`) painted in the border's colour: a box
     touching two sides made them non-flat and the copy kept its whole frame, and what of it
     lies inside the trimmed box moved its hash (trimmed like their original: 0 -> 42 of 60
     product photos with a box in a corner, 26 -> 35 with one along the bottom). The
-    arrays themselves when there is none."""
-    background, boxes = text_boxes(grey)
+    arrays themselves when there is none. ring: `_ring(grey)` when already known."""
+    background, boxes = text_boxes(grey, ring)
     if not boxes:
         return rgb, grey
     ring = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
@@ -387,15 +405,15 @@ def _ring(grey: np.ndarray) -> tuple[int, bool]:
     return median, bool(near >= TEXT_BOX_RING * len(ring))
 
 
-def text_boxes(grey: np.ndarray) -> tuple[int, list[tuple[int, int, int, int]]]:
+def text_boxes(grey: np.ndarray, ring: tuple[int, bool] | None = None) -> tuple[int, list[tuple[int, int, int, int]]]:
     """(the border's grey, boxes as (top, bottom, left, right)): rectangles of one flat grey
     that is not the border's, anchored at a corner of a picture with a border (TEXT_BOX_RING
     of its outer lines within FLAT_TOLERANCE of their median), at most TEXT_BOX_AREA of the
     picture, TEXT_BOX_FLAT of them flat (the text) and ending at a sharp edge: a "SALE" box
-    or a banner along a side. grey: (h, w) uint8."""
+    or a banner along a side. grey: (h, w) uint8; ring: `_ring(grey)` when already known."""
     h, w = grey.shape
     x = grey.astype(np.int16)
-    background, bordered = _ring(grey)
+    background, bordered = _ring(grey) if ring is None else ring
     boxes: list[tuple[int, int, int, int]] = []
     if not bordered:
         return background, boxes
@@ -428,36 +446,50 @@ def _corner_box(v: np.ndarray, background: int) -> tuple[int, int] | None:
     return (bh, bw) if sharp else None
 
 
-def overlay_codes(trimmed: np.ndarray, whole: np.ndarray) -> np.ndarray:
+def overlay_codes(trimmed: np.ndarray, whole: np.ndarray | None = None) -> np.ndarray:
     """The phash of the trimmed picture once per OVERLAY_REGIONS region, the region filled
     with the mean grey of the rest, then the same of the whole picture's bottom strip: a
     copy with a text box, badge or banner in that region hashes as its original does (a
     banner along the bottom of a photo without a border is trimmed away: its copy's
-    trimmed bottom code meets its original's whole one). trimmed, whole: (h, w) uint8.
+    trimmed bottom code meets its original's whole one). trimmed, whole: the pictures at
+    phash's 32x32 (`resize_lanczos`; whole None: the same as trimmed).
     Returns (verify.OVERLAY_CODES,) uint64."""
     phash = METHODS["phash"]
-    # Filled at phash's 32x32 after one resize of each picture, not before a resize of each
-    # filled copy (1-4 ms a photo). LANCZOS, not Pillow's BOX: box copies found 0.75 / 0.88 in
-    # a corner and 0.68 / 0.68 along the bottom against 0.72 / 0.88 and 0.62 / 0.57, same cost.
-    trimmed_small, whole_small = (resize_lanczos([p], phash.size)[0].reshape(-1) for p in (trimmed, whole))
-    masks = _overlay_masks(phash.size)
-    x = np.stack([trimmed_small] * len(OVERLAY_REGIONS) + [whole_small])
-    inside = np.concatenate([masks, masks[-1:]])
-    rest = (x * ~inside).sum(axis=1) / np.maximum((~inside).sum(axis=1), 1)
-    filled = np.where(inside, rest[:, None], x)
-    low = (phash._C @ filled.reshape(len(x), phash.size[1], phash.size[0]) @ phash._C.T).reshape(len(x), 64)
+    # Filled at 32x32 after phash's own LANCZOS resize (each filled copy resized: 1-4 ms a
+    # photo; Pillow's BOX: fewer box copies found, 0.72 / 0.88 and 0.62 / 0.57 against
+    # 0.75 / 0.88 in a corner and 0.68 / 0.68 along the bottom).
+    outside, count, filled = _overlay_masks(phash.size)
+    k = len(OVERLAY_REGIONS) + (whole is not None)
+    x = np.empty((k, trimmed.size))
+    x[:len(OVERLAY_REGIONS)] = trimmed.reshape(-1)
+    if whole is not None:
+        x[-1] = whole.reshape(-1)
+    x *= outside[:k]
+    # The DCT is linear: the filled picture's is the rest's plus the rest's mean times the
+    # region's. Batched 8x32 products: a (k, 1024) x (1024, 64) one costs 7x more (OpenBLAS).
+    low = _low_dct(x) + (x.sum(axis=1) / count[:k])[:, None] * filled[:k]
     middle = np.sort(low, axis=1)[:, 31:33].mean(axis=1, keepdims=True)  # the median of 64: np.median costs 0.25 ms here
-    return pack(low > middle)
+    codes = pack(low > middle)
+    return codes if whole is not None else np.append(codes, codes[-1])
 
 
 @lru_cache(maxsize=4)
-def _overlay_masks(size: tuple[int, int]) -> np.ndarray:
-    """(len(OVERLAY_REGIONS), width * height) bool: each region on a picture of size (width, height)."""
+def _overlay_masks(size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each overlay code's region on a picture of size (width, height), the bottom strip's
+    again for the whole picture's code: (outside: (verify.OVERLAY_CODES, width * height)
+    float64, 1 outside the region; the count outside; the region's 64 low DCT terms)."""
     w, h = size
     out = np.zeros((len(OVERLAY_REGIONS), h, w), dtype=bool)
     for k, (t, b, l, r) in enumerate(OVERLAY_REGIONS):
         out[k, round(t * h):round(b * h), round(l * w):round(r * w)] = True
-    return out.reshape(len(OVERLAY_REGIONS), -1)
+    inside = np.concatenate([out, out[-1:]]).reshape(len(OVERLAY_REGIONS) + 1, -1).astype(np.float64)
+    return 1.0 - inside, np.maximum((1.0 - inside).sum(axis=1), 1), _low_dct(inside)
+
+
+def _low_dct(x: np.ndarray) -> np.ndarray:
+    """phash's 64 low DCT terms (row-major 8x8) of each flattened 32x32 picture: (k, 1024) -> (k, 64)."""
+    c = METHODS["phash"]._C
+    return (c @ x.reshape(len(x), 32, 32) @ c.T).reshape(len(x), 64)
 
 
 def refine_box(grey: np.ndarray, box: tuple[int, int, int, int]) -> tuple[float, float, float, float]:
@@ -800,16 +832,16 @@ def hash_batch(jobs: Sequence[FileJob], methods: Sequence[str], with_stats: bool
     for name in methods:
         method(name)  # fail fast on a typo, before any file is touched
     out: list[FileResult | None] = []
-    decoded: list[tuple[int, np.ndarray, tuple[str, ...]]] = []
+    decoded: list[tuple[int, Decoded, tuple[str, ...]]] = []
     for job in jobs:
         result, picture, todo = _one_file(job, methods, with_stats)
         if picture is not None:
-            decoded.append((len(out), picture.grey, todo))
+            decoded.append((len(out), picture, todo))
             result = result._replace(signature=picture.signature, picture_stats=picture.stats)
         out.append(result)
     for name in methods:
         members = [(i, p) for i, p, todo in decoded if name in todo]
-        values = METHODS[name].hash_pictures([p for _, p in members])
+        values = METHODS[name].hash_decoded([p for _, p in members])
         for (i, _), value in zip(members, values.tolist()):
             out[i].hashes[name] = int(value)
     return out  # type: ignore[return-value]
