@@ -152,7 +152,7 @@ def _pad(im: Image.Image, i: int) -> Image.Image:
     return out
 
 
-def _box(im: Image.Image, where: str, dark: bool, area: float = 0.08) -> Image.Image:
+def text_box(im: Image.Image, where: str, dark: bool, area: float = 0.08) -> Image.Image:
     """A light or dark box with text, `area` of the picture, in a corner ("tl", "tr", "bl", "br") or along the bottom."""
     im = im.copy()
     w, h = im.size
@@ -202,8 +202,8 @@ TRANSFORMS = {
     "brightness -15%": lambda im, i: _save(ImageEnhance.Brightness(im).enhance(0.85)),
     "contrast +15%": lambda im, i: _save(ImageEnhance.Contrast(im).enhance(1.15)),
     "contrast -15%": lambda im, i: _save(ImageEnhance.Contrast(im).enhance(0.85)),
-    "box in a corner": lambda im, i: _save(_box(im, ["tl", "tr", "bl", "br"][i % 4], i % 2 == 1)),
-    "box along the bottom": lambda im, i: _save(_box(im, "bottom", i % 2 == 0)),
+    "box in a corner": lambda im, i: _save(text_box(im, ["tl", "tr", "bl", "br"][i % 4], i % 2 == 1)),
+    "box along the bottom": lambda im, i: _save(text_box(im, "bottom", i % 2 == 0)),
     "crop 3-5%/side": lambda im, i: _save(_crop(im, 0.03 + 0.01 * (i % 3))),
     "pad 10%": lambda im, i: _save(_pad(im, i)),
     "recoloured (never a copy)": lambda im, i: _save(recolour(im, i)),
@@ -287,7 +287,7 @@ def histogram_matched(signatures: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     order = np.argsort(signatures[used], axis=1, kind="stable")
     sorted_values = np.take_along_axis(signatures[used], order, axis=1)
     ranks = np.empty_like(order)
-    np.put_along_axis(ranks, order, np.arange(verify.SIGNATURE_BYTES)[None, :].repeat(len(used), 0), axis=1)
+    np.put_along_axis(ranks, order, np.arange(verify.THUMB_BYTES)[None, :].repeat(len(used), 0), axis=1)
     where = np.searchsorted(used, pairs)
     for lo in range(0, len(pairs), verify.CHUNK):
         a, b = where[lo:lo + verify.CHUNK, 0], where[lo:lo + verify.CHUNK, 1]
@@ -328,28 +328,25 @@ def kept_ifa(codes: np.ndarray, signatures: np.ndarray, k: int, min_similarity: 
     return leader == np.arange(len(codes)), leader
 
 
-def kept_command(paths: list[Path], codes: np.ndarray, signatures: np.ndarray, k: int, min_similarity: float,
-                 order: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, float]:
-    """What `ifa curate dedup` decides (no labels): the signatures' score, and near misses
-    re-decoded and compared on their whole pictures (`recheck`). Also returns how many
-    pairs were re-decoded and the CPU seconds that took."""
-    from ifa.curation.dedup import recheck
+def kept_command(paths: list[Path], codes: np.ndarray, overlay: np.ndarray, signatures: np.ndarray, k: int,
+                 min_similarity: float, order: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, float]:
+    """What `ifa curate dedup` decides (no labels): candidates by hash or overlay code
+    (`run.candidate_pairs`), the signatures' score, and near misses and overlay candidates
+    re-decoded and compared on their whole pictures (`recheck.second_look`). Also returns
+    how many pairs were re-decoded and the CPU seconds that took."""
+    from ifa.curation.dedup import recheck, run
 
-    cand = pairs.pairs_within(codes, k)
-    sim = verify.similarity(signatures, cand)
-    ok = sim >= min_similarity
-    a, b = cand[:, 0], cand[:, 1]
-    miss = np.flatnonzero(~ok & (sim >= min_similarity - recheck.NEAR_BAND)
-                          & recheck.same_shape(sizes[a, 0], sizes[a, 1], sizes[b, 0], sizes[b, 1]))
+    cand, by_overlay = run.candidate_pairs(codes, overlay[0], k)
+    by_overlay &= ((overlay[1][cand[:, 0]] | overlay[1][cand[:, 1]]) & verify.OPEN_FRAME) > 0
+    sim = verify.pair_scores(signatures, cand, overlay[1])
     t = time.process_time()
-    if len(miss):
-        whole = recheck.whole_similarity([str(paths[i]) for i in a[miss]], [str(paths[j]) for j in b[miss]])
-        ok[miss] = np.nan_to_num(whole, nan=0.0) >= min_similarity
+    ok, redecoded = recheck.second_look(np.array([str(p) for p in paths], dtype=object), sizes[:, 0], sizes[:, 1],
+                                        cand, sim, by_overlay, min_similarity)
     seconds = time.process_time() - t
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
     leader = pairs.leader_clusters(rank, cand[ok])
-    return leader == np.arange(len(codes)), leader, len(miss), seconds
+    return leader == np.arange(len(codes)), leader, redecoded, seconds
 
 
 def ncc_scores(thumbs: np.ndarray):
@@ -407,6 +404,7 @@ def quality(n_products: int, n_cc0: int, n_copied: int, k: int, min_similarity: 
         results = [r for lo in range(0, len(jobs), 500) for r in hashing.hash_batch(jobs[lo:lo + 500], ("phash",))]
         codes = np.array([r.hashes["phash"] for r in results], dtype=np.uint64)
         signatures, _ = verify.as_array([r.signature for r in results])
+        overlay = verify.overlay_codes([r.signature for r in results])  # (codes, flags)
         sizes = np.array([r.width * r.height for r in results], dtype=np.float64)
         shapes = np.array([(r.width, r.height) for r in results], dtype=np.float64)
         nbytes = np.array([r.bytes for r in results], dtype=np.float64)
@@ -424,10 +422,11 @@ def quality(n_products: int, n_cc0: int, n_copied: int, k: int, min_similarity: 
                 codes, signatures, k, min_similarity, order),
         }
         t = time.process_time()
-        kept, leader, redecoded, redecode_cpu = kept_command(paths, codes, signatures, k, min_similarity, order, shapes)
+        kept, leader, redecoded, redecode_cpu = kept_command(paths, codes, overlay, signatures, k, min_similarity,
+                                                            order, shapes)
         print(f"ifa curate dedup's decision: {redecoded:,} near-miss pairs re-decoded in {redecode_cpu:.2f} CPU s "
               f"(the whole decision {time.process_time() - t:.2f} CPU s)")
-        methods[f"ifa (the command: signatures >= {min_similarity:g}, near misses re-decoded)"] = (kept, leader)
+        methods[f"ifa (the command: signatures >= {min_similarity:g}, near misses and overlay candidates re-decoded)"] = (kept, leader)
         for m in sweep:
             methods[f"ifa phash <= {k} + one-gain residual >= {m:g}"] = kept_ifa(codes, signatures, k, m, order)
         idd = imagededup_phash() if not sweep else None

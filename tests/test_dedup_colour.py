@@ -162,3 +162,18 @@ def test_a_copy_with_another_colour_label_is_reported_not_set_aside(tmp_path: Pa
             [(p.image_a, p.image_b) for p in r.possible_copies]
     finally:
         ws.close()
+
+
+@needs_data
+def test_two_black_shoes_of_another_cut_fail_the_whole_picture_second_look(tmp_path: Path):
+    # A laced and a slip-on black shoe from one shoot: their signatures are a near miss, and
+    # their whole pictures at 24x24 differ by less than the colour check's tolerance; the
+    # shape check decides. A contrast +15% copy of one still passes.
+    from ifa.curation.dedup import recheck, verify
+
+    laced, slip_on = str(MYNTRA / "11900.jpg"), str(MYNTRA / "11899.jpg")
+    copy = tmp_path / "copy.jpg"
+    with Image.open(slip_on) as im:
+        _save(ImageEnhance.Contrast(im.convert("RGB")).enhance(1.15), copy)
+    score = recheck.whole_similarity([laced, slip_on], [slip_on, str(copy)])
+    assert score[0] < verify.DEFAULT_MIN_SIMILARITY <= score[1]

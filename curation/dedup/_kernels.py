@@ -185,12 +185,13 @@ def _linear_levels(levels, gain, offset, linear, stamp, p):
 
 
 @njit(nogil=True)
-def _least_squares(a, b, clipped, low, high):
-    """verify._least_squares for one pair of rows: (gain in low..high, mean a, mean b)."""
+def _least_squares(a, b, clipped, low, high, skip):
+    """verify._least_squares for one pair of rows: (gain in low..high, mean a, mean b).
+    skip: (V // 3,) bool, pixels left out."""
     n, s_a, s_b, s_aa, s_ab = 0, 0.0, 0.0, 0.0, 0.0
     for v in range(a.shape[0]):
         x, y = np.float64(a[v]), np.float64(b[v])
-        if x < clipped and y < clipped:
+        if x < clipped and y < clipped and not skip[v // 3]:
             n += 1
             s_a += x
             s_b += y
@@ -205,10 +206,15 @@ def _least_squares(a, b, clipped, low, high):
 
 
 @njit(nogil=True)
-def _fit(a, b, clipped, max_gain, slack):
-    """verify._fit for one pair: a, b (V,) float64. Returns (gain, offset)."""
-    gain, ma, mb = _least_squares(a, b, clipped, 1.0 / max_gain, max_gain)
-    pivot = (1.0 - gain) * a.sum() / a.shape[0]
+def _fit(a, b, clipped, max_gain, slack, skip):
+    """verify._fit for one pair: a, b (V,) float64, skip (V // 3,) bool. Returns (gain, offset)."""
+    gain, ma, mb = _least_squares(a, b, clipped, 1.0 / max_gain, max_gain, skip)
+    total, n = 0.0, 0
+    for v in range(a.shape[0]):
+        if not skip[v // 3]:
+            total += a[v]
+            n += 1
+    pivot = (1.0 - gain) * total / max(n, 1)
     offset = min(max(mb - gain * ma, min(0.0, pivot) - slack), max(0.0, pivot) + slack)
     return gain, offset
 
@@ -238,27 +244,25 @@ def _outside(x, y, side, err):
 
 
 @njit(nogil=True)
-def _best_block(err, side, windows):
-    """The smallest, over windows (k, side^2) bool, of the largest 2x2-block mean of err outside the window."""
-    best = 1e9
-    for k in range(windows.shape[0]):
-        worst = 0.0
-        for r in range(side - 1):
-            for c in range(side - 1):
-                s = 0.0
-                for q in (r * side + c, r * side + c + 1, (r + 1) * side + c, (r + 1) * side + c + 1):
-                    if not windows[k, q]:
-                        s += err[q]
-                worst = max(worst, s / 4.0)
-        best = min(best, worst)
-    return best
+def _block_max(err, side, window):
+    """The largest 2x2-block mean of err (side^2,) outside window (side^2,) bool."""
+    worst = 0.0
+    for r in range(side - 1):
+        for c in range(side - 1):
+            s = 0.0
+            for q in (r * side + c, r * side + c + 1, (r + 1) * side + c, (r + 1) * side + c + 1):
+                if not window[q]:
+                    s += err[q]
+            worst = max(worst, s / 4.0)
+    return worst
 
 
 @njit(nogil=True, cache=True)
-def colour_scores(signatures, pairs, windows, params, out):
+def colour_scores(signatures, pairs, windows, params, whole, out):
     """verify.similarity's score for each pair (see `verify._score`, the numpy reference it
     is tested against). signatures: (N, 3 * side^2) uint8. pairs: (P, 2) int64.
-    windows: (k, side^2) bool. params: clipped, max gain, offset slack. out: (P,) float32."""
+    windows: (k, side^2) bool. params: clipped, max gain, offset slack, robust share.
+    whole: fit again without the pixels the first fit predicts worst. out: (P,) float32."""
     n_val = signatures.shape[1]
     n_pix = n_val // 3
     side = int(round(np.sqrt(n_pix)))
@@ -268,6 +272,8 @@ def colour_scores(signatures, pairs, windows, params, out):
     linear = np.empty(256)
     for c in range(256):
         linear[c] = _linear(np.float64(c))
+    skip = np.zeros(n_pix, dtype=np.bool_)
+    res = np.empty(n_pix)
     for p in range(pairs.shape[0]):
         i, j = pairs[p, 0], pairs[p, 1]
         s_i, s_j = 0.0, 0.0
@@ -278,14 +284,67 @@ def colour_scores(signatures, pairs, windows, params, out):
             i, j = j, i  # fit the brighter (j) from the darker (i)
         for v in range(n_val):
             a[v], b[v] = signatures[i, v], signatures[j, v]
-        gain, offset = _fit(a, b, params[0], params[1], params[2])
+        skip[:] = False
+        gain, offset = _fit(a, b, params[0], params[1], params[2], skip)
+        if whole:
+            for q in range(n_pix):
+                e = 0.0
+                for c in range(3):
+                    e = max(e, abs(min(max(gain * a[3 * q + c] + offset, 0.0), 255.0) - b[3 * q + c]))
+                res[q] = e
+            cut = np.quantile(res, 1.0 - params[3])
+            for q in range(n_pix):
+                skip[q] = res[q] > cut
+            gain, offset = _fit(a, b, params[0], params[1], params[2], skip)
         _linear_levels(signatures[i], gain, offset, fitted, stamp, p)
         _to_lab_levels(signatures[i], fitted, lab_a)  # the fitted prediction of j from i
         _to_lab_levels(signatures[j], linear, lab_b)
         err[:] = 0.0
         _outside(lab_a, lab_b, side, err)
         _outside(lab_b, lab_a, side, err)
-        out[p] = min(max(1.0 - _best_block(err, side, windows) / 100.0, 0.0), 1.0)
+        best = 1e9
+        for k in range(windows.shape[0]):
+            best = min(best, _block_max(err, side, windows[k]))
+        out[p] = min(max(1.0 - best / 100.0, 0.0), 1.0)
+
+
+@njit(nogil=True)
+def _pixel_errors(x, y, gain, offset, err):
+    """err (pixels,): each pixel's largest channel error of clip(gain * x + offset) against y."""
+    for q in range(err.shape[0]):
+        e = 0.0
+        for c in range(3):
+            pr = min(max(gain * np.float64(x[3 * q + c]) + offset, 0.0), 255.0)
+            e = max(e, abs(pr - np.float64(y[3 * q + c])))
+        err[q] = e
+
+
+@njit(nogil=True, cache=True)
+def residual_scores_robust(signatures, pairs, clipped, percentile, share, out):
+    """verify._residual with whole=True, for each pair: fitted again, and the percentile
+    taken, without the `share` of pixels the first fit predicts worst. Fewer pairs come
+    here (re-decoded ones), so a plain sort does the percentile."""
+    n_pix = signatures.shape[1] // 3
+    err = np.empty(n_pix)
+    skip = np.zeros(n_pix, dtype=np.bool_)
+    for p in range(pairs.shape[0]):
+        i, j = pairs[p, 0], pairs[p, 1]
+        sa = 0
+        sb = 0
+        for v in range(signatures.shape[1]):
+            sa += signatures[i, v]
+            sb += signatures[j, v]
+        if sa > sb:
+            i, j = j, i
+        skip[:] = False
+        gain, ma, mb = _least_squares(signatures[i], signatures[j], clipped, 0.7, 1.5, skip)
+        _pixel_errors(signatures[i], signatures[j], gain, mb - gain * ma, err)
+        cut = np.quantile(err, 1.0 - share)
+        for q in range(n_pix):
+            skip[q] = err[q] > cut
+        gain, ma, mb = _least_squares(signatures[i], signatures[j], clipped, 0.7, 1.5, skip)
+        _pixel_errors(signatures[i], signatures[j], gain, mb - gain * ma, err)
+        out[p] = 1.0 - np.percentile(err[~skip], percentile) / 255.0
 
 
 @njit(nogil=True, cache=True)
@@ -305,6 +364,7 @@ def residual_scores(signatures, pairs, clipped, percentile, out):
     frac = pos - lo_i
     keep = n_pix - lo_i  # the largest errors from rank lo_i up
     best = np.empty(keep, dtype=np.float64)
+    nothing = np.zeros(n_pix, dtype=np.bool_)
     for p in range(pairs.shape[0]):
         i, j = pairs[p, 0], pairs[p, 1]
         sa = 0
@@ -314,7 +374,7 @@ def residual_scores(signatures, pairs, clipped, percentile, out):
             sb += signatures[j, v]
         if sa > sb:  # fit the brighter (b) from the darker (a)
             i, j = j, i
-        gain, ma, mb = _least_squares(signatures[i], signatures[j], clipped, 0.7, 1.5)
+        gain, ma, mb = _least_squares(signatures[i], signatures[j], clipped, 0.7, 1.5, nothing)
         offset = mb - gain * ma
         for t in range(keep):
             best[t] = -1.0

@@ -25,6 +25,10 @@ from . import hashing, verify
 NEAR_BAND = 0.04  # a pair scoring within this under --min-similarity is re-decoded (README verifier table)
 WHOLE_SIDE = 24  # the whole pictures are compared at 24x24 (the item is a part of the frame)
 ASPECT_TOLERANCE = 0.03  # whole frames compare only when their shapes agree (log ratio)
+# Re-decoded whole pictures pass the shape check only with a 90th-percentile residual under
+# 0.07 x 255 levels (signatures: 0.08): two black shoes of another cut scored 0.927 there
+# (benchmarks/dedup_bench.py quality set: 4 of 10 pairs of different photos passing, 7 of 178 copies).
+WHOLE_SHAPE_SHIFT = 0.03
 PIXELS_MATCH = 3.0  # grey levels, 64x64 thumbnails: the same picture, whatever the labels say
 COLOUR_GROUP = "color"
 
@@ -49,13 +53,38 @@ class LabelDifference:
         return self.pixel_difference < PIXELS_MATCH
 
 
-def whole_similarity(paths_a: Sequence[str], paths_b: Sequence[str]) -> np.ndarray:
-    """The verification score of each pair of files compared as whole pictures
-    (re-decoded, untrimmed, WHOLE_SIDE x WHOLE_SIDE); nan where a file does not decode.
-    Each distinct file is decoded once. Returns (P,) float32."""
+def second_look(paths: np.ndarray, width: np.ndarray, height: np.ndarray, near: np.ndarray, similarity: np.ndarray,
+                overlay: np.ndarray, min_similarity: float) -> tuple[np.ndarray, int]:
+    """Which candidate pairs are copies, and how many were re-decoded.
+
+    paths, width, height: (n,) per image (width/height of the full picture, 0 when unknown).
+    near: (P, 2) candidate pairs; similarity: (P,) their signatures' score; overlay: (P,)
+    found by an overlay code alone, one of the two without a border (`run.candidate_pairs`).
+    A pair is a copy when its score is >= min_similarity. A near miss (within NEAR_BAND)
+    whose pictures have the same shape is compared again on its whole re-decoded pictures,
+    an overlay candidate on its re-decoded trimmed pictures, allowing a text box
+    (`redecoded_similarity`). Returns ((P,) bool, pairs re-decoded)."""
+    ok = similarity >= min_similarity
+    a, b = near[:, 0], near[:, 1]
+    close = (similarity >= min_similarity - NEAR_BAND) & same_shape(width[a], height[a], width[b], height[b])
+    miss = np.flatnonzero(~ok & (close | overlay))
+    if len(miss):
+        again = redecoded_similarity(paths[a[miss]].tolist(), paths[b[miss]].tolist(), overlay[miss])
+        ok[miss] = np.nan_to_num(again, nan=0.0) >= min_similarity
+    return ok, len(miss)
+
+
+def redecoded_similarity(paths_a: Sequence[str], paths_b: Sequence[str], boxes: np.ndarray | None = None) -> np.ndarray:
+    """The verification score of each pair of files re-decoded and compared at WHOLE_SIDE x
+    WHOLE_SIDE: as whole, untrimmed pictures, or (boxes: (P,) bool) the best of their whole
+    and trimmed pictures each, allowing a text box of up to 10% of the picture
+    (verify.similarity's `whole`).
+    nan where a file does not decode. Each distinct file is decoded once. Returns (P,) float32."""
+    boxes = np.zeros(len(paths_a), dtype=bool) if boxes is None else np.asarray(boxes, dtype=bool)
     files = list(dict.fromkeys([*paths_a, *paths_b]))
     index = {p: i for i, p in enumerate(files)}
-    thumbs = np.zeros((len(files), WHOLE_SIDE * WHOLE_SIDE * 3), dtype=np.uint8)
+    boxed = {p for pa, pb, x in zip(paths_a, paths_b, boxes.tolist()) if x for p in (pa, pb)}
+    thumbs = np.zeros((2 * len(files), WHOLE_SIDE * WHOLE_SIDE * 3), dtype=np.uint8)  # whole, then trimmed
     readable = np.zeros(len(files), dtype=bool)
     for i, path in enumerate(files):
         try:
@@ -64,11 +93,24 @@ def whole_similarity(paths_a: Sequence[str], paths_b: Sequence[str]) -> np.ndarr
         except (OSError, hashing.Unreadable):
             continue
         thumbs[i] = verify.thumbnail(rgb, None, WHOLE_SIDE).reshape(-1)
+        thumbs[len(files) + i] = verify.thumbnail(*hashing.trimmed(rgb), WHOLE_SIDE).reshape(-1) \
+            if path in boxed else thumbs[i]
         readable[i] = True
     pairs = np.array([[index[a], index[b]] for a, b in zip(paths_a, paths_b)], dtype=np.int64).reshape(-1, 2)
-    out = verify.similarity(thumbs, pairs)
+    out = np.empty(len(pairs), dtype=np.float32)
+    out[~boxes] = verify.similarity(thumbs, pairs[~boxes], shape_shift=WHOLE_SHAPE_SHIFT)
+    # A banner along a side of a photo without a border is trimmed away: its whole picture
+    # is what meets the other's trimmed one (and a copy's pad, trimmed, meets the whole).
+    n = len(files)
+    views = [verify.similarity(thumbs, pairs[boxes] + [da, db], whole=True) for da in (0, n) for db in (0, n)]
+    out[boxes] = np.max(views, axis=0) if views else np.zeros(0, dtype=np.float32)
     out[~(readable[pairs[:, 0]] & readable[pairs[:, 1]])] = np.nan
     return out
+
+
+def whole_similarity(paths_a: Sequence[str], paths_b: Sequence[str]) -> np.ndarray:
+    """`redecoded_similarity` of whole pictures. Returns (P,) float32."""
+    return redecoded_similarity(paths_a, paths_b)
 
 
 def same_shape(width_a, height_a, width_b, height_b) -> np.ndarray:

@@ -5,7 +5,7 @@ on 3,000 Myntra product photos 2,779 pairs lie within trimmed-phash distance 8, 
 are the same pose in another colour. So every candidate pair is verified with a
 per-image signature: a 12x12 RGB thumbnail (432 bytes) of the picture after its uniform
 borders are trimmed, stored in the hash cache beside the hash and made in the same
-decode pass.
+decode pass (with a version byte, the picture's flags and its overlay codes: 482 bytes).
 
 The score of a pair asks "is one a brightness/contrast change of the other, up to a
 small overlay at an edge?", and looks at every place, not a percentile:
@@ -36,7 +36,18 @@ import numpy as np
 from PIL import Image
 
 SIDE = 12  # signature thumbnail side
-SIGNATURE_BYTES = SIDE * SIDE * 3  # 432 bytes: 1M images stay under 512 MB in the cache
+THUMB_BYTES = SIDE * SIDE * 3  # 432 bytes
+# The trimmed picture's phash with one overlay region filled (hashing.OVERLAY_REGIONS: each
+# corner, the bottom strip), and the whole picture's with its bottom strip filled: a copy
+# with a text box there hashes like its original (hashing.overlay_codes).
+OVERLAY_CODES = 6
+# The first byte of every signature. The hash cache keeps a signature (and the hash made with
+# it) only while this matches: change it whenever the trim, a hash or the signature changes.
+VERSION = 2
+HEADER = 2  # VERSION, then the picture's flags:
+OPEN_FRAME = 1  # it has no border (hashing.has_border)
+TEXT_BOX = 2  # a text box was painted over (hashing.without_text_boxes)
+SIGNATURE_BYTES = HEADER + THUMB_BYTES + 8 * OVERLAY_CODES  # 482 bytes: 1M images stay under 512 MB in the cache
 DEFAULT_MIN_SIMILARITY = 0.96  # a largest 2x2-block error of 4 CIELAB units (README's verifier table)
 # The shape check beside the colour check: the 90th percentile of the RGB residual after one
 # gain (the verifier before this one) must be under 20 levels (0.92), scored as 0.92 +
@@ -48,6 +59,8 @@ CLIPPED = 250  # a channel value at or above this is treated as clipped (not use
 MAX_GAIN = 1.2  # brightness/contrast changes of +-15% and a little more; the gain stays in 1/1.2..1.2
 OFFSET_SLACK = 4.0  # grey levels the fitted offset may stray past a contrast change's
 CORNER = 4  # a corner window left out for an overlay: 4x4 of 12x12 (11% of the picture)
+ROBUST_SHARE = 0.15  # whole frames: the pixels left out of the second fit (a text box of 10% and its blur)
+WIDE = 0.5  # whole frames: a corner box half the side wide and a quarter high, or the other way round
 STRIP = 2  # a side window: 2 lines of 12 (an overlay along the bottom up to ~10%, blurred by the box filter)
 CHUNK = 1 << 12  # pairs scored at once by the numpy reference
 # From this many pairs on, the compiled kernel (numba, threads) scores them; small runs keep
@@ -55,11 +68,16 @@ CHUNK = 1 << 12  # pairs scored at once by the numpy reference
 KERNEL_MIN = 2_000
 
 
-def signature(rgb: np.ndarray, box: tuple[float, float, float, float] | None = None) -> bytes:
-    """The verification signature of an RGB picture ((h, w, 3) uint8) or of its part
-    box = (top, bottom, left, right) (fractions of a pixel allowed: the trimmed box): its
-    SIDE x SIDE box-filtered thumbnail, row-major RGB bytes (SIGNATURE_BYTES long)."""
-    return thumbnail(rgb, box, SIDE).tobytes()
+def signature(rgb: np.ndarray, box: tuple[float, float, float, float] | None = None,
+              overlay_codes: np.ndarray | None = None, flags: int = 0) -> bytes:
+    """The verification signature of an RGB picture ((h, w, 3) uint8): VERSION, flags
+    (OPEN_FRAME, TEXT_BOX), the SIDE x SIDE box-filtered thumbnail of its part box = (top,
+    bottom, left, right) (fractions of a pixel allowed: the trimmed box; None: all of it)
+    as row-major RGB bytes, then the OVERLAY_CODES uint64 `overlay_codes`
+    (hashing.overlay_codes; zeros when None). SIGNATURE_BYTES long."""
+    codes = np.zeros(OVERLAY_CODES, dtype=np.uint64) if overlay_codes is None else overlay_codes
+    return (bytes([VERSION, flags]) + thumbnail(rgb, box, SIDE).tobytes()
+            + np.asarray(codes, dtype="<u8").tobytes())
 
 
 def thumbnail(rgb: np.ndarray, box: tuple[float, float, float, float] | None, side: int) -> np.ndarray:
@@ -69,53 +87,90 @@ def thumbnail(rgb: np.ndarray, box: tuple[float, float, float, float] | None, si
     return np.asarray(im)
 
 
+def current(sig: bytes | None) -> bool:
+    """The signature was made by this version (size and VERSION byte)."""
+    return sig is not None and len(sig) == SIGNATURE_BYTES and sig[0] == VERSION
+
+
 def as_array(signatures: list[bytes | None]) -> tuple[np.ndarray, np.ndarray]:
-    """Signatures as an (N, SIGNATURE_BYTES) uint8 array and an (N,) bool "present" mask
-    (a missing or wrongly sized signature, e.g. one cached by an older version, is all
-    zeros and absent)."""
-    out = np.zeros((len(signatures), SIGNATURE_BYTES), dtype=np.uint8)
+    """The signatures' thumbnails as an (N, THUMB_BYTES) uint8 array and an (N,) bool
+    "present" mask (a missing signature, or one made by another version, is all zeros
+    and absent)."""
+    out = np.zeros((len(signatures), THUMB_BYTES), dtype=np.uint8)
     present = np.zeros(len(signatures), dtype=bool)
     for i, s in enumerate(signatures):
-        if s is not None and len(s) == SIGNATURE_BYTES:
-            out[i] = np.frombuffer(s, dtype=np.uint8)
+        if current(s):
+            out[i] = np.frombuffer(s, dtype=np.uint8, count=THUMB_BYTES, offset=HEADER)
             present[i] = True
     return out, present
 
 
-def similarity(signatures: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+def overlay_codes(signatures: list[bytes | None]) -> tuple[np.ndarray, np.ndarray]:
+    """((N, OVERLAY_CODES) uint64 overlay hashes, (N,) uint8 flags: OPEN_FRAME, TEXT_BOX) of
+    each signature (zeros where absent or made by another version)."""
+    out = np.zeros((len(signatures), OVERLAY_CODES), dtype=np.uint64)
+    flags = np.zeros(len(signatures), dtype=np.uint8)
+    for i, s in enumerate(signatures):
+        if current(s):
+            out[i] = np.frombuffer(s, dtype="<u8", count=OVERLAY_CODES, offset=HEADER + THUMB_BYTES)
+            flags[i] = s[1]
+    return out, flags
+
+
+def pair_scores(signatures: np.ndarray, pairs: np.ndarray, flags: np.ndarray) -> np.ndarray:
+    """`similarity` of each pair, or, where either picture had a text box painted over
+    (flags TEXT_BOX), the better of that and the score allowing a box of up to 10% (`whole`):
+    what the box hid of the item is missing from that picture's trimmed thumbnail.
+    signatures: (N, THUMB_BYTES); pairs: (P, 2); flags: (N,) uint8. Returns (P,) float32."""
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    out = similarity(signatures, pairs)
+    boxed = np.flatnonzero((flags[pairs[:, 0]] | flags[pairs[:, 1]]) & TEXT_BOX)
+    if len(boxed):
+        out[boxed] = np.maximum(out[boxed], similarity(signatures, pairs[boxed], whole=True))
+    return out
+
+
+def similarity(signatures: np.ndarray, pairs: np.ndarray, whole: bool = False,
+               shape_shift: float = SHAPE_SHIFT) -> np.ndarray:
     """The verification score of each pair, in [0, 1] (1: the same picture).
 
-    signatures: (N, 3 * side * side) uint8 thumbnails (SIGNATURE_BYTES, or larger square
-    ones for a re-decoded pair). pairs: (P, 2) indices into it.
-    Returns (P,) float32. See the module docstring for what the score measures."""
+    signatures: (N, 3 * side * side) uint8 thumbnails (THUMB_BYTES, or larger square
+    ones for a re-decoded pair). pairs: (P, 2) indices into it. whole: the thumbnails are
+    of whole, untrimmed frames, where a text box in a corner may also be a wide or a tall
+    one (`windows`). shape_shift: what the shape check's score is raised by before the
+    smaller of the two decides (SHAPE_SHIFT; less is stricter). Returns (P,) float32. See the module docstring for what the score measures."""
     pairs = np.ascontiguousarray(np.asarray(pairs, dtype=np.int64).reshape(-1, 2))
     out = np.empty(len(pairs), dtype=np.float32)
     side = int(round((signatures.shape[1] // 3) ** 0.5))
+    regions = windows(side, whole)
     if len(pairs) < KERNEL_MIN:
         lab = to_lab(signatures.reshape(len(signatures), side, side, 3).astype(np.float64))
         for lo in range(0, len(pairs), CHUNK):
             p = pairs[lo:lo + CHUNK]
             a, b = signatures[p[:, 0]].astype(np.float64), signatures[p[:, 1]].astype(np.float64)
-            shape = _residual(a.copy(), b.copy()) + SHAPE_SHIFT
-            out[lo:lo + CHUNK] = np.minimum(_score(a, b, lab[p[:, 0]], lab[p[:, 1]], side), shape)
+            shape = _residual(a.copy(), b.copy(), whole) + shape_shift
+            out[lo:lo + CHUNK] = np.minimum(_score(a, b, lab[p[:, 0]], lab[p[:, 1]], side, regions, whole), shape)
         return out
     from . import _kernels  # numba compiles on first use (cached on disk); keep imports light
 
     sigs = np.ascontiguousarray(signatures, dtype=np.uint8)
-    wins = np.ascontiguousarray(windows(side).reshape(9, side * side))
-    params = np.array([CLIPPED, MAX_GAIN, OFFSET_SLACK], dtype=np.float64)
+    wins = np.ascontiguousarray(regions.reshape(len(regions), side * side))
+    params = np.array([CLIPPED, MAX_GAIN, OFFSET_SLACK, ROBUST_SHARE], dtype=np.float64)
     blocks = [(lo, min(lo + CHUNK * 4, len(pairs))) for lo in range(0, len(pairs), CHUNK * 4)]
 
     shape = np.empty(len(pairs), dtype=np.float32)
 
     def work(block: tuple[int, int]) -> None:
         lo, hi = block
-        _kernels.colour_scores(sigs, pairs[lo:hi], wins, params, out[lo:hi])
-        _kernels.residual_scores(sigs, pairs[lo:hi], float(CLIPPED), float(PERCENTILE), shape[lo:hi])
+        _kernels.colour_scores(sigs, pairs[lo:hi], wins, params, whole, out[lo:hi])
+        if whole:
+            _kernels.residual_scores_robust(sigs, pairs[lo:hi], float(CLIPPED), float(PERCENTILE), ROBUST_SHARE, shape[lo:hi])
+        else:
+            _kernels.residual_scores(sigs, pairs[lo:hi], float(CLIPPED), float(PERCENTILE), shape[lo:hi])
 
     with ThreadPoolExecutor(max_workers=max(1, min(len(blocks), _cpus()))) as pool:
         list(pool.map(work, blocks))
-    return np.minimum(out, shape + np.float32(SHAPE_SHIFT))
+    return np.minimum(out, shape + np.float32(shape_shift))
 
 
 def _cpus() -> int:
@@ -136,30 +191,39 @@ _RGB_TO_XYZ = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0
     / np.array([0.9505, 1.0, 1.089])[:, None]
 
 
-def windows(side: int) -> np.ndarray:
-    """(9, side, side) bool: no window, the four corners (CORNER/12 of the side), the four
-    sides (STRIP/12 of it): the regions an overlay may occupy."""
+def windows(side: int, whole: bool = False) -> np.ndarray:
+    """(k, side, side) bool: no window, the four corners (CORNER/12 of the side), the four
+    sides (STRIP/12 of it): the regions an overlay may occupy. whole: also each corner's
+    wide and tall box (WIDE of the side by half of that: 12.5% of the frame), the shapes
+    a text box of up to 10% of a whole frame takes."""
     c, s = max(1, round(side * CORNER / 12)), max(1, round(side * STRIP / 12))
-    out = np.zeros((9, side, side), dtype=bool)
-    for k, (r, q) in enumerate([(0, 0), (0, side - c), (side - c, 0), (side - c, side - c)]):
-        out[1 + k, r:r + c, q:q + c] = True
-    out[5, :s], out[6, -s:], out[7, :, :s], out[8, :, -s:] = True, True, True, True
+    shapes = [(c, c)] + ([(round(side * WIDE), round(side * WIDE / 2)), (round(side * WIDE / 2), round(side * WIDE))]
+                         if whole else [])
+    out = np.zeros((1 + 4 * len(shapes) + 4, side, side), dtype=bool)
+    k = 1
+    for width, height in shapes:
+        for r, q in [(0, 0), (0, side - width), (side - height, 0), (side - height, side - width)]:
+            out[k, r:r + height, q:q + width] = True
+            k += 1
+    out[k, :s], out[k + 1, -s:], out[k + 2, :, :s], out[k + 3, :, -s:] = True, True, True, True
     return out
 
 
-def _fit(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _fit(a: np.ndarray, b: np.ndarray, skip: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Gain and offset (P,) that best predict b from a (P, V), limited to a brightness or
-    contrast change (module docstring, step 1)."""
-    gain, ma, mb = _least_squares(a, b, 1 / MAX_GAIN, MAX_GAIN)
-    pivot = (1 - gain) * a.mean(axis=1)
+    contrast change (module docstring, step 1), fitted on the values not in skip ((P, V) bool)."""
+    gain, ma, mb = _least_squares(a, b, 1 / MAX_GAIN, MAX_GAIN, skip)
+    keep = np.ones_like(a, dtype=bool) if skip is None else ~skip
+    pivot = (1 - gain) * (a * keep).sum(axis=1) / np.maximum(keep.sum(axis=1), 1)
     offset = np.clip(mb - gain * ma, np.minimum(0, pivot) - OFFSET_SLACK, np.maximum(0, pivot) + OFFSET_SLACK)
     return gain, offset
 
 
-def _least_squares(a: np.ndarray, b: np.ndarray, low: float, high: float) -> tuple[np.ndarray, ...]:
+def _least_squares(a: np.ndarray, b: np.ndarray, low: float, high: float,
+                   skip: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
     """(gain clipped to low..high, mean of a, mean of b) of the least-squares line b ~ a
-    over the values neither has clipped; a, b (P, V)."""
-    m = (a < CLIPPED) & (b < CLIPPED)
+    over the values neither has clipped and skip ((V,) or (P, V) bool) leaves in; a, b (P, V)."""
+    m = (a < CLIPPED) & (b < CLIPPED) & (True if skip is None else ~skip)
     n = np.maximum(m.sum(axis=1), 1)
     ma = (a * m).sum(axis=1) / n
     mb = (b * m).sum(axis=1) / n
@@ -179,30 +243,42 @@ def _outside(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.maximum(d[..., 0], np.hypot(d[..., 1], d[..., 2]))
 
 
-def _score(a: np.ndarray, b: np.ndarray, lab_a: np.ndarray, lab_b: np.ndarray, side: int) -> np.ndarray:
+def _score(a: np.ndarray, b: np.ndarray, lab_a: np.ndarray, lab_b: np.ndarray, side: int,
+           regions: np.ndarray, whole: bool = False) -> np.ndarray:
     """The numpy reference of the score. a, b: (P, 3 * side^2) float64 RGB; lab_a, lab_b
-    their (P, side, side, 3) CIELAB."""
+    their (P, side, side, 3) CIELAB; regions: `windows`. whole: the gain and offset are
+    fitted again without the ROBUST_SHARE of pixels the first fit predicts worst (a dark
+    box over 8% of a frame pulls one fit off)."""
     swap = a.mean(axis=1) > b.mean(axis=1)  # fit the brighter (b) from the darker (a)
     a, b = np.where(swap[:, None], b, a), np.where(swap[:, None], a, b)
     lab_b = np.where(swap[:, None, None, None], lab_a, lab_b)
     gain, offset = _fit(a, b)
+    if whole:
+        res = np.abs(np.clip(gain[:, None] * a + offset[:, None], 0, 255) - b).reshape(len(a), -1, 3).max(axis=2)
+        worst = res > np.quantile(res, 1 - ROBUST_SHARE, axis=1)[:, None]
+        gain, offset = _fit(a, b, np.repeat(worst, 3, axis=1))
     pred = to_lab(np.clip(gain[:, None] * a + offset[:, None], 0, 255).reshape(len(a), side, side, 3))
     err = np.maximum(_outside(pred, lab_b), _outside(lab_b, pred))
     best = np.full(len(a), np.inf)
-    for w in windows(side):
+    for w in regions:
         e = np.where(w[None], 0.0, err)
         blocks = (e[:, 1:, 1:] + e[:, :-1, 1:] + e[:, 1:, :-1] + e[:, :-1, :-1]) / 4
         best = np.minimum(best, blocks.reshape(len(a), -1).max(axis=1))
     return np.clip(1.0 - best / 100.0, 0.0, 1.0).astype(np.float32)
 
 
-def _residual(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _residual(a: np.ndarray, b: np.ndarray, whole: bool = False) -> np.ndarray:
     """The shape check's numpy reference: 1 - (PERCENTILE-th percentile of each pixel's
     largest channel error after fitting the brighter from the darker with one gain and
-    offset) / 255. a, b (P, V) float64, changed in place."""
+    offset) / 255. whole: fitted again, and the percentile taken, without the ROBUST_SHARE
+    of pixels the first fit predicts worst (`_score`). a, b (P, V) float64, changed in place."""
     swap = a.mean(axis=1) > b.mean(axis=1)
     a[swap], b[swap] = b[swap], a[swap].copy()
     gain, ma, mb = _least_squares(a, b, 0.7, 1.5)
-    pred = np.clip(gain[:, None] * a + (mb - gain * ma)[:, None], 0, 255)
-    err = np.abs(pred - b).reshape(len(a), -1, 3).max(axis=2)
-    return (1.0 - np.percentile(err, PERCENTILE, axis=1) / 255.0).astype(np.float32)
+    err = np.abs(np.clip(gain[:, None] * a + (mb - gain * ma)[:, None], 0, 255) - b).reshape(len(a), -1, 3).max(axis=2)
+    if not whole:
+        return (1.0 - np.percentile(err, PERCENTILE, axis=1) / 255.0).astype(np.float32)
+    worst = err > np.quantile(err, 1 - ROBUST_SHARE, axis=1)[:, None]
+    gain, ma, mb = _least_squares(a, b, 0.7, 1.5, np.repeat(worst, 3, axis=1))
+    err = np.abs(np.clip(gain[:, None] * a + (mb - gain * ma)[:, None], 0, 255) - b).reshape(len(a), -1, 3).max(axis=2)
+    return np.array([1.0 - np.percentile(e[~w], PERCENTILE) / 255.0 for e, w in zip(err, worst)], dtype=np.float32)

@@ -24,7 +24,7 @@ _CANDIDATE = "(i.status = 'active' OR i.status_rule IN (?, ?))"
 
 
 def dedup_candidates(ledger: Ledger, splits: Sequence[str] | None, methods: Sequence[str],
-                     signature_bytes: int | None = None) -> dict[str, list]:
+                     signature_bytes: int | None = None, signature_version: int | None = None) -> dict[str, list]:
     """The images to fingerprint, with what the cache knows about each file, as
     {column: list of values, one per image}.
 
@@ -32,9 +32,11 @@ def dedup_candidates(ledger: Ledger, splits: Sequence[str] | None, methods: Sequ
     known_bytes, known_mtime_ns, known_sha256 (the fingerprint last read from the same
     path, or None), need_size (the ledger lacks width/height), known_unreadable, and one
     bool column `cached_<method>` per method (a hash exists for the known sha256, with a
-    signature of `signature_bytes` when given: one of another size, cached by an older
-    version of the verifier, is made again)."""
+    signature of `signature_bytes` whose first byte is `signature_version`, when given:
+    one of another size or version, cached by an older trim or verifier, is made again)."""
     size = "IS NOT NULL" if signature_bytes is None else f"= {int(signature_bytes)}"
+    if signature_version is not None:
+        size += f" AND substr(h.signature, 1, 1) = X'{int(signature_version):02x}'"
     where, params = _where(splits, None, prefix="i.")
     where += (" AND " if where else "WHERE ") + _CANDIDATE
     cached = "".join(

@@ -1,0 +1,98 @@
+"""Dedup finds copies with a text box over a corner or along the bottom (product photos on
+white and natural photos), and the hash cache is keyed by the signature's version. Real
+photos from ../shared/data (IFA_SHARED_DATA elsewhere), copies made here."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from ifa.benchmarks.dedup_bench import text_box
+from ifa.curation.dedup import run as dedup
+from ifa.curation.dedup import verify
+from ifa.curation.ingest import importing
+from ifa.curation.workspace import Workspace
+
+DATA = Path(os.environ.get("IFA_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+MYNTRA = DATA / "myntra-products" / "images"
+CC0 = sorted((DATA / "clothing-cc0" / "images").glob("*.jpg"))
+needs_data = pytest.mark.skipif(not MYNTRA.is_dir() or not CC0, reason=f"real photos not found under {DATA}")
+
+PRODUCTS = ("10001", "13228", "13261", "18175", "10017", "11899")
+# Two photos of one shoot, different items: a box must not make them copies.
+SHOOT = ("15814", "15779")
+
+
+def _workspace(root: Path, folder: Path) -> Workspace:
+    ws = Workspace.init(root / "ws", command="test")
+    importing.import_folder(ws, folder, "train")
+    return ws
+
+
+@needs_data
+@pytest.mark.slow
+def test_copies_with_a_text_box_in_a_corner_or_along_the_bottom_are_merged(tmp_path: Path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    originals = [MYNTRA / f"{n}.jpg" for n in PRODUCTS] + CC0[30:36]
+    boxes = {"tl-dark": ("tl", True), "br-light": ("br", False), "bottom-dark": ("bottom", True),
+             "bottom-light": ("bottom", False)}
+    for src in originals + [MYNTRA / f"{n}.jpg" for n in SHOOT]:
+        shutil.copy(src, folder / src.name)
+    for src in originals:
+        with Image.open(src) as im:
+            for name, (where, dark) in boxes.items():
+                text_box(im, where, dark).save(folder / f"{src.stem}-{name}.jpg", "JPEG", quality=90)
+    ws = _workspace(tmp_path, folder)
+    try:
+        r = dedup.run(ws, workers=1, report=False)
+        found = []
+        for src in originals:  # each copy sits in its original's cluster; nothing foreign joins
+            cluster = next((c for c in r.clusters if src.stem in {m.image_id for m in c.members}), None)
+            members = {m.image_id for m in cluster.members} if cluster else {src.stem}
+            assert all(m == src.stem or m.startswith(src.stem + "-") for m in members), members
+            found += [f"{src.stem}-{name}" in members for name in boxes]
+        # 34 of 48 found; the code before painted boxes and overlay codes found 12 of 48
+        assert sum(found) >= 28, f"{sum(found)} of {len(found)} boxed copies found"
+        assert not {frozenset(SHOOT)} & {frozenset((c.keep, m.image_id)) for c in r.clusters for m in c.members}
+    finally:
+        ws.close()
+
+
+@needs_data
+def test_a_new_signature_version_hashes_every_file_again(tmp_path: Path, monkeypatch):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for src in CC0[:3]:
+        shutil.copy(src, folder / src.name)
+    ws = _workspace(tmp_path, folder)
+    try:
+        assert dedup.run(ws, workers=1, report=False).images_hashed == 3
+        assert dedup.run(ws, workers=1, report=False).images_hashed == 0  # the cache holds
+        monkeypatch.setattr(verify, "VERSION", verify.VERSION + 1)  # a trim or signature change, same size
+        assert dedup.run(ws, workers=1, report=False).images_hashed == 3  # stale signatures are made again
+        assert dedup.run(ws, workers=1, report=False).images_hashed == 0
+    finally:
+        ws.close()
+
+
+@needs_data
+def test_overlay_codes_come_from_phashs_own_32x32_picture():
+    # One LANCZOS resize of the trimmed picture serves phash and the overlay codes; a filled
+    # region's code is the phash of that picture with the region painted in the rest's mean.
+    import numpy as np
+
+    from ifa.curation.dedup import hashing
+
+    for path in [MYNTRA / f"{p}.jpg" for p in PRODUCTS[:3]] + CC0[:3]:
+        d = hashing.prepare(path.read_bytes())
+        assert np.array_equal(d.small, hashing.resize_lanczos([d.grey], (32, 32))[0])
+        codes = verify.overlay_codes([d.signature])[0][0]
+        inside = np.zeros((32, 32), dtype=bool)
+        inside[round(0.85 * 32):] = True
+        filled = np.where(inside, d.small[~inside].mean(), d.small)
+        assert int(codes[4]) == int(hashing.pack(hashing.METHODS["phash"].bits(filled[None]))[0]), path.name
