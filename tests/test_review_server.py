@@ -217,7 +217,8 @@ def test_status_tiebreak_and_finalize(rv):
     session = httpx.Client(base_url=url, headers={"Authorization": f"Token {third.token}"})
     nxt = session.get(f"/api/projects/{tb.project_id}/next/").json()
     assert nxt["data"]["image_id"] == i[7] and "skipped" in nxt["data"]["answers"]
-    assert nxt["predictions"] == []  # neither annotator's answer is pre-filled for the tie-breaker
+    # Neither annotator's answer is pre-filled for the tie-breaker: only the empty prediction.
+    assert [(p["model_version"], p["result"]) for p in nxt["predictions"]] == [(tiebreak.NO_PREFILL, [])]
 
     dry = finalize.finalize(rv.ws, ROUND)
     assert not dry.applied and os.path.exists(dry.report)
