@@ -20,8 +20,7 @@ from ..curation.ledger.review import ReviewStore, annotator_role, is_tiebreak
 from ..curation.workspace import Workspace
 from ..errors import IfaError
 from ..progress import SILENT, Progress
-from ..taxonomy import labeling_config
-from . import state
+from . import rounds, state
 from .annotators import check_email, check_people
 from .client import Client, NotFound, connection_for
 from .files import task_data
@@ -78,15 +77,17 @@ def reassign(ws: Workspace, round_name: str | None, from_email: str, to_email: s
 
     files = task_data(ws, store.image_sources(view.round_id), client.conn).merged(
         task_data(ws, store.gold_sources(view.round_id), client.conn))
-    project_b = ensure_project(client, store, view.round_id, name, role_b, b, user_b, files.roots,
-                               labeling_config(ws.taxonomy))
+    # The newcomer's page is the round's: a check round pre-fills, a short check asks its groups.
+    pages = rounds.annotator_pages(ws, store, rounds.recorded(view), files.data, store.images(view.round_id))
+    project_b = ensure_project(client, store, view.round_id, name, role_b, b, user_b, files.roots, pages.config,
+                               extra=pages.settings)
     plan = store.assignments(view.round_id)
     base = float(plan.loc[plan["role"] == role_b, "position"].max()) if (plan["role"] == role_b).any() else -1.0
     moved = store.move_assignments(view.round_id, role_a, role_b, move, base)
     plan = store.assignments(view.round_id)
     queue_b = plan.loc[plan["role"] == role_b, "image_id"].tolist()
     imported, _ = import_missing(client, store, view.round_id, role_b, project_b,
-                                 {i: files.data[i] for i in queue_b if i in files.data}, progress)
+                                 {i: files.data[i] for i in queue_b if i in files.data}, progress, pages.prefills)
     deleted = _delete_moved(client, store, view, role_a, set(plan.loc[plan["role"] == role_a, "image_id"]))
     ws.ledger.append_event("review_reassign", old=a, new=b,
                            reason=f"{moved} unanswered tasks of round {name} moved from {a} to {b}; {len(kept)} kept "

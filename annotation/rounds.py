@@ -256,21 +256,45 @@ def _fill_projects(ws: Workspace, store: ReviewStore, client: Client, rnd: _Reco
                           skipped={k: v for k, v in skipped.items() if v},
                           asked=dict(Counter(g for gs in rnd.asked.values() for g in gs)))
     files = files.merged(gold_files)
-    config = asked_config(ws.taxonomy) if rnd.asked else labeling_config(ws.taxonomy)
-    if rnd.asked:  # the page of a short check offers the asked groups only (every group on gold)
-        for image_id, data in files.data.items():
-            data.update(asked_fields(ws.taxonomy, rnd.asked.get(image_id)))
-    prefills = _prefills(ws, store, rnd, list(sources["image_id"]))
-    settings_extra = prefill.project_settings(rnd.mode, short=bool(rnd.asked))
+    pages = annotator_pages(ws, store, rnd, files.data, list(sources["image_id"]))
     for role, email in zip(rnd.roles, settings.annotators):
         project_id = ensure_project(client, store, rnd.round_id, rnd.name, role, email, users[email], files.roots,
-                                    config, extra=settings_extra)
+                                    pages.config, extra=pages.settings)
         mine = {i: files.data[i] for i in plan.get(role, []) if i in files.data}
         result.tasks_added[role], result.tasks_adopted[role] = import_missing(
-            client, store, rnd.round_id, role, project_id, mine, progress, prefills)
+            client, store, rnd.round_id, role, project_id, mine, progress, pages.prefills)
         result.projects.append(ProjectInfo(role, email, project_id, f"{client.url}/projects/{project_id}",
                                            store.task_counts(rnd.round_id).get(role, 0)))
     return result
+
+
+@dataclass
+class AnnotatorPages:
+    """How a round's annotator projects look: the label config, the project settings of its
+    mode, and per image the task fields that pre-fill it (None in blind mode)."""
+
+    config: str
+    settings: dict
+    prefills: dict[str, dict] | None
+
+
+def annotator_pages(ws: Workspace, store: ReviewStore, rnd: _Recorded, data: dict[str, dict],
+                    images: list[str]) -> AnnotatorPages:
+    """The pages of the round's annotators (create, and reassign's newcomer, the same):
+    a short check's task `data` gains the fields offering only its asked groups (every
+    group on gold); check mode pre-fills `images`' current labels and gold's planted ones."""
+    if rnd.asked:
+        for image_id, fields in data.items():
+            fields.update(asked_fields(ws.taxonomy, rnd.asked.get(image_id)))
+    config = asked_config(ws.taxonomy) if rnd.asked else labeling_config(ws.taxonomy)
+    return AnnotatorPages(config, prefill.project_settings(rnd.mode, short=bool(rnd.asked)),
+                          _prefills(ws, store, rnd, images))
+
+
+def recorded(view: state.RoundView) -> _Recorded:
+    """A round already created, as its later steps (reassign) need it."""
+    return _Recorded(view.round_id, view.name, True, False, list(view.annotator_roles), dict(view.gold), {},
+                     str(view.round.get("mode") or "blind"), dict(view.check_groups))
 
 
 def _finish(store: ReviewStore, rnd: _Recorded, result: CreateResult) -> None:

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from ifa.annotation import consensus, finalize, prefill, rounds, server, simulate, state, status, sync, tiebreak
+from ifa.annotation import consensus, finalize, prefill, reassign, rounds, server, simulate, state, status, sync, tiebreak
 from ifa.annotation.answers import parse_result
 from ifa.annotation.client import Client, Connection
 from ifa.annotation.quality import by_group
@@ -267,3 +267,24 @@ def test_check_mode_prefills_and_syncs_the_edited_answer(rc):
 def current_labels(rc) -> dict[str, set[int]]:
     labels = rc.ws.ledger.labels_frame(["validation"], image_status=None)
     return {i: set(labels.loc[labels["image_id"] == i, "label_id"].astype(int)) for i in rc.ids}
+
+
+def test_reassign_keeps_a_check_rounds_prefill(rc):
+    # The newcomer who takes over a check-mode queue gets the same pre-filled page.
+    name = "check-2"
+    made = rounds.create_round(rc.ws, split="validation", annotators=[rc.emails["c1"], rc.emails["c2"]],
+                               tiebreaker=rc.emails["tb1"], image_ids=rc.ids[6:10], name=name, mode="check",
+                               client=rc.client)
+    assert made.mode == "check"
+    moved = reassign.reassign(rc.ws, name, rc.emails["c2"], rc.emails["c3"], rc.client)
+    assert moved.moved == 4
+    view = state.load(rc.store, name)
+    proj = view.projects[moved.to_role]
+    settings = rc.client.get(f"api/projects/{proj.ls_project_id}/", "reading the newcomer's project")
+    assert settings["show_collab_predictions"] and settings["model_version"] == prefill.PREFILL_VERSION
+    mine = view.tasks[view.tasks["role"] == moved.to_role]
+    assert len(mine) == 4
+    for image_id, task in zip(mine["image_id"], mine["ls_task_id"]):
+        (pred,) = rc.client.get(f"api/tasks/{int(task)}/", "reading a reassigned task")["predictions"]
+        assert pred["model_version"] == prefill.PREFILL_VERSION
+        assert parse_result(pred["result"], rc.tax).labels == rc.truth[image_id]
