@@ -242,6 +242,7 @@ def _chrome():
 @pytest.mark.slow
 def test_in_a_browser_filter_open_set_aside_and_restore_from_the_cli(browse, sample_ws, tmp_path):
     from selenium.webdriver.common.by import By
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
     shots = Path(os.environ.get("IFA_SCREENSHOT_DIR") or tmp_path)
@@ -254,7 +255,8 @@ def test_in_a_browser_filter_open_set_aside_and_restore_from_the_cli(browse, sam
     # a dedup cluster beside the image the test opens, as `ifa curate dedup --apply` leaves one
     sample_ws.ledger.apply_changes([Change("set_aside", shirts[1], reason=f"duplicate-of:{shirts[0]}", rule="duplicate")])
     driver = _chrome()
-    wait = WebDriverWait(driver, 30)
+    # The page re-renders a panel after each action: an element found mid-render goes stale.
+    wait = WebDriverWait(driver, 30, ignored_exceptions=(StaleElementReferenceException,))
     try:
         driver.get(browse.url)
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#grid .card")) == 60)
