@@ -127,6 +127,25 @@ def picks(data: Path, n: int, seed: int, taxonomy: Taxonomy) -> tuple[dict, dict
     return current, answer
 
 
+def log_in_form(driver, url: str, email: str, password: str, timeout: float = 90) -> None:
+    """Log `driver` in to Label Studio at `url` through its login form, as a person does (a
+    session cookie copied in from another client does not always take). Raises
+    RuntimeError when the form does not render or the login fails within `timeout` s."""
+    driver.get(f"{url}/user/login")
+    deadline = time.monotonic() + timeout
+    while not driver.find_elements("css selector", "input[name=email]"):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the login page did not render")
+        time.sleep(0.3)
+    driver.find_element("css selector", "input[name=email]").send_keys(email)
+    driver.find_element("css selector", "input[name=password]").send_keys(password)
+    driver.find_element("css selector", "button[type=submit], input[type=submit]").click()
+    while "/user/login" in driver.current_url:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{email} could not log in to {url}")
+        time.sleep(0.3)
+
+
 class Page:
     """The labeling page in headless Chromium, driven like a person, counting what it costs."""
 
@@ -148,19 +167,7 @@ class Page:
 
     def log_in(self, email: str, password: str) -> None:
         """The login form, as a person fills it (not counted: once per session)."""
-        self.driver.get(f"{self.url}/user/login")
-        deadline = time.monotonic() + 90
-        while not self.driver.find_elements("css selector", "input[name=email]"):
-            if time.monotonic() > deadline:
-                raise RuntimeError("the login page did not render")
-            time.sleep(0.3)
-        self.driver.find_element("css selector", "input[name=email]").send_keys(email)
-        self.driver.find_element("css selector", "input[name=password]").send_keys(password)
-        self.driver.find_element("css selector", "button[type=submit], input[type=submit]").click()
-        while "/user/login" in self.driver.current_url:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{email} could not log in to {self.url}")
-            time.sleep(0.3)
+        log_in_form(self.driver, self.url, email, password)
 
     def open(self, project_id: int, task_id: int, shots: Path, tries: int = 3) -> None:
         """Load the task's labeling page (again, up to `tries` times: on a loaded machine the

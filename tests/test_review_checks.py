@@ -217,25 +217,13 @@ def test_finalize_changes_only_the_flagged_groups(sc):
     assert {i: set(ls) for i, ls in current(sc.ws).items()} == sc.before
 
 
-def form_log_in(driver, url: str, email: str, password: str) -> None:
-    driver.get(f"{url}/user/login")
-    deadline = time.monotonic() + 120
-    while not driver.find_elements("css selector", "input[name=email]"):
-        assert time.monotonic() < deadline, "the login page did not render"
-        time.sleep(0.3)
-    driver.find_element("css selector", "input[name=email]").send_keys(email)
-    driver.find_element("css selector", "input[name=password]").send_keys(password)
-    driver.find_element("css selector", "button[type=submit], input[type=submit]").click()
-    while "/user/login" in driver.current_url:
-        assert time.monotonic() < deadline, f"{email} could not log in"
-        time.sleep(0.3)
-
-
 def choices_on_pages(sc, pages: dict[str, tuple[int, int]]) -> dict[str, set[str]]:
     """Open each task's labeling page in headless Chromium as the admin; a screenshot of
     each; returns the choice names each page's DOM holds."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
+
+    from ifa.benchmarks.review_clicks import log_in_form
 
     opts = webdriver.ChromeOptions()
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1440,900"):
@@ -244,9 +232,7 @@ def choices_on_pages(sc, pages: dict[str, tuple[int, int]]) -> dict[str, set[str
     driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
     out = {}
     try:
-        # The login form, as a person fills it: a session cookie copied in from another
-        # client did not always take, and the page then showed the login form instead.
-        form_log_in(driver, sc.client.url, sc.st.admin_email, sc.st.admin_password)
+        log_in_form(driver, sc.client.url, sc.st.admin_email, sc.st.admin_password, timeout=120)
         for name, (project, task) in pages.items():
             driver.get(f"{sc.client.url}/projects/{project}/data?task={task}")
             deadline = time.monotonic() + 300  # the frontend is slow to start on a loaded 2-core machine

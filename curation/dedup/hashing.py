@@ -390,14 +390,9 @@ def trimmed(rgb: np.ndarray) -> tuple[np.ndarray, tuple[float, float, float, flo
     return clean_rgb, None if box == (0, h, 0, w) else refine_box(clean, box)
 
 
-def has_border(grey: np.ndarray) -> bool:
-    """TEXT_BOX_RING of the picture's outer lines lie within FLAT_TOLERANCE of their median
-    grey: a product on a plain background, padding. grey: (h, w) uint8."""
-    return _ring(grey)[1]
-
-
 def _ring(grey: np.ndarray) -> tuple[int, bool]:
-    """(the median grey of the picture's outer lines, whether it has a border: `has_border`)."""
+    """(the median grey of the picture's outer lines, whether it has a border: TEXT_BOX_RING of
+    those lines within FLAT_TOLERANCE of that median, as on a product on a plain background)."""
     ring = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
     counts = np.bincount(ring, minlength=256)
     median = int(np.searchsorted(np.cumsum(counts), (len(ring) + 1) // 2))  # a lower median: np.median is 10x slower

@@ -109,11 +109,6 @@ def redecoded_similarity(paths_a: Sequence[str], paths_b: Sequence[str], boxes: 
     return out
 
 
-def whole_similarity(paths_a: Sequence[str], paths_b: Sequence[str]) -> np.ndarray:
-    """`redecoded_similarity` of whole pictures. Returns (P,) float32."""
-    return redecoded_similarity(paths_a, paths_b)
-
-
 def same_shape(width_a, height_a, width_b, height_b) -> np.ndarray:
     """(P,) bool: the two full-size pictures have the same aspect ratio (within ASPECT_TOLERANCE)."""
     wa, ha, wb, hb = (np.asarray(x, dtype=np.float64) for x in (width_a, height_a, width_b, height_b))

@@ -45,7 +45,7 @@ OVERLAY_CODES = 6
 # it) only while this matches: change it whenever the trim, a hash or the signature changes.
 VERSION = 2
 HEADER = 2  # VERSION, then the picture's flags:
-OPEN_FRAME = 1  # it has no border (hashing.has_border)
+OPEN_FRAME = 1  # it has no border (hashing._ring)
 TEXT_BOX = 2  # a text box was painted over (hashing.without_text_boxes)
 SIGNATURE_BYTES = HEADER + THUMB_BYTES + 8 * OVERLAY_CODES  # 482 bytes: 1M images stay under 512 MB in the cache
 DEFAULT_MIN_SIMILARITY = 0.96  # a largest 2x2-block error of 4 CIELAB units (README's verifier table)
