@@ -56,7 +56,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance
 
-from ifa.curation.dedup import hashing, pairs, verify
+from ifa.curation.dedup import align, hashing, pairs, verify
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DATASETS = ("clothing-cc0", "myntra-products")
@@ -337,11 +337,13 @@ def kept_command(paths: list[Path], codes: np.ndarray, overlay: np.ndarray, sign
     from ifa.curation.dedup import recheck, run
 
     cand, by_overlay = run.candidate_pairs(codes, overlay[0], k)
+    cand, by_crop = align.with_crop_pairs(cand, codes, overlay[2])
+    by_overlay = np.concatenate([by_overlay, np.zeros(len(cand) - len(by_overlay), dtype=bool)])
     by_overlay &= ((overlay[1][cand[:, 0]] | overlay[1][cand[:, 1]]) & verify.OPEN_FRAME) > 0
     sim = verify.pair_scores(signatures, cand, overlay[1])
     t = time.process_time()
     ok, redecoded = recheck.second_look(np.array([str(p) for p in paths], dtype=object), sizes[:, 0], sizes[:, 1],
-                                        cand, sim, by_overlay, min_similarity)
+                                        cand, sim, by_overlay, min_similarity, by_crop)
     seconds = time.process_time() - t
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
@@ -404,7 +406,8 @@ def quality(n_products: int, n_cc0: int, n_copied: int, k: int, min_similarity: 
         results = [r for lo in range(0, len(jobs), 500) for r in hashing.hash_batch(jobs[lo:lo + 500], ("phash",))]
         codes = np.array([r.hashes["phash"] for r in results], dtype=np.uint64)
         signatures, _ = verify.as_array([r.signature for r in results])
-        overlay = verify.overlay_codes([r.signature for r in results])  # (codes, flags)
+        overlay = (*verify.overlay_codes([r.signature for r in results]),
+                   verify.crop_codes([r.signature for r in results]))  # (codes, flags, crop codes)
         sizes = np.array([r.width * r.height for r in results], dtype=np.float64)
         shapes = np.array([(r.width, r.height) for r in results], dtype=np.float64)
         nbytes = np.array([r.bytes for r in results], dtype=np.float64)

@@ -79,9 +79,10 @@ def test_compiled_grey_is_pillows_l_conversion():
 # compiled grey, LANCZOS and statistics passes): digests of every product `hash_batch`
 # caches. A speed change must leave them alone; a change of what is measured changes them
 # on purpose (and the cache's version). Tied to the pinned decoders (simplejpeg, Pillow).
-# "signature" is its thumbnail; "overlay" the version, flags and overlay codes around it.
+# "signature" is its thumbnail; "overlay" the version, flags and overlay codes around it; "crop" the crop code.
 GOLDEN = {"phash": "abbb4afdbaf98a60", "dhash": "22888b5d0e2023b0", "signature": "17c0c9fb4db9301a",
-          "overlay": "a5587fa15310df13", "stats": "d577f02f426941c3", "thumb_hash": "13aaed916104a94e"}
+          "overlay": "248e07d862059930", "stats": "d577f02f426941c3", "thumb_hash": "13aaed916104a94e",
+          "crop": "6c915acef32a8ea3"}
 
 
 def test_decode_products_are_unchanged_by_the_faster_passes():
@@ -91,7 +92,9 @@ def test_decode_products_are_unchanged_by_the_faster_passes():
     parts = {"phash": [r.hashes["phash"].to_bytes(8, "big") for r in rs],
              "dhash": [r.hashes["dhash"].to_bytes(8, "big") for r in rs],
              "signature": [r.signature[verify.HEADER:verify.HEADER + verify.THUMB_BYTES] for r in rs],
-             "overlay": [r.signature[:verify.HEADER] + r.signature[verify.HEADER + verify.THUMB_BYTES:] for r in rs],
+             "overlay": [r.signature[:verify.HEADER] + r.signature[verify.HEADER + verify.THUMB_BYTES:verify.CROP_AT]
+                         for r in rs],
+             "crop": [r.signature[verify.CROP_AT:] for r in rs],
              "stats": [r.picture_stats.values.tobytes() for r in rs],
              "thumb_hash": [r.picture_stats.thumb_hash for r in rs]}
     got = {name: hashlib.sha256(b"".join(p)).hexdigest()[:16] for name, p in parts.items()}

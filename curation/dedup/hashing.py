@@ -351,7 +351,10 @@ def prepare(data: bytes, trim: bool = True, with_stats: bool = False) -> Decoded
     # The whole picture's code is the trimmed one's when nothing was trimmed.
     whole = None if edges is None else resize_lanczos([clean], METHODS["phash"].size)[0]
     codes = overlay_codes(small, whole)
-    return Decoded(hashed, verify.signature(clean_rgb, edges, codes, flags), width, height, stats, small)
+    from . import align  # it imports this module
+
+    crop = int(align.crop_code(small))
+    return Decoded(hashed, verify.signature(clean_rgb, edges, codes, flags, crop), width, height, stats, small)
 
 
 def _cut_out(grey: np.ndarray, edges: tuple[float, float, float, float]) -> np.ndarray:

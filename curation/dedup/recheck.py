@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from ...taxonomy import Taxonomy
-from . import hashing, verify
+from . import align, hashing, verify
 
 NEAR_BAND = 0.04  # a pair scoring within this under --min-similarity is re-decoded (README verifier table)
 WHOLE_SIDE = 24  # the whole pictures are compared at 24x24 (the item is a part of the frame)
@@ -54,7 +54,7 @@ class LabelDifference:
 
 
 def second_look(paths: np.ndarray, width: np.ndarray, height: np.ndarray, near: np.ndarray, similarity: np.ndarray,
-                overlay: np.ndarray, min_similarity: float) -> tuple[np.ndarray, int]:
+                overlay: np.ndarray, min_similarity: float, crop: np.ndarray | None = None) -> tuple[np.ndarray, int]:
     """Which candidate pairs are copies, and how many were re-decoded.
 
     paths, width, height: (n,) per image (width/height of the full picture, 0 when unknown).
@@ -63,7 +63,9 @@ def second_look(paths: np.ndarray, width: np.ndarray, height: np.ndarray, near: 
     A pair is a copy when its score is >= min_similarity. A near miss (within NEAR_BAND)
     whose pictures have the same shape is compared again on its whole re-decoded pictures,
     an overlay candidate on its re-decoded trimmed pictures, allowing a text box
-    (`redecoded_similarity`). Returns ((P,) bool, pairs re-decoded)."""
+    (`redecoded_similarity`). crop: (P,) bool, paired by a crop code (`align.with_crop_pairs`):
+    those, and pairs scoring a little lower, that are still not copies are re-decoded and
+    aligned (`align.aligned_look`). Returns ((P,) bool, pairs re-decoded)."""
     ok = similarity >= min_similarity
     a, b = near[:, 0], near[:, 1]
     close = (similarity >= min_similarity - NEAR_BAND) & same_shape(width[a], height[a], width[b], height[b])
@@ -71,6 +73,9 @@ def second_look(paths: np.ndarray, width: np.ndarray, height: np.ndarray, near: 
     if len(miss):
         again = redecoded_similarity(paths[a[miss]].tolist(), paths[b[miss]].tolist(), overlay[miss])
         ok[miss] = np.nan_to_num(again, nan=0.0) >= min_similarity
+    if crop is not None:
+        ok, aligned = align.aligned_look(paths, near, similarity, ok, crop, min_similarity)
+        miss = np.union1d(miss, aligned)
     return ok, len(miss)
 
 

@@ -33,7 +33,7 @@ from ...errors import IfaError
 from ...progress import SILENT, Progress
 from .. import executors, reports
 from ..reports import html as report_html
-from . import hashing, pairs, recheck, verify
+from . import align, hashing, pairs, recheck, verify
 from ..ledger import Change, FileInfo, check_splits
 from ..ledger import hashes as store
 from ..image_checks.statistics import VERSION as STATS_VERSION
@@ -492,17 +492,21 @@ def _find(frame: Table, policy: tuple[str, ...], k: int, min_similarity: float, 
     near, overlay = np.zeros((0, 2), dtype=np.int64), np.zeros(0, dtype=bool)
     hashes = frame["hash"].astype(np.uint64)
     codes, flags = verify.overlay_codes(frame["signature"].tolist() if "signature" in frame else [None] * n)
+    crop_codes = verify.crop_codes(frame["signature"].tolist() if "signature" in frame else [None] * n)
+    crop = np.zeros(0, dtype=bool)
     if not exact_only and n_groups:
         usable = head[frame["has_hash"][head] & has_sig[head]]
         if len(usable):
             found, overlay = candidate_pairs(hashes[usable], codes[usable], k)
+            found, crop = align.with_crop_pairs(found, hashes[usable], crop_codes[usable])
+            overlay = np.concatenate([overlay, np.zeros(len(found) - len(overlay), dtype=bool)])
             near = usable[found]
             overlay &= ((flags[near[:, 0]] | flags[near[:, 1]]) & verify.OPEN_FRAME) > 0
     distance = pairs.distances(hashes, near).astype(np.int64)
     similarity = verify.pair_scores(signatures, near, flags)
     started = time.perf_counter()
     w, h = _numbers(frame["width"]), _numbers(frame["height"])
-    ok, redecoded = recheck.second_look(frame["path"], w, h, near, similarity, overlay, min_similarity)
+    ok, redecoded = recheck.second_look(frame["path"], w, h, near, similarity, overlay, min_similarity, crop)
     found = Found(rank, group, head, exact, near, distance, similarity, ok, np.arange(n), signatures, has_sig,
                   redecoded, time.perf_counter() - started)
     found.cluster()

@@ -5,7 +5,8 @@ on 3,000 Myntra product photos 2,779 pairs lie within trimmed-phash distance 8, 
 are the same pose in another colour. So every candidate pair is verified with a
 per-image signature: a 12x12 RGB thumbnail (432 bytes) of the picture after its uniform
 borders are trimmed, stored in the hash cache beside the hash and made in the same
-decode pass (with a version byte, the picture's flags and its overlay codes: 482 bytes).
+decode pass (with a version byte, the picture's flags, its overlay codes and its crop
+code: 490 bytes).
 
 The score of a pair asks "is one a brightness/contrast change of the other, up to a
 small overlay at an edge?", and looks at every place, not a percentile:
@@ -43,11 +44,12 @@ THUMB_BYTES = SIDE * SIDE * 3  # 432 bytes
 OVERLAY_CODES = 6
 # The first byte of every signature. The hash cache keeps a signature (and the hash made with
 # it) only while this matches: change it whenever the trim, a hash or the signature changes.
-VERSION = 2
+VERSION = 3
 HEADER = 2  # VERSION, then the picture's flags:
 OPEN_FRAME = 1  # it has no border (hashing._ring)
 TEXT_BOX = 2  # a text box was painted over (hashing.without_text_boxes)
-SIGNATURE_BYTES = HEADER + THUMB_BYTES + 8 * OVERLAY_CODES  # 482 bytes: 1M images stay under 512 MB in the cache
+CROP_AT = HEADER + THUMB_BYTES + 8 * OVERLAY_CODES  # then the picture's crop code (align.crop_code)
+SIGNATURE_BYTES = CROP_AT + 8  # 490 bytes: 1M images stay under 512 MB in the cache
 DEFAULT_MIN_SIMILARITY = 0.96  # a largest 2x2-block error of 4 CIELAB units (README's verifier table)
 # The shape check beside the colour check: the 90th percentile of the RGB residual after one
 # gain (the verifier before this one) must be under 20 levels (0.92), scored as 0.92 +
@@ -69,15 +71,16 @@ KERNEL_MIN = 2_000
 
 
 def signature(rgb: np.ndarray, box: tuple[float, float, float, float] | None = None,
-              overlay_codes: np.ndarray | None = None, flags: int = 0) -> bytes:
+              overlay_codes: np.ndarray | None = None, flags: int = 0, crop_code: int = 0) -> bytes:
     """The verification signature of an RGB picture ((h, w, 3) uint8): VERSION, flags
     (OPEN_FRAME, TEXT_BOX), the SIDE x SIDE box-filtered thumbnail of its part box = (top,
     bottom, left, right) (fractions of a pixel allowed: the trimmed box; None: all of it)
     as row-major RGB bytes, then the OVERLAY_CODES uint64 `overlay_codes`
-    (hashing.overlay_codes; zeros when None). SIGNATURE_BYTES long."""
+    (hashing.overlay_codes; zeros when None), then the uint64 crop_code (align.crop_code).
+    SIGNATURE_BYTES long."""
     codes = np.zeros(OVERLAY_CODES, dtype=np.uint64) if overlay_codes is None else overlay_codes
     return (bytes([VERSION, flags]) + thumbnail(rgb, box, SIDE).tobytes()
-            + np.asarray(codes, dtype="<u8").tobytes())
+            + np.asarray(codes, dtype="<u8").tobytes() + np.asarray([crop_code], dtype="<u8").tobytes())
 
 
 def thumbnail(rgb: np.ndarray, box: tuple[float, float, float, float] | None, side: int) -> np.ndarray:
@@ -115,6 +118,13 @@ def overlay_codes(signatures: list[bytes | None]) -> tuple[np.ndarray, np.ndarra
             out[i] = np.frombuffer(s, dtype="<u8", count=OVERLAY_CODES, offset=HEADER + THUMB_BYTES)
             flags[i] = s[1]
     return out, flags
+
+
+def crop_codes(signatures: list[bytes | None]) -> np.ndarray:
+    """(N,) uint64: each signature's crop code (align.crop_code; 0 where absent or made by
+    another version)."""
+    return np.array([int.from_bytes(s[CROP_AT:CROP_AT + 8], "little") if current(s) else 0 for s in signatures],
+                    dtype=np.uint64)
 
 
 def pair_scores(signatures: np.ndarray, pairs: np.ndarray, flags: np.ndarray) -> np.ndarray:

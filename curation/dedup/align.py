@@ -1,0 +1,190 @@
+"""Crops: a candidate code for "this picture cropped a few percent per side", and an
+aligned re-decode of the pairs it (or a low score) points at.
+
+A crop of c per side of a photo without a border rescales its content by 1 / (1 - 2c)
+and shifts it, so its 12x12 signature is misaligned with its original's and its phash
+drifts past the candidate threshold. Two remedies, both measured on the benchmark's
+mixed set (benchmarks/dedup_bench.py quality; the README's crop table):
+
+1. `crop_code`: the phash of the picture cropped CROP_FRACTION per side, made from phash's
+   own 32x32 picture (one resample-and-DCT matrix, a few microseconds, 8 bytes of the
+   signature). A crop of c = 3..5% hashes within CROP_THRESHOLD bits of it (`crop_pairs`).
+2. `aligned_similarity`: both files re-decoded, and each trimmed picture cropped by
+   every fraction of CROPS per side compared with the other whole and trimmed, plus
+   one same-scale compare (the larger picture cut to the smaller's frame, centred,
+   where the pixel sizes say one is a crop of the other at the same scale: a crop of
+   the original and a padded copy of it); the best score counts.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Sequence
+
+import numpy as np
+
+from . import hashing, pairs, verify
+
+CROP_FRACTION = 0.04  # the crop code's cut per side: the middle of the 3-5% crops it pairs
+# Crop code vs plain phash: 6 bits paired 0.98 of CC0 crop copies with their original (4: 0.88)
+# and made 72 new candidate pairs among 2,000 originals (8: 436).
+CROP_THRESHOLD = 6
+# The aligned re-decode's cuts per side of a trimmed picture: 0..6% in steps of 1%. Among
+# 3,614 re-decoded pairs no two distinct photos scored >= 0.95 with them; comparing whole
+# frames over the same search admitted 17 pairs of different shoes and trousers.
+CROPS = np.round(np.arange(0.0, 0.065, 0.01), 3)
+SIDE = 24  # as recheck.WHOLE_SIDE: the whole pictures' compare
+SHAPE_SHIFT = 0.03  # as recheck.WHOLE_SHAPE_SHIFT
+# A pair is looked at again, aligned, when its crop code pairs it or its signatures' score is
+# within CROP_BAND under --min-similarity (product crops scored down to 0.80).
+CROP_BAND = 0.08
+# Same-scale compare: the smaller picture is 70..98.5% of the larger on both sides (a crop
+# of 3-5% per side of a picture, or of its 10%-padded copy), its aspect within 3%.
+SAME_SCALE = (0.70, 0.985)
+ASPECT_TOLERANCE = 0.03
+PART_SHIFT = float(__import__("os").environ.get("PART_SHIFT", "0.03"))
+
+
+@lru_cache(maxsize=2)
+def _crop_dct(fraction: float, n: int = 32) -> np.ndarray:
+    """(8, n): phash's low DCT rows times the linear resample that cuts `fraction` of an
+    n-pixel line from each end and stretches the rest back to n pixels."""
+    x = fraction * n + (np.arange(n) + 0.5) * (1 - 2 * fraction) - 0.5
+    i = np.floor(x).astype(np.int64)
+    f = x - i
+    resample = np.zeros((n, n))
+    rows = np.arange(n)
+    np.add.at(resample, (rows, np.clip(i, 0, n - 1)), 1 - f)
+    np.add.at(resample, (rows, np.clip(i + 1, 0, n - 1)), f)
+    return hashing.METHODS["phash"]._C @ resample
+
+
+def crop_code(small: np.ndarray) -> np.uint64:
+    """The phash of a picture cropped CROP_FRACTION per side, from its 32x32 picture as phash
+    resizes it ((32, 32) float64, `hashing.Decoded.small`). Returns a uint64."""
+    m = _crop_dct(CROP_FRACTION)
+    low = (m @ small @ m.T).reshape(1, 64)
+    middle = np.sort(low, axis=1)[:, 31:33].mean()  # the median of 64 (np.median: 10x slower here)
+    return hashing.pack(low > middle)[0]
+
+
+def crop_pairs(hashes: np.ndarray, crop_codes: np.ndarray, k: int = CROP_THRESHOLD) -> np.ndarray:
+    """Pairs (i < j) where one picture's crop code lies within k bits of the other's phash.
+    hashes, crop_codes: (n,) uint64. Returns (P, 2) int64, unique rows."""
+    n = len(hashes)
+    found = pairs.pairs_within(np.concatenate([hashes, crop_codes]).astype(np.uint64), k).astype(np.int64)
+    found = found[(found[:, 0] < n) & (found[:, 1] >= n)] - [0, n]
+    found = found[found[:, 0] != found[:, 1]]
+    return np.unique(np.sort(found, axis=1), axis=0).reshape(-1, 2)
+
+
+def with_crop_pairs(near: np.ndarray, hashes: np.ndarray, crop_codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The candidate pairs `near` ((P, 2) indices into hashes) and the crop pairs they
+    lack, with a (P + Q,) bool: the pair's crop code pairs it. hashes, crop_codes: (n,) uint64."""
+    n = len(hashes)
+    crop = crop_pairs(hashes, crop_codes)
+    ordered = np.sort(near, axis=1)
+    known = np.isin(ordered[:, 0] * n + ordered[:, 1], crop[:, 0] * n + crop[:, 1])
+    more = crop[~np.isin(crop[:, 0] * n + crop[:, 1], ordered[:, 0] * n + ordered[:, 1])]
+    return np.concatenate([near, more]), np.concatenate([known, np.ones(len(more), dtype=bool)])
+
+
+class _Views:
+    """Each file decoded once: its trimmed picture's thumbnails cut by every CROPS fraction,
+    its whole picture's, and what a same-scale compare needs (the decode and its full size)."""
+
+    def __init__(self, files: Sequence[str]) -> None:
+        self.thumbs = np.zeros((len(files) * (len(CROPS) + 1), SIDE * SIDE * 3), dtype=np.uint8)
+        self.readable = np.zeros(len(files), dtype=bool)
+        self.rgb: list[np.ndarray | None] = [None] * len(files)  # without text boxes (hashing.trimmed)
+        self.size = np.zeros((len(files), 2), dtype=np.float64)  # full width, height
+        self.box = np.zeros((len(files), 4), dtype=np.float64)  # the trimmed box, fractions of the picture
+        for i, path in enumerate(files):
+            try:
+                with open(path, "rb") as fh:
+                    rgb, width, height = hashing.decode_rgb(fh.read())
+            except (OSError, hashing.Unreadable):
+                continue
+            clean, box = hashing.trimmed(rgb)
+            h, w = rgb.shape[:2]
+            t, b, l, r = box if box is not None else (0.0, h, 0.0, w)
+            for k, c in enumerate(CROPS.tolist()):
+                cut = (t + c * (b - t), b - c * (b - t), l + c * (r - l), r - c * (r - l))
+                self.thumbs[self.index(i, k)] = verify.thumbnail(clean, cut, SIDE).reshape(-1)
+            self.thumbs[self.whole(i)] = verify.thumbnail(rgb, None, SIDE).reshape(-1)
+            self.rgb[i], self.size[i], self.readable[i] = clean, (width, height), True
+            self.box[i] = (t / h, b / h, l / w, r / w)
+
+    @staticmethod
+    def index(file: int, crop: int) -> int:
+        return file * (len(CROPS) + 1) + crop
+
+    def whole(self, file: int) -> int:
+        return self.index(file, len(CROPS))
+
+
+def aligned_similarity(paths_a: Sequence[str], paths_b: Sequence[str]) -> np.ndarray:
+    """The best verification score of each pair of files re-decoded and aligned (module
+    docstring, 2): one's trimmed picture cut by each CROPS fraction per side against the
+    other's whole and trimmed pictures, both ways, and the same-scale compare.
+    nan where a file does not decode. Returns (P,) float32."""
+    files = list(dict.fromkeys([*paths_a, *paths_b]))
+    index = {p: i for i, p in enumerate(files)}
+    views = _Views(files)
+    a = np.array([index[p] for p in paths_a], dtype=np.int64)
+    b = np.array([index[p] for p in paths_b], dtype=np.int64)
+    compares = []
+    for x, y in ((a, b), (b, a)):
+        for k in range(len(CROPS)):
+            compares += [np.stack([views.index(x, k), views.whole(y)], axis=1),
+                         np.stack([views.index(x, k), views.index(y, 0)], axis=1)]
+    scores = verify.similarity(views.thumbs, np.concatenate(compares), shape_shift=SHAPE_SHIFT)
+    best = scores.reshape(len(compares), -1).max(axis=0)
+    best = np.maximum(best, _same_scale(views, a, b))
+    best[~(views.readable[a] & views.readable[b])] = np.nan
+    return best.astype(np.float32)
+
+
+def _same_scale(views: _Views, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(P,) the score of each pair whose full sizes say the smaller is a central crop of the
+    larger at the same scale (SAME_SCALE): the smaller's trimmed picture against the same
+    part of the larger; 0 elsewhere. The whole frames so compared admitted black vs brown
+    slip-on shoes (0.97); their trimmed parts, where the item fills the thumbnail, do not."""
+    out = np.zeros(len(a), dtype=np.float32)
+    big = np.where(views.size[a].prod(axis=1) >= views.size[b].prod(axis=1), a, b)
+    small = np.where(big == a, b, a)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = views.size[small] / views.size[big]
+        fits = (np.abs(np.log(ratio[:, 0] / ratio[:, 1])) < ASPECT_TOLERANCE) & \
+            (ratio.min(axis=1) >= SAME_SCALE[0]) & (ratio.max(axis=1) <= SAME_SCALE[1])
+    rows = np.flatnonzero(fits & views.readable[a] & views.readable[b])
+    if not len(rows):
+        return out
+    thumbs = np.zeros((4 * len(rows), SIDE * SIDE * 3), dtype=np.uint8)
+    for j, p in enumerate(rows.tolist()):
+        rgb = views.rgb[big[p]]
+        h, w = rgb.shape[:2]
+        (cx, cy), (rx, ry) = (1 - ratio[p]) / 2, ratio[p]
+        t, b, l, r = views.box[small[p]]
+        part = ((cy + t * ry) * h, (cy + b * ry) * h, (cx + l * rx) * w, (cx + r * rx) * w)
+        thumbs[4 * j] = verify.thumbnail(rgb, (cy * h, h - cy * h, cx * w, w - cx * w), SIDE).reshape(-1)
+        thumbs[4 * j + 1] = views.thumbs[views.whole(small[p])]
+        thumbs[4 * j + 2] = verify.thumbnail(rgb, part, SIDE).reshape(-1)
+        thumbs[4 * j + 3] = views.thumbs[views.index(small[p], 0)]
+    scores = verify.similarity(thumbs, np.arange(4 * len(rows)).reshape(-1, 2), shape_shift=SHAPE_SHIFT)
+    out[rows] = np.minimum(scores[0::2], scores[1::2] + PART_SHIFT)
+    return out
+
+
+def aligned_look(paths: np.ndarray, near: np.ndarray, similarity: np.ndarray, ok: np.ndarray, crop: np.ndarray,
+                 min_similarity: float) -> tuple[np.ndarray, np.ndarray]:
+    """Which pairs not yet copies are copies once aligned: those the crop code paired (crop,
+    (P,) bool) or scoring within CROP_BAND under min_similarity are re-decoded and scored by
+    `aligned_similarity`. paths: (n,) per image; near: (P, 2); similarity, ok: (P,).
+    Returns ((P,) bool: ok or copies once aligned, the indices of the pairs re-decoded)."""
+    again = np.flatnonzero(~ok & (crop | (similarity >= min_similarity - CROP_BAND)))
+    ok = ok.copy()
+    if len(again):
+        score = aligned_similarity(paths[near[again, 0]].tolist(), paths[near[again, 1]].tolist())
+        ok[again] = np.nan_to_num(score, nan=0.0) >= min_similarity
+    return ok, again
