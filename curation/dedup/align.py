@@ -9,11 +9,12 @@ mixed set (benchmarks/dedup_bench.py quality; the README's crop table):
 1. `crop_code`: the phash of the picture cropped CROP_FRACTION per side, made from phash's
    own 32x32 picture (one resample-and-DCT matrix, a few microseconds, 8 bytes of the
    signature). A crop of c = 3..5% hashes within CROP_THRESHOLD bits of it (`crop_pairs`).
-2. `aligned_similarity`: both files re-decoded, and each trimmed picture cropped by
-   every fraction of CROPS per side compared with the other whole and trimmed, plus
-   one same-scale compare (the larger picture cut to the smaller's frame, centred,
-   where the pixel sizes say one is a crop of the other at the same scale: a crop of
-   the original and a padded copy of it); the best score counts.
+2. `aligned_similarity`: both files re-decoded, and each trimmed picture cut by every
+   fraction of CROPS per side against the other's whole and trimmed picture (the cut
+   with the best grey correlation of each of those four ways is scored), plus one
+   same-scale compare where the pixel sizes say the smaller picture is a central crop of
+   the larger at the same scale (a crop of the original, or of its padded copy, which
+   usually leads the cluster); the best score counts (`aligned_look` picks the pairs).
 """
 
 from __future__ import annotations
@@ -132,8 +133,8 @@ class _Views:
 def aligned_similarity(paths_a: Sequence[str], paths_b: Sequence[str]) -> np.ndarray:
     """The best verification score of each pair of files re-decoded and aligned (module
     docstring, 2): one's trimmed picture cut by each CROPS fraction per side against the
-    other's whole and trimmed pictures, both ways, and the same-scale compare.
-    nan where a file does not decode. Returns (P,) float32."""
+    other's whole and trimmed pictures, both ways, and the same-scale compare (`_same_scale`).
+    paths_a, paths_b: (P,) file paths. nan where a file does not decode. Returns (P,) float32."""
     files = list(dict.fromkeys([*paths_a, *paths_b]))
     index = {p: i for i, p in enumerate(files)}
     views = _Views(files)
