@@ -74,7 +74,7 @@ def second_look(paths: np.ndarray, width: np.ndarray, height: np.ndarray, near: 
         again = redecoded_similarity(paths[a[miss]].tolist(), paths[b[miss]].tolist(), overlay[miss])
         ok[miss] = np.nan_to_num(again, nan=0.0) >= min_similarity
     if crop is not None:
-        ok, aligned = align.aligned_look(paths, near, similarity, ok, crop, min_similarity)
+        ok, aligned = align.aligned_look(paths, width, height, near, similarity, ok, crop, min_similarity)
         miss = np.union1d(miss, aligned)
     return ok, len(miss)
 
