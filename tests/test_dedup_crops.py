@@ -91,27 +91,23 @@ def test_product_shots_cut_by_a_crop_are_merged_and_another_item_of_the_shoot_is
     assert not any({"shoe-a", "shoe-b-crop4"} <= c for c in clusters)  # brown vs black: not a copy
 
 
-def test_a_crop_of_a_neighbouring_photo_is_not_a_copy():
+def test_a_crop_of_a_neighbouring_photo_is_not_a_copy(tmp_path: Path):
     # Each sample photo against a 4% crop of the next one: the search over cuts and the
     # same-scale compare must not align two different photos.
     pictures = SAMPLE[:40]
     crops = []
     for src in pictures:
         with Image.open(src) as im:
-            path = Path(f"/tmp/ifa-test-crop-{os.getpid()}-{src.stem}.jpg")
+            path = tmp_path / f"{src.stem}-crop4.jpg"
             _crop(im.convert("RGB"), 0.04).save(path, "JPEG", quality=90)
             crops.append(str(path))
-    try:
-        own = align.aligned_similarity([str(p) for p in pictures], crops)
-        neighbour = align.aligned_similarity([str(p) for p in pictures[:-1]], crops[1:])
-    finally:
-        for path in crops:
-            os.unlink(path)
+    own = align.aligned_similarity([str(p) for p in pictures], crops)
+    neighbour = align.aligned_similarity([str(p) for p in pictures[:-1]], crops[1:])
     assert (own >= 0.96).mean() >= 0.9, own  # the aligned compare finds a photo's own crop
     assert (neighbour < 0.96).all(), np.sort(neighbour)[-3:]
 
 
-def test_the_crop_code_is_the_phash_of_the_picture_cut_4_percent_per_side():
+def test_the_crop_code_is_the_phash_of_the_picture_cut_4_percent_per_side(tmp_path: Path):
     # The code comes from phash's own 32x32 picture; an actual 4% crop of a photo without
     # a border hashes within a few bits of it, the uncut picture does not.
     near, plain = [], []
@@ -120,13 +116,19 @@ def test_the_crop_code_is_the_phash_of_the_picture_cut_4_percent_per_side():
         with Image.open(src) as im:
             cut = _crop(im.convert("RGB"), 0.04)
         d = hashing.prepare(data)
-        buf = Path(f"/tmp/ifa-test-code-{os.getpid()}.jpg")
+        buf = tmp_path / "cut.jpg"
         cut.save(buf, "JPEG", quality=95)
         copy = hashing.prepare(buf.read_bytes())
-        buf.unlink()
         code = align.crop_code(d.small)
         phash = hashing.METHODS["phash"].hash_decoded([copy])[0]
         near.append(bin(int(code) ^ int(phash)).count("1"))
         plain.append(bin(int(hashing.METHODS["phash"].hash_decoded([d])[0]) ^ int(phash)).count("1"))
     assert np.median(near) < np.median(plain), (near, plain)
     assert np.mean(np.array(near) <= align.CROP_THRESHOLD) >= 0.8, near
+
+
+def test_sizes_say_a_same_scale_crop_only_for_a_smaller_frame_of_the_same_shape():
+    # 224 -> 206 (4% per side), a 10%-padded 268 -> 206, a 60% resize (134), a wider frame
+    got = align.same_scale([224, 268, 224, 224, 300], [224, 268, 224, 224, 224], [206, 206, 134, 224, 206],
+                           [206, 206, 134, 224, 206])
+    assert got.tolist() == [True, True, False, False, False]
