@@ -141,19 +141,20 @@ def pair_scores(signatures: np.ndarray, pairs: np.ndarray, flags: np.ndarray) ->
 
 
 def similarity(signatures: np.ndarray, pairs: np.ndarray, whole: bool = False,
-               shape_shift: float = SHAPE_SHIFT) -> np.ndarray:
+               shape_shift: float = SHAPE_SHIFT, kernel_min: int = KERNEL_MIN) -> np.ndarray:
     """The verification score of each pair, in [0, 1] (1: the same picture).
 
     signatures: (N, 3 * side * side) uint8 thumbnails (THUMB_BYTES, or larger square
     ones for a re-decoded pair). pairs: (P, 2) indices into it. whole: the thumbnails are
     of whole, untrimmed frames, where a text box in a corner may also be a wide or a tall
     one (`windows`). shape_shift: what the shape check's score is raised by before the
-    smaller of the two decides (SHAPE_SHIFT; less is stricter). Returns (P,) float32. See the module docstring for what the score measures."""
+    smaller of the two decides (SHAPE_SHIFT; less is stricter). kernel_min: from this many
+    pairs on the compiled kernel scores them. Returns (P,) float32. See the module docstring for what the score measures."""
     pairs = np.ascontiguousarray(np.asarray(pairs, dtype=np.int64).reshape(-1, 2))
     out = np.empty(len(pairs), dtype=np.float32)
     side = int(round((signatures.shape[1] // 3) ** 0.5))
     regions = windows(side, whole)
-    if len(pairs) < KERNEL_MIN:
+    if len(pairs) < kernel_min:
         # Only the thumbnails the pairs name: a re-decode holds thousands, and converting
         # all of them to Lab per call was half of a 20,000-photo run (dedup_bench section 4).
         used, local = np.unique(pairs, return_inverse=True)
