@@ -395,7 +395,8 @@ def residual_scores(signatures, pairs, clipped, percentile, out):
                 best[t - 1] = e
         low = best[0]
         high = best[hi_i - lo_i]
-        out[p] = 1.0 - (low + (high - low) * frac) / 255.0
+        # verify.SHAPE_GAIN: a fit held at a bound is no brightness or contrast change
+        out[p] = 1.0 - (low + (high - low) * frac) / 255.0 if 0.7 < gain < 1.5 else 0.0
 
 
 @njit(nogil=True, cache=True)

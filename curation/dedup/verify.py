@@ -55,6 +55,12 @@ DEFAULT_MIN_SIMILARITY = 0.96  # a largest 2x2-block error of 4 CIELAB units (RE
 # shoes of another cut, checks vs plain (README verifier table).
 PERCENTILE = 90
 SHAPE_SHIFT = 0.04
+# The shape check's gain bounds. Where its free fit lands on one, the pair is no copy (score
+# 0): the item's contrast changed by over 1.4x against the background, as when a dark or
+# light item alone is recoloured (a striped white polo made charcoal: free gain 0.57, its
+# signatures scoring 0.962); the copies of the benchmark's quality set fit 0.59..1.36, and
+# none of those under 0.7 scored 0.96 (README verifier table).
+SHAPE_GAIN = (0.7, 1.5)
 CLIPPED = 250  # a channel value at or above this is treated as clipped (not used to fit the gain)
 MAX_GAIN = 1.2  # brightness/contrast changes of +-15% and a little more; the gain stays in 1/1.2..1.2
 OFFSET_SLACK = 4.0  # grey levels the fitted offset may stray past a contrast change's
@@ -278,11 +284,12 @@ def _residual(a: np.ndarray, b: np.ndarray, whole: bool = False) -> np.ndarray:
     of pixels the first fit predicts worst (`_score`). a, b (P, V) float64, changed in place."""
     swap = a.mean(axis=1) > b.mean(axis=1)
     a[swap], b[swap] = b[swap], a[swap].copy()
-    gain, ma, mb = _least_squares(a, b, 0.7, 1.5)
+    gain, ma, mb = _least_squares(a, b, *SHAPE_GAIN)
     err = np.abs(np.clip(gain[:, None] * a + (mb - gain * ma)[:, None], 0, 255) - b).reshape(len(a), -1, 3).max(axis=2)
     if not whole:
-        return (1.0 - np.percentile(err, PERCENTILE, axis=1) / 255.0).astype(np.float32)
+        score = 1.0 - np.percentile(err, PERCENTILE, axis=1) / 255.0
+        return np.where((gain > SHAPE_GAIN[0]) & (gain < SHAPE_GAIN[1]), score, 0.0).astype(np.float32)
     worst = err > np.quantile(err, 1 - ROBUST_SHARE, axis=1)[:, None]
-    gain, ma, mb = _least_squares(a, b, 0.7, 1.5, np.repeat(worst, 3, axis=1))
+    gain, ma, mb = _least_squares(a, b, *SHAPE_GAIN, np.repeat(worst, 3, axis=1))
     err = np.abs(np.clip(gain[:, None] * a + (mb - gain * ma)[:, None], 0, 255) - b).reshape(len(a), -1, 3).max(axis=2)
     return np.array([1.0 - np.percentile(e[~w], PERCENTILE) / 255.0 for e, w in zip(err, worst)], dtype=np.float32)
