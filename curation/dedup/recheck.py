@@ -1,10 +1,13 @@
 """Second looks at a few pairs, from their files: near misses of the verifier, and
 verified pairs whose labels say they are different items.
 
-- A near miss (a score just under --min-similarity) is re-decoded and compared on the
-  whole pictures, untrimmed, at WHOLE_SIDE, against the same --min-similarity: a brightened catalogue shot clips its light
-  parts to the white background and its trimmed box shrinks, so its 12x12 signature
-  is misaligned with its original's; the whole frames are not (README verifier table).
+- A near miss (a score just under --min-similarity) is re-decoded and compared at
+  WHOLE_SIDE against the same --min-similarity, the better of two ways: the whole
+  pictures, untrimmed (when their shapes agree), and the trimmed pictures with the darker
+  one brightened by each of GAINS and trimmed again (`brightened_views`). A brightened
+  catalogue shot clips its light parts to the white background and its trimmed box
+  shrinks, so its 12x12 signature is misaligned with its original's; the original
+  brightened alike is trimmed alike (README verifier table).
 - Two images whose labels differ in colour or in a single-label group (another
   category, neckline, sleeve or style) are set aside as copies only when their pixels
   match: mean absolute difference under PIXELS_MATCH grey levels on 64x64 thumbnails.
@@ -23,15 +26,14 @@ from ...taxonomy import Taxonomy
 from . import hashing, verify
 
 NEAR_BAND = 0.04  # a pair scoring within this under --min-similarity is re-decoded (README verifier table)
-# ... and within this its trimmed pictures are compared with the darker one brightened:
+# Near misses are also compared trimmed with the darker picture brightened by each gain:
 # brightening a catalogue shot clips its light parts into the white background, so its
-# trimmed box shrinks and its signature is misaligned; trimming the original after the
-# same brightening aligns them (README verifier table: 0.04 found fewer of those copies).
-BRIGHTENED_BAND = 0.08
-GAINS = (1.08, 1.15, 1.22)  # the brightenings tried: +-15% and a little more, as verify.MAX_GAIN
+# trimmed box shrinks and its signature is misaligned; the original brightened by the same
+# gain and trimmed again has the copy's box (README verifier table).
+GAINS = (1.08, 1.15, 1.22)  # +-15% and a little more, as verify.MAX_GAIN
 # The brightened views are decoded at this side, not the hash's 64: a 10%-padded copy (the
-# kept image of its cluster: the most pixels) decodes at half its original's scale, too coarse
-# to align (brightness +15% product copies found 0.57 at 64, 0.75 at 128: dedup_bench).
+# kept image of its cluster: the most pixels) decodes at half its original's scale, too
+# coarse to align (brightness +15% product copies found 0.57 at 64, 0.70 at 128: dedup_bench).
 REDECODE_PX = 128
 WHOLE_SIDE = 24  # the whole pictures are compared at 24x24 (the item is a part of the frame)
 ASPECT_TOLERANCE = 0.03  # whole frames compare only when their shapes agree (log ratio)
@@ -70,16 +72,15 @@ def second_look(paths: np.ndarray, width: np.ndarray, height: np.ndarray, near: 
     paths, width, height: (n,) per image (width/height of the full picture, 0 when unknown).
     near: (P, 2) candidate pairs; similarity: (P,) their signatures' score; overlay: (P,)
     found by an overlay code alone, one of the two without a border (`run.candidate_pairs`).
-    A pair is a copy when its score is >= min_similarity. A near miss (within NEAR_BAND when
-    the pictures have the same shape, else within BRIGHTENED_BAND) is compared again on
-    its re-decoded pictures, whole and trimmed with the darker one brightened; an overlay
+    A pair is a copy when its score is >= min_similarity. A near miss (within NEAR_BAND)
+    is compared again on its re-decoded trimmed pictures with the darker one brightened,
+    and (when they have the same shape) on its whole pictures; an overlay
     candidate on its re-decoded whole and trimmed pictures, allowing a text box
     (`redecoded_similarity`). Returns ((P,) bool, pairs re-decoded)."""
     ok = similarity >= min_similarity
     a, b = near[:, 0], near[:, 1]
     frames = same_shape(width[a], height[a], width[b], height[b])
-    close = similarity >= min_similarity - np.where(frames, max(NEAR_BAND, BRIGHTENED_BAND), BRIGHTENED_BAND)
-    miss = np.flatnonzero(~ok & (close | overlay))
+    miss = np.flatnonzero(~ok & ((similarity >= min_similarity - NEAR_BAND) | overlay))
     if len(miss):
         again = redecoded_similarity(paths[a[miss]].tolist(), paths[b[miss]].tolist(), overlay[miss], frames[miss])
         ok[miss] = np.nan_to_num(again, nan=0.0) >= min_similarity
