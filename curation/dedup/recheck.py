@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -95,8 +96,8 @@ def redecoded_similarity(paths_a: Sequence[str], paths_b: Sequence[str], boxes: 
     one brightened by each of GAINS (`brightened_similarity`); or (boxes: (P,) bool) the
     best of their whole and trimmed pictures each, allowing a text box of up to 10% of the
     picture (verify.similarity's `whole`).
-    nan where a file does not decode. Each distinct file is decoded once at the hash's
-    scale and once at REDECODE_PX. Returns (P,) float32."""
+    nan where a file does not decode. Each distinct file is decoded at the hash's scale
+    and at REDECODE_PX, the darker of a pair once more. Returns (P,) float32."""
     boxes = np.zeros(len(paths_a), dtype=bool) if boxes is None else np.asarray(boxes, dtype=bool)
     frames = np.ones(len(paths_a), dtype=bool) if frames is None else np.asarray(frames, dtype=bool)
     files = list(dict.fromkeys([*paths_a, *paths_b]))
@@ -105,6 +106,11 @@ def redecoded_similarity(paths_a: Sequence[str], paths_b: Sequence[str], boxes: 
     plain = {p for pa, pb, x in zip(paths_a, paths_b, boxes.tolist()) if not x for p in (pa, pb)}
     thumbs, brightened, readable = _redecode(files, boxed, plain)
     pairs = np.array([[index[a], index[b]] for a, b in zip(paths_a, paths_b)], dtype=np.int64).reshape(-1, 2)
+    # Only the darker picture of a pair is brightened: half the files, decoded once more.
+    dark = np.unique(_darker(brightened, pairs[~boxes]))
+    for i in dark[readable[dark]].tolist():
+        with open(files[i], "rb") as fh:
+            brightened[i] = brightened_views(hashing.decode_rgb(fh.read(), REDECODE_PX)[0])
     out = np.zeros(len(pairs), dtype=np.float32)
     whole = ~boxes & frames
     out[whole] = verify.similarity(thumbs, pairs[whole], shape_shift=WHOLE_SHAPE_SHIFT)
@@ -122,7 +128,7 @@ def redecoded_similarity(paths_a: Sequence[str], paths_b: Sequence[str], boxes: 
 def _redecode(files: list[str], boxed: set[str], plain: set[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each file decoded: ((2n, WHOLE_SIDE^2 * 3) whole thumbnails, then trimmed ones (for
     files in boxed; else the whole again), (n, 1 + len(GAINS), WHOLE_SIDE^2 * 3)
-    `brightened_views` (for files in plain; else zeros), (n,) bool readable)."""
+    `brightened_views` (for files in plain, the first only; else zeros), (n,) bool readable)."""
     n, size = len(files), WHOLE_SIDE * WHOLE_SIDE * 3
     thumbs = np.zeros((2 * n, size), dtype=np.uint8)
     brightened = np.zeros((n, 1 + len(GAINS), size), dtype=np.uint8)
@@ -133,7 +139,7 @@ def _redecode(files: list[str], boxed: set[str], plain: set[str]) -> tuple[np.nd
                 data = fh.read()
             rgb, _, _ = hashing.decode_rgb(data)
             if path in plain:
-                brightened[i] = brightened_views(hashing.decode_rgb(data, REDECODE_PX)[0])
+                brightened[i, 0] = brightened_views(hashing.decode_rgb(data, REDECODE_PX)[0], ())[0]
         except (OSError, hashing.Unreadable):
             continue
         thumbs[i] = verify.thumbnail(rgb, None, WHOLE_SIDE).reshape(-1)
@@ -142,24 +148,30 @@ def _redecode(files: list[str], boxed: set[str], plain: set[str]) -> tuple[np.nd
     return thumbs, brightened, readable
 
 
-def brightened_views(rgb: np.ndarray) -> np.ndarray:
-    """(1 + len(GAINS), WHOLE_SIDE^2 * 3) uint8: the trimmed thumbnail of rgb ((h, w, 3)
-    uint8), then of rgb brightened by each gain of GAINS (x -> min(255, gain x), as a
+def brightened_views(rgb: np.ndarray, gains: tuple[float, ...] = GAINS) -> np.ndarray:
+    """(1 + len(gains), WHOLE_SIDE^2 * 3) uint8: the trimmed thumbnail of rgb ((h, w, 3)
+    uint8), then of rgb brightened by each of gains (x -> min(255, gain x), as a
     brightness change does), each trimmed again: what clips into a white background in a
     brightened copy is trimmed away from the original's brightened view too."""
-    im, grey = Image.fromarray(np.ascontiguousarray(rgb), "RGB"), hashing.grey_of(rgb)
+    grey = hashing.grey_of(rgb)
     h, w = grey.shape
-    levels = np.arange(256, dtype=np.float64)
-    out = np.empty((1 + len(GAINS), WHOLE_SIDE * WHOLE_SIDE * 3), dtype=np.uint8)
-    for k, gain in enumerate((1.0, *GAINS)):
-        lut = np.clip(np.round(levels * gain), 0, 255).astype(np.uint8)
-        g = lut[grey]
+    out = np.empty((1 + len(gains), WHOLE_SIDE * WHOLE_SIDE * 3), dtype=np.uint8)
+    for k, lut in enumerate(_lut(gain) for gain in (1.0, *gains)):
+        x, g = (rgb, grey) if k == 0 else (np.take(lut, rgb), np.take(lut, grey))
         box = hashing.trim_box(g)
-        area = None if box == (0, h, 0, w) else hashing.refine_box(g, box)
-        x = im if k == 0 else im.point(lut.tolist() * 3)
-        box_xy = None if area is None else (area[2], area[0], area[3], area[1])
-        out[k] = np.asarray(x.resize((WHOLE_SIDE, WHOLE_SIDE), Image.Resampling.BOX, box=box_xy)).reshape(-1)
+        out[k] = verify.thumbnail(x, None if box == (0, h, 0, w) else hashing.refine_box(g, box), WHOLE_SIDE).reshape(-1)
     return out
+
+
+@lru_cache(maxsize=8)
+def _lut(gain: float) -> np.ndarray:
+    return np.clip(np.round(np.arange(256) * gain), 0, 255).astype(np.uint8)
+
+
+def _darker(views: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """(P,) the darker picture of each pair: the lower mean of its trimmed thumbnail (views[:, 0])."""
+    mean = views[:, 0].mean(axis=1)
+    return np.where(mean[pairs[:, 0]] > mean[pairs[:, 1]], pairs[:, 1], pairs[:, 0])
 
 
 def brightened_similarity(views: np.ndarray, pairs: np.ndarray) -> np.ndarray:
@@ -169,9 +181,8 @@ def brightened_similarity(views: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     n, k = views.shape[:2]
     if not len(pairs):
         return np.zeros(0, dtype=np.float32)
-    mean = views[:, 0].mean(axis=1)
-    swap = mean[pairs[:, 0]] > mean[pairs[:, 1]]
-    dark, light = np.where(swap, pairs[:, 1], pairs[:, 0]), np.where(swap, pairs[:, 0], pairs[:, 1])
+    dark = _darker(views, pairs)
+    light = pairs[:, 0] + pairs[:, 1] - dark
     tried = np.concatenate([np.stack([dark * k + g, light * k], axis=1) for g in range(1, k)])
     scores = verify.similarity(views.reshape(n * k, -1), tried, shape_shift=WHOLE_SHAPE_SHIFT)
     return scores.reshape(k - 1, -1).max(axis=0)
