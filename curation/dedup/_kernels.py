@@ -347,6 +347,24 @@ def residual_scores_robust(signatures, pairs, clipped, percentile, share, out):
         out[p] = 1.0 - np.percentile(err[~skip], percentile) / 255.0
 
 
+@njit(nogil=True)
+def _spread_ratio(a, b, clipped):
+    """verify.spread_ratio for one pair of rows (V,)."""
+    n, s_a, s_b, s_aa, s_bb = 0, 0.0, 0.0, 0.0, 0.0
+    for v in range(a.shape[0]):
+        x, y = np.float64(a[v]), np.float64(b[v])
+        if x < clipped and y < clipped:
+            n += 1
+            s_a += x
+            s_b += y
+            s_aa += x * x
+            s_bb += y * y
+    m = max(n, 1)
+    var_a = s_aa - s_a * s_a / m
+    var_b = s_bb - s_b * s_b / m
+    return np.sqrt(max(var_b, 0.0) / max(var_a, 1e-3))
+
+
 @njit(nogil=True, cache=True)
 def residual_scores(signatures, pairs, clipped, percentile, out):
     """verify.similarity's shape check for each pair (see `verify._residual`, the numpy reference
@@ -395,8 +413,9 @@ def residual_scores(signatures, pairs, clipped, percentile, out):
                 best[t - 1] = e
         low = best[0]
         high = best[hi_i - lo_i]
-        # verify.SHAPE_GAIN: a fit held at a bound is no brightness or contrast change
-        out[p] = 1.0 - (low + (high - low) * frac) / 255.0 if 0.7 < gain < 1.5 else 0.0
+        spread = _spread_ratio(signatures[i], signatures[j], clipped)
+        # verify.SHAPE_GAIN: a spread changed by more is no brightness or contrast change
+        out[p] = 1.0 - (low + (high - low) * frac) / 255.0 if 0.7 < spread < 1.5 else 0.0
 
 
 @njit(nogil=True, cache=True)

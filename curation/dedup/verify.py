@@ -55,11 +55,11 @@ DEFAULT_MIN_SIMILARITY = 0.96  # a largest 2x2-block error of 4 CIELAB units (RE
 # shoes of another cut, checks vs plain (README verifier table).
 PERCENTILE = 90
 SHAPE_SHIFT = 0.04
-# The shape check's gain bounds. Where its free fit lands on one, the pair is no copy (score
-# 0): the item's contrast changed by over 1.4x against the background, as when a dark or
-# light item alone is recoloured (a striped white polo made charcoal: free gain 0.57, its
-# signatures scoring 0.962); the copies of the benchmark's quality set fit 0.59..1.36, and
-# none of those under 0.7 scored 0.96 (README verifier table).
+# Where the ratio of the two thumbnails' spreads (`spread_ratio`, the gain of a brightness
+# or contrast change) falls outside these, the pair is no copy (score 0): the item's
+# contrast against its background changed by over 1.4x, as when only the item is
+# recoloured (a striped white polo made charcoal: 0.59, its signatures scoring 0.962).
+# The copies of the verifier table's set fit 0.57..1.89; none outside scored 0.96.
 SHAPE_GAIN = (0.7, 1.5)
 CLIPPED = 250  # a channel value at or above this is treated as clipped (not used to fit the gain)
 MAX_GAIN = 1.2  # brightness/contrast changes of +-15% and a little more; the gain stays in 1/1.2..1.2
@@ -277,6 +277,17 @@ def _score(a: np.ndarray, b: np.ndarray, lab_a: np.ndarray, lab_b: np.ndarray, s
     return np.clip(1.0 - best / 100.0, 0.0, 1.0).astype(np.float32)
 
 
+def spread_ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(P,) the standard deviation of b over that of a, over the values neither has clipped;
+    a, b (P, V). The gain a brightness or contrast change applies, whatever the noise (a
+    least-squares gain shrinks towards 0 with it: a resized copy of a near-white item fit 0.4)."""
+    m = (a < CLIPPED) & (b < CLIPPED)
+    n = np.maximum(m.sum(axis=1), 1)
+    da = (a - ((a * m).sum(axis=1) / n)[:, None]) * m
+    db = (b - ((b * m).sum(axis=1) / n)[:, None]) * m
+    return np.sqrt((db * db).sum(axis=1) / np.maximum((da * da).sum(axis=1), 1e-3))
+
+
 def _residual(a: np.ndarray, b: np.ndarray, whole: bool = False) -> np.ndarray:
     """The shape check's numpy reference: 1 - (PERCENTILE-th percentile of each pixel's
     largest channel error after fitting the brighter from the darker with one gain and
@@ -288,7 +299,8 @@ def _residual(a: np.ndarray, b: np.ndarray, whole: bool = False) -> np.ndarray:
     err = np.abs(np.clip(gain[:, None] * a + (mb - gain * ma)[:, None], 0, 255) - b).reshape(len(a), -1, 3).max(axis=2)
     if not whole:
         score = 1.0 - np.percentile(err, PERCENTILE, axis=1) / 255.0
-        return np.where((gain > SHAPE_GAIN[0]) & (gain < SHAPE_GAIN[1]), score, 0.0).astype(np.float32)
+        spread = spread_ratio(a, b)
+        return np.where((spread > SHAPE_GAIN[0]) & (spread < SHAPE_GAIN[1]), score, 0.0).astype(np.float32)
     worst = err > np.quantile(err, 1 - ROBUST_SHARE, axis=1)[:, None]
     gain, ma, mb = _least_squares(a, b, *SHAPE_GAIN, np.repeat(worst, 3, axis=1))
     err = np.abs(np.clip(gain[:, None] * a + (mb - gain * ma)[:, None], 0, 255) - b).reshape(len(a), -1, 3).max(axis=2)
