@@ -292,7 +292,8 @@ def _residual(a: np.ndarray, b: np.ndarray, whole: bool = False) -> np.ndarray:
     """The shape check's numpy reference: 1 - (PERCENTILE-th percentile of each pixel's
     largest channel error after fitting the brighter from the darker with one gain and
     offset) / 255. whole: fitted again, and the percentile taken, without the ROBUST_SHARE
-    of pixels the first fit predicts worst (`_score`). a, b (P, V) float64, changed in place."""
+    of pixels the first fit predicts worst (`_score`); else 0 where the `spread_ratio` lies
+    outside SHAPE_GAIN. a, b (P, V) float64, changed in place."""
     swap = a.mean(axis=1) > b.mean(axis=1)
     a[swap], b[swap] = b[swap], a[swap].copy()
     gain, ma, mb = _least_squares(a, b, *SHAPE_GAIN)
