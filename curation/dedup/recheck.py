@@ -109,8 +109,11 @@ def redecoded_similarity(paths_a: Sequence[str], paths_b: Sequence[str], boxes: 
     # Only the darker picture of a pair is brightened: half the files, decoded once more.
     dark = np.unique(_darker(brightened, pairs[~boxes]))
     for i in dark[readable[dark]].tolist():
-        with open(files[i], "rb") as fh:
-            brightened[i] = brightened_views(hashing.decode_rgb(fh.read(), REDECODE_PX)[0])
+        try:
+            with open(files[i], "rb") as fh:
+                brightened[i] = brightened_views(hashing.decode_rgb(fh.read(), REDECODE_PX)[0])
+        except (OSError, hashing.Unreadable):  # gone since the first pass: its first view stays
+            continue
     out = np.zeros(len(pairs), dtype=np.float32)
     whole = ~boxes & frames
     out[whole] = verify.similarity(thumbs, pairs[whole], shape_shift=WHOLE_SHAPE_SHIFT)
