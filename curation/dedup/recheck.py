@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from ...taxonomy import Taxonomy
-from . import hashing, verify
+from . import hashing, textbox, verify
 
 NEAR_BAND = 0.04  # a pair scoring within this under --min-similarity is re-decoded (README verifier table)
 WHOLE_SIDE = 24  # the whole pictures are compared at 24x24 (the item is a part of the frame)
@@ -74,6 +74,45 @@ def second_look(paths: np.ndarray, width: np.ndarray, height: np.ndarray, near: 
     return ok, len(miss)
 
 
+def boxed_pairs(near: np.ndarray, by_code: np.ndarray, flags: np.ndarray) -> np.ndarray:
+    """(P,) bool: the candidate pairs `second_look` compares as copies with a text box: found by
+    an overlay code (`run.candidate_pairs`) with one picture without a border, or with a box
+    painted over in either (its signature's trimmed picture is cut where the box was).
+    near: (P, 2) pairs; by_code: (P,) bool; flags: (n,) uint8 (verify.OPEN_FRAME, TEXT_BOX)."""
+    either = flags[near[:, 0]] | flags[near[:, 1]] if len(near) else np.zeros(0, dtype=np.uint8)
+    return (by_code & ((either & verify.OPEN_FRAME) > 0)) | ((either & verify.TEXT_BOX) > 0)
+
+
+def rejoin(paths: np.ndarray, leader: np.ndarray, verified: np.ndarray,
+           min_similarity: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """Images left alone although verified with a member of a cluster, compared directly with
+    that cluster's leader on their re-decoded pictures (`redecoded_similarity`, allowing a text
+    box): a copy verified with its original is lost when a padded or brighter copy of the
+    original leads. A pair that passes makes the image a member: no chaining, every member is
+    still verified against its leader itself.
+
+    paths: (n,) files; leader: (n,) `pairs.leader_clusters`; verified: (V, 2) the pairs that
+    made it. Returns ((J, 2) pairs (image, leader) that passed, (J,) their scores, the number
+    of pairs compared: `beside_leaders(leader, verified)`)."""
+    pairs = beside_leaders(leader, verified)
+    if not len(pairs):
+        return pairs, np.zeros(0, dtype=np.float32), 0
+    score = redecoded_similarity(paths[pairs[:, 0]].tolist(), paths[pairs[:, 1]].tolist(), np.ones(len(pairs), bool))
+    ok = np.nan_to_num(score, nan=0.0) >= min_similarity
+    return pairs[ok], score[ok], len(pairs)
+
+
+def beside_leaders(leader: np.ndarray, verified: np.ndarray) -> np.ndarray:
+    """(L, 2) int64 unique pairs (image alone in its cluster, the leader of a cluster that one
+    of its verified neighbours is in). leader: (n,); verified: (V, 2) indices."""
+    n = len(leader)
+    verified = np.asarray(verified, dtype=np.int64).reshape(-1, 2)
+    alone = (leader == np.arange(n)) & (np.bincount(leader, minlength=n) == 1)
+    both = np.concatenate([verified, verified[:, ::-1]])
+    both = both[alone[both[:, 0]] & ~alone[both[:, 1]]]
+    return np.unique(np.stack([both[:, 0], leader[both[:, 1]]], axis=1), axis=0)
+
+
 def redecoded_similarity(paths_a: Sequence[str], paths_b: Sequence[str], boxes: np.ndarray | None = None) -> np.ndarray:
     """The verification score of each pair of files re-decoded and compared at WHOLE_SIDE x
     WHOLE_SIDE: as whole, untrimmed pictures, or (boxes: (P,) bool) the best of their whole
@@ -84,8 +123,12 @@ def redecoded_similarity(paths_a: Sequence[str], paths_b: Sequence[str], boxes: 
     files = list(dict.fromkeys([*paths_a, *paths_b]))
     index = {p: i for i, p in enumerate(files)}
     boxed = {p for pa, pb, x in zip(paths_a, paths_b, boxes.tolist()) if x for p in (pa, pb)}
-    thumbs = np.zeros((2 * len(files), WHOLE_SIDE * WHOLE_SIDE * 3), dtype=np.uint8)  # whole, then trimmed
-    readable = np.zeros(len(files), dtype=bool)
+    n = len(files)
+    # Whole pictures; for the files of box pairs also their trimmed and whole pictures less
+    # textbox.INSET of each side (a pad's edge leaves a line along the trimmed box).
+    thumbs = np.zeros((3 * n, WHOLE_SIDE * WHOLE_SIDE * 3), dtype=np.uint8)
+    readable = np.zeros(n, dtype=bool)
+    framed: list[textbox.Framing | None] = [None] * n
     for i, path in enumerate(files):
         try:
             with open(path, "rb") as fh:
@@ -93,18 +136,23 @@ def redecoded_similarity(paths_a: Sequence[str], paths_b: Sequence[str], boxes: 
         except (OSError, hashing.Unreadable):
             continue
         thumbs[i] = verify.thumbnail(rgb, None, WHOLE_SIDE).reshape(-1)
-        thumbs[len(files) + i] = verify.thumbnail(*hashing.trimmed(rgb), WHOLE_SIDE).reshape(-1) \
-            if path in boxed else thumbs[i]
+        if path in boxed:
+            framed[i] = f = textbox.framing(rgb)
+            thumbs[n + i] = verify.thumbnail(f.clean, textbox.inset(f.box), WHOLE_SIDE).reshape(-1)
+            thumbs[2 * n + i] = verify.thumbnail(rgb, textbox.inset((0.0, rgb.shape[0], 0.0, rgb.shape[1])),
+                                                 WHOLE_SIDE).reshape(-1)
         readable[i] = True
     pairs = np.array([[index[a], index[b]] for a, b in zip(paths_a, paths_b)], dtype=np.int64).reshape(-1, 2)
     out = np.empty(len(pairs), dtype=np.float32)
     out[~boxes] = verify.similarity(thumbs, pairs[~boxes], shape_shift=WHOLE_SHAPE_SHIFT)
     # A banner along a side of a photo without a border is trimmed away: its whole picture
     # is what meets the other's trimmed one (and a copy's pad, trimmed, meets the whole).
-    n = len(files)
     # The four views in one call: together they reach the compiled kernel's batch size.
-    views = np.concatenate([pairs[boxes] + [da, db] for da in (0, n) for db in (0, n)])
+    views = np.concatenate([pairs[boxes] + [da, db] for da in (n, 2 * n) for db in (n, 2 * n)])
     out[boxes] = verify.similarity(thumbs, views, whole=True).reshape(4, -1).max(axis=0)
+    # A painted box that cut the item: its whole frame placed in the other by the trimmed boxes.
+    if any(f is not None and f.painted for f in framed):
+        out[boxes] = np.fmax(out[boxes], textbox.aligned_similarity(framed, pairs[boxes], WHOLE_SIDE))
     out[~(readable[pairs[:, 0]] & readable[pairs[:, 1]])] = np.nan
     return out
 

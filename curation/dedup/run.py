@@ -450,6 +450,18 @@ class Found:
                         else np.zeros(0, dtype=np.int64))
         self.leader = self.head[group_leader[self.group]] if len(self.rank) else np.zeros(0, dtype=np.int64)
 
+    def join(self, paths: np.ndarray, hashes: np.ndarray, min_similarity: float) -> None:
+        """Images alone beside a cluster they verified with, verified against its leader
+        (`recheck.rejoin`): the pairs that pass are added as copies and clusters made again."""
+        joined, score, compared = recheck.rejoin(paths, self.leader, self.near[self.ok], min_similarity)
+        self.redecoded += compared
+        if len(joined):
+            self.near = np.concatenate([self.near, joined])
+            self.distance = np.concatenate([self.distance, pairs.distances(hashes, joined).astype(np.int64)])
+            self.similarity = np.concatenate([self.similarity, score.astype(self.similarity.dtype)])
+            self.ok = np.concatenate([self.ok, np.ones(len(joined), dtype=bool)])
+            self.cluster()
+
 
 def candidate_pairs(hashes: np.ndarray, overlay_codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Candidate pairs: hashes within k bits, or (a copy with a text box over one region)
@@ -457,8 +469,8 @@ def candidate_pairs(hashes: np.ndarray, overlay_codes: np.ndarray, k: int) -> tu
     picture's bottom strip) meets the one before it (the trimmed picture's).
 
     hashes: (n,) uint64. overlay_codes: (n, verify.OVERLAY_CODES) uint64 (`verify.overlay_codes`).
-    Returns ((P, 2) int64 pairs, (P,) bool: found by an overlay code alone; the command
-    re-decodes those where a picture has no border, `recheck.second_look`)."""
+    Returns ((P, 2) int64 pairs, (P,) bool: found by an overlay code, alone or with the hash;
+    the command re-decodes those where a picture has no border, `recheck.boxed_pairs`)."""
     n = len(hashes)
     near = pairs.pairs_within(hashes, k).astype(np.int64)
     columns = [overlay_codes[:, m] for m in range(overlay_codes.shape[1] - 2)] + \
@@ -468,8 +480,9 @@ def candidate_pairs(hashes: np.ndarray, overlay_codes: np.ndarray, k: int) -> tu
                              for c in columns)])
     more = np.unique(np.sort(more[more[:, 0] != more[:, 1]], axis=1), axis=0)
     ordered = np.sort(near, axis=1)
+    coded = np.isin(ordered[:, 0] * n + ordered[:, 1], more[:, 0] * n + more[:, 1])
     more = more[~np.isin(more[:, 0] * n + more[:, 1], ordered[:, 0] * n + ordered[:, 1])]
-    return np.concatenate([near, more]), np.concatenate([np.zeros(len(near), bool), np.ones(len(more), bool)])
+    return np.concatenate([near, more]), np.concatenate([coded, np.ones(len(more), bool)])
 
 
 def _find(frame: Table, policy: tuple[str, ...], k: int, min_similarity: float, exact_only: bool) -> Found:
@@ -497,15 +510,17 @@ def _find(frame: Table, policy: tuple[str, ...], k: int, min_similarity: float, 
         if len(usable):
             found, overlay = candidate_pairs(hashes[usable], codes[usable], k)
             near = usable[found]
-            overlay &= ((flags[near[:, 0]] | flags[near[:, 1]]) & verify.OPEN_FRAME) > 0
+            overlay = recheck.boxed_pairs(near, overlay, flags)
     distance = pairs.distances(hashes, near).astype(np.int64)
     similarity = verify.pair_scores(signatures, near, flags)
     started = time.perf_counter()
     w, h = _numbers(frame["width"]), _numbers(frame["height"])
     ok, redecoded = recheck.second_look(frame["path"], w, h, near, similarity, overlay, min_similarity)
     found = Found(rank, group, head, exact, near, distance, similarity, ok, np.arange(n), signatures, has_sig,
-                  redecoded, time.perf_counter() - started)
+                  redecoded)
     found.cluster()
+    found.join(frame["path"], hashes, min_similarity)
+    found.redecode_seconds = time.perf_counter() - started
     return found
 
 
