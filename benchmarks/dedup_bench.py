@@ -337,7 +337,7 @@ def kept_command(paths: list[Path], codes: np.ndarray, overlay: np.ndarray, sign
     how many pairs were re-decoded and the CPU seconds that took."""
     from ifa.curation.dedup import recheck, run
 
-    cand, by_overlay = run.candidate_pairs(codes, overlay[0], k)
+    cand, by_overlay = run.candidate_pairs(codes, overlay[0], k, overlay[1])
     by_overlay = recheck.boxed_pairs(cand, by_overlay, overlay[1])
     sim = verify.pair_scores(signatures, cand, overlay[1])
     files = np.array([str(p) for p in paths], dtype=object)

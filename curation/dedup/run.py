@@ -33,7 +33,7 @@ from ...errors import IfaError
 from ...progress import SILENT, Progress
 from .. import executors, reports
 from ..reports import html as report_html
-from . import hashing, pairs, recheck, verify
+from . import hashing, pairs, recheck, textbox, verify
 from ..ledger import Change, FileInfo, check_splits
 from ..ledger import hashes as store
 from ..image_checks.statistics import VERSION as STATS_VERSION
@@ -463,11 +463,14 @@ class Found:
             self.cluster()
 
 
-def candidate_pairs(hashes: np.ndarray, overlay_codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def candidate_pairs(hashes: np.ndarray, overlay_codes: np.ndarray, k: int,
+                    flags: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Candidate pairs: hashes within k bits, or (a copy with a text box over one region)
     overlay codes of one region within OVERLAY_THRESHOLD bits; the last code (the whole
     picture's bottom strip) meets the one before it (the trimmed picture's).
 
+    With flags ((n,) uint8), a picture with a box painted over also pairs within
+    textbox.PAINTED_THRESHOLD bits (`textbox.painted_pairs`).
     hashes: (n,) uint64. overlay_codes: (n, verify.OVERLAY_CODES) uint64 (`verify.overlay_codes`).
     Returns ((P, 2) int64 pairs, (P,) bool: found by an overlay code, alone or with the hash;
     the command re-decodes those where a picture has no border, `recheck.boxed_pairs`)."""
@@ -477,7 +480,8 @@ def candidate_pairs(hashes: np.ndarray, overlay_codes: np.ndarray, k: int) -> tu
         [np.concatenate([overlay_codes[:, -2], overlay_codes[:, -1]])]
     more = np.concatenate([np.zeros((0, 2), dtype=np.int64),
                            *(pairs.pairs_within(np.ascontiguousarray(c), OVERLAY_THRESHOLD).astype(np.int64) % max(n, 1)
-                             for c in columns)])
+                             for c in columns),
+                           *([] if flags is None else [textbox.painted_pairs(overlay_codes, flags)])])
     more = np.unique(np.sort(more[more[:, 0] != more[:, 1]], axis=1), axis=0)
     ordered = np.sort(near, axis=1)
     coded = np.isin(ordered[:, 0] * n + ordered[:, 1], more[:, 0] * n + more[:, 1])
@@ -508,7 +512,7 @@ def _find(frame: Table, policy: tuple[str, ...], k: int, min_similarity: float, 
     if not exact_only and n_groups:
         usable = head[frame["has_hash"][head] & has_sig[head]]
         if len(usable):
-            found, overlay = candidate_pairs(hashes[usable], codes[usable], k)
+            found, overlay = candidate_pairs(hashes[usable], codes[usable], k, flags[usable])
             near = usable[found]
             overlay = recheck.boxed_pairs(near, overlay, flags)
     distance = pairs.distances(hashes, near).astype(np.int64)
