@@ -151,7 +151,7 @@ def redecoded_similarity(paths_a: Sequence[str], paths_b: Sequence[str], boxes: 
     out[boxes] = verify.similarity(thumbs, views, whole=True).reshape(4, -1).max(axis=0)
     # A painted box that cut the item: its whole frame placed in the other by the trimmed boxes.
     if any(f is not None and (f.painted or f.open_frame) for f in framed):
-        out[boxes] = np.fmax(out[boxes], textbox.aligned_similarity(framed, pairs[boxes], WHOLE_SIDE))
+        out[boxes] = np.fmax(out[boxes], textbox.aligned_similarity(framed, pairs[boxes]))
     out[~(readable[pairs[:, 0]] & readable[pairs[:, 1]])] = np.nan
     return out
 

@@ -6,7 +6,7 @@ up with its original's, and its whole frame lines up only with a copy of the sam
 (not with a padded copy, which the keep policy keeps for its pixels). `aligned_similarity`
 places the boxed copy's whole frame in the other picture by their two trimmed boxes, from
 the sides no box reaches only, with one scale for both axes where one axis has a side the
-box reached, and compares the two at recheck.WHOLE_SIDE allowing the box (`verify.similarity`'s
+box reached, and compares the two at ALIGNED_SIDE allowing the box (`verify.similarity`'s
 `whole`). Every pair stays a direct comparison of the two pictures.
 """
 
@@ -25,6 +25,10 @@ from . import hashing, verify
 # and 3,040 pictures (benchmarks/dedup_bench.py quality set) made 1,009 pairs at 6, 752 of
 # one photo, and paired 63 copies with their original (54 at 4).
 PAINTED_THRESHOLD = 6
+# The aligned view is compared at 16x16, not recheck.WHOLE_SIDE (24): a padded copy decodes at
+# a coarser scale and a print's detail differed (benchmark's box copies 0.85 / 0.97 found at
+# 24, 0.95 / 1.00 at 20, 0.97 / 1.00 at 16 along the bottom; false removals 4 at each).
+ALIGNED_SIDE = 16
 TOUCH = 1.5  # decoded pixels: a trimmed edge this close to a painted box ends at the box, not at the item
 OUTSIDE = 0.03  # the aligned frame may reach this share of a side outside the other picture (clipped)
 # Both frames are compared without this share of each side: a fraction of a pixel of a pad's
@@ -123,7 +127,7 @@ def inset(box) -> tuple[float, float, float, float]:
     return top + dy, bottom - dy, left + dx, right - dx
 
 
-def aligned_similarity(pictures: Sequence[Framing | None], pairs: np.ndarray, side: int) -> np.ndarray:
+def aligned_similarity(pictures: Sequence[Framing | None], pairs: np.ndarray, side: int = ALIGNED_SIDE) -> np.ndarray:
     """For each pair (indices into pictures; None: not decoded), the best of each picture with a painted box as a
     whole frame against its region in the other (`aligned_region`, from the sides no box reached
     and from all four), at side x side, allowing a
