@@ -19,28 +19,22 @@ import numpy as np
 
 from . import hashing, verify
 
-# A picture with a box painted over pairs with any picture whose code of a corner or of the
-# bottom strip lies within this many bits of its own: painting the box's part of the item
-# moved those codes 4-8 bits (OVERLAY_THRESHOLD is 2); 75 copies with a box painted over
-# and 3,040 pictures (benchmarks/dedup_bench.py quality set) made 1,009 pairs at 6, 752 of
-# one photo, and paired 63 copies with their original (54 at 4).
+# A painted picture's region codes pair within 6 bits, not OVERLAY_THRESHOLD's 2: painting the
+# item's part under the box moves them 4-8 (benchmarks/dedup_bench.py quality; README table).
 PAINTED_THRESHOLD = 6
-# The aligned view is compared at 16x16, not recheck.WHOLE_SIDE (24): a padded copy decodes at
-# a coarser scale and a print's detail differed (benchmark's box copies 0.85 / 0.97 found at
-# 24, 0.95 / 1.00 at 20, 0.97 / 1.00 at 16 along the bottom; false removals 4 at each).
+# 16x16, not recheck.WHOLE_SIDE: a padded copy decodes coarser and a print's detail differs (same benchmark).
 ALIGNED_SIDE = 16
 TOUCH = 1.5  # decoded pixels: a trimmed edge this close to a painted box ends at the box, not at the item
 OUTSIDE = 0.03  # the aligned frame may reach this share of a side outside the other picture (clipped)
-# Both frames are compared without this share of each side: a fraction of a pixel of a pad's
-# edge in the aligned region made a dark line along it.
-INSET = 0.03
+INSET = 0.03  # each side left out of both frames: a fraction of a pad's edge made a line along it
 
 
-def painted_pairs(codes: np.ndarray, flags: np.ndarray, k: int = PAINTED_THRESHOLD, block: int = 256) -> np.ndarray:
+def painted_pairs(codes: np.ndarray, flags: np.ndarray, k: int = PAINTED_THRESHOLD, block: int = 8) -> np.ndarray:
     """(P, 2) int64 pairs i < j, one of them with a box painted over (flags verify.TEXT_BOX),
     whose overlay codes of one region (each corner, the bottom strip) are within k bits.
     codes: (n, verify.OVERLAY_CODES) uint64; flags: (n,) uint8. Compares each painted picture
-    with every picture: O(painted x n), and a picture is painted only where a box was found."""
+    with every picture, `block` at a time: O(painted x n) (a picture is painted only where a
+    box was found: 76 of 3,040 in the benchmark, 1 of its 2,000 originals)."""
     from .pairs import popcount
 
     painted = np.flatnonzero(flags & verify.TEXT_BOX)
