@@ -92,9 +92,9 @@ def rejoin(paths: np.ndarray, leader: np.ndarray, verified: np.ndarray, min_simi
 
     paths: (n,) files; leader: (n,) `pairs.leader_clusters`; verified: (V, 2) the pairs that
     made it. Returns ((J, 2) pairs (image, leader) that passed, (J,) their scores, the number
-    of pairs compared: `beside_leaders(leader, verified)`)."""
-    pairs = beside_leaders(leader, verified)
-    if not len(pairs):
+    of pairs compared: `beside_leaders(leader, verified)`, none when min_similarity is 0)."""
+    pairs = beside_leaders(leader, verified) if min_similarity > 0 else np.zeros((0, 2), dtype=np.int64)
+    if not len(pairs):  # min_similarity 0: no verification, the hash alone makes copies
         return pairs, np.zeros(0, dtype=np.float32), 0
     score = redecoded_similarity(paths[pairs[:, 0]].tolist(), paths[pairs[:, 1]].tolist(), np.ones(len(pairs), bool))
     ok = np.nan_to_num(score, nan=0.0) >= min_similarity
