@@ -12,10 +12,11 @@ box reached, and compares the two at ALIGNED_SIDE allowing the box (`verify.simi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
+from PIL import Image
 
 from . import hashing, verify
 
@@ -62,6 +63,22 @@ class Framing:
     fixed: np.ndarray
     painted: bool
     open_frame: bool  # no border (hashing's ring rule): nothing is painted
+    _image: Image.Image | None = field(default=None, repr=False)
+    _whole: dict = field(default_factory=dict, repr=False)
+
+    def thumbnail(self, region: tuple[float, float, float, float] | None, side: int) -> np.ndarray:
+        """(side, side, 3) uint8 box-filtered thumbnail of rgb's region (top, bottom, left,
+        right; None: the whole frame less INSET), as `verify.thumbnail`; one PIL picture kept."""
+        if region is None and side in self._whole:
+            return self._whole[side]
+        if self._image is None:
+            self._image = Image.fromarray(np.ascontiguousarray(self.rgb), "RGB")
+        h, w = self.rgb.shape[:2]
+        top, bottom, left, right = inset((0.0, h, 0.0, w) if region is None else region)
+        out = np.asarray(self._image.resize((side, side), Image.Resampling.BOX, box=(left, top, right, bottom)))
+        if region is None:
+            self._whole[side] = out
+        return out
 
 
 def framing(rgb: np.ndarray) -> Framing:
@@ -139,9 +156,7 @@ def aligned_similarity(pictures: Sequence[Framing | None], pairs: np.ndarray, si
                 [np.ones(4, dtype=bool), np.arange(4) != 1] if x.open_frame else []
             regions = {aligned_region(x, y, f) for f in tried} - {None}
             for region in regions:
-                h, w = pictures[a].rgb.shape[:2]
-                views += [verify.thumbnail(pictures[a].rgb, inset((0.0, h, 0.0, w)), side),
-                          verify.thumbnail(pictures[b].rgb, inset(region), side)]
+                views += [x.thumbnail(None, side), y.thumbnail(region, side)]
                 rows.append([len(views) - 2, len(views) - 1])
                 which.append(p)
     out = np.full(len(pairs), np.nan, dtype=np.float32)
