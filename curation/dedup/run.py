@@ -168,7 +168,7 @@ class DedupResult:
     cross_split_by_split: dict[str, int] = field(default_factory=dict)
     label_conflicts: int = 0
     possible_copies: list[recheck.LabelDifference] = field(default_factory=list)  # verified, labels differ: action none
-    redecoded_pairs: int = 0  # near misses compared again on their re-decoded whole pictures
+    redecoded_pairs: int = 0  # near misses, box pairs and images left alone compared again on their files
     redecode_seconds: float = 0.0
     set_aside: list[tuple[str, str]] = field(default_factory=list)  # (image_id, kept id) that go/went
     restored: list[str] = field(default_factory=list)  # kept images an earlier dedup had set aside
