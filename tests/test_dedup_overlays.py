@@ -56,8 +56,10 @@ def test_copies_with_a_text_box_in_a_corner_or_along_the_bottom_are_merged(tmp_p
             members = {m.image_id for m in cluster.members} if cluster else {src.stem}
             assert all(m == src.stem or m.startswith(src.stem + "-") for m in members), members
             found += [f"{src.stem}-{name}" in members for name in boxes]
-        # 34 of 48 found; the code before painted boxes and overlay codes found 12 of 48
-        assert sum(found) >= 28, f"{sum(found)} of {len(found)} boxed copies found"
+        # 39 of 48 found (34 before the aligned view and the comparison with the kept image of an
+        # image left alone, 12 before painted boxes and overlay codes); the misses are dark boxes
+        # at the top left, left alone when a copy boxed at another corner is kept (more bytes)
+        assert sum(found) >= 37, f"{sum(found)} of {len(found)} boxed copies found"
         assert not {frozenset(SHOOT)} & {frozenset((c.keep, m.image_id)) for c in r.clusters for m in c.members}
     finally:
         ws.close()
