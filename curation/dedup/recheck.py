@@ -83,7 +83,8 @@ def boxed_pairs(near: np.ndarray, by_code: np.ndarray, flags: np.ndarray) -> np.
     return (by_code & ((either & verify.OPEN_FRAME) > 0)) | ((either & verify.TEXT_BOX) > 0)
 
 
-def rejoin(paths: np.ndarray, leader: np.ndarray, verified: np.ndarray, min_similarity: float) -> tuple[np.ndarray, np.ndarray, int]:
+def rejoin(paths: np.ndarray, leader: np.ndarray, verified: np.ndarray,
+           min_similarity: float) -> tuple[np.ndarray, np.ndarray, int]:
     """Images left alone although verified with a member of a cluster, compared directly with
     that cluster's leader on their re-decoded pictures (`redecoded_similarity`, allowing a text
     box): a copy verified with its original is lost when a padded or brighter copy of the
@@ -149,7 +150,8 @@ def redecoded_similarity(paths_a: Sequence[str], paths_b: Sequence[str], boxes: 
     # The four views in one call: together they reach the compiled kernel's batch size.
     views = np.concatenate([pairs[boxes] + [da, db] for da in (n, 2 * n) for db in (n, 2 * n)])
     out[boxes] = verify.similarity(thumbs, views, whole=True).reshape(4, -1).max(axis=0)
-    # A painted box that cut the item: its whole frame placed in the other by the trimmed boxes.
+    # A box painted over the item, or a strip trimmed away with a picture's open frame: its
+    # whole frame placed in the other picture by the two trimmed boxes (textbox).
     if any(f is not None and (f.painted or f.open_frame) for f in framed):
         out[boxes] = np.fmax(out[boxes], textbox.aligned_similarity(framed, pairs[boxes]))
     out[~(readable[pairs[:, 0]] & readable[pairs[:, 1]])] = np.nan

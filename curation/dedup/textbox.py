@@ -7,7 +7,9 @@ up with its original's, and its whole frame lines up only with a copy of the sam
 places the boxed copy's whole frame in the other picture by their two trimmed boxes, from
 the sides no box reaches only, with one scale for both axes where one axis has a side the
 box reached, and compares the two at ALIGNED_SIDE allowing the box (`verify.similarity`'s
-`whole`). Every pair stays a direct comparison of the two pictures.
+`whole`). A picture without a border is not painted, and a strip along its bottom is
+trimmed away with the border: it is also placed with its bottom side free. Every pair stays
+a direct comparison of the two pictures (`recheck.redecoded_similarity` takes the best view).
 """
 
 from __future__ import annotations
@@ -139,10 +141,11 @@ def inset(box) -> tuple[float, float, float, float]:
 
 
 def aligned_similarity(pictures: Sequence[Framing | None], pairs: np.ndarray, side: int = ALIGNED_SIDE) -> np.ndarray:
-    """For each pair (indices into pictures; None: not decoded), the best of each picture with a painted box as a
-    whole frame against its region in the other (`aligned_region`, from the sides no box reached
-    and from all four), at side x side, allowing a
-    box (verify.similarity, whole=True); nan where neither direction applies. Returns (P,) float32."""
+    """For each pair (indices into pictures; None: not decoded), the best score of either
+    picture's whole frame against its region in the other (`aligned_region`), at side x side,
+    allowing a box (verify.similarity, whole=True): a painted picture from the sides its box
+    did not reach and from all four, a picture without a border from all four and with its
+    bottom free; nan where no direction applies. Returns (P,) float32."""
     views, rows, which = [], [], []
     for p, (i, j) in enumerate(np.asarray(pairs, dtype=np.int64).reshape(-1, 2).tolist()):
         for a, b in ((i, j), (j, i)):
