@@ -29,6 +29,7 @@ ASPECT_TOLERANCE = 0.03  # whole frames compare only when their shapes agree (lo
 # 0.07 x 255 levels (signatures: 0.08): two black shoes of another cut scored 0.927 there
 # (benchmarks/dedup_bench.py quality set: 4 of 10 pairs of different photos passing, 7 of 178 copies).
 WHOLE_SHAPE_SHIFT = 0.03
+BOX, BOX_IF_ALONE = 1, 2  # `boxed_pairs`
 PIXELS_MATCH = 3.0  # grey levels, 64x64 thumbnails: the same picture, whatever the labels say
 COLOUR_GROUP = "color"
 
@@ -59,28 +60,40 @@ def second_look(paths: np.ndarray, width: np.ndarray, height: np.ndarray, near: 
 
     paths, width, height: (n,) per image (width/height of the full picture, 0 when unknown).
     near: (P, 2) candidate pairs; similarity: (P,) their signatures' score; overlay: (P,)
-    found by an overlay code alone, one of the two without a border (`run.candidate_pairs`).
+    uint8 (or bool) `boxed_pairs`: BOX, BOX_IF_ALONE or 0.
     A pair is a copy when its score is >= min_similarity. A near miss (within NEAR_BAND)
-    whose pictures have the same shape is compared again on its whole re-decoded pictures,
-    an overlay candidate on its re-decoded trimmed pictures, allowing a text box
-    (`redecoded_similarity`). Returns ((P,) bool, pairs re-decoded)."""
+    whose pictures have the same shape (not a BOX pair) is compared again on its whole
+    re-decoded pictures; a BOX pair, and a BOX_IF_ALONE pair still not a copy one of whose
+    images no pair has verified yet, on its re-decoded whole, trimmed and aligned pictures,
+    allowing a text box (`redecoded_similarity`). Returns ((P,) bool, pairs re-decoded)."""
     ok = similarity >= min_similarity
     a, b = near[:, 0], near[:, 1]
     close = (similarity >= min_similarity - NEAR_BAND) & same_shape(width[a], height[a], width[b], height[b])
-    miss = np.flatnonzero(~ok & (close | overlay))
+    overlay = np.asarray(overlay, dtype=np.uint8)
+    miss = np.flatnonzero(~ok & close & (overlay != BOX))
     if len(miss):
-        again = redecoded_similarity(paths[a[miss]].tolist(), paths[b[miss]].tolist(), overlay[miss])
+        again = redecoded_similarity(paths[a[miss]].tolist(), paths[b[miss]].tolist())
         ok[miss] = np.nan_to_num(again, nan=0.0) >= min_similarity
-    return ok, len(miss)
+    # A pair made by a painted picture only while one of its images is alone: a painted picture
+    # pairs with many others, most verified already (benchmarks/dedup_bench.py section 4).
+    verified = np.zeros(len(paths), dtype=bool)
+    verified[near[ok].ravel()] = True
+    boxed = np.flatnonzero(~ok & ((overlay == BOX) | ((overlay == BOX_IF_ALONE) & ~(verified[a] & verified[b]))))
+    if len(boxed):
+        again = redecoded_similarity(paths[a[boxed]].tolist(), paths[b[boxed]].tolist(), np.ones(len(boxed), bool))
+        ok[boxed] = np.nan_to_num(again, nan=0.0) >= min_similarity
+    return ok, len(miss) + len(boxed)
 
 
 def boxed_pairs(near: np.ndarray, by_code: np.ndarray, flags: np.ndarray) -> np.ndarray:
-    """(P,) bool: the candidate pairs `second_look` compares as copies with a text box: found by
-    an overlay code (`run.candidate_pairs`) with one picture without a border, or with a box
-    painted over in either (its signature's trimmed picture is cut where the box was).
+    """(P,) uint8: how `second_look` compares each candidate pair as copies with a text box:
+    BOX, found by an overlay code (`run.candidate_pairs`) with one picture without a border;
+    BOX_IF_ALONE, any other with a box painted over in either (its signature's trimmed
+    picture is cut where the box was), while one of its images is alone; 0 otherwise.
     near: (P, 2) pairs; by_code: (P,) bool; flags: (n,) uint8 (verify.OPEN_FRAME, TEXT_BOX)."""
     either = flags[near[:, 0]] | flags[near[:, 1]] if len(near) else np.zeros(0, dtype=np.uint8)
-    return (by_code & ((either & verify.OPEN_FRAME) > 0)) | ((either & verify.TEXT_BOX) > 0)
+    box = by_code & ((either & verify.OPEN_FRAME) > 0)
+    return np.where(box, BOX, np.where((either & verify.TEXT_BOX) > 0, BOX_IF_ALONE, 0)).astype(np.uint8)
 
 
 def rejoin(paths: np.ndarray, leader: np.ndarray, verified: np.ndarray,
