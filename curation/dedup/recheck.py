@@ -80,7 +80,8 @@ def second_look(paths: np.ndarray, width: np.ndarray, height: np.ndarray, near: 
     verified[near[ok].ravel()] = True
     boxed = np.flatnonzero(~ok & ((overlay == BOX) | ((overlay == BOX_IF_ALONE) & ~(verified[a] & verified[b]))))
     if len(boxed):
-        again = redecoded_similarity(paths[a[boxed]].tolist(), paths[b[boxed]].tolist(), np.ones(len(boxed), bool))
+        again = redecoded_similarity(paths[a[boxed]].tolist(), paths[b[boxed]].tolist(), np.ones(len(boxed), bool),
+                                     min_similarity)
         ok[boxed] = np.nan_to_num(again, nan=0.0) >= min_similarity
     return ok, len(miss) + len(boxed)
 
@@ -110,7 +111,8 @@ def rejoin(paths: np.ndarray, leader: np.ndarray, verified: np.ndarray,
     pairs = beside_leaders(leader, verified) if min_similarity > 0 else np.zeros((0, 2), dtype=np.int64)
     if not len(pairs):  # min_similarity 0: no verification, the hash alone makes copies
         return pairs, np.zeros(0, dtype=np.float32), 0
-    score = redecoded_similarity(paths[pairs[:, 0]].tolist(), paths[pairs[:, 1]].tolist(), np.ones(len(pairs), bool))
+    score = redecoded_similarity(paths[pairs[:, 0]].tolist(), paths[pairs[:, 1]].tolist(), np.ones(len(pairs), bool),
+                                 min_similarity)
     ok = np.nan_to_num(score, nan=0.0) >= min_similarity
     return pairs[ok], score[ok], len(pairs)
 
@@ -126,12 +128,16 @@ def beside_leaders(leader: np.ndarray, verified: np.ndarray) -> np.ndarray:
     return np.unique(np.stack([both[:, 0], leader[both[:, 1]]], axis=1), axis=0)
 
 
-def redecoded_similarity(paths_a: Sequence[str], paths_b: Sequence[str], boxes: np.ndarray | None = None) -> np.ndarray:
+def redecoded_similarity(paths_a: Sequence[str], paths_b: Sequence[str], boxes: np.ndarray | None = None,
+                         enough: float = np.inf) -> np.ndarray:
     """The verification score of each pair of files re-decoded and compared at WHOLE_SIDE x
     WHOLE_SIDE: as whole, untrimmed pictures, or (boxes: (P,) bool) the best of their whole
     and trimmed pictures each, allowing a text box of up to 10% of the picture
-    (verify.similarity's `whole`).
-    nan where a file does not decode. Each distinct file is decoded once. Returns (P,) float32."""
+    (verify.similarity's `whole`), and of the whole frame of a picture with a box painted over
+    or without a border placed in the other (`textbox.aligned_similarity`) where those score
+    under `enough` (the score that decides: the aligned views are not made for pairs already
+    passing). nan where a file does not decode. Each distinct file is decoded once. Returns
+    (P,) float32."""
     boxes = np.zeros(len(paths_a), dtype=bool) if boxes is None else np.asarray(boxes, dtype=bool)
     files = list(dict.fromkeys([*paths_a, *paths_b]))
     index = {p: i for i, p in enumerate(files)}
@@ -165,8 +171,9 @@ def redecoded_similarity(paths_a: Sequence[str], paths_b: Sequence[str], boxes: 
     out[boxes] = verify.similarity(thumbs, views, whole=True).reshape(4, -1).max(axis=0)
     # A box painted over the item, or a strip trimmed away with a picture's open frame: its
     # whole frame placed in the other picture by the two trimmed boxes (textbox).
-    if any(f is not None and (f.painted or f.open_frame) for f in framed):
-        out[boxes] = np.fmax(out[boxes], textbox.aligned_similarity(framed, pairs[boxes]))
+    short = np.flatnonzero(boxes)[out[boxes] < enough]  # the aligned views only where they can decide
+    if len(short) and any(f is not None and (f.painted or f.open_frame) for f in framed):
+        out[short] = np.fmax(out[short], textbox.aligned_similarity(framed, pairs[short]))
     out[~(readable[pairs[:, 0]] & readable[pairs[:, 1]])] = np.nan
     return out
 
