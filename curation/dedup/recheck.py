@@ -1,10 +1,13 @@
 """Second looks at a few pairs, from their files: near misses of the verifier, and
 verified pairs whose labels say they are different items.
 
-- A near miss (a score just under --min-similarity) is re-decoded and compared on the
-  whole pictures, untrimmed, at WHOLE_SIDE, against the same --min-similarity: a brightened catalogue shot clips its light
-  parts to the white background and its trimmed box shrinks, so its 12x12 signature
-  is misaligned with its original's; the whole frames are not (README verifier table).
+- A near miss (a score just under --min-similarity) is re-decoded and compared at
+  WHOLE_SIDE against the same --min-similarity, the better of two ways: the whole
+  pictures, untrimmed (when their shapes agree), and the trimmed pictures with the darker
+  one brightened by each of GAINS and trimmed again (`brightened_views`). A brightened
+  catalogue shot clips its light parts to the white background and its trimmed box
+  shrinks, so its 12x12 signature is misaligned with its original's; the original
+  brightened alike is trimmed alike (README verifier table).
 - Two images whose labels differ in colour or in a single-label group (another
   category, neckline, sleeve or style) are set aside as copies only when their pixels
   match: mean absolute difference under PIXELS_MATCH grey levels on 64x64 thumbnails.
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -23,6 +27,15 @@ from ...taxonomy import Taxonomy
 from . import hashing, textbox, verify
 
 NEAR_BAND = 0.04  # a pair scoring within this under --min-similarity is re-decoded (README verifier table)
+# Near misses are also compared trimmed with the darker picture brightened by each gain:
+# brightening a catalogue shot clips its light parts into the white background, so its
+# trimmed box shrinks and its signature is misaligned; the original brightened by the same
+# gain and trimmed again has the copy's box (README verifier table).
+GAINS = (1.08, 1.15, 1.22)  # +-15% and a little more, as verify.MAX_GAIN
+# The brightened views are decoded at this side, not the hash's 64: a 10%-padded copy (the
+# kept image of its cluster: the most pixels) decodes at half its original's scale, too
+# coarse to align (brightness +15% product copies found 0.57 at 64, 0.70 at 128: dedup_bench).
+REDECODE_PX = 128
 WHOLE_SIDE = 24  # the whole pictures are compared at 24x24 (the item is a part of the frame)
 ASPECT_TOLERANCE = 0.03  # whole frames compare only when their shapes agree (log ratio)
 # Re-decoded whole pictures pass the shape check only with a 90th-percentile residual under
@@ -62,17 +75,18 @@ def second_look(paths: np.ndarray, width: np.ndarray, height: np.ndarray, near: 
     near: (P, 2) candidate pairs; similarity: (P,) their signatures' score; overlay: (P,)
     uint8 (or bool) `boxed_pairs`: BOX, BOX_IF_ALONE or 0.
     A pair is a copy when its score is >= min_similarity. A near miss (within NEAR_BAND)
-    whose pictures have the same shape (not a BOX pair) is compared again on its whole
-    re-decoded pictures; a BOX pair, and a BOX_IF_ALONE pair still not a copy one of whose
-    images no pair has verified yet, on its re-decoded whole, trimmed and aligned pictures,
-    allowing a text box (`redecoded_similarity`). Returns ((P,) bool, pairs re-decoded)."""
+    is compared again on its re-decoded trimmed pictures with the darker one brightened,
+    and (when they have the same shape) on its whole pictures; then a BOX pair, and a
+    BOX_IF_ALONE pair one of whose images no pair has verified yet, still not a copy, on
+    its re-decoded whole, trimmed and aligned pictures, allowing a text box
+    (`redecoded_similarity`). Returns ((P,) bool, pairs re-decoded)."""
     ok = similarity >= min_similarity
     a, b = near[:, 0], near[:, 1]
-    close = (similarity >= min_similarity - NEAR_BAND) & same_shape(width[a], height[a], width[b], height[b])
+    frames = same_shape(width[a], height[a], width[b], height[b])
     overlay = np.asarray(overlay, dtype=np.uint8)
-    miss = np.flatnonzero(~ok & close & (overlay != BOX))
+    miss = np.flatnonzero(~ok & (similarity >= min_similarity - NEAR_BAND))
     if len(miss):
-        again = redecoded_similarity(paths[a[miss]].tolist(), paths[b[miss]].tolist())
+        again = redecoded_similarity(paths[a[miss]].tolist(), paths[b[miss]].tolist(), None, frames[miss])
         ok[miss] = np.nan_to_num(again, nan=0.0) >= min_similarity
     # A pair made by a painted picture only while one of its images is alone: a painted picture
     # pairs with many others, most verified already (benchmarks/dedup_bench.py section 4).
@@ -81,7 +95,7 @@ def second_look(paths: np.ndarray, width: np.ndarray, height: np.ndarray, near: 
     boxed = np.flatnonzero(~ok & ((overlay == BOX) | ((overlay == BOX_IF_ALONE) & ~(verified[a] & verified[b]))))
     if len(boxed):
         again = redecoded_similarity(paths[a[boxed]].tolist(), paths[b[boxed]].tolist(), np.ones(len(boxed), bool),
-                                     min_similarity)
+                                     enough=min_similarity)
         ok[boxed] = np.nan_to_num(again, nan=0.0) >= min_similarity
     return ok, len(miss) + len(boxed)
 
@@ -112,7 +126,7 @@ def rejoin(paths: np.ndarray, leader: np.ndarray, verified: np.ndarray,
     if not len(pairs):  # min_similarity 0: no verification, the hash alone makes copies
         return pairs, np.zeros(0, dtype=np.float32), 0
     score = redecoded_similarity(paths[pairs[:, 0]].tolist(), paths[pairs[:, 1]].tolist(), np.ones(len(pairs), bool),
-                                 min_similarity)
+                                 enough=min_similarity)
     ok = np.nan_to_num(score, nan=0.0) >= min_similarity
     return pairs[ok], score[ok], len(pairs)
 
@@ -129,41 +143,38 @@ def beside_leaders(leader: np.ndarray, verified: np.ndarray) -> np.ndarray:
 
 
 def redecoded_similarity(paths_a: Sequence[str], paths_b: Sequence[str], boxes: np.ndarray | None = None,
-                         enough: float = np.inf) -> np.ndarray:
+                         frames: np.ndarray | None = None, enough: float = np.inf) -> np.ndarray:
     """The verification score of each pair of files re-decoded and compared at WHOLE_SIDE x
-    WHOLE_SIDE: as whole, untrimmed pictures, or (boxes: (P,) bool) the best of their whole
-    and trimmed pictures each, allowing a text box of up to 10% of the picture
-    (verify.similarity's `whole`), and of the whole frame of a picture with a box painted over
-    or without a border placed in the other (`textbox.aligned_similarity`) where those score
-    under `enough` (the score that decides: the aligned views are not made for pairs already
-    passing). nan where a file does not decode. Each distinct file is decoded once. Returns
-    (P,) float32."""
+    WHOLE_SIDE: the better of their whole, untrimmed pictures (where frames: (P,) bool,
+    the two have the same shape; default all) and their trimmed pictures with the darker
+    one brightened by each of GAINS (`brightened_similarity`); or (boxes: (P,) bool) the
+    best of their whole and trimmed pictures each, less textbox.INSET of each side, allowing
+    a text box of up to 10% of the picture (verify.similarity's `whole`), and of the whole
+    frame of a picture with a box painted over or without a border placed in the other
+    (`textbox.aligned_similarity`) where those score under `enough` (the score that decides).
+    nan where a file does not decode. Each distinct file is decoded at the hash's scale
+    and at REDECODE_PX, the darker of a pair once more. Returns (P,) float32."""
     boxes = np.zeros(len(paths_a), dtype=bool) if boxes is None else np.asarray(boxes, dtype=bool)
+    frames = np.ones(len(paths_a), dtype=bool) if frames is None else np.asarray(frames, dtype=bool)
     files = list(dict.fromkeys([*paths_a, *paths_b]))
     index = {p: i for i, p in enumerate(files)}
     boxed = {p for pa, pb, x in zip(paths_a, paths_b, boxes.tolist()) if x for p in (pa, pb)}
+    plain = {p for pa, pb, x in zip(paths_a, paths_b, boxes.tolist()) if not x for p in (pa, pb)}
+    thumbs, brightened, readable, framed = _redecode(files, boxed, plain)
     n = len(files)
-    # Whole pictures; for the files of box pairs also their trimmed and whole pictures less
-    # textbox.INSET of each side (a pad's edge leaves a line along the trimmed box).
-    thumbs = np.zeros((3 * n, WHOLE_SIDE * WHOLE_SIDE * 3), dtype=np.uint8)
-    readable = np.zeros(n, dtype=bool)
-    framed: list[textbox.Framing | None] = [None] * n
-    for i, path in enumerate(files):
-        try:
-            with open(path, "rb") as fh:
-                rgb, _, _ = hashing.decode_rgb(fh.read())
-        except (OSError, hashing.Unreadable):
-            continue
-        thumbs[i] = verify.thumbnail(rgb, None, WHOLE_SIDE).reshape(-1)
-        if path in boxed:
-            framed[i] = f = textbox.framing(rgb)
-            thumbs[n + i] = verify.thumbnail(f.clean, textbox.inset(f.box), WHOLE_SIDE).reshape(-1)
-            thumbs[2 * n + i] = verify.thumbnail(rgb, textbox.inset((0.0, rgb.shape[0], 0.0, rgb.shape[1])),
-                                                 WHOLE_SIDE).reshape(-1)
-        readable[i] = True
     pairs = np.array([[index[a], index[b]] for a, b in zip(paths_a, paths_b)], dtype=np.int64).reshape(-1, 2)
-    out = np.empty(len(pairs), dtype=np.float32)
-    out[~boxes] = verify.similarity(thumbs, pairs[~boxes], shape_shift=WHOLE_SHAPE_SHIFT)
+    # Only the darker picture of a pair is brightened: half the files, decoded once more.
+    dark = np.unique(_darker(brightened, pairs[~boxes]))
+    for i in dark[readable[dark]].tolist():
+        try:
+            with open(files[i], "rb") as fh:
+                brightened[i] = brightened_views(hashing.decode_rgb(fh.read(), REDECODE_PX)[0])
+        except (OSError, hashing.Unreadable):  # gone since the first pass: its first view stays
+            continue
+    out = np.zeros(len(pairs), dtype=np.float32)
+    whole = ~boxes & frames
+    out[whole] = verify.similarity(thumbs, pairs[whole], shape_shift=WHOLE_SHAPE_SHIFT)
+    out[~boxes] = np.maximum(out[~boxes], brightened_similarity(brightened, pairs[~boxes]))
     # A banner along a side of a photo without a border is trimmed away: its whole picture
     # is what meets the other's trimmed one (and a copy's pad, trimmed, meets the whole).
     # The four views in one call: together they reach the compiled kernel's batch size.
@@ -176,6 +187,77 @@ def redecoded_similarity(paths_a: Sequence[str], paths_b: Sequence[str], boxes: 
         out[short] = np.fmax(out[short], textbox.aligned_similarity(framed, pairs[short]))
     out[~(readable[pairs[:, 0]] & readable[pairs[:, 1]])] = np.nan
     return out
+
+
+def _redecode(files: list[str], boxed: set[str],
+              plain: set[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[textbox.Framing | None]]:
+    """Each file decoded: ((3n, WHOLE_SIDE^2 * 3) whole thumbnails, then for files in boxed
+    trimmed ones and whole ones less textbox.INSET of each side (a pad's edge leaves a line
+    along the trimmed box), (n, 1 + len(GAINS), WHOLE_SIDE^2 * 3) `brightened_views` (for
+    files in plain, the first only; else zeros), (n,) bool readable, (n,) `textbox.framing`
+    of the files in boxed, else None)."""
+    n, size = len(files), WHOLE_SIDE * WHOLE_SIDE * 3
+    thumbs = np.zeros((3 * n, size), dtype=np.uint8)
+    framed: list[textbox.Framing | None] = [None] * n
+    brightened = np.zeros((n, 1 + len(GAINS), size), dtype=np.uint8)
+    readable = np.zeros(n, dtype=bool)
+    for i, path in enumerate(files):
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+            rgb, _, _ = hashing.decode_rgb(data)
+            if path in plain:
+                brightened[i, 0] = brightened_views(hashing.decode_rgb(data, REDECODE_PX)[0], ())[0]
+        except (OSError, hashing.Unreadable):
+            continue
+        thumbs[i] = verify.thumbnail(rgb, None, WHOLE_SIDE).reshape(-1)
+        if path in boxed:
+            framed[i] = f = textbox.framing(rgb)
+            thumbs[n + i] = verify.thumbnail(f.clean, textbox.inset(f.box), WHOLE_SIDE).reshape(-1)
+            thumbs[2 * n + i] = verify.thumbnail(rgb, textbox.inset((0.0, rgb.shape[0], 0.0, rgb.shape[1])),
+                                                 WHOLE_SIDE).reshape(-1)
+        readable[i] = True
+    return thumbs, brightened, readable, framed
+
+
+def brightened_views(rgb: np.ndarray, gains: tuple[float, ...] = GAINS) -> np.ndarray:
+    """(1 + len(gains), WHOLE_SIDE^2 * 3) uint8: the trimmed thumbnail of rgb ((h, w, 3)
+    uint8), then of rgb brightened by each of gains (x -> min(255, gain x), as a
+    brightness change does), each trimmed again: what clips into a white background in a
+    brightened copy is trimmed away from the original's brightened view too."""
+    grey = hashing.grey_of(rgb)
+    h, w = grey.shape
+    out = np.empty((1 + len(gains), WHOLE_SIDE * WHOLE_SIDE * 3), dtype=np.uint8)
+    for k, lut in enumerate(_lut(gain) for gain in (1.0, *gains)):
+        x, g = (rgb, grey) if k == 0 else (np.take(lut, rgb), np.take(lut, grey))
+        box = hashing.trim_box(g)
+        out[k] = verify.thumbnail(x, None if box == (0, h, 0, w) else hashing.refine_box(g, box), WHOLE_SIDE).reshape(-1)
+    return out
+
+
+@lru_cache(maxsize=8)
+def _lut(gain: float) -> np.ndarray:
+    return np.clip(np.round(np.arange(256) * gain), 0, 255).astype(np.uint8)
+
+
+def _darker(views: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """(P,) the darker picture of each pair: the lower mean of its trimmed thumbnail (views[:, 0])."""
+    mean = views[:, 0].mean(axis=1)
+    return np.where(mean[pairs[:, 0]] > mean[pairs[:, 1]], pairs[:, 1], pairs[:, 0])
+
+
+def brightened_similarity(views: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """The best verification score of each pair's darker picture brightened by a gain of
+    GAINS against the other as it is (`brightened_views`; darker: the lower mean of the
+    trimmed thumbnail). views: (n, 1 + len(GAINS), V) uint8; pairs: (P, 2). Returns (P,) float32."""
+    n, k = views.shape[:2]
+    if not len(pairs):
+        return np.zeros(0, dtype=np.float32)
+    dark = _darker(views, pairs)
+    light = pairs[:, 0] + pairs[:, 1] - dark
+    tried = np.concatenate([np.stack([dark * k + g, light * k], axis=1) for g in range(1, k)])
+    scores = verify.similarity(views.reshape(n * k, -1), tried, shape_shift=WHOLE_SHAPE_SHIFT)
+    return scores.reshape(k - 1, -1).max(axis=0)
 
 
 def same_shape(width_a, height_a, width_b, height_b) -> np.ndarray:
@@ -226,3 +308,4 @@ def _by_group(labels: Iterable[int], taxonomy: Taxonomy) -> dict[str, frozenset[
 
 def _names(ids: frozenset[int], taxonomy: Taxonomy) -> str:
     return "+".join(sorted(taxonomy.labels[i].name for i in ids))
+
