@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from . import hashing, pairs, verify
+from . import hashing, pairs, textbox, verify
 
 CROP_FRACTION = 0.04  # the crop code's cut per side: the middle of the 3-5% crops it pairs
 # Crop code vs plain phash: 6 bits paired 0.98 of CC0 crop copies with their original (4: 0.88)
@@ -112,7 +112,7 @@ class _Views:
     def __init__(self, files: Sequence[str]) -> None:
         self.thumbs = np.zeros((len(files) * (len(CROPS) + 1), SIDE * SIDE * 3), dtype=np.uint8)
         self.readable = np.zeros(len(files), dtype=bool)
-        self.picture: list[Image.Image | None] = [None] * len(files)  # without text boxes (hashing.trimmed)
+        self.picture: list[Image.Image | None] = [None] * len(files)  # without text boxes (textbox.framing)
         self.size = np.zeros((len(files), 2), dtype=np.float64)  # full width, height
         self.box = np.zeros((len(files), 4), dtype=np.float64)  # the trimmed box, fractions of the picture
         for i, path in enumerate(files):
@@ -121,9 +121,9 @@ class _Views:
                     rgb, width, height = hashing.decode_rgb(fh.read())
             except (OSError, hashing.Unreadable):
                 continue
-            clean, box = hashing.trimmed(rgb)
+            framed = textbox.framing(rgb)
+            clean, (t, b, l, r) = framed.clean, framed.box.tolist()
             h, w = rgb.shape[:2]
-            t, b, l, r = box if box is not None else (0.0, h, 0.0, w)
             picture = Image.fromarray(np.ascontiguousarray(clean), "RGB")  # once: fromarray was a third of a thumbnail
             for k, c in enumerate(CROPS.tolist()):
                 self.thumbs[self.index(i, k)] = _thumb(picture, (t + c * (b - t), b - c * (b - t),
