@@ -103,7 +103,5 @@ def thumb_hash(grey: np.ndarray) -> bytes:
     bits apart for re-encoded and resized copies of one picture. 64 bits (9x8) were too
     coarse: distinct white product photos shared one such hash up to 7 at a time in the
     3,000 Myntra photos, and copies of one placeholder spread over 7 of them."""
-    from PIL import Image
-
-    small = np.asarray(Image.fromarray(grey, "L").resize((17, 16), Image.Resampling.BOX), dtype=np.int16)
+    small = hashing.resample(grey, (17, 16), hashing.BOX).astype(np.int16)  # Pillow's BOX resize, bit for bit
     return np.packbits((small[:, 1:] > small[:, :-1]).ravel()).tobytes()
