@@ -642,30 +642,36 @@ def resample_into(src, left, top, right, bottom, kind, out):
     last = yb[big_h - 1, 0] + yb[big_h - 1, 1]
     if not need_x:
         first, last = 0, h
-    tmp = np.empty((max(last - first, 1), big_w if need_x else w, nc), dtype=np.int64)
+    tw = big_w if need_x else w
+    tmp = np.empty((max(last - first, 1), tw * nc), dtype=np.int32)  # Pillow's own int arithmetic
     for y in range(first, last):
-        if need_x:
-            for xx in range(big_w):
-                x0, n = xb[xx, 0], xb[xx, 1]
-                for c in range(nc):
-                    ss = half
-                    for t in range(n):
-                        ss += np.int64(src[y, x0 + t, c]) * xk[xx, t]
-                    v = ss >> np.int64(22)
-                    tmp[y - first, xx, c] = 0 if ss <= 0 else (255 if v > 255 else v)
-        else:
-            for xx in range(w):
-                for c in range(nc):
-                    tmp[y - first, xx, c] = src[y, xx, c]
-    for yy in range(big_h):
-        y0, n = yb[yy, 0] - first, yb[yy, 1]
+        row = tmp[y - first]
+        if not need_x:
+            for v in range(w * nc):
+                row[v] = src[y, v // nc, v % nc]
+            continue
         for xx in range(big_w):
+            x0, n = xb[xx, 0], xb[xx, 1]
             for c in range(nc):
-                if not need_y:
-                    out[yy, xx, c] = tmp[yy - first, xx, c]
-                    continue
-                ss = half
+                ss = np.int32(half)
                 for t in range(n):
-                    ss += tmp[y0 + t, xx, c] * yk[yy, t]
-                v = ss >> np.int64(22)
-                out[yy, xx, c] = 0 if ss <= 0 else (255 if v > 255 else v)
+                    ss += np.int32(src[y, x0 + t, c]) * np.int32(xk[xx, t])
+                v = ss >> 22
+                row[xx * nc + c] = 0 if ss <= 0 else (255 if v > 255 else v)
+    acc = np.empty(tw * nc, dtype=np.int32)
+    for yy in range(big_h):
+        if not need_y:
+            for v in range(tw * nc):
+                out[yy, v // nc, v % nc] = tmp[yy - first, v]
+            continue
+        y0, n = yb[yy, 0] - first, yb[yy, 1]
+        acc[:] = np.int32(half)
+        for t in range(n):  # a row at a time: contiguous, vectorised
+            k = np.int32(yk[yy, t])
+            line = tmp[y0 + t]
+            for v in range(tw * nc):
+                acc[v] += line[v] * k
+        for v in range(tw * nc):
+            ss = acc[v]
+            r = ss >> 22
+            out[yy, v // nc, v % nc] = 0 if ss <= 0 else (255 if r > 255 else r)

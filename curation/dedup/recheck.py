@@ -84,18 +84,7 @@ def redecoded_similarity(paths_a: Sequence[str], paths_b: Sequence[str], boxes: 
     files = list(dict.fromkeys([*paths_a, *paths_b]))
     index = {p: i for i, p in enumerate(files)}
     boxed = {p for pa, pb, x in zip(paths_a, paths_b, boxes.tolist()) if x for p in (pa, pb)}
-    thumbs = np.zeros((2 * len(files), WHOLE_SIDE * WHOLE_SIDE * 3), dtype=np.uint8)  # whole, then trimmed
-    readable = np.zeros(len(files), dtype=bool)
-    for i, path in enumerate(files):
-        try:
-            with open(path, "rb") as fh:
-                rgb, _, _ = hashing.decode_rgb(fh.read())
-        except (OSError, hashing.Unreadable):
-            continue
-        thumbs[i] = verify.thumbnail(rgb, None, WHOLE_SIDE).reshape(-1)
-        thumbs[len(files) + i] = verify.thumbnail(*hashing.trimmed(rgb), WHOLE_SIDE).reshape(-1) \
-            if path in boxed else thumbs[i]
-        readable[i] = True
+    thumbs, readable = _thumbnails(files, boxed)
     pairs = np.array([[index[a], index[b]] for a, b in zip(paths_a, paths_b)], dtype=np.int64).reshape(-1, 2)
     out = np.empty(len(pairs), dtype=np.float32)
     out[~boxes] = verify.similarity(thumbs, pairs[~boxes], shape_shift=WHOLE_SHAPE_SHIFT)
@@ -107,6 +96,32 @@ def redecoded_similarity(paths_a: Sequence[str], paths_b: Sequence[str], boxes: 
     out[boxes] = verify.similarity(thumbs, views, whole=True).reshape(4, -1).max(axis=0)
     out[~(readable[pairs[:, 0]] & readable[pairs[:, 1]])] = np.nan
     return out
+
+
+def _thumbnails(files: list[str], boxed: set[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(2 * F, WHOLE_SIDE^2 * 3) uint8: each file's whole picture at WHOLE_SIDE, then its
+    trimmed one (the whole one again unless the file is in `boxed`); (F,) bool: it decoded.
+    On a few threads: the JPEG decode and the compiled resize run without the GIL."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    thumbs = np.zeros((2 * len(files), WHOLE_SIDE * WHOLE_SIDE * 3), dtype=np.uint8)  # whole, then trimmed
+    readable = np.zeros(len(files), dtype=bool)
+
+    def work(lo: int) -> None:
+        for i in range(lo, min(lo + 64, len(files))):
+            try:
+                with open(files[i], "rb") as fh:
+                    rgb, _, _ = hashing.decode_rgb(fh.read())
+            except (OSError, hashing.Unreadable):
+                continue
+            thumbs[i] = verify.thumbnail(rgb, None, WHOLE_SIDE).reshape(-1)
+            thumbs[len(files) + i] = verify.thumbnail(*hashing.trimmed(rgb), WHOLE_SIDE).reshape(-1) \
+                if files[i] in boxed else thumbs[i]
+            readable[i] = True
+
+    with ThreadPoolExecutor(max_workers=max(1, min(4, verify._cpus()))) as pool:
+        list(pool.map(work, range(0, len(files), 64)))
+    return thumbs, readable
 
 
 def same_shape(width_a, height_a, width_b, height_b) -> np.ndarray:
