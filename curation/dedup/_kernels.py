@@ -107,24 +107,28 @@ def resize_into(src, out, x_first, x_weights, y_first, y_weights):
     x_taps = np.empty(big_w, dtype=np.int64)
     for xx in range(big_w):
         x_taps[xx] = max(0, min(x_weights.shape[1], w - x_first[xx]))
-    tmp = np.empty((h, big_w), dtype=np.int64)
+    xw = x_weights.astype(np.int32)  # Pillow's int32 sums (they never overflow): twice the SIMD lanes
+    tmp = np.empty((h, big_w), dtype=np.int32)
     for y in range(h):
+        line = src[y]
         for xx in range(big_w):
-            ss = half
+            ss = np.int32(half)
             x0 = x_first[xx]
+            k = xw[xx]
             for t in range(x_taps[xx]):
-                ss += np.int64(src[y, x0 + t]) * x_weights[xx, t]
-            v = ss >> np.int64(22)
+                ss += np.int32(line[x0 + t]) * k[t]
+            v = ss >> 22
             tmp[y, xx] = 0 if ss <= 0 else (255 if v > 255 else v)
-    acc = np.empty(big_w, dtype=np.int64)
+    acc = np.empty(big_w, dtype=np.int32)
     for yy in range(big_h):
         y0 = y_first[yy]
         for xx in range(big_w):
             acc[xx] = half
         for t in range(max(0, min(y_weights.shape[1], h - y0))):
-            k = y_weights[yy, t]
+            k = np.int32(y_weights[yy, t])
+            row = tmp[y0 + t]
             for xx in range(big_w):
-                acc[xx] += tmp[y0 + t, xx] * k
+                acc[xx] += row[xx] * k
         for xx in range(big_w):
             ss = acc[xx]
             v = ss >> np.int64(22)
