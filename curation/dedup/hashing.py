@@ -118,6 +118,21 @@ class Unreadable(Exception):
         self.reason, self.detail = reason, detail
 
 
+_COMPILED = None
+
+
+def compiled():
+    """The compiled kernels (`_kernels`), imported on first use so `import ifa` does not
+    load numba; kept here because a `from . import` per call cost ~0.04 ms a photo
+    (seven calls in `prepare`, cProfile of `hash_batch`)."""
+    global _COMPILED
+    if _COMPILED is None:
+        from . import _kernels
+
+        _COMPILED = _kernels
+    return _COMPILED
+
+
 # ---- hash methods ---------------------------------------------------------------------------
 class HashMethod:
     """A 64-bit hash of a small grey picture. Subclasses set `name` and `size` (the
@@ -223,7 +238,7 @@ def resize_lanczos(pictures: Sequence[np.ndarray], size: tuple[int, int]) -> np.
     fixed order keeps hashes independent of Pillow's internals. The same sums as dense
     matrix products (BLAS) cost 0.68 CPU ms a 134x100 photo, OpenBLAS's threads spinning,
     against 0.12 here (benchmarks/dedup_bench.py throughput)."""
-    from . import _kernels  # numba compiles once (cached on disk); keep `import ifa` light
+    _kernels = compiled()
 
     width, height = size
     out = np.empty((len(pictures), height, width), dtype=np.float64)
@@ -245,7 +260,7 @@ def resample(pixels: np.ndarray, size: tuple[int, int], kind: int,
     one compiled call, where Pillow's fromarray/resize/asarray round trip cost ~0.1 ms a
     small picture, most of it per call (cProfile of `prepare`). Returns uint8 of the
     input's kind, (height, width[, 3])."""
-    from . import _kernels  # numba compiles once (cached on disk); keep `import ifa` light
+    _kernels = compiled()
 
     src = np.asarray(pixels, dtype=np.uint8)
     src3 = src[:, :, None] if src.ndim == 2 else src
@@ -518,7 +533,7 @@ def _low_dct(x: np.ndarray) -> np.ndarray:
 def refine_box(grey: np.ndarray, box: tuple[int, int, int, int]) -> tuple[float, float, float, float]:
     """`refine_box_reference`, compiled (numba): the numpy reference, which it is tested
     equal to, spent ~0.5 ms a picture, as much as the decode."""
-    from . import _kernels  # numba compiles once (cached on disk); keep `import ifa` light
+    _kernels = compiled()
 
     t, b, l, r = _kernels.refine_box(np.ascontiguousarray(grey, dtype=np.uint8), *box, REFINE_MARGIN,
                                      REFINE_LOW, REFINE_HIGH)
@@ -568,7 +583,7 @@ def grey_of(rgb: np.ndarray) -> np.ndarray:
     """(h, w, 3) uint8 RGB -> (h, w) uint8 grey with Pillow's "L" weights and rounding
     (ITU-R 601-2 luma in 16-bit fixed point), as imagehash's convert("L") computes it.
     Compiled: 0.026 CPU ms a 112x112 decode against numpy's 0.065 (tested equal to Pillow's)."""
-    from . import _kernels  # numba compiles once (cached on disk); keep `import ifa` light
+    _kernels = compiled()
 
     rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
     out = np.empty(rgb.shape[:2], dtype=np.uint8)
@@ -580,7 +595,7 @@ def trim_box(grey: np.ndarray, tolerance: int = BORDER_TOLERANCE, mass: float = 
     """The picture's box without its uniform borders, as (top, bottom, left, right) slice
     bounds; `trim_box_reference` says how. Compiled (numba): ~20x faster than the numpy
     reference it is tested equal to, which spent ~1 ms a picture, a third of the decode."""
-    from . import _kernels  # numba compiles once (cached on disk); keep `import ifa` light
+    _kernels = compiled()
 
     box = _kernels.trim_box(np.ascontiguousarray(grey, dtype=np.uint8), tolerance, FLAT_TOLERANCE, ISLAND_SHARE, mass,
                             FLAT_SHARE, LINE_CONTENT, TRIM_ROUNDS, MIN_TRIMMED)

@@ -34,6 +34,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from . import hashing  # it imports this module too: only its functions are used here
+
 SIDE = 12  # signature thumbnail side
 THUMB_BYTES = SIDE * SIDE * 3  # 432 bytes
 # The trimmed picture's phash with one overlay region filled (hashing.OVERLAY_REGIONS: each
@@ -81,10 +83,8 @@ def signature(rgb: np.ndarray, box: tuple[float, float, float, float] | None = N
 
 def thumbnail(rgb: np.ndarray, box: tuple[float, float, float, float] | None, side: int) -> np.ndarray:
     """(side, side, 3) uint8 box-filtered thumbnail of `rgb` or of its box (top, bottom, left, right)."""
-    from .hashing import BOX, resample  # it imports this module
-
     area = None if box is None else (box[2], box[0], box[3], box[1])
-    return resample(rgb, (side, side), BOX, area)  # Pillow's BOX resize, bit for bit
+    return hashing.resample(rgb, (side, side), hashing.BOX, area)  # Pillow's BOX resize, bit for bit
 
 
 def current(sig: bytes | None) -> bool:
