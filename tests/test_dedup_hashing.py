@@ -106,6 +106,16 @@ def test_compiled_box_and_bilinear_resize_are_pillows_on_real_photos():
     assert vertical_first >= 40  # the tall strips took the vertical-first order
 
 
+def test_compiled_ring_is_the_lower_median_of_the_outer_lines():
+    for path in PHOTOS[:30]:
+        grey = hashing.grey_of(hashing.decode_rgb(path.read_bytes())[0])
+        for g in (grey, grey[:1], grey[:, :1], np.ascontiguousarray(grey[::-1, 5:])):
+            ring = np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])
+            median = int(np.sort(ring)[(len(ring) - 1) // 2])
+            near = int((np.abs(ring.astype(int) - median) <= hashing.FLAT_TOLERANCE).sum())
+            assert hashing._ring(g) == (median, near >= hashing.TEXT_BOX_RING * len(ring))
+
+
 def test_decode_products_are_unchanged_by_the_faster_passes():
     import hashlib
 

@@ -679,3 +679,29 @@ def resample_into(src, left, top, right, bottom, kind, out):
             ss = acc[v]
             r = ss >> 22
             out[yy, v // nc, v % nc] = 0 if ss <= 0 else (255 if r > 255 else r)
+
+
+@njit(nogil=True, cache=True)
+def ring_level(grey, tolerance):
+    """hashing._ring's counts, compiled: (the lower median grey of the picture's outer lines
+    (top, bottom, left and right, corners twice), how many of them lie within `tolerance`
+    of it, how many there are)."""
+    h, w = grey.shape
+    counts = np.zeros(256, dtype=np.int64)
+    for j in range(w):
+        counts[grey[0, j]] += 1
+        counts[grey[h - 1, j]] += 1
+    for i in range(h):
+        counts[grey[i, 0]] += 1
+        counts[grey[i, w - 1]] += 1
+    n = 2 * (h + w)
+    median, running = 255, 0
+    for v in range(256):
+        running += counts[v]
+        if running >= (n + 1) // 2:
+            median = v
+            break
+    near = 0
+    for v in range(max(0, median - tolerance), min(256, median + tolerance + 1)):
+        near += counts[v]
+    return median, near, n
