@@ -18,7 +18,7 @@ from .client import Client, NotFound
 # the per-request overhead stays negligible (10,000 tasks import in ~1.6 s when quiet).
 IMPORT_BATCH = 5000
 ROLE_NAMES = {"annotator1": "annotator 1", "annotator2": "annotator 2", "tiebreak": "tie-break"}
-MARKER = "ifa-review"  # first line of every project description: `ifa-review round=R role=X`
+MARKER = "ifa-review"  # first line of every project description: `ifa-review round=R role=X workspace=K`
 INSTRUCTIONS = (
     "<p>Label every group that applies to the main fashion item in the photo: one choice in "
     "single-label groups (category, neckline, sleeve, style), all that apply in the others. "
@@ -40,7 +40,8 @@ def ensure_project(client: Client, store: ReviewStore, round_id: int, round_name
     """The Label Studio project of this round and role: the recorded one, else one created
     earlier but not recorded (adopted by its description marker), else a new one. Also
     makes sure its local-files storage covers `storage`. Returns the project id."""
-    marker = f"{MARKER} round={round_name} role={role}"
+    # The workspace's key: another workspace's round of the same name on this server is not ours.
+    marker = f"{MARKER} round={round_name} role={role} workspace={store.workspace_key()}"
     recorded = store.projects(round_id).get(role)
     project_id = None
     if recorded is not None:

@@ -76,7 +76,7 @@ def annotators(view: state.RoundView, taxonomy: Taxonomy) -> list[dict]:
             "pending": int(len(mine)) - done,
             "gold": _gold_scores(view, answers, taxonomy, cache),
             "agreement": {"overall": _rate(a.hit, a.n), "compared": a.n,
-                          **{g: _rate(a.group_hit[g], a.group_n) for g in groups}},
+                          **{g: _rate(a.group_hit[g], a.group_n[g]) for g in groups}},
             "median_seconds": None if median is None or median != median else round(float(median), 2),
         })
     return out
@@ -84,15 +84,17 @@ def annotators(view: state.RoundView, taxonomy: Taxonomy) -> list[dict]:
 
 @dataclass
 class _Agreement:
-    """One role's agreement with its co-annotators, counted over every shared image."""
+    """One role's agreement with its co-annotators, counted over every shared image (per
+    group: the images that asked it; a short check asks only its flagged groups)."""
 
     groups: list[str]
     n: int = 0
     hit: int = 0
-    group_n: int = 0
+    group_n: dict[str, int] = field(default_factory=dict)
     group_hit: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self):
+        self.group_n = {g: 0 for g in self.groups}
         self.group_hit = {g: 0 for g in self.groups}
 
 
@@ -108,14 +110,15 @@ def _agreement_counts(view: state.RoundView, taxonomy: Taxonomy, cache: dict) ->
             same = state.compare_all([a, b]) in (state.AGREED, state.DISCARDED)
             both_labelled = a.valid and b.valid and not a.discard and not b.discard
             eq = _group_equal(a, b.labels, taxonomy, cache) if both_labelled else {}
+            # A group a short check did not ask was kept, not answered: it is no agreement.
+            asked = view.check_groups.get(image_id) or groups
             for r in (r1, r2):
                 c = out.setdefault(r, _Agreement(groups))
                 c.n += 1
                 c.hit += same
-                if both_labelled:
-                    c.group_n += 1
-                    for g in groups:
-                        c.group_hit[g] += eq[g]
+                for g in asked if both_labelled else ():
+                    c.group_n[g] += 1
+                    c.group_hit[g] += eq[g]
     return out
 
 

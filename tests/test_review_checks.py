@@ -26,7 +26,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from ifa.annotation import rounds, server, simulate, state, status, sync, tiebreak
+from ifa.annotation import quality, rounds, server, simulate, state, status, sync, tiebreak
 from ifa.annotation import report as review_report
 from ifa.annotation.answers import parse_result
 from ifa.annotation.client import Client, Connection
@@ -157,6 +157,12 @@ def test_status_names_the_groups_and_caches_the_aggregation(sc):
     # The colour ticked outside the check is not part of the answer that counts.
     view = round_view(sc)
     assert all(black not in a.labels for a in view.answers[role_of(sc, "a")].values())
+    # Per annotator too: only the asked group is agreement (one image of six differs there);
+    # a group kept as it was is no data, not 100%.
+    people = {r["role"]: r["agreement"] for r in quality.annotators(view, sc.tax)}
+    for role in view.annotator_roles:
+        assert people[role]["category"] == round((SWAPS - 1) / SWAPS, 4)
+        assert all(people[role][g] is None for g in sc.tax.group_names if g != "category")
     sc.odd = odd
 
 

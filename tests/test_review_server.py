@@ -373,3 +373,25 @@ def test_a_round_takes_images_off_the_review_queue(label_studio, tmp_path):
     queue = review_queue(ws.ledger, statuses=None).set_index("image_id")["status"].to_dict()
     assert queue == {ids[0]: "sent", ids[1]: "sent", ids[2]: "pending"}
     ws.close()
+
+
+def test_two_workspaces_on_one_server_keep_their_own_projects(rv, tmp_path):
+    """A round of the same name in another workspace on the same server gets its own
+    projects: adopting the first workspace's (same description, same image ids) would
+    record its tasks, and later its annotators' answers, as this workspace's."""
+    a1, a2, tb = (rv.sims[k].email for k in ("ann1", "ann2", "third"))
+    ws_b = Workspace.init(tmp_path / "b", command="test")
+    try:
+        importing.import_imat(ws_b, split_file("validation"), "validation", images_dir=IMAGES_DIR)
+        for email in (a1, a2, tb):
+            simulate.annotator(ws_b, rv.client, email, secrets_dir=rv.root)
+        made = rounds.create_round(ws_b, split="validation", annotators=[a1, a2], tiebreaker=tb,
+                                   image_ids=rv.ids[:3], name=ROUND, client=rv.client)
+        ours = {p.ls_project_id for p in rv.store.projects(int(rv.store.round(ROUND)["round_id"])).values()}
+        theirs = {p.project_id for p in made.projects}
+        assert theirs and not theirs & ours
+        assert made.tasks_added == {"annotator1": 3, "annotator2": 3}
+        assert made.tasks_adopted == {"annotator1": 0, "annotator2": 0}
+        assert ReviewStore(ws_b.ledger).workspace_key() != rv.store.workspace_key()
+    finally:
+        ws_b.close()

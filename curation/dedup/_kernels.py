@@ -195,10 +195,10 @@ def _linear_levels(levels, gain, offset, linear, stamp, p):
 
 
 @njit(nogil=True)
-def _least_squares(a, b, clipped, low, high, skip):
-    """verify._least_squares for one pair of rows: (gain in low..high, mean a, mean b).
-    skip: (V // 3,) bool, pixels left out."""
-    n, s_a, s_b, s_aa, s_ab = 0, 0.0, 0.0, 0.0, 0.0
+def _sums(a, b, clipped, skip):
+    """(count, sum a, sum b, sum a^2, sum ab, sum b^2) over the values of rows a, b (V,)
+    neither has clipped and skip ((V // 3,) bool, pixels) leaves in."""
+    n, s_a, s_b, s_aa, s_ab, s_bb = 0, 0.0, 0.0, 0.0, 0.0, 0.0
     for v in range(a.shape[0]):
         x, y = np.float64(a[v]), np.float64(b[v])
         if x < clipped and y < clipped and not skip[v // 3]:
@@ -207,6 +207,15 @@ def _least_squares(a, b, clipped, low, high, skip):
             s_b += y
             s_aa += x * x
             s_ab += x * y
+            s_bb += y * y
+    return n, s_a, s_b, s_aa, s_ab, s_bb
+
+
+@njit(nogil=True)
+def _least_squares(a, b, clipped, low, high, skip):
+    """verify._least_squares for one pair of rows: (gain in low..high, mean a, mean b).
+    skip: (V // 3,) bool, pixels left out."""
+    n, s_a, s_b, s_aa, s_ab, _ = _sums(a, b, clipped, skip)
     m = max(n, 1)
     ma, mb = s_a / m, s_b / m
     var = s_aa - 2.0 * ma * s_a + n * ma * ma
@@ -357,6 +366,16 @@ def residual_scores_robust(signatures, pairs, clipped, percentile, share, out):
         out[p] = 1.0 - np.percentile(err[~skip], percentile) / 255.0
 
 
+@njit(nogil=True)
+def _spread_ratio(a, b, clipped, nothing):
+    """verify.spread_ratio for one pair of rows (V,); nothing: (V // 3,) all False."""
+    n, s_a, s_b, s_aa, _, s_bb = _sums(a, b, clipped, nothing)
+    m = max(n, 1)
+    var_a = s_aa - s_a * s_a / m
+    var_b = s_bb - s_b * s_b / m
+    return np.sqrt(max(var_b, 0.0) / max(var_a, 1e-3))
+
+
 @njit(nogil=True, cache=True)
 def residual_scores(signatures, pairs, clipped, percentile, out):
     """verify.similarity's shape check for each pair (see `verify._residual`, the numpy reference
@@ -405,7 +424,9 @@ def residual_scores(signatures, pairs, clipped, percentile, out):
                 best[t - 1] = e
         low = best[0]
         high = best[hi_i - lo_i]
-        out[p] = 1.0 - (low + (high - low) * frac) / 255.0
+        spread = _spread_ratio(signatures[i], signatures[j], clipped, nothing)
+        # verify.SHAPE_GAIN: a spread changed by more is no brightness or contrast change
+        out[p] = 1.0 - (low + (high - low) * frac) / 255.0 if 0.7 < spread < 1.5 else 0.0
 
 
 @njit(nogil=True, cache=True)

@@ -687,12 +687,13 @@ def _past_islands(profile: np.ndarray, limit: float) -> int:
         start = first + int(gaps[0])
 
 
-def decode_rgb(data: bytes) -> tuple[np.ndarray, int, int]:
-    """Decode image bytes to the reduced RGB picture ((h, w, 3) uint8, untrimmed) and the
-    full-size width and height as displayed. Raises Unreadable with a reason."""
+def decode_rgb(data: bytes, side: int = DECODE_PX) -> tuple[np.ndarray, int, int]:
+    """Decode image bytes to the reduced RGB picture ((h, w, 3) uint8, untrimmed; both sides
+    kept >= `side` where the picture has them) and the full-size width and height as
+    displayed. Raises Unreadable with a reason."""
     if not data:
         raise Unreadable("empty-file")
-    fast = _decode_jpeg_fast(data)
+    fast = _decode_jpeg_fast(data, side)
     if fast is not None:
         return fast
     try:
@@ -700,9 +701,9 @@ def decode_rgb(data: bytes) -> tuple[np.ndarray, int, int]:
             warnings.simplefilter("ignore")  # DecompressionBombWarning, EXIF noise: not our user's problem
             im = Image.open(io.BytesIO(data))
             width, height = im.size
-            scale = _reduction(width, height)
+            scale = _reduction(width, height, side)
             if im.format == "JPEG":
-                im.draft("RGB" if im.mode in ("L", "RGB") else im.mode, (DECODE_PX, DECODE_PX))
+                im.draft("RGB" if im.mode in ("L", "RGB") else im.mode, (side, side))
                 scale = 1  # libjpeg already reduced it
             im.load()
             orientation = im.getexif().get(0x0112, 1)
@@ -725,7 +726,7 @@ def decode_rgb(data: bytes) -> tuple[np.ndarray, int, int]:
         raise Unreadable(reason, f"{type(exc).__name__}: {text}") from None
 
 
-def _decode_jpeg_fast(data: bytes) -> tuple[np.ndarray, int, int] | None:
+def _decode_jpeg_fast(data: bytes, side: int = DECODE_PX) -> tuple[np.ndarray, int, int] | None:
     """The same reduced RGB decode as Pillow's draft mode, through simplejpeg (the same
     libjpeg-turbo, called directly): pixel-identical (tested), and on small files about
     twice as fast, where Pillow's per-call overhead is most of the cost. Colour costs
@@ -738,7 +739,7 @@ def _decode_jpeg_fast(data: bytes) -> tuple[np.ndarray, int, int] | None:
         height, width, colorspace, _ = _simplejpeg.decode_jpeg_header(data)
         if colorspace not in ("Gray", "YCbCr"):
             return None
-        s = _reduction(width, height)
+        s = _reduction(width, height, side)
         rgb = _simplejpeg.decode_jpeg(data, colorspace="RGB", min_width=-(-width // s), min_height=-(-height // s))
     except Exception:  # noqa: BLE001 - Pillow decodes it again and says what is wrong
         return None
@@ -787,10 +788,10 @@ def exif_orientation(data: bytes) -> int:
     return 1
 
 
-def _reduction(width: int, height: int) -> int:
+def _reduction(width: int, height: int, side: int = DECODE_PX) -> int:
     """The power-of-two factor libjpeg's draft mode would pick (Pillow's rule): 1 for a
-    picture with a side under DECODE_PX (a 400x30 banner, a 1x1 pixel)."""
-    scale = min(width // DECODE_PX, height // DECODE_PX)
+    picture with a side under `side` (a 400x30 banner, a 1x1 pixel)."""
+    scale = min(width // side, height // side)
     return next((s for s in (8, 4, 2) if scale >= s), 1)
 
 

@@ -1,10 +1,13 @@
 """Second looks at a few pairs, from their files: near misses of the verifier, and
 verified pairs whose labels say they are different items.
 
-- A near miss (a score just under --min-similarity) is re-decoded and compared on the
-  whole pictures, untrimmed, at WHOLE_SIDE, against the same --min-similarity: a brightened catalogue shot clips its light
-  parts to the white background and its trimmed box shrinks, so its 12x12 signature
-  is misaligned with its original's; the whole frames are not (README verifier table).
+- A near miss (a score just under --min-similarity) is re-decoded and compared at
+  WHOLE_SIDE against the same --min-similarity, the better of two ways: the whole
+  pictures, untrimmed (when their shapes agree), and the trimmed pictures with the darker
+  one brightened by each of GAINS and trimmed again (`brightened_views`). A brightened
+  catalogue shot clips its light parts to the white background and its trimmed box
+  shrinks, so its 12x12 signature is misaligned with its original's; the original
+  brightened alike is trimmed alike (README verifier table).
 - Two images whose labels differ in colour or in a single-label group (another
   category, neckline, sleeve or style) are set aside as copies only when their pixels
   match: mean absolute difference under PIXELS_MATCH grey levels on 64x64 thumbnails.
@@ -13,7 +16,9 @@ verified pairs whose labels say they are different items.
 from __future__ import annotations
 
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -23,6 +28,15 @@ from ...taxonomy import Taxonomy
 from . import hashing, verify
 
 NEAR_BAND = 0.04  # a pair scoring within this under --min-similarity is re-decoded (README verifier table)
+# Near misses are also compared trimmed with the darker picture brightened by each gain:
+# brightening a catalogue shot clips its light parts into the white background, so its
+# trimmed box shrinks and its signature is misaligned; the original brightened by the same
+# gain and trimmed again has the copy's box (README verifier table).
+GAINS = (1.08, 1.15, 1.22)  # +-15% and a little more, as verify.MAX_GAIN
+# The brightened views are decoded at this side, not the hash's 64: a 10%-padded copy (the
+# kept image of its cluster: the most pixels) decodes at half its original's scale, too
+# coarse to align (brightness +15% product copies found 0.57 at 64, 0.70 at 128: dedup_bench).
+REDECODE_PX = 128
 WHOLE_SIDE = 24  # the whole pictures are compared at 24x24 (the item is a part of the frame)
 ASPECT_TOLERANCE = 0.03  # whole frames compare only when their shapes agree (log ratio)
 # Re-decoded whole pictures pass the shape check only with a 90th-percentile residual under
@@ -61,33 +75,50 @@ def second_look(paths: np.ndarray, width: np.ndarray, height: np.ndarray, near: 
     near: (P, 2) candidate pairs; similarity: (P,) their signatures' score; overlay: (P,)
     found by an overlay code alone, one of the two without a border (`run.candidate_pairs`).
     A pair is a copy when its score is >= min_similarity. A near miss (within NEAR_BAND)
-    whose pictures have the same shape is compared again on its whole re-decoded pictures,
-    an overlay candidate on its re-decoded trimmed pictures, allowing a text box
+    is compared again on its re-decoded trimmed pictures with the darker one brightened,
+    and (when they have the same shape) on its whole pictures; an overlay
+    candidate on its re-decoded whole and trimmed pictures, allowing a text box
     (`redecoded_similarity`). Returns ((P,) bool, pairs re-decoded)."""
     ok = similarity >= min_similarity
     a, b = near[:, 0], near[:, 1]
-    close = (similarity >= min_similarity - NEAR_BAND) & same_shape(width[a], height[a], width[b], height[b])
-    miss = np.flatnonzero(~ok & (close | overlay))
+    frames = same_shape(width[a], height[a], width[b], height[b])
+    miss = np.flatnonzero(~ok & ((similarity >= min_similarity - NEAR_BAND) | overlay))
     if len(miss):
-        again = redecoded_similarity(paths[a[miss]].tolist(), paths[b[miss]].tolist(), overlay[miss])
+        again = redecoded_similarity(paths[a[miss]].tolist(), paths[b[miss]].tolist(), overlay[miss], frames[miss])
         ok[miss] = np.nan_to_num(again, nan=0.0) >= min_similarity
     return ok, len(miss)
 
 
-def redecoded_similarity(paths_a: Sequence[str], paths_b: Sequence[str], boxes: np.ndarray | None = None) -> np.ndarray:
+def redecoded_similarity(paths_a: Sequence[str], paths_b: Sequence[str], boxes: np.ndarray | None = None,
+                         frames: np.ndarray | None = None) -> np.ndarray:
     """The verification score of each pair of files re-decoded and compared at WHOLE_SIDE x
-    WHOLE_SIDE: as whole, untrimmed pictures, or (boxes: (P,) bool) the best of their whole
-    and trimmed pictures each, allowing a text box of up to 10% of the picture
-    (verify.similarity's `whole`).
-    nan where a file does not decode. Each distinct file is decoded once. Returns (P,) float32."""
+    WHOLE_SIDE: the better of their whole, untrimmed pictures (where frames: (P,) bool,
+    the two have the same shape; default all) and their trimmed pictures with the darker
+    one brightened by each of GAINS (`brightened_similarity`); or (boxes: (P,) bool) the
+    best of their whole and trimmed pictures each, allowing a text box of up to 10% of the
+    picture (verify.similarity's `whole`).
+    nan where a file does not decode. Each distinct file is decoded at the hash's scale
+    and at REDECODE_PX, the darker of a pair once more. Returns (P,) float32."""
     boxes = np.zeros(len(paths_a), dtype=bool) if boxes is None else np.asarray(boxes, dtype=bool)
+    frames = np.ones(len(paths_a), dtype=bool) if frames is None else np.asarray(frames, dtype=bool)
     files = list(dict.fromkeys([*paths_a, *paths_b]))
     index = {p: i for i, p in enumerate(files)}
     boxed = {p for pa, pb, x in zip(paths_a, paths_b, boxes.tolist()) if x for p in (pa, pb)}
-    thumbs, readable = _thumbnails(files, boxed)
+    plain = {p for pa, pb, x in zip(paths_a, paths_b, boxes.tolist()) if not x for p in (pa, pb)}
+    thumbs, brightened, readable = _redecode(files, boxed, plain)
     pairs = np.array([[index[a], index[b]] for a, b in zip(paths_a, paths_b)], dtype=np.int64).reshape(-1, 2)
-    out = np.empty(len(pairs), dtype=np.float32)
-    out[~boxes] = verify.similarity(thumbs, pairs[~boxes], shape_shift=WHOLE_SHAPE_SHIFT)
+    # Only the darker picture of a pair is brightened: half the files, decoded once more.
+    dark = np.unique(_darker(brightened, pairs[~boxes]))
+    for i in dark[readable[dark]].tolist():
+        try:
+            with open(files[i], "rb") as fh:
+                brightened[i] = brightened_views(hashing.decode_rgb(fh.read(), REDECODE_PX)[0])
+        except (OSError, hashing.Unreadable):  # gone since the first pass: its first view stays
+            continue
+    out = np.zeros(len(pairs), dtype=np.float32)
+    whole = ~boxes & frames
+    out[whole] = verify.similarity(thumbs, pairs[whole], shape_shift=WHOLE_SHAPE_SHIFT)
+    out[~boxes] = np.maximum(out[~boxes], brightened_similarity(brightened, pairs[~boxes]))
     # A banner along a side of a photo without a border is trimmed away: its whole picture
     # is what meets the other's trimmed one (and a copy's pad, trimmed, meets the whole).
     n = len(files)
@@ -98,30 +129,74 @@ def redecoded_similarity(paths_a: Sequence[str], paths_b: Sequence[str], boxes: 
     return out
 
 
-def _thumbnails(files: list[str], boxed: set[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(2 * F, WHOLE_SIDE^2 * 3) uint8: each file's whole picture at WHOLE_SIDE, then its
-    trimmed one (the whole one again unless the file is in `boxed`); (F,) bool: it decoded.
-    On a few threads: the JPEG decode and the compiled resize run without the GIL."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    thumbs = np.zeros((2 * len(files), WHOLE_SIDE * WHOLE_SIDE * 3), dtype=np.uint8)  # whole, then trimmed
-    readable = np.zeros(len(files), dtype=bool)
+def _redecode(files: list[str], boxed: set[str], plain: set[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each file decoded: ((2n, WHOLE_SIDE^2 * 3) whole thumbnails, then trimmed ones (for
+    files in boxed; else the whole again), (n, 1 + len(GAINS), WHOLE_SIDE^2 * 3)
+    `brightened_views` (for files in plain, the first only; else zeros), (n,) bool readable)."""
+    n, size = len(files), WHOLE_SIDE * WHOLE_SIDE * 3
+    thumbs = np.zeros((2 * n, size), dtype=np.uint8)
+    brightened = np.zeros((n, 1 + len(GAINS), size), dtype=np.uint8)
+    readable = np.zeros(n, dtype=bool)
 
     def work(lo: int) -> None:
-        for i in range(lo, min(lo + 64, len(files))):
+        for i in range(lo, min(lo + 64, n)):
+            path = files[i]
             try:
-                with open(files[i], "rb") as fh:
-                    rgb, _, _ = hashing.decode_rgb(fh.read())
+                with open(path, "rb") as fh:
+                    data = fh.read()
+                rgb, _, _ = hashing.decode_rgb(data)
+                if path in plain:
+                    brightened[i, 0] = brightened_views(hashing.decode_rgb(data, REDECODE_PX)[0], ())[0]
             except (OSError, hashing.Unreadable):
                 continue
             thumbs[i] = verify.thumbnail(rgb, None, WHOLE_SIDE).reshape(-1)
-            thumbs[len(files) + i] = verify.thumbnail(*hashing.trimmed(rgb), WHOLE_SIDE).reshape(-1) \
-                if files[i] in boxed else thumbs[i]
+            thumbs[n + i] = verify.thumbnail(*hashing.trimmed(rgb), WHOLE_SIDE).reshape(-1) if path in boxed else thumbs[i]
             readable[i] = True
 
+    # On a few threads: the JPEG decode and the compiled resizes run without the GIL.
     with ThreadPoolExecutor(max_workers=max(1, min(4, verify._cpus()))) as pool:
-        list(pool.map(work, range(0, len(files), 64)))
-    return thumbs, readable
+        list(pool.map(work, range(0, n, 64)))
+    return thumbs, brightened, readable
+
+
+def brightened_views(rgb: np.ndarray, gains: tuple[float, ...] = GAINS) -> np.ndarray:
+    """(1 + len(gains), WHOLE_SIDE^2 * 3) uint8: the trimmed thumbnail of rgb ((h, w, 3)
+    uint8), then of rgb brightened by each of gains (x -> min(255, gain x), as a
+    brightness change does), each trimmed again: what clips into a white background in a
+    brightened copy is trimmed away from the original's brightened view too."""
+    grey = hashing.grey_of(rgb)
+    h, w = grey.shape
+    out = np.empty((1 + len(gains), WHOLE_SIDE * WHOLE_SIDE * 3), dtype=np.uint8)
+    for k, lut in enumerate(_lut(gain) for gain in (1.0, *gains)):
+        x, g = (rgb, grey) if k == 0 else (np.take(lut, rgb), np.take(lut, grey))
+        box = hashing.trim_box(g)
+        out[k] = verify.thumbnail(x, None if box == (0, h, 0, w) else hashing.refine_box(g, box), WHOLE_SIDE).reshape(-1)
+    return out
+
+
+@lru_cache(maxsize=8)
+def _lut(gain: float) -> np.ndarray:
+    return np.clip(np.round(np.arange(256) * gain), 0, 255).astype(np.uint8)
+
+
+def _darker(views: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """(P,) the darker picture of each pair: the lower mean of its trimmed thumbnail (views[:, 0])."""
+    mean = views[:, 0].mean(axis=1)
+    return np.where(mean[pairs[:, 0]] > mean[pairs[:, 1]], pairs[:, 1], pairs[:, 0])
+
+
+def brightened_similarity(views: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """The best verification score of each pair's darker picture brightened by a gain of
+    GAINS against the other as it is (`brightened_views`; darker: the lower mean of the
+    trimmed thumbnail). views: (n, 1 + len(GAINS), V) uint8; pairs: (P, 2). Returns (P,) float32."""
+    n, k = views.shape[:2]
+    if not len(pairs):
+        return np.zeros(0, dtype=np.float32)
+    dark = _darker(views, pairs)
+    light = pairs[:, 0] + pairs[:, 1] - dark
+    tried = np.concatenate([np.stack([dark * k + g, light * k], axis=1) for g in range(1, k)])
+    scores = verify.similarity(views.reshape(n * k, -1), tried, shape_shift=WHOLE_SHAPE_SHIFT)
+    return scores.reshape(k - 1, -1).max(axis=0)
 
 
 def same_shape(width_a, height_a, width_b, height_b) -> np.ndarray:
@@ -172,3 +247,4 @@ def _by_group(labels: Iterable[int], taxonomy: Taxonomy) -> dict[str, frozenset[
 
 def _names(ids: frozenset[int], taxonomy: Taxonomy) -> str:
     return "+".join(sorted(taxonomy.labels[i].name for i in ids))
+

@@ -56,6 +56,12 @@ DEFAULT_MIN_SIMILARITY = 0.96  # a largest 2x2-block error of 4 CIELAB units (RE
 # shoes of another cut, checks vs plain (README verifier table).
 PERCENTILE = 90
 SHAPE_SHIFT = 0.04
+# Where the ratio of the two thumbnails' spreads (`spread_ratio`, the gain of a brightness
+# or contrast change) falls outside these, the pair is no copy (score 0): the item's
+# contrast against its background changed by over 1.4x, as when only the item is
+# recoloured (a striped white polo made charcoal: 0.59, its signatures scoring 0.962).
+# The copies of the verifier table's set fit 0.57..1.89; none outside scored 0.96.
+SHAPE_GAIN = (0.7, 1.5)
 CLIPPED = 250  # a channel value at or above this is treated as clipped (not used to fit the gain)
 MAX_GAIN = 1.2  # brightness/contrast changes of +-15% and a little more; the gain stays in 1/1.2..1.2
 OFFSET_SLACK = 4.0  # grey levels the fitted offset may stray past a contrast change's
@@ -271,18 +277,32 @@ def _score(a: np.ndarray, b: np.ndarray, lab_a: np.ndarray, lab_b: np.ndarray, s
     return np.clip(1.0 - best / 100.0, 0.0, 1.0).astype(np.float32)
 
 
+def spread_ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(P,) the standard deviation of b over that of a, over the values neither has clipped;
+    a, b (P, V). The gain a brightness or contrast change applies, whatever the noise (a
+    least-squares gain shrinks towards 0 with it: a resized copy of a near-white item fit 0.4)."""
+    m = (a < CLIPPED) & (b < CLIPPED)
+    n = np.maximum(m.sum(axis=1), 1)
+    da = (a - ((a * m).sum(axis=1) / n)[:, None]) * m
+    db = (b - ((b * m).sum(axis=1) / n)[:, None]) * m
+    return np.sqrt((db * db).sum(axis=1) / np.maximum((da * da).sum(axis=1), 1e-3))
+
+
 def _residual(a: np.ndarray, b: np.ndarray, whole: bool = False) -> np.ndarray:
     """The shape check's numpy reference: 1 - (PERCENTILE-th percentile of each pixel's
     largest channel error after fitting the brighter from the darker with one gain and
     offset) / 255. whole: fitted again, and the percentile taken, without the ROBUST_SHARE
-    of pixels the first fit predicts worst (`_score`). a, b (P, V) float64, changed in place."""
+    of pixels the first fit predicts worst (`_score`); else 0 where the `spread_ratio` lies
+    outside SHAPE_GAIN. a, b (P, V) float64, changed in place."""
     swap = a.mean(axis=1) > b.mean(axis=1)
     a[swap], b[swap] = b[swap], a[swap].copy()
-    gain, ma, mb = _least_squares(a, b, 0.7, 1.5)
+    gain, ma, mb = _least_squares(a, b, *SHAPE_GAIN)
     err = np.abs(np.clip(gain[:, None] * a + (mb - gain * ma)[:, None], 0, 255) - b).reshape(len(a), -1, 3).max(axis=2)
     if not whole:
-        return (1.0 - np.percentile(err, PERCENTILE, axis=1) / 255.0).astype(np.float32)
+        score = 1.0 - np.percentile(err, PERCENTILE, axis=1) / 255.0
+        spread = spread_ratio(a, b)
+        return np.where((spread > SHAPE_GAIN[0]) & (spread < SHAPE_GAIN[1]), score, 0.0).astype(np.float32)
     worst = err > np.quantile(err, 1 - ROBUST_SHARE, axis=1)[:, None]
-    gain, ma, mb = _least_squares(a, b, 0.7, 1.5, np.repeat(worst, 3, axis=1))
+    gain, ma, mb = _least_squares(a, b, *SHAPE_GAIN, np.repeat(worst, 3, axis=1))
     err = np.abs(np.clip(gain[:, None] * a + (mb - gain * ma)[:, None], 0, 255) - b).reshape(len(a), -1, 3).max(axis=2)
     return np.array([1.0 - np.percentile(e[~w], PERCENTILE) / 255.0 for e, w in zip(err, worst)], dtype=np.float32)

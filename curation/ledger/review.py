@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Sequence
 
@@ -69,11 +70,24 @@ class ProjectRow:
     title: str
 
 
+WORKSPACE_KEY = "review_workspace_key"
+
+
 class ReviewStore:
     """The review tables of one ledger."""
 
     def __init__(self, ledger: Ledger):
         self.ledger = ledger
+
+    def workspace_key(self) -> str:
+        """This workspace's random key (12 hex digits), made on first use and kept in `meta`.
+        Project descriptions carry it, so two workspaces on one Label Studio server never
+        adopt each other's projects when their round names are the same."""
+        with self.ledger.transaction() as conn:
+            # INSERT OR IGNORE: two commands making it at once keep the first key.
+            conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)",
+                         (WORKSPACE_KEY, uuid.uuid4().hex[:12]))
+            return str(conn.execute("SELECT value FROM meta WHERE key = ?", (WORKSPACE_KEY,)).fetchone()[0])
 
     # ---- annotators -------------------------------------------------------------------
     def add_annotator(self, server: str, email: str, ls_user_id: int, simulated: bool = False) -> None:

@@ -1,0 +1,115 @@
+"""Dedup of photometric copies of catalogue photos: a product shot brightened or with more
+contrast (its light parts clip into the white background, so its trimmed box shrinks) is
+a copy; an item lifted to charcoal on an unchanged background is not. Real Myntra photos
+from ../shared/data (IFA_SHARED_DATA elsewhere), variants made here."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageEnhance
+
+from ifa.curation.dedup import hashing, recheck, verify
+from ifa.curation.dedup import run as dedup
+from ifa.curation.ingest import importing
+from ifa.curation.workspace import Workspace
+
+DATA = Path(os.environ.get("IFA_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+MYNTRA = DATA / "myntra-products" / "images"
+needs_data = pytest.mark.skipif(not MYNTRA.is_dir(), reason=f"real photos not found under {DATA}")
+
+# Product shots whose brightness +15% copy the trimmed signature and the whole-picture
+# second look both missed (benchmarks/dedup_bench.py's quality set): lounge pants, T-shirts,
+# sports shoes, shorts, whose light parts clip into the white background.
+BRIGHTENED = ["13634", "10063", "12989", "10439", "12672"]
+
+
+def _save(im: Image.Image, path: Path) -> None:
+    im.convert("RGB").save(path, "JPEG", quality=90)
+
+
+def _charcoal(im: Image.Image) -> Image.Image:
+    """The item (pixels away from white) made a flat charcoal grey of its lightness, the
+    white background left as it is (benchmarks/dedup_bench.py `recolour`, a dark item)."""
+    a = np.asarray(im.convert("RGB")).astype(np.float64) / 255
+    item = np.abs(a - 1).max(axis=2) > 0.12
+    lum = a[item] @ np.array([0.299, 0.587, 0.114])
+    a[item] = np.clip(lum * 0.6 + 0.22, 0, 1)[:, None]
+    return Image.fromarray((a * 255).round().astype(np.uint8))
+
+
+def _run(folder: Path, root: Path):
+    ws = Workspace.init(root / "ws", command="test")
+    try:
+        importing.import_folder(ws, folder, "train")
+        return dedup.run(ws, workers=1, report=False)
+    finally:
+        ws.close()
+
+
+def _together(result) -> set[frozenset[str]]:
+    return {frozenset((c.keep, m.image_id)) for c in result.clusters for m in c.members[1:]}
+
+
+@needs_data
+@pytest.mark.slow
+def test_brightened_product_shots_are_merged(tmp_path: Path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in BRIGHTENED:
+        shutil.copy(MYNTRA / f"{name}.jpg", folder / f"{name}.jpg")
+        with Image.open(MYNTRA / f"{name}.jpg") as im:
+            _save(ImageEnhance.Brightness(im.convert("RGB")).enhance(1.15), folder / f"{name}-bright.jpg")
+    r = _run(folder, tmp_path)
+    together = _together(r)
+    for c in r.clusters:  # nothing foreign joins a photo's cluster
+        assert len({m.image_id.split("-")[0] for m in c.members}) == 1, [m.image_id for m in c.members]
+    bright = [n for n in BRIGHTENED if frozenset((n, f"{n}-bright")) in together]
+    assert len(bright) >= 4, bright  # of 5 (none before the brightened second look)
+    assert r.redecoded_pairs >= 4
+
+
+@needs_data
+def test_an_item_lifted_to_charcoal_is_not_a_copy(tmp_path: Path):
+    # A white and grey striped polo made charcoal grey, the background left white: its
+    # signatures scored 0.962 against the original's (their thumbnails blur the stripes);
+    # the spread of its unclipped values shrank to 0.59 of the original's: no brightness change.
+    folder = tmp_path / "in"
+    folder.mkdir()
+    src = MYNTRA / "10028.jpg"
+    shutil.copy(src, folder / "polo.jpg")
+    with Image.open(src) as im:
+        _save(_charcoal(im), folder / "polo-charcoal.jpg")
+        im.convert("RGB").save(folder / "polo-q50.jpg", "JPEG", quality=50)
+    r = _run(folder, tmp_path)
+    together = _together(r)
+    assert frozenset(("polo", "polo-q50")) in together
+    assert not any("polo-charcoal" in pair for pair in together), together
+    # The signatures' score itself, and the re-decoded pictures', stay under the default.
+    sigs, _ = verify.as_array([hashing.prepare((folder / f).read_bytes()).signature
+                               for f in ("polo.jpg", "polo-charcoal.jpg")])
+    assert verify.similarity(sigs, np.array([[0, 1]]))[0] < verify.DEFAULT_MIN_SIMILARITY
+    again = recheck.redecoded_similarity([str(folder / "polo.jpg")], [str(folder / "polo-charcoal.jpg")])
+    assert again[0] < verify.DEFAULT_MIN_SIMILARITY
+
+
+@needs_data
+def test_the_brightened_view_trims_the_original_like_its_brightened_copy(tmp_path: Path):
+    # The copy's trimmed box shrank where its light parts clipped; the original brightened
+    # by the same gain and trimmed again has the copy's box (its thumbnail matches).
+    src = MYNTRA / f"{BRIGHTENED[0]}.jpg"
+    with Image.open(src) as im:
+        _save(ImageEnhance.Brightness(im.convert("RGB")).enhance(1.15), tmp_path / "bright.jpg")
+    original = recheck.brightened_views(hashing.decode_rgb(src.read_bytes(), recheck.REDECODE_PX)[0])
+    copy = recheck.brightened_views(hashing.decode_rgb((tmp_path / "bright.jpg").read_bytes(), recheck.REDECODE_PX)[0])
+    assert original.shape == (1 + len(recheck.GAINS), recheck.WHOLE_SIDE ** 2 * 3)
+    views = np.concatenate([original, copy[:1]])
+    scores = verify.similarity(views, np.array([[k, len(original)] for k in range(len(original))]),
+                               shape_shift=recheck.WHOLE_SHAPE_SHIFT)
+    assert scores[0] < verify.DEFAULT_MIN_SIMILARITY <= scores[recheck.GAINS.index(1.15) + 1], scores
+    both = recheck.brightened_similarity(np.stack([original, copy]), np.array([[0, 1], [1, 0]]))
+    assert both[0] == both[1] >= verify.DEFAULT_MIN_SIMILARITY  # the darker is brightened, either order
