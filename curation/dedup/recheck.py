@@ -16,7 +16,6 @@ verified pairs whose labels say they are different items.
 from __future__ import annotations
 
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Iterable, Sequence
@@ -109,17 +108,12 @@ def redecoded_similarity(paths_a: Sequence[str], paths_b: Sequence[str], boxes: 
     pairs = np.array([[index[a], index[b]] for a, b in zip(paths_a, paths_b)], dtype=np.int64).reshape(-1, 2)
     # Only the darker picture of a pair is brightened: half the files, decoded once more.
     dark = np.unique(_darker(brightened, pairs[~boxes]))
-    dark = dark[readable[dark]].tolist()
-
-    def brighten(k: int) -> None:
-        i = dark[k]
+    for i in dark[readable[dark]].tolist():
         try:
             with open(files[i], "rb") as fh:
                 brightened[i] = brightened_views(hashing.decode_rgb(fh.read(), REDECODE_PX)[0])
         except (OSError, hashing.Unreadable):  # gone since the first pass: its first view stays
-            pass
-
-    _on_threads(brighten, len(dark))
+            continue
     out = np.zeros(len(pairs), dtype=np.float32)
     whole = ~boxes & frames
     out[whole] = verify.similarity(thumbs, pairs[whole], shape_shift=WHOLE_SHAPE_SHIFT)
@@ -142,9 +136,7 @@ def _redecode(files: list[str], boxed: set[str], plain: set[str]) -> tuple[np.nd
     thumbs = np.zeros((2 * n, size), dtype=np.uint8)
     brightened = np.zeros((n, 1 + len(GAINS), size), dtype=np.uint8)
     readable = np.zeros(n, dtype=bool)
-
-    def work(i: int) -> None:
-        path = files[i]
+    for i, path in enumerate(files):
         try:
             with open(path, "rb") as fh:
                 data = fh.read()
@@ -152,24 +144,11 @@ def _redecode(files: list[str], boxed: set[str], plain: set[str]) -> tuple[np.nd
             if path in plain:
                 brightened[i, 0] = brightened_views(hashing.decode_rgb(data, REDECODE_PX)[0], ())[0]
         except (OSError, hashing.Unreadable):
-            return
+            continue
         thumbs[i] = verify.thumbnail(rgb, None, WHOLE_SIDE).reshape(-1)
         thumbs[n + i] = verify.thumbnail(*hashing.trimmed(rgb), WHOLE_SIDE).reshape(-1) if path in boxed else thumbs[i]
         readable[i] = True
-
-    _on_threads(work, n)
     return thumbs, brightened, readable
-
-
-def _on_threads(work, n: int, chunk: int = 64) -> None:
-    """work(i) for i in range(n) on a few threads, in chunks: the JPEG decode and the
-    compiled resizes run without the GIL, so the files of a second look decode in parallel."""
-    def run(lo: int) -> None:
-        for i in range(lo, min(lo + chunk, n)):
-            work(i)
-
-    with ThreadPoolExecutor(max_workers=max(1, min(4, verify._cpus()))) as pool:
-        list(pool.map(run, range(0, n, chunk)))
 
 
 def brightened_views(rgb: np.ndarray, gains: tuple[float, ...] = GAINS) -> np.ndarray:
