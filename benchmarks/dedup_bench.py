@@ -332,21 +332,24 @@ def kept_command(paths: list[Path], codes: np.ndarray, overlay: np.ndarray, sign
                  min_similarity: float, order: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, float]:
     """What `ifa curate dedup` decides (no labels): candidates by hash or overlay code
     (`run.candidate_pairs`), the signatures' score, and near misses and overlay candidates
-    re-decoded and compared on their whole pictures (`recheck.second_look`). Also returns
+    re-decoded and compared on their whole pictures (`recheck.second_look`), and images left
+    alone beside a cluster compared with its leader (`recheck.rejoin`). Also returns
     how many pairs were re-decoded and the CPU seconds that took."""
     from ifa.curation.dedup import recheck, run
 
-    cand, by_overlay = run.candidate_pairs(codes, overlay[0], k)
-    by_overlay &= ((overlay[1][cand[:, 0]] | overlay[1][cand[:, 1]]) & verify.OPEN_FRAME) > 0
+    cand, by_overlay = run.candidate_pairs(codes, overlay[0], k, overlay[1])
+    by_overlay = recheck.boxed_pairs(cand, by_overlay, overlay[1])
     sim = verify.pair_scores(signatures, cand, overlay[1])
+    files = np.array([str(p) for p in paths], dtype=object)
     t = time.process_time()
-    ok, redecoded = recheck.second_look(np.array([str(p) for p in paths], dtype=object), sizes[:, 0], sizes[:, 1],
-                                        cand, sim, by_overlay, min_similarity)
-    seconds = time.process_time() - t
+    ok, redecoded = recheck.second_look(files, sizes[:, 0], sizes[:, 1], cand, sim, by_overlay, min_similarity)
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
     leader = pairs.leader_clusters(rank, cand[ok])
-    return leader == np.arange(len(codes)), leader, redecoded, seconds
+    joined, _, compared = recheck.rejoin(files, leader, cand[ok], min_similarity)
+    leader = pairs.leader_clusters(rank, np.concatenate([cand[ok], joined]))
+    seconds = time.process_time() - t
+    return leader == np.arange(len(codes)), leader, redecoded + compared, seconds
 
 
 def ncc_scores(thumbs: np.ndarray):

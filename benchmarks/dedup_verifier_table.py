@@ -5,7 +5,8 @@
 All 3,000 product + the first 1,000 CC0 photos of ../shared/data, the transforms of
 benchmarks/dedup_bench.py applied to 100 product + 50 CC0 of them (seed 7) and 200
 recoloured product photos; candidates and the command's decision for each pair
-(`run.candidate_pairs`, `verify.pair_scores`, `recheck.second_look` at 0.96). Prints one
+(`run.candidate_pairs`, `recheck.boxed_pairs`, `verify.pair_scores`, `recheck.second_look`
+at 0.96; not the comparison with a cluster's kept image, which needs clusters). Prints one
 table row: pairs of different product / CC0 originals passing (not the same picture by
 the 3-level test) / recoloured copies passing, then per transform the share of copies
 whose pair with their original passes, both sets (product / CC0). The copies and the
@@ -67,8 +68,8 @@ def row(d: dict, name: str) -> str:
     paths, source, kind, shapes = d["paths"], d["source"], d["kind"], d["shapes"]
     sigs, _ = verify.as_array(d["sigs"])
     codes, flags = verify.overlay_codes(d["sigs"])
-    cand, by_overlay = run.candidate_pairs(d["codes"], codes, 8)
-    by_overlay &= ((flags[cand[:, 0]] | flags[cand[:, 1]]) & verify.OPEN_FRAME) > 0
+    cand, by_overlay = run.candidate_pairs(d["codes"], codes, 8, flags)
+    by_overlay = recheck.boxed_pairs(cand, by_overlay, flags)
     sim = verify.pair_scores(sigs, cand, flags)
     t = time.process_time()
     ok, redecoded = recheck.second_look(np.array([str(p) for p in paths], dtype=object), shapes[:, 0], shapes[:, 1],

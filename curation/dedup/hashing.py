@@ -423,16 +423,6 @@ def without_text_boxes(rgb: np.ndarray, grey: np.ndarray,
     return rgb, grey
 
 
-def trimmed(rgb: np.ndarray) -> tuple[np.ndarray, tuple[float, float, float, float] | None]:
-    """(rgb without its text boxes, the box `prepare` trims it to as (top, bottom, left,
-    right), fractions of a pixel, or None when nothing is trimmed). rgb: (h, w, 3) uint8
-    from `decode_rgb`."""
-    clean_rgb, clean = without_text_boxes(rgb, grey_of(rgb))
-    h, w = clean.shape
-    box = trim_box(clean)
-    return clean_rgb, None if box == (0, h, 0, w) else refine_box(clean, box)
-
-
 def _ring(grey: np.ndarray) -> tuple[int, bool]:
     """(the median grey of the picture's outer lines, whether it has a border: TEXT_BOX_RING of
     those lines within FLAT_TOLERANCE of that median, as on a product on a plain background)."""

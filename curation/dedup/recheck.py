@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from ...taxonomy import Taxonomy
-from . import hashing, verify
+from . import hashing, textbox, verify
 
 NEAR_BAND = 0.04  # a pair scoring within this under --min-similarity is re-decoded (README verifier table)
 # Near misses are also compared trimmed with the darker picture brightened by each gain:
@@ -42,6 +42,7 @@ ASPECT_TOLERANCE = 0.03  # whole frames compare only when their shapes agree (lo
 # 0.07 x 255 levels (signatures: 0.08): two black shoes of another cut scored 0.927 there
 # (benchmarks/dedup_bench.py quality set: 4 of 10 pairs of different photos passing, 7 of 178 copies).
 WHOLE_SHAPE_SHIFT = 0.03
+BOX, BOX_IF_ALONE = 1, 2  # `boxed_pairs`
 PIXELS_MATCH = 3.0  # grey levels, 64x64 thumbnails: the same picture, whatever the labels say
 COLOUR_GROUP = "color"
 
@@ -72,30 +73,85 @@ def second_look(paths: np.ndarray, width: np.ndarray, height: np.ndarray, near: 
 
     paths, width, height: (n,) per image (width/height of the full picture, 0 when unknown).
     near: (P, 2) candidate pairs; similarity: (P,) their signatures' score; overlay: (P,)
-    found by an overlay code alone, one of the two without a border (`run.candidate_pairs`).
+    uint8 (or bool) `boxed_pairs`: BOX, BOX_IF_ALONE or 0.
     A pair is a copy when its score is >= min_similarity. A near miss (within NEAR_BAND)
     is compared again on its re-decoded trimmed pictures with the darker one brightened,
-    and (when they have the same shape) on its whole pictures; an overlay
-    candidate on its re-decoded whole and trimmed pictures, allowing a text box
+    and (when they have the same shape) on its whole pictures; then a BOX pair, and a
+    BOX_IF_ALONE pair one of whose images no pair has verified yet, still not a copy, on
+    its re-decoded whole, trimmed and aligned pictures, allowing a text box
     (`redecoded_similarity`). Returns ((P,) bool, pairs re-decoded)."""
     ok = similarity >= min_similarity
     a, b = near[:, 0], near[:, 1]
     frames = same_shape(width[a], height[a], width[b], height[b])
-    miss = np.flatnonzero(~ok & ((similarity >= min_similarity - NEAR_BAND) | overlay))
+    overlay = np.asarray(overlay, dtype=np.uint8)
+    miss = np.flatnonzero(~ok & (similarity >= min_similarity - NEAR_BAND))
     if len(miss):
-        again = redecoded_similarity(paths[a[miss]].tolist(), paths[b[miss]].tolist(), overlay[miss], frames[miss])
+        again = redecoded_similarity(paths[a[miss]].tolist(), paths[b[miss]].tolist(), None, frames[miss])
         ok[miss] = np.nan_to_num(again, nan=0.0) >= min_similarity
-    return ok, len(miss)
+    # A pair made by a painted picture only while one of its images is alone: a painted picture
+    # pairs with many others, most verified already (benchmarks/dedup_bench.py section 4).
+    verified = np.zeros(len(paths), dtype=bool)
+    verified[near[ok].ravel()] = True
+    boxed = np.flatnonzero(~ok & ((overlay == BOX) | ((overlay == BOX_IF_ALONE) & ~(verified[a] & verified[b]))))
+    if len(boxed):
+        again = redecoded_similarity(paths[a[boxed]].tolist(), paths[b[boxed]].tolist(), np.ones(len(boxed), bool),
+                                     enough=min_similarity)
+        ok[boxed] = np.nan_to_num(again, nan=0.0) >= min_similarity
+    return ok, len(miss) + len(boxed)
+
+
+def boxed_pairs(near: np.ndarray, by_code: np.ndarray, flags: np.ndarray) -> np.ndarray:
+    """(P,) uint8: how `second_look` compares each candidate pair as copies with a text box:
+    BOX, found by an overlay code (`run.candidate_pairs`) with one picture without a border;
+    BOX_IF_ALONE, any other with a box painted over in either (its signature's trimmed
+    picture is cut where the box was), while one of its images is alone; 0 otherwise.
+    near: (P, 2) pairs; by_code: (P,) bool; flags: (n,) uint8 (verify.OPEN_FRAME, TEXT_BOX)."""
+    either = flags[near[:, 0]] | flags[near[:, 1]] if len(near) else np.zeros(0, dtype=np.uint8)
+    box = by_code & ((either & verify.OPEN_FRAME) > 0)
+    return np.where(box, BOX, np.where((either & verify.TEXT_BOX) > 0, BOX_IF_ALONE, 0)).astype(np.uint8)
+
+
+def rejoin(paths: np.ndarray, leader: np.ndarray, verified: np.ndarray,
+           min_similarity: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """Images left alone although verified with a member of a cluster, compared directly with
+    that cluster's leader on their re-decoded pictures (`redecoded_similarity`, allowing a text
+    box): a copy verified with its original is lost when a padded or brighter copy of the
+    original leads. A pair that passes makes the image a member: no chaining, every member is
+    still verified against its leader itself.
+
+    paths: (n,) files; leader: (n,) `pairs.leader_clusters`; verified: (V, 2) the pairs that
+    made it. Returns ((J, 2) pairs (image, leader) that passed, (J,) their scores, the number
+    of pairs compared: `beside_leaders(leader, verified)`, none when min_similarity is 0)."""
+    pairs = beside_leaders(leader, verified) if min_similarity > 0 else np.zeros((0, 2), dtype=np.int64)
+    if not len(pairs):  # min_similarity 0: no verification, the hash alone makes copies
+        return pairs, np.zeros(0, dtype=np.float32), 0
+    score = redecoded_similarity(paths[pairs[:, 0]].tolist(), paths[pairs[:, 1]].tolist(), np.ones(len(pairs), bool),
+                                 enough=min_similarity)
+    ok = np.nan_to_num(score, nan=0.0) >= min_similarity
+    return pairs[ok], score[ok], len(pairs)
+
+
+def beside_leaders(leader: np.ndarray, verified: np.ndarray) -> np.ndarray:
+    """(L, 2) int64 unique pairs (image alone in its cluster, the leader of a cluster that one
+    of its verified neighbours is in). leader: (n,); verified: (V, 2) indices."""
+    n = len(leader)
+    verified = np.asarray(verified, dtype=np.int64).reshape(-1, 2)
+    alone = (leader == np.arange(n)) & (np.bincount(leader, minlength=n) == 1)
+    both = np.concatenate([verified, verified[:, ::-1]])
+    both = both[alone[both[:, 0]] & ~alone[both[:, 1]]]
+    return np.unique(np.stack([both[:, 0], leader[both[:, 1]]], axis=1), axis=0)
 
 
 def redecoded_similarity(paths_a: Sequence[str], paths_b: Sequence[str], boxes: np.ndarray | None = None,
-                         frames: np.ndarray | None = None) -> np.ndarray:
+                         frames: np.ndarray | None = None, enough: float = np.inf) -> np.ndarray:
     """The verification score of each pair of files re-decoded and compared at WHOLE_SIDE x
     WHOLE_SIDE: the better of their whole, untrimmed pictures (where frames: (P,) bool,
     the two have the same shape; default all) and their trimmed pictures with the darker
     one brightened by each of GAINS (`brightened_similarity`); or (boxes: (P,) bool) the
-    best of their whole and trimmed pictures each, allowing a text box of up to 10% of the
-    picture (verify.similarity's `whole`).
+    best of their whole and trimmed pictures each, less textbox.INSET of each side, allowing
+    a text box of up to 10% of the picture (verify.similarity's `whole`), and of the whole
+    frame of a picture with a box painted over or without a border placed in the other
+    (`textbox.aligned_similarity`) where those score under `enough` (the score that decides).
     nan where a file does not decode. Each distinct file is decoded at the hash's scale
     and at REDECODE_PX, the darker of a pair once more. Returns (P,) float32."""
     boxes = np.zeros(len(paths_a), dtype=bool) if boxes is None else np.asarray(boxes, dtype=bool)
@@ -104,7 +160,8 @@ def redecoded_similarity(paths_a: Sequence[str], paths_b: Sequence[str], boxes: 
     index = {p: i for i, p in enumerate(files)}
     boxed = {p for pa, pb, x in zip(paths_a, paths_b, boxes.tolist()) if x for p in (pa, pb)}
     plain = {p for pa, pb, x in zip(paths_a, paths_b, boxes.tolist()) if not x for p in (pa, pb)}
-    thumbs, brightened, readable = _redecode(files, boxed, plain)
+    thumbs, brightened, readable, framed = _redecode(files, boxed, plain)
+    n = len(files)
     pairs = np.array([[index[a], index[b]] for a, b in zip(paths_a, paths_b)], dtype=np.int64).reshape(-1, 2)
     # Only the darker picture of a pair is brightened: half the files, decoded once more.
     dark = np.unique(_darker(brightened, pairs[~boxes]))
@@ -120,20 +177,28 @@ def redecoded_similarity(paths_a: Sequence[str], paths_b: Sequence[str], boxes: 
     out[~boxes] = np.maximum(out[~boxes], brightened_similarity(brightened, pairs[~boxes]))
     # A banner along a side of a photo without a border is trimmed away: its whole picture
     # is what meets the other's trimmed one (and a copy's pad, trimmed, meets the whole).
-    n = len(files)
     # The four views in one call: together they reach the compiled kernel's batch size.
-    views = np.concatenate([pairs[boxes] + [da, db] for da in (0, n) for db in (0, n)])
+    views = np.concatenate([pairs[boxes] + [da, db] for da in (n, 2 * n) for db in (n, 2 * n)])
     out[boxes] = verify.similarity(thumbs, views, whole=True).reshape(4, -1).max(axis=0)
+    # A box painted over the item, or a strip trimmed away with a picture's open frame: its
+    # whole frame placed in the other picture by the two trimmed boxes (textbox).
+    short = np.flatnonzero(boxes)[out[boxes] < enough]  # the aligned views only where they can decide
+    if len(short) and any(f is not None and (f.painted or f.open_frame) for f in framed):
+        out[short] = np.fmax(out[short], textbox.aligned_similarity(framed, pairs[short]))
     out[~(readable[pairs[:, 0]] & readable[pairs[:, 1]])] = np.nan
     return out
 
 
-def _redecode(files: list[str], boxed: set[str], plain: set[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each file decoded: ((2n, WHOLE_SIDE^2 * 3) whole thumbnails, then trimmed ones (for
-    files in boxed; else the whole again), (n, 1 + len(GAINS), WHOLE_SIDE^2 * 3)
-    `brightened_views` (for files in plain, the first only; else zeros), (n,) bool readable)."""
+def _redecode(files: list[str], boxed: set[str],
+              plain: set[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[textbox.Framing | None]]:
+    """Each file decoded: ((3n, WHOLE_SIDE^2 * 3) whole thumbnails, then for files in boxed
+    trimmed ones and whole ones less textbox.INSET of each side (a pad's edge leaves a line
+    along the trimmed box), (n, 1 + len(GAINS), WHOLE_SIDE^2 * 3) `brightened_views` (for
+    files in plain, the first only; else zeros), (n,) bool readable, (n,) `textbox.framing`
+    of the files in boxed, else None)."""
     n, size = len(files), WHOLE_SIDE * WHOLE_SIDE * 3
-    thumbs = np.zeros((2 * n, size), dtype=np.uint8)
+    thumbs = np.zeros((3 * n, size), dtype=np.uint8)
+    framed: list[textbox.Framing | None] = [None] * n
     brightened = np.zeros((n, 1 + len(GAINS), size), dtype=np.uint8)
     readable = np.zeros(n, dtype=bool)
     for i, path in enumerate(files):
@@ -146,9 +211,13 @@ def _redecode(files: list[str], boxed: set[str], plain: set[str]) -> tuple[np.nd
         except (OSError, hashing.Unreadable):
             continue
         thumbs[i] = verify.thumbnail(rgb, None, WHOLE_SIDE).reshape(-1)
-        thumbs[n + i] = verify.thumbnail(*hashing.trimmed(rgb), WHOLE_SIDE).reshape(-1) if path in boxed else thumbs[i]
+        if path in boxed:
+            framed[i] = f = textbox.framing(rgb)
+            thumbs[n + i] = verify.thumbnail(f.clean, textbox.inset(f.box), WHOLE_SIDE).reshape(-1)
+            thumbs[2 * n + i] = verify.thumbnail(rgb, textbox.inset((0.0, rgb.shape[0], 0.0, rgb.shape[1])),
+                                                 WHOLE_SIDE).reshape(-1)
         readable[i] = True
-    return thumbs, brightened, readable
+    return thumbs, brightened, readable, framed
 
 
 def brightened_views(rgb: np.ndarray, gains: tuple[float, ...] = GAINS) -> np.ndarray:

@@ -33,7 +33,7 @@ from ...errors import IfaError
 from ...progress import SILENT, Progress
 from .. import executors, reports
 from ..reports import html as report_html
-from . import hashing, pairs, recheck, verify
+from . import hashing, pairs, recheck, textbox, verify
 from ..ledger import Change, FileInfo, check_splits
 from ..ledger import hashes as store
 from ..image_checks.statistics import VERSION as STATS_VERSION
@@ -168,7 +168,7 @@ class DedupResult:
     cross_split_by_split: dict[str, int] = field(default_factory=dict)
     label_conflicts: int = 0
     possible_copies: list[recheck.LabelDifference] = field(default_factory=list)  # verified, labels differ: action none
-    redecoded_pairs: int = 0  # near misses compared again on their re-decoded whole pictures
+    redecoded_pairs: int = 0  # near misses, box pairs and images left alone compared again on their files
     redecode_seconds: float = 0.0
     set_aside: list[tuple[str, str]] = field(default_factory=list)  # (image_id, kept id) that go/went
     restored: list[str] = field(default_factory=list)  # kept images an earlier dedup had set aside
@@ -450,26 +450,43 @@ class Found:
                         else np.zeros(0, dtype=np.int64))
         self.leader = self.head[group_leader[self.group]] if len(self.rank) else np.zeros(0, dtype=np.int64)
 
+    def join(self, paths: np.ndarray, hashes: np.ndarray, min_similarity: float) -> None:
+        """Images alone beside a cluster they verified with, verified against its leader
+        (`recheck.rejoin`): the pairs that pass are added as copies and clusters made again."""
+        joined, score, compared = recheck.rejoin(paths, self.leader, self.near[self.ok], min_similarity)
+        self.redecoded += compared
+        if len(joined):
+            self.near = np.concatenate([self.near, joined])
+            self.distance = np.concatenate([self.distance, pairs.distances(hashes, joined).astype(np.int64)])
+            self.similarity = np.concatenate([self.similarity, score.astype(self.similarity.dtype)])
+            self.ok = np.concatenate([self.ok, np.ones(len(joined), dtype=bool)])
+            self.cluster()
 
-def candidate_pairs(hashes: np.ndarray, overlay_codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+
+def candidate_pairs(hashes: np.ndarray, overlay_codes: np.ndarray, k: int,
+                    flags: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Candidate pairs: hashes within k bits, or (a copy with a text box over one region)
     overlay codes of one region within OVERLAY_THRESHOLD bits; the last code (the whole
     picture's bottom strip) meets the one before it (the trimmed picture's).
 
+    With flags ((n,) uint8), a picture with a box painted over also pairs within
+    textbox.PAINTED_THRESHOLD bits (`textbox.painted_pairs`).
     hashes: (n,) uint64. overlay_codes: (n, verify.OVERLAY_CODES) uint64 (`verify.overlay_codes`).
-    Returns ((P, 2) int64 pairs, (P,) bool: found by an overlay code alone; the command
-    re-decodes those where a picture has no border, `recheck.second_look`)."""
+    Returns ((P, 2) int64 pairs, (P,) bool: found by an overlay code, alone or with the hash;
+    the command re-decodes those where a picture has no border, `recheck.boxed_pairs`)."""
     n = len(hashes)
     near = pairs.pairs_within(hashes, k).astype(np.int64)
     columns = [overlay_codes[:, m] for m in range(overlay_codes.shape[1] - 2)] + \
         [np.concatenate([overlay_codes[:, -2], overlay_codes[:, -1]])]
     more = np.concatenate([np.zeros((0, 2), dtype=np.int64),
                            *(pairs.pairs_within(np.ascontiguousarray(c), OVERLAY_THRESHOLD).astype(np.int64) % max(n, 1)
-                             for c in columns)])
+                             for c in columns),
+                           *([] if flags is None else [textbox.painted_pairs(overlay_codes, flags)])])
     more = np.unique(np.sort(more[more[:, 0] != more[:, 1]], axis=1), axis=0)
     ordered = np.sort(near, axis=1)
+    coded = np.isin(ordered[:, 0] * n + ordered[:, 1], more[:, 0] * n + more[:, 1])
     more = more[~np.isin(more[:, 0] * n + more[:, 1], ordered[:, 0] * n + ordered[:, 1])]
-    return np.concatenate([near, more]), np.concatenate([np.zeros(len(near), bool), np.ones(len(more), bool)])
+    return np.concatenate([near, more]), np.concatenate([coded, np.ones(len(more), bool)])
 
 
 def _find(frame: Table, policy: tuple[str, ...], k: int, min_similarity: float, exact_only: bool) -> Found:
@@ -495,17 +512,19 @@ def _find(frame: Table, policy: tuple[str, ...], k: int, min_similarity: float, 
     if not exact_only and n_groups:
         usable = head[frame["has_hash"][head] & has_sig[head]]
         if len(usable):
-            found, overlay = candidate_pairs(hashes[usable], codes[usable], k)
+            found, overlay = candidate_pairs(hashes[usable], codes[usable], k, flags[usable])
             near = usable[found]
-            overlay &= ((flags[near[:, 0]] | flags[near[:, 1]]) & verify.OPEN_FRAME) > 0
+            overlay = recheck.boxed_pairs(near, overlay, flags)
     distance = pairs.distances(hashes, near).astype(np.int64)
     similarity = verify.pair_scores(signatures, near, flags)
     started = time.perf_counter()
     w, h = _numbers(frame["width"]), _numbers(frame["height"])
     ok, redecoded = recheck.second_look(frame["path"], w, h, near, similarity, overlay, min_similarity)
     found = Found(rank, group, head, exact, near, distance, similarity, ok, np.arange(n), signatures, has_sig,
-                  redecoded, time.perf_counter() - started)
+                  redecoded)
     found.cluster()
+    found.join(frame["path"], hashes, min_similarity)
+    found.redecode_seconds = time.perf_counter() - started
     return found
 
 
