@@ -85,6 +85,38 @@ GOLDEN = {"phash": "abbb4afdbaf98a60", "dhash": "22888b5d0e2023b0", "signature":
           "crop": "6c915acef32a8ea3"}
 
 
+def test_compiled_box_and_bilinear_resize_are_pillows_on_real_photos():
+    # Each way the decode path resizes: the signature's and the re-decode's BOX thumbnails
+    # (whole and trimmed box), check-images' 17x16 grey, the trimmed cut-out (BILINEAR, a
+    # fractional box). Pillow 13 runs some of these vertical pass first (`resample`).
+    vertical_first = 0
+    for path in PHOTOS[:40]:
+        rgb, _, _ = hashing.decode_rgb(path.read_bytes())
+        grey = hashing.grey_of(rgb)
+        h, w = grey.shape
+        t, b, l, r = hashing.refine_box(grey, hashing.trim_box(grey))
+        tall = np.ascontiguousarray(rgb[:, : max(8, w // 3)])  # a tall strip: vertical pass first
+        cases = [(rgb, (12, 12), Image.Resampling.BOX, (l, t, r, b)), (rgb, (24, 24), Image.Resampling.BOX, None),
+                 (grey, (17, 16), Image.Resampling.BOX, None), (tall, (6, 9), Image.Resampling.BOX, None),
+                 (grey, (max(1, round(r - l)), max(1, round(b - t))), Image.Resampling.BILINEAR, (l, t, r, b))]
+        for pixels, size, kind, box in cases:
+            want = np.asarray(Image.fromarray(pixels).resize(size, kind, box=box))
+            got = hashing.resample(pixels, size, hashing.BOX if kind == Image.Resampling.BOX else hashing.BILINEAR, box)
+            assert got.shape == want.shape and np.array_equal(got, want), (path.name, size, kind, box)
+            vertical_first += pixels.shape[0] - size[1] > 2 * (pixels.shape[1] - size[0])
+    assert vertical_first >= 40  # the tall strips took the vertical-first order
+
+
+def test_compiled_ring_is_the_lower_median_of_the_outer_lines():
+    for path in PHOTOS[:30]:
+        grey = hashing.grey_of(hashing.decode_rgb(path.read_bytes())[0])
+        for g in (grey, grey[:1], grey[:, :1], np.ascontiguousarray(grey[::-1, 5:])):
+            ring = np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])
+            median = int(np.sort(ring)[(len(ring) - 1) // 2])
+            near = int((np.abs(ring.astype(int) - median) <= hashing.FLAT_TOLERANCE).sum())
+            assert hashing._ring(g) == (median, near >= hashing.TEXT_BOX_RING * len(ring))
+
+
 def test_decode_products_are_unchanged_by_the_faster_passes():
     import hashlib
 

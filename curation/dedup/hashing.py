@@ -118,6 +118,21 @@ class Unreadable(Exception):
         self.reason, self.detail = reason, detail
 
 
+_COMPILED = None
+
+
+def compiled():
+    """The compiled kernels (`_kernels`), imported on first use so `import ifa` does not
+    load numba; kept here because a `from . import` per call cost ~0.04 ms a photo
+    (seven calls in `prepare`, cProfile of `hash_batch`)."""
+    global _COMPILED
+    if _COMPILED is None:
+        from . import _kernels
+
+        _COMPILED = _kernels
+    return _COMPILED
+
+
 # ---- hash methods ---------------------------------------------------------------------------
 class HashMethod:
     """A 64-bit hash of a small grey picture. Subclasses set `name` and `size` (the
@@ -223,7 +238,7 @@ def resize_lanczos(pictures: Sequence[np.ndarray], size: tuple[int, int]) -> np.
     fixed order keeps hashes independent of Pillow's internals. The same sums as dense
     matrix products (BLAS) cost 0.68 CPU ms a 134x100 photo, OpenBLAS's threads spinning,
     against 0.12 here (benchmarks/dedup_bench.py throughput)."""
-    from . import _kernels  # numba compiles once (cached on disk); keep `import ifa` light
+    _kernels = compiled()
 
     width, height = size
     out = np.empty((len(pictures), height, width), dtype=np.float64)
@@ -233,6 +248,34 @@ def resize_lanczos(pictures: Sequence[np.ndarray], size: tuple[int, int]) -> np.
         y_first, y_weights = _lanczos_taps(h, height)
         _kernels.resize_into(np.ascontiguousarray(pic, dtype=np.uint8), out[i], x_first, x_weights, y_first, y_weights)
     return out
+
+
+BOX, BILINEAR = 0, 1  # `resample`'s filters
+
+
+def resample(pixels: np.ndarray, size: tuple[int, int], kind: int,
+             box: tuple[float, float, float, float] | None = None) -> np.ndarray:
+    """Pillow's Image.resize(size, BOX or BILINEAR, box=(left, top, right, bottom)) of an
+    8-bit grey ((h, w)) or RGB ((h, w, 3)) picture, bit for bit (tested on the shared photos):
+    one compiled call, where Pillow's fromarray/resize/asarray round trip cost ~0.1 ms a
+    small picture, most of it per call (cProfile of `prepare`). Returns uint8 of the
+    input's kind, (height, width[, 3])."""
+    _kernels = compiled()
+
+    src = np.asarray(pixels, dtype=np.uint8)
+    src3 = src[:, :, None] if src.ndim == 2 else src
+    h, w = src.shape[:2]
+    left, top, right, bottom = (0.0, 0.0, float(w), float(h)) if box is None else map(float, box)
+    if h - size[1] > 2 * (w - size[0]):
+        # Pillow 13 runs the vertical pass first when the height shrinks by over twice
+        # the width's pixels (fitted on 3,199 pictures whose result depends on the order).
+        out = np.empty((size[0], size[1], src3.shape[2]), dtype=np.uint8)
+        _kernels.resample_into(np.ascontiguousarray(src3.swapaxes(0, 1)), top, left, bottom, right, kind, out)
+        out = out.swapaxes(0, 1)
+    else:
+        out = np.empty((size[1], size[0], src3.shape[2]), dtype=np.uint8)
+        _kernels.resample_into(np.ascontiguousarray(src3), left, top, right, bottom, kind, out)
+    return np.ascontiguousarray(out[:, :, 0] if src.ndim == 2 else out)
 
 
 @lru_cache(maxsize=4096)
@@ -362,7 +405,7 @@ def _cut_out(grey: np.ndarray, edges: tuple[float, float, float, float]) -> np.n
     at about its own size (Pillow resamples a fractional box so)."""
     top, bottom, left, right = edges
     size = (max(1, round(right - left)), max(1, round(bottom - top)))
-    return np.asarray(Image.fromarray(grey, "L").resize(size, Image.Resampling.BILINEAR, box=(left, top, right, bottom)))
+    return resample(grey, size, BILINEAR, (left, top, right, bottom))
 
 
 def without_text_boxes(rgb: np.ndarray, grey: np.ndarray,
@@ -386,11 +429,8 @@ def without_text_boxes(rgb: np.ndarray, grey: np.ndarray,
 def _ring(grey: np.ndarray) -> tuple[int, bool]:
     """(the median grey of the picture's outer lines, whether it has a border: TEXT_BOX_RING of
     those lines within FLAT_TOLERANCE of that median, as on a product on a plain background)."""
-    ring = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
-    counts = np.bincount(ring, minlength=256)
-    median = int(np.searchsorted(np.cumsum(counts), (len(ring) + 1) // 2))  # a lower median: np.median is 10x slower
-    near = counts[max(0, median - FLAT_TOLERANCE):median + FLAT_TOLERANCE + 1].sum()
-    return median, bool(near >= TEXT_BOX_RING * len(ring))
+    median, near, n = compiled().ring_level(np.ascontiguousarray(grey, dtype=np.uint8), FLAT_TOLERANCE)  # a lower median
+    return int(median), bool(near >= TEXT_BOX_RING * n)
 
 
 def text_boxes(grey: np.ndarray, ring: tuple[int, bool] | None = None) -> tuple[int, list[tuple[int, int, int, int]]]:
@@ -483,7 +523,7 @@ def _low_dct(x: np.ndarray) -> np.ndarray:
 def refine_box(grey: np.ndarray, box: tuple[int, int, int, int]) -> tuple[float, float, float, float]:
     """`refine_box_reference`, compiled (numba): the numpy reference, which it is tested
     equal to, spent ~0.5 ms a picture, as much as the decode."""
-    from . import _kernels  # numba compiles once (cached on disk); keep `import ifa` light
+    _kernels = compiled()
 
     t, b, l, r = _kernels.refine_box(np.ascontiguousarray(grey, dtype=np.uint8), *box, REFINE_MARGIN,
                                      REFINE_LOW, REFINE_HIGH)
@@ -533,7 +573,7 @@ def grey_of(rgb: np.ndarray) -> np.ndarray:
     """(h, w, 3) uint8 RGB -> (h, w) uint8 grey with Pillow's "L" weights and rounding
     (ITU-R 601-2 luma in 16-bit fixed point), as imagehash's convert("L") computes it.
     Compiled: 0.026 CPU ms a 112x112 decode against numpy's 0.065 (tested equal to Pillow's)."""
-    from . import _kernels  # numba compiles once (cached on disk); keep `import ifa` light
+    _kernels = compiled()
 
     rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
     out = np.empty(rgb.shape[:2], dtype=np.uint8)
@@ -545,7 +585,7 @@ def trim_box(grey: np.ndarray, tolerance: int = BORDER_TOLERANCE, mass: float = 
     """The picture's box without its uniform borders, as (top, bottom, left, right) slice
     bounds; `trim_box_reference` says how. Compiled (numba): ~20x faster than the numpy
     reference it is tested equal to, which spent ~1 ms a picture, a third of the decode."""
-    from . import _kernels  # numba compiles once (cached on disk); keep `import ifa` light
+    _kernels = compiled()
 
     box = _kernels.trim_box(np.ascontiguousarray(grey, dtype=np.uint8), tolerance, FLAT_TOLERANCE, ISLAND_SHARE, mass,
                             FLAT_SHARE, LINE_CONTENT, TRIM_ROUNDS, MIN_TRIMMED)

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
-from PIL import Image
 
 from . import hashing, verify
 
@@ -65,19 +64,16 @@ class Framing:
     fixed: np.ndarray
     painted: bool
     open_frame: bool  # no border (hashing's ring rule): nothing is painted
-    _image: Image.Image | None = field(default=None, repr=False)
     _whole: dict = field(default_factory=dict, repr=False)
 
     def thumbnail(self, region: tuple[float, float, float, float] | None, side: int) -> np.ndarray:
         """(side, side, 3) uint8 box-filtered thumbnail of rgb's region (top, bottom, left,
-        right; None: the whole frame less INSET), as `verify.thumbnail`; one PIL picture kept."""
+        right; None: the whole frame less INSET), as `verify.thumbnail`."""
         if region is None and side in self._whole:
             return self._whole[side]
-        if self._image is None:
-            self._image = Image.fromarray(np.ascontiguousarray(self.rgb), "RGB")
         h, w = self.rgb.shape[:2]
         top, bottom, left, right = inset((0.0, h, 0.0, w) if region is None else region)
-        out = np.asarray(self._image.resize((side, side), Image.Resampling.BOX, box=(left, top, right, bottom)))
+        out = hashing.resample(self.rgb, (side, side), hashing.BOX, (left, top, right, bottom))  # Pillow's BOX, compiled
         if region is None:
             self._whole[side] = out
         return out

@@ -34,7 +34,8 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from PIL import Image
+
+from . import hashing  # it imports this module too: only its functions are used here
 
 SIDE = 12  # signature thumbnail side
 THUMB_BYTES = SIDE * SIDE * 3  # 432 bytes
@@ -92,8 +93,7 @@ def signature(rgb: np.ndarray, box: tuple[float, float, float, float] | None = N
 def thumbnail(rgb: np.ndarray, box: tuple[float, float, float, float] | None, side: int) -> np.ndarray:
     """(side, side, 3) uint8 box-filtered thumbnail of `rgb` or of its box (top, bottom, left, right)."""
     area = None if box is None else (box[2], box[0], box[3], box[1])
-    im = Image.fromarray(np.ascontiguousarray(rgb), "RGB").resize((side, side), Image.Resampling.BOX, box=area)
-    return np.asarray(im)
+    return hashing.resample(rgb, (side, side), hashing.BOX, area)  # Pillow's BOX resize, bit for bit
 
 
 def current(sig: bytes | None) -> bool:

@@ -38,13 +38,27 @@ def measure_rgb(rgb: np.ndarray, width: int, height: int, grey: np.ndarray | Non
     """The statistics of a decoded (h, w, 3) uint8 picture whose full size is width x height;
     dedup's decode passes the grey picture and trim box it already has. One compiled pass
     (`_kernels.picture_stats`), tested equal to `measure_rgb_reference`."""
-    from . import _kernels  # numba loads when a picture is measured, not with `import ifa`
+    _kernels = _compiled()
 
     grey = hashing.grey_of(rgb) if grey is None else grey
     box = _box(grey) if box is None else box
     measured = _kernels.picture_stats(np.ascontiguousarray(rgb), np.ascontiguousarray(grey), *box)
     values = np.concatenate([_size(width, height), measured]).astype(np.float32)
     return ImageStats(values, thumb_hash(grey))
+
+
+_COMPILED = None
+
+
+def _compiled():
+    """`_kernels`, imported once on first use (numba loads when a picture is measured, not
+    with `import ifa`; a `from . import` per call cost more than the import check)."""
+    global _COMPILED
+    if _COMPILED is None:
+        from . import _kernels
+
+        _COMPILED = _kernels
+    return _COMPILED
 
 
 def measure_rgb_reference(rgb: np.ndarray, width: int, height: int) -> ImageStats:
@@ -103,7 +117,5 @@ def thumb_hash(grey: np.ndarray) -> bytes:
     bits apart for re-encoded and resized copies of one picture. 64 bits (9x8) were too
     coarse: distinct white product photos shared one such hash up to 7 at a time in the
     3,000 Myntra photos, and copies of one placeholder spread over 7 of them."""
-    from PIL import Image
-
-    small = np.asarray(Image.fromarray(grey, "L").resize((17, 16), Image.Resampling.BOX), dtype=np.int16)
+    small = hashing.resample(grey, (17, 16), hashing.BOX).astype(np.int16)  # Pillow's BOX resize, bit for bit
     return np.packbits((small[:, 1:] > small[:, :-1]).ravel()).tobytes()

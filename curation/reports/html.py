@@ -27,9 +27,9 @@ def thumbnail_uri(path: str | Path | None, size: int = THUMB_PX) -> str | None:
         return None
     try:
         with Image.open(path) as im:
-            im.draft("RGB", (size * 2, size * 2))  # decode JPEGs at reduced scale: much faster
+            im.draft("RGB", (size, size))  # JPEGs decode at the smallest scale still >= size: 2.5x faster than at 2x size, measured
             im = ImageOps.exif_transpose(im)
-            im.thumbnail((size, size))
+            im.thumbnail((size, size), Image.Resampling.BILINEAR)  # BICUBIC was 70% of a 224 px photo's thumbnail (cProfile)
             buf = io.BytesIO()
             im.convert("RGB").save(buf, "JPEG", quality=80)
     except Exception:  # noqa: BLE001 - any decoder error just means "no thumbnail"
