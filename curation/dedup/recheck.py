@@ -172,18 +172,9 @@ def redecoded_similarity(paths_a: Sequence[str], paths_b: Sequence[str], boxes: 
     frames = np.ones(len(paths_a), dtype=bool) if frames is None else np.asarray(frames, dtype=bool)
     files = list(dict.fromkeys([*paths_a, *paths_b]))
     index = {p: i for i, p in enumerate(files)}
-    boxed = {p for pa, pb, x in zip(paths_a, paths_b, boxes.tolist()) if x for p in (pa, pb)}
-    plain = {p for pa, pb, x in zip(paths_a, paths_b, boxes.tolist()) if not x for p in (pa, pb)}
-    thumbs, brightened, readable, framed = _redecode(files, boxed, plain, files_)
     n = len(files)
     pairs = np.array([[index[a], index[b]] for a, b in zip(paths_a, paths_b)], dtype=np.int64).reshape(-1, 2)
-    # Only the darker picture of a pair is brightened: half the files, from their decode held in files_.
-    dark = np.unique(_darker(brightened, pairs[~boxes]))
-    for i in dark[readable[dark]].tolist():
-        try:
-            brightened[i, 1:] = files_.view(files[i], "gains", lambda: _views(files_.rgb(files[i], REDECODE_PX)[0], GAINS))
-        except (OSError, hashing.Unreadable):  # dropped from files_ and gone since: its first view stays
-            continue
+    thumbs, brightened, readable, framed = _redecode(files, pairs, boxes, files_)
     out = np.zeros(len(pairs), dtype=np.float32)
     whole = ~boxes & frames
     out[whole] = verify.similarity(thumbs, pairs[whole], shape_shift=WHOLE_SHAPE_SHIFT, kernel_min=KERNEL_MIN)
@@ -202,30 +193,52 @@ def redecoded_similarity(paths_a: Sequence[str], paths_b: Sequence[str], boxes: 
     return out
 
 
-def _redecode(files: list[str], boxed: set[str], plain: set[str],
+def _redecode(files: list[str], pairs: np.ndarray, boxes: np.ndarray,
               held: decodes.Decodes) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[textbox.Framing | None]]:
-    """Each file decoded (through held): ((3n, WHOLE_SIDE^2 * 3) whole thumbnails, then for files in boxed
-    trimmed ones and whole ones less textbox.INSET of each side (a pad's edge leaves a line
-    along the trimmed box), (n, 1 + len(GAINS), WHOLE_SIDE^2 * 3) `brightened_views` (for
-    files in plain, the first only; else zeros), (n,) bool readable, (n,) `textbox.framing`
-    of the files in boxed, else None)."""
+    """Each file of pairs ((P, 2) indices into files) decoded through held: ((3n, WHOLE_SIDE^2 * 3)
+    whole thumbnails, then for files of box pairs (boxes: (P,) bool) trimmed ones and whole ones
+    less textbox.INSET of each side (a pad's edge leaves a line along the trimmed box), (n, 1 +
+    len(GAINS), WHOLE_SIDE^2 * 3) `brightened_views` (for files of the other pairs the first,
+    and the gains of the darker of each such pair; else zeros), (n,) bool readable, (n,)
+    `textbox.framing` of the files of box pairs, else None). Pair by pair: the darker is
+    brightened while its REDECODE_PX decode is still held (20,000 photos' files outgrow held)."""
     n, size = len(files), WHOLE_SIDE * WHOLE_SIDE * 3
     thumbs = np.zeros((3 * n, size), dtype=np.uint8)
     framed: list[textbox.Framing | None] = [None] * n
     brightened = np.zeros((n, 1 + len(GAINS), size), dtype=np.uint8)
-    readable = np.zeros(n, dtype=bool)
-    for i, path in enumerate(files):
-        try:
-            thumbs[i] = held.view(path, "whole", lambda: verify.thumbnail(held.rgb(path)[0], None, WHOLE_SIDE).reshape(-1))
-            if path in plain:
-                brightened[i, 0] = held.view(path, "trimmed", lambda: _views(held.rgb(path, REDECODE_PX)[0], (1.0,))[0])
-            if path in boxed:
-                framed[i] = held.framing(path)
-                thumbs[[n + i, 2 * n + i]] = held.view(path, "inset", lambda: _inset_views(held.framing(path)))
-        except (OSError, hashing.Unreadable):
+    readable, seen = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    boxed, plain = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    boxed[pairs[boxes].ravel()], plain[pairs[~boxes].ravel()] = True, True
+    for (a, b), box in zip(pairs.tolist(), boxes.tolist()):
+        for i in (a, b):
+            if not seen[i]:
+                seen[i] = True
+                readable[i] = _decode_one(held, files[i], plain[i], boxed[i], i, thumbs, brightened, framed)
+        if box or not (readable[a] and readable[b]):
             continue
-        readable[i] = True
+        dark = b if brightened[a, 0].mean() > brightened[b, 0].mean() else a  # `_darker`
+        try:
+            brightened[dark, 1:] = held.view(files[dark], "gains",
+                                             lambda: _views(held.rgb(files[dark], REDECODE_PX)[0], GAINS))
+        except (OSError, hashing.Unreadable):  # dropped from held and gone since: its first view stays
+            continue
     return thumbs, brightened, readable, framed
+
+
+def _decode_one(held: decodes.Decodes, path: str, plain: bool, boxed: bool, i: int, thumbs: np.ndarray,
+                brightened: np.ndarray, framed: list[textbox.Framing | None]) -> bool:
+    """`_redecode`'s views of file i (at path) written into its rows. Returns whether it decoded."""
+    n = len(framed)
+    try:
+        thumbs[i] = held.view(path, "whole", lambda: verify.thumbnail(held.rgb(path)[0], None, WHOLE_SIDE).reshape(-1))
+        if plain:
+            brightened[i, 0] = held.view(path, "trimmed", lambda: _views(held.rgb(path, REDECODE_PX)[0], (1.0,))[0])
+        if boxed:
+            framed[i] = held.framing(path)
+            thumbs[[n + i, 2 * n + i]] = held.view(path, "inset", lambda: _inset_views(held.framing(path)))
+    except (OSError, hashing.Unreadable):
+        return False
+    return True
 
 
 def _inset_views(f: textbox.Framing) -> np.ndarray:
@@ -249,10 +262,17 @@ def _views(rgb: np.ndarray, gains: tuple[float, ...]) -> np.ndarray:
     h, w = grey.shape
     out = np.empty((len(gains), WHOLE_SIDE * WHOLE_SIDE * 3), dtype=np.uint8)
     for k, gain in enumerate(gains):
-        lut = _lut(gain)
-        x, g = (rgb, grey) if gain == 1.0 else (np.take(lut, rgb), np.take(lut, grey))
+        x, g = (rgb, grey) if gain == 1.0 else (_looked_up(_lut(gain), rgb), _looked_up(_lut(gain), grey))
         box = hashing.trim_box(g)
         out[k] = verify.thumbnail(x, None if box == (0, h, 0, w) else hashing.refine_box(g, box), WHOLE_SIDE).reshape(-1)
+    return out
+
+
+def _looked_up(lut: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """np.take(lut, values) for uint8 values, compiled (`_kernels.lut_into`)."""
+    values = np.ascontiguousarray(values, dtype=np.uint8)
+    out = np.empty_like(values)
+    hashing.compiled().lut_into(values.reshape(-1), lut, out.reshape(-1))
     return out
 
 
