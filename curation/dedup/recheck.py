@@ -95,7 +95,8 @@ def second_look(paths: np.ndarray, width: np.ndarray, height: np.ndarray, near: 
     overlay = np.asarray(overlay, dtype=np.uint8)
     miss = np.flatnonzero(~ok & (similarity >= min_similarity - NEAR_BAND))
     if len(miss):
-        again = redecoded_similarity(paths[a[miss]].tolist(), paths[b[miss]].tolist(), None, frames[miss], files=files)
+        again = redecoded_similarity(paths[a[miss]].tolist(), paths[b[miss]].tolist(), None, frames[miss],
+                                     min_similarity, files)
         ok[miss] = np.nan_to_num(again, nan=0.0) >= min_similarity
     # A pair made by a painted picture only while one of its images is alone: a painted picture
     # pairs with many others, most verified already (benchmarks/dedup_bench.py section 4).
@@ -164,7 +165,8 @@ def redecoded_similarity(paths_a: Sequence[str], paths_b: Sequence[str], boxes: 
     best of their whole and trimmed pictures each, less textbox.INSET of each side, allowing
     a text box of up to 10% of the picture (verify.similarity's `whole`), and of the whole
     frame of a picture with a box painted over or without a border placed in the other
-    (`textbox.aligned_similarity`) where those score under `enough` (the score that decides).
+    (`textbox.aligned_similarity`) where those score under `enough` (the score that decides; the
+    brightened views too).
     nan where a file does not decode. Each distinct file is decoded at the hash's scale
     and at REDECODE_PX through files (`decodes.Decodes`; default a new one). Returns (P,) float32."""
     files_ = decodes.Decodes() if files is None else files
@@ -178,7 +180,8 @@ def redecoded_similarity(paths_a: Sequence[str], paths_b: Sequence[str], boxes: 
     out = np.zeros(len(pairs), dtype=np.float32)
     whole = ~boxes & frames
     out[whole] = verify.similarity(thumbs, pairs[whole], shape_shift=WHOLE_SHAPE_SHIFT, kernel_min=KERNEL_MIN)
-    out[~boxes] = np.maximum(out[~boxes], brightened_similarity(brightened, pairs[~boxes]))
+    dim = np.flatnonzero(~boxes)[out[~boxes] < enough]  # the brightened views only where they can decide
+    out[dim] = np.maximum(out[dim], brightened_similarity(brightened, pairs[dim]))
     # A banner along a side of a photo without a border is trimmed away: its whole picture
     # is what meets the other's trimmed one (and a copy's pad, trimmed, meets the whole).
     # The four views in one call: together they reach the compiled kernel's batch size.
