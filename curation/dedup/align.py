@@ -52,6 +52,7 @@ PART_SHIFT = 0.04
 # The compiled scorer from this many compares on: at 24x24 the numpy reference spent ~1.5 ms
 # a compare, 80% of the aligned re-decode of 255 pairs on the 3,000 Myntra photos.
 KERNEL_MIN = 64
+CORRELATION_BLOCK = 4096  # `_correlation`'s compares gathered at once
 
 
 @lru_cache(maxsize=2)
@@ -181,7 +182,13 @@ def _correlation(thumbs: np.ndarray, compares: np.ndarray) -> np.ndarray:
     grey -= grey.mean(axis=1, keepdims=True)
     grey /= np.maximum(np.linalg.norm(grey, axis=1, keepdims=True), 1e-6)
     flat = compares.reshape(-1, 2)
-    return np.einsum("ij,ij->i", grey[flat[:, 0]], grey[flat[:, 1]]).reshape(compares.shape[:-1])
+    out = np.empty(len(flat), dtype=np.float32)
+    # CORRELATION_BLOCK compares at a time: the same numbers, 2.5-3.8x faster than gathering
+    # all 224,000 rows of a synthetic 8,000-pair call at once (memory, not arithmetic).
+    for lo in range(0, len(flat), CORRELATION_BLOCK):
+        f = flat[lo:lo + CORRELATION_BLOCK]
+        out[lo:lo + CORRELATION_BLOCK] = np.einsum("ij,ij->i", grey[f[:, 0]], grey[f[:, 1]])
+    return out.reshape(compares.shape[:-1])
 
 
 def same_scale(width_a, height_a, width_b, height_b) -> np.ndarray:
