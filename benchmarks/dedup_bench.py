@@ -335,7 +335,7 @@ def kept_command(paths: list[Path], codes: np.ndarray, overlay: np.ndarray, sign
     re-decoded and compared on their whole pictures (`recheck.second_look`), and images left
     alone beside a cluster compared with its leader (`recheck.rejoin`). Also returns
     how many pairs were re-decoded and the CPU seconds that took."""
-    from ifa.curation.dedup import recheck, run
+    from ifa.curation.dedup import decodes, recheck, run
 
     cand, by_overlay = run.candidate_pairs(codes, overlay[0], k, overlay[1])
     cand, by_crop = align.with_crop_pairs(cand, codes, overlay[2])
@@ -344,12 +344,13 @@ def kept_command(paths: list[Path], codes: np.ndarray, overlay: np.ndarray, sign
     sim = verify.pair_scores(signatures, cand, overlay[1])
     files = np.array([str(p) for p in paths], dtype=object)
     t = time.process_time()
+    held = decodes.Decodes()
     ok, redecoded = recheck.second_look(files, sizes[:, 0], sizes[:, 1], cand, sim, by_overlay, min_similarity,
-                                        by_crop)
+                                        by_crop, held)
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
     leader = pairs.leader_clusters(rank, cand[ok])
-    joined, _, compared = recheck.rejoin(files, leader, cand[ok], min_similarity)
+    joined, _, compared = recheck.rejoin(files, leader, cand[ok], min_similarity, held)
     leader = pairs.leader_clusters(rank, np.concatenate([cand[ok], joined]))
     seconds = time.process_time() - t
     return leader == np.arange(len(codes)), leader, redecoded + compared, seconds

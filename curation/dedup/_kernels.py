@@ -136,6 +136,14 @@ def resize_into(src, out, x_first, x_weights, y_first, y_weights):
 
 
 @njit(nogil=True, cache=True)
+def lut_into(values, lut, out):
+    """out[v] = lut[values[v]] for flat uint8 arrays: np.take's numbers, ~3x faster on a 128 px
+    decode (recheck's brightened views: 3,498 lookups were 1.0 of its 8 CPU s)."""
+    for v in range(values.shape[0]):
+        out[v] = lut[values[v]]
+
+
+@njit(nogil=True, cache=True)
 def grey_into(rgb, out):
     """out (h, w) uint8 = Pillow's "L" of rgb (h, w, 3) uint8: (19595 R + 38470 G + 7471 B + 2^15) >> 16."""
     h, w = out.shape

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from ...taxonomy import Taxonomy
-from . import align, hashing, textbox, verify
+from . import align, decodes, hashing, textbox, verify
 
 # An image rejoining a cluster verified at --min-similarity with one of its members; against
 # the leader itself it needs this much less: a brightened or recompressed copy of an original
@@ -52,6 +52,10 @@ WHOLE_SHAPE_SHIFT = 0.03
 BOX, BOX_IF_ALONE = 1, 2  # `boxed_pairs`
 PIXELS_MATCH = 3.0  # grey levels, 64x64 thumbnails: the same picture, whatever the labels say
 COLOUR_GROUP = "color"
+# The compiled scorer from this many compares on (not `whole`: there its robust fit differs from the
+# reference's in the last digits): the same scores bit for bit on the mixed set's 1,191 near misses,
+# 1.4 CPU s with the reference, 0.15 s compiled (benchmarks/dedup_bench.py quality).
+KERNEL_MIN = align.KERNEL_MIN
 
 
 @dataclass
@@ -75,7 +79,8 @@ class LabelDifference:
 
 
 def second_look(paths: np.ndarray, width: np.ndarray, height: np.ndarray, near: np.ndarray, similarity: np.ndarray,
-                overlay: np.ndarray, min_similarity: float, crop: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+                overlay: np.ndarray, min_similarity: float, crop: np.ndarray | None = None,
+                files: decodes.Decodes | None = None) -> tuple[np.ndarray, int]:
     """Which candidate pairs are copies, and how many were re-decoded.
 
     paths, width, height: (n,) per image (width/height of the full picture, 0 when unknown).
@@ -88,14 +93,17 @@ def second_look(paths: np.ndarray, width: np.ndarray, height: np.ndarray, near: 
     its re-decoded whole, trimmed and aligned pictures, allowing a text box
     (`redecoded_similarity`). crop: (P,) bool, paired by a crop code (`align.with_crop_pairs`):
     those, and pairs scoring a little lower, that are still not copies are re-decoded and
-    aligned (`align.aligned_look`). Returns ((P,) bool, pairs re-decoded)."""
+    aligned (`align.aligned_look`). files: the command's decodes (`decodes.Decodes`; default a
+    new one), shared with `rejoin`. Returns ((P,) bool, pairs re-decoded)."""
+    files = decodes.Decodes() if files is None else files
     ok = similarity >= min_similarity
     a, b = near[:, 0], near[:, 1]
     frames = same_shape(width[a], height[a], width[b], height[b])
     overlay = np.asarray(overlay, dtype=np.uint8)
     miss = np.flatnonzero(~ok & (similarity >= min_similarity - NEAR_BAND))
     if len(miss):
-        again = redecoded_similarity(paths[a[miss]].tolist(), paths[b[miss]].tolist(), None, frames[miss])
+        again = redecoded_similarity(paths[a[miss]].tolist(), paths[b[miss]].tolist(), None, frames[miss],
+                                     min_similarity, files)
         ok[miss] = np.nan_to_num(again, nan=0.0) >= min_similarity
     # A pair made by a painted picture only while one of its images is alone: a painted picture
     # pairs with many others, most verified already (benchmarks/dedup_bench.py section 4).
@@ -104,11 +112,11 @@ def second_look(paths: np.ndarray, width: np.ndarray, height: np.ndarray, near: 
     boxed = np.flatnonzero(~ok & ((overlay == BOX) | ((overlay == BOX_IF_ALONE) & ~(verified[a] & verified[b]))))
     if len(boxed):
         again = redecoded_similarity(paths[a[boxed]].tolist(), paths[b[boxed]].tolist(), np.ones(len(boxed), bool),
-                                     enough=min_similarity)
+                                     enough=min_similarity, files=files)
         ok[boxed] = np.nan_to_num(again, nan=0.0) >= min_similarity
     aligned = np.zeros(0, dtype=np.int64)
     if crop is not None:
-        ok, aligned = align.aligned_look(paths, width, height, near, similarity, ok, crop, min_similarity)
+        ok, aligned = align.aligned_look(paths, width, height, near, similarity, ok, crop, min_similarity, files)
     return ok, len(np.union1d(np.union1d(miss, boxed), aligned))
 
 
@@ -124,7 +132,7 @@ def boxed_pairs(near: np.ndarray, by_code: np.ndarray, flags: np.ndarray) -> np.
 
 
 def rejoin(paths: np.ndarray, leader: np.ndarray, verified: np.ndarray,
-           min_similarity: float) -> tuple[np.ndarray, np.ndarray, int]:
+           min_similarity: float, files: decodes.Decodes | None = None) -> tuple[np.ndarray, np.ndarray, int]:
     """Images left alone although verified with a member of a cluster, compared directly with
     that cluster's leader on their re-decoded pictures (`redecoded_similarity`, allowing a text
     box, and with the darker picture brightened): a copy verified with its original is lost
@@ -133,19 +141,20 @@ def rejoin(paths: np.ndarray, leader: np.ndarray, verified: np.ndarray,
     compared with its leader itself.
 
     paths: (n,) files; leader: (n,) `pairs.leader_clusters`; verified: (V, 2) the pairs that
-    made it. Returns ((J, 2) pairs (image, leader) that passed, (J,) their scores, the number
+    made it; files: the command's decodes (`second_look`'s). Returns ((J, 2) pairs (image, leader) that passed, (J,) their scores, the number
     of pairs compared: `beside_leaders(leader, verified)`, none when min_similarity is 0)."""
     pairs = beside_leaders(leader, verified) if min_similarity > 0 else np.zeros((0, 2), dtype=np.int64)
     if not len(pairs):  # min_similarity 0: no verification, the hash alone makes copies
         return pairs, np.zeros(0, dtype=np.float32), 0
     pa, pb = paths[pairs[:, 0]].tolist(), paths[pairs[:, 1]].tolist()
     needed = min_similarity - REJOIN_SLACK
-    score = redecoded_similarity(pa, pb, np.ones(len(pairs), bool), enough=needed)
+    score = redecoded_similarity(pa, pb, np.ones(len(pairs), bool), enough=needed, files=files)
     # A brightened copy of an original that a padded copy leads: the pad trims back to the
     # original, so the near misses' brightened views are what meet it.
     short = np.flatnonzero(~(np.nan_to_num(score, nan=0.0) >= needed))
     if len(short):
-        plain = redecoded_similarity([pa[i] for i in short], [pb[i] for i in short], None, np.zeros(len(short), bool))
+        plain = redecoded_similarity([pa[i] for i in short], [pb[i] for i in short], None, np.zeros(len(short), bool),
+                                     files=files)
         score[short] = np.fmax(score[short], plain)
     ok = np.nan_to_num(score, nan=0.0) >= needed
     return pairs[ok], score[ok], len(pairs)
@@ -163,7 +172,8 @@ def beside_leaders(leader: np.ndarray, verified: np.ndarray) -> np.ndarray:
 
 
 def redecoded_similarity(paths_a: Sequence[str], paths_b: Sequence[str], boxes: np.ndarray | None = None,
-                         frames: np.ndarray | None = None, enough: float = np.inf) -> np.ndarray:
+                         frames: np.ndarray | None = None, enough: float = np.inf,
+                         files: decodes.Decodes | None = None) -> np.ndarray:
     """The verification score of each pair of files re-decoded and compared at WHOLE_SIDE x
     WHOLE_SIDE: the better of their whole, untrimmed pictures (where frames: (P,) bool,
     the two have the same shape; default all) and their trimmed pictures with the darker
@@ -171,30 +181,23 @@ def redecoded_similarity(paths_a: Sequence[str], paths_b: Sequence[str], boxes: 
     best of their whole and trimmed pictures each, less textbox.INSET of each side, allowing
     a text box of up to 10% of the picture (verify.similarity's `whole`), and of the whole
     frame of a picture with a box painted over or without a border placed in the other
-    (`textbox.aligned_similarity`) where those score under `enough` (the score that decides).
+    (`textbox.aligned_similarity`) where those score under `enough` (the score that decides; the
+    brightened views too).
     nan where a file does not decode. Each distinct file is decoded at the hash's scale
-    and at REDECODE_PX, the darker of a pair once more. Returns (P,) float32."""
+    and at REDECODE_PX through files (`decodes.Decodes`; default a new one). Returns (P,) float32."""
+    files_ = decodes.Decodes() if files is None else files
     boxes = np.zeros(len(paths_a), dtype=bool) if boxes is None else np.asarray(boxes, dtype=bool)
     frames = np.ones(len(paths_a), dtype=bool) if frames is None else np.asarray(frames, dtype=bool)
     files = list(dict.fromkeys([*paths_a, *paths_b]))
     index = {p: i for i, p in enumerate(files)}
-    boxed = {p for pa, pb, x in zip(paths_a, paths_b, boxes.tolist()) if x for p in (pa, pb)}
-    plain = {p for pa, pb, x in zip(paths_a, paths_b, boxes.tolist()) if not x for p in (pa, pb)}
-    thumbs, brightened, readable, framed = _redecode(files, boxed, plain)
     n = len(files)
     pairs = np.array([[index[a], index[b]] for a, b in zip(paths_a, paths_b)], dtype=np.int64).reshape(-1, 2)
-    # Only the darker picture of a pair is brightened: half the files, decoded once more.
-    dark = np.unique(_darker(brightened, pairs[~boxes]))
-    for i in dark[readable[dark]].tolist():
-        try:
-            with open(files[i], "rb") as fh:
-                brightened[i] = brightened_views(hashing.decode_rgb(fh.read(), REDECODE_PX)[0])
-        except (OSError, hashing.Unreadable):  # gone since the first pass: its first view stays
-            continue
+    thumbs, brightened, readable, framed = _redecode(files, pairs, boxes, files_)
     out = np.zeros(len(pairs), dtype=np.float32)
     whole = ~boxes & frames
-    out[whole] = verify.similarity(thumbs, pairs[whole], shape_shift=WHOLE_SHAPE_SHIFT)
-    out[~boxes] = np.maximum(out[~boxes], brightened_similarity(brightened, pairs[~boxes]))
+    out[whole] = verify.similarity(thumbs, pairs[whole], shape_shift=WHOLE_SHAPE_SHIFT, kernel_min=KERNEL_MIN)
+    dim = np.flatnonzero(~boxes)[out[~boxes] < enough]  # the brightened views only where they can decide
+    out[dim] = np.maximum(out[dim], brightened_similarity(brightened, pairs[dim]))
     # A banner along a side of a photo without a border is trimmed away: its whole picture
     # is what meets the other's trimmed one (and a copy's pad, trimmed, meets the whole).
     # The four views in one call: together they reach the compiled kernel's batch size.
@@ -209,35 +212,59 @@ def redecoded_similarity(paths_a: Sequence[str], paths_b: Sequence[str], boxes: 
     return out
 
 
-def _redecode(files: list[str], boxed: set[str],
-              plain: set[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[textbox.Framing | None]]:
-    """Each file decoded: ((3n, WHOLE_SIDE^2 * 3) whole thumbnails, then for files in boxed
-    trimmed ones and whole ones less textbox.INSET of each side (a pad's edge leaves a line
-    along the trimmed box), (n, 1 + len(GAINS), WHOLE_SIDE^2 * 3) `brightened_views` (for
-    files in plain, the first only; else zeros), (n,) bool readable, (n,) `textbox.framing`
-    of the files in boxed, else None)."""
+def _redecode(files: list[str], pairs: np.ndarray, boxes: np.ndarray,
+              held: decodes.Decodes) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[textbox.Framing | None]]:
+    """Each file of pairs ((P, 2) indices into files) decoded through held: ((3n, WHOLE_SIDE^2 * 3)
+    whole thumbnails, then for files of box pairs (boxes: (P,) bool) trimmed ones and whole ones
+    less textbox.INSET of each side (a pad's edge leaves a line along the trimmed box), (n, 1 +
+    len(GAINS), WHOLE_SIDE^2 * 3) `brightened_views` (for files of the other pairs the first,
+    and the gains of the darker of each such pair; else zeros), (n,) bool readable, (n,)
+    `textbox.framing` of the files of box pairs, else None). Pair by pair: the darker is
+    brightened while its REDECODE_PX decode is still held (20,000 photos' files outgrow held)."""
     n, size = len(files), WHOLE_SIDE * WHOLE_SIDE * 3
     thumbs = np.zeros((3 * n, size), dtype=np.uint8)
     framed: list[textbox.Framing | None] = [None] * n
     brightened = np.zeros((n, 1 + len(GAINS), size), dtype=np.uint8)
-    readable = np.zeros(n, dtype=bool)
-    for i, path in enumerate(files):
-        try:
-            with open(path, "rb") as fh:
-                data = fh.read()
-            rgb, _, _ = hashing.decode_rgb(data)
-            if path in plain:
-                brightened[i, 0] = brightened_views(hashing.decode_rgb(data, REDECODE_PX)[0], ())[0]
-        except (OSError, hashing.Unreadable):
+    readable, seen = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    boxed, plain = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    boxed[pairs[boxes].ravel()], plain[pairs[~boxes].ravel()] = True, True
+    for (a, b), box in zip(pairs.tolist(), boxes.tolist()):
+        for i in (a, b):
+            if not seen[i]:
+                seen[i] = True
+                readable[i] = _decode_one(held, files[i], plain[i], boxed[i], i, thumbs, brightened, framed)
+        if box or not (readable[a] and readable[b]):
             continue
-        thumbs[i] = verify.thumbnail(rgb, None, WHOLE_SIDE).reshape(-1)
-        if path in boxed:
-            framed[i] = f = textbox.framing(rgb)
-            thumbs[n + i] = verify.thumbnail(f.clean, textbox.inset(f.box), WHOLE_SIDE).reshape(-1)
-            thumbs[2 * n + i] = verify.thumbnail(rgb, textbox.inset((0.0, rgb.shape[0], 0.0, rgb.shape[1])),
-                                                 WHOLE_SIDE).reshape(-1)
-        readable[i] = True
+        dark = b if brightened[a, 0].mean() > brightened[b, 0].mean() else a  # `_darker`
+        try:
+            brightened[dark, 1:] = held.view(files[dark], "gains",
+                                             lambda: _views(held.rgb(files[dark], REDECODE_PX)[0], GAINS))
+        except (OSError, hashing.Unreadable):  # dropped from held and gone since: its first view stays
+            continue
     return thumbs, brightened, readable, framed
+
+
+def _decode_one(held: decodes.Decodes, path: str, plain: bool, boxed: bool, i: int, thumbs: np.ndarray,
+                brightened: np.ndarray, framed: list[textbox.Framing | None]) -> bool:
+    """`_redecode`'s views of file i (at path) written into its rows. Returns whether it decoded."""
+    n = len(framed)
+    try:
+        thumbs[i] = held.view(path, "whole", lambda: verify.thumbnail(held.rgb(path)[0], None, WHOLE_SIDE).reshape(-1))
+        if plain:
+            brightened[i, 0] = held.view(path, "trimmed", lambda: _views(held.rgb(path, REDECODE_PX)[0], (1.0,))[0])
+        if boxed:
+            framed[i] = held.framing(path)
+            thumbs[[n + i, 2 * n + i]] = held.view(path, "inset", lambda: _inset_views(held.framing(path)))
+    except (OSError, hashing.Unreadable):
+        return False
+    return True
+
+
+def _inset_views(f: textbox.Framing) -> np.ndarray:
+    """(2, WHOLE_SIDE^2 * 3): f's trimmed and whole pictures less textbox.INSET of each side."""
+    whole = textbox.inset((0.0, f.rgb.shape[0], 0.0, f.rgb.shape[1]))
+    return np.stack([verify.thumbnail(f.clean, textbox.inset(f.box), WHOLE_SIDE).reshape(-1),
+                     verify.thumbnail(f.rgb, whole, WHOLE_SIDE).reshape(-1)])
 
 
 def brightened_views(rgb: np.ndarray, gains: tuple[float, ...] = GAINS) -> np.ndarray:
@@ -245,13 +272,26 @@ def brightened_views(rgb: np.ndarray, gains: tuple[float, ...] = GAINS) -> np.nd
     uint8), then of rgb brightened by each of gains (x -> min(255, gain x), as a
     brightness change does), each trimmed again: what clips into a white background in a
     brightened copy is trimmed away from the original's brightened view too."""
+    return _views(rgb, (1.0, *gains))
+
+
+def _views(rgb: np.ndarray, gains: tuple[float, ...]) -> np.ndarray:
+    """`brightened_views`'s views of rgb by each of gains (1.0: rgb as it is)."""
     grey = hashing.grey_of(rgb)
     h, w = grey.shape
-    out = np.empty((1 + len(gains), WHOLE_SIDE * WHOLE_SIDE * 3), dtype=np.uint8)
-    for k, lut in enumerate(_lut(gain) for gain in (1.0, *gains)):
-        x, g = (rgb, grey) if k == 0 else (np.take(lut, rgb), np.take(lut, grey))
+    out = np.empty((len(gains), WHOLE_SIDE * WHOLE_SIDE * 3), dtype=np.uint8)
+    for k, gain in enumerate(gains):
+        x, g = (rgb, grey) if gain == 1.0 else (_looked_up(_lut(gain), rgb), _looked_up(_lut(gain), grey))
         box = hashing.trim_box(g)
         out[k] = verify.thumbnail(x, None if box == (0, h, 0, w) else hashing.refine_box(g, box), WHOLE_SIDE).reshape(-1)
+    return out
+
+
+def _looked_up(lut: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """np.take(lut, values) for uint8 values, compiled (`_kernels.lut_into`)."""
+    values = np.ascontiguousarray(values, dtype=np.uint8)
+    out = np.empty_like(values)
+    hashing.compiled().lut_into(values.reshape(-1), lut, out.reshape(-1))
     return out
 
 
@@ -276,7 +316,7 @@ def brightened_similarity(views: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     dark = _darker(views, pairs)
     light = pairs[:, 0] + pairs[:, 1] - dark
     tried = np.concatenate([np.stack([dark * k + g, light * k], axis=1) for g in range(1, k)])
-    scores = verify.similarity(views.reshape(n * k, -1), tried, shape_shift=WHOLE_SHAPE_SHIFT)
+    scores = verify.similarity(views.reshape(n * k, -1), tried, shape_shift=WHOLE_SHAPE_SHIFT, kernel_min=KERNEL_MIN)
     return scores.reshape(k - 1, -1).max(axis=0)
 
 

@@ -33,7 +33,7 @@ from ...errors import IfaError
 from ...progress import SILENT, Progress
 from .. import executors, reports
 from ..reports import html as report_html
-from . import align, hashing, pairs, recheck, textbox, verify
+from . import align, decodes, hashing, pairs, recheck, textbox, verify
 from ..ledger import Change, FileInfo, check_splits
 from ..ledger import hashes as store
 from ..image_checks.statistics import VERSION as STATS_VERSION
@@ -450,10 +450,12 @@ class Found:
                         else np.zeros(0, dtype=np.int64))
         self.leader = self.head[group_leader[self.group]] if len(self.rank) else np.zeros(0, dtype=np.int64)
 
-    def join(self, paths: np.ndarray, hashes: np.ndarray, min_similarity: float) -> None:
+    def join(self, paths: np.ndarray, hashes: np.ndarray, min_similarity: float,
+             files: decodes.Decodes | None = None) -> None:
         """Images alone beside a cluster they verified with, verified against its leader
-        (`recheck.rejoin`): the pairs that pass are added as copies and clusters made again."""
-        joined, score, compared = recheck.rejoin(paths, self.leader, self.near[self.ok], min_similarity)
+        (`recheck.rejoin`, files: the second look's decodes): the pairs that pass are added as
+        copies and clusters made again."""
+        joined, score, compared = recheck.rejoin(paths, self.leader, self.near[self.ok], min_similarity, files)
         self.redecoded += compared
         if len(joined):
             self.near = np.concatenate([self.near, joined])
@@ -523,11 +525,12 @@ def _find(frame: Table, policy: tuple[str, ...], k: int, min_similarity: float, 
     similarity = verify.pair_scores(signatures, near, flags)
     started = time.perf_counter()
     w, h = _numbers(frame["width"]), _numbers(frame["height"])
-    ok, redecoded = recheck.second_look(frame["path"], w, h, near, similarity, overlay, min_similarity, crop)
+    files = decodes.Decodes()  # each re-decoded file decoded once for all the second look's passes
+    ok, redecoded = recheck.second_look(frame["path"], w, h, near, similarity, overlay, min_similarity, crop, files)
     found = Found(rank, group, head, exact, near, distance, similarity, ok, np.arange(n), signatures, has_sig,
                   redecoded)
     found.cluster()
-    found.join(frame["path"], hashes, min_similarity)
+    found.join(frame["path"], hashes, min_similarity, files)
     found.redecode_seconds = time.perf_counter() - started
     return found
 

@@ -1,0 +1,81 @@
+"""The second look's decodes, shared by its passes: a file in several of them (near misses,
+box pairs, aligned pairs, the comparison with a cluster's leader) and in several pairs is
+decoded once per scale, and its framing and thumbnails made once, while it stays in a cache bounded in
+bytes (least recently used out first): at 1M images a command may re-decode 100k files.
+Every view is made from the same decoded pixels as before, so every score is the same."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Callable
+
+import numpy as np
+
+from . import hashing, textbox
+
+# 256 MiB: ~5,000 files at both scales (a 64 px decode of a catalogue photo ~16 KB, a 128 px one
+# ~64 KB, a framing twice its 64 px decode): the 3,287 re-decoded pairs of the benchmark's mixed set fit.
+MAX_BYTES = 256 << 20
+
+
+class Decodes:
+    """Decoded files and their framings, least recently used dropped past max_bytes. A file
+    that did not read raises the same error each time it is asked for."""
+
+    def __init__(self, max_bytes: int = MAX_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.held = 0  # bytes held
+        self.decoded = 0  # files decoded (each scale counts), for tests and benchmarks
+        self._items: OrderedDict[tuple, tuple[object, int]] = OrderedDict()
+
+    def rgb(self, path: str, side: int = hashing.DECODE_PX) -> tuple[np.ndarray, int, int]:
+        """`hashing.decode_rgb` of the file at path (do not write into the array). Raises
+        OSError or hashing.Unreadable."""
+        return self._get(("rgb", path, side), lambda: self._decode(path, side))
+
+    def framing(self, path: str) -> textbox.Framing:
+        """`textbox.framing` of the file's hash-scale decode. Raises OSError or hashing.Unreadable."""
+        return self._get(("framing", path), lambda: textbox.framing(self.rgb(path)[0]))
+
+    def view(self, path: str, name: str, make: Callable[[], np.ndarray]) -> np.ndarray:
+        """The view `name` of the file at path (a thumbnail of its decode), made by make() the
+        first time (do not write into it). Raises what make raises: OSError or hashing.Unreadable."""
+        return self._get(("view", path, name), make)
+
+    def _decode(self, path: str, side: int) -> tuple[np.ndarray, int, int]:
+        with open(path, "rb") as fh:
+            data = fh.read()
+        self.decoded += 1
+        return hashing.decode_rgb(data, side)
+
+    def _get(self, key: tuple, make):
+        if key in self._items:
+            self._items.move_to_end(key)
+            value = self._items[key][0]
+        else:
+            try:
+                value = make()
+            except (OSError, hashing.Unreadable) as exc:
+                value = exc
+            self._put(key, value)
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    def _put(self, key: tuple, value: object) -> None:
+        size = _nbytes(value)
+        self._items[key] = (value, size)
+        self.held += size
+        while self.held > self.max_bytes and len(self._items) > 1:
+            _, (_, dropped) = self._items.popitem(last=False)
+            self.held -= dropped
+
+
+def _nbytes(value: object) -> int:
+    if isinstance(value, np.ndarray):
+        return value.nbytes + 64
+    if isinstance(value, tuple):
+        return value[0].nbytes + 64
+    if isinstance(value, textbox.Framing):
+        return value.rgb.nbytes + (value.clean.nbytes if value.clean is not value.rgb else 0) + 256
+    return 256
