@@ -42,6 +42,23 @@ def _charcoal(im: Image.Image) -> Image.Image:
     return Image.fromarray((a * 255).round().astype(np.uint8))
 
 
+def _brightened(im: Image.Image) -> Image.Image:
+    return ImageEnhance.Brightness(im).enhance(1.15)
+
+
+def _with_variants(folder: Path, names: list[str], variants: dict) -> Path:
+    """folder holding each Myntra photo of names and, per suffix -> make(rgb) of variants,
+    `<name>-<suffix>.jpg`."""
+    folder.mkdir()
+    for name in names:
+        shutil.copy(MYNTRA / f"{name}.jpg", folder / f"{name}.jpg")
+        with Image.open(MYNTRA / f"{name}.jpg") as im:
+            rgb = im.convert("RGB")
+            for suffix, make in variants.items():
+                _save(make(rgb), folder / f"{name}-{suffix}.jpg")
+    return folder
+
+
 def _run(folder: Path, root: Path):
     ws = Workspace.init(root / "ws", command="test")
     try:
@@ -58,13 +75,7 @@ def _together(result) -> set[frozenset[str]]:
 @needs_data
 @pytest.mark.slow
 def test_brightened_product_shots_are_merged(tmp_path: Path):
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for name in BRIGHTENED:
-        shutil.copy(MYNTRA / f"{name}.jpg", folder / f"{name}.jpg")
-        with Image.open(MYNTRA / f"{name}.jpg") as im:
-            _save(ImageEnhance.Brightness(im.convert("RGB")).enhance(1.15), folder / f"{name}-bright.jpg")
-    r = _run(folder, tmp_path)
+    r = _run(_with_variants(tmp_path / "in", BRIGHTENED, {"bright": _brightened}), tmp_path)
     together = _together(r)
     for c in r.clusters:  # nothing foreign joins a photo's cluster
         assert len({m.image_id.split("-")[0] for m in c.members}) == 1, [m.image_id for m in c.members]
@@ -130,15 +141,7 @@ def _padded(im: Image.Image) -> Image.Image:
 @needs_data
 @pytest.mark.slow
 def test_a_brightened_copy_joins_the_cluster_its_padded_copy_leads(tmp_path: Path):
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for name in LED_BY_A_PAD:
-        shutil.copy(MYNTRA / f"{name}.jpg", folder / f"{name}.jpg")
-        with Image.open(MYNTRA / f"{name}.jpg") as im:
-            rgb = im.convert("RGB")
-            _save(_padded(rgb), folder / f"{name}-pad.jpg")
-            _save(ImageEnhance.Brightness(rgb).enhance(1.15), folder / f"{name}-bright.jpg")
-    r = _run(folder, tmp_path)
+    r = _run(_with_variants(tmp_path / "in", LED_BY_A_PAD, {"pad": _padded, "bright": _brightened}), tmp_path)
     clusters = {c.keep: {m.image_id for m in c.members} for c in r.clusters}
     for members in clusters.values():  # nothing foreign joins a photo's cluster
         assert len({m.split("-")[0] for m in members}) == 1, members
