@@ -23,9 +23,7 @@ from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
-from PIL import Image
-
-from . import decodes, hashing, pairs, textbox, verify
+from . import decodes, hashing, pairs, verify
 
 CROP_FRACTION = 0.04  # the crop code's cut per side: the middle of the 3-5% crops it pairs
 # Crop code vs plain phash: 6 bits paired 0.98 of CC0 crop copies with their original (4: 0.88)
@@ -113,7 +111,7 @@ class _Views:
     def __init__(self, files: Sequence[str], held: decodes.Decodes) -> None:
         self.thumbs = np.zeros((len(files) * (len(CROPS) + 1), SIDE * SIDE * 3), dtype=np.uint8)
         self.readable = np.zeros(len(files), dtype=bool)
-        self.picture: list[Image.Image | None] = [None] * len(files)  # without text boxes (textbox.framing)
+        self.picture: list[np.ndarray | None] = [None] * len(files)  # without text boxes (textbox.framing)
         self.size = np.zeros((len(files), 2), dtype=np.float64)  # full width, height
         self.box = np.zeros((len(files), 4), dtype=np.float64)  # the trimmed box, fractions of the picture
         for i, path in enumerate(files):
@@ -122,9 +120,8 @@ class _Views:
                 framed = held.framing(path)
             except (OSError, hashing.Unreadable):
                 continue
-            clean, (t, b, l, r) = framed.clean, framed.box.tolist()
+            picture, (t, b, l, r) = framed.clean, framed.box.tolist()
             h, w = rgb.shape[:2]
-            picture = Image.fromarray(np.ascontiguousarray(clean), "RGB")  # once: fromarray was a third of a thumbnail
             for k, c in enumerate(CROPS.tolist()):
                 self.thumbs[self.index(i, k)] = _thumb(picture, (t + c * (b - t), b - c * (b - t),
                                                                  l + c * (r - l), r - c * (r - l)))
@@ -140,10 +137,9 @@ class _Views:
         return self.index(file, len(CROPS))
 
 
-def _thumb(picture: Image.Image, box: tuple[float, float, float, float]) -> np.ndarray:
+def _thumb(picture: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
     """The SIDE x SIDE box-filtered thumbnail of picture's box (top, bottom, left, right), flat."""
-    top, bottom, left, right = box
-    return np.asarray(picture.resize((SIDE, SIDE), Image.Resampling.BOX, box=(left, top, right, bottom))).reshape(-1)
+    return verify.thumbnail(picture, box, SIDE).reshape(-1)
 
 
 def aligned_similarity(paths_a: Sequence[str], paths_b: Sequence[str],
@@ -217,7 +213,7 @@ def _same_scale(views: _Views, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray
     thumbs = np.zeros((4 * len(rows), SIDE * SIDE * 3), dtype=np.uint8)
     for j, (x, y) in enumerate(zip(big.tolist(), small.tolist())):
         picture = views.picture[x]
-        w, h = picture.size
+        h, w = picture.shape[:2]
         rx, ry = views.size[y] / views.size[x]
         cx, cy = (1 - rx) / 2, (1 - ry) / 2
         t, b_, l, r = views.box[y]

@@ -141,8 +141,10 @@ def rejoin(paths: np.ndarray, leader: np.ndarray, verified: np.ndarray,
     compared with its leader itself.
 
     paths: (n,) files; leader: (n,) `pairs.leader_clusters`; verified: (V, 2) the pairs that
-    made it; files: the command's decodes (`second_look`'s). Returns ((J, 2) pairs (image, leader) that passed, (J,) their scores, the number
-    of pairs compared: `beside_leaders(leader, verified)`, none when min_similarity is 0)."""
+    made it; files: the command's decodes (`second_look`'s; default a new one, shared by both
+    looks here). Returns ((J, 2) pairs (image, leader) that passed, (J,) their scores, the
+    number of pairs compared: `beside_leaders(leader, verified)`, none when min_similarity is 0)."""
+    files = decodes.Decodes() if files is None else files
     pairs = beside_leaders(leader, verified) if min_similarity > 0 else np.zeros((0, 2), dtype=np.int64)
     if not len(pairs):  # min_similarity 0: no verification, the hash alone makes copies
         return pairs, np.zeros(0, dtype=np.float32), 0
@@ -185,14 +187,14 @@ def redecoded_similarity(paths_a: Sequence[str], paths_b: Sequence[str], boxes: 
     brightened views too).
     nan where a file does not decode. Each distinct file is decoded at the hash's scale
     and at REDECODE_PX through files (`decodes.Decodes`; default a new one). Returns (P,) float32."""
-    files_ = decodes.Decodes() if files is None else files
+    held = decodes.Decodes() if files is None else files
     boxes = np.zeros(len(paths_a), dtype=bool) if boxes is None else np.asarray(boxes, dtype=bool)
     frames = np.ones(len(paths_a), dtype=bool) if frames is None else np.asarray(frames, dtype=bool)
     files = list(dict.fromkeys([*paths_a, *paths_b]))
     index = {p: i for i, p in enumerate(files)}
     n = len(files)
     pairs = np.array([[index[a], index[b]] for a, b in zip(paths_a, paths_b)], dtype=np.int64).reshape(-1, 2)
-    thumbs, brightened, readable, framed = _redecode(files, pairs, boxes, files_)
+    thumbs, brightened, readable, framed = _redecode(files, pairs, boxes, held)
     out = np.zeros(len(pairs), dtype=np.float32)
     whole = ~boxes & frames
     out[whole] = verify.similarity(thumbs, pairs[whole], shape_shift=WHOLE_SHAPE_SHIFT, kernel_min=KERNEL_MIN)
@@ -368,4 +370,3 @@ def _by_group(labels: Iterable[int], taxonomy: Taxonomy) -> dict[str, frozenset[
 
 def _names(ids: frozenset[int], taxonomy: Taxonomy) -> str:
     return "+".join(sorted(taxonomy.labels[i].name for i in ids))
-

@@ -72,8 +72,7 @@ class Framing:
         if region is None and side in self._whole:
             return self._whole[side]
         h, w = self.rgb.shape[:2]
-        top, bottom, left, right = inset((0.0, h, 0.0, w) if region is None else region)
-        out = hashing.resample(self.rgb, (side, side), hashing.BOX, (left, top, right, bottom))  # Pillow's BOX, compiled
+        out = verify.thumbnail(self.rgb, inset((0.0, h, 0.0, w) if region is None else region), side)
         if region is None:
             self._whole[side] = out
         return out
