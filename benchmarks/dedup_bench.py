@@ -56,7 +56,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance
 
-from ifa.curation.dedup import align, hashing, pairs, verify
+from ifa.curation.dedup import hashing, pairs, verify
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DATASETS = ("clothing-cc0", "myntra-products")
@@ -331,16 +331,13 @@ def kept_ifa(codes: np.ndarray, signatures: np.ndarray, k: int, min_similarity: 
 def kept_command(paths: list[Path], codes: np.ndarray, overlay: np.ndarray, signatures: np.ndarray, k: int,
                  min_similarity: float, order: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, float]:
     """What `ifa curate dedup` decides (no labels): candidates by hash or overlay code
-    (`run.candidate_pairs`), the signatures' score, and near misses and overlay candidates
+    (`run.routed_candidates`), the signatures' score, and near misses and overlay candidates
     re-decoded and compared on their whole pictures (`recheck.second_look`), and images left
     alone beside a cluster compared with its leader (`recheck.rejoin`). Also returns
     how many pairs were re-decoded and the CPU seconds that took."""
     from ifa.curation.dedup import decodes, recheck, run
 
-    cand, by_overlay = run.candidate_pairs(codes, overlay[0], k, overlay[1])
-    cand, by_crop = align.with_crop_pairs(cand, codes, overlay[2])
-    by_overlay = np.concatenate([by_overlay, np.zeros(len(cand) - len(by_overlay), dtype=bool)])
-    by_overlay = recheck.boxed_pairs(cand, by_overlay, overlay[1])
+    cand, by_overlay, by_crop = run.routed_candidates(codes, overlay[0], overlay[1], overlay[2], k)
     sim = verify.pair_scores(signatures, cand, overlay[1])
     files = np.array([str(p) for p in paths], dtype=object)
     t = time.process_time()

@@ -490,6 +490,18 @@ def candidate_pairs(hashes: np.ndarray, overlay_codes: np.ndarray, k: int,
     return np.concatenate([near, more]), np.concatenate([coded, np.ones(len(more), bool)])
 
 
+def routed_candidates(hashes: np.ndarray, overlay_codes: np.ndarray, flags: np.ndarray, crop_codes: np.ndarray,
+                      k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every candidate pair and how `recheck.second_look` looks at it again: `candidate_pairs`
+    (hash, overlay and painted codes), then the crop code's pairs (`align.with_crop_pairs`).
+    hashes, crop_codes: (n,) uint64; overlay_codes: (n, verify.OVERLAY_CODES); flags: (n,) uint8.
+    Returns ((P, 2) int64 pairs, (P,) uint8 `recheck.boxed_pairs`, (P,) bool paired by a crop code)."""
+    found, by_code = candidate_pairs(hashes, overlay_codes, k, flags)
+    found, crop = align.with_crop_pairs(found, hashes, crop_codes)
+    by_code = np.concatenate([by_code, np.zeros(len(found) - len(by_code), dtype=bool)])
+    return found, recheck.boxed_pairs(found, by_code, flags), crop
+
+
 def _find(frame: Table, policy: tuple[str, ...], k: int, min_similarity: float, exact_only: bool) -> Found:
     """Two stages, then clusters: identical files are one group; group heads whose hashes
     are within k bits are candidates; a candidate is a copy when its verification
@@ -506,20 +518,18 @@ def _find(frame: Table, policy: tuple[str, ...], k: int, min_similarity: float, 
     head[group[by_rank]] = by_rank
     others = np.flatnonzero(head[group] != np.arange(n))
     exact = np.stack([head[group[others]], others], axis=1) if len(others) else np.zeros((0, 2), dtype=np.int64)
-    signatures, has_sig = verify.as_array(frame["signature"].tolist() if "signature" in frame else [None] * n)
+    stored = frame["signature"].tolist() if "signature" in frame else [None] * n
+    signatures, has_sig = verify.as_array(stored)
     near, overlay = np.zeros((0, 2), dtype=np.int64), np.zeros(0, dtype=bool)
     hashes = frame["hash"].astype(np.uint64)
-    codes, flags = verify.overlay_codes(frame["signature"].tolist() if "signature" in frame else [None] * n)
-    crop_codes = verify.crop_codes(frame["signature"].tolist() if "signature" in frame else [None] * n)
+    codes, flags = verify.overlay_codes(stored)
+    crop_codes = verify.crop_codes(stored)
     crop = np.zeros(0, dtype=bool)
     if not exact_only and n_groups:
         usable = head[frame["has_hash"][head] & has_sig[head]]
         if len(usable):
-            found, overlay = candidate_pairs(hashes[usable], codes[usable], k, flags[usable])
-            found, crop = align.with_crop_pairs(found, hashes[usable], crop_codes[usable])
-            overlay = np.concatenate([overlay, np.zeros(len(found) - len(overlay), dtype=bool)])
+            found, overlay, crop = routed_candidates(hashes[usable], codes[usable], flags[usable], crop_codes[usable], k)
             near = usable[found]
-            overlay = recheck.boxed_pairs(near, overlay, flags)
     distance = pairs.distances(hashes, near).astype(np.int64)
     similarity = verify.pair_scores(signatures, near, flags)
     started = time.perf_counter()
