@@ -143,12 +143,14 @@ def _thumb(picture: np.ndarray, box: tuple[float, float, float, float]) -> np.nd
 
 
 def aligned_similarity(paths_a: Sequence[str], paths_b: Sequence[str],
-                       held: decodes.Decodes | None = None) -> np.ndarray:
+                       held: decodes.Decodes | None = None, enough: float = -np.inf) -> np.ndarray:
     """The best verification score of each pair of files re-decoded and aligned (module
     docstring, 2): one's trimmed picture cut by each CROPS fraction per side against the
     other's whole and trimmed pictures, both ways, and the same-scale compare (`_same_scale`).
     paths_a, paths_b: (P,) file paths; held: the command's decodes (default a new
-    `decodes.Decodes`). nan where a file does not decode. Returns (P,) float32."""
+    `decodes.Decodes`); enough: the score that decides (verify.similarity's: a score under it
+    may come back as another value under it; default: every score exact). nan where a file
+    does not decode. Returns (P,) float32."""
     files = list(dict.fromkeys([*paths_a, *paths_b]))
     index = {p: i for i, p in enumerate(files)}
     views = _Views(files, decodes.Decodes() if held is None else held)
@@ -161,9 +163,11 @@ def aligned_similarity(paths_a: Sequence[str], paths_b: Sequence[str],
     cut = _correlation(views.thumbs, compares).argmax(axis=1)  # (4, P)
     chosen = np.take_along_axis(compares, cut[:, None, :, None], axis=1)[:, 0].reshape(-1, 2)
     rows, thumbs = _same_scale(views, a, b)
+    # The same-scale compare's trimmed part counts PART_SHIFT up, so it decides from enough less that.
+    floor = np.concatenate([np.full(len(chosen), enough), np.tile([enough, enough - PART_SHIFT], len(rows))])
     scores = verify.similarity(np.concatenate([views.thumbs, thumbs]),
                                np.concatenate([chosen, len(views.thumbs) + np.arange(len(thumbs)).reshape(-1, 2)]),
-                               shape_shift=SHAPE_SHIFT, kernel_min=KERNEL_MIN)
+                               shape_shift=SHAPE_SHIFT, kernel_min=KERNEL_MIN, enough=floor)
     best = scores[:len(chosen)].reshape(4, -1).max(axis=0)
     same = scores[len(chosen):]
     best[rows] = np.maximum(best[rows], np.minimum(same[0::2], same[1::2] + PART_SHIFT))
@@ -240,6 +244,7 @@ def aligned_look(paths: np.ndarray, width: np.ndarray, height: np.ndarray, near:
     again = np.flatnonzero(~ok & (crop | band))
     ok = ok.copy()
     if len(again):
-        score = aligned_similarity(paths[near[again, 0]].tolist(), paths[near[again, 1]].tolist(), held)
+        score = aligned_similarity(paths[near[again, 0]].tolist(), paths[near[again, 1]].tolist(), held,
+                                   min_similarity)
         ok[again] = np.nan_to_num(score, nan=0.0) >= min_similarity
     return ok, again

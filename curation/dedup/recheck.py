@@ -43,6 +43,7 @@ GAINS = (1.08, 1.15, 1.22)  # +-15% and a little more, as verify.MAX_GAIN
 # kept image of its cluster: the most pixels) decodes at half its original's scale, too
 # coarse to align (brightness +15% product copies found 0.57 at 64, 0.70 at 128: dedup_bench).
 REDECODE_PX = 128
+BRIGHTENED_CHUNK = 1024  # near misses brightened at once: their files' REDECODE_PX decodes stay held (~64 MB)
 WHOLE_SIDE = 24  # the whole pictures are compared at 24x24 (the item is a part of the frame)
 ASPECT_TOLERANCE = 0.03  # whole frames compare only when their shapes agree (log ratio)
 # Re-decoded whole pictures pass the shape check only with a 90th-percentile residual under
@@ -183,10 +184,13 @@ def redecoded_similarity(paths_a: Sequence[str], paths_b: Sequence[str], boxes: 
     best of their whole and trimmed pictures each, less textbox.INSET of each side, allowing
     a text box of up to 10% of the picture (verify.similarity's `whole`), and of the whole
     frame of a picture with a box painted over or without a border placed in the other
-    (`textbox.aligned_similarity`) where those score under `enough` (the score that decides; the
-    brightened views too).
+    (`textbox.aligned_similarity`) where those score under `enough` (the score that decides;
+    the brightened views too). With a finite enough only whether each score reaches it is
+    exact (a view under it may be scored by its shape check alone, and the gains stop at the
+    first that reaches it); the default (inf) scores every view exactly.
     nan where a file does not decode. Each distinct file is decoded at the hash's scale
-    and at REDECODE_PX through files (`decodes.Decodes`; default a new one). Returns (P,) float32."""
+    and at REDECODE_PX, as its views need, through files (`decodes.Decodes`; default a new
+    one). Returns (P,) float32."""
     held = decodes.Decodes() if files is None else files
     boxes = np.zeros(len(paths_a), dtype=bool) if boxes is None else np.asarray(boxes, dtype=bool)
     frames = np.ones(len(paths_a), dtype=bool) if frames is None else np.asarray(frames, dtype=bool)
@@ -194,66 +198,57 @@ def redecoded_similarity(paths_a: Sequence[str], paths_b: Sequence[str], boxes: 
     index = {p: i for i, p in enumerate(files)}
     n = len(files)
     pairs = np.array([[index[a], index[b]] for a, b in zip(paths_a, paths_b)], dtype=np.int64).reshape(-1, 2)
-    thumbs, brightened, readable, framed = _redecode(files, pairs, boxes, held)
-    out = np.zeros(len(pairs), dtype=np.float32)
     whole = ~boxes & frames
-    out[whole] = verify.similarity(thumbs, pairs[whole], shape_shift=WHOLE_SHAPE_SHIFT, kernel_min=KERNEL_MIN)
-    dim = np.flatnonzero(~boxes)[out[~boxes] < enough]  # the brightened views only where they can decide
-    out[dim] = np.maximum(out[dim], brightened_similarity(brightened, pairs[dim]))
+    thumbs, readable, framed = _redecode(files, pairs, boxes, whole, held)
+    floor = enough if np.isfinite(enough) else -np.inf  # inf: every view is scored exactly
+    out = np.zeros(len(pairs), dtype=np.float32)
+    out[whole] = verify.similarity(thumbs, pairs[whole], shape_shift=WHOLE_SHAPE_SHIFT, kernel_min=KERNEL_MIN,
+                                   enough=floor)
+    # The brightened views only where they can decide, and only of files that decoded so far.
+    dim = np.flatnonzero(~boxes & readable[pairs[:, 0]] & readable[pairs[:, 1]])
+    dim = dim[out[dim] < enough]
+    out[dim] = np.maximum(out[dim], _brightened_files(files, pairs[dim], held, floor))
     # A banner along a side of a photo without a border is trimmed away: its whole picture
     # is what meets the other's trimmed one (and a copy's pad, trimmed, meets the whole).
     # The four views in one call: together they reach the compiled kernel's batch size.
     views = np.concatenate([pairs[boxes] + [da, db] for da in (n, 2 * n) for db in (n, 2 * n)])
-    out[boxes] = verify.similarity(thumbs, views, whole=True).reshape(4, -1).max(axis=0)
+    out[boxes] = verify.similarity(thumbs, views, whole=True, enough=floor).reshape(4, -1).max(axis=0)
     # A box painted over the item, or a strip trimmed away with a picture's open frame: its
     # whole frame placed in the other picture by the two trimmed boxes (textbox).
     short = np.flatnonzero(boxes)[out[boxes] < enough]  # the aligned views only where they can decide
     if len(short) and any(f is not None and (f.painted or f.open_frame) for f in framed):
-        out[short] = np.fmax(out[short], textbox.aligned_similarity(framed, pairs[short]))
+        out[short] = np.fmax(out[short], textbox.aligned_similarity(framed, pairs[short], enough=floor))
     out[~(readable[pairs[:, 0]] & readable[pairs[:, 1]])] = np.nan
     return out
 
 
-def _redecode(files: list[str], pairs: np.ndarray, boxes: np.ndarray,
-              held: decodes.Decodes) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[textbox.Framing | None]]:
-    """Each file of pairs ((P, 2) indices into files) decoded through held: ((3n, WHOLE_SIDE^2 * 3)
-    whole thumbnails, then for files of box pairs (boxes: (P,) bool) trimmed ones and whole ones
-    less textbox.INSET of each side (a pad's edge leaves a line along the trimmed box), (n, 1 +
-    len(GAINS), WHOLE_SIDE^2 * 3) `brightened_views` (for files of the other pairs the first,
-    and the gains of the darker of each such pair; else zeros), (n,) bool readable, (n,)
-    `textbox.framing` of the files of box pairs, else None). Pair by pair: the darker is
-    brightened while its REDECODE_PX decode is still held (20,000 photos' files outgrow held)."""
+def _redecode(files: list[str], pairs: np.ndarray, boxes: np.ndarray, whole: np.ndarray,
+              held: decodes.Decodes) -> tuple[np.ndarray, np.ndarray, list[textbox.Framing | None]]:
+    """The hash-scale views of the files of pairs ((P, 2) indices into files) through held:
+    ((3n, WHOLE_SIDE^2 * 3) whole thumbnails of the files of pairs compared whole (whole: (P,)
+    bool), then for files of box pairs (boxes: (P,) bool) trimmed ones and whole ones less
+    textbox.INSET of each side (a pad's edge leaves a line along the trimmed box); zeros
+    elsewhere, (n,) bool: each file made its views (True for a file that needed none), (n,)
+    `textbox.framing` of the files of box pairs, else None)."""
     n, size = len(files), WHOLE_SIDE * WHOLE_SIDE * 3
     thumbs = np.zeros((3 * n, size), dtype=np.uint8)
     framed: list[textbox.Framing | None] = [None] * n
-    brightened = np.zeros((n, 1 + len(GAINS), size), dtype=np.uint8)
-    readable, seen = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
-    boxed, plain = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
-    boxed[pairs[boxes].ravel()], plain[pairs[~boxes].ravel()] = True, True
-    for (a, b), box in zip(pairs.tolist(), boxes.tolist()):
-        for i in (a, b):
-            if not seen[i]:
-                seen[i] = True
-                readable[i] = _decode_one(held, files[i], plain[i], boxed[i], i, thumbs, brightened, framed)
-        if box or not (readable[a] and readable[b]):
-            continue
-        dark = b if brightened[a, 0].mean() > brightened[b, 0].mean() else a  # `_darker`
-        try:
-            brightened[dark, 1:] = held.view(files[dark], "gains",
-                                             lambda: _views(held.rgb(files[dark], REDECODE_PX)[0], GAINS))
-        except (OSError, hashing.Unreadable):  # dropped from held and gone since: its first view stays
-            continue
-    return thumbs, brightened, readable, framed
+    readable = np.ones(n, dtype=bool)
+    boxed, seen = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    boxed[pairs[boxes].ravel()], seen[pairs[whole].ravel()] = True, True
+    for i in np.flatnonzero(boxed | seen).tolist():
+        readable[i] = _decode_one(held, files[i], seen[i], boxed[i], i, thumbs, framed)
+    return thumbs, readable, framed
 
 
-def _decode_one(held: decodes.Decodes, path: str, plain: bool, boxed: bool, i: int, thumbs: np.ndarray,
-                brightened: np.ndarray, framed: list[textbox.Framing | None]) -> bool:
+def _decode_one(held: decodes.Decodes, path: str, whole: bool, boxed: bool, i: int, thumbs: np.ndarray,
+                framed: list[textbox.Framing | None]) -> bool:
     """`_redecode`'s views of file i (at path) written into its rows. Returns whether it decoded."""
     n = len(framed)
     try:
-        thumbs[i] = held.view(path, "whole", lambda: verify.thumbnail(held.rgb(path)[0], None, WHOLE_SIDE).reshape(-1))
-        if plain:
-            brightened[i, 0] = held.view(path, "trimmed", lambda: _views(held.rgb(path, REDECODE_PX)[0], (1.0,))[0])
+        if whole:
+            thumbs[i] = held.view(path, "whole",
+                                  lambda: verify.thumbnail(held.rgb(path)[0], None, WHOLE_SIDE).reshape(-1))
         if boxed:
             framed[i] = held.framing(path)
             thumbs[[n + i, 2 * n + i]] = held.view(path, "inset", lambda: _inset_views(held.framing(path)))
@@ -277,9 +272,10 @@ def brightened_views(rgb: np.ndarray, gains: tuple[float, ...] = GAINS) -> np.nd
     return _views(rgb, (1.0, *gains))
 
 
-def _views(rgb: np.ndarray, gains: tuple[float, ...]) -> np.ndarray:
-    """`brightened_views`'s views of rgb by each of gains (1.0: rgb as it is)."""
-    grey = hashing.grey_of(rgb)
+def _views(rgb: np.ndarray, gains: tuple[float, ...], grey: np.ndarray | None = None) -> np.ndarray:
+    """`brightened_views`'s views of rgb by each of gains (1.0: rgb as it is); grey: rgb's
+    `hashing.grey_of`, when made already."""
+    grey = hashing.grey_of(rgb) if grey is None else grey
     h, w = grey.shape
     out = np.empty((len(gains), WHOLE_SIDE * WHOLE_SIDE * 3), dtype=np.uint8)
     for k, gain in enumerate(gains):
@@ -308,18 +304,68 @@ def _darker(views: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     return np.where(mean[pairs[:, 0]] > mean[pairs[:, 1]], pairs[:, 1], pairs[:, 0])
 
 
-def brightened_similarity(views: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+def brightened_similarity(views: np.ndarray, pairs: np.ndarray, enough: float = -np.inf) -> np.ndarray:
     """The best verification score of each pair's darker picture brightened by a gain of
     GAINS against the other as it is (`brightened_views`; darker: the lower mean of the
-    trimmed thumbnail). views: (n, 1 + len(GAINS), V) uint8; pairs: (P, 2). Returns (P,) float32."""
-    n, k = views.shape[:2]
+    trimmed thumbnail). views: (n, 1 + len(GAINS), V) uint8; pairs: (P, 2). enough: the score
+    that decides (verify.similarity's); with it a pair stops at the first gain that reaches it,
+    and only whether its score reaches enough is exact. Returns (P,) float32."""
     if not len(pairs):
         return np.zeros(0, dtype=np.float32)
     dark = _darker(views, pairs)
-    light = pairs[:, 0] + pairs[:, 1] - dark
-    tried = np.concatenate([np.stack([dark * k + g, light * k], axis=1) for g in range(1, k)])
-    scores = verify.similarity(views.reshape(n * k, -1), tried, shape_shift=WHOLE_SHAPE_SHIFT, kernel_min=KERNEL_MIN)
-    return scores.reshape(k - 1, -1).max(axis=0)
+    return _gain_scores(views, dark, pairs[:, 0] + pairs[:, 1] - dark, enough, lambda k, files: None)
+
+
+def _gain_scores(views: np.ndarray, dark: np.ndarray, light: np.ndarray, enough: float, make) -> np.ndarray:
+    """`brightened_similarity` of the pairs (dark, light) ((P,) rows of views), gain by gain:
+    make(k, files) first fills views[files, k] (the gain's views of the darker pictures still to decide)."""
+    n, k = views.shape[:2]
+    stop = enough if np.isfinite(enough) else np.inf  # without a score that decides, every gain counts
+    best = np.full(len(dark), -np.inf, dtype=np.float32)
+    left = np.arange(len(dark))
+    for g in range(1, k):
+        make(g, np.unique(dark[left]))
+        tried = np.stack([dark[left] * k + g, light[left] * k], axis=1)
+        best[left] = np.maximum(best[left], verify.similarity(views.reshape(n * k, -1), tried, enough=enough,
+                                                              shape_shift=WHOLE_SHAPE_SHIFT, kernel_min=KERNEL_MIN))
+        left = left[best[left] < stop]
+    return best
+
+
+def _brightened_files(files: list[str], pairs: np.ndarray, held: decodes.Decodes, enough: float) -> np.ndarray:
+    """`brightened_similarity` of pairs ((P, 2) indices into files), their views made through held
+    only as each gain needs them: BRIGHTENED_CHUNK pairs at a time, so that a chunk's
+    REDECODE_PX decodes stay held while its gains are made. nan where a file does not decode."""
+    out = np.full(len(pairs), np.nan, dtype=np.float32)
+    for lo in range(0, len(pairs), BRIGHTENED_CHUNK):
+        chunk = pairs[lo:lo + BRIGHTENED_CHUNK]
+        used, local = np.unique(chunk, return_inverse=True)
+        local = local.reshape(chunk.shape)
+        views = np.zeros((len(used), 1 + len(GAINS), WHOLE_SIDE * WHOLE_SIDE * 3), dtype=np.uint8)
+        readable = np.array([_gain_view(held, files[f], 1.0, views[u, 0]) for u, f in enumerate(used.tolist())],
+                            dtype=bool).reshape(-1)
+        fine = np.flatnonzero(readable[local[:, 0]] & readable[local[:, 1]])
+        dark = _darker(views, local[fine])
+
+        def make(g: int, rows: np.ndarray) -> None:
+            for u in rows.tolist():  # a file gone since its first view: zeros, as it stays
+                _gain_view(held, files[used[u]], GAINS[g - 1], views[u, g])
+
+        out[lo + fine] = _gain_scores(views, dark, local[fine, 0] + local[fine, 1] - dark, enough, make)
+    return out
+
+
+def _gain_view(held: decodes.Decodes, path: str, gain: float, into: np.ndarray) -> bool:
+    """The file's trimmed REDECODE_PX view brightened by gain (`_views`) written into `into`. Returns whether it decoded."""
+    def grey() -> np.ndarray:
+        return hashing.grey_of(held.rgb(path, REDECODE_PX)[0])
+
+    try:
+        into[:] = held.view(path, f"trimmed {gain}",
+                            lambda: _views(held.rgb(path, REDECODE_PX)[0], (gain,), held.view(path, "grey", grey))[0])
+    except (OSError, hashing.Unreadable):
+        return False
+    return True
 
 
 def same_shape(width_a, height_a, width_b, height_b) -> np.ndarray:

@@ -75,6 +75,9 @@ CHUNK = 1 << 12  # pairs scored at once by the numpy reference
 # From this many pairs on, the compiled kernel (numba, threads) scores them; small runs keep
 # the numpy reference `_score` so they need no compilation.
 KERNEL_MIN = 2_000
+# `similarity`'s enough is met by scores this far under it: callers compare float32 scores with
+# float64 thresholds and add shifts in float32, so a bound a rounding under enough is scored exactly.
+ENOUGH_MARGIN = 1e-4
 
 
 def signature(rgb: np.ndarray, box: tuple[float, float, float, float] | None = None,
@@ -147,7 +150,8 @@ def pair_scores(signatures: np.ndarray, pairs: np.ndarray, flags: np.ndarray) ->
 
 
 def similarity(signatures: np.ndarray, pairs: np.ndarray, whole: bool = False,
-               shape_shift: float = SHAPE_SHIFT, kernel_min: int = KERNEL_MIN) -> np.ndarray:
+               shape_shift: float = SHAPE_SHIFT, kernel_min: int = KERNEL_MIN,
+               enough: float | np.ndarray = -np.inf) -> np.ndarray:
     """The verification score of each pair, in [0, 1] (1: the same picture).
 
     signatures: (N, 3 * side * side) uint8 thumbnails (THUMB_BYTES, or larger square
@@ -155,10 +159,46 @@ def similarity(signatures: np.ndarray, pairs: np.ndarray, whole: bool = False,
     of whole, untrimmed frames, where a text box in a corner may also be a wide or a tall
     one (`windows`). shape_shift: what the shape check's score is raised by before the
     smaller of the two decides (SHAPE_SHIFT; less is stricter). kernel_min: from this many
-    pairs on the compiled kernel scores them. Returns (P,) float32. See the module docstring for what the score measures."""
+    pairs on the compiled kernel scores them. enough (a float or (P,)): the score that decides
+    each pair for the caller; a score under it may come back as any value still under it
+    (the shape check alone put it there, and the colour score is not computed); at or above
+    it every score is exact (default: all exact). Returns (P,) float32. See the module
+    docstring for what the score measures."""
     pairs = np.ascontiguousarray(np.asarray(pairs, dtype=np.int64).reshape(-1, 2))
-    out = np.empty(len(pairs), dtype=np.float32)
     side = int(round((signatures.shape[1] // 3) ** 0.5))
+    if np.all(np.asarray(enough) == -np.inf):
+        return _similarity(signatures, pairs, side, whole, shape_shift, kernel_min)
+    # The shape check first: it costs a sixth of the colour score, and on the second look's
+    # re-decoded compares it alone fails 74-92% of them (benchmarks/dedup_bench.py command).
+    bound = _shape(signatures, pairs, side, whole, kernel_min) + np.float32(shape_shift)
+    needed = np.flatnonzero(bound.astype(np.float64) >= np.asarray(enough, dtype=np.float64) - ENOUGH_MARGIN)
+    out = bound.copy()
+    out[needed] = _similarity(signatures, pairs[needed], side, whole, shape_shift, kernel_min)
+    return out
+
+
+def _shape(signatures: np.ndarray, pairs: np.ndarray, side: int, whole: bool, kernel_min: int) -> np.ndarray:
+    """The shape check's score of each pair (`_residual`; compiled from kernel_min pairs on), as `similarity` takes it."""
+    if len(pairs) < kernel_min:
+        used, local = np.unique(pairs, return_inverse=True)
+        sig = signatures[used].astype(np.float64)
+        local = local.reshape(pairs.shape)
+        return np.concatenate([np.zeros(0, dtype=np.float32)] + [
+            _residual(sig[p[:, 0]], sig[p[:, 1]], whole) for p in (local[lo:lo + CHUNK] for lo in range(0, len(local), CHUNK))])
+    from . import _kernels
+
+    sigs, out = np.ascontiguousarray(signatures, dtype=np.uint8), np.empty(len(pairs), dtype=np.float32)
+    if whole:
+        _kernels.residual_scores_robust(sigs, pairs, float(CLIPPED), float(PERCENTILE), ROBUST_SHARE, out)
+    else:
+        _kernels.residual_scores(sigs, pairs, float(CLIPPED), float(PERCENTILE), out)
+    return out
+
+
+def _similarity(signatures: np.ndarray, pairs: np.ndarray, side: int, whole: bool, shape_shift: float,
+                kernel_min: int) -> np.ndarray:
+    """`similarity` with every score exact; pairs (P, 2) int64 contiguous."""
+    out = np.empty(len(pairs), dtype=np.float32)
     regions = windows(side, whole)
     if len(pairs) < kernel_min:
         # Only the thumbnails the pairs name: a re-decode holds thousands, and converting
