@@ -33,6 +33,11 @@ class Decodes:
         OSError or hashing.Unreadable."""
         return self._get(("rgb", path, side), lambda: self._decode(path, side))
 
+    def decode(self, path: str, side: int) -> tuple[np.ndarray, int, int]:
+        """`hashing.decode_rgb` of the file at path, counted but not held: for a caller that
+        holds the views it makes of it. Raises OSError or hashing.Unreadable."""
+        return self._decode(path, side)
+
     def framing(self, path: str) -> textbox.Framing:
         """`textbox.framing` of the file's hash-scale decode. Raises OSError or hashing.Unreadable."""
         return self._get(("framing", path), lambda: textbox.framing(self.rgb(path)[0]))

@@ -43,7 +43,7 @@ GAINS = (1.08, 1.15, 1.22)  # +-15% and a little more, as verify.MAX_GAIN
 # kept image of its cluster: the most pixels) decodes at half its original's scale, too
 # coarse to align (brightness +15% product copies found 0.57 at 64, 0.70 at 128: dedup_bench).
 REDECODE_PX = 128
-BRIGHTENED_CHUNK = 1024  # near misses brightened at once: their files' REDECODE_PX decodes stay held (~64 MB)
+BRIGHTENED_CHUNK = 256  # near misses brightened at once: their files' REDECODE_PX decodes are held (~40 MB)
 WHOLE_SIDE = 24  # the whole pictures are compared at 24x24 (the item is a part of the frame)
 ASPECT_TOLERANCE = 0.03  # whole frames compare only when their shapes agree (log ratio)
 # Re-decoded whole pictures pass the shape check only with a 90th-percentile residual under
@@ -269,12 +269,12 @@ def brightened_views(rgb: np.ndarray, gains: tuple[float, ...] = GAINS) -> np.nd
     uint8), then of rgb brightened by each of gains (x -> min(255, gain x), as a
     brightness change does), each trimmed again: what clips into a white background in a
     brightened copy is trimmed away from the original's brightened view too."""
-    return _views(rgb, (1.0, *gains))
+    return _views(rgb, None, (1.0, *gains))
 
 
-def _views(rgb: np.ndarray, gains: tuple[float, ...], grey: np.ndarray | None = None) -> np.ndarray:
+def _views(rgb: np.ndarray, grey: np.ndarray | None, gains: tuple[float, ...]) -> np.ndarray:
     """`brightened_views`'s views of rgb by each of gains (1.0: rgb as it is); grey: rgb's
-    `hashing.grey_of`, when made already."""
+    `hashing.grey_of` (None: made here)."""
     grey = hashing.grey_of(rgb) if grey is None else grey
     h, w = grey.shape
     out = np.empty((len(gains), WHOLE_SIDE * WHOLE_SIDE * 3), dtype=np.uint8)
@@ -333,39 +333,51 @@ def _gain_scores(views: np.ndarray, dark: np.ndarray, light: np.ndarray, enough:
 
 
 def _brightened_files(files: list[str], pairs: np.ndarray, held: decodes.Decodes, enough: float) -> np.ndarray:
-    """`brightened_similarity` of pairs ((P, 2) indices into files), their views made through held
-    only as each gain needs them: BRIGHTENED_CHUNK pairs at a time, so that a chunk's
-    REDECODE_PX decodes stay held while its gains are made. nan where a file does not decode."""
+    """`brightened_similarity` of pairs ((P, 2) indices into files), their views made only as
+    each gain needs them and held in held, BRIGHTENED_CHUNK pairs at a time: a chunk's
+    REDECODE_PX decodes are held only while its views are made (held, they pushed out the hash-scale
+    decodes that the box and aligned passes use again). nan where a file does not decode."""
     out = np.full(len(pairs), np.nan, dtype=np.float32)
     for lo in range(0, len(pairs), BRIGHTENED_CHUNK):
         chunk = pairs[lo:lo + BRIGHTENED_CHUNK]
         used, local = np.unique(chunk, return_inverse=True)
         local = local.reshape(chunk.shape)
         views = np.zeros((len(used), 1 + len(GAINS), WHOLE_SIDE * WHOLE_SIDE * 3), dtype=np.uint8)
-        readable = np.array([_gain_view(held, files[f], 1.0, views[u, 0]) for u, f in enumerate(used.tolist())],
+        decoded = _Pictures(held)
+        readable = np.array([decoded.view(files[f], 1.0, views[u, 0]) for u, f in enumerate(used.tolist())],
                             dtype=bool).reshape(-1)
         fine = np.flatnonzero(readable[local[:, 0]] & readable[local[:, 1]])
         dark = _darker(views, local[fine])
 
         def make(g: int, rows: np.ndarray) -> None:
             for u in rows.tolist():  # a file gone since its first view: zeros, as it stays
-                _gain_view(held, files[used[u]], GAINS[g - 1], views[u, g])
+                decoded.view(files[used[u]], GAINS[g - 1], views[u, g])
 
         out[lo + fine] = _gain_scores(views, dark, local[fine, 0] + local[fine, 1] - dark, enough, make)
     return out
 
 
-def _gain_view(held: decodes.Decodes, path: str, gain: float, into: np.ndarray) -> bool:
-    """The file's trimmed REDECODE_PX view brightened by gain (`_views`) written into `into`. Returns whether it decoded."""
-    def grey() -> np.ndarray:
-        return hashing.grey_of(held.rgb(path, REDECODE_PX)[0])
+class _Pictures:
+    """REDECODE_PX decodes and their grey levels, held while one chunk's views are made."""
 
-    try:
-        into[:] = held.view(path, f"trimmed {gain}",
-                            lambda: _views(held.rgb(path, REDECODE_PX)[0], (gain,), held.view(path, "grey", grey))[0])
-    except (OSError, hashing.Unreadable):
-        return False
-    return True
+    def __init__(self, held: decodes.Decodes) -> None:
+        self.held = held
+        self.pictures: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def view(self, path: str, gain: float, into: np.ndarray) -> bool:
+        """The file's trimmed view brightened by gain (`_views`), held in held, written into `into`.
+        Returns whether it decoded."""
+        try:
+            into[:] = self.held.view(path, f"trimmed {gain}", lambda: _views(*self._picture(path), (gain,))[0])
+        except (OSError, hashing.Unreadable):
+            return False
+        return True
+
+    def _picture(self, path: str) -> tuple[np.ndarray, np.ndarray]:
+        if path not in self.pictures:
+            rgb = self.held.decode(path, REDECODE_PX)[0]
+            self.pictures[path] = (rgb, hashing.grey_of(rgb))
+        return self.pictures[path]
 
 
 def same_shape(width_a, height_a, width_b, height_b) -> np.ndarray:
