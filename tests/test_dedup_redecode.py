@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageEnhance
 
-from ifa.curation.dedup import align, decodes, hashing, recheck
+from ifa.curation.dedup import align, decodes, hashing, recheck, verify
 
 DATA = Path(os.environ.get("IFA_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 MYNTRA = DATA / "myntra-products" / "images"
@@ -83,3 +83,53 @@ def test_an_unreadable_file_raises_each_time_and_is_decoded_once(tmp_path: Path)
     assert held.decoded == 1
     score = recheck.redecoded_similarity([str(bad)], [str(bad)], files=held)
     assert np.isnan(score[0]) and held.decoded == 1
+
+
+def _near_misses(tmp_path: Path) -> dict[str, str]:
+    """A product photo, its JPEG q60 re-encode and its brightness +15% copy, and another product."""
+    out = {}
+    with Image.open(MYNTRA / "13634.jpg") as im:
+        rgb = im.convert("RGB")
+    for name, (im, quality) in {"original": (rgb, 90), "q60": (rgb, 60),
+                                "bright": (ImageEnhance.Brightness(rgb).enhance(1.15), 90)}.items():
+        im.save(tmp_path / f"{name}.jpg", "JPEG", quality=quality)
+        out[name] = str(tmp_path / f"{name}.jpg")
+    out["other"] = str(MYNTRA / "10063.jpg")
+    return out
+
+
+@needs_data
+def test_near_misses_make_only_the_views_that_decide_with_the_verdicts_of_all_views(tmp_path: Path):
+    f = _near_misses(tmp_path)
+    enough = verify.DEFAULT_MIN_SIMILARITY
+    a, b = [f["original"]] * 3, [f["q60"], f["bright"], f["other"]]
+    every = recheck.redecoded_similarity(a, b)  # enough inf: every view of every pair, exact
+    cheap = recheck.redecoded_similarity(a, b, enough=enough)
+    assert (every >= enough).tolist() == (cheap >= enough).tolist() == [True, True, False], (every, cheap)
+    # The re-encode passes on its whole pictures: nothing is decoded at REDECODE_PX for it.
+    held = decodes.Decodes()
+    assert recheck.redecoded_similarity(a[:1], b[:1], enough=enough, files=held)[0] >= enough
+    assert held.decoded == 2
+    # The brightened copy needs the brightened view (its whole pictures alone miss): both scales.
+    held = decodes.Decodes()
+    whole_only = recheck.redecoded_similarity(a[1:2], b[1:2], frames=np.ones(1, bool), enough=-np.inf, files=held)
+    assert whole_only[0] < enough <= cheap[1] and held.decoded == 2
+    assert recheck.redecoded_similarity(a[1:2], b[1:2], enough=enough, files=held)[0] >= enough
+    assert held.decoded == 4
+
+
+@needs_data
+def test_a_score_under_enough_may_be_cheaper_but_stays_under_it_and_the_rest_is_exact(tmp_path: Path):
+    f = _near_misses(tmp_path)
+    thumbs = np.stack([verify.thumbnail(hashing.decode_rgb(Path(p).read_bytes())[0], None, recheck.WHOLE_SIDE).reshape(-1)
+                       for p in f.values()])
+    pairs = np.array([(i, j) for i in range(len(thumbs)) for j in range(len(thumbs)) if i != j] * 8)  # compiled: >= 64
+    for whole in (False, True):
+        for kernel_min in (1, 10_000):  # the compiled kernel and the numpy reference
+            exact = verify.similarity(thumbs, pairs, whole=whole, kernel_min=kernel_min)
+            for enough in (0.9, verify.DEFAULT_MIN_SIMILARITY, np.full(len(pairs), 0.99)):
+                cheap = verify.similarity(thumbs, pairs, whole=whole, kernel_min=kernel_min, enough=enough)
+                reached = exact >= enough
+                np.testing.assert_array_equal(cheap[reached], exact[reached])
+                assert (cheap[~reached] < enough if np.isscalar(enough) else cheap[~reached] < enough[~reached]).all()
+                assert reached.any() and (~reached).any()
