@@ -313,13 +313,17 @@ def brightened_similarity(views: np.ndarray, pairs: np.ndarray, enough: float = 
     if not len(pairs):
         return np.zeros(0, dtype=np.float32)
     dark = _darker(views, pairs)
-    return _gain_scores(views, dark, pairs[:, 0] + pairs[:, 1] - dark, enough, lambda k, files: None)
+    compiled = (views.shape[1] - 1) * len(pairs) >= KERNEL_MIN
+    return _gain_scores(views, dark, pairs[:, 0] + pairs[:, 1] - dark, enough, lambda k, files: None, compiled)
 
 
-def _gain_scores(views: np.ndarray, dark: np.ndarray, light: np.ndarray, enough: float, make) -> np.ndarray:
+def _gain_scores(views: np.ndarray, dark: np.ndarray, light: np.ndarray, enough: float, make,
+                 compiled: bool) -> np.ndarray:
     """`brightened_similarity` of the pairs (dark, light) ((P,) rows of views), gain by gain:
-    make(k, files) first fills views[files, k] (the gain's views of the darker pictures still to decide)."""
+    make(k, files) first fills views[files, k] (the gain's views of the darker pictures still to
+    decide). compiled: scored by the compiled kernel, as all gains of all pairs at once would be."""
     n, k = views.shape[:2]
+    kernel_min = 0 if compiled else np.iinfo(np.int64).max
     stop = enough if np.isfinite(enough) else np.inf  # without a score that decides, every gain counts
     best = np.full(len(dark), -np.inf, dtype=np.float32)
     left = np.arange(len(dark))
@@ -327,7 +331,7 @@ def _gain_scores(views: np.ndarray, dark: np.ndarray, light: np.ndarray, enough:
         make(g, np.unique(dark[left]))
         tried = np.stack([dark[left] * k + g, light[left] * k], axis=1)
         best[left] = np.maximum(best[left], verify.similarity(views.reshape(n * k, -1), tried, enough=enough,
-                                                              shape_shift=WHOLE_SHAPE_SHIFT, kernel_min=KERNEL_MIN))
+                                                              shape_shift=WHOLE_SHAPE_SHIFT, kernel_min=kernel_min))
         left = left[best[left] < stop]
     return best
 
@@ -338,6 +342,7 @@ def _brightened_files(files: list[str], pairs: np.ndarray, held: decodes.Decodes
     REDECODE_PX decodes are held only while its views are made (held, they pushed out the hash-scale
     decodes that the box and aligned passes use again). nan where a file does not decode."""
     out = np.full(len(pairs), np.nan, dtype=np.float32)
+    compiled = len(GAINS) * len(pairs) >= KERNEL_MIN  # as `brightened_similarity` over all of them
     for lo in range(0, len(pairs), BRIGHTENED_CHUNK):
         chunk = pairs[lo:lo + BRIGHTENED_CHUNK]
         used, local = np.unique(chunk, return_inverse=True)
@@ -353,7 +358,7 @@ def _brightened_files(files: list[str], pairs: np.ndarray, held: decodes.Decodes
             for u in rows.tolist():  # a file gone since its first view: zeros, as it stays
                 decoded.view(files[used[u]], GAINS[g - 1], views[u, g])
 
-        out[lo + fine] = _gain_scores(views, dark, local[fine, 0] + local[fine, 1] - dark, enough, make)
+        out[lo + fine] = _gain_scores(views, dark, local[fine, 0] + local[fine, 1] - dark, enough, make, compiled)
     return out
 
 

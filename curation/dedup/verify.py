@@ -170,6 +170,8 @@ def similarity(signatures: np.ndarray, pairs: np.ndarray, whole: bool = False,
         return _similarity(signatures, pairs, side, whole, shape_shift, kernel_min)
     # The shape check first: it costs a sixth of the colour score, and on the second look's
     # re-decoded compares it alone fails 74-92% of them (benchmarks/dedup_bench.py command).
+    # The pairs left take the path all of them would have (the two agree to ~1e-6, not bit for bit).
+    kernel_min = 0 if len(pairs) >= kernel_min else np.iinfo(np.int64).max
     bound = _shape(signatures, pairs, side, whole, kernel_min) + np.float32(shape_shift)
     needed = np.flatnonzero(bound.astype(np.float64) >= np.asarray(enough, dtype=np.float64) - ENOUGH_MARGIN)
     out = bound.copy()
