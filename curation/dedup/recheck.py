@@ -137,11 +137,12 @@ def rejoin(paths: np.ndarray, leader: np.ndarray, verified: np.ndarray,
     that cluster's leader on their re-decoded pictures (`redecoded_similarity`, allowing a text
     box, and with the darker picture brightened): a copy verified with its original is lost
     when a padded or brighter copy of the original leads. A pair scoring at least
-    min_similarity - REJOIN_SLACK makes the image a member: no chaining, every member is still
-    compared with its leader itself.
+    min_similarity - REJOIN_SLACK makes the image a member, or one still short whose pictures
+    aligned (`align.aligned_similarity`: a crop against a pad) score at least min_similarity:
+    no chaining, every member is still compared with its leader itself.
 
     paths: (n,) files; leader: (n,) `pairs.leader_clusters`; verified: (V, 2) the pairs that
-    made it; files: the command's decodes (`second_look`'s; default a new one, shared by both
+    made it; files: the command's decodes (`second_look`'s; default a new one, shared by the
     looks here). Returns ((J, 2) pairs (image, leader) that passed, (J,) their scores, the
     number of pairs compared: `beside_leaders(leader, verified)`, none when min_similarity is 0)."""
     files = decodes.Decodes() if files is None else files
@@ -159,6 +160,14 @@ def rejoin(paths: np.ndarray, leader: np.ndarray, verified: np.ndarray,
                                      files=files)
         score[short] = np.fmax(score[short], plain)
     ok = np.nan_to_num(score, nan=0.0) >= needed
+    # A crop of an original that its padded copy leads: the crop cuts the item, the pad's trim
+    # another side, so only a search over cuts meets it; without the slack, as that search is
+    # a looser compare (at the slack it set aside black for brown shoes: dedup_bench quality).
+    short = np.flatnonzero(~ok)
+    if len(short):
+        aligned = align.aligned_similarity([pa[i] for i in short], [pb[i] for i in short], files)
+        passed = np.nan_to_num(aligned, nan=0.0) >= min_similarity
+        score[short[passed]], ok[short[passed]] = aligned[passed], True
     return pairs[ok], score[ok], len(pairs)
 
 
