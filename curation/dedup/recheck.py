@@ -171,6 +171,8 @@ def rejoin(paths: np.ndarray, leader: np.ndarray, verified: np.ndarray, min_simi
     score, ok = _leader_looks(paths, pairs, min_similarity - REJOIN_SLACK, min_similarity, files)
     if unverified is not None:
         more = nearest_leaders(leader, unverified, min_similarity, pairs[ok, 0])
+        n = len(leader)  # a pair compared above, with the slack, failed already
+        more = more[~np.isin(more[:, 0] * n + more[:, 1], pairs[:, 0] * n + pairs[:, 1])]
         more_score, more_ok = _leader_looks(paths, more, min_similarity, min_similarity, files)
         pairs, score, ok = (np.concatenate(x) for x in ((pairs, more), (score, more_score), (ok, more_ok)))
     return pairs[ok], score[ok], len(pairs)
