@@ -184,7 +184,8 @@ def test_the_nearest_leaders_look_joins_a_brightened_copy_and_no_recoloured_one(
     for k, (name, odd) in enumerate(LEFT_ALONE.items()):
         with Image.open(MYNTRA / f"{name}.jpg") as im:
             rgb = im.convert("RGB")
-            for suffix, picture in (("pad", _pad(rgb, odd)), ("bright", _brightened(rgb)), ("recolour", recolour(rgb, k))):
+            made = {"pad": _pad(rgb, odd), "bright": _brightened(rgb), "recolour": recolour(rgb, k)}
+            for suffix, picture in made.items():
                 _save(picture, tmp_path / f"{name}-{suffix}.jpg")
         i = len(paths)  # pad, original, brightened, recoloured
         paths += [str(tmp_path / f"{name}-pad.jpg"), str(MYNTRA / f"{name}.jpg"),

@@ -455,7 +455,8 @@ class Found:
         (`recheck.rejoin`, files: the second look's decodes): the pairs that pass are added as
         copies and clusters made again."""
         unverified = recheck.Unverified(self.near[~self.ok], self.similarity[~self.ok], self.rank)
-        joined, score, compared = recheck.rejoin(paths, self.leader, self.near[self.ok], min_similarity, files, unverified)
+        joined, score, compared = recheck.rejoin(paths, self.leader, self.near[self.ok], min_similarity, files,
+                                                 unverified)
         self.redecoded += compared
         if len(joined):
             self.near = np.concatenate([self.near, joined])
