@@ -226,7 +226,8 @@ class WHash(HashMethod):
         return blocks > np.median(blocks, axis=1, keepdims=True)
 
 
-def resize_lanczos(pictures: Sequence[np.ndarray], size: tuple[int, int]) -> np.ndarray:
+def resize_lanczos(pictures: Sequence[np.ndarray], size: tuple[int, int],
+                   columns: Sequence[np.ndarray] | None = None) -> np.ndarray:
     """LANCZOS resize of 8-bit grey pictures to size=(width, height), as one
     (B, height, width) float64 array of integer grey levels.
 
@@ -237,7 +238,8 @@ def resize_lanczos(pictures: Sequence[np.ndarray], size: tuple[int, int]) -> np.
     pass first, which moves a grey level by one in a few pixels of ~4% of pictures. A
     fixed order keeps hashes independent of Pillow's internals. The same sums as dense
     matrix products (BLAS) cost 0.68 CPU ms a 134x100 photo, OpenBLAS's threads spinning,
-    against 0.12 here (benchmarks/dedup_bench.py throughput)."""
+    against 0.12 here (benchmarks/dedup_bench.py throughput). columns: each picture's
+    `transposed` copy when the caller has it."""
     _kernels = compiled()
 
     width, height = size
@@ -246,7 +248,8 @@ def resize_lanczos(pictures: Sequence[np.ndarray], size: tuple[int, int]) -> np.
         h, w = pic.shape
         x_first, x_weights = _lanczos_taps(w, width)
         y_first, y_weights = _lanczos_taps(h, height)
-        _kernels.resize_into(np.ascontiguousarray(pic, dtype=np.uint8), out[i], x_first, x_weights, y_first, y_weights)
+        cols = transposed(pic) if columns is None else columns[i]
+        _kernels.resize_into(cols, out[i], x_first, x_weights, y_first, y_weights)
     return out
 
 
@@ -254,12 +257,12 @@ BOX, BILINEAR = 0, 1  # `resample`'s filters
 
 
 def resample(pixels: np.ndarray, size: tuple[int, int], kind: int,
-             box: tuple[float, float, float, float] | None = None) -> np.ndarray:
+             box: tuple[float, float, float, float] | None = None, columns: np.ndarray | None = None) -> np.ndarray:
     """Pillow's Image.resize(size, BOX or BILINEAR, box=(left, top, right, bottom)) of an
     8-bit grey ((h, w)) or RGB ((h, w, 3)) picture, bit for bit (tested on the shared photos):
     one compiled call, where Pillow's fromarray/resize/asarray round trip cost ~0.1 ms a
-    small picture, most of it per call (cProfile of `prepare`). Returns uint8 of the
-    input's kind, (height, width[, 3])."""
+    small picture, most of it per call (cProfile of `prepare`). columns: a grey picture's
+    `transposed` copy when the caller has it. Returns uint8 of the input's kind, (height, width[, 3])."""
     _kernels = compiled()
 
     src = np.asarray(pixels, dtype=np.uint8)
@@ -268,14 +271,25 @@ def resample(pixels: np.ndarray, size: tuple[int, int], kind: int,
     left, top, right, bottom = (0.0, 0.0, float(w), float(h)) if box is None else map(float, box)
     if h - size[1] > 2 * (w - size[0]):
         # Pillow 13 runs the vertical pass first when the height shrinks by over twice
-        # the width's pixels (fitted on 3,199 pictures whose result depends on the order).
+        # the width's pixels (fitted on 3,199 pictures whose result depends on the order):
+        # the picture turned, whose columns are src's rows.
         out = np.empty((size[0], size[1], src3.shape[2]), dtype=np.uint8)
-        _kernels.resample_into(np.ascontiguousarray(src3.swapaxes(0, 1)), top, left, bottom, right, kind, out)
+        _kernels.resample_columns_into(np.ascontiguousarray(src3), top, left, bottom, right, kind, out)
         out = out.swapaxes(0, 1)
+    elif src.ndim == 2:
+        cols = transposed(src) if columns is None else columns
+        out = np.empty((size[1], size[0], 1), dtype=np.uint8)
+        _kernels.resample_columns_into(cols[:, :, None], left, top, right, bottom, kind, out)
     else:
         out = np.empty((size[1], size[0], src3.shape[2]), dtype=np.uint8)
         _kernels.resample_into(np.ascontiguousarray(src3), left, top, right, bottom, kind, out)
     return np.ascontiguousarray(out[:, :, 0] if src.ndim == 2 else out)
+
+
+def transposed(grey: np.ndarray) -> np.ndarray:
+    """A grey picture column-major ((w, h) uint8, contiguous), what the compiled resizes
+    read: made once per decode and shared by its grey resizes (numpy's copy, ~10 us at 112 px)."""
+    return np.ascontiguousarray(np.asarray(grey, dtype=np.uint8).T)
 
 
 @lru_cache(maxsize=4096)
@@ -381,18 +395,20 @@ def prepare(data: bytes, trim: bool = True, with_stats: bool = False) -> Decoded
     ring = _ring(grey)  # the border test and the text boxes' background, computed once
     clean_rgb, clean = without_text_boxes(rgb, grey, ring) if trim else (rgb, grey)
     box = trim_box(clean) if trim else (0, h, 0, w)
+    grey_t = transposed(grey)  # what the grey resizes read, made once
+    clean_t = grey_t if clean is grey else transposed(clean)
     stats = None
     if with_stats:
         from ..image_checks.statistics import measure_rgb  # it imports this module
 
-        stats = measure_rgb(rgb, width, height, grey, box if trim else None)
+        stats = measure_rgb(rgb, width, height, grey, box if trim else None, grey_t)
     open_frame = not ring[1]
     flags = (verify.OPEN_FRAME if open_frame else 0) | (verify.TEXT_BOX if clean is not grey else 0)
     edges = None if box == (0, h, 0, w) else refine_box(clean, box)
-    hashed = clean if edges is None else _cut_out(clean, edges)  # nothing trimmed: what imagehash hashes
-    small = resize_lanczos([hashed], METHODS["phash"].size)[0]
+    hashed = clean if edges is None else _cut_out(clean, edges, clean_t)  # nothing trimmed: what imagehash hashes
+    small = resize_lanczos([hashed], METHODS["phash"].size, None if edges else [clean_t])[0]
     # The whole picture's code is the trimmed one's when nothing was trimmed.
-    whole = None if edges is None else resize_lanczos([clean], METHODS["phash"].size)[0]
+    whole = None if edges is None else resize_lanczos([clean], METHODS["phash"].size, [clean_t])[0]
     codes = overlay_codes(small, whole)
     from . import align  # it imports this module
 
@@ -400,12 +416,12 @@ def prepare(data: bytes, trim: bool = True, with_stats: bool = False) -> Decoded
     return Decoded(hashed, verify.signature(clean_rgb, edges, codes, flags, crop), width, height, stats, small)
 
 
-def _cut_out(grey: np.ndarray, edges: tuple[float, float, float, float]) -> np.ndarray:
+def _cut_out(grey: np.ndarray, edges: tuple[float, float, float, float], columns: np.ndarray | None = None) -> np.ndarray:
     """The trimmed box (top, bottom, left, right; fractions of a pixel) of grey, resampled
-    at about its own size (Pillow resamples a fractional box so)."""
+    at about its own size (Pillow resamples a fractional box so). columns: `transposed(grey)`."""
     top, bottom, left, right = edges
     size = (max(1, round(right - left)), max(1, round(bottom - top)))
-    return resample(grey, size, BILINEAR, (left, top, right, bottom))
+    return resample(grey, size, BILINEAR, (left, top, right, bottom), columns)
 
 
 def without_text_boxes(rgb: np.ndarray, grey: np.ndarray,
