@@ -23,8 +23,9 @@ machines and file formats:
 
 Speed per core against imagehash.phash: the README's dedup speed table
 (benchmarks/dedup_bench.py section 1). The reduced decode is the largest single cost
-(cProfile: 20% of a 224x224 photo, 40% of a 400x534 one), then check-images' statistics,
-the signature and the compiled passes (grey, trim, LANCZOS).
+(CPU time per step: 28% of a 224x224 photo, 57% of a 400x534 one, 43% over the 20,000
+benchmark photos), then check-images' statistics (13-17%) and the overlay and crop codes
+with the signature (9-13%, made for 64 pictures at once: `_finish`).
 
 A file that cannot be hashed never stops a run: `hash_batch` returns it with a reason
 (REASONS). `hash_batch` is the unit of parallel work, for a local process pool or a Dask
@@ -389,11 +390,11 @@ def prepare(data: bytes, trim: bool = True, with_stats: bool = False) -> Decoded
     (with_stats: and check-images' statistics, so one decode serves both commands).
     trim=False keeps the borders and any text box (to compare with imagehash on the whole picture).
     Raises Unreadable with a reason."""
-    return finish([_picture(data, trim, with_stats)])[0]
+    return _finish([_picture(data, trim, with_stats)])[0]
 
 
 class _Picture(NamedTuple):
-    """What one decode gives before its codes (`finish` makes those for many at once):
+    """What one decode gives before its codes (`_finish` makes those for many at once):
     `Decoded`'s fields, the signature's thumbnail and flags, and the whole picture at
     32x32 when it was trimmed (None: the same as `small`)."""
 
@@ -433,7 +434,7 @@ def _picture(data: bytes, trim: bool, with_stats: bool) -> _Picture:
     return _Picture(hashed, thumb, flags, width, height, stats, small, whole)
 
 
-def finish(pictures: Sequence[_Picture]) -> list[Decoded]:
+def _finish(pictures: Sequence[_Picture]) -> list[Decoded]:
     """Each `_picture`'s Decoded: its overlay codes made for all of them at once (one
     numpy pass: 30 against 90 CPU us a picture one by one, 64 product photos; the same
     numbers) and its crop code, then its signature."""
@@ -940,12 +941,12 @@ def hash_batch(jobs: Sequence[FileJob], methods: Sequence[str], with_stats: bool
 
 
 def _finished(waiting: list[tuple[int, _Picture, tuple[str, ...]]]) -> list[tuple[int, Decoded, tuple[str, ...]]]:
-    """`finish` of the waiting pictures, each beside its place in the batch and its methods."""
-    done = finish([p for _, p, _ in waiting])
+    """`_finish` of the waiting pictures, each beside its place in the batch and its methods."""
+    done = _finish([p for _, p, _ in waiting])
     return [(i, d, todo) for (i, _, todo), d in zip(waiting, done)]
 
 
-# Pictures whose codes `finish` makes at once: numpy's per-call cost shared, while what they
+# Pictures whose codes `_finish` makes at once: numpy's per-call cost shared, while what they
 # hold (~25 KB each) stays in the core's cache.
 FINISH_BATCH = 64
 
