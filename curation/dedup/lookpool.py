@@ -23,9 +23,10 @@ from ...progress import SILENT, Progress, Task
 from .. import executors
 from . import align, decodes, hashing, verify
 
-# A call with fewer pairs stays in this process: below it a pool's start and the chunks'
-# round trips cost more than the second core saves (CROSSOVER in the README's dedup speed notes).
-MIN_PAIRS = 256
+# A call with fewer pairs stays in this process: below it the chunks' round trips and a cold cache
+# cost more than the second core saves (near misses of benchmarks/dedup_bench.py's 20,000 photos,
+# 2 workers, load 3: 64 pairs 0.26 s here, 0.32 s pooled; 128 pairs 0.61 s here, 0.38 s pooled).
+MIN_PAIRS = 128
 CHUNKS_PER_WORKER = 4  # chunks a worker gets per call: they finish within a chunk of each other
 # A chunk's largest scoring call (6 compares a pair in `align.aligned_similarity`) stays within one
 # block of verify.similarity's compiled scorer, which then runs on one thread: N workers, N threads.
@@ -98,8 +99,9 @@ class Looks(decodes.Decodes):
             futures = {pool.submit(_work, fn, [_take(c, idx) for c in columns], args, self.max_bytes): k
                        for k, idx in left.items()}
             for fut in as_completed(futures):
+                part = fut.result()
                 idx = left.pop(futures[fut])
-                out = _place(out, idx, fut.result(), n)
+                out = _place(out, idx, part, n)
                 self._advance(len(idx))
         except BrokenProcessPool:
             self._broken()
