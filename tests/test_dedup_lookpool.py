@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageEnhance
 
 from ifa.curation.dedup import align, decodes, lookpool, recheck
 from ifa.curation.ingest import importing
 from ifa.curation.workspace import Workspace
+from ifa.tests.support.dedup import product_copies
 
 DATA = Path(os.environ.get("IFA_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 MYNTRA = DATA / "myntra-products" / "images"
@@ -37,24 +37,6 @@ def _children() -> list[int]:
                 continue
             if int(fields[1]) == os.getpid() and fields[0] != "Z":
                 out.append(int(entry.name))
-    return out
-
-
-def _copies(folder: Path) -> list[str]:
-    """Each of PHOTOS and a brightened, a boxed and a cropped copy of it, as JPEGs in folder."""
-    out = []
-    for name in PHOTOS:
-        with Image.open(MYNTRA / f"{name}.jpg") as im:
-            rgb = im.convert("RGB")
-        w, h = rgb.size
-        boxed = rgb.copy()
-        ImageDraw.Draw(boxed).rectangle((w * 0.7, h * 0.85, w - 1, h - 1), fill=(30, 30, 30))
-        copies = {"": rgb, "-bright": ImageEnhance.Brightness(rgb).enhance(1.15), "-box": boxed,
-                  "-crop": rgb.crop((round(w * 0.04), round(h * 0.04), round(w * 0.96), round(h * 0.96)))}
-        for suffix, im in copies.items():
-            path = folder / f"{name}{suffix}.jpg"
-            im.save(path, "JPEG", quality=90)
-            out.append(str(path))
     return out
 
 
@@ -92,7 +74,7 @@ def _passes(a: list[str], b: list[str], held: decodes.Decodes) -> list[np.ndarra
 
 @needs_data
 def test_workers_score_every_pass_as_this_process_does_bit_for_bit(tmp_path: Path, monkeypatch):
-    files = _copies(tmp_path)
+    files = product_copies(tmp_path, MYNTRA, PHOTOS)
     bad = tmp_path / "unreadable.jpg"
     bad.write_bytes(b"not a picture")
     # 528 pairs: 8 chunks; the box pass's whole-frame compares reach the compiled scorer, a chunk's alone would not
@@ -132,12 +114,14 @@ def test_an_error_in_a_worker_reaches_the_caller_and_no_worker_is_left(monkeypat
 
 
 def test_a_killed_worker_leaves_its_chunks_to_this_process_and_no_worker_is_left():
-    with lookpool.Looks(2) as looks:
+    recorded = _Recorded()
+    with lookpool.Looks(2, recorded) as looks:
         out = looks.spread(_dies, [list(range(400))])
         again = looks.spread(_dies, [list(range(300))])
     np.testing.assert_array_equal(out, np.arange(400, dtype=np.float32) * 2)
     np.testing.assert_array_equal(again, np.arange(300, dtype=np.float32) * 2)
     assert looks.workers == 1 and _children() == []
+    assert recorded.tasks == [{"description": "second look", "total": 700, "done": 700}]  # one bar throughout
 
 
 @needs_data
@@ -145,7 +129,7 @@ def test_a_killed_worker_leaves_its_chunks_to_this_process_and_no_worker_is_left
 def test_dedup_with_two_workers_gives_the_json_of_one_and_leaves_no_process(tmp_path: Path, cli, monkeypatch):
     folder = tmp_path / "in"
     folder.mkdir()
-    _copies(folder)  # 8 photos and 3 copies of each
+    product_copies(folder, MYNTRA, PHOTOS)  # 8 photos and 3 copies of each
     for other in ("15820", "12486", "11899"):  # near misses of other items
         shutil.copy(MYNTRA / f"{other}.jpg", folder / f"{other}.jpg")
     ws = Workspace.init(tmp_path / "ws")

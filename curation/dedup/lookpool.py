@@ -61,13 +61,16 @@ class Looks(decodes.Decodes):
     def close(self) -> None:
         """Stop the workers (waiting for them to leave) and close the progress bar; the
         decodes in this process stay."""
-        pool, self._pool = self._pool, None
         try:
-            if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
+            self._stop()
         finally:
             self._task = None
             self._open.close()
+
+    def _stop(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def spread(self, fn: Callable[..., np.ndarray], columns: Sequence[Column], *args) -> np.ndarray:
         """fn(*columns, *args, decodes) over the pairs, split among the workers when there are
@@ -117,7 +120,7 @@ class Looks(decodes.Decodes):
         return self._pool
 
     def _broken(self) -> None:
-        self.close()
+        self._stop()
         self.workers = 1
 
 
