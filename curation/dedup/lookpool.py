@@ -23,9 +23,8 @@ from ...progress import SILENT, Progress, Task
 from .. import executors
 from . import align, decodes, hashing, verify
 
-# A call with fewer pairs stays in this process: below it the chunks' round trips and a cold cache
-# cost more than the second core saves (near misses of benchmarks/dedup_bench.py's 20,000 photos,
-# 2 workers, load 3: 64 pairs 0.26 s here, 0.32 s pooled; 128 pairs 0.61 s here, 0.38 s pooled).
+# Fewer pairs stay in this process: the chunks' round trips and a cold cache cost more than a second
+# core saves (the crossover on the near misses of dedup_bench.py's 20,000 photos: README dedup section).
 MIN_PAIRS = 128
 CHUNKS_PER_WORKER = 4  # chunks a worker gets per call: they finish within a chunk of each other
 # A chunk's largest scoring call (6 compares a pair in `align.aligned_similarity`) stays within one
