@@ -31,6 +31,9 @@ CHUNKS_PER_WORKER = 4  # chunks a worker gets per call: they finish within a chu
 # block of verify.similarity's compiled scorer, which then runs on one thread: N workers, N threads.
 MAX_CHUNK = verify.CHUNK * 4 // 6
 
+# The workers' decodes together: each holds decodes.MAX_BYTES up to 4 workers, less beyond (16 CPUs: 64 MiB).
+POOL_BYTES = 1 << 30
+
 Column = Sequence | np.ndarray | None
 
 _HELD: decodes.Decodes | None = None  # a worker's own decodes, kept across the command's passes
@@ -38,13 +41,15 @@ _HELD: decodes.Decodes | None = None  # a worker's own decodes, kept across the 
 
 class Looks(decodes.Decodes):
     """The command's decodes for its second look, and with workers > 1 a pool of worker
-    processes (started by the first call with MIN_PAIRS pairs; closed by `close` or on
-    leaving a `with` block, also on an error or Ctrl-C). progress: a bar "second look" of the
-    pairs looked at, from the first call on (its total grows with each call)."""
+    processes, each with decodes of its own of up to worker_bytes (started by the first call
+    with MIN_PAIRS pairs; closed by `close` or on leaving a `with` block, also on an error or
+    Ctrl-C). progress: a bar "second look" of the pairs looked at, from the first call on
+    (its total grows with each call)."""
 
     def __init__(self, workers: int = 1, progress: Progress = SILENT, max_bytes: int = decodes.MAX_BYTES) -> None:
         super().__init__(max_bytes)
         self.workers = max(1, int(workers))
+        self.worker_bytes = min(max_bytes, POOL_BYTES // self.workers)  # each worker's decodes
         self.progress = progress
         self.total = 0  # pairs handed to `spread`
         self._pool: ProcessPoolExecutor | None = None
@@ -98,7 +103,7 @@ class Looks(decodes.Decodes):
         out, left = None, dict(enumerate(parts))
         try:
             pool = self._started()
-            futures = {pool.submit(_work, fn, [_take(c, idx) for c in columns], args, self.max_bytes): k
+            futures = {pool.submit(_work, fn, [_take(c, idx) for c in columns], args, self.worker_bytes): k
                        for k, idx in left.items()}
             for fut in as_completed(futures):
                 part = fut.result()
