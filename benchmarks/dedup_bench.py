@@ -347,7 +347,8 @@ def kept_command(paths: list[Path], codes: np.ndarray, overlay: np.ndarray, sign
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
     leader = pairs.leader_clusters(rank, cand[ok])
-    joined, _, compared = recheck.rejoin(files, leader, cand[ok], min_similarity, held)
+    joined, _, compared = recheck.rejoin(files, leader, cand[ok], min_similarity, held,
+                                         recheck.Unverified(cand[~ok], sim[~ok], rank))
     leader = pairs.leader_clusters(rank, np.concatenate([cand[ok], joined]))
     seconds = time.process_time() - t
     return leader == np.arange(len(codes)), leader, redecoded + compared, seconds

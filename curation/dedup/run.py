@@ -454,7 +454,9 @@ class Found:
         """Images alone beside a cluster they verified with, verified against its leader
         (`recheck.rejoin`, files: the second look's decodes): the pairs that pass are added as
         copies and clusters made again."""
-        joined, score, compared = recheck.rejoin(paths, self.leader, self.near[self.ok], min_similarity, files)
+        unverified = recheck.Unverified(self.near[~self.ok], self.similarity[~self.ok], self.rank)
+        joined, score, compared = recheck.rejoin(paths, self.leader, self.near[self.ok], min_similarity, files,
+                                                 unverified)
         self.redecoded += compared
         if len(joined):
             self.near = np.concatenate([self.near, joined])
