@@ -4,11 +4,11 @@ Myntra photos from ../shared/data (IFA_SHARED_DATA elsewhere), copies made here.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -28,8 +28,6 @@ SHOE, OTHER_SHOE = "11895", "11896"
 @needs_data
 def test_a_dark_box_along_the_bottom_is_placed_in_the_flags():
     with Image.open(MYNTRA / f"{SHOE}.jpg") as im:
-        import io
-
         out = io.BytesIO()
         text_box(im.convert("RGB"), "bottom", True).save(out, "JPEG", quality=90)
     flags = hashing.prepare(out.getvalue()).signature[1]
@@ -38,7 +36,7 @@ def test_a_dark_box_along_the_bottom_is_placed_in_the_flags():
 
 
 @needs_data
-def test_another_black_shoe_does_not_join_a_boxed_shoe_that_leads(tmp_path: Path):
+def test_another_black_shoe_does_not_join_a_boxed_copy_of_the_first(tmp_path: Path):
     folder = tmp_path / "in"
     folder.mkdir()
     for n in (SHOE, OTHER_SHOE):
