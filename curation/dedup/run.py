@@ -32,7 +32,7 @@ from ...errors import IfaError
 from ...progress import SILENT, Progress
 from .. import executors, reports
 from ..reports import html as report_html
-from . import align, decodes, hashing, pairs, recheck, textbox, verify
+from . import align, decodes, hashing, lookpool, pairs, recheck, textbox, verify
 from ..ledger import Change, FileInfo, check_splits
 from ..ledger import hashes as store
 from ..image_checks.statistics import VERSION as STATS_VERSION
@@ -235,7 +235,7 @@ def run(ws: Workspace, *, splits: Sequence[str] | None = None, method: str = "ph
     _collect_unreadable(frame, failed, exact_only, result)
 
     with progress.task("pairing and verifying", total=None):
-        found = _find(frame, policy, threshold, min_similarity, exact_only)
+        found = _find(frame, policy, threshold, min_similarity, exact_only, _looking(workers), progress)
         result.redecoded_pairs, result.redecode_seconds = found.redecoded, found.redecode_seconds
         result.possible_copies = _check_labels(ledger, ws.taxonomy, frame, found, min_similarity)
     result.exact_pairs, result.candidate_pairs = len(found.exact), len(found.near)
@@ -504,10 +504,18 @@ def routed_candidates(hashes: np.ndarray, overlay_codes: np.ndarray, flags: np.n
     return found, recheck.boxed_pairs(found, by_code, flags), crop
 
 
-def _find(frame: Table, policy: tuple[str, ...], k: int, min_similarity: float, exact_only: bool) -> Found:
+def _looking(workers: int | None) -> int:
+    """Processes for the second look: --workers (default all CPUs). With --scheduler too: the
+    second look reads its files here, and each process keeps its decodes for all its passes."""
+    return workers or executors.default_workers()
+
+
+def _find(frame: Table, policy: tuple[str, ...], k: int, min_similarity: float, exact_only: bool,
+          workers: int = 1, progress: Progress = SILENT) -> Found:
     """Two stages, then clusters: identical files are one group; group heads whose hashes
     are within k bits are candidates; a candidate is a copy when its verification
-    score is >= min_similarity; clusters grow only around kept images (no chaining)."""
+    score is >= min_similarity; clusters grow only around kept images (no chaining).
+    workers: processes for the second look (`lookpool.Looks`; 1: this one); progress: its bar."""
     n = len(frame["pk"])
     keys = [KEEP_RULES[name][1](frame) for name in policy]
     order = np.lexsort(keys[::-1]) if n else np.zeros(0, dtype=np.int64)
@@ -536,12 +544,13 @@ def _find(frame: Table, policy: tuple[str, ...], k: int, min_similarity: float, 
     similarity = verify.pair_scores(signatures, near, flags)
     started = time.perf_counter()
     w, h = _numbers(frame["width"]), _numbers(frame["height"])
-    files = decodes.Decodes()  # each re-decoded file decoded once for all the second look's passes
-    ok, redecoded = recheck.second_look(frame["path"], w, h, near, similarity, overlay, min_similarity, crop, files)
-    found = Found(rank, group, head, exact, near, distance, similarity, ok, np.arange(n), signatures, has_sig,
-                  redecoded)
-    found.cluster()
-    found.join(frame["path"], hashes, min_similarity, files)
+    # Each re-decoded file decoded once per process for all the second look's passes; the pool closes here.
+    with lookpool.Looks(workers, progress) as files:
+        ok, redecoded = recheck.second_look(frame["path"], w, h, near, similarity, overlay, min_similarity, crop, files)
+        found = Found(rank, group, head, exact, near, distance, similarity, ok, np.arange(n), signatures, has_sig,
+                      redecoded)
+        found.cluster()
+        found.join(frame["path"], hashes, min_similarity, files)
     found.redecode_seconds = time.perf_counter() - started
     return found
 

@@ -136,13 +136,14 @@ def inset(box) -> tuple[float, float, float, float]:
 
 
 def aligned_similarity(pictures: Sequence[Framing | None], pairs: np.ndarray, side: int = ALIGNED_SIDE,
-                       enough: float = -np.inf) -> np.ndarray:
+                       kernel_min: int = verify.KERNEL_MIN, enough: float = -np.inf) -> np.ndarray:
     """For each pair (indices into pictures; None: not decoded), the best score of either
     picture's whole frame against its region in the other (`aligned_region`), at side x side,
     allowing a box (verify.similarity, whole=True): a painted picture from the sides its box
     did not reach and from all four, a picture without a border from all four and with its
-    bottom free; nan where no direction applies. enough: verify.similarity's (a score under
-    it may come back as another value under it). Returns (P,) float32."""
+    bottom free; nan where no direction applies. kernel_min: verify.similarity's (the compiled
+    scorer from that many compares); enough: verify.similarity's (a score under it may come
+    back as another value under it). Returns (P,) float32."""
     views, rows, which = [], [], []
     for p, (i, j) in enumerate(np.asarray(pairs, dtype=np.int64).reshape(-1, 2).tolist()):
         for a, b in ((i, j), (j, i)):
@@ -162,6 +163,6 @@ def aligned_similarity(pictures: Sequence[Framing | None], pairs: np.ndarray, si
     out = np.full(len(pairs), np.nan, dtype=np.float32)
     if rows:
         thumbs = np.stack([v.reshape(-1) for v in views])
-        scores = verify.similarity(thumbs, np.array(rows), whole=True, enough=enough)
+        scores = verify.similarity(thumbs, np.array(rows), whole=True, kernel_min=kernel_min, enough=enough)
         np.fmax.at(out, np.array(which), scores)
     return out
