@@ -8,8 +8,8 @@ verdict. So the clusters are made in waves: a scan treats the pairs still undeci
 not taken when the leader was visited) get their second look together, and the next scan
 starts again, until a scan meets none. That scan's clusters are those of every pair looked
 at: every pair it met is decided, and an undecided one it did not meet could not change it.
-On the benchmark's 20,000 photos 8,738 of the 14,514 pairs a look would take were needed
-(benchmarks/dedup_bench.py command), in 2 waves.
+Two copies of one original are never compared again: most of the pairs a look would take
+on a copy-heavy set (README dedup speed table, benchmarks/dedup_bench.py command).
 """
 
 from __future__ import annotations
