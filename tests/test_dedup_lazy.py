@@ -139,3 +139,33 @@ def test_a_pair_met_only_once_the_label_check_splits_a_cluster_is_looked_at(tmp_
     verdict = {frozenset((row["image_a"], row["image_b"])): row["verdict"] for row in csv.DictReader(open(r.report_csv))}
     assert verdict[frozenset(("10063-bright", "10063-contrast"))] == "copy"
     assert verdict[frozenset(("10063-contrast", "10063-dark"))] == dedup.UNDECIDED  # still no cluster needs it
+
+
+def test_waves_give_the_clusters_of_every_verdict_on_random_graphs():
+    # Any verdicts (a table stands for the second look): the waves' clusters are those of
+    # every pair decided, with each pair looked at once at most and many never.
+    rng = np.random.default_rng(0)
+    looked_at = could = 0
+    for trial in range(200):
+        n = int(rng.integers(2, 40))
+        near = np.unique(np.sort(rng.integers(0, n, size=(int(rng.integers(1, 4 * n)), 2)), axis=1), axis=0)
+        near = near[near[:, 0] != near[:, 1]]
+        truth = rng.random(len(near)) < 0.5
+        ok = truth & (rng.random(len(near)) < 0.5)  # copies by their signatures
+        undecided = ~ok & (rng.random(len(near)) < 0.7)
+        truth &= ok | undecided  # a pair with no look stays different
+        rank = rng.permutation(n)
+        asked: list[int] = []
+
+        def look(rows: np.ndarray, verified: np.ndarray) -> tuple[np.ndarray, int]:
+            asked.extend(rows.tolist())
+            return truth[rows], len(rows)
+
+        leader, verdicts = lazy.clusters(rank, near, lazy.Verdicts(ok, undecided), look)
+        np.testing.assert_array_equal(leader, pairs.leader_clusters(rank, near[truth]), err_msg=f"trial {trial}")
+        assert len(asked) == len(set(asked)) == verdicts.looked
+        assert not (verdicts.ok & verdicts.undecided).any()
+        assert not len(lazy.met(rank, near, leader, verdicts.undecided))  # the last scan met only decided pairs
+        looked_at += len(asked)
+        could += int(undecided.sum())
+    assert looked_at < 0.8 * could, (looked_at, could)
