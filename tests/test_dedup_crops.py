@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ifa.benchmarks.dedup_bench import _crop
+from ifa.benchmarks.dedup_bench import _crop, _pad, text_box
 from ifa.curation.dedup import align, hashing
 from ifa.curation.dedup import run as dedup
 from ifa.curation.ingest import importing
@@ -132,3 +132,28 @@ def test_sizes_say_a_same_scale_crop_only_for_a_smaller_frame_of_the_same_shape(
     got = align.same_scale([224, 268, 224, 224, 300], [224, 268, 224, 224, 224], [206, 206, 134, 224, 206],
                            [206, 206, 134, 224, 206])
     assert got.tolist() == [True, True, False, False, False]
+
+
+# Product shots whose 3-5% crop was left alone beside the cluster their 10%-padded copy
+# leads (the crop cuts the item, the pad's trim another side: only an aligned look meets
+# it; 9 of 80 product shots, all of them here).
+LED_BY_A_PAD = ("10070", "11015", "11043", "11083", "11361", "12089", "13105", "13714", "13803")
+
+
+@needs_data
+@pytest.mark.slow
+def test_a_crop_joins_the_cluster_its_padded_copy_leads_and_another_colour_does_not(tmp_path: Path):
+    files: dict[str, Image.Image | Path] = {}
+    for k, name in enumerate(LED_BY_A_PAD + SHOES[1:]):
+        files[name] = MYNTRA / f"{name}.jpg"
+        with Image.open(MYNTRA / f"{name}.jpg") as im:
+            files[f"{name}-pad"] = _pad(im.convert("RGB"), 0)
+            files[f"{name}-crop"] = _crop(im.convert("RGB"), 0.03 + 0.01 * (k % 3))
+            files[f"{name}-box"] = text_box(im.convert("RGB"), "bottom", k % 2 == 0)  # what the crop verifies with
+    files["shoe-black"] = MYNTRA / f"{SHOES[0]}.jpg"  # the same pose as the brown one, another colour
+    clusters = {c.keep: {m.image_id for m in c.members} for c in _run(tmp_path, files).clusters}
+    for members in clusters.values():  # nothing foreign joins a photo's cluster
+        assert len({m.split("-")[0] for m in members}) == 1, members
+    # The pad has the most pixels, so it is kept; the crop is compared with it directly.
+    whole = [n for n in LED_BY_A_PAD if {n, f"{n}-crop"} <= clusters.get(f"{n}-pad", set())]
+    assert len(whole) >= 7, whole  # 8 of 9; 2 before the rejoin's aligned look

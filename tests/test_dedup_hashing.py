@@ -98,6 +98,7 @@ def test_compiled_box_and_bilinear_resize_are_pillows_on_real_photos():
         tall = np.ascontiguousarray(rgb[:, : max(8, w // 3)])  # a tall strip: vertical pass first
         cases = [(rgb, (12, 12), Image.Resampling.BOX, (l, t, r, b)), (rgb, (24, 24), Image.Resampling.BOX, None),
                  (grey, (17, 16), Image.Resampling.BOX, None), (tall, (6, 9), Image.Resampling.BOX, None),
+                 (np.ascontiguousarray(tall[:, :, 1]), (6, 9), Image.Resampling.BOX, None),
                  (grey, (max(1, round(r - l)), max(1, round(b - t))), Image.Resampling.BILINEAR, (l, t, r, b))]
         for pixels, size, kind, box in cases:
             want = np.asarray(Image.fromarray(pixels).resize(size, kind, box=box))
@@ -105,6 +106,22 @@ def test_compiled_box_and_bilinear_resize_are_pillows_on_real_photos():
             assert got.shape == want.shape and np.array_equal(got, want), (path.name, size, kind, box)
             vertical_first += pixels.shape[0] - size[1] > 2 * (pixels.shape[1] - size[0])
     assert vertical_first >= 40  # the tall strips took the vertical-first order
+
+
+def test_a_batch_gets_the_codes_each_file_gets_alone():
+    # hash_batch makes the overlay codes of FINISH_BATCH pictures at once: across that
+    # boundary, every signature and hash is what `prepare` gives the file by itself.
+    paths = (PHOTOS * 3)[:hashing.FINISH_BATCH + 5]
+    batch = hashing.hash_batch([hashing.FileJob(i, str(p)) for i, p in enumerate(paths)], ("phash", "dhash"))
+    for path, r in zip(paths, batch):
+        alone = hashing.prepare(path.read_bytes(), with_stats=True)
+        assert r.signature == alone.signature, path.name
+        assert r.picture_stats.values.tobytes() == alone.stats.values.tobytes()
+        assert r.hashes["phash"] == int(hashing.METHODS["phash"].hash_decoded([alone])[0])
+    smalls = np.stack([hashing.prepare(p.read_bytes()).small for p in PHOTOS[:6]])
+    wholes = [None, smalls[0] * 0.5, None, smalls[3][::-1].copy(), None, None]
+    assert np.array_equal(hashing.overlay_codes_many(smalls, wholes),
+                          [hashing.overlay_codes(s, w) for s, w in zip(smalls, wholes)])
 
 
 def test_compiled_ring_is_the_lower_median_of_the_outer_lines():

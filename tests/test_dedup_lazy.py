@@ -72,7 +72,8 @@ def _every_pair_looked_at(looks: recheck.Looks, rank: np.ndarray) -> tuple[np.nd
     ok, looked = recheck.second_look(looks.paths, looks.width, looks.height, looks.near, looks.similarity,
                                      looks.overlay, looks.min_similarity, looks.crop, decodes.Decodes())
     leader = pairs.leader_clusters(rank, looks.near[ok])
-    joined, _, compared = recheck.rejoin(looks.paths, leader, looks.near[ok], looks.min_similarity)
+    joined, _, compared = recheck.rejoin(looks.paths, leader, looks.near[ok], looks.min_similarity, None,
+                                         recheck.Unverified(looks.near[~ok], looks.similarity[~ok], rank))
     return pairs.leader_clusters(rank, np.concatenate([looks.near[ok], joined])), looked + compared
 
 

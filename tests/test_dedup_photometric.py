@@ -148,3 +148,58 @@ def test_a_brightened_copy_joins_the_cluster_its_padded_copy_leads(tmp_path: Pat
     # The pad has the most pixels, so it is kept; the brightened copy is compared with it directly.
     whole = [n for n in LED_BY_A_PAD if clusters.get(f"{n}-pad") == {n, f"{n}-pad", f"{n}-bright"}]
     assert len(whole) >= 4, clusters  # of 5 (none before the rejoin's slack and brightened views)
+
+
+# Product shots whose brightness +15% copy verified with nothing (its candidates scored
+# 0.88-0.92, under the near misses' band) and was left alone; black (odd) or white pads
+# as the benchmark makes them (160 product shots: 3 such copies, all here).
+LEFT_ALONE = {"11377": 1, "11585": 1, "13250": 0}
+
+
+@needs_data
+@pytest.mark.slow
+def test_a_brightened_copy_left_alone_joins_the_leader_of_its_nearest_candidate(tmp_path: Path):
+    from ifa.benchmarks.dedup_bench import _crop, _pad, text_box
+
+    variants = {"pad": None, "bright": _brightened, "contrast": lambda im: ImageEnhance.Contrast(im).enhance(1.15),
+                "crop": lambda im: _crop(im, 0.05), "box": lambda im: text_box(im, "bottom", False)}
+    folder = _with_variants(tmp_path / "in", list(LEFT_ALONE), {k: v for k, v in variants.items() if v})
+    for name, odd in LEFT_ALONE.items():
+        with Image.open(MYNTRA / f"{name}.jpg") as im:
+            _save(_pad(im.convert("RGB"), odd), folder / f"{name}-pad.jpg")
+    r = _run(folder, tmp_path)
+    for c in r.clusters:  # nothing foreign joins a photo's cluster
+        assert len({m.image_id.split("-")[0] for m in c.members}) == 1, [m.image_id for m in c.members]
+    bright = [n for n in LEFT_ALONE if any(f"{n}-bright" in {m.image_id for m in c.members} for c in r.clusters)]
+    assert len(bright) >= 2, bright  # 3 of 3; none before the nearest leaders' look
+
+
+@needs_data
+def test_the_nearest_leaders_look_joins_a_brightened_copy_and_no_recoloured_one(tmp_path: Path):
+    # Per photo: its padded copy leads the original; a brightened and a recoloured copy are
+    # alone, each with an unverified candidate (the original) scoring in NEAREST_BAND.
+    from ifa.benchmarks.dedup_bench import _pad, recolour
+
+    paths, leader, verified, near = [], [], [], []
+    for k, (name, odd) in enumerate(LEFT_ALONE.items()):
+        with Image.open(MYNTRA / f"{name}.jpg") as im:
+            rgb = im.convert("RGB")
+            made = {"pad": _pad(rgb, odd), "bright": _brightened(rgb), "recolour": recolour(rgb, k)}
+            for suffix, picture in made.items():
+                _save(picture, tmp_path / f"{name}-{suffix}.jpg")
+        i = len(paths)  # pad, original, brightened, recoloured
+        paths += [str(tmp_path / f"{name}-pad.jpg"), str(MYNTRA / f"{name}.jpg"),
+                  str(tmp_path / f"{name}-bright.jpg"), str(tmp_path / f"{name}-recolour.jpg")]
+        leader += [i, i, i + 2, i + 3]
+        verified.append([i, i + 1])
+        near += [[i + 2, i + 1], [i + 3, i + 1]]
+    rank = np.arange(len(paths))  # each pad is kept before its original and its copies
+    similarity = np.full(len(near), verify.DEFAULT_MIN_SIMILARITY - recheck.NEAREST_BAND / 2, dtype=np.float32)
+    joined, score, compared = recheck.rejoin(np.array(paths, dtype=object), np.array(leader), np.array(verified),
+                                             verify.DEFAULT_MIN_SIMILARITY, None,
+                                             recheck.Unverified(np.array(near), similarity, rank))
+    assert compared == 2 * len(LEFT_ALONE)
+    names = {(paths[i].rsplit("/", 1)[1], paths[j].rsplit("/", 1)[1]) for i, j in joined.tolist()}
+    assert not any("recolour" in a for a, _ in names), names
+    assert sum("bright" in a for a, _ in names) >= 2, names  # 2 of 3 (the third scores 0.92 against its pad)
+    assert (score >= verify.DEFAULT_MIN_SIMILARITY).all()

@@ -91,48 +91,44 @@ def scan(sorted_codes, order, starts, j, masks, k, radius, lo, hi, out):
 
 
 @njit(nogil=True, cache=True)
-def resize_into(src, out, x_first, x_weights, y_first, y_weights):
+def resize_into(cols, out, x_first, x_weights, y_first, y_weights):
     """Pillow's 8-bit two-pass resample (horizontal, then vertical), bit for bit.
 
-    src: (h, w) uint8. out: (H, W) float64, filled with the uint8 values Pillow gives.
-    x_first/x_weights: per output column the first input column and its fixed-point
-    weights (22 fraction bits, Pillow's PRECISION_BITS); y_* the same for rows. Pillow
-    rounds by adding half and shifting, and clips to 0..255 after each pass. The loops
-    run over each output's taps only, the vertical pass a row at a time (integer sums:
-    the order does not change them; 2x faster than a tap-by-tap break test).
+    cols: the (h, w) uint8 picture column-major, (w, h) (hashing.transposed). out: (H, W)
+    float64, filled with the uint8 values Pillow gives. x_first/x_weights: per output
+    column the first input column and its fixed-point weights (22 fraction bits, Pillow's
+    PRECISION_BITS); y_* the same for rows. Pillow rounds by adding half and shifting, and
+    clips to 0..255 after each pass. Each pass adds whole lines (a column of the input, a
+    row of the horizontal pass), vectorised: integer sums, so the order does not change
+    them (3x faster than a tap loop per pixel, 112 px to 32).
     """
-    h, w = src.shape
+    w, h = cols.shape
     big_h, big_w = out.shape
-    half = np.int64(1) << np.int64(21)
-    x_taps = np.empty(big_w, dtype=np.int64)
-    for xx in range(big_w):
-        x_taps[xx] = max(0, min(x_weights.shape[1], w - x_first[xx]))
+    half = np.int32(1 << 21)
     xw = x_weights.astype(np.int32)  # Pillow's int32 sums (they never overflow): twice the SIMD lanes
     tmp = np.empty((h, big_w), dtype=np.int32)
-    for y in range(h):
-        line = src[y]
-        for xx in range(big_w):
-            ss = np.int32(half)
-            x0 = x_first[xx]
-            k = xw[xx]
-            for t in range(x_taps[xx]):
-                ss += np.int32(line[x0 + t]) * k[t]
-            v = ss >> 22
-            tmp[y, xx] = 0 if ss <= 0 else (255 if v > 255 else v)
-    acc = np.empty(big_w, dtype=np.int32)
+    acc = np.empty(h, dtype=np.int32)
+    for xx in range(big_w):
+        x0 = x_first[xx]
+        acc[:] = half
+        for t in range(max(0, min(xw.shape[1], w - x0))):
+            k = xw[xx, t]
+            col = cols[x0 + t]
+            for y in range(h):
+                acc[y] += np.int32(col[y]) * k
+        for y in range(h):
+            tmp[y, xx] = _clip8(acc[y])
+    line = np.empty(big_w, dtype=np.int32)
     for yy in range(big_h):
         y0 = y_first[yy]
-        for xx in range(big_w):
-            acc[xx] = half
+        line[:] = half
         for t in range(max(0, min(y_weights.shape[1], h - y0))):
             k = np.int32(y_weights[yy, t])
             row = tmp[y0 + t]
             for xx in range(big_w):
-                acc[xx] += row[xx] * k
+                line[xx] += row[xx] * k
         for xx in range(big_w):
-            ss = acc[xx]
-            v = ss >> np.int64(22)
-            out[yy, xx] = 0 if ss <= 0 else (255 if v > 255 else v)
+            out[yy, xx] = _clip8(line[xx])
 
 
 @njit(nogil=True, cache=True)
@@ -145,12 +141,13 @@ def lut_into(values, lut, out):
 
 @njit(nogil=True, cache=True)
 def grey_into(rgb, out):
-    """out (h, w) uint8 = Pillow's "L" of rgb (h, w, 3) uint8: (19595 R + 38470 G + 7471 B + 2^15) >> 16."""
-    h, w = out.shape
-    for i in range(h):
-        for j in range(w):
-            out[i, j] = (np.uint32(rgb[i, j, 0]) * np.uint32(19595) + np.uint32(rgb[i, j, 1]) * np.uint32(38470)
-                         + np.uint32(rgb[i, j, 2]) * np.uint32(7471) + np.uint32(0x8000)) >> np.uint32(16)
+    """out (h, w) uint8 = Pillow's "L" of rgb (h, w, 3) uint8: (19595 R + 38470 G + 7471 B + 2^15) >> 16.
+    Both C-contiguous: one flat loop (2x faster than indexing by row and column)."""
+    src = rgb.reshape(rgb.size)
+    dst = out.reshape(out.size)
+    for q in range(dst.shape[0]):
+        dst[q] = (np.uint32(src[3 * q]) * np.uint32(19595) + np.uint32(src[3 * q + 1]) * np.uint32(38470)
+                  + np.uint32(src[3 * q + 2]) * np.uint32(7471) + np.uint32(0x8000)) >> np.uint32(16)
 
 
 @njit(inline="always")
@@ -507,14 +504,7 @@ def _side_cut(grey, top, bottom, left, right, side, tolerance, flat_tolerance, i
             near += 1
     if near < flat_share * length:
         return 0, -1
-    profile = np.zeros(n_lines, dtype=np.int64)
-    for k in range(n_lines):
-        c = 0
-        for t in range(length):
-            v = _edge_pixel(grey, top, bottom, left, right, side, k, t)
-            if abs(int(v) - ref) > tolerance:
-                c += 1
-        profile[k] = c
+    profile = _content_counts(grey, top, bottom, left, right, side, ref, tolerance)
     total = profile.sum()
     if total == 0:
         return 0, -1
@@ -533,6 +523,30 @@ def _side_cut(grey, top, bottom, left, right, side, tolerance, flat_tolerance, i
                 cut = k
             break
     return (cut + 1 if cut > 0 else 0), ref
+
+
+@njit(nogil=True)
+def _content_counts(grey, top, bottom, left, right, side, ref, tolerance):
+    """Per line from `side` inwards of the box, its pixels more than `tolerance` from ref,
+    counted along picture rows (contiguous, vectorised; 4x faster than a walk per line)."""
+    lo, hi = ref - tolerance, ref + tolerance
+    if side < 2:
+        profile = np.zeros(bottom - top, dtype=np.int64)
+        for k in range(bottom - top):
+            row = grey[top + k if side == 0 else bottom - 1 - k, left:right]
+            c = 0
+            for t in range(right - left):
+                v = np.int64(row[t])
+                c += (v < lo) | (v > hi)
+            profile[k] = c
+        return profile
+    counts = np.zeros(right - left, dtype=np.int64)
+    for y in range(top, bottom):
+        row = grey[y, left:right]
+        for j in range(right - left):
+            v = np.int64(row[j])
+            counts[j] += (v < lo) | (v > hi)
+    return counts if side == 2 else counts[::-1].copy()
 
 
 @njit(nogil=True, cache=True)
@@ -570,12 +584,17 @@ def trim_box(grey, tolerance, flat_tolerance, island_share, mass, flat_share, li
 @njit(nogil=True, cache=True)
 def refine_box(grey, top, bottom, left, right, margin, low, high):
     """hashing.refine_box_reference, compiled (the numpy version spent ~0.5 ms a picture,
-    as much as the decode). Returns float (top, bottom, left, right)."""
+    as much as the decode). Returns float (top, bottom, left, right).
+
+    Each pixel's weight depends only on its grey level, so it is looked up in a table of
+    the 256 (the same float expression); each line's sum still adds its pixels in order,
+    all lines at once (a picture row at a time): the same numbers, 3x faster."""
     h, w = grey.shape
     wt, wb, wl, wr = max(top - margin, 0), min(bottom + margin, h), max(left - margin, 0), min(right + margin, w)
     out = np.array([float(top), float(bottom), float(left), float(right)])
     cut = (top > 0, bottom < h, left > 0, right < w)
     starts = (wt, h - wb, wl, w - wr)
+    table = np.empty(256)
     for side in range(4):
         if not cut[side]:
             continue
@@ -589,13 +608,11 @@ def refine_box(grey, top, bottom, left, right, margin, low, high):
         for t in range(length):
             outer[t] = _edge_pixel(grey, wt, wb, wl, wr, side, 0, t)
         ref = np.median(outer)
-        profile = np.zeros(n_lines)
+        for v in range(256):
+            table[v] = min(max((abs(float(v) - ref) - low) / (high - low), 0.0), 1.0)
+        profile = _line_sums(grey, wt, wb, wl, wr, side, n_lines, length, table)
         for k in range(n_lines):
-            s = 0.0
-            for t in range(length):
-                v = _edge_pixel(grey, wt, wb, wl, wr, side, k, t)
-                s += min(max((abs(float(v) - ref) - low) / (high - low), 0.0), 1.0)
-            profile[k] = s / length
+            profile[k] = profile[k] / length
         peak = max(profile.max(), 1e-6)
         if (profile / peak).sum() <= 0.5:
             continue
@@ -617,6 +634,24 @@ def refine_box(grey, top, bottom, left, right, margin, low, high):
     if out[1] - out[0] < 1 or out[3] - out[2] < 1:
         return float(top), float(bottom), float(left), float(right)
     return out[0], out[1], out[2], out[3]
+
+
+@njit(nogil=True)
+def _line_sums(grey, wt, wb, wl, wr, side, n_lines, length, table):
+    """Per line k from `side` inwards of the window (`_edge_pixel`), the sum of table[pixel]
+    over t = 0, 1, ... along it, in that order: every line at once, t outermost."""
+    sums = np.zeros(n_lines)
+    if side >= 2:  # the lines are columns: a picture row adds one pixel to each
+        for t in range(length):
+            row = grey[wt + t, wl:wr]
+            for k in range(n_lines):
+                sums[k] += table[row[k if side == 2 else n_lines - 1 - k]]
+        return sums
+    for t in range(length):  # the lines are rows: a picture column adds one pixel to each
+        x = wl + t
+        for k in range(n_lines):
+            sums[k] += table[grey[wt + k if side == 0 else wb - 1 - k, x]]
+    return sums
 
 
 @njit(inline="always")
@@ -657,16 +692,10 @@ def _coefficients(in_size, in0, in1, out_size, kind):
     return bounds, weights
 
 
-@njit(nogil=True, cache=True)
-def resample_into(src, left, top, right, bottom, kind, out):
-    """Pillow's Image.resize(out size, BOX (kind 0) or BILINEAR (kind 1), box=(left, top,
-    right, bottom)) of an 8-bit picture, bit for bit: its coefficients, its horizontal
-    pass over the rows the vertical pass reads, then the vertical pass, each rounded and
-    clipped as Pillow's 8bpc passes do; a pass Pillow skips (same size, whole axis) is skipped.
-    src: (h, w, c) uint8; out: (H, W, c) uint8, filled."""
-    h, w, nc = src.shape
-    big_h, big_w = out.shape[0], out.shape[1]
-    half = np.int64(1) << np.int64(21)
+@njit(nogil=True)
+def _resample_plan(h, w, left, top, right, bottom, kind, big_h, big_w):
+    """Both axes' coefficients (`_coefficients`), whether Pillow runs each pass (it skips
+    one of the same size over the whole axis), and the rows the vertical pass reads."""
     xb, xk = _coefficients(w, left, right, big_w, kind)
     yb, yk = _coefficients(h, top, bottom, big_h, kind)
     need_x = big_w != w or np.float32(left) != 0 or np.float32(right) != big_w
@@ -675,39 +704,111 @@ def resample_into(src, left, top, right, bottom, kind, out):
     last = yb[big_h - 1, 0] + yb[big_h - 1, 1]
     if not need_x:
         first, last = 0, h
+    return xb, xk, yb, yk, need_x, need_y, first, last
+
+
+@njit(inline="always")
+def _clip8(ss):
+    """Pillow's 8bpc rounding: the fixed-point sum (22 fraction bits, half added) to 0..255."""
+    r = ss >> 22
+    return 0 if ss <= 0 else (255 if r > 255 else r)
+
+
+@njit(nogil=True)
+def _vertical_pass(tmp, first, yb, yk, need_y, flat):
+    """Pillow's vertical pass of the horizontal pass's rows `tmp` ((rows, W * c) int32, row
+    0 being picture row `first`) into flat ((H, W * c) uint8), a row at a time (contiguous,
+    vectorised)."""
+    big_h, width = flat.shape
+    acc = np.empty(width, dtype=np.int32)
+    for yy in range(big_h):
+        if not need_y:
+            for v in range(width):
+                flat[yy, v] = tmp[yy - first, v]
+            continue
+        y0, n = yb[yy, 0] - first, yb[yy, 1]
+        acc[:] = np.int32(1 << 21)
+        for t in range(n):
+            k = np.int32(yk[yy, t])
+            line = tmp[y0 + t]
+            for v in range(width):
+                acc[v] += line[v] * k
+        for v in range(width):
+            flat[yy, v] = _clip8(acc[v])
+
+
+@njit(nogil=True, cache=True)
+def resample_into(src, left, top, right, bottom, kind, out):
+    """Pillow's Image.resize(out size, BOX (kind 0) or BILINEAR (kind 1), box=(left, top,
+    right, bottom)) of an 8-bit picture, bit for bit: its coefficients, its horizontal
+    pass over the rows the vertical pass reads, then the vertical pass, each rounded and
+    clipped as Pillow's 8bpc passes do; a pass Pillow skips (same size, whole axis) is skipped.
+    src: (h, w, c) uint8, row-major (for RGB; `resample_columns_into` is faster for grey);
+    out: (H, W, c) uint8, filled."""
+    h, w, nc = src.shape
+    big_h, big_w = out.shape[0], out.shape[1]
+    xb, xk, yb, yk, need_x, need_y, first, last = _resample_plan(h, w, left, top, right, bottom, kind, big_h, big_w)
     tw = big_w if need_x else w
     tmp = np.empty((max(last - first, 1), tw * nc), dtype=np.int32)  # Pillow's own int arithmetic
+    half = np.int32(1 << 21)
     for y in range(first, last):
+        line = src[y].reshape(w * nc)
         row = tmp[y - first]
         if not need_x:
             for v in range(w * nc):
-                row[v] = src[y, v // nc, v % nc]
-            continue
-        for xx in range(big_w):
-            x0, n = xb[xx, 0], xb[xx, 1]
-            for c in range(nc):
-                ss = np.int32(half)
+                row[v] = line[v]
+        elif nc == 3:  # RGB: the three channels' sums side by side, from the flat row
+            for xx in range(big_w):
+                b, n = 3 * xb[xx, 0], xb[xx, 1]
+                a0, a1, a2 = half, half, half
                 for t in range(n):
-                    ss += np.int32(src[y, x0 + t, c]) * np.int32(xk[xx, t])
-                v = ss >> 22
-                row[xx * nc + c] = 0 if ss <= 0 else (255 if v > 255 else v)
-    acc = np.empty(tw * nc, dtype=np.int32)
-    for yy in range(big_h):
-        if not need_y:
-            for v in range(tw * nc):
-                out[yy, v // nc, v % nc] = tmp[yy - first, v]
-            continue
-        y0, n = yb[yy, 0] - first, yb[yy, 1]
-        acc[:] = np.int32(half)
-        for t in range(n):  # a row at a time: contiguous, vectorised
-            k = np.int32(yk[yy, t])
-            line = tmp[y0 + t]
-            for v in range(tw * nc):
-                acc[v] += line[v] * k
-        for v in range(tw * nc):
-            ss = acc[v]
-            r = ss >> 22
-            out[yy, v // nc, v % nc] = 0 if ss <= 0 else (255 if r > 255 else r)
+                    k = np.int32(xk[xx, t])
+                    a0 += np.int32(line[b]) * k
+                    a1 += np.int32(line[b + 1]) * k
+                    a2 += np.int32(line[b + 2]) * k
+                    b += 3
+                row[3 * xx], row[3 * xx + 1], row[3 * xx + 2] = _clip8(a0), _clip8(a1), _clip8(a2)
+        else:
+            for xx in range(big_w):
+                x0, n = xb[xx, 0], xb[xx, 1]
+                for c in range(nc):
+                    ss = half
+                    for t in range(n):
+                        ss += np.int32(line[(x0 + t) * nc + c]) * np.int32(xk[xx, t])
+                    row[xx * nc + c] = _clip8(ss)
+    _vertical_pass(tmp, first, yb, yk, need_y, out.reshape(big_h, big_w * nc))
+
+
+@njit(nogil=True, cache=True)
+def resample_columns_into(cols, left, top, right, bottom, kind, out):
+    """`resample_into` of a picture given column-major: cols (w, h, c) uint8, each column
+    contiguous, so the horizontal pass adds whole columns, vectorised over the rows
+    (integer sums: the order does not change them). 2.3x faster than the tap loop per
+    pixel on the trimmed cut-out of a 112 px decode. out: (H, W, c) uint8, filled."""
+    w, h, nc = cols.shape
+    big_h, big_w = out.shape[0], out.shape[1]
+    xb, xk, yb, yk, need_x, need_y, first, last = _resample_plan(h, w, left, top, right, bottom, kind, big_h, big_w)
+    tw = big_w if need_x else w
+    tmp = np.empty((max(last - first, 1), tw * nc), dtype=np.int32)
+    acc = np.empty((last - first) * nc, dtype=np.int32)
+    for xx in range(tw):
+        if need_x:
+            acc[:] = np.int32(1 << 21)
+            for t in range(xb[xx, 1]):
+                k = np.int32(xk[xx, t])
+                col = cols[xb[xx, 0] + t].reshape(h * nc)[first * nc:last * nc]
+                for v in range(acc.shape[0]):
+                    acc[v] += np.int32(col[v]) * k
+            for v in range(acc.shape[0]):
+                acc[v] = _clip8(acc[v])
+        else:
+            col = cols[xx].reshape(h * nc)
+            for v in range(acc.shape[0]):
+                acc[v] = col[v]
+        for y in range(last - first):
+            for c in range(nc):
+                tmp[y, xx * nc + c] = acc[y * nc + c]
+    _vertical_pass(tmp, first, yb, yk, need_y, out.reshape(big_h, big_w * nc))
 
 
 @njit(nogil=True, cache=True)

@@ -23,8 +23,9 @@ machines and file formats:
 
 Speed per core against imagehash.phash: the README's dedup speed table
 (benchmarks/dedup_bench.py section 1). The reduced decode is the largest single cost
-(cProfile: 20% of a 224x224 photo, 40% of a 400x534 one), then check-images' statistics,
-the signature and the compiled passes (grey, trim, LANCZOS).
+(CPU time per step: 28% of a 224x224 photo, 57% of a 400x534 one, 43% over the 20,000
+benchmark photos), then check-images' statistics (13-17%) and the overlay and crop codes
+with the signature (9-13%, made for 64 pictures at once: `_finish`).
 
 A file that cannot be hashed never stops a run: `hash_batch` returns it with a reason
 (REASONS). `hash_batch` is the unit of parallel work, for a local process pool or a Dask
@@ -226,7 +227,8 @@ class WHash(HashMethod):
         return blocks > np.median(blocks, axis=1, keepdims=True)
 
 
-def resize_lanczos(pictures: Sequence[np.ndarray], size: tuple[int, int]) -> np.ndarray:
+def resize_lanczos(pictures: Sequence[np.ndarray], size: tuple[int, int],
+                   columns: Sequence[np.ndarray] | None = None) -> np.ndarray:
     """LANCZOS resize of 8-bit grey pictures to size=(width, height), as one
     (B, height, width) float64 array of integer grey levels.
 
@@ -237,7 +239,8 @@ def resize_lanczos(pictures: Sequence[np.ndarray], size: tuple[int, int]) -> np.
     pass first, which moves a grey level by one in a few pixels of ~4% of pictures. A
     fixed order keeps hashes independent of Pillow's internals. The same sums as dense
     matrix products (BLAS) cost 0.68 CPU ms a 134x100 photo, OpenBLAS's threads spinning,
-    against 0.12 here (benchmarks/dedup_bench.py throughput)."""
+    against 0.12 here (benchmarks/dedup_bench.py throughput). columns: each picture's
+    `transposed` copy when the caller has it."""
     _kernels = compiled()
 
     width, height = size
@@ -246,7 +249,8 @@ def resize_lanczos(pictures: Sequence[np.ndarray], size: tuple[int, int]) -> np.
         h, w = pic.shape
         x_first, x_weights = _lanczos_taps(w, width)
         y_first, y_weights = _lanczos_taps(h, height)
-        _kernels.resize_into(np.ascontiguousarray(pic, dtype=np.uint8), out[i], x_first, x_weights, y_first, y_weights)
+        cols = transposed(pic) if columns is None else columns[i]
+        _kernels.resize_into(cols, out[i], x_first, x_weights, y_first, y_weights)
     return out
 
 
@@ -254,12 +258,12 @@ BOX, BILINEAR = 0, 1  # `resample`'s filters
 
 
 def resample(pixels: np.ndarray, size: tuple[int, int], kind: int,
-             box: tuple[float, float, float, float] | None = None) -> np.ndarray:
+             box: tuple[float, float, float, float] | None = None, columns: np.ndarray | None = None) -> np.ndarray:
     """Pillow's Image.resize(size, BOX or BILINEAR, box=(left, top, right, bottom)) of an
     8-bit grey ((h, w)) or RGB ((h, w, 3)) picture, bit for bit (tested on the shared photos):
     one compiled call, where Pillow's fromarray/resize/asarray round trip cost ~0.1 ms a
-    small picture, most of it per call (cProfile of `prepare`). Returns uint8 of the
-    input's kind, (height, width[, 3])."""
+    small picture, most of it per call (cProfile of `prepare`). columns: a grey picture's
+    `transposed` copy when the caller has it. Returns uint8 of the input's kind, (height, width[, 3])."""
     _kernels = compiled()
 
     src = np.asarray(pixels, dtype=np.uint8)
@@ -268,14 +272,25 @@ def resample(pixels: np.ndarray, size: tuple[int, int], kind: int,
     left, top, right, bottom = (0.0, 0.0, float(w), float(h)) if box is None else map(float, box)
     if h - size[1] > 2 * (w - size[0]):
         # Pillow 13 runs the vertical pass first when the height shrinks by over twice
-        # the width's pixels (fitted on 3,199 pictures whose result depends on the order).
+        # the width's pixels (fitted on 3,199 pictures whose result depends on the order):
+        # the picture turned, whose columns are src's rows.
         out = np.empty((size[0], size[1], src3.shape[2]), dtype=np.uint8)
-        _kernels.resample_into(np.ascontiguousarray(src3.swapaxes(0, 1)), top, left, bottom, right, kind, out)
+        _kernels.resample_columns_into(np.ascontiguousarray(src3), top, left, bottom, right, kind, out)
         out = out.swapaxes(0, 1)
+    elif src.ndim == 2:
+        cols = transposed(src) if columns is None else columns
+        out = np.empty((size[1], size[0], 1), dtype=np.uint8)
+        _kernels.resample_columns_into(cols[:, :, None], left, top, right, bottom, kind, out)
     else:
         out = np.empty((size[1], size[0], src3.shape[2]), dtype=np.uint8)
         _kernels.resample_into(np.ascontiguousarray(src3), left, top, right, bottom, kind, out)
     return np.ascontiguousarray(out[:, :, 0] if src.ndim == 2 else out)
+
+
+def transposed(grey: np.ndarray) -> np.ndarray:
+    """A grey picture column-major ((w, h) uint8, contiguous), what the compiled resizes
+    read: made once per decode and shared by its grey resizes (numpy's copy, ~10 us at 112 px)."""
+    return np.ascontiguousarray(np.asarray(grey, dtype=np.uint8).T)
 
 
 @lru_cache(maxsize=4096)
@@ -375,37 +390,73 @@ def prepare(data: bytes, trim: bool = True, with_stats: bool = False) -> Decoded
     (with_stats: and check-images' statistics, so one decode serves both commands).
     trim=False keeps the borders and any text box (to compare with imagehash on the whole picture).
     Raises Unreadable with a reason."""
+    return _finish([_picture(data, trim, with_stats)])[0]
+
+
+class _Picture(NamedTuple):
+    """What one decode gives before its codes (`_finish` makes those for many at once):
+    `Decoded`'s fields, the signature's thumbnail and flags, and the whole picture at
+    32x32 when it was trimmed (None: the same as `small`)."""
+
+    hashed: np.ndarray
+    thumb: np.ndarray
+    flags: int
+    width: int
+    height: int
+    stats: object | None
+    small: np.ndarray
+    whole: np.ndarray | None
+
+
+def _picture(data: bytes, trim: bool, with_stats: bool) -> _Picture:
+    """`prepare` up to the codes. Raises Unreadable with a reason."""
     rgb, width, height = decode_rgb(data)
     grey = grey_of(rgb)
     h, w = grey.shape
     ring = _ring(grey)  # the border test and the text boxes' background, computed once
     clean_rgb, clean = without_text_boxes(rgb, grey, ring) if trim else (rgb, grey)
     box = trim_box(clean) if trim else (0, h, 0, w)
+    grey_t = transposed(grey)  # what the grey resizes read, made once
+    clean_t = grey_t if clean is grey else transposed(clean)
     stats = None
     if with_stats:
         from ..image_checks.statistics import measure_rgb  # it imports this module
 
-        stats = measure_rgb(rgb, width, height, grey, box if trim else None)
+        stats = measure_rgb(rgb, width, height, grey, box if trim else None, grey_t)
     open_frame = not ring[1]
     flags = (verify.OPEN_FRAME if open_frame else 0) | (verify.TEXT_BOX if clean is not grey else 0)
     edges = None if box == (0, h, 0, w) else refine_box(clean, box)
-    hashed = clean if edges is None else _cut_out(clean, edges)  # nothing trimmed: what imagehash hashes
-    small = resize_lanczos([hashed], METHODS["phash"].size)[0]
+    hashed = clean if edges is None else _cut_out(clean, edges, clean_t)  # nothing trimmed: what imagehash hashes
+    small = resize_lanczos([hashed], METHODS["phash"].size, None if edges else [clean_t])[0]
     # The whole picture's code is the trimmed one's when nothing was trimmed.
-    whole = None if edges is None else resize_lanczos([clean], METHODS["phash"].size)[0]
-    codes = overlay_codes(small, whole)
+    whole = None if edges is None else resize_lanczos([clean], METHODS["phash"].size, [clean_t])[0]
+    thumb = verify.thumbnail(clean_rgb, edges, verify.SIDE)
+    return _Picture(hashed, thumb, flags, width, height, stats, small, whole)
+
+
+def _finish(pictures: Sequence[_Picture]) -> list[Decoded]:
+    """Each `_picture`'s Decoded: its overlay codes made for all of them at once (one
+    numpy pass: 30 against 90 CPU us a picture one by one, 64 product photos; the same
+    numbers) and its crop code, then its signature."""
+    if not pictures:
+        return []
     from . import align  # it imports this module
 
-    crop = int(align.crop_code(small))
-    return Decoded(hashed, verify.signature(clean_rgb, edges, codes, flags, crop), width, height, stats, small)
+    codes = overlay_codes_many(np.stack([p.small for p in pictures]), [p.whole for p in pictures])
+    out = []
+    for p, c in zip(pictures, codes):
+        # The thumbnail already is SIDE x SIDE: signature's resize of it (no box) is the identity.
+        signature = verify.signature(p.thumb, None, c, p.flags, int(align.crop_code(p.small)))
+        out.append(Decoded(p.hashed, signature, p.width, p.height, p.stats, p.small))
+    return out
 
 
-def _cut_out(grey: np.ndarray, edges: tuple[float, float, float, float]) -> np.ndarray:
+def _cut_out(grey: np.ndarray, edges: tuple[float, float, float, float], columns: np.ndarray | None = None) -> np.ndarray:
     """The trimmed box (top, bottom, left, right; fractions of a pixel) of grey, resampled
-    at about its own size (Pillow resamples a fractional box so)."""
+    at about its own size (Pillow resamples a fractional box so). columns: `transposed(grey)`."""
     top, bottom, left, right = edges
     size = (max(1, round(right - left)), max(1, round(bottom - top)))
-    return resample(grey, size, BILINEAR, (left, top, right, bottom))
+    return resample(grey, size, BILINEAR, (left, top, right, bottom), columns)
 
 
 def without_text_boxes(rgb: np.ndarray, grey: np.ndarray,
@@ -482,23 +533,30 @@ def overlay_codes(trimmed: np.ndarray, whole: np.ndarray | None = None) -> np.nd
     trimmed bottom code meets its original's whole one). trimmed, whole: the pictures at
     phash's 32x32 (`resize_lanczos`; whole None: the same as trimmed).
     Returns (verify.OVERLAY_CODES,) uint64."""
+    return overlay_codes_many(trimmed[None], [whole])[0]
+
+
+def overlay_codes_many(trimmed: np.ndarray, whole: Sequence[np.ndarray | None]) -> np.ndarray:
+    """`overlay_codes` of B pictures: trimmed (B, 32, 32) float64, whole one (32, 32) or None
+    each. Every step works row by row (numpy's stacked products and row sums), so each
+    picture's codes are the numbers it gets alone. Returns (B, verify.OVERLAY_CODES) uint64."""
     phash = METHODS["phash"]
     # Filled at 32x32 after phash's own LANCZOS resize (each filled copy resized: 1-4 ms a
     # photo; Pillow's BOX: fewer box copies found, 0.72 / 0.88 and 0.62 / 0.57 against
     # 0.75 / 0.88 in a corner and 0.68 / 0.68 along the bottom).
     outside, count, filled = _overlay_masks(phash.size)
-    k = len(OVERLAY_REGIONS) + (whole is not None)
-    x = np.empty((k, trimmed.size))
-    x[:len(OVERLAY_REGIONS)] = trimmed.reshape(-1)
-    if whole is not None:
-        x[-1] = whole.reshape(-1)
-    x *= outside[:k]
+    n, k = len(trimmed), len(OVERLAY_REGIONS) + 1
+    x = np.empty((n, k, trimmed[0].size))
+    x[:, :-1] = trimmed.reshape(n, 1, -1)
+    # Without a whole picture the last code is the trimmed bottom strip's again (the same mask).
+    x[:, -1] = [t.reshape(-1) if w is None else w.reshape(-1) for t, w in zip(trimmed, whole)]
+    x *= outside
+    x = x.reshape(n * k, -1)
     # The DCT is linear: the filled picture's is the rest's plus the rest's mean times the
     # region's. Batched 8x32 products: a (k, 1024) x (1024, 64) one costs 7x more (OpenBLAS).
-    low = _low_dct(x) + (x.sum(axis=1) / count[:k])[:, None] * filled[:k]
+    low = _low_dct(x) + (x.sum(axis=1) / np.tile(count, n))[:, None] * np.tile(filled, (n, 1))
     middle = np.sort(low, axis=1)[:, 31:33].mean(axis=1, keepdims=True)  # the median of 64: np.median costs 0.25 ms here
-    codes = pack(low > middle)
-    return codes if whole is not None else np.append(codes, codes[-1])
+    return pack(low > middle).reshape(n, k)
 
 
 @lru_cache(maxsize=4)
@@ -860,24 +918,41 @@ def hash_batch(jobs: Sequence[FileJob], methods: Sequence[str], with_stats: bool
     methods = tuple(methods)
     for name in methods:
         method(name)  # fail fast on a typo, before any file is touched
-    out: list[FileResult | None] = []
+    out: list[FileResult] = []
     decoded: list[tuple[int, Decoded, tuple[str, ...]]] = []
+    waiting: list[tuple[int, _Picture, tuple[str, ...]]] = []
     for job in jobs:
         result, picture, todo = _one_file(job, methods, with_stats)
         if picture is not None:
-            decoded.append((len(out), picture, todo))
-            result = result._replace(signature=picture.signature, picture_stats=picture.stats)
+            waiting.append((len(out), picture, todo))
         out.append(result)
+        if len(waiting) == FINISH_BATCH:
+            decoded += _finished(waiting)
+            waiting = []
+    decoded += _finished(waiting)
+    for i, d, _ in decoded:
+        out[i] = out[i]._replace(signature=d.signature, picture_stats=d.stats)
     for name in methods:
         members = [(i, p) for i, p, todo in decoded if name in todo]
         values = METHODS[name].hash_decoded([p for _, p in members])
         for (i, _), value in zip(members, values.tolist()):
             out[i].hashes[name] = int(value)
-    return out  # type: ignore[return-value]
+    return out
+
+
+def _finished(waiting: list[tuple[int, _Picture, tuple[str, ...]]]) -> list[tuple[int, Decoded, tuple[str, ...]]]:
+    """`_finish` of the waiting pictures, each beside its place in the batch and its methods."""
+    done = _finish([p for _, p, _ in waiting])
+    return [(i, d, todo) for (i, _, todo), d in zip(waiting, done)]
+
+
+# Pictures whose codes `_finish` makes at once: numpy's per-call cost shared, while what they
+# hold (~25 KB each) stays in the core's cache.
+FINISH_BATCH = 64
 
 
 def _one_file(job: FileJob, methods: tuple[str, ...],
-              with_stats: bool = True) -> tuple[FileResult, Decoded | None, tuple[str, ...]]:
+              with_stats: bool = True) -> tuple[FileResult, _Picture | None, tuple[str, ...]]:
     def fail(reason: str, detail: str = "", **kw) -> tuple[FileResult, None, tuple]:
         fields = dict(bytes=None, mtime_ns=None, sha256=None, width=None, height=None) | kw
         return FileResult(job.key, hashes={}, reason=reason, detail=detail, **fields), None, ()
@@ -906,7 +981,7 @@ def _one_file(job: FileJob, methods: tuple[str, ...],
         width, height = _header_size(data) if job.need_size else (None, None)
         return FileResult(job.key, width=width, height=height, hashes={}, read=True, **stat), None, ()
     try:
-        picture = prepare(data, with_stats=with_stats)
+        picture = _picture(data, True, with_stats)
     except Unreadable as exc:
         return fail(exc.reason, exc.detail, **stat)
     # A decode serves every method: the signature and the hashes come from one picture.

@@ -82,27 +82,22 @@ def met(rank: np.ndarray, near: np.ndarray, leader: np.ndarray, undecided: np.nd
 
 
 def beside(leader: np.ndarray, near: np.ndarray, verdicts: Verdicts) -> np.ndarray:
-    """The undecided pairs between an image alone and a member of a cluster, for each image
-    and cluster no verified pair joins yet: what `recheck.beside_leaders` needs decided (an
-    alone image's pairs with leaders were met, so decided). leader: (n,); near: (P, 2).
-    Returns (B,) pair indices."""
+    """The undecided pairs between an image alone and a member of a cluster: what
+    `recheck.rejoin` needs decided (`beside_leaders` and `nearest_leaders`; an alone image's
+    pairs with leaders and with other alone images were met, so decided). leader: (n,);
+    near: (P, 2). Returns (B,) pair indices."""
     n = len(leader)
     alone = (leader == np.arange(n)) & (np.bincount(leader, minlength=n) == 1)
-    index = np.arange(len(near))
-    ends = np.concatenate([near, near[:, ::-1]])
-    index = np.concatenate([index, index])
-    keep = alone[ends[:, 0]] & ~alone[ends[:, 1]]
-    ends, index = ends[keep], index[keep]
-    combo = ends[:, 0] * n + leader[ends[:, 1]]
-    joined = np.isin(combo, combo[verdicts.ok[index]])
-    return np.unique(index[verdicts.undecided[index] & ~joined])
+    one_alone = alone[near[:, 0]] != alone[near[:, 1]]
+    return np.flatnonzero(verdicts.undecided & one_alone)
 
 
 def verified_clusters(rank: np.ndarray, heads: np.ndarray, looks: recheck.Looks) -> tuple[np.ndarray, np.ndarray,
                                                                                          np.ndarray, Verdicts]:
     """The command's clusters from its candidate pairs: `clusters`, then images left alone beside
-    a cluster compared with its leader (`recheck.rejoin`, after `beside`'s pairs are decided)
-    and clusters made again with the pairs that joined.
+    a cluster compared with its leader (`recheck.rejoin`, after `beside`'s pairs are decided,
+    with the pairs looked at and not copies for its nearest-candidate look) and clusters made
+    again with the pairs that joined.
     rank: (n,) keep-policy order; heads: (n,) the row standing for each row's identical files
     (itself for most); looks: the candidate pairs' second look. Returns ((n,) leader of each
     row, (P + J, 2) the candidate pairs then the (image, leader) pairs joined, (P + J,) their
@@ -112,8 +107,10 @@ def verified_clusters(rank: np.ndarray, heads: np.ndarray, looks: recheck.Looks)
     leader, verdicts = clusters(rank, looks.near, verdicts, looks, heads)
     verdicts = resolved(verdicts, beside(leader, looks.near, verdicts), looks)
     started = time.perf_counter()
+    looked_at = ~verdicts.ok & ~verdicts.undecided  # none of an image alone is undecided now
+    unverified = recheck.Unverified(looks.near[looked_at], looks.similarity[looked_at], rank)
     joined, score, compared = recheck.rejoin(looks.paths, leader, looks.near[verdicts.ok], looks.min_similarity,
-                                             looks.files)
+                                             looks.files, unverified)
     verdicts = Verdicts(np.concatenate([verdicts.ok, np.ones(len(joined), dtype=bool)]),
                         np.concatenate([verdicts.undecided, np.zeros(len(joined), dtype=bool)]),
                         verdicts.looked + compared, verdicts.seconds + time.perf_counter() - started)

@@ -33,6 +33,11 @@ from . import align, decodes, hashing, textbox, verify
 # 4 / 4 / 5 / 6, brightness +15% products 0.88 / 0.88 / 0.90 / 0.90, resize 60% + q30 0.90 /
 # 0.95 / 0.97 / 1.00, recolours merged 0 / 0 / 0 / 0.03.
 REJOIN_SLACK = 0.02
+# An image still alone after that is compared with the leader of its best candidate scoring
+# within this under --min-similarity, unverified (a brightened copy whose original and its
+# copies score 0.88-0.92: under NEAR_BAND), at --min-similarity itself. dedup_bench quality:
+# 0.04 / 0.06 / 0.08 / 0.10 found brightness +15% products 0.93 / 0.93 / 0.95 / 0.95, false removals 4 each.
+NEAREST_BAND = 0.08
 NEAR_BAND = 0.04  # a pair scoring within this under --min-similarity is re-decoded (README verifier table)
 # Near misses are also compared trimmed with the darker picture brightened by each gain:
 # brightening a catalogue shot clips its light parts into the white background, so its
@@ -182,25 +187,57 @@ def boxed_pairs(near: np.ndarray, by_code: np.ndarray, flags: np.ndarray) -> np.
     return np.where(box, BOX, np.where((either & verify.TEXT_BOX) > 0, BOX_IF_ALONE, 0)).astype(np.uint8)
 
 
-def rejoin(paths: np.ndarray, leader: np.ndarray, verified: np.ndarray,
-           min_similarity: float, files: decodes.Decodes | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+@dataclass
+class Unverified:
+    """The candidate pairs the second look did not verify, for `rejoin`'s last look: near
+    (U, 2) row indices, similarity (U,) their signatures' score, rank (n,) each row's
+    keep-policy position (0 is kept first; `pairs.leader_clusters`' order)."""
+
+    near: np.ndarray
+    similarity: np.ndarray
+    rank: np.ndarray
+
+
+def rejoin(paths: np.ndarray, leader: np.ndarray, verified: np.ndarray, min_similarity: float,
+           files: decodes.Decodes | None = None,
+           unverified: Unverified | None = None) -> tuple[np.ndarray, np.ndarray, int]:
     """Images left alone although verified with a member of a cluster, compared directly with
     that cluster's leader on their re-decoded pictures (`redecoded_similarity`, allowing a text
     box, and with the darker picture brightened): a copy verified with its original is lost
     when a padded or brighter copy of the original leads. A pair scoring at least
-    min_similarity - REJOIN_SLACK makes the image a member: no chaining, every member is still
-    compared with its leader itself.
+    min_similarity - REJOIN_SLACK makes the image a member, or one still short whose pictures
+    aligned (`align.aligned_similarity`: a crop against a pad) score at least min_similarity.
+    Then (given unverified) an image still alone is compared with the leader of its best
+    unverified candidate (`nearest_leaders`) at min_similarity. No chaining: every member is
+    still compared with its leader itself.
 
     paths: (n,) files; leader: (n,) `pairs.leader_clusters`; verified: (V, 2) the pairs that
-    made it; files: the command's decodes (`second_look`'s; default a new one, shared by both
+    made it; files: the command's decodes (`second_look`'s; default a new one, shared by the
     looks here). Returns ((J, 2) pairs (image, leader) that passed, (J,) their scores, the
-    number of pairs compared: `beside_leaders(leader, verified)`, none when min_similarity is 0)."""
+    number of pairs compared: `beside_leaders(leader, verified)` and `nearest_leaders`, none
+    when min_similarity is 0)."""
     files = decodes.Decodes() if files is None else files
-    pairs = beside_leaders(leader, verified) if min_similarity > 0 else np.zeros((0, 2), dtype=np.int64)
-    if not len(pairs):  # min_similarity 0: no verification, the hash alone makes copies
-        return pairs, np.zeros(0, dtype=np.float32), 0
+    if min_similarity <= 0:  # no verification, the hash alone makes copies
+        return np.zeros((0, 2), dtype=np.int64), np.zeros(0, dtype=np.float32), 0
+    pairs = beside_leaders(leader, verified)
+    score, ok = _leader_looks(paths, pairs, min_similarity - REJOIN_SLACK, min_similarity, files)
+    if unverified is not None:
+        more = nearest_leaders(leader, unverified, min_similarity, pairs[ok, 0])
+        n = len(leader)  # a pair compared above, with the slack, failed already
+        more = more[~np.isin(more[:, 0] * n + more[:, 1], pairs[:, 0] * n + pairs[:, 1])]
+        more_score, more_ok = _leader_looks(paths, more, min_similarity, min_similarity, files)
+        pairs, score, ok = (np.concatenate(x) for x in ((pairs, more), (score, more_score), (ok, more_ok)))
+    return pairs[ok], score[ok], len(pairs)
+
+
+def _leader_looks(paths: np.ndarray, pairs: np.ndarray, needed: float, min_similarity: float,
+                  files: decodes.Decodes) -> tuple[np.ndarray, np.ndarray]:
+    """`rejoin`'s looks at pairs ((P, 2) image, leader): re-decoded allowing a text box, then
+    with the darker brightened, passing at needed; then aligned, passing at min_similarity.
+    Returns ((P,) float32 scores, (P,) bool passed)."""
+    if not len(pairs):
+        return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=bool)
     pa, pb = paths[pairs[:, 0]].tolist(), paths[pairs[:, 1]].tolist()
-    needed = min_similarity - REJOIN_SLACK
     score = redecoded_similarity(pa, pb, np.ones(len(pairs), bool), enough=needed, files=files)
     # A brightened copy of an original that a padded copy leads: the pad trims back to the
     # original, so the near misses' brightened views are what meet it.
@@ -210,7 +247,38 @@ def rejoin(paths: np.ndarray, leader: np.ndarray, verified: np.ndarray,
                                      files=files)
         score[short] = np.fmax(score[short], plain)
     ok = np.nan_to_num(score, nan=0.0) >= needed
-    return pairs[ok], score[ok], len(pairs)
+    # A crop of an original that its padded copy leads: the crop cuts the item, the pad's trim
+    # another side, so only a search over cuts meets it; without the slack, as that search is
+    # a looser compare (at the slack it set aside black for brown shoes: dedup_bench quality).
+    short = np.flatnonzero(~ok)
+    if len(short):
+        aligned = align.aligned_similarity([pa[i] for i in short], [pb[i] for i in short], files)
+        passed = np.nan_to_num(aligned, nan=0.0) >= min_similarity
+        score[short[passed]], ok[short[passed]] = aligned[passed], True
+    return score, ok
+
+
+def nearest_leaders(leader: np.ndarray, unverified: Unverified, min_similarity: float,
+                    joined: np.ndarray) -> np.ndarray:
+    """(A, 2) int64 pairs (image alone in its cluster and not in joined, the leader of the
+    cluster of its best-scoring unverified candidate): that candidate scores at least
+    min_similarity - NEAREST_BAND, is in a cluster of two or more, and its leader comes before
+    the image in the keep order (else the pair would make the image lead and split the
+    cluster). leader: (n,) `pairs.leader_clusters`; joined: (J,) images `rejoin` joined."""
+    n = len(leader)
+    near = np.asarray(unverified.near, dtype=np.int64).reshape(-1, 2)
+    alone = (leader == np.arange(n)) & (np.bincount(leader, minlength=n) == 1)
+    lonely = alone.copy()
+    lonely[joined] = False
+    both = np.concatenate([near, near[:, ::-1]])
+    score = np.concatenate([unverified.similarity, unverified.similarity])
+    keep = lonely[both[:, 0]] & ~alone[both[:, 1]] & (score >= min_similarity - NEAREST_BAND)
+    keep &= unverified.rank[leader[both[:, 1]]] < unverified.rank[both[:, 0]]
+    both, score = both[keep], score[keep]
+    order = np.lexsort((-score, both[:, 0]))  # per image, its best candidate first
+    both = both[order]
+    first = np.r_[True, both[1:, 0] != both[:-1, 0]] if len(both) else np.zeros(0, dtype=bool)
+    return np.stack([both[first, 0], leader[both[first, 1]]], axis=1)
 
 
 def beside_leaders(leader: np.ndarray, verified: np.ndarray) -> np.ndarray:

@@ -34,17 +34,18 @@ def measure(data: bytes) -> ImageStats:
 
 
 def measure_rgb(rgb: np.ndarray, width: int, height: int, grey: np.ndarray | None = None,
-                box: tuple[int, int, int, int] | None = None) -> ImageStats:
+                box: tuple[int, int, int, int] | None = None, columns: np.ndarray | None = None) -> ImageStats:
     """The statistics of a decoded (h, w, 3) uint8 picture whose full size is width x height;
-    dedup's decode passes the grey picture and trim box it already has. One compiled pass
-    (`_kernels.picture_stats`), tested equal to `measure_rgb_reference`."""
+    dedup's decode passes the grey picture, its trim box and its column-major copy
+    (hashing.transposed) it already has. One compiled pass (`_kernels.picture_stats`),
+    tested equal to `measure_rgb_reference`."""
     _kernels = _compiled()
 
     grey = hashing.grey_of(rgb) if grey is None else grey
     box = _box(grey) if box is None else box
     measured = _kernels.picture_stats(np.ascontiguousarray(rgb), np.ascontiguousarray(grey), *box)
     values = np.concatenate([_size(width, height), measured]).astype(np.float32)
-    return ImageStats(values, thumb_hash(grey))
+    return ImageStats(values, thumb_hash(grey, columns))
 
 
 _COMPILED = None
@@ -112,10 +113,10 @@ def sharpness(grey: np.ndarray) -> float:
     return float(lap.std() / (grad + 1.0))
 
 
-def thumb_hash(grey: np.ndarray) -> bytes:
+def thumb_hash(grey: np.ndarray, columns: np.ndarray | None = None) -> bytes:
     """A 256-bit difference hash of the whole picture (17x16 box resize), 32 bytes: a few
     bits apart for re-encoded and resized copies of one picture. 64 bits (9x8) were too
     coarse: distinct white product photos shared one such hash up to 7 at a time in the
     3,000 Myntra photos, and copies of one placeholder spread over 7 of them."""
-    small = hashing.resample(grey, (17, 16), hashing.BOX).astype(np.int16)  # Pillow's BOX resize, bit for bit
+    small = hashing.resample(grey, (17, 16), hashing.BOX, columns=columns).astype(np.int16)  # Pillow's BOX, bit for bit
     return np.packbits((small[:, 1:] > small[:, :-1]).ravel()).tobytes()
