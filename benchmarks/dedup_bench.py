@@ -32,7 +32,8 @@
    under /tmp; then `ifa curate dedup --workers 2 --json` in a fresh process on a fresh
    copy of that workspace, timed) vs an imagehash.phash loop over the same files; the
    rerun from the cache; the near-miss pairs the command re-decoded and their seconds
-   (its --json). Median of `--command-runs`; wall and CPU seconds (the machine may be shared).
+   (its --json); the pairs of distinct photos and the recoloured copies it merged (its
+   clusters, `wrong_merges`). Median of `--command-runs`; wall and CPU seconds (the machine may be shared).
 
 Peers: `pip install -e '.[bench]'` brings faiss-cpu; imagededup needs torch/torchvision,
 so install it with `pip install --no-deps imagededup` (its PHash only needs numpy, scipy,
@@ -602,6 +603,34 @@ def command_set(n: int, folder: Path) -> list[Path]:
     return paths + [Path(c[3]) for c in copies]
 
 
+def wrong_merges(clusters: list[dict], paths: list[Path], n_originals: int) -> tuple[int, int]:
+    """In the --json clusters of `command_set`'s photos (o{i}: original i; c{k}: original k mod
+    n_originals by transform k mod len(TRANSFORMS)): (pairs of distinct originals with one set
+    aside under the other, originals of the same photo, mean absolute difference < 3 on 64x64
+    grey, not counted; recoloured copies sharing a cluster with their original's photo, kept
+    or set aside)."""
+    def source(image_id: str) -> tuple[int, int]:
+        k = int(image_id[1:])
+        return (k, -1) if image_id[0] == "o" else (k % n_originals, k % len(TRANSFORMS))
+
+    def grey(i: int) -> np.ndarray:
+        with Image.open(paths[i]) as im:
+            return np.asarray(im.convert("L").resize((64, 64)), dtype=np.float64)
+
+    distinct, recoloured = set(), 0
+    for c in clusters:
+        lead, lead_kind = source(c["keep"])
+        for m in c["members"]:
+            o, kind = source(m["image_id"])
+            if m["image_id"] == c["keep"]:
+                continue
+            if o == lead:
+                recoloured += RECOLOURED in (kind, lead_kind)
+            elif np.abs(grey(o) - grey(lead)).mean() >= 3:
+                distinct.add(frozenset((o, lead)))
+    return len(distinct), recoloured
+
+
 def whole_command(n: int, workers: int, runs: int = 3, folder: Path | None = None) -> tuple[list[list], list[str]]:
     """`ifa curate dedup` on `command_set(n)` (the shared photos and transformed copies),
     cold (a fresh process and a fresh copy of the imported workspace: start-up, imports,
@@ -638,6 +667,9 @@ def whole_command(n: int, workers: int, runs: int = 3, folder: Path | None = Non
             notes.append(f"cold run {i + 1}: {found['images_hashed']:,} hashed, {len(found['clusters']):,} clusters, "
                          f"{found['redecoded_pairs']:,} near-miss pairs re-decoded in {found['redecode_seconds']:.2f} s "
                          f"({found['redecode_seconds'] / wall:.1%} of the command's {wall:.2f} s wall)")
+            distinct, recoloured = wrong_merges(found["clusters"], paths, min(n, 6000))
+            notes.append(f"cold run {i + 1}: {distinct} pairs of distinct photos merged ({distinct / min(n, 6000):.2%} "
+                         f"of the originals), {recoloured} recoloured copies merged with their original")
             cached.append(_timed_subprocess(dedup, env)[:2])
             shutil.rmtree(ws_dir)
     peer = []

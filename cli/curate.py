@@ -151,9 +151,11 @@ def dedup(
     exact_only: Annotated[bool, typer.Option("--exact-only", help="Only identical files (sha256); decodes nothing.")] = False,
     keep: Annotated[Optional[str], typer.Option(help="Keep policy, rules in order "
                                                      "(default split,resolution,bytes,id).")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="Local processes for hashing (default: all CPUs).")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Local processes for hashing and for re-decoding pairs "
+                                                        "(default: all CPUs; 1: this process only).")] = None,
     scheduler: Annotated[Optional[str], typer.Option(help="Hash on a Dask cluster instead: tcp://HOST:PORT "
-                                                          "(its workers must see the same image paths).")] = None,
+                                                          "(its workers must see the same image paths; pairs are "
+                                                          "still re-decoded in local processes).")] = None,
     apply: ApplyOpt = False,
     workspace: WorkspaceOpt = DEFAULT_WS,
     json_out: JsonOpt = False,

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageEnhance
 
 from ifa.curation.dedup import align, decodes, hashing, recheck
+from ifa.tests.support.dedup import product_copies
 
 DATA = Path(os.environ.get("IFA_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 MYNTRA = DATA / "myntra-products" / "images"
@@ -22,20 +22,7 @@ needs_data = pytest.mark.skipif(not MYNTRA.is_dir(), reason=f"real photos not fo
 
 def _files(tmp_path: Path) -> list[str]:
     """Two product photos and, of each, a brightened, a boxed and a cropped copy."""
-    out = []
-    for name in ("13634", "10063"):
-        with Image.open(MYNTRA / f"{name}.jpg") as im:
-            rgb = im.convert("RGB")
-        w, h = rgb.size
-        boxed = rgb.copy()
-        ImageDraw.Draw(boxed).rectangle((w * 0.7, h * 0.85, w - 1, h - 1), fill=(30, 30, 30))
-        copies = {"": rgb, "-bright": ImageEnhance.Brightness(rgb).enhance(1.15), "-box": boxed,
-                  "-crop": rgb.crop((round(w * 0.04), round(h * 0.04), round(w * 0.96), round(h * 0.96)))}
-        for suffix, im in copies.items():
-            path = tmp_path / f"{name}{suffix}.jpg"
-            im.save(path, "JPEG", quality=90)
-            out.append(str(path))
-    return out
+    return product_copies(tmp_path, MYNTRA, ("13634", "10063"))
 
 
 def _passes(files: list[str], held: decodes.Decodes | None) -> list[np.ndarray]:

@@ -282,11 +282,12 @@ def _block_max(err, side, window):
 
 
 @njit(nogil=True, cache=True)
-def colour_scores(signatures, pairs, windows, params, whole, out):
+def colour_scores(signatures, pairs, windows, params, whole, region, out):
     """verify.similarity's score for each pair (see `verify._score`, the numpy reference it
     is tested against). signatures: (N, 3 * side^2) uint8. pairs: (P, 2) int64.
     windows: (k, side^2) bool. params: clipped, max gain, offset slack, robust share.
-    whole: fit again without the pixels the first fit predicts worst. out: (P,) float32."""
+    whole: fit again without the pixels the first fit predicts worst, of those in region
+    ((side^2,) bool). out: (P,) float32."""
     n_val = signatures.shape[1]
     n_pix = n_val // 3
     side = int(round(np.sqrt(n_pix)))
@@ -318,7 +319,7 @@ def colour_scores(signatures, pairs, windows, params, whole, out):
                 res[q] = e
             cut = np.quantile(res, 1.0 - params[3])
             for q in range(n_pix):
-                skip[q] = res[q] > cut
+                skip[q] = res[q] > cut and region[q]
             gain, offset = _fit(a, b, params[0], params[1], params[2], skip)
         _linear_levels(signatures[i], gain, offset, fitted, stamp, p)
         _to_lab_levels(signatures[i], fitted, lab_a)  # the fitted prediction of j from i
@@ -344,9 +345,10 @@ def _pixel_errors(x, y, gain, offset, err):
 
 
 @njit(nogil=True, cache=True)
-def residual_scores_robust(signatures, pairs, clipped, percentile, share, out):
+def residual_scores_robust(signatures, pairs, clipped, percentile, share, region, out):
     """verify._residual with whole=True, for each pair: fitted again, and the percentile
-    taken, without the `share` of pixels the first fit predicts worst. Fewer pairs come
+    taken, without the `share` of pixels the first fit predicts worst that lie in region
+    ((pixels,) bool). Fewer pairs come
     here (re-decoded ones), so a plain sort does the percentile."""
     n_pix = signatures.shape[1] // 3
     err = np.empty(n_pix)
@@ -365,7 +367,7 @@ def residual_scores_robust(signatures, pairs, clipped, percentile, share, out):
         _pixel_errors(signatures[i], signatures[j], gain, mb - gain * ma, err)
         cut = np.quantile(err, 1.0 - share)
         for q in range(n_pix):
-            skip[q] = err[q] > cut
+            skip[q] = err[q] > cut and region[q]
         gain, ma, mb = _least_squares(signatures[i], signatures[j], clipped, 0.7, 1.5, skip)
         _pixel_errors(signatures[i], signatures[j], gain, mb - gain * ma, err)
         out[p] = 1.0 - np.percentile(err[~skip], percentile) / 255.0

@@ -148,10 +148,17 @@ def aligned_similarity(paths_a: Sequence[str], paths_b: Sequence[str],
     docstring, 2): one's trimmed picture cut by each CROPS fraction per side against the
     other's whole and trimmed pictures, both ways, and the same-scale compare (`_same_scale`).
     paths_a, paths_b: (P,) file paths; held: the command's decodes (default a new
-    `decodes.Decodes`). nan where a file does not decode. Returns (P,) float32."""
+    `decodes.Decodes`; a `lookpool.Looks` with workers scores chunks of the pairs in its
+    processes, the same scores). nan where a file does not decode. Returns (P,) float32."""
+    held = decodes.Decodes() if held is None else held
+    return held.spread(_aligned_similarity, (list(paths_a), list(paths_b)))
+
+
+def _aligned_similarity(paths_a: list[str], paths_b: list[str], held: decodes.Decodes) -> np.ndarray:
+    """`aligned_similarity` of the pairs with held's decodes, in this process."""
     files = list(dict.fromkeys([*paths_a, *paths_b]))
     index = {p: i for i, p in enumerate(files)}
-    views = _Views(files, decodes.Decodes() if held is None else held)
+    views = _Views(files, held)
     a = np.array([index[p] for p in paths_a], dtype=np.int64)
     b = np.array([index[p] for p in paths_b], dtype=np.int64)
     # (4 ways: which is cut, against the other's whole or trimmed picture; CROPS; P; 2)

@@ -7,7 +7,7 @@ Every view is made from the same decoded pixels as before, so every score is the
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -41,6 +41,12 @@ class Decodes:
         """The view `name` of the file at path (a thumbnail of its decode), made by make() the
         first time (do not write into it). Raises what make raises: OSError or hashing.Unreadable."""
         return self._get(("view", path, name), make)
+
+    def spread(self, fn: Callable[..., np.ndarray], columns: Sequence, *args) -> np.ndarray:
+        """fn(*columns, *args, self): a leaf of the second look over its pairs (columns: per-pair
+        sequences), in this process; `lookpool.Looks` spreads it over worker processes.
+        Returns fn's (P,) array. Raises what fn raises."""
+        return fn(*columns, *args, self)
 
     def _decode(self, path: str, side: int) -> tuple[np.ndarray, int, int]:
         with open(path, "rb") as fh:

@@ -425,6 +425,8 @@ def _picture(data: bytes, trim: bool, with_stats: bool) -> _Picture:
         stats = measure_rgb(rgb, width, height, grey, box if trim else None, grey_t)
     open_frame = not ring[1]
     flags = (verify.OPEN_FRAME if open_frame else 0) | (verify.TEXT_BOX if clean is not grey else 0)
+    if clean is not grey:  # where the box was: the score allows one only there (verify.pair_scores)
+        flags |= box_corners(text_boxes(grey, ring)[1], h, w) << verify.CORNERS_SHIFT
     edges = None if box == (0, h, 0, w) else refine_box(clean, box)
     hashed = clean if edges is None else _cut_out(clean, edges, clean_t)  # nothing trimmed: what imagehash hashes
     small = resize_lanczos([hashed], METHODS["phash"].size, None if edges else [clean_t])[0]
@@ -475,6 +477,20 @@ def without_text_boxes(rgb: np.ndarray, grey: np.ndarray,
     for top, bottom, left, right in boxes:
         rgb[top:bottom, left:right], grey[top:bottom, left:right] = colour, background
     return rgb, grey
+
+
+def box_corners(boxes: list[tuple[int, int, int, int]], h: int, w: int) -> int:
+    """The frame corners the boxes (top, bottom, left, right; `text_boxes`) touch in a picture
+    of h x w, as bits: 1 top left, 2 top right, 4 bottom left, 8 bottom right (a banner along
+    the bottom touches both bottom corners)."""
+    out = 0
+    for top, bottom, left, right in boxes:
+        rows = ([0] if top == 0 else []) + ([2] if bottom == h else [])
+        cols = ([0] if left == 0 else []) + ([1] if right == w else [])
+        for r in rows:
+            for c in cols:
+                out |= 1 << (r + c)
+    return out
 
 
 def _ring(grey: np.ndarray) -> tuple[int, bool]:

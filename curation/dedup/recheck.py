@@ -305,10 +305,21 @@ def redecoded_similarity(paths_a: Sequence[str], paths_b: Sequence[str], boxes: 
     (`textbox.aligned_similarity`) where those score under `enough` (the score that decides; the
     brightened views too).
     nan where a file does not decode. Each distinct file is decoded at the hash's scale
-    and at REDECODE_PX through files (`decodes.Decodes`; default a new one). Returns (P,) float32."""
+    and at REDECODE_PX through files (`decodes.Decodes`, default a new one; a `lookpool.Looks`
+    with workers scores chunks of the pairs in its processes, the same scores). Returns (P,) float32."""
     held = decodes.Decodes() if files is None else files
     boxes = np.zeros(len(paths_a), dtype=bool) if boxes is None else np.asarray(boxes, dtype=bool)
     frames = np.ones(len(paths_a), dtype=bool) if frames is None else np.asarray(frames, dtype=bool)
+    # Whole-frame compares (`whole`) take the compiled scorer by the call's box pairs, not a chunk's: its
+    # scores there differ from the reference's in the last digits, and a pair's must not depend on the chunk.
+    whole_min = 0 if 4 * int(boxes.sum()) >= verify.KERNEL_MIN else np.iinfo(np.int64).max
+    return held.spread(_redecoded_similarity, (list(paths_a), list(paths_b), boxes, frames), enough, whole_min)
+
+
+def _redecoded_similarity(paths_a: list[str], paths_b: list[str], boxes: np.ndarray, frames: np.ndarray,
+                          enough: float, whole_min: int, held: decodes.Decodes) -> np.ndarray:
+    """`redecoded_similarity` of the pairs with held's decodes, in this process; whole_min: the
+    kernel_min of its whole-frame compares."""
     files = list(dict.fromkeys([*paths_a, *paths_b]))
     index = {p: i for i, p in enumerate(files)}
     n = len(files)
@@ -323,12 +334,12 @@ def redecoded_similarity(paths_a: Sequence[str], paths_b: Sequence[str], boxes: 
     # is what meets the other's trimmed one (and a copy's pad, trimmed, meets the whole).
     # The four views in one call: together they reach the compiled kernel's batch size.
     views = np.concatenate([pairs[boxes] + [da, db] for da in (n, 2 * n) for db in (n, 2 * n)])
-    out[boxes] = verify.similarity(thumbs, views, whole=True).reshape(4, -1).max(axis=0)
+    out[boxes] = verify.similarity(thumbs, views, whole=True, kernel_min=whole_min).reshape(4, -1).max(axis=0)
     # A box painted over the item, or a strip trimmed away with a picture's open frame: its
     # whole frame placed in the other picture by the two trimmed boxes (textbox).
     short = np.flatnonzero(boxes)[out[boxes] < enough]  # the aligned views only where they can decide
     if len(short) and any(f is not None and (f.painted or f.open_frame) for f in framed):
-        out[short] = np.fmax(out[short], textbox.aligned_similarity(framed, pairs[short]))
+        out[short] = np.fmax(out[short], textbox.aligned_similarity(framed, pairs[short], kernel_min=whole_min))
     out[~(readable[pairs[:, 0]] & readable[pairs[:, 1]])] = np.nan
     return out
 

@@ -31,7 +31,7 @@ from ...errors import IfaError
 from ...progress import SILENT, Progress
 from .. import executors, reports
 from ..reports import html as report_html
-from . import align, decodes, hashing, lazy, pairs, recheck, textbox, verify
+from . import align, decodes, hashing, lazy, lookpool, pairs, recheck, textbox, verify
 from ..ledger import Change, FileInfo, check_splits
 from ..ledger import hashes as store
 from ..image_checks.statistics import VERSION as STATS_VERSION
@@ -236,8 +236,10 @@ def run(ws: Workspace, *, splits: Sequence[str] | None = None, method: str = "ph
     result.images_considered = len(frame["pk"]) + len(result.skipped_no_file)
     _collect_unreadable(frame, failed, exact_only, result)
 
-    with progress.task("pairing and verifying", total=None):
-        found = _find(frame, policy, threshold, min_similarity, exact_only)
+    # The second look's processes live for the pairing and for what the label check and the
+    # cross-split count still look at; the pool closes after them.
+    with progress.task("pairing and verifying", total=None), lookpool.Looks(_looking(workers), progress) as files:
+        found = _find(frame, policy, threshold, min_similarity, exact_only, files)
         result.possible_copies = _check_labels(ledger, ws.taxonomy, frame, found, min_similarity)
         result.cross_split_by_split = _cross_split(frame, found)
     result.redecoded_pairs, result.redecode_seconds = found.redecoded, found.redecode_seconds
@@ -511,10 +513,18 @@ def routed_candidates(hashes: np.ndarray, overlay_codes: np.ndarray, flags: np.n
     return found, recheck.boxed_pairs(found, by_code, flags), crop
 
 
-def _find(frame: Table, policy: tuple[str, ...], k: int, min_similarity: float, exact_only: bool) -> Found:
+def _looking(workers: int | None) -> int:
+    """Processes for the second look: --workers (default all CPUs). With --scheduler too: the
+    second look reads its files here, and each process keeps its decodes for all its passes."""
+    return workers or executors.default_workers()
+
+
+def _find(frame: Table, policy: tuple[str, ...], k: int, min_similarity: float, exact_only: bool,
+          files: decodes.Decodes | None = None) -> Found:
     """Two stages, then clusters: identical files are one group; group heads whose hashes
     are within k bits are candidates; a candidate is a copy when its verification
-    score is >= min_similarity; clusters grow only around kept images (no chaining)."""
+    score is >= min_similarity; clusters grow only around kept images (no chaining).
+    files: the second look's decodes (`lookpool.Looks` for its processes; default this one's)."""
     n = len(frame["pk"])
     keys = [KEEP_RULES[name][1](frame) for name in policy]
     order = np.lexsort(keys[::-1]) if n else np.zeros(0, dtype=np.int64)
@@ -541,8 +551,7 @@ def _find(frame: Table, policy: tuple[str, ...], k: int, min_similarity: float, 
             near = usable[found]
     similarity = verify.pair_scores(signatures, near, flags)
     w, h = _numbers(frame["width"]), _numbers(frame["height"])
-    # One decode per re-decoded file for all the second look's passes and the rejoin.
-    looks = recheck.Looks(frame["path"], w, h, near, similarity, overlay, crop, min_similarity, decodes.Decodes())
+    looks = recheck.Looks(frame["path"], w, h, near, similarity, overlay, crop, min_similarity, files)
     leader, near, similarity, verdicts = lazy.verified_clusters(rank, head[group], looks)
     distance = pairs.distances(hashes, near).astype(np.int64)
     return Found(rank, group, head, exact, near, distance, similarity, verdicts, looks, leader, signatures, has_sig)

@@ -135,12 +135,14 @@ def inset(box) -> tuple[float, float, float, float]:
     return top + dy, bottom - dy, left + dx, right - dx
 
 
-def aligned_similarity(pictures: Sequence[Framing | None], pairs: np.ndarray, side: int = ALIGNED_SIDE) -> np.ndarray:
+def aligned_similarity(pictures: Sequence[Framing | None], pairs: np.ndarray, side: int = ALIGNED_SIDE,
+                       kernel_min: int = verify.KERNEL_MIN) -> np.ndarray:
     """For each pair (indices into pictures; None: not decoded), the best score of either
     picture's whole frame against its region in the other (`aligned_region`), at side x side,
     allowing a box (verify.similarity, whole=True): a painted picture from the sides its box
     did not reach and from all four, a picture without a border from all four and with its
-    bottom free; nan where no direction applies. Returns (P,) float32."""
+    bottom free; nan where no direction applies. kernel_min: verify.similarity's (the compiled
+    scorer from that many compares). Returns (P,) float32."""
     views, rows, which = [], [], []
     for p, (i, j) in enumerate(np.asarray(pairs, dtype=np.int64).reshape(-1, 2).tolist()):
         for a, b in ((i, j), (j, i)):
@@ -160,6 +162,6 @@ def aligned_similarity(pictures: Sequence[Framing | None], pairs: np.ndarray, si
     out = np.full(len(pairs), np.nan, dtype=np.float32)
     if rows:
         thumbs = np.stack([v.reshape(-1) for v in views])
-        scores = verify.similarity(thumbs, np.array(rows), whole=True)
+        scores = verify.similarity(thumbs, np.array(rows), whole=True, kernel_min=kernel_min)
         np.fmax.at(out, np.array(which), scores)
     return out
