@@ -332,27 +332,23 @@ def kept_ifa(codes: np.ndarray, signatures: np.ndarray, k: int, min_similarity: 
 def kept_command(paths: list[Path], codes: np.ndarray, overlay: np.ndarray, signatures: np.ndarray, k: int,
                  min_similarity: float, order: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, float]:
     """What `ifa curate dedup` decides (no labels): candidates by hash or overlay code
-    (`run.routed_candidates`), the signatures' score, and near misses and overlay candidates
-    re-decoded and compared on their whole pictures (`recheck.second_look`), and images left
-    alone beside a cluster compared with its leader (`recheck.rejoin`). Also returns
-    how many pairs were re-decoded and the CPU seconds that took."""
-    from ifa.curation.dedup import decodes, recheck, run
+    (`run.routed_candidates`), the signatures' score, near misses, overlay and crop candidates
+    re-decoded where the clusters need them, and images left alone beside a cluster compared
+    with its leader (`lazy.verified_clusters`). Also returns how many pairs were re-decoded
+    and the CPU seconds that took."""
+    from ifa.curation.dedup import decodes, lazy, recheck, run
 
     cand, by_overlay, by_crop = run.routed_candidates(codes, overlay[0], overlay[1], overlay[2], k)
     sim = verify.pair_scores(signatures, cand, overlay[1])
     files = np.array([str(p) for p in paths], dtype=object)
     t = time.process_time()
-    held = decodes.Decodes()
-    ok, redecoded = recheck.second_look(files, sizes[:, 0], sizes[:, 1], cand, sim, by_overlay, min_similarity,
-                                        by_crop, held)
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
-    leader = pairs.leader_clusters(rank, cand[ok])
-    joined, _, compared = recheck.rejoin(files, leader, cand[ok], min_similarity, held,
-                                         recheck.Unverified(cand[~ok], sim[~ok], rank))
-    leader = pairs.leader_clusters(rank, np.concatenate([cand[ok], joined]))
+    looks = recheck.Looks(files, sizes[:, 0], sizes[:, 1], cand, sim, by_overlay, by_crop, min_similarity,
+                          decodes.Decodes())
+    leader, _, _, verdicts = lazy.verified_clusters(rank, np.arange(len(codes)), looks)
     seconds = time.process_time() - t
-    return leader == np.arange(len(codes)), leader, redecoded + compared, seconds
+    return leader == np.arange(len(codes)), leader, verdicts.looked, seconds
 
 
 def ncc_scores(thumbs: np.ndarray):

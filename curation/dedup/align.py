@@ -237,6 +237,18 @@ def _same_scale(views: _Views, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray
     return rows, thumbs
 
 
+def aligned_route(width: np.ndarray, height: np.ndarray, near: np.ndarray, similarity: np.ndarray, crop: np.ndarray,
+                  min_similarity: float) -> np.ndarray:
+    """(P,) bool: the pairs `aligned_look` re-decodes when they are not copies yet: paired by the
+    crop code (crop), or scoring within CROP_BAND under min_similarity with full sizes that may
+    be a crop at the same scale (`same_scale`). width, height: (n,); near: (P, 2); similarity: (P,)."""
+    # A low score alone is a crop only where the sizes say so: 17,213 pairs were re-decoded
+    # on the benchmark's 20,000 photos without this, half of the command.
+    band = (similarity >= min_similarity - CROP_BAND) & \
+        same_scale(width[near[:, 0]], height[near[:, 0]], width[near[:, 1]], height[near[:, 1]])
+    return np.asarray(crop, dtype=bool) | band
+
+
 def aligned_look(paths: np.ndarray, width: np.ndarray, height: np.ndarray, near: np.ndarray, similarity: np.ndarray,
                  ok: np.ndarray, crop: np.ndarray, min_similarity: float,
                  held: decodes.Decodes | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -246,11 +258,7 @@ def aligned_look(paths: np.ndarray, width: np.ndarray, height: np.ndarray, near:
     paths, width, height: (n,) per image (full size, 0 when unknown); near: (P, 2);
     similarity, ok: (P,); held: the command's decodes. Returns ((P,) bool: ok or copies once aligned, the indices of the
     pairs re-decoded)."""
-    # A low score alone is a crop only where the sizes say so: 17,213 pairs were re-decoded
-    # on the benchmark's 20,000 photos without this, half of the command.
-    band = (similarity >= min_similarity - CROP_BAND) & \
-        same_scale(width[near[:, 0]], height[near[:, 0]], width[near[:, 1]], height[near[:, 1]])
-    again = np.flatnonzero(~ok & (crop | band))
+    again = np.flatnonzero(~ok & aligned_route(width, height, near, similarity, crop, min_similarity))
     ok = ok.copy()
     if len(again):
         score = aligned_similarity(paths[near[again, 0]].tolist(), paths[near[again, 1]].tolist(), held,

@@ -87,43 +87,94 @@ class LabelDifference:
 def second_look(paths: np.ndarray, width: np.ndarray, height: np.ndarray, near: np.ndarray, similarity: np.ndarray,
                 overlay: np.ndarray, min_similarity: float, crop: np.ndarray | None = None,
                 files: decodes.Decodes | None = None) -> tuple[np.ndarray, int]:
-    """Which candidate pairs are copies, and how many were re-decoded.
+    """Which candidate pairs are copies, and how many were re-decoded: every pair `Looks`
+    would look at again is looked at (the command looks only where the clusters need it: `lazy`).
 
     paths, width, height: (n,) per image (width/height of the full picture, 0 when unknown).
     near: (P, 2) candidate pairs; similarity: (P,) their signatures' score; overlay: (P,)
-    uint8 (or bool) `boxed_pairs`: BOX, BOX_IF_ALONE or 0.
-    A pair is a copy when its score is >= min_similarity. A near miss (within NEAR_BAND)
-    is compared again on its re-decoded trimmed pictures with the darker one brightened,
-    and (when they have the same shape) on its whole pictures; then a BOX pair, and a
-    BOX_IF_ALONE pair one of whose images no pair has verified yet, still not a copy, on
-    its re-decoded whole, trimmed and aligned pictures, allowing a text box
-    (`redecoded_similarity`). crop: (P,) bool, paired by a crop code (`align.with_crop_pairs`):
-    those, and pairs scoring a little lower, that are still not copies are re-decoded and
-    aligned (`align.aligned_look`). files: the command's decodes (`decodes.Decodes`; default a
-    new one), shared with `rejoin`. Returns ((P,) bool, pairs re-decoded)."""
-    files = decodes.Decodes() if files is None else files
-    ok = similarity >= min_similarity
-    a, b = near[:, 0], near[:, 1]
-    frames = same_shape(width[a], height[a], width[b], height[b])
-    overlay = np.asarray(overlay, dtype=np.uint8)
-    miss = np.flatnonzero(~ok & (similarity >= min_similarity - NEAR_BAND))
-    if len(miss):
-        again = redecoded_similarity(paths[a[miss]].tolist(), paths[b[miss]].tolist(), None, frames[miss],
-                                     min_similarity, files)
-        ok[miss] = np.nan_to_num(again, nan=0.0) >= min_similarity
-    # A pair made by a painted picture only while one of its images is alone: a painted picture
-    # pairs with many others, most verified already (benchmarks/dedup_bench.py section 4).
-    verified = np.zeros(len(paths), dtype=bool)
-    verified[near[ok].ravel()] = True
-    boxed = np.flatnonzero(~ok & ((overlay == BOX) | ((overlay == BOX_IF_ALONE) & ~(verified[a] & verified[b]))))
-    if len(boxed):
-        again = redecoded_similarity(paths[a[boxed]].tolist(), paths[b[boxed]].tolist(), np.ones(len(boxed), bool),
-                                     enough=min_similarity, files=files)
-        ok[boxed] = np.nan_to_num(again, nan=0.0) >= min_similarity
-    aligned = np.zeros(0, dtype=np.int64)
-    if crop is not None:
-        ok, aligned = align.aligned_look(paths, width, height, near, similarity, ok, crop, min_similarity, files)
-    return ok, len(np.union1d(np.union1d(miss, boxed), aligned))
+    uint8 (or bool) `boxed_pairs`: BOX, BOX_IF_ALONE or 0; crop: (P,) bool, paired by a crop
+    code (`align.with_crop_pairs`; None: no aligned look). files: the command's decodes
+    (`decodes.Decodes`; default a new one), shared with `rejoin`. Returns ((P,) bool, pairs re-decoded)."""
+    looks = Looks(paths, width, height, near, similarity, overlay, crop, min_similarity, files)
+    ok = looks.passed()
+    rows = np.flatnonzero(looks.undecided(ok))
+    ok[rows], redecoded = looks(rows, ok)
+    return ok, redecoded
+
+
+class Looks:
+    """The second look of candidate pairs, in three routes tried in order while a pair is not a
+    copy: a near miss (a score within NEAR_BAND under min_similarity) compared again on its
+    re-decoded trimmed pictures with the darker one brightened, and (when they have the same
+    shape) on its whole pictures; a BOX pair, and a BOX_IF_ALONE pair while one of its images
+    is in no verified pair, on its re-decoded whole, trimmed and aligned pictures, allowing a
+    text box (`redecoded_similarity`); a crop-code pair, or one scoring a little lower whose
+    sizes fit a crop, re-decoded and aligned (`align.aligned_look`).
+
+    paths, width, height: (n,) per image (full size, 0 when unknown); near: (P, 2);
+    similarity: (P,) the signatures' score; overlay: (P,) `boxed_pairs`; crop: (P,) bool or
+    None; files: the decodes shared by every look of one command (default a new one)."""
+
+    def __init__(self, paths: np.ndarray, width: np.ndarray, height: np.ndarray, near: np.ndarray,
+                 similarity: np.ndarray, overlay: np.ndarray, crop: np.ndarray | None, min_similarity: float,
+                 files: decodes.Decodes | None = None) -> None:
+        self.paths, self.width, self.height, self.near, self.similarity = paths, width, height, near, similarity
+        self.overlay = np.asarray(overlay, dtype=np.uint8)
+        self.crop = None if crop is None else np.asarray(crop, dtype=bool)
+        self.min_similarity = min_similarity
+        self.files = decodes.Decodes() if files is None else files
+
+    def passed(self) -> np.ndarray:
+        """(P,) bool: the pairs whose signatures' score is a copy's."""
+        return self.similarity >= self.min_similarity
+
+    def undecided(self, ok: np.ndarray) -> np.ndarray:
+        """(P,) bool: the pairs not copies in ok ((P,) bool) that a look may still make copies.
+        A BOX_IF_ALONE pair of two images verified in ok, with no other route, is not."""
+        a, b = self.near[:, 0], self.near[:, 1]
+        verified = self._verified(ok)
+        routed = (self.similarity >= self.min_similarity - NEAR_BAND) | (self.overlay == BOX) | \
+            ((self.overlay == BOX_IF_ALONE) & ~(verified[a] & verified[b]))
+        if self.crop is not None:
+            routed |= align.aligned_route(self.width, self.height, self.near, self.similarity, self.crop,
+                                          self.min_similarity)
+        return ~ok[:len(self.near)] & routed
+
+    def __call__(self, rows: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, int]:
+        """The verdicts of the pairs rows ((R,) indices of pairs not copies in ok) after their
+        looks, in one batch per route, and how many of them were re-decoded. ok: (P,) bool or
+        longer (pairs added after the candidates, ignored): the pairs verified so far, whose
+        images are not alone for BOX_IF_ALONE. Returns ((R,) bool, int)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        near, similarity, overlay = self.near[rows], self.similarity[rows], self.overlay[rows]
+        paths, ms, files = self.paths, self.min_similarity, self.files
+        a, b = near[:, 0], near[:, 1]
+        out = np.zeros(len(rows), dtype=bool)
+        miss = np.flatnonzero(similarity >= ms - NEAR_BAND)
+        if len(miss):
+            frames = same_shape(self.width[a[miss]], self.height[a[miss]], self.width[b[miss]], self.height[b[miss]])
+            again = redecoded_similarity(paths[a[miss]].tolist(), paths[b[miss]].tolist(), None, frames, ms, files)
+            out[miss] = np.nan_to_num(again, nan=0.0) >= ms
+        # A pair made by a painted picture only while one of its images is alone: a painted picture
+        # pairs with many others, most verified already (benchmarks/dedup_bench.py section 4).
+        verified = self._verified(ok)
+        verified[near[out].ravel()] = True
+        boxed = np.flatnonzero(~out & ((overlay == BOX) | ((overlay == BOX_IF_ALONE) & ~(verified[a] & verified[b]))))
+        if len(boxed):
+            again = redecoded_similarity(paths[a[boxed]].tolist(), paths[b[boxed]].tolist(), np.ones(len(boxed), bool),
+                                         enough=ms, files=files)
+            out[boxed] = np.nan_to_num(again, nan=0.0) >= ms
+        aligned = np.zeros(0, dtype=np.int64)
+        if self.crop is not None:
+            out, aligned = align.aligned_look(paths, self.width, self.height, near, similarity, out, self.crop[rows],
+                                              ms, files)
+        return out, len(np.union1d(np.union1d(miss, boxed), aligned))
+
+    def _verified(self, ok: np.ndarray) -> np.ndarray:
+        """(n,) bool: the images of the candidate pairs that are copies in ok."""
+        verified = np.zeros(len(self.paths), dtype=bool)
+        verified[self.near[ok[:len(self.near)]].ravel()] = True
+        return verified
 
 
 def boxed_pairs(near: np.ndarray, by_code: np.ndarray, flags: np.ndarray) -> np.ndarray:

@@ -22,7 +22,6 @@ are skipped (listed, not errors); `ifa fetch` or `import --images` gives them on
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -32,7 +31,7 @@ from ...errors import IfaError
 from ...progress import SILENT, Progress
 from .. import executors, reports
 from ..reports import html as report_html
-from . import align, decodes, hashing, lookpool, pairs, recheck, textbox, verify
+from . import align, decodes, hashing, lazy, lookpool, pairs, recheck, textbox, verify
 from ..ledger import Change, FileInfo, check_splits
 from ..ledger import hashes as store
 from ..image_checks.statistics import VERSION as STATS_VERSION
@@ -58,6 +57,9 @@ OVERLAY_THRESHOLD = 2
 LARGE_CLUSTER = 20  # a cluster this big is suspicious: shown first, with a warning
 WARN_SET_ASIDE_SHARE = 0.05  # say so when a run would set aside more than this share
 SPLIT_RANK = {"test": 0, "validation": 1, "train": 2}
+# The pairs CSV's verdict of a pair whose second look was skipped: its images were in clusters
+# already, so no verdict of it could change one (`lazy`).
+UNDECIDED = "not looked at again (cannot change a cluster)"
 MAX_HTML_CLUSTERS = 300  # thumbnails of more than this make a page no one scrolls
 
 # What dedup decides on: `store.dedup_frame`'s {column: array}, one row per image. Plain
@@ -234,14 +236,16 @@ def run(ws: Workspace, *, splits: Sequence[str] | None = None, method: str = "ph
     result.images_considered = len(frame["pk"]) + len(result.skipped_no_file)
     _collect_unreadable(frame, failed, exact_only, result)
 
-    with progress.task("pairing and verifying", total=None):
-        found = _find(frame, policy, threshold, min_similarity, exact_only, _looking(workers), progress)
-        result.redecoded_pairs, result.redecode_seconds = found.redecoded, found.redecode_seconds
+    # The second look's processes live for the pairing and for what the label check and the
+    # cross-split count still look at; the pool closes after them.
+    with progress.task("pairing and verifying", total=None), lookpool.Looks(_looking(workers), progress) as files:
+        found = _find(frame, policy, threshold, min_similarity, exact_only, files)
         result.possible_copies = _check_labels(ledger, ws.taxonomy, frame, found, min_similarity)
+        result.cross_split_by_split = _cross_split(frame, found)
+    result.redecoded_pairs, result.redecode_seconds = found.redecoded, found.redecode_seconds
     result.exact_pairs, result.candidate_pairs = len(found.exact), len(found.near)
     result.verified_pairs = int(found.ok.sum())
     result.pairs = result.exact_pairs + result.candidate_pairs
-    result.cross_split_by_split = _cross_split(frame, found)
     result.cross_split = sum(result.cross_split_by_split.values())
     result.clusters, result.set_aside, result.restored = _build_clusters(ledger, ws.taxonomy, frame, found)
     result.label_conflicts = sum(c.label_conflict for c in result.clusters)
@@ -423,10 +427,11 @@ class Found:
     rank: (n,) keep-policy position of each row (0 is kept first). group: (n,) identical
     files share a group; head: (G,) the best row of each group. exact: (E, 2) rows
     (head, other member) of identical files. near: (P, 2) head rows of different groups
-    whose hashes are within the threshold; distance, similarity, ok: per near pair
-    (similarity: the signatures' score; a near miss re-decoded and passing on its whole
-    pictures is ok too). leader: (n,) the kept row of each row's cluster (itself when it
-    is kept or alone): set by `cluster` once the labels are checked."""
+    whose hashes are within the threshold, then the (image, leader) pairs the rejoin added;
+    distance, similarity: per near pair (similarity: the signatures' score, or the rejoin's).
+    verdicts: per near pair, copies (`ok`: by score or by a second look) and pairs still
+    undecided (looked at only where the clusters need them: `lazy`); looks: their second look.
+    leader: (n,) the kept row of each row's cluster (itself when it is kept or alone)."""
 
     rank: np.ndarray
     group: np.ndarray
@@ -435,35 +440,39 @@ class Found:
     near: np.ndarray
     distance: np.ndarray
     similarity: np.ndarray
-    ok: np.ndarray
+    verdicts: lazy.Verdicts
+    looks: recheck.Looks
     leader: np.ndarray
     signatures: np.ndarray
     has_signature: np.ndarray
-    redecoded: int = 0
-    redecode_seconds: float = 0.0
+
+    @property
+    def ok(self) -> np.ndarray:
+        """(P,) bool: the pairs that are copies (write False into it to clear one, then `cluster`)."""
+        return self.verdicts.ok
+
+    @property
+    def undecided(self) -> np.ndarray:
+        return self.verdicts.undecided
+
+    @property
+    def redecoded(self) -> int:
+        """Pairs re-decoded for a second look (the rejoin's comparisons included)."""
+        return self.verdicts.looked
+
+    @property
+    def redecode_seconds(self) -> float:
+        return self.verdicts.seconds
+
+    def decide(self, rows: np.ndarray) -> None:
+        """Give the undecided pairs among rows ((R,) indices of near) their second look now."""
+        self.verdicts = lazy.resolved(self.verdicts, rows, self.looks)
 
     def cluster(self) -> None:
-        """Clusters of groups: a kept group takes the groups verified directly against it."""
-        n_groups = len(self.head)
-        group_leader = (pairs.leader_clusters(self.rank[self.head], self.group[self.near[self.ok]]) if n_groups
-                        else np.zeros(0, dtype=np.int64))
-        self.leader = self.head[group_leader[self.group]] if len(self.rank) else np.zeros(0, dtype=np.int64)
-
-    def join(self, paths: np.ndarray, hashes: np.ndarray, min_similarity: float,
-             files: decodes.Decodes | None = None) -> None:
-        """Images alone beside a cluster they verified with, verified against its leader
-        (`recheck.rejoin`, files: the second look's decodes): the pairs that pass are added as
-        copies and clusters made again."""
-        unverified = recheck.Unverified(self.near[~self.ok], self.similarity[~self.ok], self.rank)
-        joined, score, compared = recheck.rejoin(paths, self.leader, self.near[self.ok], min_similarity, files,
-                                                 unverified)
-        self.redecoded += compared
-        if len(joined):
-            self.near = np.concatenate([self.near, joined])
-            self.distance = np.concatenate([self.distance, pairs.distances(hashes, joined).astype(np.int64)])
-            self.similarity = np.concatenate([self.similarity, score.astype(self.similarity.dtype)])
-            self.ok = np.concatenate([self.ok, np.ones(len(joined), dtype=bool)])
-            self.cluster()
+        """Clusters again (after `ok` changed): a kept group takes the groups verified directly
+        against it, the undecided pairs met looked at (`lazy.clusters`)."""
+        self.leader, self.verdicts = lazy.clusters(self.rank, self.near, self.verdicts, self.looks,
+                                                   self.head[self.group])
 
 
 def candidate_pairs(hashes: np.ndarray, overlay_codes: np.ndarray, k: int,
@@ -511,11 +520,11 @@ def _looking(workers: int | None) -> int:
 
 
 def _find(frame: Table, policy: tuple[str, ...], k: int, min_similarity: float, exact_only: bool,
-          workers: int = 1, progress: Progress = SILENT) -> Found:
+          files: decodes.Decodes | None = None) -> Found:
     """Two stages, then clusters: identical files are one group; group heads whose hashes
     are within k bits are candidates; a candidate is a copy when its verification
     score is >= min_similarity; clusters grow only around kept images (no chaining).
-    workers: processes for the second look (`lookpool.Looks`; 1: this one); progress: its bar."""
+    files: the second look's decodes (`lookpool.Looks` for its processes; default this one's)."""
     n = len(frame["pk"])
     keys = [KEEP_RULES[name][1](frame) for name in policy]
     order = np.lexsort(keys[::-1]) if n else np.zeros(0, dtype=np.int64)
@@ -540,39 +549,38 @@ def _find(frame: Table, policy: tuple[str, ...], k: int, min_similarity: float, 
         if len(usable):
             found, overlay, crop = routed_candidates(hashes[usable], codes[usable], flags[usable], crop_codes[usable], k)
             near = usable[found]
-    distance = pairs.distances(hashes, near).astype(np.int64)
     similarity = verify.pair_scores(signatures, near, flags)
-    started = time.perf_counter()
     w, h = _numbers(frame["width"]), _numbers(frame["height"])
-    # Each re-decoded file decoded once per process for all the second look's passes; the pool closes here.
-    with lookpool.Looks(workers, progress) as files:
-        ok, redecoded = recheck.second_look(frame["path"], w, h, near, similarity, overlay, min_similarity, crop, files)
-        found = Found(rank, group, head, exact, near, distance, similarity, ok, np.arange(n), signatures, has_sig,
-                      redecoded)
-        found.cluster()
-        found.join(frame["path"], hashes, min_similarity, files)
-    found.redecode_seconds = time.perf_counter() - started
-    return found
+    looks = recheck.Looks(frame["path"], w, h, near, similarity, overlay, crop, min_similarity, files)
+    leader, near, similarity, verdicts = lazy.verified_clusters(rank, head[group], looks)
+    distance = pairs.distances(hashes, near).astype(np.int64)
+    return Found(rank, group, head, exact, near, distance, similarity, verdicts, looks, leader, signatures, has_sig)
 
 
 def _check_labels(ledger, taxonomy, frame: Table, found: Found,
                   min_similarity: float) -> list[recheck.LabelDifference]:
     """Verified pairs whose labels differ in colour or a single-label group: unless their
     pixels match they are no copies (`found.ok` cleared, clusters made again) and are
-    returned as possible copies, action none."""
-    rows = np.flatnonzero(found.ok)
+    returned as possible copies, action none. Undecided pairs whose labels differ are looked
+    at first, so every verified one is reported, whatever the clusters needed."""
+    rows = np.flatnonzero(found.ok | found.undecided)
     if not len(rows):
         return []
     ids = frame["image_id"]
     a, b = found.near[rows, 0], found.near[rows, 1]
     labels = store.active_labels(ledger, np.unique(np.concatenate([ids[a], ids[b]])))
+    differ = [recheck.differing_labels(labels.get(ids[i], []), labels.get(ids[j], []), taxonomy)
+              for i, j in zip(a.tolist(), b.tolist())]
+    keep = np.array([bool(d) for d in differ], dtype=bool)
+    found.decide(rows[keep])
     possible = []
-    for r, i, j in zip(rows.tolist(), a.tolist(), b.tolist()):
-        differs = recheck.differing_labels(labels.get(ids[i], []), labels.get(ids[j], []), taxonomy)
-        if differs and found.similarity[r] < min_similarity:
+    for r, i, j, differs in zip(rows[keep].tolist(), a[keep].tolist(), b[keep].tolist(), np.array(differ)[keep].tolist()):
+        if not found.ok[r]:
+            continue
+        if found.similarity[r] < min_similarity:
             differs += "; verified on the re-decoded whole pictures"
-        pixels = recheck.pixel_difference(frame["path"][i], frame["path"][j]) if differs else 0.0
-        if differs and not pixels < recheck.PIXELS_MATCH:
+        pixels = recheck.pixel_difference(frame["path"][i], frame["path"][j])
+        if not pixels < recheck.PIXELS_MATCH:
             found.ok[r] = False
             possible.append(recheck.LabelDifference(ids[i], ids[j], round(float(found.similarity[r]), 3), differs,
                                                     round(pixels, 1), frame["path"][i], frame["path"][j]))
@@ -600,19 +608,30 @@ def _file_groups(sha256: np.ndarray) -> np.ndarray:
 def _cross_split(frame: Table, found: Found) -> dict[str, int]:
     """{"validation": n, "test": n}: images of those splits with a duplicate in train: an
     identical file in train, or a verified copy (a pair that passed, in whatever cluster
-    it ended) in train."""
+    it ended) in train. Undecided pairs that could give one its copy in train are looked at
+    first (they cannot change a cluster)."""
     n = len(frame["pk"])
     if not n:
         return {"validation": 0, "test": 0}
     split = frame["split"]
     is_train = split == "train"
     group_train = np.bincount(found.group[is_train], minlength=len(found.head)) > 0
+    evaluation = np.bincount(found.group[~is_train], minlength=len(found.head)) > 0
+    reach = _reach(found, group_train)
+    ga, gb = found.group[found.near[:, 0]], found.group[found.near[:, 1]]
+    found.decide(np.flatnonzero(found.undecided & ((evaluation[ga] & ~reach[ga] & group_train[gb]) |
+                                                   (evaluation[gb] & ~reach[gb] & group_train[ga]))))
+    has_train = _reach(found, group_train)[found.group]  # counted for validation/test rows only, never train themselves
+    return {name: int((has_train & (split == name)).sum()) for name in ("validation", "test")}
+
+
+def _reach(found: Found, group_train: np.ndarray) -> np.ndarray:
+    """(G,) bool: the group holds a train row or has a verified pair with one that does."""
     reach = group_train.copy()
     ga, gb = found.group[found.near[found.ok, 0]], found.group[found.near[found.ok, 1]]
     np.logical_or.at(reach, ga, group_train[gb])
     np.logical_or.at(reach, gb, group_train[ga])
-    has_train = reach[found.group]  # counted for validation/test rows only, never train themselves
-    return {name: int((has_train & (split == name)).sum()) for name in ("validation", "test")}
+    return reach
 
 
 def _build_clusters(ledger, taxonomy, frame: Table, found: Found) -> tuple[list[Cluster], list[tuple[str, str]], list[str]]:
@@ -704,10 +723,12 @@ def _write_reports(ws: Workspace, frame: Table, found: Found, result: DedupResul
     dist = np.concatenate([np.zeros(len(found.exact), dtype=np.int64), found.distance])
     sim = np.concatenate([np.ones(len(found.exact)), found.similarity.astype(np.float64)])
     ok = np.concatenate([np.ones(len(found.exact), dtype=bool), found.ok])
+    undecided = np.concatenate([np.zeros(len(found.exact), dtype=bool), found.undecided])
     held = {(p.image_a, p.image_b) for p in result.possible_copies}
     held_back = np.array([(x, y) in held for x, y in zip(ids[edges[:, 0]], ids[edges[:, 1]])], dtype=bool) \
         if held and len(edges) else np.zeros(len(edges), dtype=bool)
-    verdict = np.where(ok, "copy", np.where(held_back, "possible copy, labels differ", "different"))
+    verdict = np.where(ok, "copy", np.where(held_back, "possible copy, labels differ",
+                                            np.where(undecided, UNDECIDED, "different")))
     with reports.open_csv(csv_path) as w:
         w.writerow(["image_a", "split_a", "image_b", "split_b", "kind", "distance", "similarity", "verdict",
                     "cluster_keep"])
