@@ -52,7 +52,7 @@ def _folder(root: Path) -> Path:
     return folder
 
 
-def _looks(paths: list[Path]) -> recheck.Looks:
+def _looks(paths: list[Path]) -> recheck.SecondLooks:
     """The command's candidate pairs of the files and their second look."""
     results = hashing.hash_batch([hashing.FileJob(i, str(p)) for i, p in enumerate(paths)], ("phash",))
     stored = [r.signature for r in results]
@@ -61,12 +61,12 @@ def _looks(paths: list[Path]) -> recheck.Looks:
     hashes = np.array([r.hashes["phash"] for r in results], dtype=np.uint64)
     near, overlay, crop = dedup.routed_candidates(hashes, codes, flags, verify.crop_codes(stored), 8)
     sizes = np.array([Image.open(p).size for p in paths], dtype=np.float64)
-    return recheck.Looks(np.array([str(p) for p in paths], dtype=object), sizes[:, 0], sizes[:, 1], near,
+    return recheck.SecondLooks(np.array([str(p) for p in paths], dtype=object), sizes[:, 0], sizes[:, 1], near,
                          verify.pair_scores(signatures, near, flags), overlay, crop, verify.DEFAULT_MIN_SIMILARITY,
                          decodes.Decodes())
 
 
-def _every_pair_looked_at(looks: recheck.Looks, rank: np.ndarray) -> tuple[np.ndarray, int]:
+def _every_pair_looked_at(looks: recheck.SecondLooks, rank: np.ndarray) -> tuple[np.ndarray, int]:
     """The clusters when every pair a look may make a copy is looked at first (the command
     before `lazy`), and how many pairs that re-decoded."""
     ok, looked = recheck.second_look(looks.paths, looks.width, looks.height, looks.near, looks.similarity,

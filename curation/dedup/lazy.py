@@ -4,7 +4,7 @@
 verified neighbours not yet taken. A pair whose better-ranked image is itself taken when it
 is visited, or whose other image is taken by then, never changes a cluster, whatever its
 verdict. So the clusters are made in waves: a scan treats the pairs still undecided
-(`recheck.Looks.undecided`) as no copies, the undecided pairs it met (a leader and an image
+(`recheck.SecondLooks.undecided`) as no copies, the undecided pairs it met (a leader and an image
 not taken when the leader was visited) get their second look together, and the next scan
 starts again, until a scan meets none. That scan's clusters are those of every pair looked
 at: every pair it met is decided, and an undecided one it did not meet could not change it.
@@ -59,7 +59,7 @@ def clusters(rank: np.ndarray, near: np.ndarray, verdicts: Verdicts, look: Look,
     """Leader clusters (`pairs.leader_clusters`) over the pairs that are copies, the undecided
     pairs a scan meets looked at in waves until a scan meets none (module docstring).
     rank: (n,) keep-policy order (a permutation); near: (P, 2) pairs of rows; look: the
-    second look (`recheck.Looks`); heads: (n,) the row that pairs for each row (its identical
+    second look (`recheck.SecondLooks`); heads: (n,) the row that pairs for each row (its identical
     files' best; default itself), whose leader it shares. Returns ((n,) leader of each row,
     the verdicts after the looks)."""
     while True:
@@ -92,7 +92,7 @@ def beside(leader: np.ndarray, near: np.ndarray, verdicts: Verdicts) -> np.ndarr
     return np.flatnonzero(verdicts.undecided & one_alone)
 
 
-def verified_clusters(rank: np.ndarray, heads: np.ndarray, looks: recheck.Looks) -> tuple[np.ndarray, np.ndarray,
+def verified_clusters(rank: np.ndarray, heads: np.ndarray, looks: recheck.SecondLooks) -> tuple[np.ndarray, np.ndarray,
                                                                                          np.ndarray, Verdicts]:
     """The command's clusters from its candidate pairs: `clusters`, then images left alone beside
     a cluster compared with its leader (`recheck.rejoin`, after `beside`'s pairs are decided,

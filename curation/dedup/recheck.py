@@ -95,14 +95,14 @@ def second_look(paths: np.ndarray, width: np.ndarray, height: np.ndarray, near: 
     uint8 (or bool) `boxed_pairs`: BOX, BOX_IF_ALONE or 0; crop: (P,) bool, paired by a crop
     code (`align.with_crop_pairs`; None: no aligned look). files: the command's decodes
     (`decodes.Decodes`; default a new one), shared with `rejoin`. Returns ((P,) bool, pairs re-decoded)."""
-    looks = Looks(paths, width, height, near, similarity, overlay, crop, min_similarity, files)
+    looks = SecondLooks(paths, width, height, near, similarity, overlay, crop, min_similarity, files)
     ok = looks.passed()
     rows = np.flatnonzero(looks.undecided(ok))
     ok[rows], redecoded = looks(rows, ok)
     return ok, redecoded
 
 
-class Looks:
+class SecondLooks:
     """The second look of candidate pairs, in three routes tried in order while a pair is not a
     copy: a near miss (a score within NEAR_BAND under min_similarity) compared again on its
     re-decoded trimmed pictures with the darker one brightened, and (when they have the same

@@ -441,7 +441,7 @@ class Found:
     distance: np.ndarray
     similarity: np.ndarray
     verdicts: lazy.Verdicts
-    looks: recheck.Looks
+    looks: recheck.SecondLooks
     leader: np.ndarray
     signatures: np.ndarray
     has_signature: np.ndarray
@@ -551,7 +551,7 @@ def _find(frame: Table, policy: tuple[str, ...], k: int, min_similarity: float, 
             near = usable[found]
     similarity = verify.pair_scores(signatures, near, flags)
     w, h = _numbers(frame["width"]), _numbers(frame["height"])
-    looks = recheck.Looks(frame["path"], w, h, near, similarity, overlay, crop, min_similarity, files)
+    looks = recheck.SecondLooks(frame["path"], w, h, near, similarity, overlay, crop, min_similarity, files)
     leader, near, similarity, verdicts = lazy.verified_clusters(rank, head[group], looks)
     distance = pairs.distances(hashes, near).astype(np.int64)
     return Found(rank, group, head, exact, near, distance, similarity, verdicts, looks, leader, signatures, has_sig)
