@@ -86,8 +86,7 @@ def beside(leader: np.ndarray, near: np.ndarray, verdicts: Verdicts) -> np.ndarr
     `recheck.rejoin` needs decided (`beside_leaders` and `nearest_leaders`; an alone image's
     pairs with leaders and with other alone images were met, so decided). leader: (n,);
     near: (P, 2). Returns (B,) pair indices."""
-    n = len(leader)
-    alone = (leader == np.arange(n)) & (np.bincount(leader, minlength=n) == 1)
+    alone = pairing.alone(leader)
     one_alone = alone[near[:, 0]] != alone[near[:, 1]]
     return np.flatnonzero(verdicts.undecided & one_alone)
 

@@ -188,6 +188,12 @@ def leader_clusters(rank: np.ndarray, pairs: np.ndarray, compiled_min: int = 20_
     return leader
 
 
+def alone(leader: np.ndarray) -> np.ndarray:
+    """(n,) bool: the items in no cluster of two or more. leader: (n,) `leader_clusters`."""
+    n = len(leader)
+    return (leader == np.arange(n)) & (np.bincount(leader, minlength=n) == 1)
+
+
 def clusters(n: int, pairs: np.ndarray) -> np.ndarray:
     """Connected components of the graph whose edges are `pairs` (union-find semantics:
     a~b and b~c put a, b, c together). n: number of items. pairs: (P, 2) indices.

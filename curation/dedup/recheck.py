@@ -25,6 +25,7 @@ from PIL import Image
 
 from ...taxonomy import Taxonomy
 from . import align, decodes, hashing, textbox, verify
+from . import pairs as pairing
 
 # An image rejoining a cluster verified at --min-similarity with one of its members; against
 # the leader itself it needs this much less: a brightened or recompressed copy of an original
@@ -87,7 +88,7 @@ class LabelDifference:
 def second_look(paths: np.ndarray, width: np.ndarray, height: np.ndarray, near: np.ndarray, similarity: np.ndarray,
                 overlay: np.ndarray, min_similarity: float, crop: np.ndarray | None = None,
                 files: decodes.Decodes | None = None) -> tuple[np.ndarray, int]:
-    """Which candidate pairs are copies, and how many were re-decoded: every pair `Looks`
+    """Which candidate pairs are copies, and how many were re-decoded: every pair `SecondLooks`
     would look at again is looked at (the command looks only where the clusters need it: `lazy`).
 
     paths, width, height: (n,) per image (width/height of the full picture, 0 when unknown).
@@ -133,8 +134,7 @@ class SecondLooks:
         A BOX_IF_ALONE pair of two images verified in ok, with no other route, is not."""
         a, b = self.near[:, 0], self.near[:, 1]
         verified = self._verified(ok)
-        routed = (self.similarity >= self.min_similarity - NEAR_BAND) | (self.overlay == BOX) | \
-            ((self.overlay == BOX_IF_ALONE) & ~(verified[a] & verified[b]))
+        routed = (self.similarity >= self.min_similarity - NEAR_BAND) | _box_route(self.overlay, verified, a, b)
         if self.crop is not None:
             routed |= align.aligned_route(self.width, self.height, self.near, self.similarity, self.crop,
                                           self.min_similarity)
@@ -159,7 +159,7 @@ class SecondLooks:
         # pairs with many others, most verified already (benchmarks/dedup_bench.py section 4).
         verified = self._verified(ok)
         verified[near[out].ravel()] = True
-        boxed = np.flatnonzero(~out & ((overlay == BOX) | ((overlay == BOX_IF_ALONE) & ~(verified[a] & verified[b]))))
+        boxed = np.flatnonzero(~out & _box_route(overlay, verified, a, b))
         if len(boxed):
             again = redecoded_similarity(paths[a[boxed]].tolist(), paths[b[boxed]].tolist(), np.ones(len(boxed), bool),
                                          enough=ms, files=files)
@@ -175,6 +175,12 @@ class SecondLooks:
         verified = np.zeros(len(self.paths), dtype=bool)
         verified[self.near[ok[:len(self.near)]].ravel()] = True
         return verified
+
+
+def _box_route(overlay: np.ndarray, verified: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(P,) bool: the pairs (a, b: (P,) images) that get the box look: BOX, and BOX_IF_ALONE while
+    one of the two is in no verified pair (verified: (n,) bool). overlay: (P,) `boxed_pairs`."""
+    return (overlay == BOX) | ((overlay == BOX_IF_ALONE) & ~(verified[a] & verified[b]))
 
 
 def boxed_pairs(near: np.ndarray, by_code: np.ndarray, flags: np.ndarray) -> np.ndarray:
@@ -266,9 +272,8 @@ def nearest_leaders(leader: np.ndarray, unverified: Unverified, min_similarity: 
     min_similarity - NEAREST_BAND, is in a cluster of two or more, and its leader comes before
     the image in the keep order (else the pair would make the image lead and split the
     cluster). leader: (n,) `pairs.leader_clusters`; joined: (J,) images `rejoin` joined."""
-    n = len(leader)
     near = np.asarray(unverified.near, dtype=np.int64).reshape(-1, 2)
-    alone = (leader == np.arange(n)) & (np.bincount(leader, minlength=n) == 1)
+    alone = pairing.alone(leader)
     lonely = alone.copy()
     lonely[joined] = False
     both = np.concatenate([near, near[:, ::-1]])
@@ -285,9 +290,8 @@ def nearest_leaders(leader: np.ndarray, unverified: Unverified, min_similarity: 
 def beside_leaders(leader: np.ndarray, verified: np.ndarray) -> np.ndarray:
     """(L, 2) int64 unique pairs (image alone in its cluster, the leader of a cluster that one
     of its verified neighbours is in). leader: (n,); verified: (V, 2) indices."""
-    n = len(leader)
     verified = np.asarray(verified, dtype=np.int64).reshape(-1, 2)
-    alone = (leader == np.arange(n)) & (np.bincount(leader, minlength=n) == 1)
+    alone = pairing.alone(leader)
     both = np.concatenate([verified, verified[:, ::-1]])
     both = both[alone[both[:, 0]] & ~alone[both[:, 1]]]
     return np.unique(np.stack([both[:, 0], leader[both[:, 1]]], axis=1), axis=0)
