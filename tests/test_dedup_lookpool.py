@@ -94,6 +94,31 @@ def test_workers_score_every_pass_as_this_process_does_bit_for_bit(tmp_path: Pat
     assert recorded.tasks == [{"description": "second look", "total": 4 * len(a), "done": 4 * len(a)}]
 
 
+def _decodes_by_worker(looks: lookpool.Looks) -> dict[int, int]:
+    """{worker pid: files it decoded so far}, asked of every worker."""
+    told = looks.spread(_decoded, [list(range(-400, 0))])  # items no pass has: spread evenly
+    return {int(x) // 10**6: int(x) % 10**6 for x in np.unique(told)}
+
+
+def _decoded(values: list[int], held: decodes.Decodes) -> np.ndarray:
+    return np.full(len(values), os.getpid() * 10**6 + held.decoded, dtype=np.int64)
+
+
+@needs_data
+def test_a_later_pass_over_the_same_files_finds_them_decoded_in_the_worker_it_reaches(tmp_path: Path, monkeypatch):
+    files = product_copies(tmp_path, MYNTRA, PHOTOS)
+    a, b = (list(x) for x in zip(*itertools.combinations(files, 2)))  # 496 pairs: 8 chunks
+    monkeypatch.setattr(lookpool, "MIN_PAIRS", 1)
+    with lookpool.Looks(2) as looks:
+        aligned = align.aligned_similarity(a, b, looks)  # each file's hash-scale decode and framing
+        after_aligned = _decodes_by_worker(looks)
+        boxed = recheck.redecoded_similarity(a, b, np.ones(len(a), bool), enough=0.95, files=looks)  # the same views
+        assert _decodes_by_worker(looks) == after_aligned  # nothing decoded again
+    assert len(after_aligned) == 2  # both workers took pairs
+    np.testing.assert_array_equal(aligned, align.aligned_similarity(a, b))
+    np.testing.assert_array_equal(boxed, recheck.redecoded_similarity(a, b, np.ones(len(a), bool), enough=0.95))
+
+
 def _fails(values: list[int], held: decodes.Decodes) -> np.ndarray:
     if os.getpid() != PARENT and 13 in values:
         raise ValueError("a chunk that fails")
