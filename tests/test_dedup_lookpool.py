@@ -105,18 +105,21 @@ def _decoded(values: list[int], held: decodes.Decodes) -> np.ndarray:
 
 
 @needs_data
-def test_a_later_pass_over_the_same_files_finds_them_decoded_in_the_worker_it_reaches(tmp_path: Path, monkeypatch):
-    files = product_copies(tmp_path, MYNTRA, PHOTOS)
-    a, b = (list(x) for x in zip(*itertools.combinations(files, 2)))  # 496 pairs: 8 chunks
+def test_each_file_is_decoded_in_one_worker_for_every_pass(tmp_path: Path, monkeypatch):
+    files = product_copies(tmp_path, MYNTRA, PHOTOS)  # 8 photos, then 3 copies of each
+    groups = [files[k:k + 4] for k in range(0, len(files), 4)]
+    a, b = (list(x) for x in zip(*(pair for group in groups for pair in itertools.combinations(group, 2))))
     monkeypatch.setattr(lookpool, "MIN_PAIRS", 1)
+    monkeypatch.setattr(align, "KERNEL_MIN", 1)  # chunks of 6 pairs, so a photo's pairs could be split
+    monkeypatch.setattr(lookpool, "IN_FLIGHT", 8, raising=False)  # every chunk sent at once: none left to take
     with lookpool.Looks(2) as looks:
         aligned = align.aligned_similarity(a, b, looks)  # each file's hash-scale decode and framing
         after_aligned = _decodes_by_worker(looks)
-        boxed = recheck.redecoded_similarity(a, b, np.ones(len(a), bool), enough=0.95, files=looks)  # the same views
+        boxed = recheck.redecoded_similarity(b, a, np.ones(len(a), bool), enough=0.95, files=looks)  # the pairs turned
         assert _decodes_by_worker(looks) == after_aligned  # nothing decoded again
-    assert len(after_aligned) == 2  # both workers took pairs
+    assert len(after_aligned) == 2 and sum(after_aligned.values()) == len(files)  # each file in one worker
     np.testing.assert_array_equal(aligned, align.aligned_similarity(a, b))
-    np.testing.assert_array_equal(boxed, recheck.redecoded_similarity(a, b, np.ones(len(a), bool), enough=0.95))
+    np.testing.assert_array_equal(boxed, recheck.redecoded_similarity(b, a, np.ones(len(a), bool), enough=0.95))
 
 
 def _fails(values: list[int], held: decodes.Decodes) -> np.ndarray:

@@ -15,8 +15,9 @@ those of the in-process path bit for bit (tests/test_dedup_lookpool.py).
 from __future__ import annotations
 
 import math
+from collections import deque
 from contextlib import ExitStack
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Sequence
 
@@ -30,6 +31,7 @@ from . import align, decodes, hashing, verify
 # core saves (the crossover on the near misses of dedup_bench.py's 20,000 photos: README dedup section).
 MIN_PAIRS = 128
 CHUNKS_PER_WORKER = 4  # chunks a worker gets per call: they finish within a chunk of each other
+IN_FLIGHT = 2  # chunks a worker has at once: the next one waits in its queue while one is scored
 # A chunk's largest scoring call (6 compares a pair in `align.aligned_similarity`) stays within one
 # block of verify.similarity's compiled scorer, which then runs on one thread: N workers, N threads.
 MAX_CHUNK = verify.CHUNK * 4 // 6
@@ -105,28 +107,42 @@ class Looks(decodes.Decodes):
             self._task.advance(n)
 
     def _spread(self, fn, columns: Sequence[Column], args: tuple) -> np.ndarray:
-        """`spread` over the pool: each chunk's scores put back at its pairs' places. A pool
-        broken under it (a worker killed, for memory) leaves the chunks not yet back to this process."""
+        """`spread` over the pool: each worker scores the chunks of its share (`placed`), IN_FLIGHT at
+        a time, then takes the last chunks left in another's share; each chunk's scores are put back
+        at its pairs' places. A pool broken under it (a worker killed, for memory) leaves the chunks
+        not yet back to this process."""
         n = len(columns[0])
         first, second = columns[0], columns[1] if len(columns) > 1 else columns[0]
-        shares = placed(first, second, self._home, self.workers)
-        parts = [(w, idx) for w, share in enumerate(shares) for idx in chunks(first, 1, share)]
-        out, left = None, dict(enumerate(idx for _, idx in parts))
+        queues = [deque(chunks(first, 1, share)) for share in placed(first, second, self._home, self.workers)]
+        out, running = None, {}
         try:
             pools = self._started()
-            futures = {pools[w].submit(_work, fn, [_take(c, idx) for c in columns], args, self.worker_bytes): k
-                       for k, (w, idx) in enumerate(parts)}
-            for fut in as_completed(futures):
-                part = fut.result()
-                idx = left.pop(futures[fut])
-                out = _place(out, idx, part, n)
-                self._advance(len(idx))
+            for w in range(self.workers):
+                for _ in range(min(IN_FLIGHT, len(queues[w]))):  # its own share first
+                    self._feed(w, pools, queues, running, fn, columns, args)
+            while running:
+                for fut in wait(running, return_when=FIRST_COMPLETED).done:
+                    part = fut.result()
+                    w, idx = running.pop(fut)
+                    out = _place(out, idx, part, n)
+                    self._advance(len(idx))
+                    self._feed(w, pools, queues, running, fn, columns, args)
         except BrokenProcessPool:
             self._broken()
-        for idx in left.values():
+        for idx in [*(idx for _, idx in running.values()), *(idx for q in queues for idx in q)]:
             out = _place(out, idx, fn(*[_take(c, idx) for c in columns], *args, self), n)
             self._advance(len(idx))
         return out
+
+    def _feed(self, w: int, pools: list[ProcessPoolExecutor], queues: list[deque], running: dict, fn,
+              columns: Sequence[Column], args: tuple) -> None:
+        """Worker w's next chunk: the first left of its own share, else the last of the longest share left."""
+        own = queues[w]
+        other = max(queues, key=len)
+        if not own and not other:
+            return
+        idx = own.popleft() if own else other.pop()
+        running[pools[w].submit(_work, fn, [_take(c, idx) for c in columns], args, self.worker_bytes)] = (w, idx)
 
     def _started(self) -> list[ProcessPoolExecutor]:
         if not self._pools:
