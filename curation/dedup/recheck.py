@@ -39,13 +39,6 @@ REJOIN_SLACK = 0.02
 # copies score 0.88-0.92: under NEAR_BAND), at --min-similarity itself. dedup_bench quality:
 # 0.04 / 0.06 / 0.08 / 0.10 found brightness +15% products 0.93 / 0.93 / 0.95 / 0.95, false removals 4 each.
 NEAREST_BAND = 0.08
-# An image still alone after that is compared with the leader of its best candidate scoring
-# within this under --min-similarity by `coarse_similarity` alone, at --min-similarity: a
-# brightened copy against its original's padded or higher-contrast copy (a compound change)
-# scores 0.95-0.98 at the signature's 12x12, 0.92-0.96 at WHOLE_SIDE, and its signatures
-# 0.83-0.92. dedup_bench quality --seed 1: 0.08 / 0.12 / 0.16 found brightness +15% products
-# 0.88 / 0.90 / 0.90 (0.80 without the coarse look), false removals 4 each; seed 0 unchanged.
-COARSE_BAND = 0.12
 NEAR_BAND = 0.04  # a pair scoring within this under --min-similarity is re-decoded (README verifier table)
 # Near misses are also compared trimmed with the darker picture brightened by each gain:
 # brightening a catalogue shot clips its light parts into the white background, so its
@@ -56,6 +49,18 @@ GAINS = (1.08, 1.15, 1.22)  # +-15% and a little more, as verify.MAX_GAIN
 # kept image of its cluster: the most pixels) decodes at half its original's scale, too
 # coarse to align (brightness +15% product copies found 0.57 at 64, 0.70 at 128: dedup_bench).
 REDECODE_PX = 128
+# An image still alone after `rejoin`'s other looks is compared with the leader of its best candidate
+# scoring within this under --min-similarity by `coarse_similarity` alone, at --min-similarity: a
+# brightened copy against its original's padded or higher-contrast copy (a compound change)
+# scores 0.95-0.98 at the signature's 12x12, 0.92-0.96 at WHOLE_SIDE, and its signatures
+# 0.83-0.92. dedup_bench quality --seed 1: 0.08 / 0.12 / 0.16 found brightness +15% products
+# 0.88 / 0.90 / 0.90 (0.80 without the coarse look), false removals 4 each; seed 0 unchanged.
+COARSE_BAND = 0.12
+# `coarse_similarity` takes the better of the views of these decodes: a white-padded leader met
+# its brightened copy at 0.949 from 128 px and 0.973 from 256, a higher-contrast one at 0.968 /
+# 0.952 (dedup_bench quality --seed 1: brightness +15% products 0.90 -> 0.93, seed 0 contrast
+# +15% 0.97 -> 1.00, false removals 4 and recoloured merged 0.05 / 0.00 both).
+COARSE_PX = (REDECODE_PX, 256)
 BRIGHTENED_CHUNK = 256  # near misses brightened at once: their files' REDECODE_PX decodes are held (~40 MB)
 WHOLE_SIDE = 24  # the whole pictures are compared at 24x24 (the item is a part of the frame)
 ASPECT_TOLERANCE = 0.03  # whole frames compare only when their shapes agree (log ratio)
@@ -257,9 +262,10 @@ def _coarse_looks(paths: np.ndarray, pairs: np.ndarray, needed: float, min_simil
 
 def coarse_similarity(paths_a: Sequence[str], paths_b: Sequence[str],
                       files: decodes.Decodes | None = None) -> np.ndarray:
-    """The best score of each pair of files re-decoded with the darker trimmed picture brightened
-    by a gain of GAINS and trimmed again (`brightened_similarity`), compared at the signature's
-    verify.SIDE rather than WHOLE_SIDE. nan where a file does not decode. Returns (P,) float32."""
+    """The best score of each pair of files re-decoded (at each side of COARSE_PX) with the darker
+    trimmed picture brightened by a gain of GAINS and trimmed again (`brightened_similarity`),
+    compared at the signature's verify.SIDE rather than WHOLE_SIDE. nan where a file does not
+    decode. Returns (P,) float32."""
     held = decodes.Decodes() if files is None else files
     if not len(paths_a):
         return np.zeros(0, dtype=np.float32)
@@ -271,7 +277,7 @@ def _coarse_similarity(paths_a: list[str], paths_b: list[str], held: decodes.Dec
     files = list(dict.fromkeys([*paths_a, *paths_b]))
     index = {p: i for i, p in enumerate(files)}
     pairs = np.array([[index[a], index[b]] for a, b in zip(paths_a, paths_b)], dtype=np.int64).reshape(-1, 2)
-    return _brightened_files(files, pairs, held, -np.inf, verify.SIDE)
+    return np.fmax(*(_brightened_files(files, pairs, held, -np.inf, verify.SIDE, px) for px in COARSE_PX))
 
 
 def _leader_looks(paths: np.ndarray, pairs: np.ndarray, needed: float, min_similarity: float,
@@ -514,10 +520,10 @@ def _gain_scores(views: np.ndarray, dark: np.ndarray, light: np.ndarray, enough:
 
 
 def _brightened_files(files: list[str], pairs: np.ndarray, held: decodes.Decodes, enough: float,
-                      side: int = WHOLE_SIDE) -> np.ndarray:
+                      side: int = WHOLE_SIDE, px: int = REDECODE_PX) -> np.ndarray:
     """`brightened_similarity` of pairs ((P, 2) indices into files), their views made only as
     each gain needs them and held in held, side x side, BRIGHTENED_CHUNK pairs at a time: a chunk's
-    REDECODE_PX decodes are held only while its views are made (held, they pushed out the hash-scale
+    decodes (px, default REDECODE_PX) are held only while its views are made (held, they pushed out the hash-scale
     decodes that the box and aligned passes use again). nan where a file does not decode."""
     out = np.full(len(pairs), np.nan, dtype=np.float32)
     compiled = len(GAINS) * len(pairs) >= KERNEL_MIN  # as `brightened_similarity` over all of them
@@ -526,7 +532,7 @@ def _brightened_files(files: list[str], pairs: np.ndarray, held: decodes.Decodes
         used, local = np.unique(chunk, return_inverse=True)
         local = local.reshape(chunk.shape)
         views = np.zeros((len(used), 1 + len(GAINS), side * side * 3), dtype=np.uint8)
-        decoded = _Pictures(held, side)
+        decoded = _Pictures(held, side, px)
         readable = np.array([decoded.view(files[f], 1.0, views[u, 0]) for u, f in enumerate(used.tolist())],
                             dtype=bool).reshape(-1)
         fine = np.flatnonzero(readable[local[:, 0]] & readable[local[:, 1]])
@@ -543,15 +549,15 @@ def _brightened_files(files: list[str], pairs: np.ndarray, held: decodes.Decodes
 class _Pictures:
     """REDECODE_PX decodes and their grey levels, held while one chunk's views (side x side) are made."""
 
-    def __init__(self, held: decodes.Decodes, side: int = WHOLE_SIDE) -> None:
-        self.held, self.side = held, side
+    def __init__(self, held: decodes.Decodes, side: int = WHOLE_SIDE, px: int = REDECODE_PX) -> None:
+        self.held, self.side, self.px = held, side, px
         self.pictures: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def view(self, path: str, gain: float, into: np.ndarray) -> bool:
         """The file's trimmed view brightened by gain (`_views`), held in held, written into `into`.
         Returns whether it decoded."""
         try:
-            into[:] = self.held.view(path, f"trimmed {gain} {self.side}",
+            into[:] = self.held.view(path, f"trimmed {gain} {self.side} {self.px}",
                                      lambda: _views(*self._picture(path), (gain,), self.side)[0])
         except (OSError, hashing.Unreadable):
             return False
@@ -559,7 +565,7 @@ class _Pictures:
 
     def _picture(self, path: str) -> tuple[np.ndarray, np.ndarray]:
         if path not in self.pictures:
-            rgb = self.held.decode(path, REDECODE_PX)[0]
+            rgb = self.held.decode(path, self.px)[0]
             self.pictures[path] = (rgb, hashing.grey_of(rgb))
         return self.pictures[path]
 
