@@ -316,7 +316,7 @@ def nearest_leaders(leader: np.ndarray, unverified: Unverified, min_similarity: 
                     joined: np.ndarray, band: float = NEAREST_BAND) -> np.ndarray:
     """(A, 2) int64 pairs (image alone in its cluster and not in joined, the leader of the
     cluster of its best-scoring unverified candidate): that candidate scores at least
-    min_similarity - NEAREST_BAND, is in a cluster of two or more, and its leader comes before
+    min_similarity - band (default NEAREST_BAND), is in a cluster of two or more, and its leader comes before
     the image in the keep order (else the pair would make the image lead and split the
     cluster). leader: (n,) `pairs.leader_clusters`; joined: (J,) images `rejoin` joined."""
     near = np.asarray(unverified.near, dtype=np.int64).reshape(-1, 2)
@@ -547,7 +547,8 @@ def _brightened_files(files: list[str], pairs: np.ndarray, held: decodes.Decodes
 
 
 class _Pictures:
-    """REDECODE_PX decodes and their grey levels, held while one chunk's views (side x side) are made."""
+    """Decodes at px (default REDECODE_PX) and their grey levels, held while one chunk's views
+    (side x side) are made."""
 
     def __init__(self, held: decodes.Decodes, side: int = WHOLE_SIDE, px: int = REDECODE_PX) -> None:
         self.held, self.side, self.px = held, side, px
