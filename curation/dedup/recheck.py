@@ -49,17 +49,13 @@ GAINS = (1.08, 1.15, 1.22)  # +-15% and a little more, as verify.MAX_GAIN
 # kept image of its cluster: the most pixels) decodes at half its original's scale, too
 # coarse to align (brightness +15% product copies found 0.57 at 64, 0.70 at 128: dedup_bench).
 REDECODE_PX = 128
-# An image still alone after `rejoin`'s other looks is compared with the leader of its best candidate
-# scoring within this under --min-similarity by `coarse_similarity` alone, at --min-similarity: a
-# brightened copy against its original's padded or higher-contrast copy (a compound change)
-# scores 0.95-0.98 at the signature's 12x12, 0.92-0.96 at WHOLE_SIDE, and its signatures
-# 0.83-0.92. dedup_bench quality --seed 1: 0.08 / 0.12 / 0.16 found brightness +15% products
-# 0.88 / 0.90 / 0.90 (0.80 without the coarse look), false removals 4 each; seed 0 unchanged.
+# An image still alone after `rejoin`'s other looks meets the leader of its best candidate within this
+# under --min-similarity by `coarse_similarity` alone: a brightened copy against a padded or contrast +15%
+# leader scores 0.95-0.98 at 12x12, 0.92-0.96 at WHOLE_SIDE (dedup_bench quality --seed 1, brightness
+# +15% products: 0.08 / 0.12 / 0.16 found 0.88 / 0.90 / 0.90, 0.80 without; false removals 4 each).
 COARSE_BAND = 0.12
-# `coarse_similarity` takes the better of the views of these decodes: a white-padded leader met
-# its brightened copy at 0.949 from 128 px and 0.973 from 256, a higher-contrast one at 0.968 /
-# 0.952 (dedup_bench quality --seed 1: brightness +15% products 0.90 -> 0.93, seed 0 contrast
-# +15% 0.97 -> 1.00, false removals 4 and recoloured merged 0.05 / 0.00 both).
+# The better of two decodes: a white-padded leader met its brightened copy at 0.949 from 128 px, 0.973
+# from 256; a higher-contrast one 0.968 / 0.952 (same benchmark: 0.90 -> 0.93, false removals 4).
 COARSE_PX = (REDECODE_PX, 256)
 BRIGHTENED_CHUNK = 256  # near misses brightened at once: their files' REDECODE_PX decodes are held (~40 MB)
 WHOLE_SIDE = 24  # the whole pictures are compared at 24x24 (the item is a part of the frame)

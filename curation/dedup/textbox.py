@@ -24,11 +24,9 @@ from . import hashing, verify
 # A painted picture's region codes pair within 6 bits, not OVERLAY_THRESHOLD's 2: painting the
 # item's part under the box moves them 4-8 (benchmarks/dedup_bench.py quality; README table).
 PAINTED_THRESHOLD = 6
-# A box painted in one corner (not a banner along a side) also pairs by that corner's own region
-# code within this: painting the item's part under the box moved the trimmed box by a few pixels
-# there (benchmarks/dedup_bench.py quality: 6 / 8 / 10 found box in a corner products 0.93 /
-# 0.95 / 0.97 on --seed 1 and 0.97 / 1.00 / 1.00 on seed 0, false removals 4 / 4 / 5 on seed 0;
-# 8 for every region, or for a banner's two corners, lost other copies: box bottom 0.95 -> 0.93).
+# A box painted in one corner (not a banner) also pairs by that corner's region code within this: the
+# paint moved the trimmed box there (dedup_bench quality, box in a corner products, --seed 1 / seed 0:
+# 6, 8, 10 found 0.93 / 0.97, 0.95 / 1.00, 0.97 / 1.00, false removals 4, 4, 5; README text-box table).
 CORNER_THRESHOLD = 8
 # 16x16, not recheck.WHOLE_SIDE: a padded copy decodes coarser and a print's detail differs (same benchmark).
 ALIGNED_SIDE = 16
