@@ -13,7 +13,7 @@
    `--copied` originals of each by the transforms in TRANSFORMS (re-encode, resizes,
    brightness and contrast +-15%, a text box in a corner or along the bottom, crop,
    padding) and one recoloured version of each (the item's hue turned, or a dark item
-   made navy, charcoal or brown): its "found" column is the share merged by mistake. False removals: original photos left with no kept image
+   made navy, charcoal or brown, a light grey or white one navy, wine or brown): its "found" column is the share merged by mistake. False removals: original photos left with no kept image
    (set aside as a copy of another photo; originals that are the same photo, mean
    absolute difference < 3 on 64x64 grey, count as one). Copies found: the copy shares a
    cluster with another image of its photo. Rows: imagehash.phash at 6 with connected
@@ -215,6 +215,8 @@ TRANSFORMS = {
     "recoloured (never a copy)": lambda im, i: _save(recolour(im, i)),
 }
 RECOLOURED = len(TRANSFORMS) - 1  # the transform whose "copies" are other items: found = merged by mistake
+# Part of section 4's folder name: its copies are made again when a transform changes (2: a light item tinted wine).
+TRANSFORMS_VERSION = 2
 
 
 def make_set(n_products: int, n_cc0: int, n_copied: int, folder: Path, seed: int = 0):
@@ -652,7 +654,7 @@ def whole_command(n: int, workers: int, runs: int = 3, folder: Path | None = Non
     import imagehash
 
     hashing.load_kernels()
-    folder = folder or Path(tempfile.gettempdir()) / f"ifa-dedup-bench-{n}"
+    folder = folder or Path(tempfile.gettempdir()) / f"ifa-dedup-bench-{n}-v{TRANSFORMS_VERSION}"
     paths = command_set(n, folder)
     env = dict(os.environ)
     cli = [sys.executable, "-m", "ifa.cli.app"]
