@@ -5,6 +5,7 @@ benchmark's own transforms (benchmarks/dedup_bench.py)."""
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -107,8 +108,6 @@ def test_a_boxed_copy_still_passes_the_box_look_against_its_padded_copy():
 
 def _box_look(a: Image.Image, b: Image.Image) -> float:
     """The second look's box route (recheck.redecoded_similarity with a box) of two pictures."""
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp:
         paths = [str(Path(tmp) / f"{k}.jpg") for k in "ab"]
         for im, p in zip((a, b), paths):
