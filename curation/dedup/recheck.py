@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from ...taxonomy import Taxonomy
-from . import align, decodes, hashing, textbox, verify
+from . import align, decodes, finer, hashing, textbox, verify
 from . import pairs as pairing
 
 # An image rejoining a cluster verified at --min-similarity with one of its members; against
@@ -395,8 +395,9 @@ def _redecoded_similarity(paths_a: list[str], paths_b: list[str], boxes: np.ndar
     # whole frame placed in the other picture by the two trimmed boxes (textbox).
     short = np.flatnonzero(boxes)[out[boxes] < enough]  # the aligned views only where they can decide
     if len(short) and any(f is not None and (f.painted or f.open_frame) for f in framed):
-        out[short] = np.fmax(out[short], textbox.aligned_similarity(framed, pairs[short], kernel_min=WHOLE_KERNEL_MIN,
-                                                                    enough=floor))
+        aligned = textbox.aligned_similarity(framed, pairs[short], kernel_min=WHOLE_KERNEL_MIN, enough=floor)
+        # What passed placed at 16 px, looked at again finer: look-alike items of one shoot pass at 16.
+        out[short] = np.fmax(out[short], finer.vetoed(framed, pairs[short], aligned, enough))
     out[~(readable[pairs[:, 0]] & readable[pairs[:, 1]])] = np.nan
     return out
 
