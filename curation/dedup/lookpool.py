@@ -31,7 +31,7 @@ from . import align, decodes, hashing, verify
 # core saves (the crossover on the near misses of dedup_bench.py's 20,000 photos: README dedup section).
 MIN_PAIRS = 128
 CHUNKS_PER_WORKER = 4  # chunks a worker gets per call: they finish within a chunk of each other
-IN_FLIGHT = 2  # chunks a worker has at once: the next one waits in its queue while one is scored
+IN_FLIGHT = 1  # chunks a worker has at once: a busy worker keeps no second chunk from an idle one
 # A chunk's largest scoring call (6 compares a pair in `align.aligned_similarity`) stays within one
 # block of verify.similarity's compiled scorer, which then runs on one thread: N workers, N threads.
 MAX_CHUNK = verify.CHUNK * 4 // 6
