@@ -36,8 +36,8 @@ IN_FLIGHT = 1  # chunks a worker has at once: a busy worker keeps no second chun
 # block of verify.similarity's compiled scorer, which then runs on one thread: N workers, N threads.
 MAX_CHUNK = verify.CHUNK * 4 // 6
 # A worker takes pairs at its files' home up to this times its even share of a call: the rest go to
-# the least loaded. Placing pairs by home cut the files decoded on 2 workers from 12,445 to 10,279
-# (the distinct ones: 9,532) on the benchmark's 20,000 photos, the share never over 1.05.
+# the least loaded. On dedup_bench.py's 20,000 photos, replaying the second look on 2 workers: decodes
+# 18,000-18,800 -> 16,000 (the files distinct per scale: 13,231), no share over 1.05.
 SHARE_SLACK = 1.1
 
 # The workers' decodes together: each holds decodes.MAX_BYTES up to 4 workers, less beyond (16 CPUs: 64 MiB).
