@@ -289,8 +289,11 @@ def resample(pixels: np.ndarray, size: tuple[int, int], kind: int,
 
 def transposed(grey: np.ndarray) -> np.ndarray:
     """A grey picture column-major ((w, h) uint8, contiguous), what the compiled resizes
-    read: made once per decode and shared by its grey resizes (numpy's copy, ~10 us at 112 px)."""
-    return np.ascontiguousarray(np.asarray(grey, dtype=np.uint8).T)
+    read: made once per decode and shared by its grey resizes (`_kernels.transpose_into`)."""
+    grey = np.asarray(grey, dtype=np.uint8)
+    out = np.empty(grey.shape[::-1], dtype=np.uint8)
+    compiled().transpose_into(grey, out)
+    return out
 
 
 @lru_cache(maxsize=4096)
@@ -307,10 +310,16 @@ def _lanczos_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
     return first.astype(np.int64), weights
 
 
-@lru_cache(maxsize=4096)
 def _lanczos_matrix(in_size: int, out_size: int) -> np.ndarray:
     """(out_size, in_size) fixed-point LANCZOS weights (support 3), as Pillow's
-    precompute_coeffs and normalize_coeffs_8bpc compute them for the whole input."""
+    precompute_coeffs and normalize_coeffs_8bpc compute them for the whole input:
+    `_lanczos_matrix_reference` compiled (`_kernels.lanczos_matrix`, tested equal). Each
+    pool worker makes those of ~200 sizes afresh; in Python that was ~0.8 ms a size."""
+    return compiled().lanczos_matrix(int(in_size), int(out_size))
+
+
+def _lanczos_matrix_reference(in_size: int, out_size: int) -> np.ndarray:
+    """`_lanczos_matrix` in Python: the definition the kernel is tested against."""
     m = np.zeros((out_size, in_size), dtype=np.float64)
     if in_size == out_size:  # Pillow skips the pass; identity weights do the same
         np.fill_diagonal(m, 1 << 22)
@@ -507,11 +516,11 @@ def text_boxes(grey: np.ndarray, ring: tuple[int, bool] | None = None) -> tuple[
     picture, TEXT_BOX_FLAT of them flat (the text) and ending at a sharp edge: a "SALE" box
     or a banner along a side. grey: (h, w) uint8; ring: `_ring(grey)` when already known."""
     h, w = grey.shape
-    x = grey.astype(np.int16)
     background, bordered = _ring(grey) if ring is None else ring
     boxes: list[tuple[int, int, int, int]] = []
     if not bordered:
         return background, boxes
+    x = grey.astype(np.int16)
     for down in (False, True):
         for across in (False, True):
             v = x[::-1] if down else x
