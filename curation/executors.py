@@ -43,6 +43,18 @@ def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[lo:lo + size]
 
 
+def tapered_chunks(items: Sequence[Any], size: int, workers: int, smallest: int = 32) -> Iterator[Sequence[Any]]:
+    """Batches of `size` items until fewer than two a worker are left, then a quarter of what
+    is left per batch (a share by worker count, at least `smallest`): the workers finish within
+    a small batch of each other instead of one idling through the other's last full batch
+    (20,000 photos on 2 workers: up to ~0.5 s of one core)."""
+    lo, share = 0, 2 * max(1, workers)
+    while lo < len(items):
+        step = min(size, max(smallest, -(-(len(items) - lo) // share)))
+        yield items[lo:lo + step]
+        lo += step
+
+
 def run_batches(fn: Callable[..., Any], batches: Iterable[Any], args: tuple = (), *, workers: int | None = None,
                 scheduler: str | None = None) -> Iterator[tuple[Any, Any]]:
     """Yield (batch, fn(batch, *args)) for every batch, as each finishes.
