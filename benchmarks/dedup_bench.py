@@ -13,7 +13,7 @@
    `--copied` originals of each by the transforms in TRANSFORMS (re-encode, resizes,
    brightness and contrast +-15%, a text box in a corner or along the bottom, crop,
    padding) and one recoloured version of each (the item's hue turned, or a dark item
-   made navy, charcoal or brown): its "found" column is the share merged by mistake. False removals: original photos left with no kept image
+   made navy, charcoal or brown, a light grey or white one navy, wine or brown): its "found" column is the share merged by mistake. False removals: original photos left with no kept image
    (set aside as a copy of another photo; originals that are the same photo, mean
    absolute difference < 3 on 64x64 grey, count as one). Copies found: the copy shares a
    cluster with another image of its photo. Rows: imagehash.phash at 6 with connected
@@ -173,7 +173,8 @@ def text_box(im: Image.Image, where: str, dark: bool, area: float = 0.08) -> Ima
 
 def recolour(im: Image.Image, i: int) -> Image.Image:
     """The item (pixels away from white) recoloured: the hue turned by 60/120/180 degrees when
-    it is saturated, else tinted navy, lifted to charcoal or tinted brown (a dark item)."""
+    it is saturated, else tinted navy, lifted to charcoal (a dark item) or tinted wine (a light
+    one) or tinted brown."""
     a = np.asarray(im.convert("RGB")).astype(np.float64) / 255
     mask = np.abs(a - 1).max(axis=2) > 0.12
     hsv = np.asarray(im.convert("HSV")).astype(np.float64) / 255
@@ -186,8 +187,12 @@ def recolour(im: Image.Image, i: int) -> Image.Image:
         dark = hsv[..., 2][mask].mean() < 0.4
         tint = [np.array([0.35, 0.45, 1.0]), np.array([1.0, 1.0, 1.0]), np.array([1.0, 0.7, 0.45])][i % 3]
         lum = a[mask] @ np.array([0.299, 0.587, 0.114])
-        if i % 3 == 1:
+        # Lifted to charcoal, a white, silver or grey item stays one with grey blotches (20,000
+        # photos: 8 of those "recoloured" copies merged, looked at by eye): it is tinted wine instead.
+        if i % 3 == 1 and dark:
             out[mask] = np.clip(lum * 0.6 + 0.22, 0, 1)[:, None] * tint
+        elif i % 3 == 1:
+            out[mask] = np.clip(lum[:, None] * np.array([1.0, 0.5, 0.55]), 0, 1)
         else:
             out[mask] = np.clip(lum[:, None] * tint * (1.6 if dark else 1.0), 0, 1)
     return Image.fromarray((out * 255).round().astype(np.uint8))
@@ -210,6 +215,8 @@ TRANSFORMS = {
     "recoloured (never a copy)": lambda im, i: _save(recolour(im, i)),
 }
 RECOLOURED = len(TRANSFORMS) - 1  # the transform whose "copies" are other items: found = merged by mistake
+# Part of section 4's folder name: its copies are made again when a transform changes (2: a light item tinted wine).
+TRANSFORMS_VERSION = 2
 
 
 def make_set(n_products: int, n_cc0: int, n_copied: int, folder: Path, seed: int = 0):
@@ -647,7 +654,7 @@ def whole_command(n: int, workers: int, runs: int = 3, folder: Path | None = Non
     import imagehash
 
     hashing.load_kernels()
-    folder = folder or Path(tempfile.gettempdir()) / f"ifa-dedup-bench-{n}"
+    folder = folder or Path(tempfile.gettempdir()) / f"ifa-dedup-bench-{n}-v{TRANSFORMS_VERSION}"
     paths = command_set(n, folder)
     env = dict(os.environ)
     cli = [sys.executable, "-m", "ifa.cli.app"]

@@ -135,3 +135,31 @@ def test_box_copies_and_a_padded_copy_end_in_one_cluster(tmp_path: Path, cli, ph
     # The padded copy has the most pixels, so it is kept; every other member was verified against it.
     assert clusters == [{photo, f"{photo}-corner-light", f"{photo}-bottom-dark", f"{photo}-pad"}], clusters
     assert data["clusters"][0]["keep"] == f"{photo}-pad"
+
+
+# Product shots whose copy with a light box in the top left corner (painted over) was left
+# alone beside the cluster their 10%-padded copy leads: the paint moved the trimmed box, and
+# their region codes lay 8 bits apart (benchmarks/dedup_bench.py quality, --seed 1 and seed 0).
+CORNER_BOXED = ("13778", "10005")
+
+
+@needs_data
+def test_a_copy_with_a_box_in_one_corner_joins_its_padded_copy(tmp_path: Path):
+    from ifa.benchmarks.dedup_bench import _pad
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in CORNER_BOXED:
+        shutil.copy(MYNTRA / f"{name}.jpg", folder / f"{name}.jpg")
+        with Image.open(MYNTRA / f"{name}.jpg") as im:
+            rgb = im.convert("RGB")
+            text_box(rgb, "tl", False).save(folder / f"{name}-box.jpg", "JPEG", quality=90)
+            _pad(rgb, 0).save(folder / f"{name}-pad.jpg", "JPEG", quality=90)
+    ws = _workspace(tmp_path, folder)
+    try:
+        r = dedup.run(ws, workers=1, report=False)
+    finally:
+        ws.close()
+    clusters = {c.keep: {m.image_id for m in c.members} for c in r.clusters}
+    # The pad has the most pixels, so it is kept; the boxed copy is compared with it directly.
+    assert clusters == {f"{n}-pad": {n, f"{n}-pad", f"{n}-box"} for n in CORNER_BOXED}, clusters

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from ...taxonomy import Taxonomy
-from . import align, decodes, hashing, textbox, verify
+from . import align, decodes, finer, hashing, textbox, verify
 from . import pairs as pairing
 
 # An image rejoining a cluster verified at --min-similarity with one of its members; against
@@ -49,6 +49,14 @@ GAINS = (1.08, 1.15, 1.22)  # +-15% and a little more, as verify.MAX_GAIN
 # kept image of its cluster: the most pixels) decodes at half its original's scale, too
 # coarse to align (brightness +15% product copies found 0.57 at 64, 0.70 at 128: dedup_bench).
 REDECODE_PX = 128
+# An image still alone after `rejoin`'s other looks meets the leader of its best candidate within this
+# under --min-similarity by `coarse_similarity` alone: a brightened copy against a padded or contrast +15%
+# leader scores 0.95-0.98 at 12x12, 0.92-0.96 at WHOLE_SIDE (dedup_bench quality --seed 1, brightness
+# +15% products: 0.08 / 0.12 / 0.16 found 0.88 / 0.90 / 0.90, 0.80 without; false removals 4 each).
+COARSE_BAND = 0.12
+# The better of two decodes: a white-padded leader met its brightened copy at 0.949 from 128 px, 0.973
+# from 256; a higher-contrast one 0.968 / 0.952 (same benchmark: 0.90 -> 0.93, false removals 4).
+COARSE_PX = (REDECODE_PX, 256)
 BRIGHTENED_CHUNK = 256  # near misses brightened at once: their files' REDECODE_PX decodes are held (~40 MB)
 WHOLE_SIDE = 24  # the whole pictures are compared at 24x24 (the item is a part of the frame)
 ASPECT_TOLERANCE = 0.03  # whole frames compare only when their shapes agree (log ratio)
@@ -215,13 +223,15 @@ def rejoin(paths: np.ndarray, leader: np.ndarray, verified: np.ndarray, min_simi
     min_similarity - REJOIN_SLACK makes the image a member, or one still short whose pictures
     aligned (`align.aligned_similarity`: a crop against a pad) score at least min_similarity.
     Then (given unverified) an image still alone is compared with the leader of its best
-    unverified candidate (`nearest_leaders`) at min_similarity. No chaining: every member is
-    still compared with its leader itself.
+    unverified candidate (`nearest_leaders`) at min_similarity, and one still alone with the
+    leader of its best candidate within COARSE_BAND by `coarse_similarity` (a brightened copy
+    against a padded or higher-contrast copy of its original), at min_similarity. No chaining:
+    every member is still compared with its leader itself.
 
     paths: (n,) files; leader: (n,) `pairs.leader_clusters`; verified: (V, 2) the pairs that
     made it; files: the command's decodes (`second_look`'s; default a new one, shared by the
     looks here). Returns ((J, 2) pairs (image, leader) that passed, (J,) their scores, the
-    number of pairs compared: `beside_leaders(leader, verified)` and `nearest_leaders`, none
+    number of pairs compared: `beside_leaders(leader, verified)` and `nearest_leaders`' twice, none
     when min_similarity is 0)."""
     files = decodes.Decodes() if files is None else files
     if min_similarity <= 0:  # no verification, the hash alone makes copies
@@ -229,18 +239,48 @@ def rejoin(paths: np.ndarray, leader: np.ndarray, verified: np.ndarray, min_simi
     pairs = beside_leaders(leader, verified)
     score, ok = _leader_looks(paths, pairs, min_similarity - REJOIN_SLACK, min_similarity, files)
     if unverified is not None:
-        more = nearest_leaders(leader, unverified, min_similarity, pairs[ok, 0])
-        n = len(leader)  # a pair compared above, with the slack, failed already
-        more = more[~np.isin(more[:, 0] * n + more[:, 1], pairs[:, 0] * n + pairs[:, 1])]
-        more_score, more_ok = _leader_looks(paths, more, min_similarity, min_similarity, files)
-        pairs, score, ok = (np.concatenate(x) for x in ((pairs, more), (score, more_score), (ok, more_ok)))
+        # A pair compared before (with the slack, or by the fuller look) failed already.
+        for band, look in ((NEAREST_BAND, _leader_looks), (COARSE_BAND, _coarse_looks)):
+            more = nearest_leaders(leader, unverified, min_similarity, pairs[ok, 0], band)
+            more = more[~np.isin(more[:, 0] * len(leader) + more[:, 1], pairs[:, 0] * len(leader) + pairs[:, 1])]
+            more_score, more_ok = look(paths, more, min_similarity, min_similarity, files)
+            pairs, score, ok = (np.concatenate(x) for x in ((pairs, more), (score, more_score), (ok, more_ok)))
     return pairs[ok], score[ok], len(pairs)
+
+
+def _coarse_looks(paths: np.ndarray, pairs: np.ndarray, needed: float, min_similarity: float,
+                  files: decodes.Decodes) -> tuple[np.ndarray, np.ndarray]:
+    """`rejoin`'s last look at pairs ((P, 2) image, leader): `coarse_similarity` alone, passing at
+    needed (min_similarity unused: `_leader_looks`' signature). Returns ((P,) float32 scores, (P,) bool passed)."""
+    score = coarse_similarity(paths[pairs[:, 0]].tolist(), paths[pairs[:, 1]].tolist(), files)
+    return score, np.nan_to_num(score, nan=0.0) >= needed
+
+
+def coarse_similarity(paths_a: Sequence[str], paths_b: Sequence[str],
+                      files: decodes.Decodes | None = None) -> np.ndarray:
+    """The best score of each pair of files re-decoded (at each side of COARSE_PX) with the darker
+    trimmed picture brightened by a gain of GAINS and trimmed again (`brightened_similarity`),
+    compared at the signature's verify.SIDE rather than WHOLE_SIDE. nan where a file does not
+    decode. Returns (P,) float32."""
+    held = decodes.Decodes() if files is None else files
+    if not len(paths_a):
+        return np.zeros(0, dtype=np.float32)
+    return held.spread(_coarse_similarity, (list(paths_a), list(paths_b)))
+
+
+def _coarse_similarity(paths_a: list[str], paths_b: list[str], held: decodes.Decodes) -> np.ndarray:
+    """`coarse_similarity` with held's decodes, in this process."""
+    files = list(dict.fromkeys([*paths_a, *paths_b]))
+    index = {p: i for i, p in enumerate(files)}
+    pairs = np.array([[index[a], index[b]] for a, b in zip(paths_a, paths_b)], dtype=np.int64).reshape(-1, 2)
+    return np.fmax(*(_brightened_files(files, pairs, held, -np.inf, verify.SIDE, px) for px in COARSE_PX))
 
 
 def _leader_looks(paths: np.ndarray, pairs: np.ndarray, needed: float, min_similarity: float,
                   files: decodes.Decodes) -> tuple[np.ndarray, np.ndarray]:
     """`rejoin`'s looks at pairs ((P, 2) image, leader): re-decoded allowing a text box, then
-    with the darker brightened, passing at needed; then aligned, passing at min_similarity.
+    with the darker brightened, passing at needed; then `coarse_similarity` and aligned, passing
+    at min_similarity.
     Returns ((P,) float32 scores, (P,) bool passed)."""
     if not len(pairs):
         return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=bool)
@@ -254,22 +294,25 @@ def _leader_looks(paths: np.ndarray, pairs: np.ndarray, needed: float, min_simil
                                      files=files)
         score[short] = np.fmax(score[short], plain)
     ok = np.nan_to_num(score, nan=0.0) >= needed
-    # A crop of an original that its padded copy leads: the crop cuts the item, the pad's trim
-    # another side, so only a search over cuts meets it; without the slack, as that search is
-    # a looser compare (at the slack it set aside black for brown shoes: dedup_bench quality).
-    short = np.flatnonzero(~ok)
-    if len(short):
-        aligned = align.aligned_similarity([pa[i] for i in short], [pb[i] for i in short], files)
-        passed = np.nan_to_num(aligned, nan=0.0) >= min_similarity
-        score[short[passed]], ok[short[passed]] = aligned[passed], True
+    # Then two looser compares, without the slack: the brightened views at the signature's side
+    # (`coarse_similarity`; with the slack it set aside a recoloured striped polo: dedup_bench
+    # quality, seed 0), and for a crop of an original that its padded copy leads (the crop cuts
+    # the item, the pad's trim another side) a search over cuts (at the slack it set aside black
+    # for brown shoes: dedup_bench quality).
+    for look in (coarse_similarity, align.aligned_similarity):
+        short = np.flatnonzero(~ok)
+        if len(short):
+            again = look([pa[i] for i in short], [pb[i] for i in short], files)
+            passed = np.nan_to_num(again, nan=0.0) >= min_similarity
+            score[short[passed]], ok[short[passed]] = again[passed], True
     return score, ok
 
 
 def nearest_leaders(leader: np.ndarray, unverified: Unverified, min_similarity: float,
-                    joined: np.ndarray) -> np.ndarray:
+                    joined: np.ndarray, band: float = NEAREST_BAND) -> np.ndarray:
     """(A, 2) int64 pairs (image alone in its cluster and not in joined, the leader of the
     cluster of its best-scoring unverified candidate): that candidate scores at least
-    min_similarity - NEAREST_BAND, is in a cluster of two or more, and its leader comes before
+    min_similarity - band (default NEAREST_BAND), is in a cluster of two or more, and its leader comes before
     the image in the keep order (else the pair would make the image lead and split the
     cluster). leader: (n,) `pairs.leader_clusters`; joined: (J,) images `rejoin` joined."""
     near = np.asarray(unverified.near, dtype=np.int64).reshape(-1, 2)
@@ -278,7 +321,7 @@ def nearest_leaders(leader: np.ndarray, unverified: Unverified, min_similarity: 
     lonely[joined] = False
     both = np.concatenate([near, near[:, ::-1]])
     score = np.concatenate([unverified.similarity, unverified.similarity])
-    keep = lonely[both[:, 0]] & ~alone[both[:, 1]] & (score >= min_similarity - NEAREST_BAND)
+    keep = lonely[both[:, 0]] & ~alone[both[:, 1]] & (score >= min_similarity - band)
     keep &= unverified.rank[leader[both[:, 1]]] < unverified.rank[both[:, 0]]
     both, score = both[keep], score[keep]
     order = np.lexsort((-score, both[:, 0]))  # per image, its best candidate first
@@ -352,8 +395,9 @@ def _redecoded_similarity(paths_a: list[str], paths_b: list[str], boxes: np.ndar
     # whole frame placed in the other picture by the two trimmed boxes (textbox).
     short = np.flatnonzero(boxes)[out[boxes] < enough]  # the aligned views only where they can decide
     if len(short) and any(f is not None and (f.painted or f.open_frame) for f in framed):
-        out[short] = np.fmax(out[short], textbox.aligned_similarity(framed, pairs[short], kernel_min=whole_min,
-                                                                    enough=floor))
+        aligned = textbox.aligned_similarity(framed, pairs[short], kernel_min=whole_min, enough=floor)
+        # What passed placed at 16 px, looked at again finer: look-alike items of one shoot pass at 16.
+        out[short] = np.fmax(out[short], finer.vetoed(framed, pairs[short], aligned, enough))
     out[~(readable[pairs[:, 0]] & readable[pairs[:, 1]])] = np.nan
     return out
 
@@ -408,16 +452,16 @@ def brightened_views(rgb: np.ndarray, gains: tuple[float, ...] = GAINS) -> np.nd
     return _views(rgb, None, (1.0, *gains))
 
 
-def _views(rgb: np.ndarray, grey: np.ndarray | None, gains: tuple[float, ...]) -> np.ndarray:
-    """`brightened_views`'s views of rgb by each of gains (1.0: rgb as it is); grey: rgb's
-    `hashing.grey_of` (None: made here)."""
+def _views(rgb: np.ndarray, grey: np.ndarray | None, gains: tuple[float, ...], side: int = WHOLE_SIDE) -> np.ndarray:
+    """`brightened_views`'s views of rgb by each of gains (1.0: rgb as it is), side x side; grey:
+    rgb's `hashing.grey_of` (None: made here)."""
     grey = hashing.grey_of(rgb) if grey is None else grey
     h, w = grey.shape
-    out = np.empty((len(gains), WHOLE_SIDE * WHOLE_SIDE * 3), dtype=np.uint8)
+    out = np.empty((len(gains), side * side * 3), dtype=np.uint8)
     for k, gain in enumerate(gains):
         x, g = (rgb, grey) if gain == 1.0 else (_looked_up(_lut(gain), rgb), _looked_up(_lut(gain), grey))
         box = hashing.trim_box(g)
-        out[k] = verify.thumbnail(x, None if box == (0, h, 0, w) else hashing.refine_box(g, box), WHOLE_SIDE).reshape(-1)
+        out[k] = verify.thumbnail(x, None if box == (0, h, 0, w) else hashing.refine_box(g, box), side).reshape(-1)
     return out
 
 
@@ -472,10 +516,11 @@ def _gain_scores(views: np.ndarray, dark: np.ndarray, light: np.ndarray, enough:
     return best
 
 
-def _brightened_files(files: list[str], pairs: np.ndarray, held: decodes.Decodes, enough: float) -> np.ndarray:
+def _brightened_files(files: list[str], pairs: np.ndarray, held: decodes.Decodes, enough: float,
+                      side: int = WHOLE_SIDE, px: int = REDECODE_PX) -> np.ndarray:
     """`brightened_similarity` of pairs ((P, 2) indices into files), their views made only as
-    each gain needs them and held in held, BRIGHTENED_CHUNK pairs at a time: a chunk's
-    REDECODE_PX decodes are held only while its views are made (held, they pushed out the hash-scale
+    each gain needs them and held in held, side x side, BRIGHTENED_CHUNK pairs at a time: a chunk's
+    decodes (px, default REDECODE_PX) are held only while its views are made (held, they pushed out the hash-scale
     decodes that the box and aligned passes use again). nan where a file does not decode."""
     out = np.full(len(pairs), np.nan, dtype=np.float32)
     compiled = len(GAINS) * len(pairs) >= KERNEL_MIN  # as `brightened_similarity` over all of them
@@ -483,8 +528,8 @@ def _brightened_files(files: list[str], pairs: np.ndarray, held: decodes.Decodes
         chunk = pairs[lo:lo + BRIGHTENED_CHUNK]
         used, local = np.unique(chunk, return_inverse=True)
         local = local.reshape(chunk.shape)
-        views = np.zeros((len(used), 1 + len(GAINS), WHOLE_SIDE * WHOLE_SIDE * 3), dtype=np.uint8)
-        decoded = _Pictures(held)
+        views = np.zeros((len(used), 1 + len(GAINS), side * side * 3), dtype=np.uint8)
+        decoded = _Pictures(held, side, px)
         readable = np.array([decoded.view(files[f], 1.0, views[u, 0]) for u, f in enumerate(used.tolist())],
                             dtype=bool).reshape(-1)
         fine = np.flatnonzero(readable[local[:, 0]] & readable[local[:, 1]])
@@ -499,24 +544,26 @@ def _brightened_files(files: list[str], pairs: np.ndarray, held: decodes.Decodes
 
 
 class _Pictures:
-    """REDECODE_PX decodes and their grey levels, held while one chunk's views are made."""
+    """Decodes at px (default REDECODE_PX) and their grey levels, held while one chunk's views
+    (side x side) are made."""
 
-    def __init__(self, held: decodes.Decodes) -> None:
-        self.held = held
+    def __init__(self, held: decodes.Decodes, side: int = WHOLE_SIDE, px: int = REDECODE_PX) -> None:
+        self.held, self.side, self.px = held, side, px
         self.pictures: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def view(self, path: str, gain: float, into: np.ndarray) -> bool:
         """The file's trimmed view brightened by gain (`_views`), held in held, written into `into`.
         Returns whether it decoded."""
         try:
-            into[:] = self.held.view(path, f"trimmed {gain}", lambda: _views(*self._picture(path), (gain,))[0])
+            into[:] = self.held.view(path, f"trimmed {gain} {self.side} {self.px}",
+                                     lambda: _views(*self._picture(path), (gain,), self.side)[0])
         except (OSError, hashing.Unreadable):
             return False
         return True
 
     def _picture(self, path: str) -> tuple[np.ndarray, np.ndarray]:
         if path not in self.pictures:
-            rgb = self.held.decode(path, REDECODE_PX)[0]
+            rgb = self.held.decode(path, self.px)[0]
             self.pictures[path] = (rgb, hashing.grey_of(rgb))
         return self.pictures[path]
 
