@@ -423,7 +423,8 @@ def _picture(data: bytes, trim: bool, with_stats: bool) -> _Picture:
     grey = grey_of(rgb)
     h, w = grey.shape
     ring = _ring(grey)  # the border test and the text boxes' background, computed once
-    clean_rgb, clean = without_text_boxes(rgb, grey, ring) if trim else (rgb, grey)
+    background, boxes = text_boxes(grey, ring) if trim else (ring[0], [])
+    clean_rgb, clean = _painted(rgb, grey, background, boxes)
     box = trim_box(clean) if trim else (0, h, 0, w)
     grey_t = transposed(grey)  # what the grey resizes read, made once
     clean_t = grey_t if clean is grey else transposed(clean)
@@ -435,7 +436,7 @@ def _picture(data: bytes, trim: bool, with_stats: bool) -> _Picture:
     open_frame = not ring[1]
     flags = (verify.OPEN_FRAME if open_frame else 0) | (verify.TEXT_BOX if clean is not grey else 0)
     if clean is not grey:  # where the box was: the score allows one only there (verify.pair_scores)
-        flags |= box_corners(text_boxes(grey, ring)[1], h, w) << verify.CORNERS_SHIFT
+        flags |= box_corners(boxes, h, w) << verify.CORNERS_SHIFT
     edges = None if box == (0, h, 0, w) else refine_box(clean, box)
     hashed = clean if edges is None else _cut_out(clean, edges, clean_t)  # nothing trimmed: what imagehash hashes
     small = resize_lanczos([hashed], METHODS["phash"].size, None if edges else [clean_t])[0]
@@ -477,7 +478,12 @@ def without_text_boxes(rgb: np.ndarray, grey: np.ndarray,
     lies inside the trimmed box moved its hash (trimmed like their original: 0 -> 42 of 60
     product photos with a box in a corner, 26 -> 35 with one along the bottom). The
     arrays themselves when there is none. ring: `_ring(grey)` when already known."""
-    background, boxes = text_boxes(grey, ring)
+    return _painted(rgb, grey, *text_boxes(grey, ring))
+
+
+def _painted(rgb: np.ndarray, grey: np.ndarray, background: int,
+             boxes: list[tuple[int, int, int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """`without_text_boxes` once `text_boxes` has found the boxes (and the border's grey)."""
     if not boxes:
         return rgb, grey
     ring = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
