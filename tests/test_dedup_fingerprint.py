@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import pickle
 import signal
@@ -72,6 +73,7 @@ def test_a_killed_hashing_worker_loses_nothing_and_two_workers_write_what_one_do
         assert _DIED.exists(), "no worker took the batch with pk 40"
     finally:
         _DIED.unlink(missing_ok=True)
+    assert not multiprocessing.active_children()  # both pools closed
     assert alone.images_hashed == pooled.images_hashed == 310
     want, got = _rows(one), _rows(two)
     assert len(want["image_hashes"]) == len(want["image_stats"]) == 310
