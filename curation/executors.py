@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from ..errors import IfaError
@@ -41,6 +42,18 @@ def batch_size(n_items: int, workers: int, largest: int = 1000, smallest: int = 
 def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for lo in range(0, len(items), size):
         yield items[lo:lo + size]
+
+
+def tapered_chunks(items: Sequence[Any], size: int, workers: int, smallest: int = 32) -> Iterator[Sequence[Any]]:
+    """Batches of `size` items until fewer than two a worker are left, then a quarter of what
+    is left per batch (a share by worker count, at least `smallest`): the workers finish within
+    a small batch of each other instead of one idling through the other's last full batch
+    (20,000 photos on 2 workers: up to ~0.5 s of one core)."""
+    lo, share = 0, 2 * max(1, workers)
+    while lo < len(items):
+        step = min(size, max(smallest, -(-(len(items) - lo) // share)))
+        yield items[lo:lo + step]
+        lo += step
 
 
 def run_batches(fn: Callable[..., Any], batches: Iterable[Any], args: tuple = (), *, workers: int | None = None,
@@ -139,9 +152,22 @@ def _watch_parent(parent_pid: int) -> None:
 
 
 def _pool(fn, batches, args, workers: int) -> Iterator[tuple[Any, Any]]:
+    source = iter(batches)
+    while True:
+        lost = yield from _pooled(fn, source, args, workers)
+        if not lost:
+            return
+        # A worker died (killed, out of memory): the batches it took down run here, once, and
+        # a fresh pool takes the rest, so the caller still gets every batch.
+        for batch in lost:
+            yield batch, fn(batch, *args)
+
+
+def _pooled(fn, source: Iterator[Any], args, workers: int):
+    """Yield (batch, result) from one process pool until `source` runs dry; return the
+    batches whose results were lost when a worker died (empty when none did)."""
     pool = process_pool(workers)
     pending: dict[Future, Any] = {}
-    source = iter(batches)
     try:
         while True:
             while len(pending) < workers * IN_FLIGHT_PER_WORKER:
@@ -150,10 +176,14 @@ def _pool(fn, batches, args, workers: int) -> Iterator[tuple[Any, Any]]:
                     break
                 pending[pool.submit(fn, batch, *args)] = batch
             if not pending:
-                break
+                return []
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            lost = [pending.pop(fut) for fut in list(done) if isinstance(fut.exception(), BrokenProcessPool)]
             for fut in done:
-                yield pending.pop(fut), fut.result()
+                if fut in pending:
+                    yield pending.pop(fut), fut.result()
+            if lost:
+                return lost + list(pending.values())
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 

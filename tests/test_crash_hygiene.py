@@ -129,12 +129,15 @@ DEDUP_SCRIPT = r"""
 from ifa.curation import executors
 from ifa.curation.dedup import hashing, run
 from ifa.curation.ledger import hashes as store
-real_hash, real_save, real_chunks = hashing.hash_batch, store.save_fingerprints, executors.chunks
+real_hash, real_save = hashing.hash_batch, store.save_fingerprints
+real_chunks, real_tapered = executors.chunks, executors.tapered_chunks
 release, state = Path(sys.argv[2]), {"batches": 0, "saved": 0}
-def chunks(items, size):
-    out = list(real_chunks(items, size))
-    state["batches"] = len(out)
-    return out
+def counted(make):
+    def batches(*args):
+        out = list(make(*args))
+        state["batches"] = len(out)
+        return out
+    return batches
 def hash_batch(batch, methods):
     try:
         os.close(os.open(f"{release}.taken", os.O_CREAT | os.O_EXCL))
@@ -148,7 +151,8 @@ def save_fingerprints(ledger, **kw):
     state["saved"] += 1
     if state["saved"] == state["batches"] - 1:
         park("one left")
-executors.chunks, hashing.hash_batch, store.save_fingerprints = chunks, hash_batch, save_fingerprints
+executors.chunks, executors.tapered_chunks = counted(real_chunks), counted(real_tapered)
+hashing.hash_batch, store.save_fingerprints = hash_batch, save_fingerprints
 if sys.argv[3] == "library":
     with Workspace.open(Path(sys.argv[1])) as ws:
         run.run(ws, workers=2)

@@ -289,8 +289,11 @@ def resample(pixels: np.ndarray, size: tuple[int, int], kind: int,
 
 def transposed(grey: np.ndarray) -> np.ndarray:
     """A grey picture column-major ((w, h) uint8, contiguous), what the compiled resizes
-    read: made once per decode and shared by its grey resizes (numpy's copy, ~10 us at 112 px)."""
-    return np.ascontiguousarray(np.asarray(grey, dtype=np.uint8).T)
+    read: made once per decode and shared by its grey resizes (`_kernels.transpose_into`)."""
+    grey = np.asarray(grey, dtype=np.uint8)
+    out = np.empty(grey.shape[::-1], dtype=np.uint8)
+    compiled().transpose_into(grey, out)
+    return out
 
 
 @lru_cache(maxsize=4096)
@@ -307,10 +310,16 @@ def _lanczos_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
     return first.astype(np.int64), weights
 
 
-@lru_cache(maxsize=4096)
 def _lanczos_matrix(in_size: int, out_size: int) -> np.ndarray:
     """(out_size, in_size) fixed-point LANCZOS weights (support 3), as Pillow's
-    precompute_coeffs and normalize_coeffs_8bpc compute them for the whole input."""
+    precompute_coeffs and normalize_coeffs_8bpc compute them for the whole input:
+    `_lanczos_matrix_reference` compiled (`_kernels.lanczos_matrix`, tested equal). Each
+    pool worker makes those of ~200 sizes afresh; in Python that was ~0.8 ms a size."""
+    return compiled().lanczos_matrix(int(in_size), int(out_size))
+
+
+def _lanczos_matrix_reference(in_size: int, out_size: int) -> np.ndarray:
+    """`_lanczos_matrix` in Python: the definition the kernel is tested against."""
     m = np.zeros((out_size, in_size), dtype=np.float64)
     if in_size == out_size:  # Pillow skips the pass; identity weights do the same
         np.fill_diagonal(m, 1 << 22)
@@ -411,10 +420,16 @@ class _Picture(NamedTuple):
 def _picture(data: bytes, trim: bool, with_stats: bool) -> _Picture:
     """`prepare` up to the codes. Raises Unreadable with a reason."""
     rgb, width, height = decode_rgb(data)
+    return _picture_of(rgb, width, height, trim, with_stats)
+
+
+def _picture_of(rgb: np.ndarray, width: int, height: int, trim: bool, with_stats: bool) -> _Picture:
+    """`_picture` of a decoded picture ((h, w, 3) uint8; width, height: the file's as displayed)."""
     grey = grey_of(rgb)
     h, w = grey.shape
     ring = _ring(grey)  # the border test and the text boxes' background, computed once
-    clean_rgb, clean = without_text_boxes(rgb, grey, ring) if trim else (rgb, grey)
+    background, boxes = text_boxes(grey, ring) if trim else (ring[0], [])
+    clean_rgb, clean = _painted(rgb, grey, background, boxes)
     box = trim_box(clean) if trim else (0, h, 0, w)
     grey_t = transposed(grey)  # what the grey resizes read, made once
     clean_t = grey_t if clean is grey else transposed(clean)
@@ -426,7 +441,7 @@ def _picture(data: bytes, trim: bool, with_stats: bool) -> _Picture:
     open_frame = not ring[1]
     flags = (verify.OPEN_FRAME if open_frame else 0) | (verify.TEXT_BOX if clean is not grey else 0)
     if clean is not grey:  # where the box was: the score allows one only there (verify.pair_scores)
-        flags |= box_corners(text_boxes(grey, ring)[1], h, w) << verify.CORNERS_SHIFT
+        flags |= box_corners(boxes, h, w) << verify.CORNERS_SHIFT
     edges = None if box == (0, h, 0, w) else refine_box(clean, box)
     hashed = clean if edges is None else _cut_out(clean, edges, clean_t)  # nothing trimmed: what imagehash hashes
     small = resize_lanczos([hashed], METHODS["phash"].size, None if edges else [clean_t])[0]
@@ -468,7 +483,12 @@ def without_text_boxes(rgb: np.ndarray, grey: np.ndarray,
     lies inside the trimmed box moved its hash (trimmed like their original: 0 -> 42 of 60
     product photos with a box in a corner, 26 -> 35 with one along the bottom). The
     arrays themselves when there is none. ring: `_ring(grey)` when already known."""
-    background, boxes = text_boxes(grey, ring)
+    return _painted(rgb, grey, *text_boxes(grey, ring))
+
+
+def _painted(rgb: np.ndarray, grey: np.ndarray, background: int,
+             boxes: list[tuple[int, int, int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """`without_text_boxes` once `text_boxes` has found the boxes (and the border's grey)."""
     if not boxes:
         return rgb, grey
     ring = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
@@ -507,11 +527,11 @@ def text_boxes(grey: np.ndarray, ring: tuple[int, bool] | None = None) -> tuple[
     picture, TEXT_BOX_FLAT of them flat (the text) and ending at a sharp edge: a "SALE" box
     or a banner along a side. grey: (h, w) uint8; ring: `_ring(grey)` when already known."""
     h, w = grey.shape
-    x = grey.astype(np.int16)
     background, bordered = _ring(grey) if ring is None else ring
     boxes: list[tuple[int, int, int, int]] = []
     if not bordered:
         return background, boxes
+    x = grey.astype(np.int16)
     for down in (False, True):
         for across in (False, True):
             v = x[::-1] if down else x
@@ -667,12 +687,14 @@ def trim_box(grey: np.ndarray, tolerance: int = BORDER_TOLERANCE, mass: float = 
 
 
 def load_kernels() -> None:
-    """Load the compiled trim kernels now (from numba's disk cache; ~0.7 s the first time in
-    a process, measured). Called in the parent before a forked pool starts, so the
-    workers inherit them instead of each paying that again."""
-    grey = np.full((16, 16), 255, dtype=np.uint8)
-    grey[4:12, 4:12] = 0
-    refine_box(grey, trim_box(grey))
+    """Load the compiled kernels a hash uses now (from numba's disk cache; ~0.7 s the first
+    time in a process, measured), by hashing a small drawn picture. Called in the parent
+    before a forked pool starts, so the workers inherit them instead of each loading them
+    again (~0.07 s a worker), or each compiling them in the first run after they changed
+    (the 20,000 photos on 2 workers, trim kernels alone preloaded: 31.9 workers' CPU s, ~20 after)."""
+    rgb = np.full((48, 40, 3), 255, dtype=np.uint8)
+    rgb[12:36, 10:30] = (180, 40, 60)  # an item on a white border: trimmed, refined, cut out
+    _finish([_picture_of(rgb, 48, 40, True, True)])
 
 
 def trim_box_reference(grey: np.ndarray, tolerance: int = BORDER_TOLERANCE,

@@ -332,7 +332,7 @@ def _fingerprint(ws: Workspace, splits, methods: tuple[str, ...], workers, sched
     if methods and scheduler is None and n_workers > 1 and rest:
         hashing.load_kernels()  # forked workers inherit them: once here, not once per worker
     runs = ([(executors.chunks(local, LOCAL_BATCH), 1, None)] if local else []) + \
-        ([(executors.chunks(rest, size), n_workers, scheduler)] if rest else [])
+        ([(_batches(rest, size, n_workers, scheduler), n_workers, scheduler)] if rest else [])
     with progress.task("hashing" if methods else "fingerprinting", total=len(jobs)) as task:
         for batches, n, where in runs:
             for batch, results in executors.run_batches(hashing.hash_batch, batches, (methods,), workers=n,
@@ -340,6 +340,14 @@ def _fingerprint(ws: Workspace, splits, methods: tuple[str, ...], workers, sched
                 _save_batch(ledger, batch, results, ids, paths, failed, result)
                 task.advance(len(batch))
     return failed
+
+
+def _batches(jobs: list, size: int, workers: int, scheduler: str | None):
+    """The batches of the files to hash: tapered at the end for a local pool (no idle tail);
+    even ones for Dask (its own scheduling) and for one process (nothing waits on another)."""
+    if scheduler or workers <= 1:
+        return executors.chunks(jobs, size)
+    return executors.tapered_chunks(jobs, size, workers)
 
 
 def _jobs(cands: dict[str, list], methods: tuple[str, ...]) -> list[hashing.FileJob]:

@@ -26,6 +26,15 @@ class ImageStats(NamedTuple):
     values: np.ndarray  # (len(STAT_NAMES),) float32
     thumb_hash: bytes   # 32 bytes: see thumb_hash
 
+    def __reduce__(self):
+        # Pickled as bytes: a pool worker ships one per hashed file, and numpy's own pickling
+        # of an 11-float array cost 5 of the 7 us a file result took (pickle.dumps, 625 results).
+        return _stats_from_bytes, (self.values.tobytes(), self.values.dtype.str, self.values.shape, self.thumb_hash)
+
+
+def _stats_from_bytes(values: bytes, dtype: str, shape: tuple[int, ...], thumb_hash: bytes) -> ImageStats:
+    return ImageStats(np.frombuffer(values, dtype=dtype).reshape(shape).copy(), thumb_hash)
+
 
 def measure(data: bytes) -> ImageStats:
     """The statistics of image bytes. Raises hashing.Unreadable with a reason."""
