@@ -94,6 +94,34 @@ def test_workers_score_every_pass_as_this_process_does_bit_for_bit(tmp_path: Pat
     assert recorded.tasks == [{"description": "second look", "total": 4 * len(a), "done": 4 * len(a)}]
 
 
+def _decodes_by_worker(looks: lookpool.Looks) -> dict[int, int]:
+    """{worker pid: files it decoded so far}, asked of every worker."""
+    told = looks.spread(_decoded, [list(range(-400, 0))])  # items no pass has: spread evenly
+    return {int(x) // 10**6: int(x) % 10**6 for x in np.unique(told)}
+
+
+def _decoded(values: list[int], held: decodes.Decodes) -> np.ndarray:
+    return np.full(len(values), os.getpid() * 10**6 + held.decoded, dtype=np.int64)
+
+
+@needs_data
+def test_each_file_is_decoded_in_one_worker_for_every_pass(tmp_path: Path, monkeypatch):
+    files = product_copies(tmp_path, MYNTRA, PHOTOS)  # 8 photos, then 3 copies of each
+    groups = [files[k:k + 4] for k in range(0, len(files), 4)]
+    a, b = (list(x) for x in zip(*(pair for group in groups for pair in itertools.combinations(group, 2))))
+    monkeypatch.setattr(lookpool, "MIN_PAIRS", 1)
+    monkeypatch.setattr(align, "KERNEL_MIN", 1)  # chunks of 6 pairs, so a photo's pairs could be split
+    monkeypatch.setattr(lookpool, "IN_FLIGHT", 8, raising=False)  # every chunk sent at once: none left to take
+    with lookpool.Looks(2) as looks:
+        aligned = align.aligned_similarity(a, b, looks)  # each file's hash-scale decode and framing
+        after_aligned = _decodes_by_worker(looks)
+        boxed = recheck.redecoded_similarity(b, a, np.ones(len(a), bool), enough=0.95, files=looks)  # the pairs turned
+        assert _decodes_by_worker(looks) == after_aligned  # nothing decoded again
+    assert len(after_aligned) == 2 and sum(after_aligned.values()) == len(files)  # each file in one worker
+    np.testing.assert_array_equal(aligned, align.aligned_similarity(a, b))
+    np.testing.assert_array_equal(boxed, recheck.redecoded_similarity(b, a, np.ones(len(a), bool), enough=0.95))
+
+
 def _fails(values: list[int], held: decodes.Decodes) -> np.ndarray:
     if os.getpid() != PARENT and 13 in values:
         raise ValueError("a chunk that fails")

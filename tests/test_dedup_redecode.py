@@ -61,6 +61,31 @@ def test_a_cache_smaller_than_one_file_decodes_again_and_scores_the_same(tmp_pat
         np.testing.assert_array_equal(own, one)
 
 
+@needs_data
+def test_a_framing_and_the_decode_it_holds_count_that_picture_once(tmp_path: Path):
+    path = _files(tmp_path)[0]
+    held = decodes.Decodes()
+    framed = held.framing(path)  # decodes the file, then frames that picture
+    picture, extra = framed.rgb, (0 if framed.clean is framed.rgb else framed.clean.nbytes)
+    assert held.held == (picture.nbytes + 64) + (extra + 256)  # the decode, and what the framing adds
+    # Past the bound the decode, least recently used, goes; the framing holding its picture counts it now.
+    held.max_bytes = held.held + 65 - 1
+    held.view(path, "tiny", lambda: np.zeros(1, dtype=np.uint8))  # 65 bytes
+    assert ("rgb", path, hashing.DECODE_PX) not in held._items and ("framing", path) in held._items
+    assert held.held == (picture.nbytes + extra + 256) + 65 <= held.max_bytes
+    assert held.framing(path) is framed and held.decoded == 1
+
+
+@needs_data
+def test_a_pairs_box_score_is_the_same_in_a_small_call_and_a_large_one(tmp_path: Path):
+    files = product_copies(tmp_path, MYNTRA, ("13634", "10063", "12044", "11366", "12672", "15818", "12482", "11898"))
+    a, b = (list(x) for x in zip(*itertools.combinations(files, 2)))  # 992 pairs below: 3,968 whole-frame compares, 40: 160
+    held = decodes.Decodes()
+    small = recheck.redecoded_similarity(a[:40], b[:40], np.ones(40, bool), files=held)
+    large = recheck.redecoded_similarity(a * 2, b * 2, np.ones(2 * len(a), bool), files=held)
+    np.testing.assert_array_equal(small.view(np.uint32), large[:40].view(np.uint32))
+
+
 def test_an_unreadable_file_raises_each_time_and_is_decoded_once(tmp_path: Path):
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not a picture")

@@ -122,9 +122,9 @@ class _Views:
                 continue
             picture, (t, b, l, r) = framed.clean, framed.box.tolist()
             h, w = rgb.shape[:2]
-            for k, c in enumerate(CROPS.tolist()):
-                self.thumbs[self.index(i, k)] = _thumb(picture, (t + c * (b - t), b - c * (b - t),
-                                                                 l + c * (r - l), r - c * (r - l)))
+            # Held: a file's cuts serve every chunk and pass of this worker that has it.
+            self.thumbs[self.index(i, 0):self.index(i, len(CROPS))] = held.view(path, "cuts",
+                                                                                 lambda: _cuts(picture, (t, b, l, r)))
             self.thumbs[self.whole(i)] = held.view(path, "whole", lambda: verify.thumbnail(rgb, None, SIDE).reshape(-1))
             self.picture[i], self.size[i], self.readable[i] = picture, (width, height), True
             self.box[i] = (t / h, b / h, l / w, r / w)
@@ -135,6 +135,14 @@ class _Views:
 
     def whole(self, file: int) -> int:
         return self.index(file, len(CROPS))
+
+
+def _cuts(picture: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+    """(len(CROPS), SIDE * SIDE * 3) uint8: the thumbnails of picture's box (top, bottom, left,
+    right) cut by each CROPS fraction per side."""
+    t, b, l, r = box
+    return np.stack([_thumb(picture, (t + c * (b - t), b - c * (b - t), l + c * (r - l), r - c * (r - l)))
+                     for c in CROPS.tolist()])
 
 
 def _thumb(picture: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:

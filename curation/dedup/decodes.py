@@ -19,8 +19,9 @@ MAX_BYTES = 256 << 20
 
 
 class Decodes:
-    """Decoded files and their framings, least recently used dropped past max_bytes. A file
-    that did not read raises the same error each time it is asked for."""
+    """Decoded files and their framings, least recently used dropped past max_bytes (a framing's
+    picture, the decode itself, counted once: counted twice, it halved what the cache held).
+    A file that did not read raises the same error each time it is asked for."""
 
     def __init__(self, max_bytes: int = MAX_BYTES) -> None:
         self.max_bytes = max_bytes
@@ -75,11 +76,22 @@ class Decodes:
 
     def _put(self, key: tuple, value: object) -> None:
         size = _nbytes(value)
+        if isinstance(value, textbox.Framing) and value.rgb is self._decode_held(key[1]):
+            size -= value.rgb.nbytes  # its picture is the decode held beside it: counted there
         self._items[key] = (value, size)
         self.held += size
         while self.held > self.max_bytes and len(self._items) > 1:
-            _, (_, dropped) = self._items.popitem(last=False)
+            (kind, path, *_), (old, dropped) = self._items.popitem(last=False)
             self.held -= dropped
+            framed = self._items.get(("framing", path)) if kind == "rgb" and isinstance(old, tuple) else None
+            if framed is not None and isinstance(framed[0], textbox.Framing) and framed[0].rgb is old[0]:
+                # the framing now holds that picture alone
+                self._items[("framing", path)] = (framed[0], framed[1] + old[0].nbytes)
+                self.held += old[0].nbytes
+
+    def _decode_held(self, path: str) -> np.ndarray | None:
+        held = self._items.get(("rgb", path, hashing.DECODE_PX))
+        return held[0][0] if held is not None and isinstance(held[0], tuple) else None
 
 
 def _nbytes(value: object) -> int:

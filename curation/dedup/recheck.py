@@ -71,6 +71,10 @@ COLOUR_GROUP = "color"
 # reference's in the last digits): the same scores bit for bit on the mixed set's 1,191 near misses,
 # 1.4 CPU s with the reference, 0.15 s compiled (benchmarks/dedup_bench.py quality).
 KERNEL_MIN = align.KERNEL_MIN
+# Whole-frame compares (`whole`) always on the compiled scorer, whatever the call's size (its scores there
+# differ from the reference's in the last digits, so a pair's must not depend on the call): the rejoin's
+# compares took 2.5 CPU s on the reference, 1.8 s so, the same verdicts (dedup_bench.py's 20,000 photos, replayed).
+WHOLE_KERNEL_MIN = 0
 
 
 @dataclass
@@ -361,16 +365,12 @@ def redecoded_similarity(paths_a: Sequence[str], paths_b: Sequence[str], boxes: 
     held = decodes.Decodes() if files is None else files
     boxes = np.zeros(len(paths_a), dtype=bool) if boxes is None else np.asarray(boxes, dtype=bool)
     frames = np.ones(len(paths_a), dtype=bool) if frames is None else np.asarray(frames, dtype=bool)
-    # Whole-frame compares (`whole`) take the compiled scorer by the call's box pairs, not a chunk's: its
-    # scores there differ from the reference's in the last digits, and a pair's must not depend on the chunk.
-    whole_min = 0 if 4 * int(boxes.sum()) >= verify.KERNEL_MIN else np.iinfo(np.int64).max
-    return held.spread(_redecoded_similarity, (list(paths_a), list(paths_b), boxes, frames), enough, whole_min)
+    return held.spread(_redecoded_similarity, (list(paths_a), list(paths_b), boxes, frames), enough)
 
 
 def _redecoded_similarity(paths_a: list[str], paths_b: list[str], boxes: np.ndarray, frames: np.ndarray,
-                          enough: float, whole_min: int, held: decodes.Decodes) -> np.ndarray:
-    """`redecoded_similarity` of the pairs with held's decodes, in this process; whole_min: the
-    kernel_min of its whole-frame compares."""
+                          enough: float, held: decodes.Decodes) -> np.ndarray:
+    """`redecoded_similarity` of the pairs with held's decodes, in this process."""
     files = list(dict.fromkeys([*paths_a, *paths_b]))
     index = {p: i for i, p in enumerate(files)}
     n = len(files)
@@ -389,13 +389,13 @@ def _redecoded_similarity(paths_a: list[str], paths_b: list[str], boxes: np.ndar
     # is what meets the other's trimmed one (and a copy's pad, trimmed, meets the whole).
     # The four views in one call: together they reach the compiled kernel's batch size.
     views = np.concatenate([pairs[boxes] + [da, db] for da in (n, 2 * n) for db in (n, 2 * n)])
-    out[boxes] = verify.similarity(thumbs, views, whole=True, kernel_min=whole_min,
+    out[boxes] = verify.similarity(thumbs, views, whole=True, kernel_min=WHOLE_KERNEL_MIN,
                                    enough=floor).reshape(4, -1).max(axis=0)
     # A box painted over the item, or a strip trimmed away with a picture's open frame: its
     # whole frame placed in the other picture by the two trimmed boxes (textbox).
     short = np.flatnonzero(boxes)[out[boxes] < enough]  # the aligned views only where they can decide
     if len(short) and any(f is not None and (f.painted or f.open_frame) for f in framed):
-        aligned = textbox.aligned_similarity(framed, pairs[short], kernel_min=whole_min, enough=floor)
+        aligned = textbox.aligned_similarity(framed, pairs[short], kernel_min=WHOLE_KERNEL_MIN, enough=floor)
         # What passed placed at 16 px, looked at again finer: look-alike items of one shoot pass at 16.
         out[short] = np.fmax(out[short], finer.vetoed(framed, pairs[short], aligned, enough))
     out[~(readable[pairs[:, 0]] & readable[pairs[:, 1]])] = np.nan
