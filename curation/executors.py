@@ -64,7 +64,9 @@ def run_batches(fn: Callable[..., Any], batches: Iterable[Any], args: tuple = ()
         cluster's workers, which must have ifa installed and see the same file paths.
     workers: local processes when no scheduler is given (default: all CPUs); 1 runs in
         this process.
-    Raises IfaError when the scheduler cannot be reached.
+    A local worker that dies (killed, out of memory) has its batches run again in a fresh pool.
+    Raises IfaError when the scheduler cannot be reached, or when workers die twice on the
+    same batches.
     """
     if scheduler:
         yield from _dask(fn, batches, args, scheduler)
@@ -157,10 +159,14 @@ def _pool(fn, batches, args, workers: int) -> Iterator[tuple[Any, Any]]:
         lost = yield from _pooled(fn, source, args, workers)
         if not lost:
             return
-        # A worker died (killed, out of memory): the batches it took down run here, once, and
-        # a fresh pool takes the rest, so the caller still gets every batch.
-        for batch in lost:
-            yield batch, fn(batch, *args)
+        # A worker died (killed, out of memory): a fresh pool runs the batches it took down, then
+        # the rest. Never this process: a file that crashes the decoder would take the command down
+        # with no word; dying again on the same batches says so instead.
+        if (yield from _pooled(fn, iter(lost), args, workers)):
+            raise IfaError(
+                f"A worker process died twice on the same {len(lost)} batch(es) of work: the machine ran out of "
+                "memory, or a file crashes the image decoder. What finished is kept; rerun with fewer --workers, "
+                "and if it dies again, move the newest image files aside and rerun.")
 
 
 def _pooled(fn, source: Iterator[Any], args, workers: int):

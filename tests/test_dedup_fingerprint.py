@@ -10,8 +10,10 @@ import sqlite3
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from ifa.curation import executors
+from ifa.errors import IfaError
 from ifa.curation.dedup import hashing, run
 from ifa.curation.image_checks.statistics import ImageStats
 from ifa.curation.ingest import importing
@@ -110,3 +112,27 @@ def test_compiled_lanczos_weights_and_column_copies_are_the_references():
     for g in (grey, grey[::-1, 3:], grey[:, ::2], grey[:1], grey[:, :1]):
         got = hashing.transposed(g)
         assert got.flags.c_contiguous and np.array_equal(got, g.T)
+
+
+def _dies_on_13(batch):
+    """The batch's numbers doubled, except that a pool worker given 13 is killed (SIGKILL), every
+    time, as by a file that crashes the decoder; the test's own process records that it ran it."""
+    if 13 in batch:
+        if os.getpid() != PARENT:
+            os.kill(os.getpid(), signal.SIGKILL)
+        _DIED.touch()
+    return [2 * x for x in batch]
+
+
+def test_a_batch_that_kills_every_worker_stops_the_run_with_a_sentence_not_the_command(tmp_path: Path):
+    _DIED.unlink(missing_ok=True)
+    got = {}
+    try:
+        with pytest.raises(IfaError, match="died twice"):
+            for batch, doubled in executors.run_batches(_dies_on_13, executors.chunks(list(range(40)), 5), workers=2):
+                got.update(zip(batch, doubled))
+        assert not _DIED.exists(), "the batch that kills a worker ran in the command's own process"
+    finally:
+        _DIED.unlink(missing_ok=True)
+    assert not multiprocessing.active_children()
+    assert all(got[x] == 2 * x for x in got) and 13 not in got
