@@ -694,7 +694,7 @@ def load_kernels() -> None:
     (the 20,000 photos on 2 workers, trim kernels alone preloaded: 31.9 workers' CPU s, ~20 after)."""
     rgb = np.full((48, 40, 3), 255, dtype=np.uint8)
     rgb[12:36, 10:30] = (180, 40, 60)  # an item on a white border: trimmed, refined, cut out
-    _finish([_picture_of(rgb, 48, 40, True, True)])
+    _finish([_picture_of(rgb, 40, 48, True, True)])  # width, height
 
 
 def trim_box_reference(grey: np.ndarray, tolerance: int = BORDER_TOLERANCE,
