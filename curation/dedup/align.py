@@ -166,11 +166,9 @@ def aligned_similarity(paths_a: Sequence[str], paths_b: Sequence[str],
 
 def _aligned_similarity(paths_a: list[str], paths_b: list[str], enough: float, held: decodes.Decodes) -> np.ndarray:
     """`aligned_similarity` of the pairs with held's decodes, in this process."""
-    files = list(dict.fromkeys([*paths_a, *paths_b]))
-    index = {p: i for i, p in enumerate(files)}
+    files, pairs = decodes.indexed(paths_a, paths_b)
     views = _Views(files, held)
-    a = np.array([index[p] for p in paths_a], dtype=np.int64)
-    b = np.array([index[p] for p in paths_b], dtype=np.int64)
+    a, b = pairs.T.copy()  # each contiguous, as the kernels read them
     # (4 ways: which is cut, against the other's whole or trimmed picture; CROPS; P; 2)
     compares = np.stack([np.stack([np.stack([views.index(x, k), other], axis=1) for k in range(len(CROPS))])
                          for x, y in ((a, b), (b, a)) for other in (views.whole(y), views.index(y, 0))])

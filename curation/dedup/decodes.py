@@ -18,6 +18,14 @@ from . import hashing, textbox
 MAX_BYTES = 256 << 20
 
 
+def indexed(paths_a: Sequence[str], paths_b: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """The distinct files of pairs (paths_a, paths_b: (P,) each, first seen first) and the pairs
+    as (P, 2) int64 indices into them: a leaf of the second look decodes each file once."""
+    files = list(dict.fromkeys([*paths_a, *paths_b]))
+    index = {p: i for i, p in enumerate(files)}
+    pairs = np.array([[index[a], index[b]] for a, b in zip(paths_a, paths_b)], dtype=np.int64).reshape(-1, 2)
+    return files, pairs
+
 class Decodes:
     """Decoded files and their framings, least recently used dropped past max_bytes (a framing's
     picture, the decode itself, counted once: counted twice, it halved what the cache held).

@@ -274,9 +274,7 @@ def coarse_similarity(paths_a: Sequence[str], paths_b: Sequence[str],
 
 def _coarse_similarity(paths_a: list[str], paths_b: list[str], held: decodes.Decodes) -> np.ndarray:
     """`coarse_similarity` with held's decodes, in this process."""
-    files = list(dict.fromkeys([*paths_a, *paths_b]))
-    index = {p: i for i, p in enumerate(files)}
-    pairs = np.array([[index[a], index[b]] for a, b in zip(paths_a, paths_b)], dtype=np.int64).reshape(-1, 2)
+    files, pairs = decodes.indexed(paths_a, paths_b)
     return np.fmax(*(_brightened_files(files, pairs, held, -np.inf, verify.SIDE, px) for px in COARSE_PX))
 
 
@@ -371,10 +369,8 @@ def redecoded_similarity(paths_a: Sequence[str], paths_b: Sequence[str], boxes: 
 def _redecoded_similarity(paths_a: list[str], paths_b: list[str], boxes: np.ndarray, frames: np.ndarray,
                           enough: float, held: decodes.Decodes) -> np.ndarray:
     """`redecoded_similarity` of the pairs with held's decodes, in this process."""
-    files = list(dict.fromkeys([*paths_a, *paths_b]))
-    index = {p: i for i, p in enumerate(files)}
+    files, pairs = decodes.indexed(paths_a, paths_b)
     n = len(files)
-    pairs = np.array([[index[a], index[b]] for a, b in zip(paths_a, paths_b)], dtype=np.int64).reshape(-1, 2)
     whole = ~boxes & frames
     thumbs, readable, framed = _redecode(files, pairs, boxes, whole, held)
     floor = enough if np.isfinite(enough) else -np.inf  # inf: every view is scored exactly
