@@ -352,7 +352,7 @@ def kept_command(paths: list[Path], codes: np.ndarray, overlay: np.ndarray, sign
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
     looks = recheck.SecondLooks(files, sizes[:, 0], sizes[:, 1], cand, sim, by_overlay, by_crop, min_similarity,
-                          decodes.Decodes())
+                                decodes.Decodes())
     leader, _, _, verdicts = lazy.verified_clusters(rank, np.arange(len(codes)), looks)
     seconds = time.process_time() - t
     return leader == np.arange(len(codes)), leader, verdicts.looked, seconds

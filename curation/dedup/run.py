@@ -579,11 +579,10 @@ def _check_labels(ledger, taxonomy, frame: Table, found: Found,
     labels = store.active_labels(ledger, np.unique(np.concatenate([ids[a], ids[b]])))
     differ = [recheck.differing_labels(labels.get(ids[i], []), labels.get(ids[j], []), taxonomy)
               for i, j in zip(a.tolist(), b.tolist())]
-    keep = np.array([bool(d) for d in differ], dtype=bool)
-    found.decide(rows[keep])
+    found.decide(rows[np.array([bool(d) for d in differ], dtype=bool)])
     possible = []
-    for r, i, j, differs in zip(rows[keep].tolist(), a[keep].tolist(), b[keep].tolist(), np.array(differ)[keep].tolist()):
-        if not found.ok[r]:
+    for r, i, j, differs in zip(rows.tolist(), a.tolist(), b.tolist(), differ):
+        if not differs or not found.ok[r]:
             continue
         if found.similarity[r] < min_similarity:
             differs += "; verified on the re-decoded whole pictures"
