@@ -308,9 +308,10 @@ def histogram_matched(signatures: np.ndarray, pairs: np.ndarray) -> np.ndarray:
 
 
 
-def keep_order(sizes: np.ndarray, nbytes: np.ndarray) -> np.ndarray:
-    """The default keep policy on one split: more pixels, then the larger file, then the index."""
-    return np.lexsort((np.arange(len(sizes)), -nbytes, -sizes))
+def keep_order(sizes: np.ndarray, nbytes: np.ndarray, painted: np.ndarray) -> np.ndarray:
+    """The default keep policy on one split: more pixels, then no text box painted over (painted:
+    (N,) bool), then the larger file, then the index."""
+    return np.lexsort((np.arange(len(sizes)), -nbytes, painted, -sizes))
 
 
 def kept_connected(codes: np.ndarray, k: int, order: np.ndarray) -> np.ndarray:
@@ -418,7 +419,7 @@ def quality(n_products: int, n_cc0: int, n_copied: int, k: int, min_similarity: 
         sizes = np.array([r.width * r.height for r in results], dtype=np.float64)
         shapes = np.array([(r.width, r.height) for r in results], dtype=np.float64)
         nbytes = np.array([r.bytes for r in results], dtype=np.float64)
-        order = keep_order(sizes, nbytes)
+        order = keep_order(sizes, nbytes, (overlay[1] & verify.TEXT_BOX) > 0)
         photo = same_photo_sources(paths, n_orig, codes)
         src = photo[source]
         grey16 = np.stack([np.asarray(hashing.decode(p.read_bytes())[0].resize((16, 16), Image.Resampling.BOX)).reshape(-1)

@@ -150,7 +150,7 @@ def dedup(
                                                             "Higher: fewer, surer copies.")] = None,
     exact_only: Annotated[bool, typer.Option("--exact-only", help="Only identical files (sha256); decodes nothing.")] = False,
     keep: Annotated[Optional[str], typer.Option(help="Keep policy, rules in order "
-                                                     "(default split,resolution,bytes,id).")] = None,
+                                                     "(default split,resolution,clean,bytes,id).")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Local processes for hashing and for re-decoding pairs "
                                                         "(default: all CPUs; 1: this process only).")] = None,
     scheduler: Annotated[Optional[str], typer.Option(help="Hash on a Dask cluster instead: tcp://HOST:PORT "

@@ -66,6 +66,29 @@ def test_copies_with_a_text_box_in_a_corner_or_along_the_bottom_are_merged(tmp_p
 
 
 @needs_data
+def test_the_clean_photo_is_kept_over_its_boxed_copy(tmp_path: Path):
+    # A copy with a box painted over it is saved again, so its file is the larger one: by bytes
+    # alone the boxed copy would be kept and the clean photo set aside.
+    folder = tmp_path / "in"
+    folder.mkdir()
+    names = ("10001", "13261", "10793")
+    for n in names:
+        shutil.copy(MYNTRA / f"{n}.jpg", folder / f"{n}.jpg")
+        with Image.open(MYNTRA / f"{n}.jpg") as im:
+            text_box(im, "bottom", True).save(folder / f"{n}-boxed.jpg", "JPEG", quality=95)
+        assert (folder / f"{n}-boxed.jpg").stat().st_size > (folder / f"{n}.jpg").stat().st_size
+    ws = _workspace(tmp_path, folder)
+    try:
+        kept = dedup.run(ws, workers=1, report=False)
+        assert kept.keep_policy == ("split", "resolution", "clean", "bytes", "id")
+        assert {c.keep: {m.image_id for m in c.members} for c in kept.clusters} == {n: {n, f"{n}-boxed"} for n in names}
+        by_bytes = dedup.run(ws, workers=1, keep="split,resolution,bytes", report=False)
+        assert {c.keep for c in by_bytes.clusters} == {f"{n}-boxed" for n in names}
+    finally:
+        ws.close()
+
+
+@needs_data
 def test_a_new_signature_version_hashes_every_file_again(tmp_path: Path, monkeypatch):
     folder = tmp_path / "in"
     folder.mkdir()
