@@ -169,8 +169,9 @@ def dedup(
     the report lists them as possible copies and nothing is done. An image is set aside only as a
     copy of its cluster's kept image itself, never through a chain of near neighbours.
 
-    Keep policy: test beats validation beats train, then more pixels, then the larger
-    file, then the smaller id. With --apply the other copies are set aside (reason
+    Keep policy: test beats validation beats train, then more pixels, then a picture
+    with no text box painted over it (the clean photo, not its "SALE" copy), then the
+    larger file, then the smaller id. With --apply the other copies are set aside (reason
     duplicate-of:<kept id>) and so are files that cannot be decoded (rule
     unreadable-file); `ifa curate restore --rule duplicate` (or --rule unreadable-file)
     brings them back. Hashes are cached in the ledger: a rerun reads only new or
