@@ -4,10 +4,12 @@ photos from ../shared/data (IFA_SHARED_DATA elsewhere), copies made here."""
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -15,6 +17,7 @@ from ifa.benchmarks.dedup_bench import text_box
 from ifa.curation.dedup import run as dedup
 from ifa.curation.dedup import verify
 from ifa.curation.ingest import importing
+from ifa.curation.ledger import hashes as store
 from ifa.curation.workspace import Workspace
 
 DATA = Path(os.environ.get("IFA_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -84,6 +87,31 @@ def test_the_clean_photo_is_kept_over_its_boxed_copy(tmp_path: Path):
         assert {c.keep: {m.image_id for m in c.members} for c in kept.clusters} == {n: {n, f"{n}-boxed"} for n in names}
         by_bytes = dedup.run(ws, workers=1, keep="split,resolution,bytes", report=False)
         assert {c.keep for c in by_bytes.clusters} == {f"{n}-boxed" for n in names}
+    finally:
+        ws.close()
+
+
+@needs_data
+def test_a_copy_found_by_a_second_look_shows_the_score_that_made_it_one(tmp_path: Path):
+    # 10793's copy with a dark box along the bottom scores 0.84 on the signatures and is a copy
+    # on its re-decoded pictures: the report, the pairs CSV and the member say that score, not 0.84.
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(MYNTRA / "10793.jpg", folder / "10793.jpg")
+    with Image.open(MYNTRA / "10793.jpg") as im:
+        text_box(im, "bottom", True).save(folder / "10793-boxed.jpg", "JPEG", quality=95)
+    ws = _workspace(tmp_path, folder)
+    try:
+        r = dedup.run(ws, workers=1)
+        (cluster,) = r.clusters
+        member = next(m for m in cluster.members if not m.kept)
+        assert member.image_id == "10793-boxed" and member.similarity >= r.min_similarity
+        with open(r.report_csv, newline="") as fh:
+            (row,) = list(csv.DictReader(fh))
+        assert row["verdict"] == "copy" and float(row["similarity"]) == member.similarity
+        frame = store.dedup_frame(ws.ledger, None, "phash")  # its two rows: the pair's stored signatures
+        sig, _ = verify.as_array(frame["signature"].tolist())
+        assert verify.similarity(sig, np.array([[0, 1]]))[0] < r.min_similarity - 0.05
     finally:
         ws.close()
 

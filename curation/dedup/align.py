@@ -257,17 +257,18 @@ def aligned_route(width: np.ndarray, height: np.ndarray, near: np.ndarray, simil
 
 def aligned_look(paths: np.ndarray, width: np.ndarray, height: np.ndarray, near: np.ndarray, similarity: np.ndarray,
                  ok: np.ndarray, crop: np.ndarray, min_similarity: float,
-                 held: decodes.Decodes | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 held: decodes.Decodes | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Which pairs not yet copies are copies once aligned: those the crop code paired (crop,
     (P,) bool), or scoring within CROP_BAND under min_similarity whose full sizes may be a
     crop at the same scale (`same_scale`), are re-decoded and scored by `aligned_similarity`.
     paths, width, height: (n,) per image (full size, 0 when unknown); near: (P, 2);
-    similarity, ok: (P,); held: the command's decodes. Returns ((P,) bool: ok or copies once aligned, the indices of the
-    pairs re-decoded)."""
+    similarity, ok: (P,); held: the command's decodes. Returns ((P,) bool: ok or copies once aligned, (A,) the indices of
+    the pairs re-decoded, (A,) float32 their aligned scores, exact from min_similarity on)."""
     again = np.flatnonzero(~ok & aligned_route(width, height, near, similarity, crop, min_similarity))
     ok = ok.copy()
+    score = np.zeros(0, dtype=np.float32)
     if len(again):
         score = aligned_similarity(paths[near[again, 0]].tolist(), paths[near[again, 1]].tolist(), held,
                                    min_similarity)
         ok[again] = np.nan_to_num(score, nan=0.0) >= min_similarity
-    return ok, again
+    return ok, again, score

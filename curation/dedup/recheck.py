@@ -126,7 +126,9 @@ class SecondLooks:
 
     paths, width, height: (n,) per image (full size, 0 when unknown); near: (P, 2);
     similarity: (P,) the signatures' score; overlay: (P,) `boxed_pairs`; crop: (P,) bool or
-    None; files: the decodes shared by every look of one command (default a new one)."""
+    None; files: the decodes shared by every look of one command (default a new one).
+    scores: (P,) float32, the score that made each pair a copy: the look's that passed it
+    (exact, at or above min_similarity), else its signatures' (a report shows what decided)."""
 
     def __init__(self, paths: np.ndarray, width: np.ndarray, height: np.ndarray, near: np.ndarray,
                  similarity: np.ndarray, overlay: np.ndarray, crop: np.ndarray | None, min_similarity: float,
@@ -136,6 +138,7 @@ class SecondLooks:
         self.crop = None if crop is None else np.asarray(crop, dtype=bool)
         self.min_similarity = min_similarity
         self.files = decodes.Decodes() if files is None else files
+        self.scores = np.array(similarity, dtype=np.float32)
 
     def passed(self) -> np.ndarray:
         """(P,) bool: the pairs whose signatures' score is a copy's."""
@@ -162,11 +165,12 @@ class SecondLooks:
         paths, ms, files = self.paths, self.min_similarity, self.files
         a, b = near[:, 0], near[:, 1]
         out = np.zeros(len(rows), dtype=bool)
+        passed_at = np.full(len(rows), np.nan, dtype=np.float32)  # what each look that passed a pair scored
         miss = np.flatnonzero(similarity >= ms - NEAR_BAND)
         if len(miss):
             frames = same_shape(self.width[a[miss]], self.height[a[miss]], self.width[b[miss]], self.height[b[miss]])
             again = redecoded_similarity(paths[a[miss]].tolist(), paths[b[miss]].tolist(), None, frames, ms, files)
-            out[miss] = np.nan_to_num(again, nan=0.0) >= ms
+            out[miss] = _passed(again, ms, miss, passed_at)
         # A pair made by a painted picture only while one of its images is alone: a painted picture
         # pairs with many others, most verified already (benchmarks/dedup_bench.py section 4).
         verified = self._verified(ok)
@@ -175,11 +179,13 @@ class SecondLooks:
         if len(boxed):
             again = redecoded_similarity(paths[a[boxed]].tolist(), paths[b[boxed]].tolist(), np.ones(len(boxed), bool),
                                          enough=ms, files=files)
-            out[boxed] = np.nan_to_num(again, nan=0.0) >= ms
+            out[boxed] = _passed(again, ms, boxed, passed_at)
         aligned = np.zeros(0, dtype=np.int64)
         if self.crop is not None:
-            out, aligned = align.aligned_look(paths, self.width, self.height, near, similarity, out, self.crop[rows],
-                                              ms, files)
+            out, aligned, again = align.aligned_look(paths, self.width, self.height, near, similarity, out,
+                                                     self.crop[rows], ms, files)
+            _passed(again, ms, aligned, passed_at)
+        self.scores[rows[out]] = passed_at[out]
         return out, len(np.union1d(np.union1d(miss, boxed), aligned))
 
     def _verified(self, ok: np.ndarray) -> np.ndarray:
@@ -187,6 +193,14 @@ class SecondLooks:
         verified = np.zeros(len(self.paths), dtype=bool)
         verified[self.near[ok[:len(self.near)]].ravel()] = True
         return verified
+
+
+def _passed(scores: np.ndarray, needed: float, rows: np.ndarray, passed_at: np.ndarray) -> np.ndarray:
+    """(R,) bool: which of a look's scores ((R,), nan where a file did not decode) reach needed;
+    those scores are written into passed_at at rows ((R,) indices)."""
+    ok = np.nan_to_num(scores, nan=0.0) >= needed
+    passed_at[rows[ok]] = scores[ok]
+    return ok
 
 
 def _box_route(overlay: np.ndarray, verified: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:

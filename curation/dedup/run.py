@@ -446,7 +446,8 @@ class Found:
     files share a group; head: (G,) the best row of each group. exact: (E, 2) rows
     (head, other member) of identical files. near: (P, 2) head rows of different groups
     whose hashes are within the threshold, then the (image, leader) pairs the rejoin added;
-    distance, similarity: per near pair (similarity: the signatures' score, or the rejoin's).
+    distance, similarity: per near pair (similarity: the signatures' score, or the rejoin's;
+    `scores` has a second look's where one made the pair a copy).
     verdicts: per near pair, copies (`ok`: by score or by a second look) and pairs still
     undecided (looked at only where the clusters need them: `lazy`); looks: their second look.
     leader: (n,) the kept row of each row's cluster (itself when it is kept or alone)."""
@@ -472,6 +473,15 @@ class Found:
     @property
     def undecided(self) -> np.ndarray:
         return self.verdicts.undecided
+
+    @property
+    def scores(self) -> np.ndarray:
+        """(P + J,) float32: the score that made each near pair a copy, the second look's where
+        one passed it (a box pair scoring 0.84 on its signatures was a copy at 0.97 re-decoded),
+        else `similarity`."""
+        out = self.similarity.astype(np.float32)
+        out[:len(self.looks.scores)] = self.looks.scores
+        return out
 
     @property
     def redecoded(self) -> int:
@@ -590,7 +600,7 @@ def _check_labels(ledger, taxonomy, frame: Table, found: Found,
     differ = [recheck.differing_labels(labels.get(ids[i], []), labels.get(ids[j], []), taxonomy)
               for i, j in zip(a.tolist(), b.tolist())]
     found.decide(rows[np.array([bool(d) for d in differ], dtype=bool)])
-    possible = []
+    possible, scores = [], found.scores
     for r, i, j, differs in zip(rows.tolist(), a.tolist(), b.tolist(), differ):
         if not differs or not found.ok[r]:
             continue
@@ -599,7 +609,7 @@ def _check_labels(ledger, taxonomy, frame: Table, found: Found,
         pixels = recheck.pixel_difference(frame["path"][i], frame["path"][j])
         if not pixels < recheck.PIXELS_MATCH:
             found.ok[r] = False
-            possible.append(recheck.LabelDifference(ids[i], ids[j], round(float(found.similarity[r]), 3), differs,
+            possible.append(recheck.LabelDifference(ids[i], ids[j], round(float(scores[r]), 3), differs,
                                                     round(pixels, 1), frame["path"][i], frame["path"][j]))
     if possible:
         found.cluster()
@@ -688,7 +698,8 @@ def _build_clusters(ledger, taxonomy, frame: Table, found: Found) -> tuple[list[
 
 def _member_rows(frame: Table, found: Found, rows: np.ndarray):
     """The rows in clusters with their kept row, hash distance (-1: unknown) and score
-    against it (nan: unknown), ordered by cluster, the kept image first."""
+    against it (nan: unknown; the score that made the pair a copy, `Found.scores`), ordered
+    by cluster, the kept image first."""
     keep_rows = found.leader[rows]
     hashes = frame["hash"].astype(np.uint64)
     has_hash = frame["has_hash"]
@@ -697,9 +708,27 @@ def _member_rows(frame: Table, found: Found, rows: np.ndarray):
     distance = np.where(same_file, 0, np.where(has_hash[rows] & has_hash[keep_rows], dist, -1))
     sim = verify.similarity(found.signatures, np.stack([rows, keep_rows], axis=1))
     usable = found.has_signature[rows] & found.has_signature[keep_rows]
+    decided = _copy_scores(found, found.head[found.group[rows]], keep_rows)
+    sim = np.where(np.isnan(decided), sim, decided)
     similarity = np.where(same_file, 1.0, np.where(usable, sim, np.nan))
     by = np.lexsort([found.rank[rows], keep_rows])  # by cluster (its kept row), kept image first
     return rows[by], keep_rows[by], distance[by], similarity[by]
+
+
+def _copy_scores(found: Found, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(M,) float32: the best score of the copy pairs joining rows a and b ((M,) each; either
+    order, `Found.scores`), nan where no copy pair joins them."""
+    n = len(found.leader)
+    ok = np.flatnonzero(found.ok)
+    near = found.near[ok]
+    keys = np.minimum(near[:, 0], near[:, 1]) * n + np.maximum(near[:, 0], near[:, 1])
+    unique, where = np.unique(keys, return_inverse=True)
+    best = np.full(len(unique), -np.inf, dtype=np.float32)
+    np.maximum.at(best, where.ravel(), found.scores[ok])
+    wanted = np.minimum(a, b) * n + np.maximum(a, b)
+    at = np.clip(np.searchsorted(unique, wanted), 0, max(len(unique) - 1, 0))
+    hit = (unique[at] == wanted) if len(unique) else np.zeros(len(wanted), dtype=bool)
+    return np.where(hit, best[at] if len(unique) else np.nan, np.nan).astype(np.float32)
 
 
 def _note_label_differences(members: list[Member], taxonomy) -> None:
@@ -738,7 +767,7 @@ def _write_reports(ws: Workspace, frame: Table, found: Found, result: DedupResul
     edges = np.concatenate([found.exact, found.near]).astype(np.int64)
     kind = np.array(["exact"] * len(found.exact) + ["near"] * len(found.near), dtype=object)
     dist = np.concatenate([np.zeros(len(found.exact), dtype=np.int64), found.distance])
-    sim = np.concatenate([np.ones(len(found.exact)), found.similarity.astype(np.float64)])
+    sim = np.concatenate([np.ones(len(found.exact)), found.scores.astype(np.float64)])
     ok = np.concatenate([np.ones(len(found.exact), dtype=bool), found.ok])
     undecided = np.concatenate([np.zeros(len(found.exact), dtype=bool), found.undecided])
     held = {(p.image_a, p.image_b) for p in result.possible_copies}
