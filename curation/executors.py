@@ -174,22 +174,27 @@ def _pooled(fn, source: Iterator[Any], args, workers: int):
     batches whose results were lost when a worker died (empty when none did)."""
     pool = process_pool(workers)
     pending: dict[Future, Any] = {}
+    unsent: list[Any] = []
     try:
         while True:
             while len(pending) < workers * IN_FLIGHT_PER_WORKER:
                 batch = next(source, None)
                 if batch is None:
                     break
-                pending[pool.submit(fn, batch, *args)] = batch
+                try:
+                    pending[pool.submit(fn, batch, *args)] = batch
+                except BrokenProcessPool:  # a worker died since the last submit: this batch never ran
+                    unsent.append(batch)
+                    break
             if not pending:
-                return []
+                return unsent
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             lost = [pending.pop(fut) for fut in list(done) if isinstance(fut.exception(), BrokenProcessPool)]
             for fut in done:
                 if fut in pending:
                     yield pending.pop(fut), fut.result()
-            if lost:
-                return lost + list(pending.values())
+            if lost or unsent:
+                return unsent + lost + list(pending.values())
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 

@@ -136,3 +136,39 @@ def test_a_batch_that_kills_every_worker_stops_the_run_with_a_sentence_not_the_c
         _DIED.unlink(missing_ok=True)
     assert not multiprocessing.active_children()
     assert all(got[x] == 2 * x for x in got) and 13 not in got
+
+
+def _dies_on_0(batch):
+    """The batch's numbers doubled, except that the first pool worker given 0 is killed (SIGKILL)."""
+    if 0 in batch and os.getpid() != PARENT and not _DIED.exists():
+        _DIED.touch()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return [2 * x for x in batch]
+
+
+def _after_a_death(batches):
+    """The batches, each after the first only once a worker has died: the pool is broken
+    before the next one is submitted."""
+    import time
+
+    yield batches[0]
+    while not _DIED.exists():
+        time.sleep(0.01)
+    time.sleep(0.5)  # the pool's own thread notices the death and marks the pool broken
+    yield from batches[1:]
+
+
+def test_a_worker_dying_between_two_submits_loses_no_batch():
+    # Found as a flake: the pool broke while batches were still being handed to it, and the
+    # submit's BrokenProcessPool ended the whole command instead of a rerun of what was lost.
+    _DIED.unlink(missing_ok=True)
+    got = {}
+    try:
+        for batch, doubled in executors.run_batches(_dies_on_0, _after_a_death(list(executors.chunks(list(range(40)), 5))),
+                                                   workers=2):
+            got.update(zip(batch, doubled))
+        assert _DIED.exists()
+    finally:
+        _DIED.unlink(missing_ok=True)
+    assert got == {x: 2 * x for x in range(40)}
+    assert not multiprocessing.active_children()
