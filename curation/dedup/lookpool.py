@@ -141,8 +141,11 @@ class Looks(decodes.Decodes):
         other = max(queues, key=len)
         if not own and not other:
             return
-        idx = own.popleft() if own else other.pop()
+        idx = own[0] if own else other[-1]
         running[pools[w].submit(_work, fn, [_take(c, idx) for c in columns], args, self.worker_bytes)] = (w, idx)
+        # Taken off its queue only once submitted: a submit to a pool that broke meanwhile raises,
+        # and the chunk is then scored in this process with the rest.
+        own.popleft() if own else other.pop()
 
     def _started(self) -> list[ProcessPoolExecutor]:
         if not self._pools:
