@@ -155,10 +155,21 @@ def pair_scores(signatures: np.ndarray, pairs: np.ndarray, flags: np.ndarray) ->
     # from 0.90 to 0.96: 51 pairs of distinct photos at 0.96 there, 8 with the box placed
     # (dedup_bench section 4's 20,000 photos; the copies passing 2,304 -> 2,167).
     where = (either[boxed] >> CORNERS_SHIFT) & 15
-    for corners in np.unique(where).tolist():
-        rows = boxed[where == corners]
-        boxed_score = similarity(signatures, pairs[rows], whole=True, corners=corners or 15) - BOX_DISCOUNT
-        out[rows] = np.maximum(out[rows], boxed_score)
+    # Each corner set's pairs in as many parts as CPUs, scored at once: one call per set ran on one
+    # thread (under a compiled block each). dedup_bench section 4's 79,306 candidate pairs, 24,205 of
+    # them painted, on 2 CPUs: 2.9 s -> 2.1-2.35 s, every score the same. A part takes the scorer its
+    # whole set would (the compiled one from KERNEL_MIN pairs), so no score changes.
+    parts = [(corners, part, 0 if (where == corners).sum() >= KERNEL_MIN else np.iinfo(np.int64).max)
+             for corners in np.unique(where).tolist()
+             for part in np.array_split(boxed[where == corners], _cpus()) if len(part)]
+
+    def score(job: tuple[int, np.ndarray, int]) -> np.ndarray:
+        corners, rows, kernel_min = job
+        return similarity(signatures, pairs[rows], whole=True, corners=corners or 15, kernel_min=kernel_min)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(len(parts), _cpus()))) as pool:
+        for (_, rows, _), boxed_score in zip(parts, pool.map(score, parts)):
+            out[rows] = np.maximum(out[rows], boxed_score - BOX_DISCOUNT)
     return out
 
 
