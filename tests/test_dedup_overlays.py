@@ -68,17 +68,23 @@ def test_copies_with_a_text_box_in_a_corner_or_along_the_bottom_are_merged(tmp_p
         ws.close()
 
 
-@needs_data
-def test_the_clean_photo_is_kept_over_its_boxed_copy(tmp_path: Path):
-    # A copy with a box painted over it is saved again, so its file is the larger one: by bytes
-    # alone the boxed copy would be kept and the clean photo set aside.
-    folder = tmp_path / "in"
+def _with_boxed_copies(folder: Path, names: tuple[str, ...]) -> None:
+    """Each product photo of names, and its copy with a dark box along the bottom saved again
+    (quality 95), in folder."""
     folder.mkdir()
-    names = ("10001", "13261", "10793")
     for n in names:
         shutil.copy(MYNTRA / f"{n}.jpg", folder / f"{n}.jpg")
         with Image.open(MYNTRA / f"{n}.jpg") as im:
             text_box(im, "bottom", True).save(folder / f"{n}-boxed.jpg", "JPEG", quality=95)
+
+
+@needs_data
+def test_the_clean_photo_is_kept_over_its_boxed_copy(tmp_path: Path):
+    # A copy with a box painted over it is saved again, so its file is the larger one: by bytes
+    # alone the boxed copy would be kept and the clean photo set aside.
+    folder, names = tmp_path / "in", ("10001", "13261", "10793")
+    _with_boxed_copies(folder, names)
+    for n in names:
         assert (folder / f"{n}-boxed.jpg").stat().st_size > (folder / f"{n}.jpg").stat().st_size
     ws = _workspace(tmp_path, folder)
     try:
@@ -95,12 +101,8 @@ def test_the_clean_photo_is_kept_over_its_boxed_copy(tmp_path: Path):
 def test_a_copy_found_by_a_second_look_shows_the_score_that_made_it_one(tmp_path: Path):
     # 10793's copy with a dark box along the bottom scores 0.84 on the signatures and is a copy
     # on its re-decoded pictures: the report, the pairs CSV and the member say that score, not 0.84.
-    folder = tmp_path / "in"
-    folder.mkdir()
-    shutil.copy(MYNTRA / "10793.jpg", folder / "10793.jpg")
-    with Image.open(MYNTRA / "10793.jpg") as im:
-        text_box(im, "bottom", True).save(folder / "10793-boxed.jpg", "JPEG", quality=95)
-    ws = _workspace(tmp_path, folder)
+    _with_boxed_copies(tmp_path / "in", ("10793",))
+    ws = _workspace(tmp_path, tmp_path / "in")
     try:
         r = dedup.run(ws, workers=1)
         (cluster,) = r.clusters

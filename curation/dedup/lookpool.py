@@ -145,7 +145,10 @@ class Looks(decodes.Decodes):
         running[pools[w].submit(_work, fn, [_take(c, idx) for c in columns], args, self.worker_bytes)] = (w, idx)
         # Taken off its queue only once submitted: a submit to a pool that broke meanwhile raises,
         # and the chunk is then scored in this process with the rest.
-        own.popleft() if own else other.pop()
+        if own:
+            own.popleft()
+        else:
+            other.pop()
 
     def _started(self) -> list[ProcessPoolExecutor]:
         if not self._pools:

@@ -720,15 +720,16 @@ def _copy_scores(found: Found, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     order, `Found.scores`), nan where no copy pair joins them."""
     n = len(found.leader)
     ok = np.flatnonzero(found.ok)
+    if not len(ok):
+        return np.full(len(a), np.nan, dtype=np.float32)
     near = found.near[ok]
-    keys = np.minimum(near[:, 0], near[:, 1]) * n + np.maximum(near[:, 0], near[:, 1])
-    unique, where = np.unique(keys, return_inverse=True)
+    unique, where = np.unique(np.minimum(near[:, 0], near[:, 1]) * n + np.maximum(near[:, 0], near[:, 1]),
+                              return_inverse=True)
     best = np.full(len(unique), -np.inf, dtype=np.float32)
-    np.maximum.at(best, where.ravel(), found.scores[ok])
+    np.maximum.at(best, where, found.scores[ok])
     wanted = np.minimum(a, b) * n + np.maximum(a, b)
-    at = np.clip(np.searchsorted(unique, wanted), 0, max(len(unique) - 1, 0))
-    hit = (unique[at] == wanted) if len(unique) else np.zeros(len(wanted), dtype=bool)
-    return np.where(hit, best[at] if len(unique) else np.nan, np.nan).astype(np.float32)
+    at = np.minimum(np.searchsorted(unique, wanted), len(unique) - 1)
+    return np.where(unique[at] == wanted, best[at], np.nan).astype(np.float32)
 
 
 def _note_label_differences(members: list[Member], taxonomy) -> None:

@@ -159,9 +159,11 @@ def pair_scores(signatures: np.ndarray, pairs: np.ndarray, flags: np.ndarray) ->
     # thread (under a compiled block each). dedup_bench section 4's 79,306 candidate pairs, 24,205 of
     # them painted, on 2 CPUs: 2.9 s -> 2.1-2.35 s, every score the same. A part takes the scorer its
     # whole set would (the compiled one from KERNEL_MIN pairs), so no score changes.
-    parts = [(corners, part, 0 if (where == corners).sum() >= KERNEL_MIN else np.iinfo(np.int64).max)
-             for corners in np.unique(where).tolist()
-             for part in np.array_split(boxed[where == corners], _cpus()) if len(part)]
+    parts = []
+    for corners in np.unique(where).tolist():
+        rows = boxed[where == corners]
+        kernel_min = 0 if len(rows) >= KERNEL_MIN else np.iinfo(np.int64).max
+        parts += [(corners, part, kernel_min) for part in np.array_split(rows, _cpus()) if len(part)]
 
     def score(job: tuple[int, np.ndarray, int]) -> np.ndarray:
         corners, rows, kernel_min = job
