@@ -64,6 +64,7 @@ def test_finds_clusters_keeps_by_policy_and_reports(dup_ws):
     assert dup_ws.ledger.set_aside_images(rule="duplicate").empty  # report only: nothing changed
     html = Path(r.report_html).read_text()
     assert "data:image/jpeg;base64" in html and "Cross-split duplicates (2)" in html and "truncated" in html
+    assert "labels: Jackets" in html and "labels: Casual Shirts" in html  # d1 and d2, by name (label ids 91, 38)
     csv_rows = Path(r.report_csv).read_text().splitlines()
     assert csv_rows[0].startswith("image_a,split_a,image_b") and len(csv_rows) - 1 == r.pairs
     # The files are now described in the ledger.

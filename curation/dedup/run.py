@@ -787,7 +787,8 @@ def _write_reports(ws: Workspace, frame: Table, found: Found, result: DedupResul
                             verdict[i:i + 100_000],
                             np.where(together, keep_id[a], "")))
     result.report_csv = str(csv_path)
-    result.report_html = str(report_html.write_page(html_path, "Duplicates", _sections(result), _intro(result)))
+    result.report_html = str(report_html.write_page(html_path, "Duplicates", _sections(result, ws.taxonomy),
+                                                    _intro(result)))
 
 
 def _intro(result: DedupResult) -> str:
@@ -804,13 +805,13 @@ def _intro(result: DedupResult) -> str:
             f"{'Applied' if result.applied else 'Not applied (run with --apply)'}.")
 
 
-def _sections(result: DedupResult) -> list[report_html.Section]:
+def _sections(result: DedupResult, taxonomy) -> list[report_html.Section]:
     def card(m: Member) -> report_html.Card:
         lines = [f"{m.split} · {'KEEP' if m.kept else 'set aside'}",
                  f"{m.width}x{m.height} · {(m.bytes or 0) / 1024:.0f} KB",
                  "distance " + ("-" if m.distance is None else str(m.distance)) + " · similarity "
                  + ("-" if m.similarity is None else f"{m.similarity:.3f}"),
-                 "labels " + (" ".join(map(str, m.labels)) or "-")] + ([m.labels_differ] if m.labels_differ else [])
+                 "labels: " + (", ".join(taxonomy.names(m.labels)) or "-")] + ([m.labels_differ] if m.labels_differ else [])
         return report_html.Card(m.image_id, m.path, lines)
 
     groups = [
