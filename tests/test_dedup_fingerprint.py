@@ -164,8 +164,8 @@ def test_a_worker_dying_between_two_submits_loses_no_batch():
     _DIED.unlink(missing_ok=True)
     got = {}
     try:
-        for batch, doubled in executors.run_batches(_dies_on_0, _after_a_death(list(executors.chunks(list(range(40)), 5))),
-                                                   workers=2):
+        batches = _after_a_death(list(executors.chunks(list(range(40)), 5)))
+        for batch, doubled in executors.run_batches(_dies_on_0, batches, workers=2):
             got.update(zip(batch, doubled))
         assert _DIED.exists()
     finally:

@@ -168,11 +168,12 @@ class _Slow(_Recorded):
     @contextmanager
     def task(self, description: str, total: int | None = None):
         with super().task(description, total) as inner:
-            first = [True]
+            waited = []
 
             class _Task:
                 def advance(self, n: int = 1) -> None:
-                    if first.pop() if first else False:
+                    if not waited:
+                        waited.append(True)
                         time.sleep(1.0)
                     inner.advance(n)
 
