@@ -26,6 +26,7 @@ def indexed(paths_a: Sequence[str], paths_b: Sequence[str]) -> tuple[list[str], 
     pairs = np.array([[index[a], index[b]] for a, b in zip(paths_a, paths_b)], dtype=np.int64).reshape(-1, 2)
     return files, pairs
 
+
 class Decodes:
     """Decoded files and their framings, least recently used dropped past max_bytes (a framing's
     picture, the decode itself, counted once: counted twice, it halved what the cache held).
