@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from ..curation.ledger import Change, Ledger
+from ..curation.ledger import RESTORED_BY_HAND, Change, Ledger
 from ..curation.ledger.browse import BrowseFilter, label_rows, page
 from ..curation.workspace import Workspace
 from ..errors import IfaError
@@ -33,9 +33,12 @@ def set_aside(ledger: Ledger, image_id: str, reason: str = "") -> ActionResult:
 
 
 def restore(ledger: Ledger, image_id: str, reason: str = "") -> ActionResult:
-    """Make a set-aside image active again (the restore event names what set it aside
-    when no reason is given). Raises IfaError for an unknown image."""
-    done = ledger.apply_changes([Change("restore_image", str(image_id), reason=reason.strip())])
+    """Make a set-aside image active again: a person's judgement of it, as `ifa curate restore
+    --image` (its event's reason starts RESTORED_BY_HAND, then the reason given or what set it
+    aside, so dedup does not set it aside again). Raises IfaError for an unknown image."""
+    row = ledger.image(str(image_id)) or {}
+    why = reason.strip() or f"was set aside: {row.get('status_reason') or ''}"
+    done = ledger.apply_changes([Change("restore_image", str(image_id), reason=f"{RESTORED_BY_HAND} in ifa browse; {why}")])
     return ActionResult(str(image_id), {"restore_image": done["restore_image"]})
 
 

@@ -21,7 +21,8 @@ app = command_group("Clean the dataset: attribute checks, dedup, noisy labels; r
 @app.command("restore")
 def restore(
     rule: Annotated[Optional[str], typer.Option(help="Undo everything this rule (or round, or 'duplicate') did.")] = None,
-    image: Annotated[Optional[str], typer.Option(help="Undo everything done to this image.")] = None,
+    image: Annotated[Optional[str], typer.Option(help="Undo everything done to this image; dedup then leaves it in "
+                                                     "(a person said it is no copy).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be restored.")] = False,
     workspace: WorkspaceOpt = DEFAULT_WS,
     json_out: JsonOpt = False,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..curation.dedup.run import CHECK_MARGIN
 from . import render
 
 
@@ -23,11 +24,17 @@ def show(result) -> None:
             counts[u["reason"]] = counts.get(u["reason"], 0) + 1
         out.print(render.table("Unreadable images", ["reason", "#"], sorted(counts.items())))
     top = [(c.keep, len(c.members), ", ".join(_member(m) for m in c.members[1:4]) + (" ..." if len(c.members) > 4 else ""),
-            "LARGE" if c.large else ("cross-split" if c.cross_split else ""),
+            "LARGE" if c.large else ("cross-split" if c.cross_split else ("narrow pass" if c.narrowest else "")),
             "labels differ" if c.label_conflict else "") for c in result.clusters[:10]]
     if top:
-        out.print(render.table("Clusters (large ones, cross-split and label conflicts first)",
+        out.print(render.table("Clusters (large, cross-split, label conflicts, narrow passes first)",
                                ["keep", "#", "set aside", "", ""], top))
+    narrow = result.narrow_passes()
+    if narrow:
+        out.print(render.table(f"Narrow passes (under {result.min_similarity + CHECK_MARGIN:.3f}): look-alike items "
+                               "of one shoot pass here; check by eye",
+                               ["image", "kept image", "similarity"],
+                               [(m.image_id, c.keep, f"{m.similarity:.3f}") for c, m in narrow[:10]]))
     if result.possible_copies:
         out.print(render.table("Possible copies, labels differ (action none: not set aside)",
                                ["image", "image", "similarity", "what differs", "64x64 grey difference"],
@@ -48,6 +55,8 @@ def _counts(result) -> list[tuple[str, str]]:
             ("candidate pairs (hash) / verified copies", f"{result.candidate_pairs:,} / {result.verified_pairs:,}"),
             ("near misses re-decoded", f"{result.redecoded_pairs:,}"),
             ("possible copies, labels differ (left alone)", f"{len(result.possible_copies):,}"),
+            ("set aside on a narrow pass (check by eye)", f"{len(result.narrow_passes()):,}"),
+            ("copies left in: restored by hand", f"{len(result.left_by_hand):,}"),
             ("validation images with a train duplicate", f"{result.cross_split_by_split.get('validation', 0):,}"),
             ("test images with a train duplicate", f"{result.cross_split_by_split.get('test', 0):,}"),
             ("clusters with conflicting labels", f"{result.label_conflicts:,}"),
@@ -59,6 +68,6 @@ def _counts(result) -> list[tuple[str, str]]:
 
 
 def _member(m) -> str:
-    sim = "-" if m.similarity is None else f"{m.similarity:.2f}"
+    sim = "-" if m.similarity is None else f"{m.similarity:.3f}"
     differs = f", {m.labels_differ}" if m.labels_differ else ""
     return f"{m.image_id} ({m.split}, d={m.distance}, sim={sim}{differs})"

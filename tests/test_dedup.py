@@ -188,7 +188,9 @@ def test_cli_json_shape_and_apply(tmp_path: Path, cli):
     ws.close()
     data = cli.json("curate", "dedup", "--workspace", root, "--workers", "1", "--json")
     assert set(data) == {"images_hashed", "unreadable", "clusters", "cross_split", "label_conflicts", "possible_copies",
-                         "redecoded_pairs", "redecode_seconds", "applied"}
+                         "check_by_eye", "left_by_hand", "redecoded_pairs", "redecode_seconds", "applied"}
+    assert all(set(x) == {"image_id", "keep", "similarity"} for x in data["check_by_eye"])
+    assert data["left_by_hand"] == []
     assert data["images_hashed"] == READABLE and data["applied"] is False
     # What the near misses cost is part of the output (the README's speed table reads it).
     assert isinstance(data["redecoded_pairs"], int) and data["redecode_seconds"] >= 0

@@ -61,6 +61,15 @@ SPLIT_RANK = {"test": 0, "validation": 1, "train": 2}
 # already, so no verdict of it could change one (`lazy`).
 UNDECIDED = "not looked at again (cannot change a cluster)"
 MAX_HTML_CLUSTERS = 300  # thumbnails of more than this make a page no one scrolls
+# A copy whose deciding score is under --min-similarity + CHECK_MARGIN is set aside on a
+# narrow pass, and the report asks for a look by eye, narrowest first: look-alike items of
+# one shoot (a brogue for a plain derby, a vest with other straps) pass there, opened at
+# full size. On the 3,000 Myntra photos the two such set aside scored 0.963 and 0.970, its
+# six copies 0.974-0.996; on the 20,000 photos of benchmarks/dedup_bench.py section 4, 8
+# of the 9 pairs of distinct items merged scored under 0.972, and 17.5% of the 12,253
+# copies (0.010: 7 / 14.3%; 0.015: 8 / 22.3%); clothing-cc0's 2 copies 0.982 and 0.999.
+CHECK_MARGIN = 0.012
+NARROW_TITLE = "Set aside on a narrow pass: check by eye"  # the report's section, its pictures large
 
 # What dedup decides on: `store.dedup_frame`'s {column: array}, one row per image. Plain
 # numpy, no pandas: importing pandas was ~0.4 s of a ~1.5 s cold command on 3,000 photos
@@ -144,6 +153,8 @@ class Member:
     labels: list[int] = field(default_factory=list)
     path: str | None = None
     labels_differ: str = ""  # what differs from the kept image's labels (colour, single-label groups), and why it is a copy
+    narrow: bool = False  # set aside on a narrow pass (under --min-similarity + CHECK_MARGIN): check by eye
+    by_hand: bool = False  # a copy a person restored by hand (`ifa curate restore --image`): left in
 
 
 @dataclass
@@ -156,6 +167,11 @@ class Cluster:
     @property
     def large(self) -> bool:
         return len(self.members) > LARGE_CLUSTER
+
+    @property
+    def narrowest(self) -> float | None:
+        """The lowest score of a member set aside on a narrow pass (None: no such member)."""
+        return min((m.similarity for m in self.members if m.narrow), default=None)
 
 
 @dataclass
@@ -184,6 +200,7 @@ class DedupResult:
     redecode_seconds: float = 0.0
     set_aside: list[tuple[str, str]] = field(default_factory=list)  # (image_id, kept id) that go/went
     restored: list[str] = field(default_factory=list)  # kept images an earlier dedup had set aside
+    left_by_hand: list[str] = field(default_factory=list)  # copies a person restored by hand: not set aside again
     unreadable_set_aside: list[str] = field(default_factory=list)  # unreadable files set aside (rule unreadable-file)
     unreadable_restored: list[str] = field(default_factory=list)  # set aside as unreadable, readable now
     warnings: list[str] = field(default_factory=list)  # shown before anything else
@@ -194,7 +211,9 @@ class DedupResult:
 
     def to_dict(self) -> dict:
         """The --json shape: images_hashed, unreadable, clusters, cross_split, label_conflicts,
-        possible_copies (verified, labels differ, left alone), redecoded_pairs and
+        possible_copies (verified, labels differ, left alone), check_by_eye (set aside on a
+        narrow pass: image_id, keep, similarity; narrowest first), left_by_hand (copies a
+        person restored by image: not set aside again), redecoded_pairs and
         redecode_seconds (near misses compared again on their files), applied."""
         return {
             "images_hashed": self.images_hashed,
@@ -205,10 +224,18 @@ class DedupResult:
             "label_conflicts": self.label_conflicts,
             "possible_copies": [{"image_a": p.image_a, "image_b": p.image_b, "similarity": p.similarity,
                                  "labels_differ": p.differs} for p in self.possible_copies],
+            "check_by_eye": [{"image_id": m.image_id, "keep": c.keep, "similarity": m.similarity}
+                             for c, m in self.narrow_passes()],
+            "left_by_hand": self.left_by_hand,
             "redecoded_pairs": self.redecoded_pairs,
             "redecode_seconds": round(self.redecode_seconds, 3),
             "applied": self.applied,
         }
+
+
+    def narrow_passes(self) -> list[tuple[Cluster, Member]]:
+        """(cluster, member) of each member set aside on a narrow pass (`Member.narrow`), narrowest first."""
+        return sorted(((c, m) for c in self.clusters for m in c.members if m.narrow), key=lambda cm: cm[1].similarity)
 
 
 # ---- the command --------------------------------------------------------------------------------
@@ -258,7 +285,10 @@ def run(ws: Workspace, *, splits: Sequence[str] | None = None, method: str = "ph
     result.verified_pairs = int(found.ok.sum())
     result.pairs = result.exact_pairs + result.candidate_pairs
     result.cross_split = sum(result.cross_split_by_split.values())
-    result.clusters, result.set_aside, result.restored = _build_clusters(ledger, ws.taxonomy, frame, found)
+    result.clusters, result.set_aside, result.restored = _build_clusters(ledger, ws.taxonomy, frame, found,
+                                                                         min_similarity + CHECK_MARGIN,
+                                                                         ledger.restored_by_hand(RULE))
+    result.left_by_hand = [m.image_id for c in result.clusters for m in c.members if m.by_hand]
     result.label_conflicts = sum(c.label_conflict for c in result.clusters)
     result.unreadable_set_aside, result.unreadable_restored = _unreadable_changes(frame, failed)
     result.warnings = _warnings(result, len(frame["pk"]))
@@ -662,9 +692,12 @@ def _reach(found: Found, group_train: np.ndarray) -> np.ndarray:
     return reach
 
 
-def _build_clusters(ledger, taxonomy, frame: Table, found: Found) -> tuple[list[Cluster], list[tuple[str, str]], list[str]]:
-    """(clusters, set aside as (image id, kept id), kept images to restore) from found.leader:
-    clusters sorted large first, then cross-split, then label conflicts, then by size."""
+def _build_clusters(ledger, taxonomy, frame: Table, found: Found, narrow_under: float,
+                    by_hand: set[str]) -> tuple[list[Cluster], list[tuple[str, str]], list[str]]:
+    """(clusters, set aside as (image id, kept id), kept images to restore) from found.leader,
+    a member scoring under narrow_under marked `narrow`, one in by_hand (ids a person
+    restored) marked `by_hand` and never set aside: clusters sorted large first, then
+    cross-split, then label conflicts, then those with a narrow pass (narrowest first), then by size."""
     n = len(frame["pk"])
     sizes = np.bincount(found.leader, minlength=n) if n else np.zeros(0, dtype=np.int64)
     rows = np.flatnonzero(sizes[found.leader] > 1) if n else np.zeros(0, dtype=np.int64)
@@ -683,17 +716,21 @@ def _build_clusters(ledger, taxonomy, frame: Table, found: Found) -> tuple[list[
                      label_sets.get(ids[r], []), frame["path"][r])
               for r, k, d, x in zip(rows[part].tolist(), keep_rows[part].tolist(), distance[part].tolist(),
                                     similarity[part].tolist())]
+        for m in ms[1:]:
+            m.by_hand = m.image_id in by_hand
+            m.narrow = not m.by_hand and m.similarity is not None and m.similarity < narrow_under
         _note_label_differences(ms, taxonomy)
         labelled = {tuple(m.labels) for m in ms if m.labels}
         in_train = [m.split == "train" for m in ms]
         clusters.append(Cluster(ms[0].image_id, ms, any(in_train) and not all(in_train), len(labelled) > 1))
         for m, r in zip(ms, rows[part].tolist()):
             status, rule = frame["status"][r], frame["status_rule"][r]
-            if not m.kept and status == "active":
+            if not m.kept and status == "active" and not m.by_hand:
                 set_aside.append((m.image_id, ms[0].image_id))
             elif m.kept and status == "set_aside" and rule == RULE:
                 restored.append(m.image_id)
-    clusters.sort(key=lambda c: (not c.large, not c.cross_split, not c.label_conflict, -len(c.members), c.keep))
+    clusters.sort(key=lambda c: (not c.large, not c.cross_split, not c.label_conflict, c.narrowest is None,
+                                 c.narrowest or 0.0, -len(c.members), c.keep))
     return clusters, set_aside, restored
 
 
@@ -810,12 +847,19 @@ def _intro(result: DedupResult) -> str:
 
 def _sections(result: DedupResult, taxonomy) -> list[report_html.Section]:
     def card(m: Member) -> report_html.Card:
-        lines = [f"{m.split} · {'KEEP' if m.kept else 'set aside'}",
+        lines = [f"{m.split} · {'KEEP' if m.kept else 'left in' if m.by_hand else 'set aside'}",
                  f"{m.width}x{m.height} · {(m.bytes or 0) / 1024:.0f} KB",
                  "distance " + ("-" if m.distance is None else str(m.distance)) + " · similarity "
                  + ("-" if m.similarity is None else f"{m.similarity:.3f}"),
                  "labels: " + (", ".join(taxonomy.names(m.labels)) or "-")] + ([m.labels_differ] if m.labels_differ else [])
+        if m.narrow:
+            lines.append(f"narrow pass (under {result.min_similarity + CHECK_MARGIN:.3f}): check by eye")
+        if m.by_hand:
+            lines.append("restored by hand: left in")
         return report_html.Card(m.image_id, m.path, lines)
+
+    def plain(c: Cluster) -> bool:
+        return not c.cross_split and not c.label_conflict and not c.large
 
     groups = [
         (f"Warning: clusters over {LARGE_CLUSTER} members", "Copies rarely come in such numbers: check that these "
@@ -824,7 +868,12 @@ def _sections(result: DedupResult, taxonomy) -> list[report_html.Section]:
          [c for c in result.clusters if c.cross_split and not c.large]),
         ("Label conflicts", "Duplicates whose labels disagree: label-noise candidates for review.",
          [c for c in result.clusters if c.label_conflict and not c.cross_split and not c.large]),
-        ("Other duplicates", "", [c for c in result.clusters if not c.cross_split and not c.label_conflict and not c.large]),
+        (NARROW_TITLE,
+         f"A member scored under {result.min_similarity + CHECK_MARGIN:.3f}, just over --min-similarity "
+         f"{result.min_similarity:g}: look-alike items of one shoot (another toe, other straps) pass there, and some "
+         "copies do. Narrowest first; `ifa curate restore --image ID` brings back one set aside by mistake.",
+         [c for c in result.clusters if plain(c) and c.narrowest is not None]),
+        ("Other duplicates", "", [c for c in result.clusters if plain(c) and c.narrowest is None]),
     ]
     if not any(c.large for c in result.clusters):
         groups = groups[1:]  # no warning section without a large cluster
@@ -834,7 +883,8 @@ def _sections(result: DedupResult, taxonomy) -> list[report_html.Section]:
         budget -= len(shown)
         more = f" Showing {len(shown):,} of {len(clusters):,}; the pairs CSV lists all." if len(shown) < len(clusters) else ""
         sections.append(report_html.Section(f"{title} ({len(clusters):,})", text + more,
-                                            [[card(m) for m in c.members[:12]] for c in shown]))
+                                            [[card(m) for m in c.members[:12]] for c in shown],
+                                            big=title.startswith(NARROW_TITLE)))
     sections.append(_possible_copies_section(result))
     bad = result.unreadable[:MAX_HTML_CLUSTERS]
     sections.append(report_html.Section(

@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 BUSY_TIMEOUT_S = 10.0
 
 CHANGE_KINDS = ("set_aside", "restore_image", "drop_label", "add_label", "restore_label")
+# How a restore by image (`ifa curate restore --image ID`) begins its event's reason: a person
+# looked at that image and wants it back, so a rule that honours it (dedup) does not set it
+# aside again. A restore by rule is an undo of a whole run, not a judgement of one image.
+RESTORED_BY_HAND = "restored by hand"
 
 
 def now() -> str:
@@ -509,6 +513,12 @@ class Ledger:
             where.append("image_id = ?")
             params.append(image_id)
         return self.frame(f"SELECT image_id, status_reason, status_rule FROM images WHERE {' AND '.join(where)}", params)
+
+    def restored_by_hand(self, rule: str) -> set[str]:
+        """Ids of the images restored by image (reason RESTORED_BY_HAND) after `rule` set them aside."""
+        rows = self.query("SELECT DISTINCT image_id FROM events WHERE kind = 'restored' AND rule = ? AND reason LIKE ?",
+                          (rule, RESTORED_BY_HAND + "%"))
+        return {r[0] for r in rows}
 
     def dropped_labels(self, rule: str | None = None, image_id: str | None = None,
                        statuses: Sequence[str] = ("dropped",)) -> pd.DataFrame:
