@@ -354,9 +354,22 @@ def kept_command(paths: list[Path], codes: np.ndarray, overlay: np.ndarray, sign
     rank[order] = np.arange(len(order))
     looks = recheck.SecondLooks(files, sizes[:, 0], sizes[:, 1], cand, sim, by_overlay, by_crop, min_similarity,
                                 decodes.Decodes())
-    leader, _, _, verdicts = lazy.verified_clusters(rank, np.arange(len(codes)), looks)
+    leader, near, joined, verdicts = lazy.verified_clusters(rank, np.arange(len(codes)), looks)
     seconds = time.process_time() - t
-    return leader == np.arange(len(codes)), leader, verdicts.looked, seconds
+    scores = np.concatenate([looks.scores, joined[len(looks.near):]])
+    return leader == np.arange(len(codes)), leader, verdicts.looked, seconds, _leader_scores(leader, near[verdicts.ok],
+                                                                                            scores[verdicts.ok])
+
+
+def _leader_scores(leader: np.ndarray, copies: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """(n,) each image's best copy score with its leader (nan for a leader): what `ifa curate dedup`
+    reports as the score that set it aside. copies: (C, 2) copy pairs; scores: (C,) theirs."""
+    out = np.full(len(leader), np.nan)
+    for (a, b), s in zip(copies.tolist(), scores.tolist()):
+        for x, y in ((a, b), (b, a)):
+            if leader[x] == y and x != y and not out[x] >= s:
+                out[x] = s
+    return out
 
 
 def ncc_scores(thumbs: np.ndarray):
@@ -406,6 +419,8 @@ def imagededup_kept(paths: list[Path], idd, threshold: int) -> np.ndarray:
 
 def quality(n_products: int, n_cc0: int, n_copied: int, k: int, min_similarity: float,
             sweep: tuple[float, ...] = (), seed: int = 0) -> list[list]:
+    from ifa.curation.dedup.run import CHECK_MARGIN
+
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         paths, source, kind, dataset = make_set(n_products, n_cc0, n_copied, Path(tmp), seed)
@@ -433,10 +448,16 @@ def quality(n_products: int, n_cc0: int, n_copied: int, k: int, min_similarity: 
                 codes, signatures, k, min_similarity, order),
         }
         t = time.process_time()
-        kept, leader, redecoded, redecode_cpu = kept_command(paths, codes, overlay, signatures, k, min_similarity,
-                                                            order, shapes)
+        kept, leader, redecoded, redecode_cpu, score = kept_command(paths, codes, overlay, signatures, k,
+                                                                   min_similarity, order, shapes)
         print(f"ifa curate dedup's decision: {redecoded:,} near-miss pairs re-decoded in {redecode_cpu:.2f} CPU s "
               f"(the whole decision {time.process_time() - t:.2f} CPU s)")
+        aside = np.flatnonzero(leader != np.arange(len(leader)))
+        other = src[aside] != src[leader[aside]]
+        narrow = score[aside] < min_similarity + CHECK_MARGIN
+        print(f"narrow passes (set aside under {min_similarity + CHECK_MARGIN:.3f}: check by eye): {int(narrow[~other].sum())} "
+              f"of {int((~other).sum())} copies ({narrow[~other].mean():.1%}); set aside under another photo: "
+              + ", ".join(f"{paths[i].name} under {paths[leader[i]].name} {score[i]:.3f}" for i in aside[other]))
         methods[f"ifa (the command: signatures >= {min_similarity:g}, near misses and overlay candidates re-decoded)"] = (kept, leader)
         for m in sweep:
             methods[f"ifa phash <= {k} + one-gain residual >= {m:g}"] = kept_ifa(codes, signatures, k, m, order)
@@ -611,12 +632,12 @@ def command_set(n: int, folder: Path) -> list[Path]:
     return paths + [Path(c[3]) for c in copies]
 
 
-def wrong_merges(clusters: list[dict], paths: list[Path], n_originals: int) -> tuple[int, int]:
+def wrong_merges(clusters: list[dict], paths: list[Path], n_originals: int) -> tuple[int, int, set[str]]:
     """In the --json clusters of `command_set`'s photos (o{i}: original i; c{k}: original k mod
     n_originals by transform k mod len(TRANSFORMS)): (pairs of distinct originals with one set
     aside under the other, originals of the same photo, mean absolute difference < 3 on 64x64
     grey, not counted; recoloured copies sharing a cluster with their original's photo, kept
-    or set aside)."""
+    or set aside; the ids of the images set aside under another such photo)."""
     def source(image_id: str) -> tuple[int, int]:
         k = int(image_id[1:])
         return (k, -1) if image_id[0] == "o" else (k % n_originals, k % len(TRANSFORMS))
@@ -625,7 +646,7 @@ def wrong_merges(clusters: list[dict], paths: list[Path], n_originals: int) -> t
         with Image.open(paths[i]) as im:
             return np.asarray(im.convert("L").resize((64, 64)), dtype=np.float64)
 
-    distinct, recoloured = set(), 0
+    distinct, recoloured, members = set(), 0, set()
     for c in clusters:
         lead, lead_kind = source(c["keep"])
         for m in c["members"]:
@@ -636,7 +657,8 @@ def wrong_merges(clusters: list[dict], paths: list[Path], n_originals: int) -> t
                 recoloured += RECOLOURED in (kind, lead_kind)
             elif np.abs(grey(o) - grey(lead)).mean() >= 3:
                 distinct.add(frozenset((o, lead)))
-    return len(distinct), recoloured
+                members.add(m["image_id"])
+    return len(distinct), recoloured, members
 
 
 def whole_command(n: int, workers: int, runs: int = 3, folder: Path | None = None) -> tuple[list[list], list[str]]:
@@ -675,9 +697,13 @@ def whole_command(n: int, workers: int, runs: int = 3, folder: Path | None = Non
             notes.append(f"cold run {i + 1}: {found['images_hashed']:,} hashed, {len(found['clusters']):,} clusters, "
                          f"{found['redecoded_pairs']:,} near-miss pairs re-decoded in {found['redecode_seconds']:.2f} s "
                          f"({found['redecode_seconds'] / wall:.1%} of the command's {wall:.2f} s wall)")
-            distinct, recoloured = wrong_merges(found["clusters"], paths, min(n, 6000))
+            distinct, recoloured, under_other = wrong_merges(found["clusters"], paths, min(n, 6000))
+            narrow = {x["image_id"] for x in found["check_by_eye"]}
+            aside = sum(len(c["members"]) - 1 for c in found["clusters"])
             notes.append(f"cold run {i + 1}: {distinct} pairs of distinct photos merged ({distinct / min(n, 6000):.2%} "
-                         f"of the originals), {recoloured} recoloured copies merged with their original")
+                         f"of the originals), {recoloured} recoloured copies merged with their original; narrow passes "
+                         f"(check by eye) {len(narrow):,} of {aside:,} set aside, {len(narrow & under_other)} of the "
+                         f"{len(under_other)} set aside under another photo")
             cached.append(_timed_subprocess(dedup, env)[:2])
             shutil.rmtree(ws_dir)
     peer = []
