@@ -740,9 +740,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--command-runs", type=int, default=1, help="runs of the whole-command timing (median)")
     ap.add_argument("--sweep", type=float, nargs="*", default=[], help="also try these --min-similarity values")
     ap.add_argument("--skip", nargs="*", default=[], choices=["throughput", "quality", "pairs", "command"])
+    ap.add_argument("--min-similarity", type=float, default=None,
+                    help="the verifier's bar, sections 2 and 3 (default: the command's, 0.96)")
     args = ap.parse_args(argv)
     from ifa.curation.dedup.run import DEFAULT_MIN_SIMILARITY, DEFAULT_THRESHOLD
-    k, min_sim = DEFAULT_THRESHOLD["phash"], DEFAULT_MIN_SIMILARITY
+    k = DEFAULT_THRESHOLD["phash"]
+    min_sim = DEFAULT_MIN_SIMILARITY if args.min_similarity is None else args.min_similarity
     print(f"dedup benchmark; machine: {len(os.sched_getaffinity(0))} CPUs; load average {os.getloadavg()[0]:.1f}")
     if "throughput" not in args.skip:
         table("1. hashing + verification signature, one core (CPU ms per image, best of rounds)",
