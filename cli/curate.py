@@ -148,7 +148,8 @@ def dedup(
                                                           "candidate pair; default 8 for phash.")] = None,
     min_similarity: Annotated[Optional[float], typer.Option("--min-similarity", help="Verification score (0-1) a "
                                                             "candidate pair needs to count as a copy; default 0.96. "
-                                                            "Higher: fewer, surer copies.")] = None,
+                                                            "Higher: fewer, surer copies (0.972 leaves the narrow "
+                                                            "passes in).")] = None,
     exact_only: Annotated[bool, typer.Option("--exact-only", help="Only identical files (sha256); decodes nothing.")] = False,
     keep: Annotated[Optional[str], typer.Option(help="Keep policy, rules in order "
                                                      "(default split,resolution,clean,bytes,id).")] = None,
@@ -169,6 +170,9 @@ def dedup(
     single-label labels differ are set aside only when their pixels match; otherwise
     the report lists them as possible copies and nothing is done. An image is set aside only as a
     copy of its cluster's kept image itself, never through a chain of near neighbours.
+    Copies that passed narrowly (under --min-similarity + 0.012: look-alike items of one
+    shoot pass there) come first in the report, marked "check by eye"; one you restore
+    by hand (ifa curate restore --image ID) is never set aside again.
 
     Keep policy: test beats validation beats train, then more pixels, then a picture
     with no text box painted over it (the clean photo, not its "SALE" copy), then the
