@@ -872,7 +872,8 @@ def _sections(result: DedupResult, taxonomy) -> list[report_html.Section]:
         (NARROW_TITLE,
          f"A member scored under {result.min_similarity + CHECK_MARGIN:.3f}, just over --min-similarity "
          f"{result.min_similarity:g}: look-alike items of one shoot (another toe, other straps) pass there, and some "
-         "copies do. Narrowest first; `ifa curate restore --image ID` brings back one set aside by mistake.",
+         "copies do. Narrowest first; `ifa curate restore --image ID` brings back one set aside by mistake, and "
+         "dedup leaves it in from then on.",
          [c for c in result.clusters if plain(c) and c.narrowest is not None]),
         ("Other duplicates", "", [c for c in result.clusters if plain(c) and c.narrowest is None]),
     ]
