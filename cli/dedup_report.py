@@ -24,7 +24,7 @@ def show(result) -> None:
             counts[u["reason"]] = counts.get(u["reason"], 0) + 1
         out.print(render.table("Unreadable images", ["reason", "#"], sorted(counts.items())))
     top = [(c.keep, len(c.members), ", ".join(_member(m) for m in c.members[1:4]) + (" ..." if len(c.members) > 4 else ""),
-            "LARGE" if c.large else ("cross-split" if c.cross_split else ("narrow pass" if c.narrowest else "")),
+            "LARGE" if c.large else ("cross-split" if c.cross_split else ("narrow pass" if c.narrowest is not None else "")),
             "labels differ" if c.label_conflict else "") for c in result.clusters[:10]]
     if top:
         out.print(render.table("Clusters (large, cross-split, label conflicts, narrow passes first)",

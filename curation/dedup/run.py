@@ -70,7 +70,6 @@ MAX_HTML_CLUSTERS = 300  # thumbnails of more than this make a page no one scrol
 # eye) and 17.5% of the 12,253 set aside score under 0.972; a margin of 0.010 flags the same 14
 # and 14.3%, but not the Myntra brogue (0.970).
 CHECK_MARGIN = 0.012
-NARROW_TITLE = "Set aside on a narrow pass: check by eye"  # the report's section, its pictures large
 
 # What dedup decides on: `store.dedup_frame`'s {column: array}, one row per image. Plain
 # numpy, no pandas: importing pandas was ~0.4 s of a ~1.5 s cold command on 3,000 photos
@@ -232,7 +231,6 @@ class DedupResult:
             "redecode_seconds": round(self.redecode_seconds, 3),
             "applied": self.applied,
         }
-
 
     def narrow_passes(self) -> list[tuple[Cluster, Member]]:
         """(cluster, member) of each member set aside on a narrow pass (`Member.narrow`), narrowest first."""
@@ -862,31 +860,31 @@ def _sections(result: DedupResult, taxonomy) -> list[report_html.Section]:
     def plain(c: Cluster) -> bool:
         return not c.cross_split and not c.label_conflict and not c.large
 
-    groups = [
+    groups = [  # (title, text, clusters, pictures large)
         (f"Warning: clusters over {LARGE_CLUSTER} members", "Copies rarely come in such numbers: check that these "
-         "are one photo before applying; a higher --min-similarity splits them.", [c for c in result.clusters if c.large]),
+         "are one photo before applying; a higher --min-similarity splits them.", [c for c in result.clusters if c.large],
+         False),
         ("Cross-split duplicates", "Train images duplicating validation/test images: the train copy goes.",
-         [c for c in result.clusters if c.cross_split and not c.large]),
+         [c for c in result.clusters if c.cross_split and not c.large], False),
         ("Label conflicts", "Duplicates whose labels disagree: label-noise candidates for review.",
-         [c for c in result.clusters if c.label_conflict and not c.cross_split and not c.large]),
-        (NARROW_TITLE,
+         [c for c in result.clusters if c.label_conflict and not c.cross_split and not c.large], False),
+        ("Set aside on a narrow pass: check by eye",
          f"A member scored under {result.min_similarity + CHECK_MARGIN:.3f}, just over --min-similarity "
          f"{result.min_similarity:g}: look-alike items of one shoot (another toe, other straps) pass there, and some "
          "copies do. Narrowest first; `ifa curate restore --image ID` brings back one set aside by mistake, and "
          "dedup leaves it in from then on.",
-         [c for c in result.clusters if plain(c) and c.narrowest is not None]),
-        ("Other duplicates", "", [c for c in result.clusters if plain(c) and c.narrowest is None]),
+         [c for c in result.clusters if plain(c) and c.narrowest is not None], True),
+        ("Other duplicates", "", [c for c in result.clusters if plain(c) and c.narrowest is None], False),
     ]
     if not any(c.large for c in result.clusters):
         groups = groups[1:]  # no warning section without a large cluster
     sections, budget = [], MAX_HTML_CLUSTERS
-    for title, text, clusters in groups:
+    for title, text, clusters, big in groups:
         shown = clusters[:max(0, budget)]
         budget -= len(shown)
         more = f" Showing {len(shown):,} of {len(clusters):,}; the pairs CSV lists all." if len(shown) < len(clusters) else ""
         sections.append(report_html.Section(f"{title} ({len(clusters):,})", text + more,
-                                            [[card(m) for m in c.members[:12]] for c in shown],
-                                            big=title.startswith(NARROW_TITLE)))
+                                            [[card(m) for m in c.members[:12]] for c in shown], big=big))
     sections.append(_possible_copies_section(result))
     bad = result.unreadable[:MAX_HTML_CLUSTERS]
     sections.append(report_html.Section(
