@@ -869,9 +869,9 @@ def _sections(result: DedupResult, taxonomy) -> list[report_html.Section]:
         ("Label conflicts", "Duplicates whose labels disagree: label-noise candidates for review.",
          [c for c in result.clusters if c.label_conflict and not c.cross_split and not c.large], False),
         ("Set aside on a narrow pass: check by eye",
-         f"A member scored under {result.min_similarity + CHECK_MARGIN:.3f}, just over --min-similarity "
-         f"{result.min_similarity:g}: look-alike items of one shoot (another toe, other straps) pass there, and some "
-         "copies do. Narrowest first; `ifa curate restore --image ID` brings back one set aside by mistake, and "
+         f"A member scored under {result.min_similarity + CHECK_MARGIN:.3f}, close to --min-similarity "
+         f"{result.min_similarity:g} (an image rejoining its kept image may score a little under it): look-alike items "
+         "of one shoot (another toe, other straps) pass there, and some copies do. Narrowest first; `ifa curate restore --image ID` brings back one set aside by mistake, and "
          "dedup leaves it in from then on.",
          [c for c in result.clusters if plain(c) and c.narrowest is not None], True),
         ("Other duplicates", "", [c for c in result.clusters if plain(c) and c.narrowest is None], False),
