@@ -458,6 +458,11 @@ def quality(n_products: int, n_cc0: int, n_copied: int, k: int, min_similarity: 
         print(f"narrow passes (set aside under {min_similarity + CHECK_MARGIN:.3f}: check by eye): {int(narrow[~other].sum())} "
               f"of {int((~other).sum())} copies ({narrow[~other].mean():.1%}); set aside under another photo: "
               + ", ".join(f"{paths[i].name} under {paths[leader[i]].name} {score[i]:.3f}" for i in aside[other]))
+        # A recoloured copy merged with its photo: set aside under it, or kept with the photo's images under it.
+        recoloured = [i for i in aside if RECOLOURED in (kind[i], kind[leader[i]]) and src[i] == src[leader[i]]]
+        if recoloured:
+            print("recoloured copies merged (set aside under, score): "
+                  + ", ".join(f"{paths[i].name} under {paths[leader[i]].name} {score[i]:.3f}" for i in recoloured))
         methods[f"ifa (the command: signatures >= {min_similarity:g}, near misses and overlay candidates re-decoded)"] = (kept, leader)
         for m in sweep:
             methods[f"ifa phash <= {k} + one-gain residual >= {m:g}"] = kept_ifa(codes, signatures, k, m, order)
