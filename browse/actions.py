@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from ..curation.ledger import RESTORED_BY_HAND, Change, Ledger
+from ..curation.ledger import Change, Ledger, by_hand_reason
 from ..curation.ledger.browse import BrowseFilter, label_rows, page
 from ..curation.workspace import Workspace
 from ..errors import IfaError
@@ -37,8 +37,8 @@ def restore(ledger: Ledger, image_id: str, reason: str = "") -> ActionResult:
     --image` (its event's reason starts RESTORED_BY_HAND, then the reason given or what set it
     aside, so dedup does not set it aside again). Raises IfaError for an unknown image."""
     row = ledger.image(str(image_id)) or {}
-    why = reason.strip() or f"was set aside: {row.get('status_reason') or ''}"
-    done = ledger.apply_changes([Change("restore_image", str(image_id), reason=f"{RESTORED_BY_HAND} in ifa browse; {why}")])
+    done = ledger.apply_changes([Change("restore_image", str(image_id),
+                                        reason=by_hand_reason(row.get("status_reason"), reason, "in ifa browse"))])
     return ActionResult(str(image_id), {"restore_image": done["restore_image"]})
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ..curation.dedup.run import CHECK_MARGIN
 from . import render
 
 
@@ -31,7 +30,7 @@ def show(result) -> None:
                                ["keep", "#", "set aside", "", ""], top))
     narrow = result.narrow_passes()
     if narrow:
-        out.print(render.table(f"Narrow passes (under {result.min_similarity + CHECK_MARGIN:.3f}): look-alike items "
+        out.print(render.table(f"Narrow passes (under {result.narrow_under:.3f}): look-alike items "
                                "of one shoot pass here; check by eye",
                                ["image", "kept image", "similarity"],
                                [(m.image_id, c.keep, f"{m.similarity:.3f}") for c, m in narrow[:10]]))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from ..errors import IfaError
-from .ledger import RESTORED_BY_HAND, Change, Ledger
+from .ledger import Change, Ledger, by_hand_reason
 from .ledger.review_queue import review_queue, set_review_status
 
 
@@ -27,8 +27,8 @@ class RestoreResult:
 def restore(ledger: Ledger, rule: str | None = None, image_id: str | None = None, apply: bool = True) -> RestoreResult:
     """Restore what `rule` set aside or dropped (or everything done to `image_id`).
 
-    Restoring one image (image_id, no rule) is a person's judgement of it: its event says
-    RESTORED_BY_HAND, and dedup does not set it aside again.
+    Naming one image (image_id, with or without a rule) is a person's judgement of it: its
+    restore event says RESTORED_BY_HAND, and dedup does not set it aside again.
 
     Labels quarantined at import come back only with rule="import". Images the rule queued
     for review and no round has taken yet are taken off the queue (status cancelled).
@@ -57,7 +57,7 @@ def restore(ledger: Ledger, rule: str | None = None, image_id: str | None = None
     if apply:
         # One image named: a person's judgement of it, which dedup honours (`Ledger.restored_by_hand`).
         by_hand = {} if image_id is None else {
-            i: f"{RESTORED_BY_HAND}; was set aside: {why or ''}" for i, why in zip(images["image_id"], images["status_reason"])}
+            i: by_hand_reason(why) for i, why in zip(images["image_id"], images["status_reason"])}
         changes = [Change("restore_image", i, reason=by_hand.get(i, "")) for i in result.images]
         changes += [Change("restore_label", i, l) for i, l in result.labels]
         changes += [Change("drop_label", i, l, reason=f"restore: undo {rule}", rule=f"undo:{rule}")

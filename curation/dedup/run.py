@@ -200,7 +200,6 @@ class DedupResult:
     redecode_seconds: float = 0.0
     set_aside: list[tuple[str, str]] = field(default_factory=list)  # (image_id, kept id) that go/went
     restored: list[str] = field(default_factory=list)  # kept images an earlier dedup had set aside
-    left_by_hand: list[str] = field(default_factory=list)  # copies a person restored by hand: not set aside again
     unreadable_set_aside: list[str] = field(default_factory=list)  # unreadable files set aside (rule unreadable-file)
     unreadable_restored: list[str] = field(default_factory=list)  # set aside as unreadable, readable now
     warnings: list[str] = field(default_factory=list)  # shown before anything else
@@ -231,6 +230,16 @@ class DedupResult:
             "redecode_seconds": round(self.redecode_seconds, 3),
             "applied": self.applied,
         }
+
+    @property
+    def narrow_under(self) -> float:
+        """The score under which a copy is set aside on a narrow pass (`CHECK_MARGIN`)."""
+        return self.min_similarity + CHECK_MARGIN
+
+    @property
+    def left_by_hand(self) -> list[str]:
+        """Ids of the copies a person restored by hand, left in (`Member.by_hand`)."""
+        return [m.image_id for c in self.clusters for m in c.members if m.by_hand]
 
     def narrow_passes(self) -> list[tuple[Cluster, Member]]:
         """(cluster, member) of each member set aside on a narrow pass (`Member.narrow`), narrowest first."""
@@ -285,9 +294,8 @@ def run(ws: Workspace, *, splits: Sequence[str] | None = None, method: str = "ph
     result.pairs = result.exact_pairs + result.candidate_pairs
     result.cross_split = sum(result.cross_split_by_split.values())
     result.clusters, result.set_aside, result.restored = _build_clusters(ledger, ws.taxonomy, frame, found,
-                                                                         min_similarity + CHECK_MARGIN,
+                                                                         result.narrow_under,
                                                                          ledger.restored_by_hand(RULE))
-    result.left_by_hand = [m.image_id for c in result.clusters for m in c.members if m.by_hand]
     result.label_conflicts = sum(c.label_conflict for c in result.clusters)
     result.unreadable_set_aside, result.unreadable_restored = _unreadable_changes(frame, failed)
     result.warnings = _warnings(result, len(frame["pk"]))
@@ -852,7 +860,7 @@ def _sections(result: DedupResult, taxonomy) -> list[report_html.Section]:
                  + ("-" if m.similarity is None else f"{m.similarity:.3f}"),
                  "labels: " + (", ".join(taxonomy.names(m.labels)) or "-")] + ([m.labels_differ] if m.labels_differ else [])
         if m.narrow:
-            lines.append(f"narrow pass (under {result.min_similarity + CHECK_MARGIN:.3f}): check by eye")
+            lines.append(f"narrow pass (under {result.narrow_under:.3f}): check by eye")
         if m.by_hand:
             lines.append("restored by hand: left in")
         return report_html.Card(m.image_id, m.path, lines)
@@ -869,10 +877,10 @@ def _sections(result: DedupResult, taxonomy) -> list[report_html.Section]:
         ("Label conflicts", "Duplicates whose labels disagree: label-noise candidates for review.",
          [c for c in result.clusters if c.label_conflict and not c.cross_split and not c.large], False),
         ("Set aside on a narrow pass: check by eye",
-         f"A member scored under {result.min_similarity + CHECK_MARGIN:.3f}, close to --min-similarity "
-         f"{result.min_similarity:g} (an image rejoining its kept image may score a little under it): look-alike items "
-         "of one shoot (another toe, other straps) pass there, and some copies do. Narrowest first; `ifa curate restore --image ID` brings back one set aside by mistake, and "
-         "dedup leaves it in from then on.",
+         f"A member scored under {result.narrow_under:.3f}, close to --min-similarity {result.min_similarity:g} "
+         "(an image rejoining its kept image may score a little under it): look-alike items of one shoot "
+         "(another toe, other straps) pass there, and some copies do. Narrowest first; `ifa curate restore "
+         "--image ID` brings back one set aside by mistake, and dedup leaves it in from then on.",
          [c for c in result.clusters if plain(c) and c.narrowest is not None], True),
         ("Other duplicates", "", [c for c in result.clusters if plain(c) and c.narrowest is None], False),
     ]

@@ -11,7 +11,7 @@ column sets, arrays or frames. (review.py's ReviewStore class is the exception f
 # into one line (cli/failures.py) without touching SQLite itself.
 from sqlite3 import DatabaseError as LedgerDatabaseError
 
-from .core import BUSY_TIMEOUT_S, CHANGE_KINDS, RESTORED_BY_HAND, Change, FileInfo, Ledger, now
+from .core import BUSY_TIMEOUT_S, CHANGE_KINDS, RESTORED_BY_HAND, Change, FileInfo, Ledger, by_hand_reason, now
 from .schema import MIGRATIONS, SPLITS, check_splits, id_list
 
-__all__ = ["LedgerDatabaseError", "BUSY_TIMEOUT_S", "CHANGE_KINDS", "RESTORED_BY_HAND", "Change", "FileInfo", "Ledger", "MIGRATIONS", "SPLITS", "check_splits", "id_list", "now"]
+__all__ = ["LedgerDatabaseError", "BUSY_TIMEOUT_S", "CHANGE_KINDS", "RESTORED_BY_HAND", "Change", "FileInfo", "Ledger", "by_hand_reason", "MIGRATIONS", "SPLITS", "check_splits", "id_list", "now"]

@@ -38,6 +38,13 @@ CHANGE_KINDS = ("set_aside", "restore_image", "drop_label", "add_label", "restor
 RESTORED_BY_HAND = "restored by hand"
 
 
+def by_hand_reason(status_reason: str | None, reason: str = "", where: str = "") -> str:
+    """The reason of a restore by hand: RESTORED_BY_HAND (and `where`, e.g. "in ifa browse"),
+    then the person's reason or, without one, what had set the image aside (status_reason)."""
+    said = reason.strip() or f"was set aside: {status_reason or ''}"
+    return f"{RESTORED_BY_HAND}{' ' + where if where else ''}; {said}"
+
+
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
