@@ -356,20 +356,13 @@ def kept_command(paths: list[Path], codes: np.ndarray, overlay: np.ndarray, sign
                                 decodes.Decodes())
     leader, near, joined, verdicts = lazy.verified_clusters(rank, np.arange(len(codes)), looks)
     seconds = time.process_time() - t
+    # Each image's score against its leader, as the command's report gives it (nan for a leader).
     scores = np.concatenate([looks.scores, joined[len(looks.near):]])
-    return leader == np.arange(len(codes)), leader, verdicts.looked, seconds, _leader_scores(leader, near[verdicts.ok],
-                                                                                            scores[verdicts.ok])
-
-
-def _leader_scores(leader: np.ndarray, copies: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """(n,) each image's best copy score with its leader (nan for a leader): what `ifa curate dedup`
-    reports as the score that set it aside. copies: (C, 2) copy pairs; scores: (C,) theirs."""
-    out = np.full(len(leader), np.nan)
-    for (a, b), s in zip(copies.tolist(), scores.tolist()):
-        for x, y in ((a, b), (b, a)):
-            if leader[x] == y and x != y and not out[x] >= s:
-                out[x] = s
-    return out
+    ok = verdicts.ok
+    rows = np.arange(len(codes))
+    against = run.best_copy_scores(near[ok], scores[ok], rows, leader, len(codes)).astype(np.float64)
+    against[leader == rows] = np.nan
+    return leader == rows, leader, verdicts.looked, seconds, against
 
 
 def ncc_scores(thumbs: np.ndarray):

@@ -765,15 +765,21 @@ def _member_rows(frame: Table, found: Found, rows: np.ndarray):
 def _copy_scores(found: Found, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(M,) float32: the best score of the copy pairs joining rows a and b ((M,) each; either
     order, `Found.scores`), nan where no copy pair joins them."""
-    n = len(found.leader)
     ok = np.flatnonzero(found.ok)
-    if not len(ok):
+    return best_copy_scores(found.near[ok], found.scores[ok], a, b, len(found.leader))
+
+
+def best_copy_scores(copies: np.ndarray, scores: np.ndarray, a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
+    """(M,) float32: the best of `scores` ((C,)) of the copy pairs `copies` ((C, 2) rows < n)
+    joining rows a and b ((M,) each, either order), nan where none joins them: the score a
+    report gives a member against its kept image (benchmarks/dedup_bench.py uses it too)."""
+    if not len(copies):
         return np.full(len(a), np.nan, dtype=np.float32)
-    near = found.near[ok]
+    near = np.asarray(copies, dtype=np.int64)
     unique, where = np.unique(np.minimum(near[:, 0], near[:, 1]) * n + np.maximum(near[:, 0], near[:, 1]),
                               return_inverse=True)
     best = np.full(len(unique), -np.inf, dtype=np.float32)
-    np.maximum.at(best, where, found.scores[ok])
+    np.maximum.at(best, where, np.asarray(scores, dtype=np.float32))
     wanted = np.minimum(a, b) * n + np.maximum(a, b)
     at = np.minimum(np.searchsorted(unique, wanted), len(unique) - 1)
     return np.where(unique[at] == wanted, best[at], np.nan).astype(np.float32)
